@@ -1,0 +1,107 @@
+"""The ``cohep`` command line: each command is a thin wrapper over the library.
+
+Errors the user can fix (``CohepError``) print one line naming the file or field and exit with 2.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import CohepError
+
+app = typer.Typer(
+    name="cohep",
+    help="Decentralised collaborative learning for particle physics.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def version() -> None:
+    """Print the cohep version."""
+    from . import __version__
+
+    typer.echo(__version__)
+
+
+# -- commands are added below, one per concept; keep each a thin wrapper over the library -------
+
+
+@app.command()
+def run(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML experiment config."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<name>)."),
+    mode: Optional[str] = typer.Option(None, help="colearn | individual | centralised"),
+    learners: Optional[int] = typer.Option(None, "--learners", "-n", help="Number of learners."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", "-r", help="Number of rounds."),
+    seed: Optional[int] = typer.Option(None, help="Experiment seed."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data path (MNIST folder / npz, or events HDF5)."),
+    data_kind: Optional[str] = typer.Option(None, "--data-kind", help="mnist | events"),
+    split: Optional[str] = typer.Option(None, help="iid | dirichlet"),
+    alpha: Optional[float] = typer.Option(None, help="Dirichlet alpha for class-skewed splits."),
+    holdout: Optional[float] = typer.Option(None, help="Held-out test items: a count, or a fraction < 1."),
+    limit: Optional[int] = typer.Option(None, help="Use only the first N items."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see `cohep models`)."),
+    epochs: Optional[float] = typer.Option(None, help="Training passes per proposal."),
+    batch_size: Optional[int] = typer.Option(None, help="Training batch size."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate."),
+    metric: Optional[str] = typer.Option(None, help="Vote metric: accuracy | loss."),
+    margin: Optional[float] = typer.Option(None, help="Required improvement to approve."),
+    threshold: Optional[float] = typer.Option(None, help="Fraction of other learners that must approve."),
+    rpc: Optional[str] = typer.Option(None, "--rpc", help="Ethereum JSON-RPC URL (default: embedded chain)."),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
+    no_figure: bool = typer.Option(False, "--no-figure", help="Skip the PNG figure."),
+) -> None:
+    """Run a collaborative (or baseline) experiment; writes records, manifest, figure and report."""
+    from . import config as cfgmod
+    from .runner import run_experiment
+
+    flags = {
+        "experiment": {"mode": mode, "learners": learners, "rounds": rounds, "seed": seed},
+        "data": {"path": data, "kind": data_kind, "split": split, "alpha": alpha, "limit": limit,
+                 "holdout": (int(holdout) if holdout is not None and holdout >= 1 else holdout)},
+        "model": {"name": model},
+        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "device": device},
+        "vote": {"metric": metric, "margin": margin, "threshold": threshold},
+        "chain": {"rpc": rpc},
+    }
+    overrides = {k: {f: v for f, v in sec.items() if v is not None} for k, sec in flags.items()}
+    cfg = cfgmod.load(config, {k: v for k, v in overrides.items() if v})
+    result = run_experiment(cfg, out or Path("runs") / cfg.experiment.name, figure=not no_figure)
+    _print_run_summary(result)
+
+
+def _print_run_summary(result) -> None:
+    from rich.console import Console
+
+    shares = ", ".join(f"{k} {100 * v:.1f}%" for k, v in result.time_shares().items())
+    con = Console()
+    con.print(f"[bold]{result.mode}[/bold]: final mean test accuracy [bold]{result.final_accuracy:.4f}[/bold]")
+    con.print(f"accepted proposals per learner: {result.accepted}")
+    if result.contract:
+        con.print(f"chain id {result.chain_id}, contract {result.contract}")
+    con.print(f"time: {shares}")
+    con.print(f"run directory: {result.out_dir}")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Console-script entry point. Returns the exit code when given ``argv`` (tests), else exits."""
+    try:
+        app(args=argv, prog_name="cohep")  # standalone: usage errors exit 2 via SystemExit
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except CohepError as exc:
+        typer.echo(f"cohep: error: {exc}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("cohep: interrupted", err=True)
+        code = 130
+    if argv is None:
+        sys.exit(code)
+    return code

@@ -1,0 +1,162 @@
+"""PyTorch adapter: any ``nn.Module`` classifier becomes a Learner.
+
+Data sets are ``torch.utils.data.Dataset`` objects yielding ``(x, label)``. In-memory
+``TensorDataset``s take a fast path that slices tensors directly; anything else (for instance the
+streaming HDF5 ``EventDataset``) goes through a DataLoader.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from ..learner import Learner, Score, Scores, Weights, copy_weights
+from .training import TrainConfig
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def state_to_weights(module: nn.Module) -> dict[str, np.ndarray]:
+    """The module's state (parameters and buffers) as an ordered name -> numpy mapping."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def load_weights(module: nn.Module, weights: Weights) -> None:
+    """Load weights (strictly: same names and shapes) into the module in place."""
+    state = {k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()}
+    module.load_state_dict(state, strict=True)
+
+
+def iterate_batches(
+    dataset: Dataset, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (x, y) batches; slices tensors directly for in-memory data (no per-item overhead)."""
+    if isinstance(dataset, TensorDataset):
+        x, y = dataset.tensors[0], dataset.tensors[1]
+        n = len(x)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            yield x[idx], y[idx]
+        return
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
+    for x, y in loader:
+        yield x, torch.as_tensor(y)
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+class TorchLearner(Learner):
+    """A torch classifier with private train / vote / test sets."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train: Dataset,
+        vote: Dataset,
+        test: Dataset | None,
+        config: TrainConfig = TrainConfig(),
+        *,
+        seed: int = 0,
+        initial: Weights | None = None,
+    ):
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.train_set, self.vote_set, self.test_set = train, vote, test
+        self.seed = seed
+        self._proposals = 0
+        self.loss_fn = nn.CrossEntropyLoss()
+        if initial is not None:
+            load_weights(self.model, initial)
+        self._current = state_to_weights(self.model)
+
+    # -- Learner interface -------------------------------------------------------------------
+    def propose(self) -> Weights:
+        load_weights(self.model, self._current)
+        self.train_steps(self.train_set, self.config.epochs, seed=self._next_seed())
+        return state_to_weights(self.model)
+
+    def evaluate(self, weights: Weights) -> Scores:
+        load_weights(self.model, weights)
+        vote = self.score(self.vote_set)
+        test = self.score(self.test_set) if self.test_set is not None else Score(math.nan, math.nan)
+        return Scores(vote=vote, test=test)
+
+    def accept(self, weights: Weights) -> None:
+        self._current = copy_weights(weights)
+
+    def current(self) -> Weights:
+        return copy_weights(self._current)
+
+    # -- training and scoring ------------------------------------------------------------------
+    def _next_seed(self) -> int:
+        self._proposals += 1
+        return int(np.random.SeedSequence([self.seed, self._proposals]).generate_state(1)[0])
+
+    def _autocast(self):
+        if self.config.mixed_precision and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_steps(self, dataset: Dataset, epochs: float, *, seed: int) -> list[float]:
+        """Train in place for ``epochs`` passes (fresh optimizer); returns the per-step losses."""
+        cfg = self.config
+        generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        optimizer = make_optimizer(self.model.parameters(), cfg)
+        steps_per_epoch = max(1, math.ceil(len(dataset) / cfg.batch_size))
+        total = max(1, int(round(epochs * steps_per_epoch)))
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps)
+        self.model.train()
+        losses: list[float] = []
+        while len(losses) < total:
+            for x, y in iterate_batches(dataset, cfg.batch_size, shuffle=True, generator=generator):
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                optimizer.zero_grad(set_to_none=True)
+                with self._autocast():
+                    loss = self.loss_fn(self.model(x.float()), y.long())
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+                if len(losses) >= total:
+                    break
+        return losses
+
+    @torch.no_grad()
+    def predict(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and true labels over a data set, in order."""
+        self.model.eval()
+        probs, labels = [], []
+        for x, y in iterate_batches(dataset, self.config.eval_batch_size, shuffle=False):
+            with self._autocast():
+                logits = self.model(x.to(self.device).float())
+            probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+            labels.append(y.cpu().numpy())
+        if not probs:
+            return np.zeros((0, 0)), np.zeros((0,), dtype=np.int64)
+        return np.concatenate(probs), np.concatenate(labels).astype(np.int64)
+
+    def score(self, dataset: Dataset) -> Score:
+        probs, labels = self.predict(dataset)
+        if len(labels) == 0:
+            return Score(math.nan, math.nan)
+        accuracy = float((probs.argmax(1) == labels).mean())
+        p = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
+        return Score(accuracy=accuracy, loss=float(-np.log(p).mean()))

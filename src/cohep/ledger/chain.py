@@ -1,0 +1,125 @@
+"""Where the Coordinator lives: an in-process EVM (research mode) or any JSON-RPC node.
+
+Both kinds expose the same small surface so the runner and the node never branch on
+which chain they talk to.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from web3 import Web3
+
+from cohep.errors import ChainError
+
+CONNECT_TIMEOUT_S = 3.0
+REQUEST_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Chain:
+    """A web3 handle plus the accounts the experiment may send from."""
+
+    w3: Web3
+    accounts: list[str]
+    chain_id: int
+    kind: str  # "embedded" or the RPC URL
+    _tester: object | None = field(default=None, repr=False)
+
+    @classmethod
+    def embedded(cls, n_accounts: int = 10) -> Chain:
+        """A fresh in-process py-evm chain with n_accounts funded, unlocked accounts."""
+        from eth_tester import EthereumTester, PyEVMBackend  # noqa: PLC0415
+        from web3.providers.eth_tester import EthereumTesterProvider  # noqa: PLC0415
+
+        if n_accounts < 1:
+            raise ChainError(f"need at least 1 account, asked for {n_accounts}")
+        # eth-tester funds 10 accounts by default; a genesis state of our own gives N.
+        state = PyEVMBackend.generate_genesis_state(num_accounts=n_accounts)
+        tester = EthereumTester(PyEVMBackend(genesis_state=state))
+        w3 = Web3(EthereumTesterProvider(tester))
+        accounts = [Web3.to_checksum_address(a) for a in w3.eth.accounts]
+        return cls(w3, accounts, int(w3.eth.chain_id), "embedded", tester)
+
+    @classmethod
+    def connect(
+        cls, rpc_url: str, n_accounts: int, private_keys: list[str] | None = None
+    ) -> Chain:
+        """Attach to an HTTP JSON-RPC node; sign locally when private keys are given."""
+        scheme = urlparse(rpc_url).scheme
+        if scheme not in ("http", "https"):
+            raise ChainError(f"unsupported RPC URL {rpc_url!r}: expected http:// or https://")
+        # Probe with a short timeout and no retries so a dead URL fails in seconds.
+        probe = Web3(
+            Web3.HTTPProvider(
+                rpc_url,
+                request_kwargs={"timeout": CONNECT_TIMEOUT_S},
+                exception_retry_configuration=None,
+            )
+        )
+        try:
+            chain_id = int(probe.eth.chain_id)
+        except Exception:  # noqa: BLE001 - any failure here means "not a usable node"
+            raise ChainError(f"cannot reach Ethereum node at {rpc_url}") from None
+
+        w3 = Web3(
+            Web3.HTTPProvider(
+                rpc_url,
+                request_kwargs={"timeout": REQUEST_TIMEOUT_S},
+                exception_retry_configuration=None,
+            )
+        )
+        if private_keys:
+            from eth_account import Account  # noqa: PLC0415
+            from web3.middleware import SignAndSendRawMiddlewareBuilder  # noqa: PLC0415
+
+            try:
+                local = [Account.from_key(k) for k in private_keys]
+            except Exception:  # noqa: BLE001
+                raise ChainError("a private key is malformed (expected 32 bytes hex)") from None
+            w3.middleware_onion.inject(SignAndSendRawMiddlewareBuilder.build(local), layer=0)
+            accounts = [a.address for a in local]
+            source = "private keys given"
+        else:
+            try:
+                accounts = [Web3.to_checksum_address(a) for a in w3.eth.accounts]
+            except Exception as exc:  # noqa: BLE001
+                raise ChainError(f"node at {rpc_url} did not list accounts: {exc}") from None
+            source = "unlocked accounts on the node"
+        if len(accounts) < n_accounts:
+            raise ChainError(
+                f"need {n_accounts} accounts but found {len(accounts)} {source} at {rpc_url}"
+            )
+        return cls(w3, accounts, chain_id, rpc_url)
+
+    def block_number(self) -> int:
+        return int(self.w3.eth.block_number)
+
+    def mine(self, n: int = 1) -> None:
+        """Advance n empty blocks, so block-counted windows can pass without traffic."""
+        if n < 0:
+            raise ValueError("cannot mine a negative number of blocks")
+        if n == 0:
+            return
+        if self._tester is not None:
+            self._tester.mine_blocks(n)
+            return
+        for _ in range(n):
+            resp = self.w3.provider.make_request("evm_mine", [])
+            if "error" in resp:
+                raise ChainError(f"node at {self.kind} cannot mine on demand (evm_mine): "
+                                 f"{resp['error'].get('message', resp['error'])}")
+
+    def wait_blocks(self, n: int, poll_s: float = 0.5, timeout_s: float = 600.0) -> None:
+        """Wait for n more blocks: mines on the embedded chain, polls a real node."""
+        if self._tester is not None:
+            self.mine(n)
+            return
+        target = self.block_number() + n
+        deadline = time.monotonic() + timeout_s
+        while self.block_number() < target:
+            if time.monotonic() > deadline:
+                raise ChainError(f"no new blocks from {self.kind} within {timeout_s:.0f} s")
+            time.sleep(poll_s)

@@ -1,0 +1,389 @@
+"""Python client of the Coordinator contract.
+
+The client only relays: every outcome (who proposes, whether weights are accepted) is read
+back from the contract's state or events, never computed here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from web3 import Web3
+from web3.exceptions import ContractLogicError, Web3Exception
+
+from cohep.errors import ChainError
+from cohep.ledger.artifact import load_artifact
+from cohep.ledger.chain import Chain
+
+try:  # the embedded chain reports reverts as eth-tester's own exception, not ContractLogicError
+    from eth_tester.exceptions import TransactionFailed as _TesterRevert
+except ImportError:  # pragma: no cover - eth-tester is a dependency, but only the embedded chain needs it
+    class _TesterRevert(Exception):  # type: ignore[no-redef]
+        pass
+
+_REVERTS = (ContractLogicError, _TesterRevert)
+
+URI_MAX_BYTES = 256
+MAX_MEMBERS = 64
+EVENT_NAMES = ("RoundStarted", "Proposed", "Voted", "Finalized", "RoundVoided")
+_NO_ACCEPTANCE = 2**256 - 1  # contract's accepted_round while the initial digest stands
+_REVERT_PREFIXES = ("execution reverted: ", "execution reverted:", "execution reverted")
+RECEIPT_TIMEOUT_S = 120.0
+# Gas limit for propose/vote/finalize on the embedded chain; finalize with 64 members needs
+# well under half of it (checked in tests). Unused gas is refunded, so a generous cap costs nothing.
+EMBEDDED_TX_GAS = 3_000_000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How the contract closed a round; digest is the proposal's (zero bytes if void)."""
+
+    round: int
+    accepted: bool
+    void: bool
+    digest: bytes
+    approvals: int
+    votes: int
+    proposer: str
+
+
+@dataclass(frozen=True)
+class MemberStats:
+    proposed: int
+    accepted: int
+    votes_cast: int
+    votes_with_majority: int
+    missed: int  # rounds voided because this member did not propose in time
+
+
+@dataclass(frozen=True)
+class RoundState:
+    """Deadlines are the last block (inclusive) at which propose / vote are accepted."""
+
+    round: int
+    proposer: str
+    start_block: int
+    proposed: bool
+    proposed_block: int | None
+    digest: bytes
+    uri: str
+    approvals: int
+    votes: int
+    finalized: bool
+    accepted: bool
+    void: bool
+    proposal_deadline: int
+    vote_deadline: int | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Fixed at deployment; cached by the client since the contract cannot change them."""
+
+    members: tuple[str, ...]
+    threshold_bps: int
+    required_approvals: int
+    proposal_window: int
+    vote_window: int
+    seed: bytes
+    initial_digest: bytes
+    model_digest: bytes
+    deployed_block: int
+
+
+@dataclass(frozen=True)
+class ChainEvent:
+    name: str
+    block: int
+    log_index: int
+    tx_hash: str
+    args: dict[str, Any]
+
+
+def _b32(value: bytes, what: str) -> bytes:
+    if isinstance(value, str):
+        value = bytes.fromhex(value.removeprefix("0x"))
+    value = bytes(value)
+    if len(value) != 32:
+        raise ValueError(f"{what} must be 32 bytes, got {len(value)}")
+    return value
+
+
+def _reason(exc: BaseException) -> str:
+    msg = getattr(exc, "message", None) or (exc.args[0] if exc.args else "") or str(exc)
+    msg = str(msg)
+    for prefix in _REVERT_PREFIXES:
+        if msg.startswith(prefix):
+            return msg[len(prefix):].strip() or "reverted without reason"
+    return msg
+
+
+def _plain(value: Any) -> Any:
+    """HexBytes -> bytes so events compare and serialise like ordinary values."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    return value
+
+
+def _chain_error(what: str, reason: str) -> ChainError:
+    err = ChainError(f"{what} rejected by the contract: {reason}")
+    err.reason = reason  # type: ignore[attr-defined] - lets callers branch on the exact reason
+    return err
+
+
+class Coordinator:
+    """One deployed Coordinator; ``seconds`` accumulates wall time spent on the chain."""
+
+    def __init__(self, chain: Chain, address: str, artifact: dict | None = None):
+        self.chain = chain
+        self.w3: Web3 = chain.w3
+        art = artifact or load_artifact()
+        self._c = self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=art["abi"])
+        self._topics = {
+            bytes(Web3.to_bytes(hexstr=self._c.events[name]().topic)): name
+            for name in EVENT_NAMES
+        }
+        self._settings: Settings | None = None
+        self._fixed_gas = EMBEDDED_TX_GAS if chain.kind == "embedded" else None
+        self.seconds = 0.0
+        self.gas_used = 0
+
+    # -- construction --------------------------------------------------------------
+
+    @classmethod
+    def deploy(
+        cls,
+        chain: Chain,
+        members: list[str],
+        *,
+        threshold_bps: int = 5000,
+        proposal_window: int = 50,
+        vote_window: int = 50,
+        seed: bytes,
+        initial_digest: bytes,
+        model_digest: bytes,
+        sender: str | None = None,
+    ) -> Coordinator:
+        art = load_artifact()
+        factory = chain.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+        if len(members) > MAX_MEMBERS:
+            raise ChainError(f"at most {MAX_MEMBERS} members, got {len(members)}")
+        args = (
+            [Web3.to_checksum_address(m) for m in members],
+            int(threshold_bps),
+            int(proposal_window),
+            int(vote_window),
+            _b32(seed, "seed"),
+            _b32(initial_digest, "initial_digest"),
+            _b32(model_digest, "model_digest"),
+        )
+        sender = Web3.to_checksum_address(sender or chain.accounts[0])
+        t0 = time.perf_counter()
+        try:
+            receipt = _send(chain.w3, "deploy", factory.constructor(*args), sender)
+        finally:
+            elapsed = time.perf_counter() - t0
+        self = cls(chain, receipt["contractAddress"], art)
+        self.seconds += elapsed
+        self.gas_used += int(receipt["gasUsed"])
+        return self
+
+    @classmethod
+    def at(cls, chain: Chain, address: str) -> Coordinator:
+        """Attach to an existing deployment; fails if no Coordinator code is there."""
+        address = Web3.to_checksum_address(address)
+        code = chain.w3.eth.get_code(address)
+        art = load_artifact()
+        runtime = bytes.fromhex(art["bytecode_runtime"].removeprefix("0x"))
+        # Vyper appends the immutables (threshold, windows, digests...) after the runtime code.
+        if not bytes(code).startswith(runtime):
+            raise ChainError(f"no cohep Coordinator (this version) at {address} on {chain.kind}")
+        return cls(chain, address, art)
+
+    @property
+    def address(self) -> str:
+        return self._c.address
+
+    # -- views -----------------------------------------------------------------------
+
+    def _call(self, name: str, *args: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return getattr(self._c.functions, name)(*args).call()
+        except _REVERTS as exc:
+            raise _chain_error(f"{name}{tuple(args)!r}", _reason(exc)) from None
+        except (Web3Exception, OSError) as exc:
+            raise ChainError(f"{name} call failed on {self.chain.kind}: {exc}") from None
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings(
+                members=tuple(self._call("members")),
+                threshold_bps=self._call("threshold_bps"),
+                required_approvals=self._call("required_approvals"),
+                proposal_window=self._call("proposal_window"),
+                vote_window=self._call("vote_window"),
+                seed=bytes(self._call("seed")),
+                initial_digest=bytes(self._call("initial_digest")),
+                model_digest=bytes(self._call("model_digest")),
+                deployed_block=self._call("deployed_block"),
+            )
+        return self._settings
+
+    def members(self) -> list[str]:
+        return list(self.settings().members)
+
+    def required_approvals(self) -> int:
+        return self.settings().required_approvals
+
+    def round(self) -> int:
+        return int(self._call("round"))
+
+    def proposer(self, r: int) -> str:
+        return Web3.to_checksum_address(self._call("proposer", r))
+
+    def accepted_digest(self) -> bytes:
+        return bytes(self._call("accepted_digest"))
+
+    def accepted_round(self) -> int | None:
+        """Round whose proposal is the current model; None while the initial weights stand."""
+        r = int(self._call("accepted_round"))
+        return None if r == _NO_ACCEPTANCE else r
+
+    def round_state(self, r: int) -> RoundState:
+        (proposer, start, proposed, proposed_block, digest, uri, approvals, votes,
+         finalized, accepted, void) = self._call("round_info", r)
+        s = self.settings()
+        return RoundState(
+            round=r,
+            proposer=Web3.to_checksum_address(proposer),
+            start_block=start,
+            proposed=proposed,
+            proposed_block=proposed_block if proposed else None,
+            digest=bytes(digest),
+            uri=uri,
+            approvals=approvals,
+            votes=votes,
+            finalized=finalized,
+            accepted=accepted,
+            void=void,
+            proposal_deadline=start + s.proposal_window,
+            vote_deadline=proposed_block + s.vote_window if proposed else None,
+        )
+
+    def ballot(self, r: int, member: str) -> bool | None:
+        """A member's vote in round r: True approve, False reject, None not voted."""
+        b = self._call("ballot", r, Web3.to_checksum_address(member))
+        return {0: None, 1: True, 2: False}[b]
+
+    def member_stats(self, member: str) -> MemberStats:
+        return MemberStats(*self._call("member_stats", Web3.to_checksum_address(member)))
+
+    # -- transactions ------------------------------------------------------------------
+
+    def _transact(self, name: str, sender: str, *args: Any) -> dict:
+        t0 = time.perf_counter()
+        try:
+            fn = getattr(self._c.functions, name)(*args)
+            receipt = _send(self.w3, f"{name}(round {args[0]})", fn,
+                            Web3.to_checksum_address(sender), self._fixed_gas)
+        finally:
+            self.seconds += time.perf_counter() - t0
+        self.gas_used += int(receipt["gasUsed"])
+        return receipt
+
+    def propose(self, sender: str, r: int, digest: bytes, uri: str) -> dict:
+        if len(uri.encode("utf-8")) > URI_MAX_BYTES:
+            raise ChainError(f"weights URI longer than {URI_MAX_BYTES} bytes: {uri[:60]}...")
+        return self._transact("propose", sender, int(r), _b32(digest, "digest"), uri)
+
+    def vote(self, sender: str, r: int, approve: bool, score_ppm: int) -> dict:
+        return self._transact("vote", sender, int(r), bool(approve), int(score_ppm))
+
+    def finalize(self, sender: str, r: int) -> Outcome:
+        receipt = self._transact("finalize", sender, int(r))
+        for ev in self._decode(receipt["logs"]):
+            a = ev.args
+            if ev.name == "Finalized":
+                return Outcome(a["round"], a["accepted"], False, a["digest"],
+                               a["approvals"], a["votes"], a["proposer"])
+            if ev.name == "RoundVoided":
+                return Outcome(a["round"], False, True, bytes(32), 0, 0, a["proposer"])
+        raise ChainError(f"finalize(round {r}) mined without a Finalized/RoundVoided event")
+
+    # -- events -----------------------------------------------------------------------
+
+    def _decode(self, logs: list) -> list[ChainEvent]:
+        out = []
+        for log in logs:
+            if log["address"] != self.address or not log["topics"]:
+                continue
+            name = self._topics.get(bytes(log["topics"][0]))
+            if name is None:
+                continue
+            d = self._c.events[name]().process_log(log)
+            out.append(ChainEvent(
+                name=name,
+                block=int(d["blockNumber"]),
+                log_index=int(d["logIndex"]),
+                tx_hash=Web3.to_hex(d["transactionHash"]),
+                args={k: _plain(v) for k, v in d["args"].items()},
+            ))
+        return out
+
+    def events(
+        self, from_block: int | None = None, to_block: int | str = "latest"
+    ) -> list[ChainEvent]:
+        """Every event of this contract in chain order (audit trail, node resume).
+
+        from_block defaults to the deployment block: scanning from genesis is needlessly slow
+        on long-lived chains (eth-tester walks every block).
+        """
+        if from_block is None:
+            from_block = self.settings().deployed_block
+        t0 = time.perf_counter()
+        try:
+            logs = self.w3.eth.get_logs(
+                {"address": self.address, "fromBlock": from_block, "toBlock": to_block}
+            )
+        except (Web3Exception, OSError) as exc:
+            raise ChainError(f"reading events from {self.chain.kind} failed: {exc}") from None
+        finally:
+            self.seconds += time.perf_counter() - t0
+        evs = self._decode(logs)
+        evs.sort(key=lambda e: (e.block, e.log_index))
+        return evs
+
+
+def _send(w3: Web3, what: str, fn: Any, sender: str, fixed_gas: int | None = None) -> dict:
+    """Send, wait for the receipt, and turn any revert into ChainError with the reason.
+
+    With fixed_gas (embedded chain) one eth_call replaces gas estimation: py-evm estimates by
+    binary search, re-executing the transaction a dozen times, which tripled round time.
+    """
+    try:
+        if fixed_gas is None:
+            tx_hash = fn.transact({"from": sender})  # gas estimation surfaces reverts here
+        else:
+            fn.call({"from": sender})  # surfaces reverts with their reason
+            tx_hash = fn.transact({"from": sender, "gas": fixed_gas})
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
+    except _REVERTS as exc:
+        raise _chain_error(what, _reason(exc)) from None
+    except (Web3Exception, OSError) as exc:
+        raise ChainError(f"{what} failed: {exc}") from None
+    if receipt["status"] != 1:
+        # Reverted after a successful estimate (state changed in between): replay for the reason.
+        reason = "reverted on chain (out of gas, or the state changed before it was mined)"
+        try:
+            fn.call({"from": sender}, block_identifier=receipt["blockNumber"])
+        except _REVERTS as exc:
+            reason = _reason(exc)
+        except Exception:  # noqa: BLE001 - the replay is best effort
+            pass
+        raise _chain_error(what, reason)
+    return receipt

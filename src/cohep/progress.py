@@ -1,0 +1,43 @@
+"""One progress-bar style for every long step (simulation, training, rounds)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+console = Console(stderr=True)
+
+
+def enabled() -> bool:
+    """Bars are drawn on a terminal, never in CI logs or when COHEP_PROGRESS=0."""
+    if os.environ.get("COHEP_PROGRESS") == "0":
+        return False
+    return sys.stderr.isatty() and os.environ.get("CI", "").lower() not in ("true", "1")
+
+
+@contextlib.contextmanager
+def progress() -> Iterator[Progress]:
+    """A rich Progress with description, bar, n/total, elapsed and remaining time."""
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled(),
+        transient=False,
+    )
+    with bar:
+        yield bar
