@@ -84,7 +84,8 @@ initial_digest: public(immutable(bytes32))
 model_digest: public(immutable(bytes32))
 deployed_block: public(immutable(uint256))
 
-_members: DynArray[address, MAX_MEMBERS]
+# Immutable: read from code, not storage, which makes the per-member loop in finalize cheap.
+MEMBERS: immutable(DynArray[address, MAX_MEMBERS])
 is_member: public(HashMap[address, bool])
 
 round: public(uint256)
@@ -118,7 +119,7 @@ def __init__(
         assert m != empty(address), "zero address member"
         assert not self.is_member[m], "duplicate member"
         self.is_member[m] = True
-    self._members = members
+    MEMBERS = members
 
     threshold_bps = threshold_bps_
     # ceil(threshold * (n - 1) / 10000): every member but the proposer votes.
@@ -139,7 +140,7 @@ def __init__(
 def _start_round(r: uint256):
     """Fix the proposer of round r now, from seed, accepted digest and r."""
     h: bytes32 = keccak256(concat(seed, self.accepted_digest, convert(r, bytes32)))
-    p: address = self._members[convert(h, uint256) % len(self._members)]
+    p: address = MEMBERS[convert(h, uint256) % len(MEMBERS)]
     self.round = r
     self._rounds[r].proposer = p
     self._rounds[r].start_block = block.number
@@ -198,7 +199,7 @@ def finalize(r: uint256):
         self._start_round(r + 1)
         return
 
-    n_voters: uint256 = len(self._members) - 1
+    n_voters: uint256 = len(MEMBERS) - 1
     assert info.votes == n_voters or block.number > info.proposed_block + vote_window, "too early to finalize"
 
     accepted: bool = info.approvals >= required_approvals
@@ -213,7 +214,7 @@ def finalize(r: uint256):
     agree: uint8 = REJECT
     if accepted:
         agree = APPROVE
-    for m: address in self._members:
+    for m: address in MEMBERS:
         if self.ballot[r][m] == agree:
             self._stats[m].votes_with_majority += 1
 
@@ -231,13 +232,13 @@ def finalize(r: uint256):
 @view
 @external
 def members() -> DynArray[address, MAX_MEMBERS]:
-    return self._members
+    return MEMBERS
 
 
 @view
 @external
 def member_count() -> uint256:
-    return len(self._members)
+    return len(MEMBERS)
 
 
 @view

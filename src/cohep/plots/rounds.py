@@ -37,7 +37,8 @@ def round_figure(records: list[RoundRecord], out_png: str | Path, *, title: str 
             continue
         grid[i, j] = 3 if rec.is_proposer else (1 if rec.vote == "approve" else 2 if rec.vote == "reject" else 0)
         grid[n_l, j] = 1 if rec.accepted else (3 if rec.void else 2)
-        proposer_at[j] = i
+        if rec.is_proposer:
+            proposer_at[j] = i
 
     fig, (ax, axg) = plt.subplots(
         2, 1, figsize=(max(6.0, 0.45 * n_r + 3), 6.5), sharex=True,
@@ -72,7 +73,7 @@ def round_figure(records: list[RoundRecord], out_png: str | Path, *, title: str 
     axg.tick_params(axis="x", labelsize=7)
     axg.legend(handles=[Patch(color="#2ca02c", label="approve / accepted"), Patch(color="#d62728", label="reject / rejected"),
                         Patch(color="#c7c7c7", label="proposer (P) / void")],
-               loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=3, fontsize=8, frameon=False)
+               loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=120, format="png")

@@ -1,0 +1,58 @@
+"""The paper's MNIST experiment: 5 learners, 20 rounds, IID split of 8,000 t10k images.
+
+Tests on the 2,000 held-out images (400 per learner). Prints the final mean test accuracy, accepted
+proposals per learner and the wall time per round split into training, evaluation, chain and store.
+Targets: accuracy >= 95 %, chain + store < 5 % of the round time.
+
+    python bench/mnist_paper.py [--data ../shared/data/mnist] [--out runs/bench-mnist]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from cohep import config
+from cohep.runner import STAGES, run_experiment
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data" / "mnist"))
+    ap.add_argument("--out", default="runs/bench-mnist")
+    ap.add_argument("--learners", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    cfg = config.load(None, {
+        "experiment": {"name": "mnist-paper", "learners": args.learners, "rounds": args.rounds, "seed": args.seed},
+        "data": {"kind": "mnist", "path": args.data, "holdout": 2000, "split": "iid", "vote_fraction": 0.2},
+        "model": {"name": "mnist_cnn"},
+        "train": {"epochs": args.epochs, "batch_size": 32, "lr": 1e-3},
+    })
+    start = time.perf_counter()
+    res = run_experiment(cfg, args.out)
+    wall = time.perf_counter() - start
+    n = len(res.timings)
+    per = {s: sum(getattr(t, s) for t in res.timings) / n for s in STAGES}
+    total = sum(per.values())
+    overhead = (per["chain"] + per["store"]) / total
+    print(f"MNIST paper benchmark: {args.learners} learners, {args.rounds} rounds, IID, 8000 / 2000 held out")
+    print(f"final mean test accuracy : {res.final_accuracy:.4f}   (target >= 0.95)")
+    print(f"accepted per learner     : {res.accepted}  ({sum(res.accepted)} of {args.rounds} rounds)")
+    print(f"wall time                : {wall:.1f} s total, {total:.2f} s per round")
+    for s in STAGES:
+        print(f"  {s:<11}: {per[s]:7.3f} s/round  {100 * per[s] / total:5.1f} %")
+    print(f"chain + store share      : {100 * overhead:.2f} %   (target < 5 %)")
+    print(f"chain id {res.chain_id}, contract {res.contract}, run dir {res.out_dir}")
+    ok = res.final_accuracy >= 0.95 and overhead < 0.05
+    print("TARGETS MET" if ok else "TARGETS MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

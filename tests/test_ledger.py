@@ -1,0 +1,247 @@
+"""The ledger plumbing: artifact reproducibility, chains (embedded and JSON-RPC), client details."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+from cohep.errors import ChainError
+from cohep.ledger import Chain, Coordinator, Outcome, load_artifact
+from cohep.ledger.coordinator import EMBEDDED_TX_GAS, _send
+
+SEED = hashlib.sha256(b"ledger seed").digest()
+INITIAL = hashlib.sha256(b"initial").digest()
+MODEL = hashlib.sha256(b"model").digest()
+
+
+def deploy(chain: Chain, members: list[str], **kw) -> Coordinator:
+    kw = {"seed": SEED, "initial_digest": INITIAL, "model_digest": MODEL, **kw}
+    return Coordinator.deploy(chain, members, **kw)
+
+
+def play_round(c: Coordinator, r: int, approve: bool = True) -> Outcome:
+    p = c.proposer(r)
+    c.propose(p, r, hashlib.sha256(f"r{r}".encode()).digest(), f"file:///store/r{r}")
+    for m in c.members():
+        if m != p:
+            c.vote(m, r, approve, 0)
+    return c.finalize(p, r)
+
+
+# -- artifact --------------------------------------------------------------------------------
+
+
+def test_artifact_recompiles_to_committed_json():
+    pytest.importorskip("vyper")
+    from cohep.ledger.artifact import compile_artifact, read_source
+
+    committed = load_artifact()
+    fresh = compile_artifact()
+    assert committed["source_sha256"] == hashlib.sha256(read_source().encode()).hexdigest(), (
+        "Coordinator.vy changed: run `python -m cohep.ledger.artifact`")
+    assert fresh["abi"] == committed["abi"]
+    assert fresh["bytecode"] == committed["bytecode"]
+    assert fresh["bytecode_runtime"] == committed["bytecode_runtime"]
+    assert fresh == committed
+
+
+def test_load_artifact_needs_no_compiler():
+    code = ("import sys; from cohep.ledger import load_artifact; a = load_artifact(); "
+            "assert 'vyper' not in sys.modules; print(a['contract'], a['compiler'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["Coordinator", "vyper", "0.4.3"]
+    art = load_artifact()
+    assert set(art) == {"contract", "compiler", "source_sha256", "abi", "bytecode",
+                        "bytecode_runtime"}
+    art["abi"].clear()  # callers get a copy
+    assert load_artifact()["abi"]
+
+
+# -- embedded chain --------------------------------------------------------------------------
+
+
+def test_embedded_chain_has_requested_funded_accounts():
+    chain = Chain.embedded(12)
+    assert chain.kind == "embedded"
+    assert len(chain.accounts) == 12 == len(set(chain.accounts))
+    assert all(Web3.is_checksum_address(a) for a in chain.accounts)
+    assert all(chain.w3.eth.get_balance(a) >= 10**24 for a in chain.accounts)
+    # The 12th account can actually send.
+    chain.w3.eth.send_transaction({"from": chain.accounts[11], "to": chain.accounts[0],
+                                   "value": 1})
+    b = chain.block_number()
+    chain.mine(3)
+    assert chain.block_number() == b + 3
+
+
+def test_client_accounting_and_uri_limit():
+    chain = Chain.embedded(3)
+    c = deploy(chain, chain.accounts[:3])
+    assert c.seconds > 0 and c.gas_used > 0
+    s0 = c.seconds
+    p = c.proposer(0)
+    with pytest.raises(ChainError, match="longer than 256 bytes"):
+        c.propose(p, 0, b"\x01" * 32, "x" * 257)
+    with pytest.raises(ValueError, match="32 bytes"):
+        c.propose(p, 0, b"\x01" * 31, "x")
+    c.propose(p, 0, b"\x01" * 32, "é" * 128)  # exactly 256 bytes of UTF-8
+    assert c.round_state(0).uri == "é" * 128
+    assert c.seconds > s0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Outcome(0, True, False, b"", 1, 1, p).accepted = False  # type: ignore[misc]
+
+
+def test_at_reattaches_and_rejects_other_code():
+    chain = Chain.embedded(3)
+    c = deploy(chain, chain.accounts[:3])
+    play_round(c, 0)
+    again = Coordinator.at(chain, c.address.lower())
+    assert again.address == c.address
+    assert again.round() == 1 and again.accepted_digest() == c.accepted_digest()
+    assert again.accepted_round() == 0
+    assert [e.name for e in again.events()] == [e.name for e in c.events()]
+    with pytest.raises(ChainError, match="no cohep Coordinator"):
+        Coordinator.at(chain, chain.accounts[1])
+
+
+def test_status_zero_receipt_becomes_chain_error():
+    """A transaction that passes the pre-check but fails on chain still raises, with a reason."""
+    chain = Chain.embedded(3)
+    c = deploy(chain, chain.accounts[:3])
+    fn = c._c.functions.finalize(0)
+    chain.mine(60)  # proposal window passed: finalize would succeed with enough gas
+    with pytest.raises(ChainError, match="out of gas"):
+        _send(chain.w3, "finalize", fn, chain.accounts[0], fixed_gas=30_000)
+    assert c.round() == 0
+
+
+def test_64_members_worst_case_fits_the_gas_cap():
+    """Largest allowed group, every member voting: finalize loops over all of them."""
+    chain = Chain.embedded(64)
+    c = deploy(chain, chain.accounts, vote_window=100)
+    assert c.required_approvals() == 32
+    out = play_round(c, 0)
+    assert (out.accepted, out.votes, out.approvals) == (True, 63, 63)
+    finalize_gas = chain.w3.eth.get_block("latest")["gasUsed"]  # one transaction per block
+    assert finalize_gas < EMBEDDED_TX_GAS // 2, finalize_gas
+    with pytest.raises(ChainError, match="at most 64 members"):
+        Coordinator.deploy(chain, chain.accounts + [Account.create().address], seed=SEED,
+                           initial_digest=INITIAL, model_digest=MODEL)
+
+
+# -- JSON-RPC chains -------------------------------------------------------------------------
+
+
+def _unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_connect_to_dead_node_fails_fast_with_one_line():
+    url = f"http://127.0.0.1:{_unused_port()}"
+    t0 = time.monotonic()
+    with pytest.raises(ChainError) as info:
+        Chain.connect(url, 2)
+    assert time.monotonic() - t0 < 5
+    assert str(info.value) == f"cannot reach Ethereum node at {url}"
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_connect_rejects_non_http_url():
+    with pytest.raises(ChainError, match="expected http"):
+        Chain.connect("ftp://localhost:8545", 2)
+
+
+@pytest.fixture(scope="module")
+def rpc_node():
+    """A minimal HTTP JSON-RPC node backed by eth-tester, standing in for anvil or geth."""
+    from eth_abi import encode
+    from eth_tester import EthereumTester, PyEVMBackend
+    from web3._utils.encoding import Web3JsonEncoder
+    from web3.providers.eth_tester import EthereumTesterProvider
+
+    state = PyEVMBackend.generate_genesis_state(num_accounts=6)
+    backend = Web3(EthereumTesterProvider(EthereumTester(PyEVMBackend(genesis_state=state))),
+                   middleware=[])
+    handle = backend.provider.request_func(backend, backend.middleware_onion)
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with lock:
+                try:
+                    resp = dict(handle(req["method"], req.get("params") or []))
+                except Exception as exc:  # noqa: BLE001 - reply like geth does
+                    msg = str(exc)
+                    err = {"code": -32000, "message": msg}
+                    if msg.startswith("execution reverted"):
+                        reason = msg.partition(": ")[2]
+                        data = "0x08c379a0" + encode(["string"], [reason]).hex()
+                        err = {"code": 3, "message": msg, "data": data}
+                    resp = {"error": err}
+            resp.update(id=req["id"], jsonrpc="2.0")
+            body = json.dumps(resp, cls=Web3JsonEncoder).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_connect_uses_unlocked_accounts(rpc_node):
+    chain = Chain.connect(rpc_node, 5)
+    assert chain.kind == rpc_node and len(chain.accounts) == 6
+    assert chain.chain_id == Chain.embedded(1).chain_id
+    b = chain.block_number()
+    chain.mine(2)  # evm_mine
+    assert chain.block_number() == b + 2
+    c = deploy(chain, chain.accounts[:5])
+    assert c._fixed_gas is None  # real nodes estimate gas
+    with pytest.raises(ChainError, match=": not a member$"):
+        c.propose(chain.accounts[5], 0, b"\x02" * 32, "u")
+    out = play_round(c, 0, approve=False)
+    assert (out.accepted, out.votes, out.approvals) == (False, 4, 0)
+    with pytest.raises(ChainError, match="need 7 accounts but found 6"):
+        Chain.connect(rpc_node, 7)
+
+
+def test_connect_signs_locally_with_private_keys(rpc_node):
+    unlocked = Chain.connect(rpc_node, 2)
+    keys = ["0x" + "42" * 32, "0x" + "43" * 32]
+    local = [Account.from_key(k).address for k in keys]
+    assert not set(local) & set(unlocked.accounts)  # the node cannot sign for these
+    for a in local:
+        unlocked.w3.eth.send_transaction({"from": unlocked.accounts[0], "to": a,
+                                          "value": 10**20})
+    chain = Chain.connect(rpc_node, 2, private_keys=keys)
+    assert chain.accounts == local
+    c = deploy(chain, local, sender=local[1])
+    out = play_round(c, 0)
+    assert out.accepted and out.proposer in local
+    with pytest.raises(ChainError, match="need 3 accounts but found 2 private keys"):
+        Chain.connect(rpc_node, 3, private_keys=keys)
+    with pytest.raises(ChainError, match="malformed"):
+        Chain.connect(rpc_node, 1, private_keys=["0x1234"])
