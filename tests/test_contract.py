@@ -213,14 +213,16 @@ def test_finalize_too_early_until_all_votes_or_window(chain):
     vs = voters(c, 0)
     c.vote(vs[0], 0, True, 0)
     c.vote(vs[1], 0, True, 0)
-    with reverts("too early to finalize"):
+    c.vote(vs[2], 0, False, 0)
+    with reverts("too early to finalize"):  # three of four votes in
         c.finalize(vs[0], 0)
     assert c.round() == 0
-    # The window passes with two of four votes: the round closes on those two.
+    # The window passes with three of four votes: the round closes on those three.
     mine_until(chain, c.round_state(0).vote_deadline)
     out = c.finalize(vs[0], 0)
-    assert (out.accepted, out.void, out.approvals, out.votes) == (True, False, 2, 2)
-    assert c.member_stats(vs[2]) == MemberStats(0, 0, 0, 0, 0)
+    assert (out.accepted, out.void, out.approvals, out.votes) == (True, False, 2, 3)
+    assert c.member_stats(vs[3]) == MemberStats(0, 0, 0, 0, 0)
+    assert c.member_stats(vs[2]) == MemberStats(0, 0, 1, 0, 0)
 
 
 def test_all_votes_in_allows_immediate_finalize(chain):

@@ -33,6 +33,92 @@ def version() -> None:
 
 
 @app.command()
+def models() -> None:
+    """List the registered models (name, framework, description)."""
+    from .models import registry
+
+    for name in registry.available():
+        entry = registry.get(name)
+        typer.echo(f"{name:<12} {entry.framework:<6} {entry.description}")
+
+
+def _parse_params(items: list[str]) -> dict:
+    import json as _json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CohepError(f"--param must be KEY=VALUE, got {item!r}")
+        try:
+            out[key] = _json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+@app.command()
+def train(
+    data: Path = typer.Argument(..., help="HDF5 event file (cohep simulate / cohep import)."),
+    model: str = typer.Option("compact", "--model", "-m", help="Model name (see `cohep models`)."),
+    epochs: int = typer.Option(10, "--epochs", "-e", help="Training epochs."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", help="Validation share (< 1) or count (>= 1), stratified."),
+    val: Optional[Path] = typer.Option(None, "--val", help="Separate validation HDF5 file (instead of --val-fraction)."),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Training batch size."),
+    lr: float = typer.Option(1e-3, "--lr", help="Learning rate."),
+    optimizer: str = typer.Option("adam", "--optimizer", help="adam | adamw | sgd"),
+    seed: int = typer.Option(0, "--seed", help="Seed (initial weights, split, batch order)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N events of DATA."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Model parameter KEY=VALUE (JSON value), repeatable."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default runs/train-<model>)."),
+) -> None:
+    """Train one model centrally: per-epoch curves, best-epoch checkpoint, Figure 4."""
+    from .train import train_from_file
+
+    def show(row: dict) -> None:
+        running = row.get("train_accuracy_running")
+        extra = f" (running {running:.4f})" if running is not None else ""
+        typer.echo(
+            f"epoch {row['epoch']:>3}/{epochs}  train acc {row['train_accuracy']:.4f}{extra} "
+            f"loss {row['train_loss']:.4f}  |  val acc {row['val_accuracy']:.4f} loss {row['val_loss']:.4f}"
+            f"  |  {row['train_images_per_s'] or 0:.1f} events/s{'  *best' if row.get('best') else ''}"
+        )
+
+    result = train_from_file(
+        data, out_dir=out or Path("runs") / f"train-{model}", model=model, epochs=epochs,
+        val_fraction=int(val_fraction) if val_fraction >= 1 else val_fraction, val_path=val,
+        batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed, limit=limit, device=device,
+        params=_parse_params(param), on_epoch=show,
+    )
+    typer.echo(
+        f"best epoch {result.best_epoch}: val accuracy {result.best['val_accuracy']:.4f}; "
+        f"{result.train_images_per_s:.1f} training events/s; {result.n_parameters:,} parameters"
+    )
+    typer.echo(f"checkpoint {result.files['checkpoint']}  figure {result.files.get('figure', '-')}")
+
+
+@app.command()
+def evaluate(
+    source: Path = typer.Argument(..., help="Checkpoint (checkpoint.json, best.safetensors or its folder) or run directory."),
+    data: Path = typer.Argument(..., help="HDF5 event file to score on."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the confusion-matrix figure here (PNG)."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Inference batch size."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+) -> None:
+    """Score trained weights on an event file: accuracy, per-class efficiency and purity, confusion."""
+    from .evaluation import evaluate as run_evaluation
+
+    report = run_evaluation(source, data, out_json=json_out, plot=plot, batch_size=batch_size, device=device)
+    typer.echo(report.text())
+    if json_out is not None:
+        typer.echo(f"report written to {json_out}")
+    if plot is not None:
+        typer.echo(f"figure written to {plot}")
+
+
+@app.command()
 def run(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML experiment config."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<name>)."),

@@ -1,23 +1,48 @@
-"""On-chain coordination: the Vyper contract, its committed artifact, the web3 client, the chains."""
+"""On-chain coordination: the Vyper contract, its committed artifact, the web3 client, the chains.
 
-from cohep.ledger.artifact import load_artifact
-from cohep.ledger.chain import Chain
-from cohep.ledger.coordinator import (
-    ChainEvent,
-    Coordinator,
-    MemberStats,
-    Outcome,
-    RoundState,
-    Settings,
-)
+Exports resolve lazily: web3 takes most of a second to import, and `python -m
+cohep.ledger.artifact` must not find its module pre-imported by this package.
+"""
 
-__all__ = [
-    "Chain",
-    "ChainEvent",
-    "Coordinator",
-    "MemberStats",
-    "Outcome",
-    "RoundState",
-    "Settings",
-    "load_artifact",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "Chain": "cohep.ledger.chain",
+    "ChainEvent": "cohep.ledger.coordinator",
+    "Coordinator": "cohep.ledger.coordinator",
+    "MemberStats": "cohep.ledger.coordinator",
+    "Outcome": "cohep.ledger.coordinator",
+    "RoundState": "cohep.ledger.coordinator",
+    "Settings": "cohep.ledger.coordinator",
+    "load_artifact": "cohep.ledger.artifact",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from cohep.ledger.artifact import load_artifact
+    from cohep.ledger.chain import Chain
+    from cohep.ledger.coordinator import (
+        ChainEvent,
+        Coordinator,
+        MemberStats,
+        Outcome,
+        RoundState,
+        Settings,
+    )
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

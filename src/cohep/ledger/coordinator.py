@@ -31,9 +31,10 @@ EVENT_NAMES = ("RoundStarted", "Proposed", "Voted", "Finalized", "RoundVoided")
 _NO_ACCEPTANCE = 2**256 - 1  # contract's accepted_round while the initial digest stands
 _REVERT_PREFIXES = ("execution reverted: ", "execution reverted:", "execution reverted")
 RECEIPT_TIMEOUT_S = 120.0
-# Gas limit for propose/vote/finalize on the embedded chain; finalize with 64 members needs
-# well under half of it (checked in tests). Unused gas is refunded, so a generous cap costs nothing.
-EMBEDDED_TX_GAS = 3_000_000
+# Gas limit for propose/vote/finalize on the embedded chain (block limit 30M). The worst case,
+# finalize with 64 members all voting for the first time, needs ~1.7M (checked in tests).
+# Unused gas is refunded, so a generous cap costs nothing.
+EMBEDDED_TX_GAS = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -185,10 +186,10 @@ class Coordinator:
             receipt = _send(chain.w3, "deploy", factory.constructor(*args), sender)
         finally:
             elapsed = time.perf_counter() - t0
-        self = cls(chain, receipt["contractAddress"], art)
-        self.seconds += elapsed
-        self.gas_used += int(receipt["gasUsed"])
-        return self
+        coord = cls(chain, receipt["contractAddress"], art)
+        coord.seconds += elapsed
+        coord.gas_used += int(receipt["gasUsed"])
+        return coord
 
     @classmethod
     def at(cls, chain: Chain, address: str) -> Coordinator:
@@ -369,7 +370,8 @@ def _send(w3: Web3, what: str, fn: Any, sender: str, fixed_gas: int | None = Non
         if fixed_gas is None:
             tx_hash = fn.transact({"from": sender})  # gas estimation surfaces reverts here
         else:
-            fn.call({"from": sender})  # surfaces reverts with their reason
+            # "pending": the block the transaction will land in (latest + 1), as estimation does.
+            fn.call({"from": sender}, block_identifier="pending")
             tx_hash = fn.transact({"from": sender, "gas": fixed_gas})
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
     except _REVERTS as exc:

@@ -1,0 +1,259 @@
+"""Keras 3 adapter: any Keras classifier becomes a Learner, on the torch backend.
+
+It mirrors :class:`cohep.frameworks.torch.TorchLearner` so Keras and torch models take part in
+collaborative learning on equal terms:
+
+* **Data**: the same torch ``Dataset``s (``(x [C, H, W], label)`` items), batched by
+  :func:`cohep.frameworks.torch.iterate_batches`. A ``preprocess`` callable turns each ``[N, C, H, W]``
+  batch into the model's input (by default: channels-last ``[N, H, W, C]``, Keras' convention).
+* **Training**: on the torch backend a Keras model *is* a ``torch.nn.Module`` whose trainable variables
+  are ``torch.nn.Parameter``s, so a proposal runs a plain torch loop over the Keras forward pass with
+  the same optimizers as the torch adapter (:func:`cohep.frameworks.torch.make_optimizer`), fresh for
+  every proposal. This is as fast as ``model.train_on_batch`` (the convolutions dominate; measured
+  within 3% on ResNet-50 V2) and gives both frameworks identical optimizer semantics. Batch-norm
+  moving statistics update as in ``fit`` (``model(x, training=True)``).
+* **Weights**: an ordered mapping ``variable.path -> numpy`` over ``model.weights`` (trainable and
+  non-trainable, e.g. batch-norm moving mean / variance), in the model's own order. Paths are stable
+  for models whose layers are named explicitly (the Keras applications are); they must be unique.
+  ``load_weights`` is strict on names and shapes. Weights travel through the same safetensors path
+  (:mod:`cohep.weights`) as torch ones.
+* **Determinism**: ``keras.utils.set_random_seed`` (Python, numpy, torch and Keras' global seed) before
+  each proposal, plus a seeded torch generator for the batch order.
+* **Outputs**: softmax probabilities (Keras applications' default) or logits; detected from the last
+  layer's activation unless ``from_logits`` is given.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.utils.data import Dataset
+
+from ..errors import ConfigError
+from ..learner import Learner, Score, Scores, Weights, copy_weights
+from .torch import iterate_batches, make_optimizer
+from .training import TrainConfig
+
+_EPS = 1e-7  # Keras' epsilon for cross-entropy on probabilities
+
+
+def _keras():
+    import keras
+
+    if keras.backend.backend() != "torch":
+        raise ConfigError(
+            f"cohep runs Keras on the torch backend, but KERAS_BACKEND={keras.backend.backend()!r}; "
+            "unset it or set KERAS_BACKEND=torch before importing keras"
+        )
+    return keras
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``[N, C, H, W]`` -> ``[N, H, W, C]`` (other ranks pass through)."""
+    x = x.float()
+    return x.permute(0, 2, 3, 1).contiguous() if x.dim() == 4 else x
+
+
+def variable_names(model) -> list[str]:
+    """Stable unique names of every model variable (Keras 3 ``variable.path``), model order."""
+    names = [v.path for v in model.weights]
+    if len(set(names)) != len(names):
+        seen, dup = set(), []
+        for n in names:
+            if n in seen:
+                dup.append(n)
+            seen.add(n)
+        raise ConfigError(
+            f"Keras model {model.name!r} has duplicate variable paths ({', '.join(sorted(set(dup))[:5])}); "
+            "name its layers explicitly"
+        )
+    return names
+
+
+def model_to_weights(model) -> dict[str, np.ndarray]:
+    """The model's variables as an ordered ``path -> numpy`` mapping (copies)."""
+    names = variable_names(model)
+    return {name: np.array(v.value.detach().cpu().numpy(), copy=True) for name, v in zip(names, model.weights)}
+
+
+def load_weights(model, weights: Weights) -> None:
+    """Assign ``weights`` to the model's variables in place; strict on names and shapes."""
+    variables = dict(zip(variable_names(model), model.weights))
+    missing = [n for n in variables if n not in weights]
+    unexpected = [n for n in weights if n not in variables]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
+        raise ConfigError(f"weights do not fit Keras model {model.name!r}: {'; '.join(parts)}")
+    for name, var in variables.items():
+        value = np.asarray(weights[name])
+        if tuple(value.shape) != tuple(var.shape):
+            raise ConfigError(
+                f"weights do not fit Keras model {model.name!r}: {name} has shape {tuple(value.shape)}, "
+                f"model expects {tuple(var.shape)}"
+            )
+    with torch.no_grad():
+        for name, var in variables.items():
+            target = var.value
+            target.copy_(torch.from_numpy(np.ascontiguousarray(weights[name])).to(target.device, target.dtype))
+
+
+def _final_activation_is_softmax(model) -> bool:
+    activation = getattr(model.layers[-1], "activation", None) if model.layers else None
+    return getattr(activation, "__name__", "") == "softmax"
+
+
+class KerasLearner(Learner):
+    """A Keras 3 classifier (torch backend) with private train / vote / test sets."""
+
+    def __init__(
+        self,
+        model,
+        train: Dataset | None,
+        vote: Dataset | None,
+        test: Dataset | None,
+        config: TrainConfig = TrainConfig(),
+        *,
+        seed: int = 0,
+        initial: Weights | None = None,
+        preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        from_logits: bool | None = None,
+    ):
+        self.keras = _keras()
+        self.config = config
+        self.model = model
+        self.train_set, self.vote_set, self.test_set = train, vote, test
+        self.seed = seed
+        self.preprocess = preprocess or to_channels_last
+        self.from_logits = (not _final_activation_is_softmax(model)) if from_logits is None else from_logits
+        self._proposals = 0
+        variable_names(model)  # fail early on ambiguous names
+        # Keras places variables when the model is built; run everything on that device.
+        self.device = model.weights[0].value.device if model.weights else torch.device("cpu")
+        if initial is not None:
+            load_weights(self.model, initial)
+        self._current = model_to_weights(self.model)
+
+    # -- Learner interface -------------------------------------------------------------------
+    def propose(self) -> Weights:
+        load_weights(self.model, self._current)
+        self.train_steps(self.train_set, self.config.epochs, seed=self._next_seed())
+        return model_to_weights(self.model)
+
+    def evaluate(self, weights: Weights) -> Scores:
+        load_weights(self.model, weights)
+        vote = self.score(self.vote_set)
+        test = self.score(self.test_set) if self.test_set is not None else Score(math.nan, math.nan)
+        return Scores(vote=vote, test=test)
+
+    def accept(self, weights: Weights) -> None:
+        self._current = copy_weights(weights)
+
+    def current(self) -> Weights:
+        return copy_weights(self._current)
+
+    # -- training and scoring ------------------------------------------------------------------
+    def _next_seed(self) -> int:
+        self._proposals += 1
+        return int(np.random.SeedSequence([self.seed, self._proposals]).generate_state(1)[0])
+
+    def _scope(self):
+        return self.keras.device(str(self.device))
+
+    def _autocast(self):
+        if self.config.mixed_precision and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [v.value for v in self.model.trainable_variables]
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """A fresh optimizer over the model's trainable variables (same choices as the torch adapter)."""
+        return make_optimizer(self.trainable_parameters(), self.config)
+
+    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = out.float()
+        if self.from_logits:
+            return F.cross_entropy(out, y)
+        probs = out / out.sum(dim=1, keepdim=True)
+        return F.nll_loss(torch.log(probs.clamp(_EPS, 1.0 - _EPS)), y)
+
+    def _probabilities(self, out: torch.Tensor) -> torch.Tensor:
+        out = out.float()
+        return torch.softmax(out, dim=1) if self.from_logits else out / out.sum(dim=1, keepdim=True)
+
+    def train_steps(
+        self,
+        dataset: Dataset,
+        epochs: float,
+        *,
+        seed: int,
+        optimizer: torch.optim.Optimizer | None = None,
+        on_batch: Callable[[torch.Tensor, torch.Tensor, float], None] | None = None,
+    ) -> list[float]:
+        """Train in place for ``epochs`` passes; returns the per-step losses.
+
+        A fresh optimizer unless one is passed (central training keeps one across epochs);
+        ``on_batch(probabilities, labels, loss)`` sees every step's outputs (running metrics).
+        """
+        cfg = self.config
+        self.keras.utils.set_random_seed(int(seed) % 2**32)
+        generator = torch.Generator().manual_seed(int(seed))
+        optimizer = optimizer if optimizer is not None else self.make_optimizer()
+        steps_per_epoch = max(1, math.ceil(len(dataset) / cfg.batch_size))
+        total = max(1, int(round(epochs * steps_per_epoch)))
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps)
+        losses: list[float] = []
+        regularised = bool(self.model.losses)
+        with self._scope():
+            while len(losses) < total:
+                for x, y in iterate_batches(dataset, cfg.batch_size, shuffle=True, generator=generator):
+                    x = self.preprocess(x.to(self.device, non_blocking=True))
+                    y = y.to(self.device, non_blocking=True).long()
+                    optimizer.zero_grad(set_to_none=True)
+                    with self._autocast():
+                        out = self.model(x, training=True)
+                    loss = self._loss(out, y)
+                    if regularised:
+                        loss = loss + sum(self.model.losses)
+                    loss.backward()
+                    optimizer.step()
+                    value = float(loss.detach())
+                    losses.append(value)
+                    if on_batch is not None:
+                        on_batch(self._probabilities(out.detach()), y, value)
+                    if len(losses) >= total:
+                        break
+        return losses
+
+    @torch.no_grad()
+    def predict(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and true labels over a data set, in order."""
+        probs, labels = [], []
+        with self._scope():
+            for x, y in iterate_batches(dataset, self.config.eval_batch_size, shuffle=False):
+                x = self.preprocess(x.to(self.device))
+                with self._autocast():
+                    out = self.model(x, training=False)
+                probs.append(self._probabilities(out).cpu().numpy())
+                labels.append(torch.as_tensor(y).cpu().numpy())
+        if not probs:
+            return np.zeros((0, 0)), np.zeros((0,), dtype=np.int64)
+        return np.concatenate(probs), np.concatenate(labels).astype(np.int64)
+
+    def score(self, dataset: Dataset) -> Score:
+        probs, labels = self.predict(dataset)
+        if len(labels) == 0:
+            return Score(math.nan, math.nan)
+        accuracy = float((probs.argmax(1) == labels).mean())
+        p = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
+        return Score(accuracy=accuracy, loss=float(-np.log(p).mean()))
