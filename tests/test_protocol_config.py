@@ -44,6 +44,7 @@ def test_config_load_and_errors(tmp_path):
         ({"train": {"batch_size": 0}}, "train.batch_size"),
         ({"data": {"nope": 1}}, "data.nope"),
         ({"chain": {"vote_window": 0}}, "chain.vote_window"),
+        ({"experiment": {"learners": 12}, "chain": {"vote_window": 5}}, "chain.vote_window"),
     ]:
         with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
             config.from_dict(bad)

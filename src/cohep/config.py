@@ -102,6 +102,14 @@ class ExperimentConfig:
     chain: ChainSection = ChainSection()
     store: StoreSection = StoreSection()
 
+    def __post_init__(self) -> None:
+        n = self.experiment.learners
+        if self.experiment.mode == "colearn" and self.chain.vote_window < n - 1:
+            # each vote is its own transaction; on an auto-mining chain each takes a block
+            raise ConfigError(
+                f"chain.vote_window ({self.chain.vote_window} blocks) must be at least learners - 1 ({n - 1})"
+            )
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

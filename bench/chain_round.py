@@ -1,0 +1,51 @@
+"""Cost of one protocol round on the embedded chain: gas per transaction and wall time.
+
+    python bench/chain_round.py [--members 5] [--rounds 10]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import statistics
+import time
+
+from cohep.ledger import Chain, Coordinator
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--members", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=10)
+    args = ap.parse_args()
+    n = args.members
+    chain = Chain.embedded(n)
+    members = chain.accounts[:n]
+    h = lambda s: hashlib.sha256(s.encode()).digest()  # noqa: E731
+    t0 = time.perf_counter()
+    coord = Coordinator.deploy(chain, members, seed=h("seed"), initial_digest=h("init"), model_digest=h("model"),
+                               vote_window=max(50, n))
+    deploy_s = time.perf_counter() - t0
+    gas = {"propose": [], "vote": [], "finalize": []}
+    times = []
+    for k in range(args.rounds):
+        t0 = time.perf_counter()
+        r = coord.round()
+        p = coord.proposer(r)
+        gas["propose"].append(coord.propose(p, r, h(f"w{k}"), f"file:///store/{k}.safetensors")["gasUsed"])
+        for i, m in enumerate(members):
+            if m != p:
+                gas["vote"].append(coord.vote(m, r, (i + k) % 3 != 0, 900_000 + i)["gasUsed"])
+        before = coord.gas_used
+        coord.finalize(members[0], r)
+        gas["finalize"].append(coord.gas_used - before)
+        times.append(time.perf_counter() - t0)
+    print(f"embedded chain, {n} members, {args.rounds} rounds (deploy {deploy_s:.2f} s)")
+    for name, values in gas.items():
+        print(f"  {name:<9} gas: min {min(values):>9,}  median {int(statistics.median(values)):>9,}  max {max(values):>9,}")
+    per_round = sum(gas["propose"] + gas["vote"] + gas["finalize"]) / args.rounds
+    print(f"  gas per round (mean) : {per_round:,.0f}")
+    print(f"  wall time per round  : median {statistics.median(times) * 1000:.0f} ms, first {times[0] * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
