@@ -65,3 +65,13 @@ def test_dirichlet_split_is_skewed():
 def test_too_many_learners():
     with pytest.raises(ConfigError, match="too few samples"):
         assign(np.zeros(5, dtype=int), 4, holdout=np.arange(0))
+
+
+def test_download_offline_gives_clear_error(tmp_path, monkeypatch):
+    import cohep.datasets.mnist as mn
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(mn, "MNIST_URL", "http://127.0.0.1:9/mnist.npz")  # nothing listens there
+    with pytest.raises(DataError, match="offline.*--data"):
+        load_mnist(None)
+    assert not (tmp_path / "cohep" / "mnist.npz").exists()

@@ -33,6 +33,26 @@ def version() -> None:
 
 
 @app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Demo directory."),
+    events: int = typer.Option(3000, help="Events to simulate."),
+    learners: int = typer.Option(3, "--learners", "-n", help="Number of learners."),
+    rounds: int = typer.Option(15, "--rounds", "-r", help="Number of rounds."),
+    seed: int = typer.Option(0, help="Seed for simulation and learning."),
+    workers: int = typer.Option(2, help="Simulation worker processes."),
+) -> None:
+    """Simulate neutrino events and learn from them collaboratively (the `make demo` job)."""
+    from .demo import DemoSettings, run_demo
+
+    if events < 10 * learners:
+        raise typer.BadParameter(f"need at least {10 * learners} events for {learners} learners", param_hint="--events")
+    result, files = run_demo(out, DemoSettings(events=events, learners=learners, rounds=rounds, seed=seed, workers=workers))
+    _print_run_summary(result)
+    for name, path in files.items():
+        typer.echo(f"{name}: {path}")
+
+
+@app.command()
 def models() -> None:
     """List the registered models (name, framework, description)."""
     from .models import registry
