@@ -25,7 +25,7 @@ TINY = {
 
 def _tiny_data(shape, n_classes, n=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    x = torch.rand((n, *shape), generator=g) * 5000
+    x = torch.rand((n, *shape), generator=g) * 50  # ke-, like simulated files
     y = torch.arange(n) % n_classes
     return TensorDataset(x, y)
 
@@ -95,19 +95,21 @@ def test_compact_model_is_small_and_takes_paper_sized_events():
     spec = ModelSpec("compact", (3, 200, 200), 3)
     learner = build_learner(spec, None, None, None, TrainConfig(), seed=0)
     n_params = sum(p.numel() for p in learner.model.parameters())
-    assert n_params == 325_283 < 1_000_000
+    assert n_params == 317_939 < 1_000_000
     with torch.no_grad():
-        out = learner.model.eval()(torch.rand(2, 3, 200, 200) * 1e4)
+        out = learner.model.eval()(torch.rand(2, 3, 200, 200) * 100)
     assert out.shape == (2, 3) and torch.isfinite(out).all()
 
 
 def test_compact_normalises_inside_the_model():
     from cohep.models.compact import CompactMultiViewCNN
 
-    model = CompactMultiViewCNN()
-    x = torch.tensor([[-50.0, 0.0, 1000.0, 1e5]])
-    expected = torch.log1p(torch.tensor([[0.0, 0.0, 1000.0, 1e5]]) / 1000.0)
+    model = CompactMultiViewCNN()  # input_scale 1 charge unit (ke- for simulated files)
+    x = torch.tensor([[-50.0, 0.0, 17.0, 3000.0]])
+    expected = torch.log1p(torch.tensor([[0.0, 0.0, 17.0, 3000.0]]))
     assert torch.allclose(model.normalise(x), expected)
+    scaled = CompactMultiViewCNN(input_scale=1000.0)
+    assert torch.allclose(scaled.normalise(x * 1000), expected)
 
 
 def test_compact_rejects_bad_shapes_and_params():

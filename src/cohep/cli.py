@@ -33,6 +33,60 @@ def version() -> None:
 
 
 @app.command()
+def simulate(
+    events: int = typer.Option(..., "--events", "-n", help="Number of events to simulate."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output HDF5 file."),
+    seed: int = typer.Option(0, help="Seed: the same seed gives the same file content."),
+    workers: int = typer.Option(0, help="Worker processes (0: all cores); the content does not depend on it."),
+    detector: Optional[str] = typer.Option(None, help="Detector preset: microboone (default) or protodune."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML simulation configuration."),
+) -> None:
+    """Simulate LArTPC neutrino events (NC / numu CC / nue CC, three wire-plane views) to HDF5."""
+    from .lartpc.detector import DETECTORS
+    from .lartpc.simulate import default_config, load_config, simulate as run_simulation
+
+    if events < 1:
+        raise CohepError(f"--events must be a positive number of events, got {events}")
+    if seed < 0:
+        raise CohepError(f"--seed must be >= 0, got {seed}")
+    if workers < 0:
+        raise CohepError(f"--workers must be >= 0 (0: all cores), got {workers}")
+    if detector is not None and detector not in DETECTORS:
+        raise CohepError(f"--detector: unknown detector {detector!r} (choose {', '.join(DETECTORS)})")
+    cfg = load_config(config, detector=detector) if config else default_config(detector or "microboone")
+    path = run_simulation(events, out, seed=seed, workers=workers, config=cfg, progress=True)
+    typer.echo(f"wrote {events} events to {path}")
+
+
+@app.command()
+def show(
+    data: Path = typer.Argument(..., help="HDF5 event file."),
+    event: int = typer.Option(0, "--event", "-e", help="Event index."),
+    out: Path = typer.Option(Path("event.png"), "--out", "-o", help="Output PNG."),
+) -> None:
+    """Draw one event's three wire-plane views with its truth (the paper's Figure 3)."""
+    from .plots.events import event_display
+
+    if event < 0:
+        raise CohepError(f"--event must be >= 0, got {event}")
+    typer.echo(f"wrote {event_display(data, event, out)}")
+
+
+@app.command("import")
+def import_(
+    npz: Path = typer.Argument(..., help="NPZ with 'images' ([N,3,H,W], [N,H,W,3] or [N,H,W]) and 'labels'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output HDF5 event file."),
+    class_names: Optional[str] = typer.Option(None, "--class-names", help="Comma-separated class names."),
+) -> None:
+    """Import a group's own images and labels (NPZ) into the HDF5 event format, validating them."""
+    from .datasets.events import import_npz
+
+    names = [s.strip() for s in class_names.split(",")] if class_names else None
+    path = import_npz(npz, out, class_names=names)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Demo directory."),
     events: int = typer.Option(3000, help="Events to simulate."),

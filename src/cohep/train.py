@@ -357,7 +357,8 @@ def train_from_file(
         train_ds, val_ds = data.subset(train_idx), data.subset(val_idx)
     spec = ModelSpec(model, tuple(int(s) for s in data.input_shape), len(data.class_names), dict(params or {}))
     check_compatible(spec, data.class_names, data.input_shape, data_path)
-    config = TrainConfig(batch_size=batch_size, lr=lr, optimizer=optimizer, device=device)
+    # inference batches stay moderate: the Keras giants at 200 x 200 need ~10 MB per event in flight
+    config = TrainConfig(batch_size=batch_size, lr=lr, optimizer=optimizer, device=device, eval_batch_size=128)
     info = {
         "path": str(data_path),
         "n_events": len(data),

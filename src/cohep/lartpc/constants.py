@@ -96,6 +96,28 @@ PION_AR_ELASTIC_FRACTION = 0.25  # [approximate] LArIAT / Geant4 BERT split near
 NUCLEON_AR_XS_ENERGY = (5.0, 20.0, 50.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 3000.0, 10000.0)
 NUCLEON_AR_XS_BARN = (0.05, 0.60, 0.62, 0.52, 0.46, 0.45, 0.48, 0.55, 0.566, 0.566)
 
+#: In-flight inelastic pi+- Ar channels (shares of the non-elastic part) [approximate, after the
+#: ProtoDUNE-SP exclusive pi+ Ar absorption / charge-exchange results (350-950 MeV), LADS below
+#: 300 MeV and the Geant4 Bertini cascade]: absorption ABS_LOW below ABS_KNEE MeV falling linearly
+#: to ABS_HIGH at 1 GeV; charge exchange CEX; pion production rising linearly from 0 at PROD_START
+#: MeV to PROD_MAX 1 GeV higher; the rest is quasi-elastic knock-out (the pion keeps 35-90 % of T).
+PION_INFLIGHT_ABS_LOW = 0.40
+PION_INFLIGHT_ABS_HIGH = 0.15
+PION_INFLIGHT_ABS_KNEE = 250.0
+PION_INFLIGHT_CEX = 0.12
+PION_INFLIGHT_PROD_START = 600.0
+PION_INFLIGHT_PROD_MAX = 0.25
+#: In-flight proton (and neutron) inelastic scatters: share with a leading nucleon keeping 30-90 %
+#: of T and one knocked-out nucleon; the rest break up into 2-3 nucleons [approximate, Bertini].
+NUCLEON_INFLIGHT_KNOCKOUT = 0.6
+#: Neutron scatters knock out a proton (rather than a neutron) with this probability, and leave a
+#: 40Ar* de-excitation photon of 1-5 MeV with probability NEUTRON_GAMMA_PROBABILITY [approximate].
+NEUTRON_KNOCKOUT_PROTON = 0.6
+NEUTRON_GAMMA_PROBABILITY = 0.5
+#: pi- captured at rest: 2-4 nucleons share m_pi minus their separation energies, mostly neutrons
+#: (proton share) [approximate; pi- absorption stars in argon are neutron rich].
+PION_CAPTURE_PROTON_SHARE = 0.3
+
 # --------------------------------------------------------------------------------------------
 # Neutrino-argon interactions (GENIE-like)
 # --------------------------------------------------------------------------------------------
@@ -120,8 +142,8 @@ MODE_NAMES = ("QE", "MEC", "RES", "DIS", "COH")
 MODE_FRACTION_ENERGY = (500.0, 1000.0, 2000.0, 3000.0, 4000.0, 6000.0)
 #: nu_mu / nu_e CC on argon, fractions per mode at each energy node.  Shape from GENIE v3 argon
 #: exclusive cross sections (Formaggio & Zeller, RMP 84 (2012) 1307 for the nucleon-level trend)
-#: [approximate]; averaged over the default flux (2.5 +- 0.5 GeV) they give QE 19%, MEC 7%, RES 36%,
-#: DIS 37%, COH 1%, matching the 1-4 GeV GENIE sample in PHYSICS.md (QE 15, RES 38, DIS 39, other 8).
+#: [approximate]; averaged over the default flux (2.5 +- 0.5 GeV) they give QE 21%, MEC 7%, RES 35%,
+#: DIS 36%, COH 1%, close to the 1-4 GeV GENIE sample in PHYSICS.md (QE 15, RES 38, DIS 39, other 8).
 CC_MODE_FRACTIONS = (
     (0.55, 0.12, 0.28, 0.04, 0.01),
     (0.40, 0.11, 0.36, 0.12, 0.01),
@@ -130,14 +152,15 @@ CC_MODE_FRACTIONS = (
     (0.13, 0.05, 0.30, 0.51, 0.01),
     (0.10, 0.04, 0.24, 0.61, 0.01),
 )
-#: NC on argon (elastic, MEC, RES, DIS, COH pi0) [approximate, same source and method].
+#: NC on argon (elastic, MEC, RES, DIS, COH pi0) [approximate, same source and method; NC elastic
+#: is a smaller share of NC than CCQE of CC, which gives the NC pion multiplicities of PHYSICS.md].
 NC_MODE_FRACTIONS = (
-    (0.50, 0.10, 0.34, 0.04, 0.02),
-    (0.36, 0.09, 0.40, 0.13, 0.02),
-    (0.22, 0.07, 0.38, 0.31, 0.02),
-    (0.17, 0.05, 0.33, 0.43, 0.02),
-    (0.14, 0.04, 0.29, 0.51, 0.02),
-    (0.11, 0.03, 0.23, 0.61, 0.02),
+    (0.42, 0.08, 0.42, 0.06, 0.02),
+    (0.28, 0.07, 0.48, 0.15, 0.02),
+    (0.16, 0.05, 0.42, 0.35, 0.02),
+    (0.12, 0.04, 0.36, 0.46, 0.02),
+    (0.10, 0.03, 0.31, 0.54, 0.02),
+    (0.08, 0.02, 0.25, 0.63, 0.02),
 )
 #: nu_mu CC total cross section per argon nucleus (GENIE 2.10 argon tables, PHYSICS.md):
 #: energy (MeV) -> sigma (1e-38 cm^2).  Used only when events are weighted by cross section.
@@ -176,6 +199,13 @@ MEC_MAX_EXCITATION = 350.0
 
 #: Coherent pion production on argon: |t| slope b = R^2 / 3 with R = 1.2 A^(1/3) fm (Rein-Sehgal).
 COH_T_SLOPE = (1.2 * 40.0 ** (1.0 / 3.0) / 197.327) ** 2 / 3.0  # (MeV/c)^-2, hbar c = 197.327 MeV fm
+
+#: Coherent pion: pion energy fraction y ~ Beta(2, 3) and Q^2 exponential with this mean (MeV^2)
+#: [approximate shape of Rein-Sehgal coherent production at a few GeV].
+COH_Y_BETA = (2.0, 3.0)
+COH_MEAN_Q2 = 0.08e6
+#: DIS Bjorken x ~ Beta(1.5, 4): x q(x) ~ x^0.5 (1 - x)^3, a valence-like shape; y flat (quarks).
+DIS_X_BETA = (1.5, 4.0)
 
 #: Effective intranuclear (hA-like) fates of hadrons leaving the nucleus, after GENIE hA2018 for
 #: argon at a few hundred MeV [approximate]: pions (absorption, charge exchange, inelastic,

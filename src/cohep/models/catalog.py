@@ -18,7 +18,7 @@ torch_entry(
 
 torch_entry(
     "compact",
-    "compact multi-view CNN for sparse wire-plane images (default; ~0.33 M parameters, log1p input)",
+    "compact multi-view CNN for sparse wire-plane images (default; 0.32 M parameters, log1p input)",
     build_compact,
 )
 

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import ConfigError
 
-DEFAULT_INPUT_SCALE = 1000.0
+DEFAULT_INPUT_SCALE = 1.0  #: as the compact model: one charge unit (1 ke- for simulated files)
 MIN_SIDE = 32
 
 #: registry name -> keras.applications constructor name

@@ -1,0 +1,158 @@
+"""Benchmark of the LArTPC simulator: events per second for the paper-sized data set.
+
+    .venv/bin/python bench/simulate.py                 # 12,000 events, 3 x 200 x 200, all cores
+    .venv/bin/python bench/simulate.py --events 2000 --workers 1
+
+Prints wall time, events/s, peak memory of the process tree (parent + workers, sampled from /proc
+every 0.1 s: PSS, and RSS summed over the processes) and the share of time per stage (CPU time summed over the workers).
+A warm-up of 16 events first loads (or compiles, on a fresh checkout) the Numba kernels; its time
+is reported separately.  Targets (issue): 12,000 events in under 60 s, peak memory under 2 GB.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def _memory_tree(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) bytes of a process and all its descendants (Linux /proc).
+
+    RSS counts pages shared between the parent and its forked workers once per process; PSS
+    splits them, so its sum is the memory the tree really holds.
+    """
+    rss = pss = 0
+    todo = [pid]
+    seen = set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/statm") as fh:
+                rss += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            try:
+                with open(f"/proc/{p}/smaps_rollup") as fh:
+                    for line in fh:
+                        if line.startswith("Pss:"):
+                            pss += int(line.split()[1]) * 1024
+                            break
+            except OSError:
+                pass
+            with open(f"/proc/{p}/task/{p}/children") as fh:
+                todo.extend(int(c) for c in fh.read().split())
+        except (OSError, ValueError):
+            continue
+    return rss, pss
+
+
+class PeakMemory:
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.peak = 0
+        self.peak_pss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while not self._stop.is_set():
+            self._sample(pid)
+            self._stop.wait(self.interval)
+
+    def _sample(self, pid: int) -> None:
+        rss, pss = _memory_tree(pid)
+        self.peak = max(self.peak, rss)
+        self.peak_pss = max(self.peak_pss, pss)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._sample(os.getpid())
+
+
+def _load() -> str:
+    try:
+        with open("/proc/loadavg") as fh:
+            return " ".join(fh.read().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=12000)
+    ap.add_argument("--workers", type=int, default=0, help="0: all cores")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--detector", default="microboone")
+    ap.add_argument("--out", type=Path, default=None, help="keep the file here (default: a temporary file)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    args = ap.parse_args(argv)
+
+    os.environ.setdefault("COHEP_PROGRESS", "0")
+    t0 = time.perf_counter()
+    from cohep.lartpc.simulate import STAGES, default_config, simulate
+
+    cfg = default_config(args.detector)
+    workers = args.workers or (os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        simulate(16, Path(tmp) / "warmup.h5", seed=0, workers=1, config=cfg, progress=False)
+        t_warm = time.perf_counter() - t0
+        out = args.out or Path(tmp) / "bench.h5"
+        load_before = _load()
+        timings: dict = {}
+        with PeakMemory() as mem:
+            t1 = time.perf_counter()
+            simulate(args.events, out, seed=args.seed, workers=workers, config=cfg, progress=False, timings=timings)
+            wall = time.perf_counter() - t1
+        size = out.stat().st_size
+    rate = args.events / wall
+    cpu_total = sum(timings[s] for s in STAGES) + timings["write"]
+    result = {
+        "events": args.events,
+        "image_shape": list(cfg.image_shape),
+        "detector": args.detector,
+        "workers": timings.get("workers", workers),
+        "cpus": os.cpu_count(),
+        "wall_s": round(wall, 2),
+        "events_per_s": round(rate, 1),
+        "peak_rss_tree_mb": round(mem.peak / 2**20, 1),
+        "peak_pss_tree_mb": round(mem.peak_pss / 2**20, 1),
+        "file_mb": round(size / 2**20, 1),
+        "kb_per_event": round(size / args.events / 1024, 1),
+        "warmup_s": round(t_warm, 2),
+        "load_before": load_before,
+        "load_after": _load(),
+        "stage_cpu_s": {k: round(timings[k], 2) for k in list(STAGES) + ["write"]},
+        "stage_share": {k: round(timings[k] / cpu_total, 3) for k in list(STAGES) + ["write"]},
+        "python": sys.version.split()[0],
+    }
+    print(f"LArTPC simulator benchmark: {args.events} events, {cfg.image_shape[0]} x {cfg.image_shape[1]} x "
+          f"{cfg.image_shape[2]}, detector {args.detector}, {result['workers']} worker(s) on {result['cpus']} CPU(s)")
+    print(f"  wall time            {wall:8.2f} s      (target < 60 s for 12,000 events)")
+    print(f"  throughput           {rate:8.1f} events/s (target >= 200)")
+    print(f"  peak memory, tree    {result['peak_pss_tree_mb']:8.1f} MB PSS (target < 2048 MB); "
+          f"{result['peak_rss_tree_mb']:.1f} MB RSS summed (shared pages counted per process)")
+    print(f"  file size            {result['file_mb']:8.1f} MB     ({result['kb_per_event']} kB/event)")
+    print(f"  warm-up (JIT load)   {t_warm:8.2f} s")
+    print(f"  load average         {load_before} before, {result['load_after']} after")
+    print("  share of time per stage (CPU time summed over workers; 'write' is the parent's HDF5 writes):")
+    for k in list(STAGES) + ["write"]:
+        print(f"    {k:<10} {timings[k]:8.2f} s  {100 * timings[k] / cpu_total:5.1f} %")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

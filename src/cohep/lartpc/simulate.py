@@ -1,0 +1,458 @@
+"""The simulation driver: configuration, one event end to end, and parallel streaming to HDF5.
+
+``simulate(n, "events.h5", seed=1, workers=2)`` writes ``n`` events in the format of
+:mod:`cohep.datasets.events`.  Event ``i`` draws every random number from its own generator,
+``numpy.random.SeedSequence(seed, spawn_key=(1, i))``, and the class of each event is fixed up
+front from ``(seed, n)``, so the file content is the same for any number of workers; the workers
+compute and compress chunks of events, the parent writes them in event order, keeping only a few
+chunks in flight (memory does not grow with ``n``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import multiprocessing as mp
+import os
+import time
+import tomllib
+from collections import deque
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CohepError, ConfigError
+from . import constants as C
+from .detector import DetectorConfig, ImageWindow, Readout, _coerce
+from .generator import CLASS_NAMES, FluxConfig, Interaction, generate_interaction, sample_energy
+from .imaging import ELECTRONS_PER_UNIT, IMAGE_UNIT, digitise
+from .transport import CODE_OF_PDG, TransportResult, TransportSettings, material_tables, transport
+
+#: Stages timed per event (seconds summed over events; the benchmark reports their shares).
+STAGES = ("generate", "transport", "detector", "imaging", "compress")
+#: Truth stored per event: name -> (dtype, unit).
+TRUTH_FIELDS = {
+    "nu_energy": ("<f4", "MeV"),
+    "nu_pdg": ("<i4", ""),
+    "is_cc": ("<i1", ""),
+    "mode": ("<i1", "index into attrs mode_names"),
+    "target_pdg": ("<i4", ""),
+    "q2": ("<f4", "GeV^2"),
+    "w": ("<f4", "MeV"),
+    "y": ("<f4", ""),
+    "lepton_pdg": ("<i4", ""),
+    "lepton_energy": ("<f4", "MeV"),
+    "lepton_cos_theta": ("<f4", ""),
+    "vertex_x": ("<f4", "cm"),
+    "vertex_y": ("<f4", "cm"),
+    "vertex_z": ("<f4", "cm"),
+    "n_protons": ("<i2", ""),
+    "n_neutrons": ("<i2", ""),
+    "n_pions": ("<i2", "charged pions"),
+    "n_pi0": ("<i2", ""),
+    "visible_energy": ("<f4", "MeV"),
+}
+#: Events processed per task: fixed, so that the work split never depends on the worker count.
+CHUNK_EVENTS = 16
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Everything that defines a simulated data set besides its size and seed.
+
+    ``class_fractions``: share of NC, numu CC, nue CC (default balanced; the counts are exact).
+    ``min_visible_energy_mev``: an event depositing less inside the image region is regenerated
+    (a minimal activity trigger; 0 keeps empty NC events).  ``xsec_weighting``: draw energies from
+    flux x sigma_CC(E) instead of the flux.
+    """
+
+    flux: FluxConfig = field(default_factory=FluxConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig.microboone)
+    transport: TransportSettings = field(default_factory=TransportSettings)
+    class_fractions: tuple[float, float, float] = (1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0)
+    image_height: int = 200
+    image_width: int = 200
+    #: Where the vertex sits in the image (row, column) as fractions: rows are wires, the beam
+    #: (+z) runs towards larger wire numbers in every view, so the vertex sits upstream (0.3).
+    vertex_row_fraction: float = 0.3
+    vertex_col_fraction: float = 0.5
+    min_visible_energy_mev: float = 10.0
+    xsec_weighting: bool = False
+    fsi: bool = True
+    image_dtype: str = "float16"
+
+    def validate(self) -> "SimulationConfig":
+        self.flux.validate("flux")
+        self.detector.validate("detector")
+        fr = self.class_fractions
+        if len(fr) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in fr) or sum(fr) <= 0:
+            raise ConfigError(f"class_fractions must be three non-negative numbers (NC, numu CC, nue CC), got {fr!r}")
+        if abs(sum(fr) - 1.0) > 1e-6:
+            raise ConfigError(f"class_fractions must sum to 1, got {sum(fr):.6g}")
+        for name in ("image_height", "image_width"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 8 <= v <= 4096:
+                raise ConfigError(f"{name} must be an integer between 8 and 4096, got {v!r}")
+        for name in ("vertex_row_fraction", "vertex_col_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must lie in [0, 1), got {getattr(self, name)!r}")
+        if self.min_visible_energy_mev < 0:
+            raise ConfigError(f"min_visible_energy_mev must be >= 0, got {self.min_visible_energy_mev!r}")
+        if self.image_dtype not in ("float16", "float32"):
+            raise ConfigError(f"image_dtype must be float16 or float32, got {self.image_dtype!r}")
+        t = self.transport
+        if not 0 < t.min_step_cm <= t.max_step_cm:
+            raise ConfigError("transport: need 0 < min_step_cm <= max_step_cm")
+        for f_ in fields(t):
+            v = getattr(t, f_.name)
+            if isinstance(v, float) and v < 0:
+                raise ConfigError(f"transport.{f_.name} must be >= 0, got {v!r}")
+        return self
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (3, self.image_height, self.image_width)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, *, detector: str | None = None) -> "SimulationConfig":
+        """From a mapping (a parsed TOML file); ``detector`` (a preset name) overrides the file's."""
+        if not isinstance(data, dict):
+            raise ConfigError("configuration must be a table of fields")
+        data = dict(data)
+        known = {f.name for f in fields(cls)}
+        for key in data:
+            if key not in known:
+                raise ConfigError(f"{key}: unknown field (known: {', '.join(sorted(known))})")
+        base = cls()
+        values: dict = {}
+        flux = data.pop("flux", None)
+        if flux is not None:
+            values["flux"] = _dataclass_from(FluxConfig, flux, "flux")
+        det = data.pop("detector", None)
+        if det is not None and not isinstance(det, dict):
+            raise ConfigError(f"detector: expected a table, got {det!r}")
+        det = dict(det or {})
+        if detector is not None:
+            det["preset"] = detector
+        if det:
+            values["detector"] = DetectorConfig.from_dict(det)
+        tr = data.pop("transport", None)
+        if tr is not None:
+            values["transport"] = _dataclass_from(TransportSettings, tr, "transport")
+        for key, value in data.items():
+            values[key] = _coerce(getattr(base, key), value, key)
+        return replace(base, **values).validate()
+
+
+def _dataclass_from(kind, data, where):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table, got {data!r}")
+    base = kind()
+    known = {f.name for f in fields(kind)}
+    values = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{where}.{key}: unknown field (known: {', '.join(sorted(known))})")
+        values[key] = _coerce(getattr(base, key), value, f"{where}.{key}")
+    return replace(base, **values)
+
+
+def load_config(path: str | os.PathLike, *, detector: str | None = None) -> SimulationConfig:
+    """Read a TOML simulation configuration; errors name the file and the field."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such configuration file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read ({exc})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML ({exc})") from None
+    try:
+        return SimulationConfig.from_dict(data, detector=detector)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+
+
+def default_config(detector: str = "microboone") -> SimulationConfig:
+    return SimulationConfig(detector=DetectorConfig.preset(detector)).validate()
+
+
+# ---------------------------------------------------------------------------------------------
+# One event
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class SimulatedEvent:
+    """Everything about one simulated event (for studies; the file keeps image and truth)."""
+
+    index: int
+    label: int
+    interaction: Interaction
+    vertex: tuple[float, float, float]
+    window: ImageWindow
+    transport: TransportResult
+    charge: np.ndarray  # electrons at the wires [3, H, W], before noise
+    image: np.ndarray  # stored image [3, H, W] (ke-, after noise and threshold)
+    truth: dict
+    attempts: int = 1
+
+
+def event_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator of event ``index`` in a data set made with ``seed``."""
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(1, int(index))))
+
+
+def assign_labels(n_events: int, fractions, seed: int) -> np.ndarray:
+    """Exact class counts (largest remainder) in a seeded random order."""
+    fr = np.asarray(fractions, float)
+    fr = fr / fr.sum()
+    raw = fr * n_events
+    counts = np.floor(raw).astype(np.int64)
+    rest = n_events - counts.sum()
+    order = np.argsort(-(raw - counts), kind="stable")
+    counts[order[:rest]] += 1
+    labels = np.repeat(np.arange(len(fr), dtype=np.int64), counts)
+    np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(0,))).shuffle(labels)
+    return labels
+
+
+class EventSimulator:
+    """Simulates events of one data set (config + seed); keeps per-stage timings."""
+
+    def __init__(self, config: SimulationConfig | None = None, seed: int = 0) -> None:
+        self.config = (config or SimulationConfig()).validate()
+        self.seed = int(seed)
+        det = self.config.detector
+        self.readout = Readout.from_config(det)
+        self.noise = det.pixel_noise()
+        self.timings = dict.fromkeys(STAGES, 0.0)
+        material_tables(det.density_g_cm3)
+
+    def _particles(self, inter: Interaction, vertex):
+        codes, dirs, kin = [], [], []
+        for pdg, e, px, py, pz in inter.particles:
+            code = CODE_OF_PDG.get(pdg)
+            if code is None:
+                continue
+            p = math.sqrt(px * px + py * py + pz * pz)
+            m = math.sqrt(max(e * e - p * p, 0.0))
+            t = e - m
+            if t <= 0.0 or p <= 0.0:
+                continue
+            codes.append(code)
+            dirs.append((px / p, py / p, pz / p))
+            kin.append(t)
+        n = len(codes)
+        pos = np.tile(np.asarray(vertex, float), (n, 1))
+        return np.asarray(codes, float), pos, np.asarray(dirs, float).reshape(n, 3), np.asarray(kin, float)
+
+    def simulate(self, index: int, label: int) -> SimulatedEvent:
+        cfg = self.config
+        rng = event_rng(self.seed, index)
+        tm = self.timings
+        attempts = 0
+        while True:
+            attempts += 1
+            t0 = time.perf_counter()
+            energy = sample_energy(rng, cfg.flux, xsec_weighting=cfg.xsec_weighting)
+            inter = generate_interaction(rng, int(label), energy, fsi=cfg.fsi)
+            vertex = cfg.detector.sample_vertex(rng)
+            win = self.readout.window(vertex, cfg.image_height, cfg.image_width,
+                                      (cfg.vertex_row_fraction, cfg.vertex_col_fraction))
+            codes, pos, dirs, kin = self._particles(inter, vertex)
+            t1 = time.perf_counter()
+            result = transport(codes, pos, dirs, kin, rng, settings=cfg.transport,
+                               density=cfg.detector.density_g_cm3, region=self.readout.region(win))
+            t2 = time.perf_counter()
+            tm["generate"] += t1 - t0
+            tm["transport"] += t2 - t1
+            if result.visible_energy >= cfg.min_visible_energy_mev or attempts >= 50:
+                break
+        charge = self.readout.charge_images(result.deposits, win)
+        t3 = time.perf_counter()
+        image = digitise(charge, self.noise, cfg.detector.threshold_sigma, rng, dtype=cfg.image_dtype)
+        t4 = time.perf_counter()
+        tm["detector"] += t3 - t2
+        tm["imaging"] += t4 - t3
+        return SimulatedEvent(index, int(label), inter, vertex, win, result, charge, image,
+                              _truth(inter, vertex, result), attempts)
+
+
+def _truth(inter: Interaction, vertex, result: TransportResult) -> dict:
+    lep = inter.lepton
+    p = math.sqrt(lep[1] ** 2 + lep[2] ** 2 + lep[3] ** 2)
+    return {
+        "nu_energy": inter.nu_energy,
+        "nu_pdg": inter.nu_pdg,
+        "is_cc": int(inter.is_cc),
+        "mode": inter.mode,
+        "target_pdg": inter.target_pdg,
+        "q2": inter.q2 * 1e-6,
+        "w": inter.w,
+        "y": inter.inelasticity,
+        "lepton_pdg": inter.lepton_pdg,
+        "lepton_energy": lep[0],
+        "lepton_cos_theta": lep[3] / p if p > 0 else 1.0,
+        "vertex_x": vertex[0],
+        "vertex_y": vertex[1],
+        "vertex_z": vertex[2],
+        "n_protons": inter.count(2212),
+        "n_neutrons": inter.count(2112),
+        "n_pions": inter.count(211, -211),
+        "n_pi0": inter.count(111),
+        "visible_energy": result.visible_energy,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Chunks of events (run in the workers or in-process)
+# ---------------------------------------------------------------------------------------------
+_WORKER: EventSimulator | None = None
+
+
+def _init_worker(config: SimulationConfig, seed: int) -> None:
+    global _WORKER
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _WORKER = EventSimulator(config, seed)
+
+
+def _run_chunk(sim: EventSimulator, start: int, labels: np.ndarray):
+    from ..datasets.events import encode_chunk
+
+    dtype = sim.config.image_dtype
+    chunks, truth_rows = [], []
+    before = dict(sim.timings)
+    for k, label in enumerate(labels):
+        ev = sim.simulate(start + k, int(label))
+        t0 = time.perf_counter()
+        chunks.append(encode_chunk(ev.image, dtype))
+        sim.timings["compress"] += time.perf_counter() - t0
+        truth_rows.append(ev.truth)
+    truth = {name: np.array([row[name] for row in truth_rows], dtype=dt) for name, (dt, _u) in TRUTH_FIELDS.items()}
+    spent = {k: sim.timings[k] - before[k] for k in STAGES}
+    return start, chunks, np.asarray(labels, np.int64), truth, spent
+
+
+def _worker_chunk(args):
+    start, labels = args
+    return _run_chunk(_WORKER, start, labels)
+
+
+def file_attributes(config: SimulationConfig, seed: int) -> dict:
+    det = config.detector
+    return {
+        "class_names": list(CLASS_NAMES),
+        "view_names": list(det.plane_names),
+        "pixel_pitch_mm": np.asarray(det.pixel_size_mm, float),
+        "wire_pitch_mm": np.asarray(det.wire_pitch_mm, float),
+        "wires_per_pixel": det.wires_per_pixel,
+        "ticks_per_pixel": det.ticks_per_pixel_effective,
+        "drift_velocity_mm_us": det.velocity_mm_us,
+        "tick_us": det.tick_us,
+        "detector": det.name,
+        "generator": "cohep.lartpc",
+        "config": config.to_dict(),
+        "seed": int(seed),
+        "image_unit": IMAGE_UNIT,
+        "electrons_per_unit": ELECTRONS_PER_UNIT,
+        "mode_names": list(C.MODE_NAMES),
+    }
+
+
+def simulate(
+    n_events: int,
+    out_path: str | os.PathLike,
+    *,
+    seed: int = 0,
+    workers: int = 1,
+    config: SimulationConfig | None = None,
+    progress: bool = True,
+    timings: dict | None = None,
+) -> Path:
+    """Simulate ``n_events`` events and write them to ``out_path`` (HDF5, atomically).
+
+    Identical file content for any ``workers``.  ``timings``, if given, is filled with seconds per
+    stage (summed over events, i.e. CPU time across workers), ``write`` and ``wall``.
+    """
+    from ..datasets.events import EventWriter
+
+    if isinstance(n_events, bool) or not isinstance(n_events, (int, np.integer)) or n_events < 1:
+        raise CohepError(f"number of events must be a positive integer, got {n_events!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise CohepError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
+        raise CohepError(f"workers must be a non-negative integer (0: all cores), got {workers!r}")
+    n_events, seed = int(n_events), int(seed)
+    workers = int(workers) or (os.cpu_count() or 1)
+    config = (config or SimulationConfig()).validate()
+    labels = assign_labels(n_events, config.class_fractions, seed)
+    starts = list(range(0, n_events, CHUNK_EVENTS))
+    workers = max(1, min(workers, len(starts)))
+    stage_time = dict.fromkeys(STAGES, 0.0)
+    t_write = 0.0
+    t_start = time.perf_counter()
+
+    target = Path(out_path)
+    if target.is_dir():
+        raise CohepError(f"cannot write {target}: it is a directory")
+    from ..progress import progress as progress_bar
+
+    # the pool is forked before the HDF5 file is opened, so no worker inherits an open file
+    pool = _make_pool(workers, config, seed) if workers > 1 else None
+    try:
+        with EventWriter(target, n_events=n_events, image_shape=config.image_shape, dtype=config.image_dtype,
+                         attrs=file_attributes(config, seed), truth_fields=TRUTH_FIELDS) as writer:
+
+            def consume(result, bar, task):
+                nonlocal t_write
+                _start, chunks, labs, truth, spent = result
+                tw = time.perf_counter()
+                writer.write_encoded(chunks, labs, truth)
+                t_write += time.perf_counter() - tw
+                for k, v in spent.items():
+                    stage_time[k] += v
+                if bar is not None:
+                    bar.update(task, advance=len(chunks))
+
+            with progress_bar() as bar:
+                task = bar.add_task("simulating", total=n_events) if progress else None
+                b = bar if progress else None
+                if pool is None:
+                    sim = EventSimulator(config, seed)
+                    for s in starts:
+                        consume(_run_chunk(sim, s, labels[s:s + CHUNK_EVENTS]), b, task)
+                else:
+                    # at most 3 chunks per worker in flight: memory does not grow with n_events
+                    pending: deque = deque()
+                    it = iter(starts)
+                    for s in it:
+                        pending.append(pool.apply_async(_worker_chunk, ((s, labels[s:s + CHUNK_EVENTS]),)))
+                        if len(pending) >= 3 * workers:
+                            break
+                    while pending:
+                        result = pending.popleft().get()
+                        nxt = next(it, None)
+                        if nxt is not None:
+                            pending.append(pool.apply_async(_worker_chunk, ((nxt, labels[nxt:nxt + CHUNK_EVENTS]),)))
+                        consume(result, b, task)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    if timings is not None:
+        timings.update(stage_time)
+        timings["write"] = t_write
+        timings["wall"] = time.perf_counter() - t_start
+        timings["workers"] = workers
+    return target
+
+
+def _make_pool(workers: int, config: SimulationConfig, seed: int):
+    methods = mp.get_all_start_methods()
+    ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+    return ctx.Pool(workers, initializer=_init_worker, initargs=(config, seed))

@@ -1,0 +1,213 @@
+"""Central training (`cohep train`) and scoring (`cohep evaluate`): files, metrics, bad inputs."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from cohep.cli import main
+from cohep.errors import ConfigError, DataError
+from cohep.evaluation import ClassificationMetrics, resolve_source
+from cohep.frameworks.training import TrainConfig
+from cohep.models import ModelSpec
+from cohep.train import split_validation, train_central
+from cohep.weights import encode
+
+CLASS_NAMES = ("NC", "numu_CC", "nue_CC")
+SHAPE = (3, 32, 32)
+
+
+def _events(n: int, seed: int, shape=SHAPE, n_classes=3):
+    """Sparse toy events whose class sets which columns carry charge (ke-, as simulated files)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % n_classes
+    rng.shuffle(labels)
+    images = np.zeros((n, *shape), dtype=np.float32)
+    width = shape[2] // n_classes
+    for i, y in enumerate(labels):
+        images[i, :, :, y * width : y * width + 3] = rng.uniform(2.0, 200.0, size=(shape[0], shape[1], 3))
+    return images, labels.astype(np.int64)
+
+
+def write_event_file(path, n=48, seed=0, shape=SHAPE, class_names=CLASS_NAMES):
+    """A tiny HDF5 event file in the DESIGN.md section 4 layout."""
+    h5py = pytest.importorskip("h5py")
+    images, labels = _events(n, seed, shape, len(class_names))
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=images.astype(np.float16), chunks=(1, *shape), compression="gzip")
+        f.create_dataset("labels", data=labels)
+        truth = f.create_group("truth")
+        truth.create_dataset("nu_energy", data=np.full(n, 2.0))
+        truth.create_dataset("mode", data=np.zeros(n, dtype=np.int64))
+        f.attrs["class_names"] = list(class_names)
+        f.attrs["view_names"] = ["U", "V", "Y"][: shape[0]]
+        f.attrs["pixel_pitch_mm"] = 3.0
+        f.attrs["tick_us"] = 0.5
+        f.attrs["generator"] = "tests"
+        f.attrs["version"] = "0"
+        f.attrs["config"] = "{}"
+        f.attrs["seed"] = seed
+        f.attrs["created"] = "2026-01-01T00:00:00Z"
+    return path
+
+
+def _need_event_reader():
+    pytest.importorskip("cohep.datasets.events", reason="HDF5 event reader not present yet")
+
+
+# -- library ---------------------------------------------------------------------------------
+def test_train_central_writes_history_checkpoint_and_figure(tmp_path):
+    xt, yt = _events(60, 1)
+    xv, yv = _events(30, 2)
+    train = TensorDataset(torch.from_numpy(xt), torch.from_numpy(yt))
+    val = TensorDataset(torch.from_numpy(xv), torch.from_numpy(yv))
+    spec = ModelSpec("compact", SHAPE, 3)
+    seen = []
+    result = train_central(spec, train, val, TrainConfig(batch_size=16, lr=3e-3), epochs=3, seed=0,
+                           out_dir=tmp_path / "t", class_names=CLASS_NAMES, on_epoch=seen.append)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3] == [r["epoch"] for r in seen]
+    for key in ("train_accuracy", "train_loss", "val_accuracy", "val_loss", "train_images_per_s"):
+        assert all(np.isfinite(r[key]) for r in result.history)
+    assert result.best["val_accuracy"] == max(r["val_accuracy"] for r in result.history)
+    for name in ("checkpoint.json", "best.safetensors", "history.csv", "history.json", "metrics.json", "figure4.png"):
+        assert (tmp_path / "t" / name).stat().st_size > 0
+    assert (tmp_path / "t" / "history.csv").read_text().count("\n") == 4
+    ckpt = json.loads((tmp_path / "t" / "checkpoint.json").read_text())
+    assert ckpt["model"] == spec.to_dict() and ckpt["epoch"] == result.best_epoch
+    assert ckpt["class_names"] == list(CLASS_NAMES) and ckpt["sha256"] == result.weights_sha256
+    src = resolve_source(tmp_path / "t")
+    weights = src.load_weights()  # digest verified
+    assert src.kind == "checkpoint" and src.spec == spec and len(weights) > 0
+    assert resolve_source(tmp_path / "t" / "best.safetensors").spec == spec
+    assert not list((tmp_path / "t").glob("*.part"))  # atomic writes leave no temporaries
+
+
+def test_classification_metrics_efficiency_purity_confusion():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    predicted = np.array([0, 0, 1, 1, 1, 1])  # class 2 is never predicted
+    probs = np.eye(3)[predicted] * 0.8 + 0.2 / 3
+    m = ClassificationMetrics.from_predictions(labels, probs, CLASS_NAMES)
+    assert m.confusion == [[2, 1, 0], [0, 2, 0], [0, 1, 0]]
+    assert m.accuracy == pytest.approx(4 / 6)
+    assert m.efficiency == pytest.approx([2 / 3, 1.0, 0.0])
+    assert m.purity[:2] == pytest.approx([1.0, 2 / 4]) and m.purity[2] is None
+    assert m.confusion_normalised[0] == pytest.approx([2 / 3, 1 / 3, 0])
+    d = m.to_dict()
+    assert json.loads(json.dumps(d))["purity"][2] is None
+    assert "nue_CC" in m.table()
+
+
+def test_split_validation_is_stratified_and_checked():
+    labels = np.repeat([0, 1, 2], [50, 30, 20])
+    tr, va = split_validation(labels, 0.2, seed=0)
+    assert len(va) == 20 and len(tr) == 80 and not set(tr) & set(va)
+    assert np.bincount(labels[va]).tolist() == [10, 6, 4]
+    assert np.array_equal(split_validation(labels, 0.2, seed=0)[1], va)
+    assert len(split_validation(labels, 25, seed=0)[1]) == 25
+    for bad in (0, 0.0, 100, -0.1):
+        with pytest.raises(ConfigError):
+            split_validation(labels, bad, seed=0)
+
+
+# -- command line ----------------------------------------------------------------------------
+def test_cli_train_then_evaluate(tmp_path, capsys):
+    _need_event_reader()
+    from cohep.datasets.events import EventWriter
+
+    data = write_event_file(tmp_path / "events.h5", n=48, seed=0)
+    # the data to score comes from the project's own writer, as from `cohep simulate` / `cohep import`
+    images, labels = _events(24, 9)
+    other = tmp_path / "other.h5"
+    with EventWriter(other, n_events=24, image_shape=SHAPE, attrs={"generator": "another detector"}) as w:
+        w.write(images, labels)
+    out = tmp_path / "train"
+    code = main(["train", str(data), "--epochs", "2", "--batch-size", "16", "--lr", "0.003",
+                 "--val-fraction", "0.25", "--seed", "1", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "epoch   1/2" in text and "val acc" in text and "best epoch" in text
+    assert (out / "best.safetensors").exists() and (out / "figure4.png").stat().st_size > 0
+    ckpt = json.loads((out / "checkpoint.json").read_text())
+    assert ckpt["data"]["train"] == 36 and ckpt["data"]["validation"] == 12
+
+    code = main(["evaluate", str(out), str(other), "--json", str(tmp_path / "eval.json"),
+                 "--plot", str(tmp_path / "cm.png")])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "efficiency" in text and "purity" in text and "numu_CC" in text
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["n_events"] == 24 and report["class_names"] == list(CLASS_NAMES)
+    assert np.array(report["confusion"]).sum() == 24 and len(report["efficiency"]) == 3
+    assert report["weights_sha256"] == ckpt["sha256"]
+    assert (tmp_path / "cm.png").stat().st_size > 0
+
+
+def test_evaluate_a_run_directory(tmp_path, capsys):
+    _need_event_reader()
+    from cohep.evaluation import evaluate
+    from cohep.models import initial_weights
+    from cohep.weights import digest
+
+    data = write_event_file(tmp_path / "events.h5", n=12)
+    spec = ModelSpec("compact", SHAPE, 3)
+    weights = initial_weights(spec, 0)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "final_weights.safetensors").write_bytes(encode(weights))
+    (run / "manifest.json").write_text(json.dumps({
+        "model": spec.to_dict(), "files": {"weights": "final_weights.safetensors"},
+        "digests": {"final": digest(weights).hex()},
+    }))
+    report = evaluate(run, data)
+    assert report.metrics.n_events == 12 and report.weights_sha256 == digest(weights).hex()
+    # tampered weights are refused, one line, exit 2
+    blob = bytearray((run / "final_weights.safetensors").read_bytes())
+    blob[-1] ^= 0xFF
+    (run / "final_weights.safetensors").write_bytes(bytes(blob))
+    code = main(["evaluate", str(run), str(data)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "sha256" in err and err.count("\n") == 0
+
+
+def _exit2(args, capsys, *needles):
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.count("\n") == 0 and "Traceback" not in err
+    for needle in needles:
+        assert needle in err
+    return err
+
+
+def test_bad_inputs_exit_2(tmp_path, capsys):
+    _exit2(["train", str(tmp_path / "events.h5"), "--model", "resnet9000", "--out", str(tmp_path / "o")],
+           capsys, "resnet9000", "compact")
+    _exit2(["evaluate", str(tmp_path / "nowhere"), str(tmp_path / "events.h5")], capsys, "nowhere")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _exit2(["evaluate", str(empty), str(tmp_path / "events.h5")], capsys, "checkpoint.json")
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_data_exits_2(tmp_path, capsys):
+    _need_event_reader()
+    data = write_event_file(tmp_path / "events.h5", n=24)
+    _exit2(["train", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "o")], capsys, "missing.h5")
+    _exit2(["train", str(data), "--val-fraction", "30", "--out", str(tmp_path / "o")], capsys, "val-fraction")
+    # a checkpoint for 3 classes / 32 x 32 images against data it cannot score
+    spec = ModelSpec("compact", SHAPE, 3)
+    from cohep.models import initial_weights
+
+    weights = initial_weights(spec, 0)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "final_weights.safetensors").write_bytes(encode(weights))
+    (run / "manifest.json").write_text(json.dumps({"model": spec.to_dict()}))
+    two = write_event_file(tmp_path / "two.h5", n=8, class_names=("a", "b"))
+    _exit2(["evaluate", str(run), str(two)], capsys, "2 classes", "two.h5")
+    big = write_event_file(tmp_path / "big.h5", n=6, shape=(3, 40, 40))
+    _exit2(["evaluate", str(run), str(big)], capsys, "[3, 40, 40]", "big.h5")
+    assert not (tmp_path / "o").exists()
