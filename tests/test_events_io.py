@@ -73,6 +73,18 @@ def test_truncated_file(tmp_path):
         EventDataset(cut)
 
 
+def test_cli_truncated_file(tmp_path, capsys):
+    path = tmp_path / "ev.h5"
+    _write(path, n=30, shape=(3, 64, 64), dtype="float32")
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(path.read_bytes()[:-5000])
+    png = tmp_path / "ev.png"
+    assert main(["show", str(cut), "--event", "1", "--out", str(png)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cut.h5" in err and "truncated" in err
+    assert not png.exists()
+
+
 @pytest.mark.parametrize("problem", ["missing", "not_hdf5", "no_labels", "labels_range", "shape"])
 def test_invalid_files(tmp_path, problem):
     import h5py

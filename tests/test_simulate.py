@@ -197,3 +197,21 @@ def test_cli_simulate_and_show(tmp_path, capsys):
     assert main(["show", str(out), "--event", "7", "--out", str(tmp_path / "no.png")]) == 2
     assert "out of range" in _one_line_error(capsys)
     assert not (tmp_path / "no.png").exists()
+
+
+def test_stored_config_reproduces_the_events(pair, tmp_path):
+    """The JSON config in the file attributes rebuilds the same configuration and events."""
+    import json
+
+    with EventFile(pair[0]) as f:
+        cfg = SimulationConfig.from_dict(json.loads(f.attrs["config"]))
+        seed = f.attrs["seed"]
+        first = f.images(np.arange(3))
+        labels = f.labels[:3]
+    assert cfg == SimulationConfig().validate()
+    from cohep.lartpc.simulate import EventSimulator
+
+    sim = EventSimulator(cfg, seed)
+    for i in range(3):
+        ev = sim.simulate(i, int(labels[i]))
+        np.testing.assert_array_equal(ev.image.astype(np.float32), first[i])

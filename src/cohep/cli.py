@@ -99,7 +99,7 @@ def demo(
     from .demo import DemoSettings, run_demo
 
     if events < 10 * learners:
-        raise typer.BadParameter(f"need at least {10 * learners} events for {learners} learners", param_hint="--events")
+        raise CohepError(f"--events: need at least {10 * learners} events for {learners} learners, got {events}")
     result, files = run_demo(out, DemoSettings(events=events, learners=learners, rounds=rounds, seed=seed, workers=workers))
     _print_run_summary(result)
     for name, path in files.items():

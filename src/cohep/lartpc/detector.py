@@ -147,7 +147,7 @@ class DetectorConfig:
     def from_dict(cls, data: dict, where: str = "detector") -> "DetectorConfig":
         """Build from a mapping (TOML table); ``preset`` picks the base, other keys override it."""
         data = dict(data)
-        preset = data.pop("preset", data.get("name", "microboone"))
+        preset = data.pop("preset", "microboone")
         if preset not in DETECTORS:
             raise ConfigError(f"{where}.preset: unknown detector {preset!r} (choose {', '.join(DETECTORS)})")
         known = {f.name: f for f in fields(cls)}
@@ -230,6 +230,8 @@ class DetectorConfig:
 
 def _coerce(default, value, where):
     """Convert a TOML value to the type of the default, with a clear error naming the field."""
+    if value is None and default is None:  # optional fields (JSON null from a stored config)
+        return None
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
