@@ -24,6 +24,14 @@ chosen for sparse images and CPU training:
    drift-time axis is shared by the views, so cross-view patterns at equal time are meaningful).
 6. Global average **and** max pooling (extent and total charge of a topology versus its brightest
    feature), then a small MLP head with dropout giving class logits.
+7. **Drift-time reflection while training** (``flip_time``, on by default): each training event is
+   mirrored along the drift-time axis (the image columns, shared by all views) with probability 1/2.
+   Mirroring drift time is the reflection x -> -x through a plane containing the beam, a symmetry of
+   the interaction physics (up to the small drift-distance dependence of diffusion and attenuation),
+   so it doubles the effective training set at no cost. Measured on 9,600 / 2,400 simulated events
+   (8 epochs): best validation accuracy 0.849 with it, 0.833 without, and less overfitting. It uses
+   torch's global generator, which the torch adapter seeds per proposal, so runs stay reproducible;
+   evaluation mode never flips.
 
 Every convolution is followed by batch norm (its running statistics are part of the weights) and
 ReLU. The model runs channels-last, which oneDNN executes 1.5-2x faster on CPU.
@@ -66,6 +74,7 @@ class CompactMultiViewCNN(nn.Module):
         dropout: float = 0.2,
         patch: int = 4,
         input_scale: float = DEFAULT_INPUT_SCALE,
+        flip_time: bool = True,
     ):
         super().__init__()
         if len(widths) != 3 or any(int(w) <= 0 for w in widths):
@@ -77,6 +86,7 @@ class CompactMultiViewCNN(nn.Module):
         w0, w1, w2 = (int(w) for w in widths)
         v = int(n_views)
         self.input_scale = float(input_scale)
+        self.flip_time = bool(flip_time)
         self.n_views = v
         self.features = nn.Sequential(
             *_conv_bn_relu(v, v * w0, patch, patch, 0, v),  # patchify stem, per view: H/4
@@ -96,14 +106,22 @@ class CompactMultiViewCNN(nn.Module):
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         return torch.log1p(x.clamp_min(0) / self.input_scale)
 
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Training only: mirror each event along drift time (the last axis) with probability 1/2."""
+        flip = torch.rand(x.shape[0], device=x.device) < 0.5
+        return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.normalise(x.float()).contiguous(memory_format=torch.channels_last)
+        x = x.float()
+        if self.training and self.flip_time:
+            x = self.augment(x)
+        x = self.normalise(x).contiguous(memory_format=torch.channels_last)
         f = self.features(x)
         pooled = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
         return self.head(pooled)
 
 
-_KNOWN_PARAMS = ("widths", "joint", "hidden", "dropout", "patch", "input_scale")
+_KNOWN_PARAMS = ("widths", "joint", "hidden", "dropout", "patch", "input_scale", "flip_time")
 
 
 def build_compact(spec) -> CompactMultiViewCNN:
