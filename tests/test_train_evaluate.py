@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,15 @@ from cohep.weights import encode
 
 CLASS_NAMES = ("NC", "numu_CC", "nue_CC")
 SHAPE = (3, 32, 32)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models on one torch thread: OpenMP barriers stall badly when other jobs share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _events(n: int, seed: int, shape=SHAPE, n_classes=3):
@@ -211,3 +221,35 @@ def test_bad_data_exits_2(tmp_path, capsys):
     big = write_event_file(tmp_path / "big.h5", n=6, shape=(3, 40, 40))
     _exit2(["evaluate", str(run), str(big)], capsys, "[3, 40, 40]", "big.h5")
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_train_from_a_config_file_with_flag_overrides(tmp_path, capsys):
+    _need_event_reader()
+    data = write_event_file(tmp_path / "events.h5", n=30, seed=0)
+    cfg = tmp_path / "central.toml"
+    cfg.write_text(f'[central]\ndata = "{data}"\nmodel = "compact"\nepochs = 3\nval_fraction = 10\n'
+                   f'batch_size = 8\nlr = 2e-3\nseed = 4\nout = "{tmp_path / "from_config"}"\n'
+                   '[central.params]\njoint = 32\n')
+    code = main(["train", "--config", str(cfg), "--epochs", "1"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    ckpt = json.loads((tmp_path / "from_config" / "checkpoint.json").read_text())
+    assert ckpt["epochs"] == 1 and ckpt["seed"] == 4 and ckpt["train"]["batch_size"] == 8
+    assert ckpt["model"]["params"] == {"joint": 32} and ckpt["data"]["validation"] == 10
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[central]\ndata = "x.h5"\nepochz = 3\n')
+    _exit2(["train", "--config", str(bad)], capsys, "central.epochz", "bad.toml")
+    _exit2(["train", "--config", str(tmp_path / "none.toml")], capsys, "none.toml")
+    _exit2(["train"], capsys, "no data")
+
+
+FIG4 = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("fig4_*.toml"))
+
+
+@pytest.mark.parametrize("path", FIG4, ids=lambda p: p.stem)
+def test_shipped_central_configs_are_valid(path):
+    from cohep.models import available
+    from cohep.train import load_central_config
+
+    settings = load_central_config(path)
+    assert settings["model"] in available() and settings["data"]

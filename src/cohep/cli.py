@@ -133,37 +133,50 @@ def _parse_params(items: list[str]) -> dict:
 
 @app.command()
 def train(
-    data: Path = typer.Argument(..., help="HDF5 event file (cohep simulate / cohep import)."),
-    model: str = typer.Option("compact", "--model", "-m", help="Model name (see `cohep models`)."),
-    epochs: int = typer.Option(10, "--epochs", "-e", help="Training epochs."),
-    val_fraction: float = typer.Option(0.2, "--val-fraction", help="Validation share (< 1) or count (>= 1), stratified."),
+    data: Optional[Path] = typer.Argument(None, help="HDF5 event file (cohep simulate / cohep import)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment TOML whose central table holds these settings; flags override it."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see `cohep models`) (default: compact)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Training epochs (default: 10)."),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Validation share (< 1) or count (>= 1), stratified (default: 0.2)."),
     val: Optional[Path] = typer.Option(None, "--val", help="Separate validation HDF5 file (instead of --val-fraction)."),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Training batch size."),
-    lr: float = typer.Option(1e-3, "--lr", help="Learning rate."),
-    optimizer: str = typer.Option("adam", "--optimizer", help="adam | adamw | sgd"),
-    seed: int = typer.Option(0, "--seed", help="Seed (initial weights, split, batch order)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Training batch size (default: 32)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default: 0.001)."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam | adamw | sgd (default: adam)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed: initial weights, split, batch order (default: 0)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N events of DATA."),
     param: list[str] = typer.Option([], "--param", "-p", help="Model parameter KEY=VALUE (JSON value), repeatable."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default runs/train-<model>)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda (default: auto)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: runs/train-<model>)."),
 ) -> None:
     """Train one model centrally: per-epoch curves, best-epoch checkpoint, Figure 4."""
-    from .train import train_from_file
+    from .train import CENTRAL_DEFAULTS, load_central_config, train_from_file
+
+    settings = load_central_config(config) if config is not None else dict(CENTRAL_DEFAULTS)
+    flags = {"data": data, "val": val, "out": out, "model": model, "epochs": epochs, "val_fraction": val_fraction,
+             "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "seed": seed, "limit": limit,
+             "device": device}
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    settings["params"] = {**settings["params"], **_parse_params(param)}
+    if settings["data"] is None:
+        raise CohepError("no data: give an HDF5 event file (or a --config whose central table names data)")
+    vf = settings["val_fraction"]
+    n_epochs = settings["epochs"]
 
     def show(row: dict) -> None:
         running = row.get("train_accuracy_running")
         extra = f" (running {running:.4f})" if running is not None else ""
         typer.echo(
-            f"epoch {row['epoch']:>3}/{epochs}  train acc {row['train_accuracy']:.4f}{extra} "
+            f"epoch {row['epoch']:>3}/{n_epochs}  train acc {row['train_accuracy']:.4f}{extra} "
             f"loss {row['train_loss']:.4f}  |  val acc {row['val_accuracy']:.4f} loss {row['val_loss']:.4f}"
             f"  |  {row['train_images_per_s'] or 0:.1f} events/s{'  *best' if row.get('best') else ''}"
         )
 
     result = train_from_file(
-        data, out_dir=out or Path("runs") / f"train-{model}", model=model, epochs=epochs,
-        val_fraction=int(val_fraction) if val_fraction >= 1 else val_fraction, val_path=val,
-        batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed, limit=limit, device=device,
-        params=_parse_params(param), on_epoch=show,
+        settings["data"], out_dir=settings["out"] or Path("runs") / f"train-{settings['model']}",
+        model=settings["model"], epochs=n_epochs, val_fraction=int(vf) if vf >= 1 else vf,
+        val_path=settings["val"], batch_size=settings["batch_size"], lr=float(settings["lr"]),
+        optimizer=settings["optimizer"], seed=settings["seed"], limit=settings["limit"],
+        device=settings["device"], params=settings["params"], train_eval=settings["train_eval"], on_epoch=show,
     )
     typer.echo(
         f"best epoch {result.best_epoch}: val accuracy {result.best['val_accuracy']:.4f}; "

@@ -87,10 +87,7 @@ def _subset(dataset: Dataset, size: int | None, seed: int) -> Dataset:
     if size is None or size >= n:
         return dataset
     idx = np.sort(np.random.default_rng([seed, 7]).choice(n, size=size, replace=False))
-    if isinstance(dataset, TensorDataset):
-        t = torch.from_numpy(idx)
-        return TensorDataset(*(tensor[t] for tensor in dataset.tensors))
-    return Subset(dataset, idx.tolist())
+    return Subset(dataset, idx.tolist())  # lazy: no copy of the images
 
 
 def _count_parameters(learner) -> int:
@@ -256,10 +253,9 @@ def train_central(
 
 def _live_weights(learner):
     """The learner's model weights as they are now (after the epoch's training)."""
-    if hasattr(learner, "keras"):
-        from .frameworks.keras import model_to_weights
-
-        return model_to_weights(learner.model)
+    live = getattr(learner, "live_weights", None)
+    if live is not None:
+        return live()
     from .frameworks.torch import state_to_weights
 
     return state_to_weights(learner.model)
@@ -372,3 +368,54 @@ def train_from_file(
         spec, train_ds, val_ds, config, epochs=epochs, seed=seed, out_dir=out_dir, progress=progress,
         class_names=data.class_names, train_eval=train_eval, on_epoch=on_epoch, data_info=info,
     )
+
+
+#: ``[central]`` keys of an experiment file and ``train_from_file`` defaults (``data`` and ``out`` aside).
+CENTRAL_DEFAULTS = {
+    "data": None,
+    "val": None,
+    "out": None,
+    "model": "compact",
+    "epochs": 10,
+    "val_fraction": 0.2,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "optimizer": "adam",
+    "seed": 0,
+    "limit": None,
+    "device": "auto",
+    "params": {},
+    "train_eval": 2000,
+}
+
+
+def load_central_config(path: str | Path) -> dict:
+    """The ``[central]`` section of an experiment TOML (``cohep train --config``), checked, with defaults.
+
+    Keys: data, val, out, model, epochs, val_fraction (fraction < 1 or count), batch_size, lr,
+    optimizer, seed, limit, device, params (a table of model params), train_eval.
+    """
+    import tomllib
+
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p} is not valid TOML: {exc}") from None
+    if "central" not in raw or not isinstance(raw["central"], dict):
+        raise ConfigError(f"{p} has no [central] section (cohep train reads [central])")
+    section = raw["central"]
+    unknown = sorted(set(section) - set(CENTRAL_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"{p}: unknown key central.{unknown[0]} (known: {', '.join(CENTRAL_DEFAULTS)})")
+    checks = {
+        "model": str, "data": str, "val": str, "out": str, "optimizer": str, "device": str,
+        "epochs": int, "batch_size": int, "seed": int, "limit": int, "train_eval": int,
+        "lr": (int, float), "val_fraction": (int, float), "params": dict,
+    }
+    for key, value in section.items():
+        if isinstance(value, bool) or not isinstance(value, checks[key]):
+            raise ConfigError(f"{p}: central.{key} has the wrong type ({type(value).__name__}: {value!r})")
+    return {**CENTRAL_DEFAULTS, **section}

@@ -172,6 +172,10 @@ class KerasLearner(Learner):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def live_weights(self) -> dict[str, np.ndarray]:
+        """The model's weights as they are now (mid-training), not the adopted ``current()`` ones."""
+        return model_to_weights(self.model)
+
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [v.value for v in self.model.trainable_variables]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -114,12 +114,29 @@ class TorchLearner(Learner):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def train_steps(self, dataset: Dataset, epochs: float, *, seed: int) -> list[float]:
-        """Train in place for ``epochs`` passes (fresh optimizer); returns the per-step losses."""
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """A fresh optimizer over the model's parameters (central training keeps one across epochs)."""
+        return make_optimizer(self.model.parameters(), self.config)
+
+    def train_steps(
+        self,
+        dataset: Dataset,
+        epochs: float,
+        *,
+        seed: int,
+        optimizer: torch.optim.Optimizer | None = None,
+        on_batch: Callable[[torch.Tensor, torch.Tensor, float], None] | None = None,
+    ) -> list[float]:
+        """Train in place for ``epochs`` passes; returns the per-step losses.
+
+        Proposals use a fresh optimizer (the default); central training passes one that persists
+        across epochs. ``on_batch(probs, labels, loss)`` sees each batch's softmax outputs.
+        """
         cfg = self.config
         generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
-        optimizer = make_optimizer(self.model.parameters(), cfg)
+        if optimizer is None:
+            optimizer = self.make_optimizer()
         steps_per_epoch = max(1, math.ceil(len(dataset) / cfg.batch_size))
         total = max(1, int(round(epochs * steps_per_epoch)))
         if cfg.max_steps is not None:
@@ -131,10 +148,13 @@ class TorchLearner(Learner):
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
                 with self._autocast():
-                    loss = self.loss_fn(self.model(x.float()), y.long())
+                    logits = self.model(x.float())
+                    loss = self.loss_fn(logits, y.long())
                 loss.backward()
                 optimizer.step()
                 losses.append(float(loss.detach()))
+                if on_batch is not None:
+                    on_batch(torch.softmax(logits.detach().float(), dim=1).cpu(), y.cpu(), losses[-1])
                 if len(losses) >= total:
                     break
         return losses
