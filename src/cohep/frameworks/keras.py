@@ -34,7 +34,8 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError
-from ..learner import Learner, Score, Scores, Weights, copy_weights
+from ..learner import Score, Weights
+from .base import FrameworkLearner
 from .torch import iterate_batches, make_optimizer
 from .training import TrainConfig
 
@@ -110,7 +111,7 @@ def _final_activation_is_softmax(model) -> bool:
     return getattr(activation, "__name__", "") == "softmax"
 
 
-class KerasLearner(Learner):
+class KerasLearner(FrameworkLearner):
     """A Keras 3 classifier (torch backend) with private train / vote / test sets."""
 
     def __init__(
@@ -133,37 +134,16 @@ class KerasLearner(Learner):
         self.seed = seed
         self.preprocess = preprocess or to_channels_last
         self.from_logits = (not _final_activation_is_softmax(model)) if from_logits is None else from_logits
-        self._proposals = 0
         variable_names(model)  # fail early on ambiguous names
         # Keras places variables when the model is built; run everything on that device.
         self.device = model.weights[0].value.device if model.weights else torch.device("cpu")
-        if initial is not None:
-            load_weights(self.model, initial)
-        self._current = model_to_weights(self.model)
+        self._start(initial)
 
-    # -- Learner interface -------------------------------------------------------------------
-    def propose(self) -> Weights:
-        load_weights(self.model, self._current)
-        self.train_steps(self.train_set, self.config.epochs, seed=self._next_seed())
-        return model_to_weights(self.model)
-
-    def evaluate(self, weights: Weights) -> Scores:
+    # -- live model ------------------------------------------------------------------------
+    def load_live(self, weights: Weights) -> None:
         load_weights(self.model, weights)
-        vote = self.score(self.vote_set)
-        test = self.score(self.test_set) if self.test_set is not None else Score(math.nan, math.nan)
-        return Scores(vote=vote, test=test)
-
-    def accept(self, weights: Weights) -> None:
-        self._current = copy_weights(weights)
-
-    def current(self) -> Weights:
-        return copy_weights(self._current)
 
     # -- training and scoring ------------------------------------------------------------------
-    def _next_seed(self) -> int:
-        self._proposals += 1
-        return int(np.random.SeedSequence([self.seed, self._proposals]).generate_state(1)[0])
-
     def _scope(self):
         return self.keras.device(str(self.device))
 

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from ..learner import Learner, Score, Scores, Weights, copy_weights
+from ..learner import Score, Weights
+from .base import FrameworkLearner
 from .training import TrainConfig
 
 
@@ -61,7 +62,7 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-class TorchLearner(Learner):
+class TorchLearner(FrameworkLearner):
     """A torch classifier with private train / vote / test sets."""
 
     def __init__(
@@ -80,35 +81,17 @@ class TorchLearner(Learner):
         self.model = model.to(self.device)
         self.train_set, self.vote_set, self.test_set = train, vote, test
         self.seed = seed
-        self._proposals = 0
         self.loss_fn = nn.CrossEntropyLoss()
-        if initial is not None:
-            load_weights(self.model, initial)
-        self._current = state_to_weights(self.model)
+        self._start(initial)
 
-    # -- Learner interface -------------------------------------------------------------------
-    def propose(self) -> Weights:
-        load_weights(self.model, self._current)
-        self.train_steps(self.train_set, self.config.epochs, seed=self._next_seed())
+    # -- live model ------------------------------------------------------------------------
+    def live_weights(self) -> dict[str, np.ndarray]:
         return state_to_weights(self.model)
 
-    def evaluate(self, weights: Weights) -> Scores:
+    def load_live(self, weights: Weights) -> None:
         load_weights(self.model, weights)
-        vote = self.score(self.vote_set)
-        test = self.score(self.test_set) if self.test_set is not None else Score(math.nan, math.nan)
-        return Scores(vote=vote, test=test)
-
-    def accept(self, weights: Weights) -> None:
-        self._current = copy_weights(weights)
-
-    def current(self) -> Weights:
-        return copy_weights(self._current)
 
     # -- training and scoring ------------------------------------------------------------------
-    def _next_seed(self) -> int:
-        self._proposals += 1
-        return int(np.random.SeedSequence([self.seed, self._proposals]).generate_state(1)[0])
-
     def _autocast(self):
         if self.config.mixed_precision and self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)

@@ -1,0 +1,68 @@
+"""The protocol half of a learner, shared by every framework adapter.
+
+An adapter only says how to read and write its live model's weights, how to train and how to score;
+proposing from the adopted weights, scoring without adopting and accepting are the same for all.
+"""
+from __future__ import annotations
+
+import abc
+import math
+
+import numpy as np
+
+from ..learner import Learner, Score, Scores, Weights, copy_weights
+
+
+class FrameworkLearner(Learner):
+    """Keeps the adopted weights apart from the live model that trains and scores."""
+
+    seed: int
+    train_set: object
+    vote_set: object
+    test_set: object | None
+
+    def _start(self, initial: Weights | None) -> None:
+        """Call at the end of ``__init__``: load the agreed initial weights, if any, and adopt them."""
+        self._proposals = 0
+        if initial is not None:
+            self.load_live(initial)
+        self._current = self.live_weights()
+
+    @abc.abstractmethod
+    def live_weights(self) -> dict[str, np.ndarray]:
+        """The live model's weights as they are now."""
+
+    @abc.abstractmethod
+    def load_live(self, weights: Weights) -> None:
+        """Load weights into the live model (strict on names and shapes)."""
+
+    @abc.abstractmethod
+    def train_steps(self, dataset, epochs: float, *, seed: int, **kwargs) -> list[float]:
+        """Train the live model in place."""
+
+    @abc.abstractmethod
+    def score(self, dataset) -> Score:
+        """Accuracy and loss of the live model on a data set."""
+
+    # -- Learner interface -------------------------------------------------------------------
+    def propose(self) -> Weights:
+        self.load_live(self._current)
+        self.train_steps(self.train_set, self.config.epochs, seed=self._next_seed())
+        return self.live_weights()
+
+    def evaluate(self, weights: Weights) -> Scores:
+        self.load_live(weights)
+        vote = self.score(self.vote_set)
+        test = self.score(self.test_set) if self.test_set is not None else Score(math.nan, math.nan)
+        return Scores(vote=vote, test=test)
+
+    def accept(self, weights: Weights) -> None:
+        self._current = copy_weights(weights)
+
+    def current(self) -> Weights:
+        return copy_weights(self._current)
+
+    def _next_seed(self) -> int:
+        """A fresh, reproducible seed per proposal."""
+        self._proposals += 1
+        return int(np.random.SeedSequence([self.seed, self._proposals]).generate_state(1)[0])
