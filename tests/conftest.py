@@ -18,3 +18,14 @@ def mnist_dir() -> Path:
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip("../shared/data/mnist is not present")
     return SHARED_MNIST
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on one torch thread: OpenMP barriers stall badly when other jobs share the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

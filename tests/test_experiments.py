@@ -11,10 +11,22 @@ EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob(
 def test_there_are_configs_for_each_paper_model():
     names = {p.stem for p in EXPERIMENTS}
     for m in ("compact", "resnet50v2", "densenet169"):
-        assert f"fig5_{m}" in names and f"fig5_{m}_cpu" in names
+        assert f"fig4_{m}" in names and f"fig5_{m}" in names
+    for m in ("resnet50v2", "densenet169"):
+        assert f"fig4_{m}_cpu" in names and f"fig5_{m}_cpu" in names
 
 
-@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in EXPERIMENTS if p.stem.startswith("fig4")], ids=lambda p: p.stem)
+def test_central_config_is_valid(path):
+    from cohep.train import load_central_config
+
+    settings = load_central_config(path)
+    assert settings["model"] in models.available()
+    if not path.stem.endswith("_cpu"):
+        assert settings["val_fraction"] == 2000 and settings.get("limit") is None
+
+
+@pytest.mark.parametrize("path", [p for p in EXPERIMENTS if p.stem.startswith("fig5")], ids=lambda p: p.stem)
 def test_config_is_valid(path):
     cfg = config.load(path)
     assert cfg.model.name in models.available()

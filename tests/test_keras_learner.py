@@ -20,13 +20,7 @@ from cohep.frameworks.keras import KerasLearner, load_weights, model_to_weights 
 CONFIG = TrainConfig(batch_size=8, lr=1e-2, max_steps=3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on one torch thread: OpenMP barriers stall badly when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(shape=(3, 16, 16), n=24, seed=0, n_classes=3):

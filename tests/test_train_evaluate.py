@@ -21,13 +21,7 @@ CLASS_NAMES = ("NC", "numu_CC", "nue_CC")
 SHAPE = (3, 32, 32)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on one torch thread: OpenMP barriers stall badly when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _events(n: int, seed: int, shape=SHAPE, n_classes=3):
