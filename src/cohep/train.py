@@ -354,7 +354,6 @@ def train_from_file(
     spec = ModelSpec(model, tuple(int(s) for s in data.input_shape), len(data.class_names), dict(params or {}))
     check_compatible(spec, data.class_names, data.input_shape, data_path)
     # inference batches stay moderate: the Keras giants at 200 x 200 need ~10 MB per event in flight
-    # inference batches stay small: DenseNet-169 on 128 events of 200 x 200 needs over 20 GB
     config = TrainConfig(batch_size=batch_size, lr=lr, optimizer=optimizer, device=device,
                          eval_batch_size=min(128, 2 * batch_size))
     info = {
