@@ -41,8 +41,17 @@ class FrameworkLearner(Learner):
         """Train the live model in place."""
 
     @abc.abstractmethod
+    def predict(self, dataset) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities of the live model and the true labels, in data-set order."""
+
     def score(self, dataset) -> Score:
-        """Accuracy and loss of the live model on a data set."""
+        """Accuracy and cross-entropy of the live model on a data set (NaN when it is empty)."""
+        probs, labels = self.predict(dataset)
+        if len(labels) == 0:
+            return Score(math.nan, math.nan)
+        accuracy = float((probs.argmax(1) == labels).mean())
+        p = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
+        return Score(accuracy=accuracy, loss=float(-np.log(p).mean()))
 
     # -- Learner interface -------------------------------------------------------------------
     def propose(self) -> Weights:

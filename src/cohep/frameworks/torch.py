@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from ..learner import Score, Weights
+from ..learner import Weights
 from .base import FrameworkLearner
 from .training import TrainConfig
 
@@ -155,11 +155,3 @@ class TorchLearner(FrameworkLearner):
         if not probs:
             return np.zeros((0, 0)), np.zeros((0,), dtype=np.int64)
         return np.concatenate(probs), np.concatenate(labels).astype(np.int64)
-
-    def score(self, dataset: Dataset) -> Score:
-        probs, labels = self.predict(dataset)
-        if len(labels) == 0:
-            return Score(math.nan, math.nan)
-        accuracy = float((probs.argmax(1) == labels).mean())
-        p = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
-        return Score(accuracy=accuracy, loss=float(-np.log(p).mean()))
