@@ -149,3 +149,26 @@ def test_keras_train_steps_accepts_a_persistent_optimizer_and_reports_batches():
                                  on_batch=lambda p, y, loss: seen.append((p.shape, len(y), loss)))
     assert len(losses) == len(seen) == 3 and seen[0][0] == (8, 3)
     assert opt.state  # the passed optimizer did the steps
+
+
+@pytest.mark.parametrize("make", [_keras_learner, _torch_learner], ids=["keras", "torch"])
+def test_proposals_follow_the_cosine_schedule_and_central_optimizers_keep_their_rate(make):
+    from dataclasses import replace
+
+    learner = make()
+    learner.config = replace(CONFIG, lr_schedule="cosine", lr_floor=0.0)
+    seen = []
+    fresh = learner.make_optimizer
+
+    def recording():
+        opt = fresh()
+        step = opt.step
+        opt.step = lambda *a, **k: (seen.append(opt.param_groups[0]["lr"]), step(*a, **k))[1]
+        return opt
+
+    learner.make_optimizer = recording
+    learner.propose()
+    assert seen == pytest.approx([1e-2, 5e-3, 0.0])  # 3 steps: lr, half way, floor
+    seen.clear()
+    learner.train_steps(learner.train_set, 1.0, seed=0, optimizer=recording())
+    assert seen == pytest.approx([1e-2] * 3)  # a passed optimizer is central training's own

@@ -130,6 +130,24 @@ def test_compact_normalises_inside_the_model():
     assert torch.allclose(scaled.normalise(x * 1000), expected)
 
 
+def test_compact_mirrors_drift_time_per_event_and_never_touches_the_callers_batch():
+    from cohep.models.compact import CompactMultiViewCNN
+
+    model = CompactMultiViewCNN()
+    x = torch.rand(64, 3, 16, 16) * 100
+    before = x.clone()
+    torch.manual_seed(0)
+    z = model.augment(model.normalise(x))
+    assert torch.equal(x, before)  # the model works on its own normalised copy
+    plain, mirrored = model.normalise(x), model.normalise(x).flip(-1)
+    same = (z == plain).flatten(1).all(1)
+    flipped = (z == mirrored).flatten(1).all(1)
+    assert bool((same | flipped).all())  # each event whole: as it was, or mirrored in drift time
+    assert 16 < int(flipped.sum()) < 48  # about half of them mirrored
+    model.train()(x)
+    assert torch.equal(x, before)
+
+
 def test_compact_rejects_bad_shapes_and_params():
     with pytest.raises(ConfigError, match="at least"):
         initial_weights(ModelSpec("compact", (3, 8, 8), 3), 0)

@@ -42,6 +42,8 @@ def test_config_load_and_errors(tmp_path):
         ({"vote": {"threshold": -0.1}}, "vote.threshold"),
         ({"experiment": {"mode": "solo"}}, "experiment.mode"),
         ({"train": {"batch_size": 0}}, "train.batch_size"),
+        ({"train": {"lr_schedule": "step"}}, "train.lr_schedule"),
+        ({"train": {"lr_floor": 1.5}}, "train.lr_floor"),
         ({"data": {"nope": 1}}, "data.nope"),
         ({"chain": {"vote_window": 0}}, "chain.vote_window"),
         ({"experiment": {"learners": 12}, "chain": {"vote_window": 5}}, "chain.vote_window"),
@@ -52,3 +54,16 @@ def test_config_load_and_errors(tmp_path):
     bad_toml.write_text("[experiment\n")
     with pytest.raises(ConfigError, match="invalid TOML"):
         config.load(bad_toml)
+
+
+def test_cosine_schedule_anneals_each_proposal_from_lr_to_its_floor():
+    from cohep.frameworks.training import TrainConfig
+
+    flat = TrainConfig(lr=1e-3)
+    assert [flat.lr_at(k, 10) for k in range(10)] == [1e-3] * 10
+    cos = TrainConfig(lr=1e-3, lr_schedule="cosine", lr_floor=0.1)
+    rates = [cos.lr_at(k, 11) for k in range(11)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-4)
+    assert rates[5] == pytest.approx(0.55e-3)  # half way: the mean of lr and floor
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert cos.lr_at(0, 1) == 1e-3  # a one-step proposal takes the full rate

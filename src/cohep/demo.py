@@ -21,7 +21,8 @@ class DemoSettings:
     seed: int = 0
     workers: int = 2
     model: str = "compact"
-    epochs: float = 1.0
+    epochs: float = 2.0
+    lr_schedule: str = "cosine"  #: the recipe of experiments/fig5_compact.toml
 
 
 def demo_config(data_path: Path, s: DemoSettings) -> cfgmod.ExperimentConfig:
@@ -29,7 +30,7 @@ def demo_config(data_path: Path, s: DemoSettings) -> cfgmod.ExperimentConfig:
         "experiment": {"name": "neutrino-demo", "learners": s.learners, "rounds": s.rounds, "seed": s.seed},
         "data": {"kind": "events", "path": str(data_path), "holdout": 0.2, "split": "iid", "vote_fraction": 0.2},
         "model": {"name": s.model},
-        "train": {"epochs": s.epochs, "batch_size": 32, "lr": 2e-3},
+        "train": {"epochs": s.epochs, "batch_size": 32, "lr": 2e-3, "lr_schedule": s.lr_schedule},
     })
 
 

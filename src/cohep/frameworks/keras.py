@@ -37,7 +37,7 @@ from ..errors import ConfigError
 from ..learner import Weights
 from .base import FrameworkLearner
 from .torch import iterate_batches, make_optimizer
-from .training import TrainConfig
+from .training import TrainConfig, set_lr
 
 _EPS = 1e-7  # Keras' epsilon for cross-entropy on probabilities
 
@@ -191,6 +191,7 @@ class KerasLearner(FrameworkLearner):
         cfg = self.config
         self.keras.utils.set_random_seed(int(seed) % 2**32)
         generator = torch.Generator().manual_seed(int(seed))
+        scheduled = optimizer is None  # a proposal: its own schedule; central training keeps its lr
         optimizer = optimizer if optimizer is not None else self.make_optimizer()
         steps_per_epoch = max(1, math.ceil(len(dataset) / cfg.batch_size))
         total = max(1, int(round(epochs * steps_per_epoch)))
@@ -204,6 +205,8 @@ class KerasLearner(FrameworkLearner):
                     x = self.preprocess(x.to(self.device, non_blocking=True))
                     y = y.to(self.device, non_blocking=True).long()
                     optimizer.zero_grad(set_to_none=True)
+                    if scheduled:
+                        set_lr(optimizer, cfg.lr_at(len(losses), total))
                     with self._autocast():
                         out = self.model(x, training=True)
                     loss = self._loss(out, y)

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ..learner import Weights
 from .base import FrameworkLearner
-from .training import TrainConfig
+from .training import TrainConfig, set_lr
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -118,6 +118,7 @@ class TorchLearner(FrameworkLearner):
         cfg = self.config
         generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
+        scheduled = optimizer is None  # a proposal: its own schedule; central training keeps its lr
         if optimizer is None:
             optimizer = self.make_optimizer()
         steps_per_epoch = max(1, math.ceil(len(dataset) / cfg.batch_size))
@@ -130,6 +131,8 @@ class TorchLearner(FrameworkLearner):
             for x, y in iterate_batches(dataset, cfg.batch_size, shuffle=True, generator=generator):
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
+                if scheduled:
+                    set_lr(optimizer, cfg.lr_at(len(losses), total))
                 with self._autocast():
                     logits = self.model(x.float())
                     loss = self.loss_fn(logits, y.long())

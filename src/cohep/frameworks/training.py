@@ -1,11 +1,13 @@
 """Framework-neutral training settings shared by the torch and Keras adapters."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,11 @@ class TrainConfig:
     optimizer: str = "adam"
     weight_decay: float = 0.0
     momentum: float = 0.9  #: SGD only
+    #: learning rate within one proposal: "constant", or "cosine" (anneals from ``lr`` to
+    #: ``lr * lr_floor`` over the proposal's steps, so each proposal ends at a settled point
+    #: instead of mid-stride, which is what the other learners then judge)
+    lr_schedule: str = "constant"
+    lr_floor: float = 0.0
     max_steps: int | None = None  #: optional cap on optimizer steps per proposal
     eval_batch_size: int = 512
     device: str = "auto"  #: "auto" takes CUDA when present, else CPU
@@ -35,5 +42,24 @@ class TrainConfig:
             raise ConfigError(
                 f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
             )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(
+                f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
+        if not 0.0 <= self.lr_floor <= 1.0:
+            raise ConfigError(f"train.lr_floor must be in [0, 1], got {self.lr_floor!r}")
         if self.max_steps is not None and self.max_steps <= 0:
             raise ConfigError(f"train.max_steps must be > 0, got {self.max_steps!r}")
+
+    def lr_at(self, step: int, total: int) -> float:
+        """The learning rate for optimizer step ``step`` (0-based) of a proposal of ``total`` steps."""
+        if self.lr_schedule == "constant" or total <= 1:
+            return self.lr
+        floor = self.lr * self.lr_floor
+        return floor + 0.5 * (self.lr - floor) * (1.0 + math.cos(math.pi * step / (total - 1)))
+
+
+def set_lr(optimizer, lr: float) -> None:
+    """Set every parameter group's learning rate (torch optimizers; the Keras adapter uses them too)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
