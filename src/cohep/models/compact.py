@@ -118,7 +118,7 @@ class CompactMultiViewCNN(nn.Module):
         flip = torch.rand(x.shape[0], device=x.device) < 0.5
         chosen = flip.nonzero().squeeze(1)
         if len(chosen):
-            x[chosen] = x[chosen].flip(-1)
+            x.index_copy_(0, chosen, torch.index_select(x, 0, chosen).flip(-1))
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
