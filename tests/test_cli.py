@@ -63,3 +63,17 @@ def test_console_script_exit_code(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("cohep: error:") and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args, named", [
+    (["train", "--bogus"], "--bogus"),
+    (["run", "--learners", "many"], "--learners"),
+    (["no-such-command"], "no-such-command"),
+])
+def test_usage_errors_are_one_line_naming_the_option(args, named, capsys):
+    code, err = run_cli(args, capsys)
+    assert code == 2 and err.count("\n") == 0 and named in err and "--help" in err
+
+
+def test_help_still_exits_zero(capsys):
+    assert main(["--help"]) == 0 and "simulate" in capsys.readouterr().out

@@ -262,11 +262,27 @@ def _print_run_summary(result) -> None:
     con.print(f"run directory: {result.out_dir}")
 
 
+def _is_usage_error(exc: BaseException) -> bool:
+    """Click-style errors (typer's own or click's, depending on the typer version) and aborts."""
+    return (hasattr(exc, "format_message") and hasattr(exc, "exit_code")) or type(exc).__name__ == "Abort"
+
+
+def _usage_line(exc: BaseException) -> str:
+    """One line naming the command and the bad option or argument, pointing at --help."""
+    if type(exc).__name__ == "Abort":
+        return "cohep: aborted"
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command_path", None) or "cohep"
+    message = " ".join(str(exc.format_message()).split())
+    return f"{command}: error: {message} (see '{command} --help')"
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Console-script entry point. Returns the exit code when given ``argv`` (tests), else exits."""
     try:
-        app(args=argv, prog_name="cohep")  # standalone: usage errors exit 2 via SystemExit
-        code = 0
+        # not standalone: usage errors come back here as exceptions and get the one-line treatment
+        rv = app(args=argv, prog_name="cohep", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except CohepError as exc:
@@ -275,6 +291,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         typer.echo("cohep: interrupted", err=True)
         code = 130
+    except Exception as exc:
+        if not _is_usage_error(exc):
+            raise
+        typer.echo(_usage_line(exc), err=True)
+        code = int(getattr(exc, "exit_code", 2))
     if argv is None:
         sys.exit(code)
     return code
