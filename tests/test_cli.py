@@ -77,3 +77,9 @@ def test_usage_errors_are_one_line_naming_the_option(args, named, capsys):
 
 def test_help_still_exits_zero(capsys):
     assert main(["--help"]) == 0 and "simulate" in capsys.readouterr().out
+
+
+def test_bad_lr_schedule_names_the_field(tmp_path, capsys, mnist_dir):
+    code, err = run_cli(["run", "--data", str(mnist_dir), "--lr-schedule", "steps", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "train.lr_schedule" in err and err.count("\n") == 0
+    assert not (tmp_path / "o").exists()

@@ -223,6 +223,7 @@ def run(
     epochs: Optional[float] = typer.Option(None, help="Training passes per proposal."),
     batch_size: Optional[int] = typer.Option(None, help="Training batch size."),
     lr: Optional[float] = typer.Option(None, help="Learning rate."),
+    lr_schedule: Optional[str] = typer.Option(None, help="Within a proposal: constant | cosine."),
     metric: Optional[str] = typer.Option(None, help="Vote metric: accuracy | loss."),
     margin: Optional[float] = typer.Option(None, help="Required improvement to approve."),
     threshold: Optional[float] = typer.Option(None, help="Fraction of other learners that must approve."),
@@ -239,7 +240,8 @@ def run(
         "data": {"path": data, "kind": data_kind, "split": split, "alpha": alpha, "limit": limit,
                  "holdout": (int(holdout) if holdout is not None and holdout >= 1 else holdout)},
         "model": {"name": model},
-        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "device": device},
+        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "lr_schedule": lr_schedule,
+                  "device": device},
         "vote": {"metric": metric, "margin": margin, "threshold": threshold},
         "chain": {"rpc": rpc},
     }
