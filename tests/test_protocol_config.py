@@ -67,3 +67,12 @@ def test_cosine_schedule_anneals_each_proposal_from_lr_to_its_floor():
     assert rates[5] == pytest.approx(0.55e-3)  # half way: the mean of lr and floor
     assert all(a > b for a, b in zip(rates, rates[1:]))
     assert cos.lr_at(0, 1) == 1e-3  # a one-step proposal takes the full rate
+
+
+def test_step_budget_rounds_partial_epochs_and_respects_the_cap():
+    from cohep.frameworks.training import TrainConfig
+
+    cfg = TrainConfig(batch_size=32)
+    assert cfg.steps_for(2667, 2.0) == 2 * 84  # the last, partial batch counts
+    assert cfg.steps_for(100, 0.5) == 2 and cfg.steps_for(1, 0.01) == 1
+    assert TrainConfig(batch_size=32, max_steps=5).steps_for(2667, 2.0) == 5

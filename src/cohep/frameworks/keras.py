@@ -25,7 +25,6 @@ collaborative learning on equal terms:
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Callable
 
 import numpy as np
@@ -193,10 +192,7 @@ class KerasLearner(FrameworkLearner):
         generator = torch.Generator().manual_seed(int(seed))
         scheduled = optimizer is None  # a proposal: its own schedule; central training keeps its lr
         optimizer = optimizer if optimizer is not None else self.make_optimizer()
-        steps_per_epoch = max(1, math.ceil(len(dataset) / cfg.batch_size))
-        total = max(1, int(round(epochs * steps_per_epoch)))
-        if cfg.max_steps is not None:
-            total = min(total, cfg.max_steps)
+        total = cfg.steps_for(len(dataset), epochs)
         losses: list[float] = []
         regularised = bool(self.model.losses)
         with self._scope():

@@ -7,7 +7,6 @@ streaming HDF5 ``EventDataset``) goes through a DataLoader.
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Callable, Iterator
 
 import numpy as np
@@ -122,10 +121,7 @@ class TorchLearner(FrameworkLearner):
         scheduled = optimizer is None  # a proposal: its own schedule; central training keeps its lr
         if optimizer is None:
             optimizer = self.make_optimizer()
-        steps_per_epoch = max(1, math.ceil(len(dataset) / cfg.batch_size))
-        total = max(1, int(round(epochs * steps_per_epoch)))
-        if cfg.max_steps is not None:
-            total = min(total, cfg.max_steps)
+        total = cfg.steps_for(len(dataset), epochs)
         self.model.train()
         losses: list[float] = []
         while len(losses) < total:

@@ -51,6 +51,12 @@ class TrainConfig:
         if self.max_steps is not None and self.max_steps <= 0:
             raise ConfigError(f"train.max_steps must be > 0, got {self.max_steps!r}")
 
+    def steps_for(self, n_items: int, epochs: float) -> int:
+        """Optimizer steps for ``epochs`` passes over ``n_items`` (at least one; ``max_steps`` caps it)."""
+        per_epoch = max(1, math.ceil(n_items / self.batch_size))
+        total = max(1, int(round(epochs * per_epoch)))
+        return total if self.max_steps is None else min(total, self.max_steps)
+
     def lr_at(self, step: int, total: int) -> float:
         """The learning rate for optimizer step ``step`` (0-based) of a proposal of ``total`` steps."""
         if self.lr_schedule == "constant" or total <= 1:
