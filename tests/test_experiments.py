@@ -6,6 +6,8 @@ import pytest
 from cohep import config, models
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.toml"))
+FIG4 = [p for p in EXPERIMENTS if p.stem.startswith("fig4")]
+FIG5 = [p for p in EXPERIMENTS if p.stem.startswith("fig5")]
 
 
 def test_there_are_configs_for_each_paper_model():
@@ -16,22 +18,27 @@ def test_there_are_configs_for_each_paper_model():
         assert f"fig4_{m}_cpu" in names and f"fig5_{m}_cpu" in names
 
 
-@pytest.mark.parametrize("path", [p for p in EXPERIMENTS if p.stem.startswith("fig4")], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", FIG4, ids=lambda p: p.stem)
 def test_central_config_is_valid(path):
-    from cohep.train import load_central_config
-
-    settings = load_central_config(path)
-    assert settings["model"] in models.available()
-    if not path.stem.endswith("_cpu"):
-        assert settings["val_fraction"] == 2000 and settings.get("limit") is None
-
-
-@pytest.mark.parametrize("path", [p for p in EXPERIMENTS if p.stem.startswith("fig5")], ids=lambda p: p.stem)
-def test_config_is_valid(path):
+    """Figure 4: a registered model trained on the 12k-event file, 2,000 events validate (CPU: 50 of 200)."""
     cfg = config.load(path)
-    assert cfg.model.name in models.available()
-    if path.stem.startswith("fig5"):
-        assert cfg.experiment.mode == "colearn" and cfg.experiment.learners == 3
-        assert cfg.data.split == "iid" and cfg.data.kind == "events"
-        if not path.stem.endswith("_cpu"):
-            assert cfg.experiment.rounds == 15 and cfg.data.holdout == 2000
+    assert cfg.model.name in models.available() and path.stem.split("_")[1] == cfg.model.name
+    assert cfg.data.path == "data/events-12k.h5" and cfg.data.resolved_kind() == "events"
+    assert cfg.central.out == f"runs/{path.stem}"
+    if path.stem.endswith("_cpu"):
+        assert cfg.train.device == "cpu" and cfg.data.limit == 200 and cfg.central.val_fraction == 50
+    else:
+        assert cfg.central.val_fraction == 2000 and cfg.data.limit is None
+
+
+@pytest.mark.parametrize("path", FIG5, ids=lambda p: p.stem)
+def test_collaborative_config_is_valid(path):
+    """Figure 5: 3 learners, an IID split of events; full size is 15 rounds with 2,000 held out."""
+    cfg = config.load(path)
+    assert cfg.model.name in models.available() and path.stem.split("_")[1] == cfg.model.name
+    assert cfg.experiment.mode == "colearn" and cfg.experiment.learners == 3
+    assert cfg.data.split == "iid" and cfg.data.resolved_kind() == "events"
+    if path.stem.endswith("_cpu"):  # the same protocol on fewer events
+        assert cfg.data.limit is not None and cfg.data.limit < 12_000
+    else:
+        assert cfg.experiment.rounds == 15 and cfg.data.holdout == 2000 and cfg.data.limit is None

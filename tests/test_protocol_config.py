@@ -27,8 +27,10 @@ def test_required_approvals(n, bps, expected):
 
 def test_threshold_and_ppm():
     assert threshold_to_bps(0.5) == 5000
-    with pytest.raises(ConfigError):
-        threshold_to_bps(1.2)
+    with pytest.raises(ConfigError, match=r"vote\.threshold"):
+        VoteRule(threshold=1.2)  # validated where it is declared, once
+    with pytest.raises(ConfigError, match=r"vote\.metric"):
+        VoteRule("f1")
     assert to_ppm(0.987654321) == 987654
     assert to_ppm(float("nan")) == to_ppm(1e9)
 
@@ -54,6 +56,9 @@ def test_config_load_and_errors(tmp_path):
     bad_toml.write_text("[experiment\n")
     with pytest.raises(ConfigError, match="invalid TOML"):
         config.load(bad_toml)
+    bad_toml.write_text("[vote]\nthreshold = 7\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: vote\.threshold must be <= 1, got 7"):
+        config.load(bad_toml)
 
 
 def test_cosine_schedule_anneals_each_proposal_from_lr_to_its_floor():
@@ -76,3 +81,86 @@ def test_step_budget_rounds_partial_epochs_and_respects_the_cap():
     assert cfg.steps_for(2667, 2.0) == 2 * 84  # the last, partial batch counts
     assert cfg.steps_for(100, 0.5) == 2 and cfg.steps_for(1, 0.01) == 1
     assert TrainConfig(batch_size=32, max_steps=5).steps_for(2667, 2.0) == 5
+
+
+def test_one_default_per_setting():
+    """The experiment file, ``cohep train`` and the adapters agree on every default."""
+    from cohep.frameworks.training import TrainConfig
+
+    cfg = config.load(None)
+    assert cfg.train == TrainConfig() and cfg.train.batch_size == 32
+    assert cfg.model.name is None  # resolved from the data: compact for event images
+    assert cfg.data.kind == "auto" and cfg.central.epochs == 10 and cfg.central.val_fraction == 0.2
+
+
+@pytest.mark.parametrize("value, expected", [(0.2, 0.2), (0, 0), (2000, 2000), (2000.0, 2000), (0.999, 0.999)])
+def test_a_share_is_a_fraction_or_a_count_parsed_in_one_place(value, expected):
+    from cohep.settings import share_count
+
+    cfg = config.from_dict({"data": {"holdout": value}, "central": {"val_fraction": value}})
+    assert cfg.data.holdout == expected and type(cfg.data.holdout) is type(expected)
+    assert cfg.central.val_fraction == expected
+    assert share_count(value, 10_000, "x") == (round(value * 10_000) if value < 1 else int(value))
+
+
+@pytest.mark.parametrize("value", [2.5, -1, "half", True, float("nan")])
+def test_a_bad_share_names_the_field(value):
+    with pytest.raises(ConfigError, match=r"data\.holdout"):
+        config.from_dict({"data": {"holdout": value}})
+
+
+def test_wrong_types_name_section_and_field():
+    for raw, field in [
+        ({"experiment": {"learners": "three"}}, "experiment.learners must be an integer"),
+        ({"experiment": {"learners": 2.5}}, "experiment.learners must be an integer"),
+        ({"train": {"mixed_precision": 1}}, "train.mixed_precision must be true or false"),
+        ({"model": {"params": [1, 2]}}, "model.params must be a table"),
+        ({"data": {"split": "by_source"}}, "data.split must be one of iid, dirichlet"),
+        ({"central": {"epochs": 0}}, "central.epochs must be >= 1"),
+        ({"store": {"url": 5}}, "store.url must be a string"),
+        ({"nope": {}}, "unknown section [nope]"),
+        ({"train": 3}, "[train] must be a table"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            config.from_dict(raw)
+        assert field in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_config_round_trips_through_its_manifest_form():
+    cfg = config.from_dict({"experiment": {"learners": 4, "seed": 9}, "data": {"holdout": 300, "path": "x.h5"},
+                            "model": {"name": "compact", "params": {"joint": 32}}, "vote": {"threshold": 0.75}})
+    import json
+
+    again = config.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and again.data.resolved_kind() == "events"
+    assert cfg.replace(train={"lr": 0.1}).train.lr == 0.1 and cfg.replace(train={"lr": 0.1}).experiment.seed == 9
+
+
+def test_cli_flags_map_to_settings_declaratively():
+    """Every `cohep run` / `cohep train` flag names a real section.field of the experiment config."""
+    import dataclasses
+
+    from cohep import cli
+
+    sections = {name: {g.name for g in dataclasses.fields(cls)} for name, cls in config.SECTIONS.items()}
+    for table in (cli.RUN_FLAGS, cli.TRAIN_FLAGS):
+        for flag, target in table.items():
+            section, field = target.split(".")
+            assert field in sections[section], (flag, target)
+
+
+def test_simulation_and_demo_settings_use_the_same_loader():
+    from cohep.demo import DemoSettings
+    from cohep.lartpc import SimulationConfig
+
+    with pytest.raises(ConfigError, match=r"^detector\.wires_per_pixel must be an integer"):
+        SimulationConfig.from_dict({"detector": {"wires_per_pixel": "two"}})
+    with pytest.raises(ConfigError, match=r"^image_dtype must be one of float16, float32"):
+        SimulationConfig.from_dict({"image_dtype": "int8"})
+    with pytest.raises(ConfigError, match=r"^flux\.mean_gev must be a number"):
+        SimulationConfig.from_dict({"flux": {"mean_gev": "high"}})
+    assert SimulationConfig.from_dict({"detector": {"noise_enc": [500, 500, 600]}}).detector.noise_enc == (500.0, 500.0, 600.0)
+    with pytest.raises(ConfigError, match=r"demo\.events: need at least 30 events for 3 learners"):
+        DemoSettings(events=20)
+    with pytest.raises(ConfigError, match=r"demo\.learners must be >= 2"):
+        DemoSettings(learners=1)

@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from cohep.checkpoint import resolve as resolve_source
 from cohep.cli import main
-from cohep.errors import ConfigError, DataError
-from cohep.evaluation import ClassificationMetrics, resolve_source
+from cohep.errors import ConfigError
 from cohep.frameworks.training import TrainConfig
+from cohep.metrics import ClassificationMetrics
 from cohep.models import ModelSpec
 from cohep.train import split_validation, train_central
 from cohep.weights import encode
@@ -37,8 +38,9 @@ def _events(n: int, seed: int, shape=SHAPE, n_classes=3):
 
 
 def write_event_file(path, n=48, seed=0, shape=SHAPE, class_names=CLASS_NAMES):
-    """A tiny HDF5 event file in the DESIGN.md section 4 layout."""
-    h5py = pytest.importorskip("h5py")
+    """A tiny HDF5 event file in the layout of cohep.datasets.events."""
+    import h5py
+
     images, labels = _events(n, seed, shape, len(class_names))
     with h5py.File(path, "w") as f:
         f.create_dataset("images", data=images.astype(np.float16), chunks=(1, *shape), compression="gzip")
@@ -56,10 +58,6 @@ def write_event_file(path, n=48, seed=0, shape=SHAPE, class_names=CLASS_NAMES):
         f.attrs["seed"] = seed
         f.attrs["created"] = "2026-01-01T00:00:00Z"
     return path
-
-
-def _need_event_reader():
-    pytest.importorskip("cohep.datasets.events", reason="HDF5 event reader not present yet")
 
 
 # -- library ---------------------------------------------------------------------------------
@@ -118,7 +116,6 @@ def test_split_validation_is_stratified_and_checked():
 
 # -- command line ----------------------------------------------------------------------------
 def test_cli_train_then_evaluate(tmp_path, capsys):
-    _need_event_reader()
     from cohep.datasets.events import EventWriter
 
     data = write_event_file(tmp_path / "events.h5", n=48, seed=0)
@@ -150,7 +147,6 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
 
 
 def test_evaluate_a_run_directory(tmp_path, capsys):
-    _need_event_reader()
     from cohep.evaluation import evaluate
     from cohep.models import initial_weights
     from cohep.weights import digest
@@ -197,10 +193,10 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
 
 
 def test_bad_data_exits_2(tmp_path, capsys):
-    _need_event_reader()
     data = write_event_file(tmp_path / "events.h5", n=24)
     _exit2(["train", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "o")], capsys, "missing.h5")
-    _exit2(["train", str(data), "--val-fraction", "30", "--out", str(tmp_path / "o")], capsys, "val-fraction")
+    _exit2(["train", str(data), "--val-fraction", "30", "--out", str(tmp_path / "o")], capsys, "central.val_fraction")
+    _exit2(["train", str(data), "--val-fraction", "2.5", "--out", str(tmp_path / "o")], capsys, "central.val_fraction")
     # a checkpoint for 3 classes / 32 x 32 images against data it cannot score
     spec = ModelSpec("compact", SHAPE, 3)
     from cohep.models import initial_weights
@@ -218,32 +214,45 @@ def test_bad_data_exits_2(tmp_path, capsys):
 
 
 def test_cli_train_from_a_config_file_with_flag_overrides(tmp_path, capsys):
-    _need_event_reader()
     data = write_event_file(tmp_path / "events.h5", n=30, seed=0)
     cfg = tmp_path / "central.toml"
-    cfg.write_text(f'[central]\ndata = "{data}"\nmodel = "compact"\nepochs = 3\nval_fraction = 10\n'
-                   f'batch_size = 8\nlr = 2e-3\nseed = 4\nout = "{tmp_path / "from_config"}"\n'
-                   '[central.params]\njoint = 32\n')
-    code = main(["train", "--config", str(cfg), "--epochs", "1"])
+    cfg.write_text(f'[experiment]\nseed = 4\n[data]\npath = "{data}"\n[model]\nname = "compact"\n'
+                   '[model.params]\njoint = 32\n[train]\nbatch_size = 8\nlr = 2e-3\n'
+                   f'[central]\nepochs = 3\nval_fraction = 10\nout = "{tmp_path / "from_config"}"\n')
+    code = main(["train", "--config", str(cfg), "--epochs", "1", "--param", "hidden=16"])
     text = capsys.readouterr().out
     assert code == 0, text
     ckpt = json.loads((tmp_path / "from_config" / "checkpoint.json").read_text())
     assert ckpt["epochs"] == 1 and ckpt["seed"] == 4 and ckpt["train"]["batch_size"] == 8
-    assert ckpt["model"]["params"] == {"joint": 32} and ckpt["data"]["validation"] == 10
+    assert ckpt["train"]["lr"] == 2e-3 and ckpt["data"]["validation"] == 10
+    assert ckpt["model"]["params"] == {"joint": 32, "hidden": 16}  # a flag adds to the file's params
+    assert ckpt["versions"]["torch"]
     bad = tmp_path / "bad.toml"
-    bad.write_text('[central]\ndata = "x.h5"\nepochz = 3\n')
+    bad.write_text('[central]\nepochz = 3\n')
     _exit2(["train", "--config", str(bad)], capsys, "central.epochz", "bad.toml")
+    bad.write_text('[train]\nbatch_size = "big"\n')
+    _exit2(["train", "--config", str(bad)], capsys, "train.batch_size", "bad.toml")
     _exit2(["train", "--config", str(tmp_path / "none.toml")], capsys, "none.toml")
-    _exit2(["train"], capsys, "no data")
+    _exit2(["train"], capsys, "data.path")
 
 
-FIG4 = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("fig4_*.toml"))
+def test_a_checkpoint_whose_weights_do_not_fit_its_model_is_one_line(tmp_path, capsys):
+    """Weights of another architecture under a checkpoint's spec: refused before any scoring."""
+    from cohep import checkpoint
+    from cohep.models import initial_weights
+
+    data = write_event_file(tmp_path / "events.h5", n=12)
+    small = initial_weights(ModelSpec("compact", SHAPE, 3, {"joint": 32}), 0)
+    checkpoint.write(tmp_path / "ck", encode(small), spec=ModelSpec("compact", SHAPE, 3))  # default joint 128
+    err = _exit2(["evaluate", str(tmp_path / "ck"), str(data)], capsys, "best.safetensors", "do not fit", "compact")
+    assert "shape" in err
 
 
-@pytest.mark.parametrize("path", FIG4, ids=lambda p: p.stem)
-def test_shipped_central_configs_are_valid(path):
-    from cohep.models import available
-    from cohep.train import load_central_config
+def test_data_kind_follows_the_file_and_the_default_model_fits_it(tmp_path, capsys):
+    """No --model: an event file gets the compact model; a config need not say what kind of data."""
+    data = write_event_file(tmp_path / "events.h5", n=24, seed=0)
+    code = main(["train", str(data), "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path / "t")])
+    assert code == 0, capsys.readouterr().err
+    ckpt = json.loads((tmp_path / "t" / "checkpoint.json").read_text())
+    assert ckpt["model"]["name"] == "compact" and ckpt["model"]["input_shape"] == list(SHAPE)
 
-    settings = load_central_config(path)
-    assert settings["model"] in available() and settings["data"]

@@ -42,17 +42,8 @@ def simulate(
     config: Optional[Path] = typer.Option(None, "--config", help="TOML simulation configuration."),
 ) -> None:
     """Simulate LArTPC neutrino events (NC / numu CC / nue CC, three wire-plane views) to HDF5."""
-    from .lartpc.detector import DETECTORS
     from .lartpc.simulate import default_config, load_config, simulate as run_simulation
 
-    if events < 1:
-        raise CohepError(f"--events must be a positive number of events, got {events}")
-    if seed < 0:
-        raise CohepError(f"--seed must be >= 0, got {seed}")
-    if workers < 0:
-        raise CohepError(f"--workers must be >= 0 (0: all cores), got {workers}")
-    if detector is not None and detector not in DETECTORS:
-        raise CohepError(f"--detector: unknown detector {detector!r} (choose {', '.join(DETECTORS)})")
     cfg = load_config(config, detector=detector) if config else default_config(detector or "microboone")
     path = run_simulation(events, out, seed=seed, workers=workers, config=cfg, progress=True)
     typer.echo(f"wrote {events} events to {path}")
@@ -67,8 +58,6 @@ def show(
     """Draw one event's three wire-plane views with its truth (the paper's Figure 3)."""
     from .plots.events import event_display
 
-    if event < 0:
-        raise CohepError(f"--event must be >= 0, got {event}")
     typer.echo(f"wrote {event_display(data, event, out)}")
 
 
@@ -98,8 +87,6 @@ def demo(
     """Simulate neutrino events and learn from them collaboratively (the `make demo` job)."""
     from .demo import DemoSettings, run_demo
 
-    if events < 10 * learners:
-        raise CohepError(f"--events: need at least {10 * learners} events for {learners} learners, got {events}")
     result, files = run_demo(out, DemoSettings(events=events, learners=learners, rounds=rounds, seed=seed, workers=workers))
     _print_run_summary(result)
     for name, path in files.items():
@@ -131,14 +118,35 @@ def _parse_params(items: list[str]) -> dict:
     return out
 
 
+def _settings(config: Optional[Path], flags: dict[str, object], params: list[str] | None = None):
+    """The experiment settings: the config file, then each flag as an override of its ``section.field``."""
+    from . import config as cfgmod
+    from .settings import dotted, merge
+
+    overrides = dotted({k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()})
+    if params:
+        file_params = cfgmod.load(config).model.params if config is not None else {}
+        overrides = merge(overrides, {"model": {"params": {**file_params, **_parse_params(params)}}})
+    return cfgmod.load(config, overrides)
+
+
+#: ``cohep train`` flags -> the setting each one overrides
+TRAIN_FLAGS = {
+    "data": "data.path", "val": "central.val", "out": "central.out", "model": "model.name",
+    "epochs": "central.epochs", "val_fraction": "central.val_fraction", "batch_size": "train.batch_size",
+    "lr": "train.lr", "optimizer": "train.optimizer", "seed": "experiment.seed", "limit": "data.limit",
+    "device": "train.device",
+}
+
+
 @app.command()
 def train(
-    data: Optional[Path] = typer.Argument(None, help="HDF5 event file (cohep simulate / cohep import)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment TOML whose central table holds these settings; flags override it."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see `cohep models`) (default: compact)."),
+    data: Optional[Path] = typer.Argument(None, help="Data file: HDF5 events (cohep simulate / cohep import) or MNIST."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment TOML ([data], [model], [train], [central]); flags override it."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see `cohep models`; default: the one that fits the data)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Training epochs (default: 10)."),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Validation share (< 1) or count (>= 1), stratified (default: 0.2)."),
-    val: Optional[Path] = typer.Option(None, "--val", help="Separate validation HDF5 file (instead of --val-fraction)."),
+    val: Optional[Path] = typer.Option(None, "--val", help="Separate validation file (instead of --val-fraction)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Training batch size (default: 32)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default: 0.001)."),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam | adamw | sgd (default: adam)."),
@@ -149,35 +157,21 @@ def train(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: runs/train-<model>)."),
 ) -> None:
     """Train one model centrally: per-epoch curves, best-epoch checkpoint, Figure 4."""
-    from .train import CENTRAL_DEFAULTS, load_central_config, train_from_file
+    from .train import train_from_config
 
-    settings = load_central_config(config) if config is not None else dict(CENTRAL_DEFAULTS)
-    flags = {"data": data, "val": val, "out": out, "model": model, "epochs": epochs, "val_fraction": val_fraction,
-             "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "seed": seed, "limit": limit,
-             "device": device}
-    settings.update({k: v for k, v in flags.items() if v is not None})
-    settings["params"] = {**settings["params"], **_parse_params(param)}
-    if settings["data"] is None:
-        raise CohepError("no data: give an HDF5 event file (or a --config whose central table names data)")
-    vf = settings["val_fraction"]
-    n_epochs = settings["epochs"]
+    values = locals()
+    cfg = _settings(config, {TRAIN_FLAGS[k]: values[k] for k in TRAIN_FLAGS}, param)
 
     def show(row: dict) -> None:
         running = row.get("train_accuracy_running")
         extra = f" (running {running:.4f})" if running is not None else ""
         typer.echo(
-            f"epoch {row['epoch']:>3}/{n_epochs}  train acc {row['train_accuracy']:.4f}{extra} "
+            f"epoch {row['epoch']:>3}/{cfg.central.epochs}  train acc {row['train_accuracy']:.4f}{extra} "
             f"loss {row['train_loss']:.4f}  |  val acc {row['val_accuracy']:.4f} loss {row['val_loss']:.4f}"
             f"  |  {row['train_images_per_s'] or 0:.1f} events/s{'  *best' if row.get('best') else ''}"
         )
 
-    result = train_from_file(
-        settings["data"], out_dir=settings["out"] or Path("runs") / f"train-{settings['model']}",
-        model=settings["model"], epochs=n_epochs, val_fraction=int(vf) if vf >= 1 else vf,
-        val_path=settings["val"], batch_size=settings["batch_size"], lr=float(settings["lr"]),
-        optimizer=settings["optimizer"], seed=settings["seed"], limit=settings["limit"],
-        device=settings["device"], params=settings["params"], train_eval=settings["train_eval"], on_epoch=show,
-    )
+    result = train_from_config(cfg, on_epoch=show)
     typer.echo(
         f"best epoch {result.best_epoch}: val accuracy {result.best['val_accuracy']:.4f}; "
         f"{result.train_images_per_s:.1f} training events/s; {result.n_parameters:,} parameters"
@@ -205,6 +199,17 @@ def evaluate(
         typer.echo(f"figure written to {plot}")
 
 
+#: ``cohep run`` flags -> the setting each one overrides
+RUN_FLAGS = {
+    "mode": "experiment.mode", "learners": "experiment.learners", "rounds": "experiment.rounds",
+    "seed": "experiment.seed", "data": "data.path", "data_kind": "data.kind", "split": "data.split",
+    "alpha": "data.alpha", "holdout": "data.holdout", "limit": "data.limit", "model": "model.name",
+    "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
+    "lr_schedule": "train.lr_schedule", "device": "train.device", "metric": "vote.metric",
+    "margin": "vote.margin", "threshold": "vote.threshold", "rpc": "chain.rpc", "store": "store.url",
+}
+
+
 @app.command()
 def run(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML experiment config."),
@@ -214,7 +219,7 @@ def run(
     rounds: Optional[int] = typer.Option(None, "--rounds", "-r", help="Number of rounds."),
     seed: Optional[int] = typer.Option(None, help="Experiment seed."),
     data: Optional[str] = typer.Option(None, "--data", help="Data path (MNIST folder / npz, or events HDF5)."),
-    data_kind: Optional[str] = typer.Option(None, "--data-kind", help="mnist | events"),
+    data_kind: Optional[str] = typer.Option(None, "--data-kind", help="auto | mnist | events (auto: by the file name)"),
     split: Optional[str] = typer.Option(None, help="iid | dirichlet"),
     alpha: Optional[float] = typer.Option(None, help="Dirichlet alpha for class-skewed splits."),
     holdout: Optional[float] = typer.Option(None, help="Held-out test items: a count, or a fraction < 1."),
@@ -228,25 +233,15 @@ def run(
     margin: Optional[float] = typer.Option(None, help="Required improvement to approve."),
     threshold: Optional[float] = typer.Option(None, help="Fraction of other learners that must approve."),
     rpc: Optional[str] = typer.Option(None, "--rpc", help="Ethereum JSON-RPC URL (default: embedded chain)."),
+    store: Optional[str] = typer.Option(None, "--store", help="Weight store URL (default: <run dir>/weights)."),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
     no_figure: bool = typer.Option(False, "--no-figure", help="Skip the PNG figure."),
 ) -> None:
     """Run a collaborative (or baseline) experiment; writes records, manifest, figure and report."""
-    from . import config as cfgmod
     from .runner import run_experiment
 
-    flags = {
-        "experiment": {"mode": mode, "learners": learners, "rounds": rounds, "seed": seed},
-        "data": {"path": data, "kind": data_kind, "split": split, "alpha": alpha, "limit": limit,
-                 "holdout": (int(holdout) if holdout is not None and holdout >= 1 else holdout)},
-        "model": {"name": model},
-        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "lr_schedule": lr_schedule,
-                  "device": device},
-        "vote": {"metric": metric, "margin": margin, "threshold": threshold},
-        "chain": {"rpc": rpc},
-    }
-    overrides = {k: {f: v for f, v in sec.items() if v is not None} for k, sec in flags.items()}
-    cfg = cfgmod.load(config, {k: v for k, v in overrides.items() if v})
+    values = locals()
+    cfg = _settings(config, {RUN_FLAGS[k]: values[k] for k in RUN_FLAGS})
     result = run_experiment(cfg, out or Path("runs") / cfg.experiment.name, figure=not no_figure)
     _print_run_summary(result)
 

@@ -1,108 +1,129 @@
-"""Experiment configuration: a TOML file and/or CLI flags, validated into typed sections.
+"""The experiment settings: one TOML file, sections declared here, read by ``cohep run`` and ``cohep train``.
 
-Every error names the offending field as ``section.field`` so a user can fix it in one go.
+Each table of the file is a :class:`~cohep.settings.Section`; the same file can hold what a
+collaborative run needs (``[experiment]``, ``[data]``, ``[model]``, ``[train]``, ``[vote]``,
+``[chain]``, ``[store]``) and what central training adds (``[central]``). CLI flags are overrides of
+``section.field`` (see ``cli.py``); every value is validated once, when its section is built.
 """
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-from dataclasses import dataclass, field, fields
+import typing
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from .errors import ConfigError
 from .frameworks.training import TrainConfig
-from .protocol import METRICS
+from .protocol import VoteRule
+from .settings import Section, Share, from_mapping, merge, read_toml, setting
 
-MODES = ("colearn", "individual", "centralised")
+__all__ = ["ExperimentConfig", "load", "from_dict", "merge"]
 
 
 @dataclass(frozen=True)
-class ExperimentSection:
-    name: str = "experiment"
-    mode: str = "colearn"
-    learners: int = 3
-    rounds: int = 10
-    seed: int = 0
+class ExperimentSection(Section):
+    """``[experiment]``: what runs and how it is seeded."""
 
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"experiment.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if not (isinstance(self.learners, int) and self.learners >= 1):
-            raise ConfigError(f"experiment.learners must be a positive integer, got {self.learners!r}")
+    section: ClassVar[str] = "experiment"
+
+    name: str = setting("experiment", help="Run name (default run directory runs/<name>).")
+    mode: Literal["colearn", "individual", "centralised"] = setting("colearn", help="colearn | individual | centralised")
+    learners: int = setting(3, ge=1, help="Number of learners.")
+    rounds: int = setting(10, ge=1, help="Number of rounds.")
+    seed: int = setting(0, ge=0, help="Seed: the same seed and config give the same records.")
+
+    def check(self) -> None:
         if self.mode == "colearn" and self.learners < 2:
             raise ConfigError("experiment.learners must be at least 2 for colearn mode")
-        if not (isinstance(self.rounds, int) and self.rounds >= 1):
-            raise ConfigError(f"experiment.rounds must be a positive integer, got {self.rounds!r}")
-        if not (isinstance(self.seed, int) and self.seed >= 0):
-            raise ConfigError(f"experiment.seed must be a non-negative integer, got {self.seed!r}")
 
 
 @dataclass(frozen=True)
-class DataSection:
-    kind: str = "mnist"
-    path: str | None = None
-    holdout: float | int = 0.2  #: count, or fraction, of items at the end held out for testing
-    split: str = "iid"
-    alpha: float = 0.5
-    vote_fraction: float = 0.2
-    limit: int | None = None  #: keep only the first N items (quick runs)
+class DataSection(Section):
+    """``[data]``: the pooled data set and how it is dealt out to learners."""
 
-    def __post_init__(self) -> None:
-        if self.limit is not None and not (isinstance(self.limit, int) and self.limit > 0):
-            raise ConfigError(f"data.limit must be a positive integer, got {self.limit!r}")
+    section: ClassVar[str] = "data"
 
+    #: ``auto``: an ``.h5`` / ``.hdf5`` path is an event file, anything else MNIST (IDX folder or npz)
+    kind: Literal["auto", "mnist", "events"] = setting("auto", help="auto | mnist | events")
+    path: str | None = setting(None, help="Data path: MNIST folder or npz, or an HDF5 event file.")
+    #: items at the end held out for testing: a fraction, or a count
+    holdout: Share = setting(0.2, help="Held-out test items: a count, or a fraction < 1.")
+    split: Literal["iid", "dirichlet"] = setting("iid", help="iid | dirichlet")
+    alpha: float = setting(0.5, gt=0, help="Dirichlet alpha for class-skewed splits.")
+    vote_fraction: float = setting(0.2, gt=0, lt=1, help="Share of each learner's data kept as its vote set.")
+    limit: int | None = setting(None, ge=1, help="Use only the first N items.")
 
-@dataclass(frozen=True)
-class ModelSection:
-    name: str = "mnist_cnn"
-    params: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class VoteSection:
-    metric: str = "accuracy"
-    margin: float = 0.0
-    threshold: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise ConfigError(f"vote.metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
-        if not (isinstance(self.threshold, (int, float)) and 0.0 <= self.threshold <= 1.0):
-            raise ConfigError(f"vote.threshold must be within [0, 1], got {self.threshold!r}")
-        if not (isinstance(self.margin, (int, float)) and self.margin >= 0):
-            raise ConfigError(f"vote.margin must be >= 0, got {self.margin!r}")
+    def resolved_kind(self) -> str:
+        """The data kind, with ``auto`` decided by the path."""
+        if self.kind != "auto":
+            return self.kind
+        if self.path and Path(self.path).suffix.lower() in (".h5", ".hdf5", ".hdf"):
+            return "events"
+        return "mnist"
 
 
 @dataclass(frozen=True)
-class ChainSection:
-    rpc: str | None = None  #: None: the embedded in-process EVM
-    proposal_window: int = 50  #: blocks
-    vote_window: int = 50  #: blocks
+class ModelSection(Section):
+    """``[model]``: the architecture every learner trains (``cohep models`` lists them)."""
 
-    def __post_init__(self) -> None:
-        for name in ("proposal_window", "vote_window"):
-            v = getattr(self, name)
-            if not (isinstance(v, int) and v > 0):
-                raise ConfigError(f"chain.{name} must be a positive integer, got {v!r}")
+    section: ClassVar[str] = "model"
+
+    #: None: the registry's default for the data's shape (compact for event images)
+    name: str | None = setting(None, help="Model name (see `cohep models`; default: the one that fits the data).")
+    params: dict = setting(factory=dict)
 
 
 @dataclass(frozen=True)
-class StoreSection:
-    url: str | None = None  #: None: <run dir>/weights
+class ChainSection(Section):
+    """``[chain]``: where the coordinator contract runs."""
+
+    section: ClassVar[str] = "chain"
+
+    rpc: str | None = setting(None, help="Ethereum JSON-RPC URL (default: embedded chain).")  #: None: in-process EVM
+    proposal_window: int = setting(50, ge=1)  #: blocks
+    vote_window: int = setting(50, ge=1)  #: blocks
 
 
 @dataclass(frozen=True)
-class ExperimentConfig:
-    experiment: ExperimentSection = ExperimentSection()
-    data: DataSection = DataSection()
-    model: ModelSection = ModelSection()
-    train: TrainConfig = TrainConfig()
-    vote: VoteSection = VoteSection()
-    chain: ChainSection = ChainSection()
-    store: StoreSection = StoreSection()
+class StoreSection(Section):
+    """``[store]``: where proposed weights are kept, by digest."""
 
-    def __post_init__(self) -> None:
+    section: ClassVar[str] = "store"
+
+    url: str | None = setting(None, help="Weight store URL (default: <run dir>/weights).")
+
+
+@dataclass(frozen=True)
+class CentralSection(Section):
+    """``[central]``: what ``cohep train`` adds: epochs, the validation split, the output folder."""
+
+    section: ClassVar[str] = "central"
+
+    epochs: int = setting(10, ge=1, help="Training epochs.")
+    val_fraction: Share = setting(0.2, help="Validation share (< 1) or count (>= 1), stratified.")
+    val: str | None = setting(None, help="Separate validation HDF5 file (instead of --val-fraction).")
+    #: training-set events re-scored after each epoch (comparable with validation); None: all
+    train_eval: int | None = setting(2000, ge=1)
+    out: str | None = setting(None, help="Output folder (default: runs/train-<model>).")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig(Section):
+    """Every section of an experiment file."""
+
+    section: ClassVar[str] = ""  # file level: its tables are named bare
+
+    experiment: ExperimentSection = setting(factory=ExperimentSection)
+    data: DataSection = setting(factory=DataSection)
+    model: ModelSection = setting(factory=ModelSection)
+    train: TrainConfig = setting(factory=TrainConfig)
+    vote: VoteRule = setting(factory=VoteRule)
+    chain: ChainSection = setting(factory=ChainSection)
+    store: StoreSection = setting(factory=StoreSection)
+    central: CentralSection = setting(factory=CentralSection)
+
+    def check(self) -> None:
         n = self.experiment.learners
         if self.experiment.mode == "colearn" and self.chain.vote_window < n - 1:
             # each vote is its own transaction; on an auto-mining chain each takes a block
@@ -110,79 +131,47 @@ class ExperimentConfig:
                 f"chain.vote_window ({self.chain.vote_window} blocks) must be at least learners - 1 ({n - 1})"
             )
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
     def replace(self, **sections: dict) -> "ExperimentConfig":
         """A copy with some fields overridden: ``replace(train={"epochs": 2})``."""
         return from_dict(merge(self.to_dict(), sections))
 
 
-_SECTIONS = {f.name: f.type for f in fields(ExperimentConfig)}
-_SECTION_TYPES = {
-    "experiment": ExperimentSection,
-    "data": DataSection,
-    "model": ModelSection,
-    "train": TrainConfig,
-    "vote": VoteSection,
-    "chain": ChainSection,
-    "store": StoreSection,
-}
-
-
-def merge(base: dict, override: dict) -> dict:
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "params":
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _coerce(section: str, cls, values: Any):
-    if not isinstance(values, dict):
-        raise ConfigError(f"[{section}] must be a table, got {type(values).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    for key in values:
-        if key not in known:
-            raise ConfigError(f"unknown field {section}.{key} (known: {', '.join(known)})")
-    for key, value in values.items():
-        expected = known[key].type
-        if isinstance(expected, str) and value is not None:
-            ok = {
-                "int": isinstance(value, int) and not isinstance(value, bool),
-                "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-                "str": isinstance(value, str),
-                "bool": isinstance(value, bool),
-            }
-            base = expected.split("|")[0].strip()
-            if base in ok and not ok[base] and not ("float | int" in expected and ok["float"]):
-                raise ConfigError(f"{section}.{key} must be of type {base}, got {value!r}")
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"[{section}]: {exc}") from None
+#: table name -> section class, for every table an experiment file may hold
+SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(ExperimentConfig)[f.name] for f in fields(ExperimentConfig)}
 
 
 def from_dict(raw: dict) -> ExperimentConfig:
-    for key in raw:
-        if key not in _SECTIONS:
-            raise ConfigError(f"unknown section [{key}] (known: {', '.join(_SECTIONS)})")
-    return ExperimentConfig(**{k: _coerce(k, _SECTION_TYPES[k], v) for k, v in raw.items()})
+    """Build and validate from nested tables (a parsed TOML file, or a manifest's ``config``)."""
+    if not isinstance(raw, dict):
+        raise ConfigError("a config must be a table of sections")
+    for key, value in raw.items():
+        if key not in SECTIONS:
+            raise ConfigError(f"unknown section [{key}] (known: {', '.join(SECTIONS)})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{key}] must be a table, got {value!r}")
+    return from_mapping(ExperimentConfig, raw)
 
 
-def load(path: str | Path | None, overrides: dict | None = None) -> ExperimentConfig:
-    """Read a TOML file (optional), apply overrides (nested dict), validate."""
-    raw: dict = {}
-    if path is not None:
-        p = Path(path)
-        try:
-            raw = tomllib.loads(p.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: no such config file") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: invalid TOML ({exc})") from None
-        except OSError as exc:
-            raise ConfigError(f"{p}: cannot read ({exc.strerror or exc})") from None
+def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Read a TOML file (optional), apply overrides (nested dict), validate; errors name the file."""
+    raw = read_toml(path) if path is not None else {}
+    if path is None:
+        return from_dict(merge(raw, overrides or {}))
+    try:
+        from_dict(raw)  # the file alone first, so its own mistakes are reported against it
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return from_dict(merge(raw, overrides or {}))
+
+
+def to_toml_dict(cfg: ExperimentConfig) -> dict:
+    """The config as plain nested tables without None values (TOML has no null)."""
+
+    def strip(obj):
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items() if v is not None}
+        if isinstance(obj, tuple):
+            return list(obj)
+        return obj
+
+    return strip(dataclasses.asdict(cfg))

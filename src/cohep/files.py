@@ -45,3 +45,46 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def json_safe(obj):
+    """``obj`` with NaN / inf as null and numpy scalars as Python numbers (strict JSON)."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item())
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj, *, indent: int = 2) -> Path:
+    """Strict JSON (see :func:`json_safe`), written atomically."""
+    import json
+
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=indent, default=str) + "\n")
+    return Path(path)
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    """A JSON object from a file; unreadable, malformed or non-object content is one line naming it."""
+    import json
+
+    from .errors import DataError
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(f"cannot read {p}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{p} is not valid JSON: {getattr(exc, 'msg', exc)}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{p} is not a JSON object")
+    return data

@@ -1,27 +1,28 @@
 """The vote rule every learner applies, and constants mirroring the contract.
 
 A learner approves a proposal iff its score on the learner's own private vote set beats the score of
-the learner's current weights by more than ``margin`` (higher accuracy, or lower loss).
+the learner's current weights by more than ``margin`` (higher accuracy, or lower loss). The rule is
+also the ``[vote]`` settings section: what a learner judges by and how many approvals the contract
+asks for are configured, validated and recorded together.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar, Literal
 
-from .errors import ConfigError
 from .learner import Score
+from .settings import Section, setting
 
 #: The contract counts in basis points; 5000 = half of the other members must approve.
 DEFAULT_THRESHOLD_BPS = 5000
 BPS = 10_000
 #: Scores travel on chain as integers in parts per million.
 PPM = 1_000_000
-METRICS = ("accuracy", "loss")
 
 
 def threshold_to_bps(threshold: float) -> int:
-    if not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
-        raise ConfigError(f"threshold must be within [0, 1], got {threshold!r}")
+    """The threshold (a validated fraction in [0, 1]) as the contract's basis points."""
     return int(round(threshold * BPS))
 
 
@@ -38,17 +39,14 @@ def to_ppm(value: float) -> int:
 
 
 @dataclass(frozen=True)
-class VoteRule:
-    """Approve iff the proposal beats the current weights on the learner's vote set."""
+class VoteRule(Section):
+    """``[vote]``: approve iff the proposal beats the current weights on the learner's vote set."""
 
-    metric: str = "accuracy"
-    margin: float = 0.0
+    section: ClassVar[str] = "vote"
 
-    def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise ConfigError(f"vote metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
-        if not (math.isfinite(self.margin) and self.margin >= 0):
-            raise ConfigError(f"vote margin must be >= 0, got {self.margin!r}")
+    metric: Literal["accuracy", "loss"] = setting("accuracy", help="Vote metric: accuracy | loss.")
+    margin: float = setting(0.0, ge=0, help="Required improvement to approve.")
+    threshold: float = setting(0.5, ge=0, le=1, help="Fraction of the other learners that must approve.")
 
     def approve(self, proposal: Score, current: Score) -> bool:
         new, old = proposal.metric(self.metric), current.metric(self.metric)

@@ -1,7 +1,8 @@
-"""Tidy per-round, per-learner records of a run: one row per (round, learner).
+"""Tidy per-round, per-learner records of a run (one row per round and learner), and round timings.
 
 Records hold only what the protocol produced (scores, votes, outcomes), never wall times, so two
-runs with the same seed and config give byte-identical record files.
+runs with the same seed and config give byte-identical record files; wall times go to a separate
+timings table.
 """
 from __future__ import annotations
 
@@ -32,6 +33,38 @@ class RoundRecord:
 
 
 COLUMNS = [f.name for f in fields(RoundRecord)]
+
+#: where a round's wall time goes
+STAGES = ("training", "evaluation", "chain", "store")
+
+
+@dataclass
+class RoundTiming:
+    """Wall time of one round by stage (seconds)."""
+
+    round: int
+    training: float = 0.0
+    evaluation: float = 0.0
+    chain: float = 0.0
+    store: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.training + self.evaluation + self.chain + self.store
+
+
+def time_shares(timings: list[RoundTiming]) -> dict[str, float]:
+    """Each stage's share of the total wall time."""
+    total = sum(t.total for t in timings) or 1.0
+    return {s: sum(getattr(t, s) for t in timings) / total for s in STAGES}
+
+
+def write_timings(timings: list[RoundTiming], path: str | Path) -> Path:
+    lines = ["round," + ",".join(f"{s}_s" for s in STAGES) + ",total_s"]
+    lines += [f"{t.round},{t.training:.4f},{t.evaluation:.4f},{t.chain:.4f},{t.store:.4f},{t.total:.4f}"
+              for t in timings]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return Path(path)
 
 
 def _fmt(value) -> str:

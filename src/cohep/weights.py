@@ -72,3 +72,27 @@ def equal(a: Weights, b: Weights) -> bool:
         a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes()
         for k in a
     )
+
+
+def mismatch(candidate: Weights, reference: Weights) -> str | None:
+    """Why ``candidate`` cannot stand in for ``reference`` (names, shapes, dtypes), or None if it can.
+
+    A reference is the model spec's own initial weights: anything else would fail, or worse, load
+    silently wrong into the model.
+    """
+    missing = [n for n in reference if n not in candidate]
+    extra = [n for n in candidate if n not in reference]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        if extra:
+            parts.append(f"unexpected {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''}")
+        return "; ".join(parts)
+    for name, ref in reference.items():
+        value = candidate[name]
+        if tuple(value.shape) != tuple(ref.shape):
+            return f"{name} has shape {list(value.shape)}, the model expects {list(ref.shape)}"
+        if value.dtype != ref.dtype:
+            return f"{name} has dtype {value.dtype}, the model expects {ref.dtype}"
+    return None

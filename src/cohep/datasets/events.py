@@ -1,6 +1,6 @@
 """The HDF5 event format: simulated or imported wire-plane images with labels and truth.
 
-Layout (DESIGN.md section 4)::
+Layout (the one format every data set enters through, docs/architecture.md)::
 
     /images          float16 | float32 [N, C, H, W]  views U, V, Y; one event per chunk, gzip level 1
     /labels          int64 [N]                        index into attrs["class_names"]

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from ..errors import ConfigError
+from ..settings import share_count
 
 DATA_KINDS = ("mnist", "events")
 #: Subsets up to this many bytes (float32) are held in memory; larger ones stream from disk.
@@ -82,10 +83,8 @@ def load_data(kind: str, path: str | None, *, limit: int | None = None) -> Label
 
 
 def holdout_indices(n: int, holdout: float | int) -> np.ndarray:
-    """The last items form the held-out test pool: a count (int >= 1) or a fraction (float < 1)."""
-    if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or holdout < 0:
-        raise ConfigError(f"data.holdout must be a count or a fraction >= 0, got {holdout!r}")
-    k = int(round(holdout * n)) if isinstance(holdout, float) and holdout < 1 else int(holdout)
+    """The last items form the held-out test pool: a count, or a fraction (see ``settings.Share``)."""
+    k = share_count(holdout, n, "data.holdout")
     if k >= n:
         raise ConfigError(f"data.holdout ({k}) leaves no samples for the learners (data set has {n})")
     return np.arange(n - k, n, dtype=np.int64)

@@ -53,6 +53,14 @@ class FrameworkLearner(Learner):
         p = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
         return Score(accuracy=accuracy, loss=float(-np.log(p).mean()))
 
+    def n_parameters(self) -> int:  # TEMPORARY shim until the models branch lands
+        import torch
+
+        model = self.model
+        if isinstance(model, torch.nn.Module) and not hasattr(model, "trainable_variables"):
+            return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+        return int(sum(int(np.prod(v.shape)) for v in model.trainable_variables))
+
     # -- Learner interface -------------------------------------------------------------------
     def propose(self) -> Weights:
         self.load_live(self._current)

@@ -2,54 +2,39 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 from ..errors import ConfigError
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-LR_SCHEDULES = ("constant", "cosine")
+from ..settings import Section, setting
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """How a learner trains one proposal (the optimizer is reset for every proposal)."""
+class TrainConfig(Section):
+    """How a learner trains one proposal (the optimizer is reset for every proposal): ``[train]``."""
 
-    epochs: float = 1.0  #: passes over the private train set per proposal (fractions allowed)
-    batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    momentum: float = 0.9  #: SGD only
+    section: ClassVar[str] = "train"
+
+    epochs: float = setting(1.0, gt=0, help="Passes over the private train set per proposal (fractions allowed).")
+    batch_size: int = setting(32, ge=1, help="Training batch size.")
+    lr: float = setting(1e-3, gt=0, help="Learning rate.")
+    optimizer: Literal["adam", "adamw", "sgd"] = setting("adam", help="adam | adamw | sgd")
+    weight_decay: float = setting(0.0, ge=0)
+    momentum: float = setting(0.9, ge=0, lt=1)  #: SGD only
     #: learning rate within one proposal: "constant", or "cosine" (anneals from ``lr`` to
     #: ``lr * lr_floor`` over the proposal's steps, so each proposal ends at a settled point
     #: instead of mid-stride, which is what the other learners then judge)
-    lr_schedule: str = "constant"
-    lr_floor: float = 0.0
-    max_steps: int | None = None  #: optional cap on optimizer steps per proposal
-    eval_batch_size: int = 512
-    device: str = "auto"  #: "auto" takes CUDA when present, else CPU
+    lr_schedule: Literal["constant", "cosine"] = setting("constant", help="Within a proposal: constant | cosine.")
+    lr_floor: float = setting(0.0, ge=0, le=1)
+    max_steps: int | None = setting(None, ge=1)  #: optional cap on optimizer steps per proposal
+    eval_batch_size: int = setting(512, ge=1, help="Inference batch size.")
+    device: str = setting("auto", help="auto | cpu | cuda")  #: "auto" takes CUDA when present, else CPU
     mixed_precision: bool = False  #: bf16/fp16 autocast on CUDA only
-    extra: dict = field(default_factory=dict)
+    extra: dict = setting(factory=dict)
 
-    def __post_init__(self) -> None:
-        if not self.epochs > 0:
-            raise ConfigError(f"train.epochs must be > 0, got {self.epochs!r}")
-        if not (isinstance(self.batch_size, int) and self.batch_size > 0):
-            raise ConfigError(f"train.batch_size must be a positive integer, got {self.batch_size!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"train.lr must be > 0, got {self.lr!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(
-                f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
-            )
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(
-                f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
-            )
-        if not 0.0 <= self.lr_floor <= 1.0:
-            raise ConfigError(f"train.lr_floor must be in [0, 1], got {self.lr_floor!r}")
-        if self.max_steps is not None and self.max_steps <= 0:
-            raise ConfigError(f"train.max_steps must be > 0, got {self.max_steps!r}")
+    def check(self) -> None:
+        if self.device != "auto" and self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
+            raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
     def steps_for(self, n_items: int, epochs: float) -> int:
         """Optimizer steps for ``epochs`` passes over ``n_items`` (at least one; ``max_steps`` caps it)."""

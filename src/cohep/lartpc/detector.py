@@ -23,12 +23,14 @@ Model
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 from numba import njit
 
 from ..errors import ConfigError
+from ..settings import Section, from_mapping
 from . import constants as C
 
 DETECTORS = ("microboone", "protodune")
@@ -73,8 +75,10 @@ def recombination(dedx: np.ndarray | float, field_kv_cm: float = 0.5, density: f
 
 
 @dataclass(frozen=True)
-class DetectorConfig:
+class DetectorConfig(Section):
     """A single-phase LArTPC readout: argon, drift, wire planes, electronics, pixelisation."""
+
+    section: ClassVar[str] = "detector"
 
     name: str = "microboone"
     density_g_cm3: float = C.LAR_DENSITY
@@ -140,29 +144,19 @@ class DetectorConfig:
         return getattr(cls, name)(**overrides)
 
     # -- (de)serialisation ---------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict, where: str = "detector") -> "DetectorConfig":
         """Build from a mapping (TOML table); ``preset`` picks the base, other keys override it."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a table, got {data!r}")
         data = dict(data)
         preset = data.pop("preset", "microboone")
         if preset not in DETECTORS:
             raise ConfigError(f"{where}.preset: unknown detector {preset!r} (choose {', '.join(DETECTORS)})")
-        known = {f.name: f for f in fields(cls)}
-        for key in data:
-            if key not in known:
-                raise ConfigError(f"{where}.{key}: unknown field (known: {', '.join(sorted(known))})")
-        base = cls.preset(preset)
-        values = {}
-        for key, value in data.items():
-            values[key] = _coerce(getattr(base, key), value, f"{where}.{key}")
-        cfg = replace(base, **values)
-        cfg.validate(where)
-        return cfg
+        return from_mapping(cls, data, base=cls.preset(preset), where=where)
 
-    def validate(self, where: str = "detector") -> None:
+    def check(self) -> None:
+        where = self.section
         n = len(self.plane_names)
         if n != 3:
             raise ConfigError(f"{where}.plane_names: three planes are required, got {n}")
@@ -226,42 +220,6 @@ class DetectorConfig:
         for lo, hi in (self.active_x_cm, self.active_y_cm, self.active_z_cm):
             out.append(lo + m + (hi - lo - 2 * m) * rng.random())
         return out[0], out[1], out[2]
-
-
-def _coerce(default, value, where):
-    """Convert a TOML value to the type of the default, with a clear error naming the field."""
-    if value is None and default is None:  # optional fields (JSON null from a stored config)
-        return None
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if isinstance(default, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        if default and isinstance(default[0], str):
-            return tuple(str(v) for v in value)
-        try:
-            return tuple(float(v) for v in value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected a list of numbers, got {value!r}") from None
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    if isinstance(default, int) or default is None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if isinstance(default, int) and not isinstance(default, bool):
-            if int(value) != value:
-                raise ConfigError(f"{where}: expected an integer, got {value!r}")
-            return int(value)
-        return int(value) if isinstance(value, int) else float(value)
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    return value
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..settings import Section
 from . import constants as C
 
 #: Class labels (index = label); the HDF5 format and the classifier use the same order.
@@ -55,13 +57,15 @@ FLUX_KINDS = ("gaussian", "monochromatic", "uniform", "histogram")
 
 
 @dataclass(frozen=True)
-class FluxConfig:
+class FluxConfig(Section):
     """Neutrino energy spectrum (GeV at this edge; MeV inside).
 
     ``kind``: ``gaussian`` (``mean_gev``, ``sigma_gev``, truncated to [``min_gev``, ``max_gev``]),
     ``monochromatic`` (``mean_gev``), ``uniform`` (``min_gev`` - ``max_gev``) or ``histogram``
     (bin ``edges_gev`` and ``weights``, flat within a bin).
     """
+
+    section: ClassVar[str] = "flux"
 
     kind: str = "gaussian"
     mean_gev: float = 2.5
@@ -71,7 +75,8 @@ class FluxConfig:
     edges_gev: tuple[float, ...] = ()
     weights: tuple[float, ...] = ()
 
-    def validate(self, where: str = "flux") -> None:
+    def check(self) -> None:
+        where = self.section
         if self.kind not in FLUX_KINDS:
             raise ConfigError(f"{where}.kind must be one of {', '.join(FLUX_KINDS)}, got {self.kind!r}")
         if not 0.0 < self.min_gev < self.max_gev:

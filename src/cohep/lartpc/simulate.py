@@ -9,21 +9,21 @@ chunks in flight (memory does not grow with ``n``).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import multiprocessing as mp
 import os
 import time
-import tomllib
 from collections import deque
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import CohepError, ConfigError
+from ..settings import Section, from_mapping, read_toml, setting
 from . import constants as C
-from .detector import DetectorConfig, ImageWindow, Readout, _coerce
+from .detector import DetectorConfig, ImageWindow, Readout
 from .generator import CLASS_NAMES, FluxConfig, Interaction, generate_interaction, sample_energy
 from .imaging import ELECTRONS_PER_UNIT, IMAGE_UNIT, digitise
 from .transport import CODE_OF_PDG, TransportResult, TransportSettings, material_tables, transport
@@ -57,7 +57,7 @@ CHUNK_EVENTS = 16
 
 
 @dataclass(frozen=True)
-class SimulationConfig:
+class SimulationConfig(Section):
     """Everything that defines a simulated data set besides its size and seed.
 
     ``class_fractions``: share of NC, numu CC, nue CC (default balanced; the counts are exact).
@@ -66,55 +66,33 @@ class SimulationConfig:
     flux x sigma_CC(E) instead of the flux.
     """
 
+    section: ClassVar[str] = ""  # file level: a simulation TOML names its fields bare
+
     flux: FluxConfig = field(default_factory=FluxConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig.microboone)
     transport: TransportSettings = field(default_factory=TransportSettings)
     class_fractions: tuple[float, float, float] = (1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0)
-    image_height: int = 200
-    image_width: int = 200
+    image_height: int = setting(200, ge=8, le=4096)
+    image_width: int = setting(200, ge=8, le=4096)
     #: Where the vertex sits in the image (row, column) as fractions: rows are wires, the beam
     #: (+z) runs towards larger wire numbers in every view, so the vertex sits upstream (0.3).
-    vertex_row_fraction: float = 0.3
-    vertex_col_fraction: float = 0.5
-    min_visible_energy_mev: float = 10.0
+    vertex_row_fraction: float = setting(0.3, ge=0, lt=1)
+    vertex_col_fraction: float = setting(0.5, ge=0, lt=1)
+    min_visible_energy_mev: float = setting(10.0, ge=0)
     xsec_weighting: bool = False
     fsi: bool = True
-    image_dtype: str = "float16"
+    image_dtype: Literal["float16", "float32"] = "float16"
 
-    def validate(self) -> "SimulationConfig":
-        self.flux.validate("flux")
-        self.detector.validate("detector")
+    def check(self) -> None:
         fr = self.class_fractions
-        if len(fr) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in fr) or sum(fr) <= 0:
+        if any(f < 0 for f in fr) or sum(fr) <= 0:
             raise ConfigError(f"class_fractions must be three non-negative numbers (NC, numu CC, nue CC), got {fr!r}")
         if abs(sum(fr) - 1.0) > 1e-6:
             raise ConfigError(f"class_fractions must sum to 1, got {sum(fr):.6g}")
-        for name in ("image_height", "image_width"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or not 8 <= v <= 4096:
-                raise ConfigError(f"{name} must be an integer between 8 and 4096, got {v!r}")
-        for name in ("vertex_row_fraction", "vertex_col_fraction"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"{name} must lie in [0, 1), got {getattr(self, name)!r}")
-        if self.min_visible_energy_mev < 0:
-            raise ConfigError(f"min_visible_energy_mev must be >= 0, got {self.min_visible_energy_mev!r}")
-        if self.image_dtype not in ("float16", "float32"):
-            raise ConfigError(f"image_dtype must be float16 or float32, got {self.image_dtype!r}")
-        t = self.transport
-        if not 0 < t.min_step_cm <= t.max_step_cm:
-            raise ConfigError("transport: need 0 < min_step_cm <= max_step_cm")
-        for f_ in fields(t):
-            v = getattr(t, f_.name)
-            if isinstance(v, float) and v < 0:
-                raise ConfigError(f"transport.{f_.name} must be >= 0, got {v!r}")
-        return self
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (3, self.image_height, self.image_width)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict, *, detector: str | None = None) -> "SimulationConfig":
@@ -122,15 +100,6 @@ class SimulationConfig:
         if not isinstance(data, dict):
             raise ConfigError("configuration must be a table of fields")
         data = dict(data)
-        known = {f.name for f in fields(cls)}
-        for key in data:
-            if key not in known:
-                raise ConfigError(f"{key}: unknown field (known: {', '.join(sorted(known))})")
-        base = cls()
-        values: dict = {}
-        flux = data.pop("flux", None)
-        if flux is not None:
-            values["flux"] = _dataclass_from(FluxConfig, flux, "flux")
         det = data.pop("detector", None)
         if det is not None and not isinstance(det, dict):
             raise ConfigError(f"detector: expected a table, got {det!r}")
@@ -138,41 +107,14 @@ class SimulationConfig:
         if detector is not None:
             det["preset"] = detector
         if det:
-            values["detector"] = DetectorConfig.from_dict(det)
-        tr = data.pop("transport", None)
-        if tr is not None:
-            values["transport"] = _dataclass_from(TransportSettings, tr, "transport")
-        for key, value in data.items():
-            values[key] = _coerce(getattr(base, key), value, key)
-        return replace(base, **values).validate()
-
-
-def _dataclass_from(kind, data, where):
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table, got {data!r}")
-    base = kind()
-    known = {f.name for f in fields(kind)}
-    values = {}
-    for key, value in data.items():
-        if key not in known:
-            raise ConfigError(f"{where}.{key}: unknown field (known: {', '.join(sorted(known))})")
-        values[key] = _coerce(getattr(base, key), value, f"{where}.{key}")
-    return replace(base, **values)
+            data["detector"] = DetectorConfig.from_dict(det)
+        return from_mapping(cls, data)
 
 
 def load_config(path: str | os.PathLike, *, detector: str | None = None) -> SimulationConfig:
     """Read a TOML simulation configuration; errors name the file and the field."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such configuration file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read ({exc})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: invalid TOML ({exc})") from None
+    data = read_toml(p)
     try:
         return SimulationConfig.from_dict(data, detector=detector)
     except ConfigError as exc:

@@ -36,11 +36,14 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import ClassVar
 
 import numpy as np
 from numba import njit
 
+from ..errors import ConfigError
+from ..settings import Section
 from . import constants as C
 
 # ---------------------------------------------------------------------------------------------
@@ -229,8 +232,10 @@ def material_tables(density: float = C.LAR_DENSITY) -> MaterialTables:
 
 
 @dataclass(frozen=True)
-class TransportSettings:
+class TransportSettings(Section):
     """Step sizes, production cuts and physics switches of the transport (MeV, cm)."""
+
+    section: ClassVar[str] = "transport"
 
     max_step_cm: float = 0.3  # half a default pixel (6 mm), a tenth of a Moliere radius
     min_step_cm: float = 0.02
@@ -245,6 +250,14 @@ class TransportSettings:
     brems_cut_mev: float = 1.0  # bremsstrahlung photons above this are produced explicitly
     delta_cut_mev: float = 5.0  # delta rays above this are produced explicitly
     neutron_cut_mev: float = 10.0  # neutrons below this are dropped (no visible energy)
+
+    def check(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and v < 0:
+                raise ConfigError(f"transport.{f.name} must be >= 0, got {v!r}")
+        if not 0 < self.min_step_cm <= self.max_step_cm:
+            raise ConfigError("transport: need 0 < min_step_cm <= max_step_cm")
 
     def vector(self, density: float = C.LAR_DENSITY) -> np.ndarray:
         p = np.zeros(N_PARAMS)

@@ -1,7 +1,7 @@
 """Where the Coordinator lives: an in-process EVM (research mode) or any JSON-RPC node.
 
-Both kinds expose the same small surface so the runner and the node never branch on
-which chain they talk to.
+Both kinds expose the same small surface, so code that drives the protocol never branches on
+which chain it talks to.
 """
 
 from __future__ import annotations

@@ -339,7 +339,7 @@ class Coordinator:
     def events(
         self, from_block: int | None = None, to_block: int | str = "latest"
     ) -> list[ChainEvent]:
-        """Every event of this contract in chain order (audit trail, node resume).
+        """Every event of this contract in chain order: the audit trail of a run.
 
         from_block defaults to the deployment block: scanning from genesis is needlessly slow
         on long-lived chains (eth-tester walks every block).

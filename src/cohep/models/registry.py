@@ -33,6 +33,15 @@ class ModelSpec:
             "params": self.params,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "model") -> "ModelSpec":
+        # TEMPORARY shim until the models branch lands
+        try:
+            return cls(name=str(data["name"]), input_shape=tuple(int(s) for s in data["input_shape"]),
+                       n_classes=int(data["n_classes"]), params=dict(data.get("params") or {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: malformed model spec ({exc.__class__.__name__}: {exc})") from None
+
     def digest(self) -> bytes:
         """sha256 of the canonical JSON form: recorded on chain as the model spec digest."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).digest()
@@ -94,3 +103,11 @@ def build_learner(
     initial: Weights | None = None,
 ) -> Learner:
     return get(spec.name).make_learner(spec, train, vote, test, config, seed=seed, initial=initial)
+
+
+def default_for(input_shape) -> str:  # TEMPORARY shim until the models branch lands
+    return "mnist_cnn" if tuple(input_shape) == (1, 28, 28) else "compact"
+
+
+def check_fits(spec: ModelSpec, source: str) -> None:  # TEMPORARY shim
+    get(spec.name)
