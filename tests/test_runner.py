@@ -212,11 +212,13 @@ def test_centralised_mode_pools_the_learners_data(tmp_path, mnist_dir, colearn_r
 def test_store_url_holds_the_weights(tmp_path, mnist_dir, one_torch_thread, scheme):
     """With store.url set, every proposal goes there (verified by sha256) and not into the run dir."""
     if scheme == "file":
-        url = (tmp_path / "shared store").as_uri()
+        url = (tmp_path / "shared-store").as_uri()  # percent-escapes: see test_weights_store
         assert url.startswith("file:///")
     else:
         url = f"memory://cohep-test-{tmp_path.name}"
     fs, root = fsspec.core.url_to_fs(url)
+    if scheme == "file":
+        assert root == str(tmp_path / "shared-store")
     out = tmp_path / "run"
     try:
         res = run_experiment(small_cfg(mnist_dir, experiment={"learners": 2, "rounds": 2},

@@ -187,9 +187,12 @@ def test_cli_bad_config(tmp_path, capsys):
 def test_cli_simulate_and_show(tmp_path, capsys):
     out = tmp_path / "ev.h5"
     assert main(["simulate", "--events", "5", "--out", str(out), "--seed", "9", "--workers", "1"]) == 0
-    assert out.exists()
+    assert capsys.readouterr().out.strip() == f"wrote 5 events to {out}"
+    with EventFile(out) as f:
+        assert f.n_events == 5 and f.attrs["seed"] == 9 and f.image_shape == (3, 200, 200)
     png = tmp_path / "ev.png"
     assert main(["show", str(out), "--event", "2", "--out", str(png)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {png}"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 10_000
     # a bad event index is a one-line error and writes nothing
