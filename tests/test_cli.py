@@ -1,11 +1,14 @@
 """The command line: successful runs print their summary and write their files; errors are one
 line naming the problem, exit code 2, and leave nothing half-written (no run directory at all)."""
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+import cohep
 from cohep.cli import main
 from cohep.datasets.events import EventFile
 from cohep.results import read_csv
@@ -51,8 +54,11 @@ def test_bad_config_file(tmp_path, capsys):
 
 
 def test_console_script_exit_code(tmp_path):
+    # the child imports the same cohep as this process, and runs in tmp_path (runs/ lands there)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(cohep.__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])])}
     proc = subprocess.run([sys.executable, "-m", "cohep", "run", "--data", str(tmp_path / "absent")],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, cwd=tmp_path, env=env)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("cohep: error:") and "Traceback" not in proc.stderr
 
@@ -142,13 +148,15 @@ def _failing_run(case, tmp_path, mnist_dir):
         # the data is read but cannot serve the learners
         "more learners than samples": (["--data", str(mnist_dir), "--limit", "20", "--holdout", "4", "-n", "9"],
                                        "learners"),
+        # the data is fine, the model name is not
+        "unknown model": (["--data", str(mnist_dir), "--model", "resnet9000"], "resnet9000"),
         # data, split and model are fine; the chain is unreachable
         "unreachable rpc": (["--data", str(mnist_dir), "--limit", "300", "--holdout", "100", "-r", "1",
                              "--rpc", "http://127.0.0.1:9"], "127.0.0.1:9"),
     }[case]
 
 
-FAILURES = ["missing data", "more learners than samples", "unreachable rpc"]
+FAILURES = ["missing data", "more learners than samples", "unknown model", "unreachable rpc"]
 
 
 @pytest.mark.parametrize("case", FAILURES)

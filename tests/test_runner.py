@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cohep import config
+from cohep.errors import ConfigError
 from cohep.results import read_csv
 from cohep.runner import run_experiment
 from cohep.weights import decode, digest_bytes
@@ -242,3 +243,11 @@ def test_store_url_holds_the_weights(tmp_path, mnist_dir, one_torch_thread, sche
         if scheme == "memory" and fs.exists(root):
             fs.rm(root, recursive=True)
 
+
+
+def test_failed_run_creates_no_directory(tmp_path, mnist_dir):
+    """NEEDS A LIBRARY CHANGE: run_experiment makes out_dir before it reads and splits the data."""
+    out = tmp_path / "runs" / "too-many"
+    with pytest.raises(ConfigError, match="more learners"):
+        run_experiment(small_cfg(mnist_dir, experiment={"learners": 9}, data={"limit": 20, "holdout": 4}), out)
+    assert not out.exists()
