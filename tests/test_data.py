@@ -4,23 +4,43 @@ import numpy as np
 import pytest
 
 from cohep.datasets.mnist import load_mnist, read_idx
-from cohep.datasets.splits import assign
-from cohep.errors import ConfigError, DataError
+from cohep.errors import DataError
 
 
-def test_mnist_t10k_from_shared(mnist_dir):
+def test_synthetic_idx_files_read_back(mnist_dir):
+    """The fixture's files are real IDX: magic numbers, big-endian sizes, uint8 payload."""
+    images_gz = mnist_dir / "t10k-images-idx3-ubyte.gz"
+    raw = gzip.decompress(images_gz.read_bytes())
+    assert raw[:4] == b"\x00\x00\x08\x03" and raw[4:16] == (1200).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+    assert len(raw) == 16 + 1200 * 28 * 28
+    images = read_idx(images_gz)
+    labels = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
+    assert images.shape == (1200, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (1200,) and labels.dtype == np.uint8
+    assert np.bincount(labels, minlength=10).tolist() == [120] * 10
+    assert labels[:50].tolist() != sorted(labels[:50].tolist())  # shuffled, like the real t10k
+    assert images.max() == 255 and images.min() == 0
+
+
+def test_load_mnist_from_idx_folder(mnist_dir):
     x, y = load_mnist(mnist_dir)
-    assert x.shape == (10000, 1, 28, 28) and x.dtype == np.float32
-    assert 0.0 <= x.min() and x.max() <= 1.0
-    assert y.shape == (10000,) and set(np.unique(y)) == set(range(10))
-    assert y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]  # the well-known first t10k labels
+    assert x.shape == (1200, 1, 28, 28) and x.dtype == np.float32
+    assert y.shape == (1200,) and y.dtype == np.int64 and set(np.unique(y).tolist()) == set(range(10))
+    raw = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
+    np.testing.assert_array_equal(x[:, 0], raw.astype(np.float32) / 255.0)
+    assert x.min() == 0.0 and x.max() == 1.0
+    # the classes differ: each class's mean image is closer to its own images than to the others'
+    means = np.stack([x[y == c, 0].mean(axis=0) for c in range(10)])
+    dist = ((x[:, 0, None] - means[None]) ** 2).sum(axis=(2, 3))
+    assert (dist.argmin(axis=1) == y).mean() > 0.8  # chance would be 0.1
 
 
 def test_mnist_plain_idx_and_npz(tmp_path, mnist_dir):
     for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (tmp_path / name).write_bytes(gzip.decompress((mnist_dir / f"{name}.gz").read_bytes()))
     x, y = load_mnist(tmp_path)
-    assert len(x) == 10000
+    x_gz, y_gz = load_mnist(mnist_dir)
+    assert np.array_equal(x, x_gz) and np.array_equal(y, y_gz)
     npz = tmp_path / "mnist.npz"
     raw = (x[:, 0] * 255).round().astype(np.uint8)
     np.savez(npz, x_train=raw[:100], y_train=y[:100], x_test=raw[100:150], y_test=y[100:150])
@@ -29,42 +49,54 @@ def test_mnist_plain_idx_and_npz(tmp_path, mnist_dir):
     assert np.allclose(x2, x[:150])
 
 
+def _cut(src, dst, keep):
+    dst.write_bytes(src.read_bytes()[:keep])
+    return dst
+
+
+def test_mnist_truncated_files(tmp_path, mnist_dir):
+    images = gzip.decompress((mnist_dir / "t10k-images-idx3-ubyte.gz").read_bytes())
+    plain = tmp_path / "full-images-idx3-ubyte"
+    plain.write_bytes(images)
+    assert read_idx(plain).shape == (1200, 28, 28)
+    # payload cut short: the message names the file and both sizes
+    with pytest.raises(DataError, match=r"cut-images-idx3-ubyte: truncated or oversized IDX data \(4984 bytes, expected 940800\)"):
+        read_idx(_cut(plain, tmp_path / "cut-images-idx3-ubyte", 5000))
+    # header cut short
+    with pytest.raises(DataError, match="truncated IDX header"):
+        read_idx(_cut(plain, tmp_path / "short-images-idx3-ubyte", 10))
+    # a gzip stream cut short
+    with pytest.raises(DataError, match="cut.gz: corrupt gzip data"):
+        read_idx(_cut(mnist_dir / "t10k-images-idx3-ubyte.gz", tmp_path / "cut.gz", 3000))
+    # through the folder loader: a labels file with fewer items than the images
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "t10k-images-idx3-ubyte").write_bytes(images)
+    labels = gzip.decompress((mnist_dir / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(labels[:4] + (1199).to_bytes(4, "big") + labels[8:-1])
+    with pytest.raises(DataError, match=r"images \(1200, 28, 28\) and labels \(1199,\) do not match"):
+        load_mnist(folder)
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(labels[:-1])  # one label byte missing
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte: truncated"):
+        load_mnist(folder)
+
+
 def test_mnist_corrupt_and_missing(tmp_path, mnist_dir):
     with pytest.raises(DataError, match="no such file"):
         load_mnist(tmp_path / "absent")
-    bad = tmp_path / "t10k-images-idx3-ubyte"
-    bad.write_bytes(gzip.decompress((mnist_dir / "t10k-images-idx3-ubyte.gz").read_bytes())[:5000])
-    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"")
-    with pytest.raises(DataError, match="truncated"):
-        read_idx(bad)
+    with pytest.raises(DataError, match="no MNIST IDX files"):
+        load_mnist(tmp_path)
     junk = tmp_path / "junk.gz"
     junk.write_bytes(b"\x1f\x8b not really gzip")
     with pytest.raises(DataError, match="junk.gz"):
         read_idx(junk)
-
-
-def test_iid_split_partitions_everything():
-    labels = np.repeat(np.arange(10), 100)
-    hold = np.arange(800, 1000)
-    parts = assign(labels, 5, holdout=hold, seed=1)
-    allidx = np.concatenate([np.concatenate([p.train, p.vote]) for p in parts])
-    assert sorted(allidx.tolist()) == list(range(800))
-    assert sorted(np.concatenate([p.test for p in parts]).tolist()) == list(range(800, 1000))
-    assert all(abs(len(p.vote) - 32) <= 1 for p in parts)
-    assert parts[0].train.tolist() == assign(labels, 5, holdout=hold, seed=1)[0].train.tolist()
-
-
-def test_dirichlet_split_is_skewed():
-    labels = np.repeat(np.arange(10), 200)
-    parts = assign(labels, 4, holdout=np.arange(0), method="dirichlet", alpha=0.1, seed=0)
-    fractions = [np.bincount(labels[np.concatenate([p.train, p.vote])], minlength=10).max()
-                 / (len(p.train) + len(p.vote)) for p in parts]
-    assert max(fractions) > 0.3  # IID would be about 0.1
-
-
-def test_too_many_learners():
-    with pytest.raises(ConfigError, match="too few samples"):
-        assign(np.zeros(5, dtype=int), 4, holdout=np.arange(0))
+    notidx = tmp_path / "notidx"
+    notidx.write_bytes(b"\x01\x02\x08\x01\x00\x00\x00\x01x")
+    with pytest.raises(DataError, match="bad magic number"):
+        read_idx(notidx)
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes((mnist_dir / "t10k-images-idx3-ubyte.gz").read_bytes())
+    with pytest.raises(DataError, match="no matching labels file"):
+        load_mnist(tmp_path)
 
 
 def test_download_offline_gives_clear_error(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import cohep
 from cohep.cli import main
 from cohep.datasets.events import EventFile
 from cohep.errors import CohepError, ConfigError
@@ -51,8 +52,13 @@ def test_file_content_and_attributes(pair):
         assert f.view_names == ("U", "V", "Y")
         assert f._file["images"].dtype == np.float16
         assert f._file["images"].chunks == (1, 3, 200, 200)
-        for key in ("pixel_pitch_mm", "tick_us", "generator", "version", "config", "seed", "created"):
-            assert key in f.attrs
+        assert f.attrs["generator"] == "cohep.lartpc" and f.attrs["version"] == cohep.__version__
+        assert f.attrs["created"] == "2023-11-14T22:13:20+00:00"  # SOURCE_DATE_EPOCH=1700000000
+        assert f.attrs["detector"] == "microboone" and f.attrs["image_unit"] == "ke-"
+        assert f.attrs["wire_pitch_mm"] == [3.0, 3.0, 3.0]
+        # a pixel is 2 wires (6 mm) by 8 ticks of 0.5 us at the drift velocity (about 1.6 mm/us)
+        assert f.attrs["pixel_pitch_mm"][0] == 6.0
+        assert f.attrs["pixel_pitch_mm"][1] == pytest.approx(8 * 0.5 * f.attrs["drift_velocity_mm_us"])
         assert f.attrs["seed"] == 123
         assert f.attrs["tick_us"] == 0.5
         assert '"flux"' in f.attrs["config"]
@@ -187,9 +193,12 @@ def test_cli_bad_config(tmp_path, capsys):
 def test_cli_simulate_and_show(tmp_path, capsys):
     out = tmp_path / "ev.h5"
     assert main(["simulate", "--events", "5", "--out", str(out), "--seed", "9", "--workers", "1"]) == 0
-    assert out.exists()
+    assert capsys.readouterr().out.strip() == f"wrote 5 events to {out}"
+    with EventFile(out) as f:
+        assert f.n_events == 5 and f.attrs["seed"] == 9 and f.image_shape == (3, 200, 200)
     png = tmp_path / "ev.png"
     assert main(["show", str(out), "--event", "2", "--out", str(png)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {png}"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 10_000
     # a bad event index is a one-line error and writes nothing
