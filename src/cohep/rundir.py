@@ -38,13 +38,18 @@ STORE = "weights"
 
 @contextlib.contextmanager
 def created(path: str | Path) -> Iterator[Path]:
-    """Create the run directory for the block; if the block fails, remove what it created.
+    """Create the run directory for the block; if the block fails, undo what it created.
 
-    A failed run (bad data, unreachable node, interrupted) leaves no half-made run directory; a
-    directory that existed before is kept, and files in it are only ever replaced atomically.
+    A failed run (bad data, unreachable node, interrupted) leaves no half-made run directory and no
+    new parent folders; in a directory that existed before, only the entries the run added are
+    removed, and files in it are only ever replaced atomically.
     """
     out = Path(path)
-    fresh = not out.exists()
+    top = out  # the outermost folder this call creates (None: the run directory existed)
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    existed = out.exists()
+    before = {p.name for p in out.iterdir()} if existed and out.is_dir() else set()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -52,8 +57,12 @@ def created(path: str | Path) -> Iterator[Path]:
     try:
         yield out
     except BaseException:
-        if fresh:
-            shutil.rmtree(out, ignore_errors=True)
+        if not existed:
+            shutil.rmtree(top, ignore_errors=True)
+        else:
+            for entry in out.iterdir():
+                if entry.name not in before:
+                    shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
         raise
 
 

@@ -7,6 +7,8 @@ so a tampered or corrupted blob is rejected whatever the transport (local folder
 from __future__ import annotations
 
 import time
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import fsspec
 
@@ -20,8 +22,11 @@ class WeightStore:
 
     def __init__(self, url: str):
         self.url = url.rstrip("/")
+        target = self.url
+        if target.startswith("file://"):  # a file URL is percent-encoded: file:///a%20b is the folder "a b"
+            target = url2pathname(urlparse(target).path)
         try:
-            self.fs, self.root = fsspec.core.url_to_fs(self.url)
+            self.fs, self.root = fsspec.core.url_to_fs(target)
         except (ValueError, ImportError) as exc:
             raise CohepError(f"unusable weight store URL {url!r}: {exc}") from None
         self.fs.makedirs(self.root, exist_ok=True)
