@@ -185,6 +185,11 @@ def test_importing_cohep_models_does_not_import_keras():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
+def test_the_learner_interface_is_framework_free():
+    code = "import sys, cohep.learner; sys.exit(1 if 'torch' in sys.modules or 'keras' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
 # -- registration --------------------------------------------------------------------------------
 MODEL_MODULES = {"compact", "mnist_cnn", "image_cnn", "keras_apps"}
 
