@@ -1,5 +1,5 @@
 """The Keras adapter behaves like the torch one: weights round-trip bit-exactly, proposals are pure,
-training is deterministic from the seed."""
+training is deterministic from the seed; both run the one loop of FrameworkLearner."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,10 @@ import torch
 from torch.utils.data import TensorDataset
 
 from cohep.errors import ConfigError
+from cohep.frameworks.base import FrameworkLearner
+from cohep.frameworks.torch import TorchLearner
 from cohep.frameworks.training import TrainConfig
+from cohep.learner import TrainableLearner
 from cohep.models import ModelSpec, build_learner, initial_weights
 from cohep.store import WeightStore
 from cohep.weights import decode, encode, equal
@@ -89,6 +92,9 @@ def test_registry_keras_learner_round_trips_through_safetensors():
     assert equal(back, init)
     other = build_learner(spec, None, None, None, CONFIG, seed=8, initial=back)
     assert equal(other.current(), init)
+    # Keras documents 25,568,360 trainable parameters with the 1000-class top (2048 features)
+    assert isinstance(learner, TrainableLearner)
+    assert learner.n_parameters() == 25_568_360 - (2048 * 1000 + 1000) + (2048 * 3 + 3) == 23_525_507
 
 
 @pytest.mark.parametrize("make", [_keras_learner, _torch_learner], ids=["keras", "torch"])
@@ -141,14 +147,43 @@ def test_keras_logits_and_probability_models_score_alike():
     assert np.isfinite(logits.train_steps(_data(seed=1), 1.0, seed=0)).all()
 
 
-def test_keras_train_steps_accepts_a_persistent_optimizer_and_reports_batches():
-    learner = _keras_learner()
+@pytest.mark.parametrize("make", [_keras_learner, _torch_learner], ids=["keras", "torch"])
+def test_train_steps_accepts_a_persistent_optimizer_and_reports_batches(make):
+    learner = make()
     seen = []
     opt = learner.make_optimizer()
     losses = learner.train_steps(learner.train_set, 1.0, seed=0, optimizer=opt,
-                                 on_batch=lambda p, y, loss: seen.append((p.shape, len(y), loss)))
-    assert len(losses) == len(seen) == 3 and seen[0][0] == (8, 3)
+                                 on_batch=lambda p, y, loss: seen.append((p, y, loss)))
+    assert len(losses) == len(seen) == 3
+    assert [loss for _, _, loss in seen] == losses
+    probs, labels, _ = seen[0]
+    assert probs.shape == (8, 3) and probs.device.type == "cpu" and probs.dtype == torch.float32
+    assert torch.allclose(probs.sum(1), torch.ones(8)) and labels.dtype == torch.int64 and len(labels) == 8
     assert opt.state  # the passed optimizer did the steps
+
+
+def test_both_adapters_are_trainable_learners_sharing_one_loop():
+    keras_learner, torch_learner = _keras_learner(), _torch_learner()
+    for learner in (keras_learner, torch_learner):
+        assert isinstance(learner, TrainableLearner) and isinstance(learner, FrameworkLearner)
+    for method in ("train_steps", "predict", "score", "make_optimizer", "n_parameters", "propose", "evaluate"):
+        assert getattr(KerasLearner, method) is getattr(FrameworkLearner, method), method
+        assert getattr(TorchLearner, method) is getattr(FrameworkLearner, method), method
+    # conv 3*3*3*4 + 4, batch-norm gamma and beta 2*4 (not the moving statistics), head 4*3 + 3
+    assert keras_learner.n_parameters() == 112 + 8 + 15
+    assert torch_learner.n_parameters() == sum(p.numel() for p in torch_learner.model.parameters())
+
+
+def test_an_adapter_must_set_up_its_model_before_the_base_init():
+    class Late(TorchLearner):
+        def __init__(self, model, *args, **kwargs):
+            FrameworkLearner.__init__(self, *args, **kwargs)  # too early: no model to load or adopt yet
+            self.model = model
+
+    with pytest.raises(TypeError, match="Late must set self.model and self.device before calling FrameworkLearner.__init__"):
+        Late(torch.nn.Linear(2, 2), None, None, None, CONFIG, seed=0)
+    with pytest.raises(TypeError, match="config must be a TrainConfig"):
+        KerasLearner(small_keras_model(0), None, None, None, {"lr": 1e-3})
 
 
 @pytest.mark.parametrize("make", [_keras_learner, _torch_learner], ids=["keras", "torch"])

@@ -22,8 +22,7 @@ from . import models, rundir
 from .config import ExperimentConfig
 from .datasets.source import LabelledData, holdout_indices, load_data
 from .datasets.splits import LearnerIndices, assign
-from .learner import Learner as TrainableLearner  # TEMPORARY until the models branch lands
-from .learner import Scores, Weights
+from .learner import Scores, TrainableLearner, Weights
 from .models import ModelSpec
 from .progress import progress
 from .protocol import VoteRule, threshold_to_bps, to_ppm

@@ -1,67 +1,174 @@
-"""The protocol half of a learner, shared by every framework adapter.
+"""What every framework adapter shares: the protocol half of a learner and the one training loop.
 
-An adapter only says how to read and write its live model's weights, how to train and how to score;
-proposing from the adopted weights, scoring without adopting and accepting are the same for all.
+An adapter sets up its live model, then calls ``FrameworkLearner.__init__``, and fills in a few hooks:
+
+* ``live_weights()`` / ``load_live(weights)``: read and write the live model's weights;
+* ``trainable_parameters()``: what the optimizer updates;
+* ``_seed_rng(seed)``: seed the framework's global random state (dropout, augmentation);
+* ``_prepare(x)``: a ``[N, C, H, W]`` batch from the data set -> the model's input on ``self.device``;
+* ``_forward(x, training=...)``: the model's output (run under ``_autocast()`` by the loop);
+* ``_loss(out, y)`` and ``_probabilities(out)``: the training loss and the class probabilities;
+* optionally ``_scope(training=...)``: a context around a whole loop (a device scope, the module mode).
+
+The loop itself (:meth:`FrameworkLearner.train_steps`, :meth:`FrameworkLearner.predict`) lives here
+once: batch order, learning-rate schedule, optimizer steps and ``on_batch`` reports are the same for
+every framework. Proposing from the adopted weights, scoring without adopting and accepting are too.
+Batches come from torch ``Dataset``s and optimizers are torch's for every adapter: the Keras adapter
+runs on the torch backend.
 """
 from __future__ import annotations
 
 import abc
+import contextlib
 import math
 
 import numpy as np
+import torch
 
-from ..learner import Learner, Score, Scores, Weights, copy_weights
+from ..learner import BatchCallback, Score, Scores, TrainableLearner, Weights, copy_weights
+from .batches import iterate_batches
+from .training import TrainConfig, make_optimizer, set_lr
 
 
-class FrameworkLearner(Learner):
-    """Keeps the adopted weights apart from the live model that trains and scores."""
+class FrameworkLearner(TrainableLearner):
+    """Keeps the adopted weights apart from the live model that trains and scores.
 
-    seed: int
-    train_set: object
-    vote_set: object
-    test_set: object | None
+    Subclasses set ``self.model`` and ``self.device`` (and anything their hooks need) *before* calling
+    ``super().__init__``, which loads the agreed initial weights into that model and adopts them.
+    """
 
-    def _start(self, initial: Weights | None) -> None:
-        """Call at the end of ``__init__``: load the agreed initial weights, if any, and adopt them."""
+    model: object
+    device: torch.device
+
+    def __init__(
+        self,
+        train,
+        vote,
+        test,
+        config: TrainConfig,
+        *,
+        seed: int,
+        initial: Weights | None = None,
+    ):
+        missing = [name for name in ("model", "device") if not hasattr(self, name)]
+        if missing:
+            raise TypeError(
+                f"{type(self).__name__} must set self.{' and self.'.join(missing)} before calling "
+                "FrameworkLearner.__init__ (which loads and adopts the initial weights)"
+            )
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+        self.train_set, self.vote_set, self.test_set = train, vote, test
+        self.config = config
+        self.seed = seed
         self._proposals = 0
         if initial is not None:
             self.load_live(initial)
         self._current = self.live_weights()
 
+    # -- framework hooks -----------------------------------------------------------------------
     @abc.abstractmethod
-    def live_weights(self) -> dict[str, np.ndarray]:
-        """The live model's weights as they are now."""
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """The tensors the optimizer updates, in the model's order."""
 
     @abc.abstractmethod
-    def load_live(self, weights: Weights) -> None:
-        """Load weights into the live model (strict on names and shapes)."""
+    def _seed_rng(self, seed: int) -> None:
+        """Seed the framework's global random state before a training pass."""
 
     @abc.abstractmethod
-    def train_steps(self, dataset, epochs: float, *, seed: int, **kwargs) -> list[float]:
-        """Train the live model in place."""
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch as the data set gives it -> the model's input on ``self.device``."""
 
     @abc.abstractmethod
+    def _forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
+        """The model's raw output (logits or probabilities) for a prepared batch."""
+
+    @abc.abstractmethod
+    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The scalar training loss of one step's output against int64 labels."""
+
+    @abc.abstractmethod
+    def _probabilities(self, out: torch.Tensor) -> torch.Tensor:
+        """Float class probabilities ``[B, C]`` from the model's output."""
+
+    def _scope(self, *, training: bool) -> contextlib.AbstractContextManager:
+        """The context a whole training or prediction loop runs in (none by default)."""
+        return contextlib.nullcontext()
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on CUDA when ``config.mixed_precision``; the forward pass runs inside it."""
+        if self.config.mixed_precision and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- TrainableLearner ----------------------------------------------------------------------
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """A fresh optimizer over ``trainable_parameters()`` (central training keeps one across epochs)."""
+        return make_optimizer(self.trainable_parameters(), self.config)
+
+    def n_parameters(self) -> int:
+        return int(sum(p.numel() for p in self.trainable_parameters() if p.requires_grad))
+
+    def train_steps(
+        self,
+        dataset,
+        epochs: float,
+        *,
+        seed: int,
+        optimizer: torch.optim.Optimizer | None = None,
+        on_batch: BatchCallback | None = None,
+    ) -> list[float]:
+        """Train in place for ``epochs`` passes; returns the per-step losses.
+
+        ``seed`` fixes the framework's random state and the batch order (a generator of its own, so
+        the two do not interfere). Without ``optimizer`` this is a proposal: a fresh optimizer and
+        ``config.lr_schedule`` over its steps; a passed optimizer keeps its learning rate.
+        ``on_batch(probabilities, labels, loss)`` sees every step's outputs, as CPU tensors.
+        """
+        cfg = self.config
+        self._seed_rng(seed)
+        generator = torch.Generator().manual_seed(int(seed))
+        scheduled = optimizer is None
+        if optimizer is None:
+            optimizer = self.make_optimizer()
+        total = cfg.steps_for(len(dataset), epochs)
+        losses: list[float] = []
+        with self._scope(training=True):
+            while len(losses) < total:
+                for x, y in iterate_batches(dataset, cfg.batch_size, shuffle=True, generator=generator):
+                    x = self._prepare(x)
+                    y = y.to(self.device, non_blocking=True).long()
+                    optimizer.zero_grad(set_to_none=True)
+                    if scheduled:
+                        set_lr(optimizer, cfg.lr_at(len(losses), total))
+                    with self._autocast():
+                        out = self._forward(x, training=True)
+                    loss = self._loss(out, y)
+                    loss.backward()
+                    optimizer.step()
+                    losses.append(float(loss.detach()))
+                    if on_batch is not None:
+                        on_batch(self._probabilities(out.detach()).cpu(), y.cpu(), losses[-1])
+                    if len(losses) >= total:
+                        break
+        return losses
+
+    @torch.no_grad()
     def predict(self, dataset) -> tuple[np.ndarray, np.ndarray]:
-        """Class probabilities of the live model and the true labels, in data-set order."""
+        """Class probabilities and true labels over a data set, in order."""
+        probs, labels = [], []
+        with self._scope(training=False):
+            for x, y in iterate_batches(dataset, self.config.eval_batch_size, shuffle=False):
+                x = self._prepare(x)
+                with self._autocast():
+                    out = self._forward(x, training=False)
+                probs.append(self._probabilities(out).cpu().numpy())
+                labels.append(torch.as_tensor(y).cpu().numpy())
+        if not probs:
+            return np.zeros((0, 0)), np.zeros((0,), dtype=np.int64)
+        return np.concatenate(probs), np.concatenate(labels).astype(np.int64)
 
-    def score(self, dataset) -> Score:
-        """Accuracy and cross-entropy of the live model on a data set (NaN when it is empty)."""
-        probs, labels = self.predict(dataset)
-        if len(labels) == 0:
-            return Score(math.nan, math.nan)
-        accuracy = float((probs.argmax(1) == labels).mean())
-        p = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
-        return Score(accuracy=accuracy, loss=float(-np.log(p).mean()))
-
-    def n_parameters(self) -> int:  # TEMPORARY shim until the models branch lands
-        import torch
-
-        model = self.model
-        if isinstance(model, torch.nn.Module) and not hasattr(model, "trainable_variables"):
-            return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
-        return int(sum(int(np.prod(v.shape)) for v in model.trainable_variables))
-
-    # -- Learner interface -------------------------------------------------------------------
+    # -- Learner -------------------------------------------------------------------------------
     def propose(self) -> Weights:
         self.load_live(self._current)
         self.train_steps(self.train_set, self.config.epochs, seed=self._next_seed())

@@ -4,14 +4,16 @@ It mirrors :class:`cohep.frameworks.torch.TorchLearner` so Keras and torch model
 collaborative learning on equal terms:
 
 * **Data**: the same torch ``Dataset``s (``(x [C, H, W], label)`` items), batched by
-  :func:`cohep.frameworks.torch.iterate_batches`. A ``preprocess`` callable turns each ``[N, C, H, W]``
-  batch into the model's input (by default: channels-last ``[N, H, W, C]``, Keras' convention).
+  :func:`cohep.frameworks.batches.iterate_batches`. A ``preprocess`` callable turns each
+  ``[N, C, H, W]`` batch into the model's input (by default: channels-last ``[N, H, W, C]``, Keras'
+  convention).
 * **Training**: on the torch backend a Keras model *is* a ``torch.nn.Module`` whose trainable variables
-  are ``torch.nn.Parameter``s, so a proposal runs a plain torch loop over the Keras forward pass with
-  the same optimizers as the torch adapter (:func:`cohep.frameworks.torch.make_optimizer`), fresh for
-  every proposal. This is as fast as ``model.train_on_batch`` (the convolutions dominate; measured
-  within 3% on ResNet-50 V2) and gives both frameworks identical optimizer semantics. Batch-norm
-  moving statistics update as in ``fit`` (``model(x, training=True)``).
+  are ``torch.nn.Parameter``s, so a proposal runs the shared torch loop of
+  :class:`~cohep.frameworks.base.FrameworkLearner` over the Keras forward pass with the same optimizers
+  as the torch adapter (:func:`cohep.frameworks.training.make_optimizer`), fresh for every proposal.
+  This is as fast as ``model.train_on_batch`` (the convolutions dominate; measured within 3% on
+  ResNet-50 V2) and gives both frameworks identical optimizer semantics. Batch-norm moving statistics
+  update as in ``fit`` (``model(x, training=True)``); regularisation losses (``model.losses``) are added.
 * **Weights**: an ordered mapping ``variable.path -> numpy`` over ``model.weights`` (trainable and
   non-trainable, e.g. batch-norm moving mean / variance), in the model's own order. Paths are stable
   for models whose layers are named explicitly (the Keras applications are); they must be unique.
@@ -21,10 +23,12 @@ collaborative learning on equal terms:
   each proposal, plus a seeded torch generator for the batch order.
 * **Outputs**: softmax probabilities (Keras applications' default) or logits; detected from the last
   layer's activation unless ``from_logits`` is given.
+
+Keras itself is imported only when a Keras learner or model is built (:func:`build_model`), so
+importing this module, or cohep, never imports Keras.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Callable
 
 import numpy as np
@@ -35,8 +39,7 @@ from torch.utils.data import Dataset
 from ..errors import ConfigError
 from ..learner import Weights
 from .base import FrameworkLearner
-from .torch import iterate_batches, make_optimizer
-from .training import TrainConfig, set_lr
+from .training import TrainConfig
 
 _EPS = 1e-7  # Keras' epsilon for cross-entropy on probabilities
 
@@ -127,108 +130,89 @@ class KerasLearner(FrameworkLearner):
         from_logits: bool | None = None,
     ):
         self.keras = _keras()
-        self.config = config
         self.model = model
-        self.train_set, self.vote_set, self.test_set = train, vote, test
-        self.seed = seed
         self.preprocess = preprocess or to_channels_last
         self.from_logits = (not _final_activation_is_softmax(model)) if from_logits is None else from_logits
         variable_names(model)  # fail early on ambiguous names
         # Keras places variables when the model is built; run everything on that device.
         self.device = model.weights[0].value.device if model.weights else torch.device("cpu")
-        self._start(initial)
+        super().__init__(train, vote, test, config, seed=seed, initial=initial)
 
-    # -- live model ------------------------------------------------------------------------
+    # -- weights ------------------------------------------------------------------------------
+    def live_weights(self) -> dict[str, np.ndarray]:
+        return model_to_weights(self.model)
+
     def load_live(self, weights: Weights) -> None:
         load_weights(self.model, weights)
-
-    # -- training and scoring ------------------------------------------------------------------
-    def _scope(self):
-        return self.keras.device(str(self.device))
-
-    def _autocast(self):
-        if self.config.mixed_precision and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def live_weights(self) -> dict[str, np.ndarray]:
-        """The model's weights as they are now (mid-training), not the adopted ``current()`` ones."""
-        return model_to_weights(self.model)
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [v.value for v in self.model.trainable_variables]
 
-    def make_optimizer(self) -> torch.optim.Optimizer:
-        """A fresh optimizer over the model's trainable variables (same choices as the torch adapter)."""
-        return make_optimizer(self.trainable_parameters(), self.config)
+    # -- loop hooks ---------------------------------------------------------------------------
+    def _seed_rng(self, seed: int) -> None:
+        # Python, numpy, torch and Keras' own seed generator (dropout and friends)
+        self.keras.utils.set_random_seed(int(seed) % 2**32)
+
+    def _scope(self, *, training: bool):
+        return self.keras.device(str(self.device))
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return self.preprocess(x.to(self.device, non_blocking=True))
+
+    def _forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
+        return self.model(x, training=training)
 
     def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Keras' categorical cross-entropy (on logits, or on clipped probabilities) plus ``model.losses``."""
         out = out.float()
         if self.from_logits:
-            return F.cross_entropy(out, y)
-        probs = out / out.sum(dim=1, keepdim=True)
-        return F.nll_loss(torch.log(probs.clamp(_EPS, 1.0 - _EPS)), y)
+            loss = F.cross_entropy(out, y)
+        else:
+            probs = out / out.sum(dim=1, keepdim=True)
+            loss = F.nll_loss(torch.log(probs.clamp(_EPS, 1.0 - _EPS)), y)
+        regularisation = self.model.losses
+        return loss + sum(regularisation) if regularisation else loss
 
     def _probabilities(self, out: torch.Tensor) -> torch.Tensor:
         out = out.float()
         return torch.softmax(out, dim=1) if self.from_logits else out / out.sum(dim=1, keepdim=True)
 
-    def train_steps(
-        self,
-        dataset: Dataset,
-        epochs: float,
-        *,
-        seed: int,
-        optimizer: torch.optim.Optimizer | None = None,
-        on_batch: Callable[[torch.Tensor, torch.Tensor, float], None] | None = None,
-    ) -> list[float]:
-        """Train in place for ``epochs`` passes; returns the per-step losses.
 
-        A fresh optimizer unless one is passed (central training keeps one across epochs);
-        ``on_batch(probabilities, labels, loss)`` sees every step's outputs (running metrics).
-        """
-        cfg = self.config
-        self.keras.utils.set_random_seed(int(seed) % 2**32)
-        generator = torch.Generator().manual_seed(int(seed))
-        scheduled = optimizer is None  # a proposal: its own schedule; central training keeps its lr
-        optimizer = optimizer if optimizer is not None else self.make_optimizer()
-        total = cfg.steps_for(len(dataset), epochs)
-        losses: list[float] = []
-        regularised = bool(self.model.losses)
-        with self._scope():
-            while len(losses) < total:
-                for x, y in iterate_batches(dataset, cfg.batch_size, shuffle=True, generator=generator):
-                    x = self.preprocess(x.to(self.device, non_blocking=True))
-                    y = y.to(self.device, non_blocking=True).long()
-                    optimizer.zero_grad(set_to_none=True)
-                    if scheduled:
-                        set_lr(optimizer, cfg.lr_at(len(losses), total))
-                    with self._autocast():
-                        out = self.model(x, training=True)
-                    loss = self._loss(out, y)
-                    if regularised:
-                        loss = loss + sum(self.model.losses)
-                    loss.backward()
-                    optimizer.step()
-                    value = float(loss.detach())
-                    losses.append(value)
-                    if on_batch is not None:
-                        on_batch(self._probabilities(out.detach()), y, value)
-                    if len(losses) >= total:
-                        break
-        return losses
+# -- building registered Keras models -------------------------------------------------------------
+def build_model(build: Callable, spec, seed: int, device: str = "auto"):
+    """``build(spec)`` with Keras seeded first, on ``device`` ("auto": Keras' own choice, CUDA when present)."""
+    keras = _keras()
+    keras.utils.set_random_seed(int(seed) % 2**32)
+    if device == "auto":
+        return build(spec)
+    with keras.device(device):
+        return build(spec)
 
-    @torch.no_grad()
-    def predict(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-        """Class probabilities and true labels over a data set, in order."""
-        probs, labels = [], []
-        with self._scope():
-            for x, y in iterate_batches(dataset, self.config.eval_batch_size, shuffle=False):
-                x = self.preprocess(x.to(self.device))
-                with self._autocast():
-                    out = self.model(x, training=False)
-                probs.append(self._probabilities(out).cpu().numpy())
-                labels.append(torch.as_tensor(y).cpu().numpy())
-        if not probs:
-            return np.zeros((0, 0)), np.zeros((0,), dtype=np.int64)
-        return np.concatenate(probs), np.concatenate(labels).astype(np.int64)
+
+def initial_weights(build: Callable, spec, seed: int) -> dict[str, np.ndarray]:
+    """The weights ``build_model`` draws on the CPU: the reference for every device."""
+    return model_to_weights(build_model(build, spec, seed, "cpu"))
+
+
+def make_learner(
+    build: Callable,
+    spec,
+    train,
+    vote,
+    test,
+    config: TrainConfig,
+    *,
+    seed: int,
+    initial: Weights | None = None,
+    preprocess: Callable | None = None,
+) -> KerasLearner:
+    """A KerasLearner over ``build(spec)``; ``preprocess(spec)`` gives its batch transform."""
+    model = build_model(build, spec, seed, config.device)
+    if initial is None and model.weights and model.weights[0].value.device.type != "cpu":
+        # Keras draws initial values with a per-device generator; the CPU draw is the reference,
+        # so the initial weights depend on (spec, seed) alone, whatever the device.
+        initial = initial_weights(build, spec, seed)
+    return KerasLearner(
+        model, train, vote, test, config, seed=seed, initial=initial,
+        preprocess=preprocess(spec) if preprocess is not None else None,
+    )

@@ -1,9 +1,15 @@
-"""Framework-neutral training settings shared by the torch and Keras adapters."""
+"""Training settings shared by the torch and Keras adapters, and the optimizers they make.
+
+Both adapters train with torch optimizers (a Keras model on the torch backend is a ``torch.nn.Module``
+whose variables are ``torch.nn.Parameter``s), so both get identical optimizer semantics from here.
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal
+
+import torch
 
 from ..errors import ConfigError
 from ..settings import Section, setting
@@ -50,7 +56,16 @@ class TrainConfig(Section):
         return floor + 0.5 * (self.lr - floor) * (1.0 + math.cos(math.pi * step / (total - 1)))
 
 
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer ``cfg.optimizer`` names, over ``params``, at ``cfg.lr``."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
 def set_lr(optimizer, lr: float) -> None:
-    """Set every parameter group's learning rate (torch optimizers; the Keras adapter uses them too)."""
+    """Set every parameter group's learning rate."""
     for group in optimizer.param_groups:
         group["lr"] = lr

@@ -48,6 +48,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .fit import DataFit
+from .registry import register_model
 
 DEFAULT_INPUT_SCALE = 1.0  #: one charge unit of the file (1 ke- for `cohep simulate` output)
 
@@ -136,18 +138,27 @@ class CompactMultiViewCNN(nn.Module):
 _KNOWN_PARAMS = ("widths", "joint", "hidden", "dropout", "patch", "input_scale", "flip_time")
 
 
+def _min_side(params) -> int:
+    """The stem divides each side by ``patch``, three stride-2 stages follow: at least 4 patches a side."""
+    patch = params.get("patch", 4)
+    if isinstance(patch, bool) or not isinstance(patch, int) or patch <= 0:
+        raise ConfigError(f"model.params.patch must be a positive integer, got {patch!r}")
+    return 4 * patch
+
+
+@register_model(
+    "compact",
+    framework="torch",
+    description="compact multi-view CNN for sparse wire-plane images (default; 0.32 M parameters, log1p input)",
+    fits=DataFit(min_side=_min_side),
+)
 def build_compact(spec) -> CompactMultiViewCNN:
-    """Registry factory: ``spec.input_shape`` = (views, H, W); ``spec.params`` may override the design."""
-    if len(spec.input_shape) != 3:
-        raise ConfigError(f"model compact needs input_shape (views, H, W), got {list(spec.input_shape)}")
-    views, h, w = (int(s) for s in spec.input_shape)
+    """``spec.input_shape`` = (views, H, W), sides >= 4 * patch; ``spec.params`` may override the design."""
+    views = int(spec.input_shape[0])
     params = dict(spec.params)
     unknown = sorted(set(params) - set(_KNOWN_PARAMS))
     if unknown:
         raise ConfigError(
             f"model compact: unknown params {', '.join(unknown)} (known: {', '.join(_KNOWN_PARAMS)})"
         )
-    patch = int(params.get("patch", 4))
-    if min(h, w) < 4 * patch:
-        raise ConfigError(f"model compact needs images of at least {4 * patch} x {4 * patch}, got {h} x {w}")
     return CompactMultiViewCNN(n_classes=spec.n_classes, n_views=views, **params)

@@ -7,7 +7,8 @@ importing cohep never imports Keras.
 
 The applications carry no input preprocessing when ``weights=None``; the Keras adapter feeds them
 ``log1p(max(x, 0) / input_scale)`` (the same normalisation as the compact model, see
-:func:`normalise_input`) transposed to ``[N, H, W, C]``. Both need images of at least 32 x 32.
+:func:`normalise_input`) transposed to ``[N, H, W, C]``. Both need images of at least 32 x 32 (five
+stride-2 stages).
 """
 from __future__ import annotations
 
@@ -16,36 +17,27 @@ from typing import Callable
 import torch
 
 from ..errors import ConfigError
+from .fit import DataFit
+from .registry import register_model
 
 DEFAULT_INPUT_SCALE = 1.0  #: as the compact model: one charge unit (1 ke- for simulated files)
 MIN_SIDE = 32
 
-#: registry name -> keras.applications constructor name
-APPLICATIONS = {"resnet50v2": "ResNet50V2", "densenet169": "DenseNet169"}
-
 
 def keras_input_shape(spec) -> tuple[int, int, int]:
-    """cohep's (C, H, W) input shape as Keras' channels-last (H, W, C), validated."""
-    if len(spec.input_shape) != 3:
-        raise ConfigError(f"model {spec.name} needs input_shape (channels, H, W), got {list(spec.input_shape)}")
+    """cohep's (C, H, W) input shape as Keras' channels-last (H, W, C)."""
     c, h, w = (int(s) for s in spec.input_shape)
-    if min(h, w) < MIN_SIDE:
-        raise ConfigError(f"model {spec.name} needs images of at least {MIN_SIDE} x {MIN_SIDE}, got {h} x {w}")
     return (h, w, c)
 
 
-def build_application(spec):
-    """Build the Keras application named by ``spec.name`` (random weights from the Keras seed)."""
+def _application(constructor_name: str, spec):
+    """Build ``keras.applications.<constructor_name>`` for the spec (random weights from the Keras seed)."""
     import keras  # lazy: only Keras models pay for the import
 
     unknown = sorted(set(spec.params) - {"input_scale"})
     if unknown:
         raise ConfigError(f"model {spec.name}: unknown params {', '.join(unknown)} (known: input_scale)")
-    try:
-        constructor = getattr(keras.applications, APPLICATIONS[spec.name])
-    except KeyError:
-        raise ConfigError(f"{spec.name!r} is not a Keras application (known: {', '.join(APPLICATIONS)})") from None
-    return constructor(
+    return getattr(keras.applications, constructor_name)(
         include_top=True,
         weights=None,
         input_shape=keras_input_shape(spec),
@@ -65,3 +57,25 @@ def normalise_input(spec) -> Callable[[torch.Tensor], torch.Tensor]:
         return x.permute(0, 2, 3, 1).contiguous()
 
     return preprocess
+
+
+@register_model(
+    "resnet50v2",
+    framework="keras",
+    description="Keras applications ResNet50V2, weights=None (the paper's model; 23.6 M parameters at 200x200x3)",
+    fits=DataFit(min_side=MIN_SIDE),
+    preprocess=normalise_input,
+)
+def build_resnet50v2(spec):
+    return _application("ResNet50V2", spec)
+
+
+@register_model(
+    "densenet169",
+    framework="keras",
+    description="Keras applications DenseNet169, weights=None (the paper's model; 12.6 M parameters at 200x200x3)",
+    fits=DataFit(min_side=MIN_SIDE),
+    preprocess=normalise_input,
+)
+def build_densenet169(spec):
+    return _application("DenseNet169", spec)
