@@ -34,10 +34,10 @@ def version() -> None:
 
 @app.command()
 def simulate(
-    events: int = typer.Option(..., "--events", "-n", help="Number of events to simulate."),
+    events: int = typer.Option(..., "--events", "-n", min=1, help="Number of events to simulate."),
     out: Path = typer.Option(..., "--out", "-o", help="Output HDF5 file."),
-    seed: int = typer.Option(0, help="Seed: the same seed gives the same file content."),
-    workers: int = typer.Option(0, help="Worker processes (0: all cores); the content does not depend on it."),
+    seed: int = typer.Option(0, min=0, help="Seed: the same seed gives the same file content."),
+    workers: int = typer.Option(0, min=0, help="Worker processes (0: all cores); the content does not depend on it."),
     detector: Optional[str] = typer.Option(None, help="Detector preset: microboone (default) or protodune."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML simulation configuration."),
 ) -> None:

@@ -68,8 +68,8 @@ def assign(
     pool = np.flatnonzero(~held)
     if len(pool) < 2 * n_learners:
         raise ConfigError(
-            f"too few samples for {n_learners} learners: {len(pool)} available outside the held-out set "
-            f"(each learner needs at least one train and one vote sample)"
+            f"more learners ({n_learners}) than the data can serve: {len(pool)} samples outside the held-out set, "
+            f"and each learner needs at least one train and one vote sample"
         )
     if method == "iid":
         shares = [pool[p] for p in split_iid(len(pool), n_learners, rng)]
