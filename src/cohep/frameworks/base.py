@@ -39,6 +39,8 @@ class FrameworkLearner(TrainableLearner):
 
     model: object
     device: torch.device
+    #: inference batch when ``config.eval_batch_size`` is unset
+    default_eval_batch_size: int = 512
 
     def __init__(
         self,
@@ -153,12 +155,16 @@ class FrameworkLearner(TrainableLearner):
                         break
         return losses
 
+    def eval_batch_size(self) -> int:
+        """The inference batch: the configured one, else the adapter's default."""
+        return self.config.eval_batch_size or self.default_eval_batch_size
+
     @torch.no_grad()
     def predict(self, dataset) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities and true labels over a data set, in order."""
         probs, labels = [], []
         with self._scope(training=False):
-            for x, y in iterate_batches(dataset, self.config.eval_batch_size, shuffle=False):
+            for x, y in iterate_batches(dataset, self.eval_batch_size(), shuffle=False):
                 x = self._prepare(x)
                 with self._autocast():
                     out = self._forward(x, training=False)

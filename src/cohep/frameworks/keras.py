@@ -116,6 +116,10 @@ def _final_activation_is_softmax(model) -> bool:
 class KerasLearner(FrameworkLearner):
     """A Keras 3 classifier (torch backend) with private train / vote / test sets."""
 
+    def eval_batch_size(self) -> int:
+        """Keras applications at 200 x 200 hold ~10 MB per event in flight: twice the batch, at most 128."""
+        return self.config.eval_batch_size or min(128, 2 * self.config.batch_size)
+
     def __init__(
         self,
         model,

@@ -33,7 +33,9 @@ class TrainConfig(Section):
     lr_schedule: Literal["constant", "cosine"] = setting("constant", help="Within a proposal: constant | cosine.")
     lr_floor: float = setting(0.0, ge=0, le=1)
     max_steps: int | None = setting(None, ge=1)  #: optional cap on optimizer steps per proposal
-    eval_batch_size: int = setting(512, ge=1, help="Inference batch size.")
+    #: inference batch; None: the adapter's default (512 for torch models, twice the training batch up
+    #: to 128 for Keras ones, whose 200 x 200 giants hold ~10 MB of activations per event in flight)
+    eval_batch_size: int | None = setting(None, ge=1, help="Inference batch size (default: the framework's).")
     device: str = setting("auto", help="auto | cpu | cuda")  #: "auto" takes CUDA when present, else CPU
     mixed_precision: bool = False  #: bf16/fp16 autocast on CUDA only
     extra: dict = setting(factory=dict)
