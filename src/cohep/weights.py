@@ -77,8 +77,8 @@ def equal(a: Weights, b: Weights) -> bool:
 def mismatch(candidate: Weights, reference: Weights) -> str | None:
     """Why ``candidate`` cannot stand in for ``reference`` (names, shapes, dtypes), or None if it can.
 
-    A reference is the model spec's own initial weights: anything else would fail, or worse, load
-    silently wrong into the model.
+    A reference is the model spec's own initial weights (or anything with ``shape`` and ``dtype``
+    per name, such as a model's variables): anything else would fail, or worse, load silently wrong.
     """
     missing = [n for n in reference if n not in candidate]
     extra = [n for n in candidate if n not in reference]
@@ -93,6 +93,6 @@ def mismatch(candidate: Weights, reference: Weights) -> str | None:
         value = candidate[name]
         if tuple(value.shape) != tuple(ref.shape):
             return f"{name} has shape {list(value.shape)}, the model expects {list(ref.shape)}"
-        if value.dtype != ref.dtype:
+        if np.dtype(value.dtype) != np.dtype(str(ref.dtype)):
             return f"{name} has dtype {value.dtype}, the model expects {ref.dtype}"
     return None

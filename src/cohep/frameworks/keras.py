@@ -38,6 +38,7 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError
 from ..learner import Weights
+from ..weights import mismatch
 from .base import FrameworkLearner
 from .training import TrainConfig
 
@@ -86,22 +87,9 @@ def model_to_weights(model) -> dict[str, np.ndarray]:
 def load_weights(model, weights: Weights) -> None:
     """Assign ``weights`` to the model's variables in place; strict on names and shapes."""
     variables = dict(zip(variable_names(model), model.weights))
-    missing = [n for n in variables if n not in weights]
-    unexpected = [n for n in weights if n not in variables]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
-        raise ConfigError(f"weights do not fit Keras model {model.name!r}: {'; '.join(parts)}")
-    for name, var in variables.items():
-        value = np.asarray(weights[name])
-        if tuple(value.shape) != tuple(var.shape):
-            raise ConfigError(
-                f"weights do not fit Keras model {model.name!r}: {name} has shape {tuple(value.shape)}, "
-                f"model expects {tuple(var.shape)}"
-            )
+    reason = mismatch({k: np.asarray(v) for k, v in weights.items()}, variables)
+    if reason is not None:
+        raise ConfigError(f"weights do not fit Keras model {model.name!r}: {reason}")
     with torch.no_grad():
         for name, var in variables.items():
             target = var.value
