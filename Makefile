@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# A real Ethereum node for the multi-node tests and benchmarks, from the npm registry, into the project.
+ANVIL_PKG := @foundry-rs/anvil-linux-amd64@1.7.1
+ANVIL     := .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 
 export KERAS_BACKEND := torch
 
@@ -16,6 +19,8 @@ $(STAMP): pyproject.toml Makefile
 	# The pin takes the CPU build on this machine's disk; an unpinned torch pulls a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
+	npm install --silent --no-save --no-audit --no-fund --prefix .tools $(ANVIL_PKG)
+	$(ANVIL) --version
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,4 +34,4 @@ bench: $(STAMP)
 	$(PY) bench/simulate.py
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
+	rm -rf $(VENV) .tools runs build *.egg-info src/*.egg-info

@@ -246,6 +246,102 @@ def run(
     _print_run_summary(result)
 
 
+#: ``cohep deploy`` flags -> the setting each one overrides
+DEPLOY_FLAGS = {
+    "name": "experiment.name", "rounds": "experiment.rounds", "seed": "experiment.seed", "model": "model.name",
+    "threshold": "vote.threshold", "proposal_window": "chain.proposal_window",
+    "vote_window": "chain.vote_window", "max_missed": "chain.max_missed",
+}
+
+
+@app.command()
+def deploy(
+    data: Path = typer.Option(..., "--data", help="A data file of the experiment's kind: only its image shape and class names are read."),
+    member: list[str] = typer.Option(..., "--member", "-m", help="ADDRESS or ADDRESS=STORE_URL (where its proposals live); repeat for each member."),
+    rpc: str = typer.Option(..., "--rpc", help="Ethereum JSON-RPC URL."),
+    keystore: Path = typer.Option(..., "--keystore", help="The deployer's encrypted keystore (pays for the deployment)."),
+    store: str = typer.Option(..., "--store", help="Store URL for the initial weights (readable by every member)."),
+    shared_store: Optional[str] = typer.Option(None, "--shared-store", help="A store every member may use (default: --store)."),
+    out: Path = typer.Option(Path("experiment.json"), "--out", "-o", help="The shared experiment file to write."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment TOML ([experiment], [model], [train], [vote], [chain], [data] shares)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Experiment name."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", "-r", help="Number of rounds."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed: initial weights and the proposer draw."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name (default: the one that fits the data)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Fraction of the other members that must approve."),
+    proposal_window: Optional[int] = typer.Option(None, "--proposal-window", help="Blocks a proposer has to propose."),
+    vote_window: Optional[int] = typer.Option(None, "--vote-window", help="Blocks voters have to vote."),
+    max_missed: Optional[int] = typer.Option(None, "--max-missed", help="Duties missed in a row before a member is suspended."),
+) -> None:
+    """Deploy an experiment for a list of members on any JSON-RPC chain; writes the shared experiment file."""
+    from . import keys
+    from .deploy import MemberSpec, deploy as run_deploy
+
+    values = locals()
+    cfg = _settings(config, {DEPLOY_FLAGS[k]: values[k] for k in DEPLOY_FLAGS})
+    key = keys.load(keystore, keys.password(what=f"keystore {keystore}"))
+    exp = run_deploy(cfg, data_path=str(data), members=[MemberSpec.parse(m) for m in member], rpc=rpc,
+                     deployer_key=key.private_key, store=store, shared_store=shared_store or store, out=out)
+    typer.echo(f"deployed {exp.name!r}: contract {exp.contract} on chain {exp.chain_id}, {len(exp.members)} members, "
+               f"model {exp.model.name}; experiment file {out}")
+
+
+@app.command()
+def node(
+    experiment: Path = typer.Option(..., "--experiment", "-e", help="The shared experiment file (cohep deploy)."),
+    keystore: Path = typer.Option(..., "--keystore", help="This member's encrypted keystore."),
+    data: Path = typer.Option(..., "--data", help="This member's private data (it never leaves this machine)."),
+    rpc: str = typer.Option(..., "--rpc", help="Ethereum JSON-RPC URL."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for this node's records (default runs/node-<address>)."),
+    store: Optional[str] = typer.Option(None, "--store", help="Where to put this node's proposals (default: its store in the experiment)."),
+    serve: Optional[str] = typer.Option(None, "--serve", help="HOST:PORT: serve this node's store folder over HTTP, read-only."),
+    public_url: Optional[str] = typer.Option(None, "--public-url", help="URL its proposals are announced under (default: the store's)."),
+    poll: float = typer.Option(0.3, "--poll", min=0.01, help="Seconds between looks at the chain."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+) -> None:
+    """Take part in a deployed experiment as one autonomous member, until its last round."""
+    from . import keys
+    from .node import NodeOptions, run_node
+
+    key = keys.load(keystore, keys.password(what=f"keystore {keystore}"))
+    opts = NodeOptions(poll_s=poll, store=store, serve=serve, public_url=public_url, quiet=quiet)
+    result = run_node(experiment, key, str(data), rpc, out or Path("runs") / f"node-{key.address[:10]}", opts)
+    accepted = sum(1 for r in result.records if r.round > 0 and r.accepted)
+    typer.echo(f"node {result.address} (member {result.index}): {result.rounds} rounds, {accepted} accepted; "
+               f"final weights {result.final_digest[:16]}; records {result.out_dir / 'records.csv'}")
+
+
+keys_app = typer.Typer(help="Encrypted keystores for members.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new(
+    out: Path = typer.Option(..., "--out", "-o", help="Keystore file to write (never overwritten)."),
+    private_key_env: Optional[str] = typer.Option(None, "--private-key-env", help="Encrypt the key held in this environment variable instead of a new one."),
+) -> None:
+    """Create an encrypted keystore (password from $COHEP_KEYSTORE_PASSWORD or a prompt)."""
+    import os
+
+    from . import keys
+
+    secret = keys.password(confirm=True)
+    key = None
+    if private_key_env:
+        key = os.environ.get(private_key_env)
+        if not key:
+            raise CohepError(f"--private-key-env: ${private_key_env} is not set")
+    typer.echo(keys.create(out, secret, private_key=key))
+
+
+@keys_app.command("address")
+def keys_address(keystore: Path = typer.Argument(..., help="Keystore file.")) -> None:
+    """Print the address of a keystore (no password needed)."""
+    from . import keys
+
+    typer.echo(keys.address_of(keystore))
+
+
 def _print_run_summary(result) -> None:
     from rich.console import Console
 

@@ -29,7 +29,10 @@ class RoundRecord:
     proposal_test_accuracy: float
     test_accuracy: float  #: this learner's weights after the round, on its private test set
     test_loss: float
-    digest: str  #: proposal digest (hex), "" when void
+    digest: str  #: proposal digest (hex) as recorded on chain, "" when void
+    #: why this member rejected the proposal without judging its scores (a failed check), or why the
+    #: proposer offered nothing; "" otherwise
+    reason: str = ""
 
 
 COLUMNS = [f.name for f in fields(RoundRecord)]

@@ -8,6 +8,7 @@ Layout (names below are the only place they are spelled)::
     final_weights.safetensors  the weights every learner holds at the end (sha256 in the manifest)
     figure.png                 per-learner scores above the vote grid (the paper's Figure 2)
     report.md                  a short Markdown report
+    chain_events.jsonl         every event of the run's contract, in chain order (the audit trail)
     weights/                   the default weight store: every proposal, by digest
 
 The manifest names the files it describes, so a reader follows the manifest, not these constants.
@@ -22,7 +23,7 @@ from typing import Iterator
 
 from .checkpoint import SavedModel
 from .errors import CohepError, ConfigError, DataError
-from .files import atomic_write_bytes, read_json
+from .files import atomic_write_bytes, atomic_write_text, read_json
 from .manifest import write_manifest
 from .models.registry import ModelSpec
 from .results import RoundRecord, RoundTiming, read_csv, time_shares, write_csv, write_timings
@@ -33,6 +34,7 @@ MANIFEST = "manifest.json"
 WEIGHTS = "final_weights.safetensors"
 FIGURE = "figure.png"
 REPORT = "report.md"
+CHAIN_LOG = "chain_events.jsonl"
 STORE = "weights"
 
 
@@ -81,6 +83,7 @@ class RunOutputs:
     final_weights_blob: bytes
     final_digest: str
     manifest: dict  #: everything else the manifest records (config, chain, data, digests...)
+    events: list | None = None  #: the contract's events (ledger.ChainEvent), for colearn runs
 
 
 def write(out: str | Path, outputs: RunOutputs, *, figure_title: str | None = None,
@@ -93,13 +96,16 @@ def write(out: str | Path, outputs: RunOutputs, *, figure_title: str | None = No
     }
     atomic_write_bytes(out / WEIGHTS, outputs.final_weights_blob)
     files["weights"] = out / WEIGHTS
+    if outputs.events is not None:
+        files["chain_log"] = write_events(outputs.events, out / CHAIN_LOG)
     digests = dict(outputs.manifest.get("digests") or {}, final=outputs.final_digest)
     files["manifest"] = write_manifest(
         out / MANIFEST,
         **{**outputs.manifest, "mode": outputs.mode, "digests": digests,
            "time_shares": time_shares(outputs.timings),
            "files": {"records": RECORDS, "timings": TIMINGS, "weights": WEIGHTS,
-                     "figure": FIGURE if figure_title is not None else None, "report": REPORT}},
+                     "figure": FIGURE if figure_title is not None else None, "report": REPORT,
+                     "chain_log": CHAIN_LOG if outputs.events is not None else None}},
     )
     if figure_title is not None:
         from .plots.rounds import round_figure
@@ -147,3 +153,41 @@ def read_model(run_dir: str | Path) -> SavedModel:
         raise DataError(str(exc)) from None
     digest = (manifest.get("digests") or {}).get("final")  # sha256 of the encoded final weights
     return SavedModel("run", p / MANIFEST, _named_file(p, manifest, "weights", WEIGHTS), spec, digest, manifest)
+
+
+def write_events(events: list, path: str | Path) -> Path:
+    """The contract's events as JSON lines: name, block, log index, transaction, arguments."""
+    import json
+
+    lines = [json.dumps({"name": e.name, "block": e.block, "log_index": e.log_index, "tx_hash": e.tx_hash,
+                         "args": e.args}, sort_keys=True, default=_hex) for e in events]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return Path(path)
+
+
+def _hex(value):
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    raise TypeError(f"cannot write {type(value).__name__} to the chain log")
+
+
+def read_events(run_dir: str | Path) -> list[dict]:
+    """The chain log of a run directory (one dict per event); one-line error if missing or malformed."""
+    import json
+
+    p = Path(run_dir)
+    path = _named_file(p, read_manifest(p), "chain_log", CHAIN_LOG)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    out = []
+    for i, line in enumerate(lines, 1):
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{i}: not JSON ({exc.msg})") from None
+        if not isinstance(event, dict) or not isinstance(event.get("args"), dict) or "name" not in event:
+            raise DataError(f"{path}:{i}: not a chain event")
+        out.append(event)
+    return out

@@ -22,16 +22,19 @@ from . import models, rundir
 from .config import ExperimentConfig
 from .datasets.source import LabelledData, holdout_indices, load_data
 from .datasets.splits import LearnerIndices, assign
-from .learner import Scores, TrainableLearner, Weights
+from .learner import Scores, TrainableLearner
 from .models import ModelSpec
 from .progress import progress
-from .protocol import VoteRule, threshold_to_bps, to_ppm
+from .participant import Participant, all_finite
+from .protocol import VoteRule
+from .proposal import default_max_bytes
 from .results import STAGES, RoundRecord, RoundTiming, accepted_per_learner, final_test_accuracy, time_shares
-from .store import WeightStore
+from .errors import ChainError
+from .store import Fetcher, WeightStore
 from .weights import digest as weights_digest
 from .weights import encode
 
-__all__ = ["RunResult", "STAGES", "prepare", "run_experiment", "learner_seed", "seed_bytes"]
+__all__ = ["RunResult", "STAGES", "all_finite", "prepare", "run_experiment", "learner_seed", "seed_bytes"]
 
 
 @dataclass
@@ -90,11 +93,6 @@ def _build_learners(cfg, data, parts, spec, initial) -> list[TrainableLearner]:
     ]
 
 
-def all_finite(weights: Weights) -> bool:
-    """True iff every value is finite (a diverged proposal is never offered)."""
-    return all(np.isfinite(np.asarray(v)).all() for v in weights.values())
-
-
 def _row(rnd, i, proposer, vote, accepted, void, rule, s_new: Scores | None, s_cur: Scores, s_after: Scores, digest):
     return RoundRecord(
         round=rnd, learner=i, proposer=proposer, is_proposer=(i == proposer), vote=vote,
@@ -113,73 +111,73 @@ def _initial_rows(learners, rule) -> tuple[list[Scores], list[RoundRecord]]:
 
 
 def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
-    """The protocol proper, driven entirely through the contract."""
+    """The protocol proper: every member is a Participant, the same code an autonomous node runs.
+
+    The loop only sequences the members of one process (the proposer, then the voters, then anyone
+    closes the round); each participant reads its duty from the chain and votes on the digest and URI
+    the chain recorded, fetched and checked like any other member's blob.
+    """
+    from .audit import ContractRules
     from .ledger import Chain, Coordinator
+    from .protocol import threshold_fraction
 
     n, rule = len(learners), cfg.vote
     chain = Chain.embedded(n) if cfg.chain.rpc is None else Chain.connect(cfg.chain.rpc, n)
     members = list(chain.accounts[:n])
-    init_digest, _ = store.put(initial)
+    init_digest, init_uri = store.put(initial)
     coord = Coordinator.deploy(
-        chain, members, threshold_bps=threshold_to_bps(rule.threshold),
+        chain, members, threshold=threshold_fraction(rule.threshold),
         proposal_window=cfg.chain.proposal_window, vote_window=cfg.chain.vote_window,
         seed=seed_bytes(cfg.experiment.seed), initial_digest=init_digest, model_digest=spec.digest(),
+        max_missed=cfg.chain.max_missed,
     )
-    current, records = _initial_rows(learners, rule)
+    fetch = Fetcher(allowed=[store.url], max_bytes=default_max_bytes(initial), reference=initial)
+    members_ = [Participant(i, members[i], lr, coord, store, fetch, rule, init_uri) for i, lr in enumerate(learners)]
+    for m in members_:
+        m.sync()
+    records = [_row(0, m.index, -1, "", False, False, rule, None, m.current, m.current, "") for m in members_]
     timings: list[RoundTiming] = []
     for _ in range(cfg.experiment.rounds):
         chain0, store0 = coord.seconds, store.seconds
+        spent0 = [dict(m.seconds) for m in members_]
         r = coord.round()
-        t = RoundTiming(round=r + 1)
-        proposer_addr = coord.proposer(r)
-        p = members.index(proposer_addr)
-        start = time.perf_counter()
-        proposal = learners[p].propose()
-        t.training = time.perf_counter() - start
-        if all_finite(proposal):
-            scores, votes, outcome, digest = _propose_and_vote(coord, store, learners, members, current, rule,
-                                                               r, p, proposal, t)
-        else:  # a diverged proposer stays silent; the contract voids the round after its window
-            chain.wait_blocks(cfg.chain.proposal_window + 1)
-            scores, votes, digest = [None] * n, [""] * n, b""
-            outcome = coord.finalize(members[(p + 1) % n], r)
-        if outcome.accepted:
-            adopted = store.get(outcome.digest)  # adopt what the chain accepted, verified again
-            for lr in learners:
-                lr.accept(adopted)
-        for i in range(n):
-            after = scores[i] if outcome.accepted else current[i]
-            records.append(_row(r + 1, i, p, votes[i], outcome.accepted, outcome.void, rule,
-                                scores[i], current[i], after, digest.hex()))
-            current[i] = after
-        t.chain, t.store = coord.seconds - chain0, store.seconds - store0
+        state = coord.round_state(r)
+        p = members.index(state.proposer)
+        before = [m.current for m in members_]
+        members_[p].act(r)
+        if coord.round_state(r).proposed:
+            for m in members_:
+                if m.index != p:
+                    m.act(r)
+        else:  # the proposer stayed silent: the round voids once its proposal window has passed
+            _pass_block(chain, state.proposal_deadline)
+        outcome = members_[p].finalize(r)
+        for m in members_:
+            m.sync()
+            records.append(m.record(r, outcome, before[m.index]))
+        t = RoundTiming(round=r + 1, chain=coord.seconds - chain0, store=store.seconds - store0)
+        for m, spent in zip(members_, spent0):
+            t.training += m.seconds["training"] - spent["training"]
+            t.evaluation += m.seconds["evaluation"] - spent["evaluation"]
         timings.append(t)
         if bar is not None:
             bar.advance(1)
     return records, timings, {"chain_id": chain.chain_id, "contract": coord.address,
                               "chain": chain.kind, "accepted_digest": coord.accepted_digest().hex(),
-                              "initial_digest": init_digest.hex()}
+                              "initial_digest": init_digest.hex(), "events": coord.events(),
+                              "contract_settings": ContractRules.of(coord.settings()).to_dict(),
+                              "max_bytes": fetch.max_bytes}
 
 
-def _propose_and_vote(coord, store, learners, members, current, rule, r, p, proposal, t):
-    """The proposer announces its digest; every other learner fetches, verifies, scores and votes."""
-    digest, uri = store.put(proposal)
-    coord.propose(members[p], r, digest, uri)
-    scores: list[Scores] = []
-    votes: list[str] = []
-    for i, lr in enumerate(learners):
-        weights_i = proposal if i == p else store.get(digest)  # each voter verifies what it scores
-        start = time.perf_counter()
-        s = lr.evaluate(weights_i)
-        t.evaluation += time.perf_counter() - start
-        scores.append(s)
-        if i == p:
-            votes.append("")
-            continue
-        approve = rule.approve(s.vote, current[i].vote)
-        votes.append("approve" if approve else "reject")
-        coord.vote(members[i], r, approve, to_ppm(rule.score(s.vote)))
-    return scores, votes, coord.finalize(members[p], r), digest
+def _pass_block(chain, deadline: int) -> None:
+    """Let the chain pass ``deadline``: mine on the embedded chain or a dev node, else wait."""
+    missing = deadline + 1 - chain.block_number()
+    if missing <= 0:
+        return
+    try:
+        chain.mine(missing)
+    except ChainError:  # a node that cannot mine on demand: blocks come at its own pace
+        chain.wait_blocks(missing)
 
 
 def run_alone(cfg, learners, bar=None):
@@ -249,6 +247,7 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool) -> RunResult:
                       key=lambda d: min(r.round for r in records if r.digest == d))
     outputs = rundir.RunOutputs(
         mode=mode, records=records, timings=timings, final_weights_blob=encode(final),
+        events=chain_info.pop("events", None),
         final_digest=weights_digest(final).hex(),
         manifest=dict(
             config=cfg.to_dict(), seed=cfg.experiment.seed,
@@ -259,6 +258,8 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool) -> RunResult:
                   "learners": [{"train": len(p.train), "vote": len(p.vote), "test": len(p.test)} for p in parts]},
             digests={"initial": chain_info.get("initial_digest"), "accepted": accepted,
                      "chain_accepted": chain_info.get("accepted_digest")},
+            store=store.url, contract_settings=chain_info.get("contract_settings"),
+            max_bytes=chain_info.get("max_bytes"),
             final_test_accuracy=result.final_accuracy, accepted_per_learner=result.accepted,
         ),
     )

@@ -1,0 +1,290 @@
+"""``cohep audit``: check an experiment from its chain's event log alone, trusting nobody.
+
+The audit replays the contract's rules in Python over the recorded events: it recomputes who had to
+propose each round (the seeded draw over the members active at the round's start), who could vote,
+how many approvals were required, the outcome from the recorded ballots, every missed duty and every
+suspension. It re-fetches every proposed blob from the store its URI names and re-verifies it against
+the digest on chain (an accepted blob that does not verify is a failure; a rejected one is the
+voters' reason, noted). Finally it checks that the weights the experiment ended with are the last
+accepted digest. Any disagreement is a finding; ``cohep audit`` exits 1 if there is one.
+
+It runs on a live chain (an experiment file and an RPC URL) or on a finished run directory, which
+keeps the chain's event log (``chain_events.jsonl``) and its weight store.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .errors import DataError, IntegrityError
+
+
+@dataclass
+class ContractRules:
+    """What the contract was deployed with (its settings view)."""
+
+    members: list[str]
+    threshold: Fraction
+    max_missed: int
+    seed: bytes
+    initial_digest: str  #: hex
+
+    @classmethod
+    def of(cls, settings) -> "ContractRules":
+        return cls([m.lower() for m in settings.members], Fraction(settings.threshold_num, settings.threshold_den),
+                   int(settings.max_missed), bytes(settings.seed), bytes(settings.initial_digest).hex())
+
+    def to_dict(self) -> dict:
+        return {"members": self.members, "threshold_num": self.threshold.numerator,
+                "threshold_den": self.threshold.denominator, "max_missed": self.max_missed,
+                "seed": self.seed.hex(), "initial_digest": self.initial_digest}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ContractRules":
+        try:
+            return cls([str(m).lower() for m in d["members"]], Fraction(int(d["threshold_num"]), int(d["threshold_den"])),
+                       int(d["max_missed"]), bytes.fromhex(str(d["seed"]).removeprefix("0x")),
+                       str(d["initial_digest"]).removeprefix("0x"))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            raise DataError(f"malformed contract settings ({exc.__class__.__name__}: {exc})") from None
+
+
+@dataclass
+class AuditReport:
+    rounds: int = 0
+    proposals: int = 0
+    accepted: int = 0
+    voided: int = 0
+    suspensions: int = 0
+    blobs_verified: int = 0
+    final_digest: str = ""
+    findings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings
+
+    def text(self) -> str:
+        lines = [f"{self.rounds} rounds: {self.proposals} proposals, {self.accepted} accepted, {self.voided} void, "
+                 f"{self.suspensions} suspensions; {self.blobs_verified} blobs re-verified; "
+                 f"final weights {self.final_digest[:16] or '-'}"]
+        lines += [f"note: {n}" for n in self.notes]
+        lines += [f"MISMATCH: {f}" for f in self.findings]
+        lines.append("audit: clean" if self.clean else f"audit: FAILED ({len(self.findings)} findings)")
+        return "\n".join(lines)
+
+
+def _hex(value) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    return str(value).lower().removeprefix("0x")
+
+
+def _event(e) -> tuple[str, dict]:
+    if isinstance(e, dict):
+        return e["name"], e["args"]
+    return e.name, e.args
+
+
+def required_approvals(threshold: Fraction, eligible: int) -> int:
+    """The contract's rule: at least one, else ceil(threshold x eligible), in exact arithmetic."""
+    return max(1, math.ceil(threshold * eligible))
+
+
+def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = None) -> AuditReport:
+    """Recompute every round from the events in chain order; disagreements become findings."""
+    from .ledger.draw import proposer_index
+
+    report = report or AuditReport()
+    n = len(rules.members)
+    index = {m: i for i, m in enumerate(rules.members)}
+    active = [True] * n
+    in_a_row = [0] * n
+    expected_suspensions: list[tuple[int, int]] = []
+    rounds: dict[int, dict] = {}
+    accepted_digest = rules.initial_digest
+
+    def find(text: str) -> None:
+        report.findings.append(text)
+
+    def miss(i: int, r: int) -> None:
+        in_a_row[i] += 1
+        if in_a_row[i] >= rules.max_missed and active[i]:
+            active[i] = False
+            expected_suspensions.append((i, r))
+
+    for e in events:
+        name, a = _event(e)
+        if name == "RoundStarted":
+            r = int(a["round"])
+            p = proposer_index(rules.seed, n, r, active)
+            who = index.get("0x" + _hex(a["proposer"]), -1)
+            if who != p:
+                find(f"round {r + 1}: the chain named member {who} to propose, the draw gives member {p}")
+            snapshot = list(active)
+            eligible = max(0, sum(snapshot) - 1) if any(snapshot) else 0
+            need = required_approvals(rules.threshold, eligible)
+            for key, value in (("eligible", eligible), ("required", need)):
+                if key in a and int(a[key]) != value:
+                    find(f"round {r + 1}: {key} {a[key]} on chain, {value} by the rules")
+            rounds[r] = {"proposer": p, "active": snapshot, "required": need, "voters": {}, "digest": None, "uri": None}
+        elif name == "Proposed":
+            r = int(a["round"])
+            st = rounds.get(r)
+            if st is None:
+                find(f"round {r + 1}: a proposal before the round started")
+                continue
+            if index.get("0x" + _hex(a["proposer"])) != st["proposer"]:
+                find(f"round {r + 1}: proposed by {a['proposer']}, not the drawn proposer")
+            st["digest"], st["uri"] = _hex(a["digest"]), a["uri"]
+            in_a_row[st["proposer"]] = 0
+            report.proposals += 1
+        elif name == "Voted":
+            r = int(a["round"])
+            st = rounds.get(r)
+            v = index.get("0x" + _hex(a["voter"]), -1)
+            if st is None or st["digest"] is None:
+                find(f"round {r + 1}: a vote without a proposal")
+                continue
+            if v < 0 or not st["active"][v] or v == st["proposer"] or v in st["voters"]:
+                find(f"round {r + 1}: a vote from {a['voter']}, who could not vote (again)")
+                continue
+            st["voters"][v] = bool(a["approve"])
+            in_a_row[v] = 0
+        elif name in ("Finalized", "RoundVoided"):
+            r = int(a["round"])
+            st = rounds.get(r)
+            if st is None:
+                find(f"round {r + 1}: closed but never started")
+                continue
+            report.rounds += 1
+            if name == "RoundVoided":
+                report.voided += 1
+                if st["digest"] is not None:
+                    find(f"round {r + 1}: voided although a proposal was recorded")
+                if any(st["active"]):
+                    miss(st["proposer"], r)
+                continue
+            approvals = sum(st["voters"].values())
+            accepted = approvals >= st["required"]
+            checks = (("approvals", approvals), ("votes", len(st["voters"])), ("required", st["required"]),
+                      ("accepted", accepted), ("digest", st["digest"]))
+            for key, value in checks:
+                got = _hex(a[key]) if key == "digest" else a.get(key)
+                if key in a and (got if key == "digest" else type(value)(got)) != value:
+                    find(f"round {r + 1}: {key} {got} on chain, {value} recomputed from the ballots")
+            if accepted:
+                accepted_digest = st["digest"]
+                report.accepted += 1
+            for i in range(n):
+                if st["active"][i] and i != st["proposer"] and i not in st["voters"]:
+                    miss(i, r)
+        elif name == "Suspended":
+            i = index.get("0x" + _hex(a["member"]), -1)
+            report.suspensions += 1
+            if (i, int(a["round"])) in expected_suspensions:
+                expected_suspensions.remove((i, int(a["round"])))
+            else:
+                find(f"member {i} suspended in round {int(a['round']) + 1} without {rules.max_missed} missed duties in a row")
+        elif name == "Rejoined":
+            i = index.get("0x" + _hex(a["member"]), -1)
+            if i < 0 or active[i]:
+                find(f"member {i} rejoined without being suspended")
+            else:
+                active[i], in_a_row[i] = True, 0
+    for i, r in expected_suspensions:
+        find(f"member {i} missed {rules.max_missed} duties in a row by round {r + 1} but was not suspended")
+    report.final_digest = accepted_digest
+    report._rounds = rounds  # type: ignore[attr-defined]  (for blob checks)
+    return report
+
+
+def verify_blobs(report: AuditReport, fetch: Callable[[str, bytes], object]) -> None:
+    """Re-fetch every proposal by its URI and re-verify it; only accepted ones must verify."""
+    for r, st in sorted(getattr(report, "_rounds", {}).items()):
+        if st["digest"] is None:
+            continue
+        accepted = st["required"] <= sum(st["voters"].values())
+        try:
+            fetch(st["uri"], bytes.fromhex(st["digest"]))
+            report.blobs_verified += 1
+        except IntegrityError as exc:
+            if accepted:
+                report.findings.append(f"round {r + 1}: the accepted weights do not verify: {exc}")
+            else:
+                report.notes.append(f"round {r + 1}: rejected proposal does not verify ({exc})")
+
+
+def audit_run(run_dir: str | Path) -> AuditReport:
+    """Audit a finished run directory from its chain log, store and manifest."""
+    from . import rundir
+    from .store import Fetcher
+    from .weights import digest_bytes
+
+    p = Path(run_dir)
+    manifest = rundir.read_manifest(p)
+    if not isinstance(manifest.get("contract_settings"), dict):
+        raise DataError(f"{p / rundir.MANIFEST}: no contract settings (not a colearn run?)")
+    rules = ContractRules.from_dict(manifest["contract_settings"])
+    events = rundir.read_events(p)
+    report = replay(events, rules)
+    store = manifest.get("store")
+    if not isinstance(store, str):
+        raise DataError(f"{p / rundir.MANIFEST}: no store URL")
+    initial = Fetcher(allowed=[store], max_bytes=manifest.get("max_bytes") or 2**31)
+    from .store import WeightStore
+
+    reference = initial(WeightStore(store).uri(bytes.fromhex(rules.initial_digest)), bytes.fromhex(rules.initial_digest))
+    verify_blobs(report, Fetcher(allowed=[store], max_bytes=manifest.get("max_bytes") or 2**31, reference=reference))
+    digests = manifest.get("digests") or {}
+    if digests.get("chain_accepted") != report.final_digest:
+        report.findings.append(f"the manifest's accepted digest {str(digests.get('chain_accepted'))[:16]} is not "
+                               f"the last accepted {report.final_digest[:16]}")
+    try:
+        final = digest_bytes(rundir.read_model(p).weights_path.read_bytes()).hex()
+    except OSError as exc:
+        raise DataError(f"cannot read the final weights of {p}: {exc}") from None
+    if final != report.final_digest:
+        report.findings.append(f"final_weights.safetensors ({final[:16]}) is not the last accepted digest "
+                               f"({report.final_digest[:16]})")
+    _check_records(p, report)
+    return report
+
+
+def _check_records(run_dir: Path, report: AuditReport) -> None:
+    """The run's own records must agree with the chain on each round's outcome."""
+    from . import rundir
+
+    for rec in rundir.read_records(run_dir):
+        st = getattr(report, "_rounds", {}).get(rec.round - 1)
+        if rec.round == 0 or st is None:
+            continue
+        accepted = st["digest"] is not None and st["required"] <= sum(st["voters"].values())
+        if rec.accepted != accepted or rec.void != (st["digest"] is None) or rec.proposer != st["proposer"]:
+            report.findings.append(f"records.csv round {rec.round}, learner {rec.learner}: outcome or proposer "
+                                   "differs from the chain")
+            return
+
+
+def audit_chain(experiment_path: str | Path, rpc: str) -> AuditReport:
+    """Audit a live (or finished) experiment on its chain, fetching blobs from the allowed stores."""
+    from .experiment import Experiment
+    from .ledger import Chain, Coordinator
+    from .store import Fetcher
+
+    exp = Experiment.read(experiment_path)
+    chain = Chain.connect(rpc, 0)
+    coord = Coordinator.at(chain, exp.contract)
+    rules = ContractRules.of(coord.settings())
+    report = replay(coord.events(), rules)
+    probe = Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes)
+    reference = probe(exp.initial_uri, bytes.fromhex(exp.initial_digest))
+    verify_blobs(report, Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes, reference=reference))
+    on_chain = coord.accepted_digest().hex()
+    if on_chain != report.final_digest:
+        report.findings.append(f"the contract holds {on_chain[:16]}, the replay ends at {report.final_digest[:16]}")
+    return report

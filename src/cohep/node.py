@@ -1,0 +1,230 @@
+"""``cohep node``: one autonomous member, driven by the chain.
+
+A node holds one key (from an encrypted keystore), its own private data (which never leaves it) and
+nothing else that the chain and the stores cannot rebuild. It polls the contract, does its duty in
+the current round through a :class:`~cohep.participant.Participant` (the same code the in-process
+runner uses), closes rounds once the contract allows, and adopts what the chain accepted. Killed and
+restarted at any moment, it reads the round, its ballot and the accepted digest back from the chain
+and carries on; if the chain's node goes away, it retries until it is back.
+
+It writes ``<out>/records.csv`` (its own row per round), ``node.json`` (who, where, what) and, when
+the experiment ends, ``final_weights.safetensors``.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import models
+from .errors import ChainError, CohepError, DataError, IntegrityError
+from .experiment import Experiment, redact_url
+from .files import atomic_write_bytes
+from .manifest import write_manifest
+from .participant import Participant
+from .results import RoundRecord, read_csv, write_csv
+
+#: seconds between looks at the chain
+POLL_S = 0.3
+#: how long a node keeps retrying an unreachable chain before it gives up
+RECONNECT_S = 300.0
+
+
+@dataclass
+class NodeOptions:
+    poll_s: float = POLL_S
+    reconnect_s: float = RECONNECT_S
+    store: str | None = None  #: where this node puts its proposals (default: its store in the experiment)
+    serve: str | None = None  #: HOST:PORT to serve its own store folder over HTTP (read-only)
+    public_url: str | None = None  #: the URL its proposals are announced under (default: the store's)
+    quiet: bool = False
+
+
+@dataclass
+class NodeResult:
+    out_dir: Path
+    address: str
+    index: int
+    rounds: int
+    records: list[RoundRecord] = field(default_factory=list)
+    final_digest: str = ""
+
+
+def _log(opts: NodeOptions, text: str) -> None:
+    if not opts.quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+def local_split(data, experiment: Experiment, index: int):
+    """This member's private train / vote / test sets from its own file, seeded by the experiment."""
+    from .datasets.source import holdout_indices
+    from .datasets.splits import assign
+
+    cfg = experiment.config
+    part = assign(data.labels, 1, holdout=holdout_indices(len(data), cfg.data.holdout), method="iid",
+                  vote_fraction=cfg.data.vote_fraction, seed=cfg.experiment.seed + 7919 * (index + 1))[0]
+    return data.subset(part.train), data.subset(part.vote), data.subset(part.test) if len(part.test) else None
+
+
+def build_participant(experiment: Experiment, key, data_path: str, chain, opts: NodeOptions):
+    """Everything a node needs, checked: its data fits the model, the contract is the one named."""
+    from .datasets.source import load_data
+    from .ledger import Coordinator
+    from .runner import learner_seed
+    from .store import Fetcher, WeightStore
+
+    index = experiment.index_of(key.address)
+    if chain.chain_id != experiment.chain_id:
+        raise CohepError(f"the RPC node is on chain {chain.chain_id}, the experiment on {experiment.chain_id}")
+    cfg = experiment.config
+    data = load_data(cfg.data.resolved_kind() if cfg.data.kind != "auto" else _kind_of(data_path), data_path,
+                     limit=cfg.data.limit)
+    if list(data.class_names) != list(experiment.class_names):
+        raise DataError(f"{data_path}: classes {list(data.class_names)} differ from the experiment's "
+                        f"{list(experiment.class_names)}")
+    if tuple(data.input_shape) != tuple(experiment.model.input_shape):
+        raise DataError(f"{data_path}: images {list(data.input_shape)} differ from the experiment's "
+                        f"{list(experiment.model.input_shape)}")
+    models.check_fits(experiment.model, data.source)
+    coord = Coordinator.at(chain, experiment.contract)
+    settings = coord.settings()
+    if settings.initial_digest.hex() != experiment.initial_digest:
+        raise CohepError(f"contract {experiment.contract} holds another experiment (initial digest differs)")
+    store_url = opts.store or experiment.store_of(index)
+    store = WeightStore(store_url, public_url=opts.public_url)
+    probe = Fetcher(allowed=experiment.allowed_stores(), max_bytes=experiment.max_bytes)
+    initial = probe(experiment.initial_uri, bytes.fromhex(experiment.initial_digest))
+    fetch = Fetcher(allowed=experiment.allowed_stores(), max_bytes=experiment.max_bytes, reference=initial)
+    train, vote, test = local_split(data, experiment, index)
+    learner = models.build_learner(experiment.model, train, vote, test, cfg.train,
+                                   seed=learner_seed(cfg.experiment.seed, index), initial=initial)
+    return Participant(index, key.address, learner, coord, store, fetch, cfg.vote, experiment.initial_uri)
+
+
+def _kind_of(path: str) -> str:
+    from .config import DataSection
+
+    return DataSection(path=str(path)).resolved_kind()
+
+
+def _outcome(coord, r: int):
+    """Round ``r``'s outcome as the chain recorded it."""
+    from types import SimpleNamespace
+
+    s = coord.round_state(r)
+    return SimpleNamespace(round=r, accepted=s.accepted, void=s.void, digest=s.digest, proposer=s.proposer)
+
+
+def finalizable(state, block: int) -> bool:
+    """Whether the contract would accept ``finalize`` for this round now."""
+    if state.finalized:
+        return False
+    if not state.proposed:
+        return block > state.proposal_deadline
+    return state.votes >= state.eligible or block > state.vote_deadline
+
+
+def run_node(experiment_path: str | Path, key, data_path: str, rpc: str, out_dir: str | Path,
+             opts: NodeOptions = NodeOptions()) -> NodeResult:
+    """Take part in the experiment until its last round is decided and adopted."""
+
+    experiment = Experiment.read(experiment_path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    chain = _connect(rpc, key, opts)
+    server = None
+    if opts.serve:
+        from .blobserver import BlobServer
+
+        host, _, port = opts.serve.rpartition(":")
+        folder = opts.store or experiment.store_of(experiment.index_of(key.address))
+        server = BlobServer(folder, host=host or "127.0.0.1", port=int(port)).start()
+        _log(opts, f"serving {folder} at {server.url}")
+    try:
+        participant = build_participant(experiment, key, data_path, chain, opts)
+        write_manifest(out / "node.json", experiment=str(experiment_path), contract=experiment.contract,
+                       chain_id=experiment.chain_id, rpc=redact_url(rpc), address=key.address,
+                       member_index=participant.index, data=str(data_path))
+        return _follow(experiment, participant, chain, out, opts)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _connect(rpc: str, key, opts: NodeOptions):
+    from .ledger import Chain
+
+    deadline = time.monotonic() + opts.reconnect_s
+    while True:
+        try:
+            return Chain.connect(rpc, 1, private_keys=[key.private_key])
+        except ChainError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
+def _follow(experiment: Experiment, p: Participant, chain, out: Path, opts: NodeOptions) -> NodeResult:
+    coord = p.coordinator
+    rounds = experiment.config.experiment.rounds
+    records_path = out / "records.csv"
+    records = read_csv(records_path) if records_path.exists() else []
+    result = NodeResult(out, p.address, p.index, rounds, records)
+    next_row = max((r.round for r in records), default=0)  # rows are 1-based rounds; 0 = initial
+    before = None
+    down_since = None
+    while True:
+        try:
+            p.sync()
+            if before is None:
+                before = p.current
+                if not records:
+                    records.append(_initial_row(p))
+            r = coord.round()
+            while next_row < min(r, rounds):  # rounds decided since we last looked
+                records.append(p.record(next_row, _outcome(coord, next_row), before))
+                before = p.current
+                next_row += 1
+                write_csv(records, records_path)
+                _log(opts, f"round {next_row}: {records[-1].vote or ('proposer' if records[-1].is_proposer else '-')}"
+                           f" {'accepted' if records[-1].accepted else 'void' if records[-1].void else 'rejected'}")
+            if r >= rounds:
+                break
+            p.act(r)
+            state = coord.round_state(r)
+            if finalizable(state, chain.block_number()):
+                p.finalize(r)
+            down_since = None
+        except IntegrityError as exc:  # the accepted blob is not reachable yet: it cannot adopt, so wait
+            _log(opts, f"store: {exc} (retrying)")
+            time.sleep(1.0)
+            continue
+        except ChainError as exc:  # the chain's node is gone or a transaction failed: look again later
+            now = time.monotonic()
+            down_since = down_since or now
+            if now - down_since > opts.reconnect_s:
+                raise
+            _log(opts, f"chain: {exc} (retrying)")
+            time.sleep(1.0)
+            continue
+        time.sleep(opts.poll_s)
+    p.sync()
+    final = p.learner.current()
+    from .weights import digest, encode
+
+    atomic_write_bytes(out / "final_weights.safetensors", encode(final))
+    result.final_digest = digest(final).hex()
+    write_csv(records, records_path)
+    return result
+
+
+def _initial_row(p: Participant) -> RoundRecord:
+    return RoundRecord(round=0, learner=p.index, proposer=-1, is_proposer=False, vote="", accepted=False,
+                       void=False, vote_score=math.nan, current_vote_score=p.rule.score(p.current.vote),
+                       proposal_test_accuracy=math.nan, test_accuracy=p.current.test.accuracy,
+                       test_loss=p.current.test.loss, digest="")
+
+
+__all__ = ["NodeOptions", "NodeResult", "build_participant", "finalizable", "local_split", "run_node"]

@@ -1,0 +1,105 @@
+"""Keystores unlock only with their password; the experiment file holds nothing private and checks itself."""
+import json
+
+import pytest
+
+from cohep import keys
+from cohep.errors import CohepError, DataError
+from cohep.experiment import Experiment, redact_url
+
+
+def test_keystore_round_trip_and_wrong_password(tmp_path):
+    path = tmp_path / "k.json"
+    address = keys.create(path, "secret", kdf_n=2**4)
+    document = json.loads(path.read_text())
+    assert document["crypto"]["kdf"] == "scrypt" and "secret" not in path.read_text()
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    key = keys.load(path, "secret")
+    assert key.address == address == keys.address_of(path)
+    assert "private_key" not in repr(key) and key.private_key not in repr(key)
+    with pytest.raises(CohepError, match="wrong password"):
+        keys.load(path, "guess")
+    with pytest.raises(CohepError, match="refusing to overwrite"):
+        keys.create(path, "other")
+
+
+def test_keystore_from_a_known_key_and_bad_files(tmp_path):
+    known = "0x" + "11" * 32
+    address = keys.create(tmp_path / "k.json", "pw", private_key=known, kdf_n=2**4)
+    assert keys.load(tmp_path / "k.json", "pw").private_key == known
+    assert address == "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A"
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(CohepError, match="not a keystore"):
+        keys.load(tmp_path / "bad.json", "pw")
+    with pytest.raises(CohepError, match="cannot read keystore"):
+        keys.load(tmp_path / "none.json", "pw")
+
+
+def test_password_from_the_environment_or_a_clear_error(monkeypatch):
+    monkeypatch.setenv(keys.PASSWORD_ENV, "from-env")
+    assert keys.password() == "from-env"
+    monkeypatch.delenv(keys.PASSWORD_ENV)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    with pytest.raises(CohepError, match=keys.PASSWORD_ENV):
+        keys.password()
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
+    ("https://mainnet.example.io/v3/0123456789abcdef", "https://mainnet.example.io/<redacted>"),
+    ("https://user:pass@rpc.example.org:8443/?apikey=xyz", "https://rpc.example.org:8443/<redacted>"),
+    (None, None),
+])
+def test_rpc_urls_are_redacted(url, shown):
+    assert redact_url(url) == shown
+
+
+def _experiment_dict():
+    from cohep.config import load, to_toml_dict
+    from cohep.models import ModelSpec
+
+    spec = ModelSpec("mnist_cnn", (1, 28, 28), 10)
+    return {
+        "format": "cohep-experiment-1", "name": "x", "chain_id": 31337, "contract": "0x" + "ab" * 20,
+        "deployed_block": 3, "members": [{"address": "0x" + "01" * 20, "store": "http://127.0.0.1:9000"},
+                                         {"address": "0x" + "02" * 20, "store": None}],
+        "model": spec.to_dict(), "class_names": [str(i) for i in range(10)], "initial_digest": "0" * 63 + "1",
+        "initial_uri": "http://127.0.0.1:9000/x.safetensors", "shared_store": "memory://shared",
+        "config": to_toml_dict(load(None)), "max_bytes": 10_000,
+    }
+
+
+def test_experiment_file_round_trip_and_allowed_stores(tmp_path):
+    exp = Experiment.from_dict(_experiment_dict())
+    path = exp.write(tmp_path / "e.json")
+    again = Experiment.read(path)
+    assert again == exp and again.index_of("0x" + "02" * 20) == 1
+    assert again.allowed_stores() == ["http://127.0.0.1:9000", "memory://shared"]
+    assert again.store_of(0) == "http://127.0.0.1:9000" and again.store_of(1) == "memory://shared"
+    text = path.read_text()
+    assert "rpc" not in json.loads(text)["config"].get("chain", {})
+
+
+@pytest.mark.parametrize("field, value, named", [
+    ("format", "other", "format"),
+    ("members", [{"address": "0x" + "01" * 20}], "members"),
+    ("contract", "0x12", "contract"),
+    ("initial_digest", "XYZ", "initial_digest"),
+    ("class_names", ["a"], "class_names"),
+    ("max_bytes", -1, "max_bytes"),
+    ("model", {"name": "mnist_cnn"}, "model"),
+])
+def test_a_malformed_experiment_file_is_one_line(tmp_path, field, value, named):
+    data = _experiment_dict()
+    data[field] = value
+    (tmp_path / "e.json").write_text(json.dumps(data))
+    with pytest.raises(CohepError) as err:
+        Experiment.read(tmp_path / "e.json")
+    assert named in str(err.value) and "e.json" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_not_a_member(tmp_path):
+    exp = Experiment.from_dict(_experiment_dict())
+    with pytest.raises(CohepError, match="is not a member"):
+        exp.index_of("0x" + "03" * 20)
+    assert isinstance(DataError("x"), CohepError)
