@@ -3,7 +3,6 @@
 Every server here listens on 127.0.0.1 with an ephemeral port: nothing leaves the machine.
 """
 import hashlib
-import http.client
 import socket
 import threading
 import time
@@ -101,7 +100,7 @@ def test_server_is_quiet_and_stops(tmp_path, capfd):
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     with pytest.raises(RuntimeError, match="once the server is started"):
-        server.url
+        _ = server.url
 
 
 def test_fetch_over_http_and_concurrently(served):

@@ -130,7 +130,7 @@ def test_non_finite_values(value, count):
 
 
 def test_non_finite_counted_across_chunks(monkeypatch):
-    import cohep.proposal as proposal
+    from cohep import proposal
 
     monkeypatch.setattr(proposal, "CHUNK_ELEMENTS", 7)  # 216 values in 31 slices
     w = model()

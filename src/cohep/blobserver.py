@@ -32,7 +32,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers then sendfile: Nagle + delayed ACK would add 40 ms a blob
     folder: Path  # set on the subclass BlobServer builds
 
-    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+    def log_message(self, format, *args):  # the base class's signature
         """Quiet: one line per request on stderr would drown a node's own output."""
 
     def do_GET(self):
@@ -132,7 +132,7 @@ class BlobServer:
             self._thread.join()
         self._server = self._thread = None
 
-    def __enter__(self) -> BlobServer:
+    def __enter__(self) -> BlobServer:  # noqa: PYI034 - final class, self is the server
         return self.start()
 
     def __exit__(self, *exc) -> None:

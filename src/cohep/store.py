@@ -38,8 +38,7 @@ from .proposal import ProposalRejected, check_stream
 #: Transfer chunk: memory while fetching is the blob plus about one of these.
 CHUNK_BYTES = 1 << 20
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_BLOB_NAME = re.compile(r"^[0-9a-f]{64}\.safetensors$")
-_SHOWN_URI_CHARS = 120
+_SHOWN_URI_CHARS = 200
 
 
 class WeightStore:
@@ -318,7 +317,7 @@ class Fetcher:
                 return
             except ProposalRejected:
                 raise
-            except Exception as exc:  # any backend's transport error (fsspec backends raise their own)
+            except Exception as exc:  # noqa: BLE001 - any backend's transport error (fsspec backends raise their own)
                 raise ProposalRejected(f"blob not available: {_describe(exc, self.timeout)}") from None
             self.bytes += len(chunk)
             yield chunk
@@ -384,7 +383,7 @@ class Fetcher:
             fh = fs.open(path, "rb")
         except ProposalRejected:
             raise
-        except Exception as exc:  # backends raise their own types (FileNotFoundError, botocore...)
+        except Exception as exc:  # noqa: BLE001 - backends raise their own types (FileNotFoundError, botocore...)
             raise self._unavailable(exc) from None
 
         def chunks():
