@@ -238,8 +238,10 @@ def audit_run(run_dir: str | Path) -> AuditReport:
     initial = Fetcher(allowed=[store], max_bytes=manifest.get("max_bytes") or 2**31)
     from .store import WeightStore
 
-    reference = initial(WeightStore(store).uri(bytes.fromhex(rules.initial_digest)), bytes.fromhex(rules.initial_digest))
-    verify_blobs(report, Fetcher(allowed=[store], max_bytes=manifest.get("max_bytes") or 2**31, reference=reference))
+    reference = initial.fetch(WeightStore(store).uri(bytes.fromhex(rules.initial_digest)),
+                              bytes.fromhex(rules.initial_digest))
+    verify_blobs(report, Fetcher(allowed=[store], max_bytes=manifest.get("max_bytes") or 2**31,
+                                 reference=reference).fetch)
     digests = manifest.get("digests") or {}
     if digests.get("chain_accepted") != report.final_digest:
         report.findings.append(f"the manifest's accepted digest {str(digests.get('chain_accepted'))[:16]} is not "
@@ -282,8 +284,8 @@ def audit_chain(experiment_path: str | Path, rpc: str) -> AuditReport:
     rules = ContractRules.of(coord.settings())
     report = replay(coord.events(), rules)
     probe = Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes)
-    reference = probe(exp.initial_uri, bytes.fromhex(exp.initial_digest))
-    verify_blobs(report, Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes, reference=reference))
+    reference = probe.fetch(exp.initial_uri, bytes.fromhex(exp.initial_digest))
+    verify_blobs(report, Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes, reference=reference).fetch)
     on_chain = coord.accepted_digest().hex()
     if on_chain != report.final_digest:
         report.findings.append(f"the contract holds {on_chain[:16]}, the replay ends at {report.final_digest[:16]}")

@@ -95,12 +95,12 @@ def build_participant(experiment: Experiment, key, data_path: str, chain, opts: 
     store_url = opts.store or experiment.store_of(index)
     store = WeightStore(store_url, public_url=opts.public_url)
     probe = Fetcher(allowed=experiment.allowed_stores(), max_bytes=experiment.max_bytes)
-    initial = probe(experiment.initial_uri, bytes.fromhex(experiment.initial_digest))
+    initial = probe.fetch(experiment.initial_uri, bytes.fromhex(experiment.initial_digest))
     fetch = Fetcher(allowed=experiment.allowed_stores(), max_bytes=experiment.max_bytes, reference=initial)
     train, vote, test = local_split(data, experiment, index)
     learner = models.build_learner(experiment.model, train, vote, test, cfg.train,
                                    seed=learner_seed(cfg.experiment.seed, index), initial=initial)
-    return Participant(index, key.address, learner, coord, store, fetch, cfg.vote, experiment.initial_uri)
+    return Participant(index, key.address, learner, coord, store, fetch.fetch, cfg.vote, experiment.initial_uri)
 
 
 def _kind_of(path: str) -> str:

@@ -131,8 +131,9 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
         seed=seed_bytes(cfg.experiment.seed), initial_digest=init_digest, model_digest=spec.digest(),
         max_missed=cfg.chain.max_missed,
     )
-    fetch = Fetcher(allowed=[store.url], max_bytes=default_max_bytes(initial), reference=initial)
-    members_ = [Participant(i, members[i], lr, coord, store, fetch, rule, init_uri) for i, lr in enumerate(learners)]
+    fetch = Fetcher(allowed=[store.base_uri], max_bytes=default_max_bytes(initial), reference=initial)
+    members_ = [Participant(i, members[i], lr, coord, store, fetch.fetch, rule, init_uri)
+                for i, lr in enumerate(learners)]
     for m in members_:
         m.sync()
     records = [_row(0, m.index, -1, "", False, False, rule, None, m.current, m.current, "") for m in members_]
@@ -258,7 +259,7 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool) -> RunResult:
                   "learners": [{"train": len(p.train), "vote": len(p.vote), "test": len(p.test)} for p in parts]},
             digests={"initial": chain_info.get("initial_digest"), "accepted": accepted,
                      "chain_accepted": chain_info.get("accepted_digest")},
-            store=store.url, contract_settings=chain_info.get("contract_settings"),
+            store=store.base_uri, contract_settings=chain_info.get("contract_settings"),
             max_bytes=chain_info.get("max_bytes"),
             final_test_accuracy=result.final_accuracy, accepted_per_learner=result.accepted,
         ),
