@@ -25,7 +25,7 @@ from .datasets.splits import LearnerIndices, assign
 from .learner import Scores, TrainableLearner, Weights
 from .models import ModelSpec
 from .progress import progress
-from .protocol import VoteRule, threshold_to_bps, to_ppm
+from .protocol import VoteRule, threshold_fraction, to_ppm
 from .results import STAGES, RoundRecord, RoundTiming, accepted_per_learner, final_test_accuracy, time_shares
 from .store import WeightStore
 from .weights import digest as weights_digest
@@ -121,9 +121,10 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
     members = list(chain.accounts[:n])
     init_digest, _ = store.put(initial)
     coord = Coordinator.deploy(
-        chain, members, threshold_bps=threshold_to_bps(rule.threshold),
+        chain, members, threshold=threshold_fraction(rule.threshold),
         proposal_window=cfg.chain.proposal_window, vote_window=cfg.chain.vote_window,
         seed=seed_bytes(cfg.experiment.seed), initial_digest=init_digest, model_digest=spec.digest(),
+        max_missed=cfg.chain.max_missed,
     )
     current, records = _initial_rows(learners, rule)
     timings: list[RoundTiming] = []
