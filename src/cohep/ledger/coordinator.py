@@ -1,7 +1,8 @@
-"""Python client of the Coordinator contract.
+"""Python client of the Coordinator contract (v2; docs/contract.md has the rules).
 
-The client only relays: every outcome (who proposes, whether weights are accepted) is read
-back from the contract's state or events, never computed here.
+The client only relays: every outcome (who proposes, who may vote, how many approvals are needed,
+whether weights are accepted, who is suspended) is read back from the contract's state or events,
+never computed here. ``ledger/draw.py`` recomputes the draw only to audit it.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ EVENT_NAMES = ("RoundStarted", "Proposed", "Voted", "Finalized", "RoundVoided", 
 _NO_ACCEPTANCE = 2**256 - 1  # contract's accepted_round while the initial digest stands
 _REVERT_PREFIXES = ("execution reverted: ", "execution reverted:", "execution reverted")
 RECEIPT_TIMEOUT_S = 120.0
-# Gas limit for propose/vote/finalize on the embedded chain (block limit 30M). The worst case,
-# finalize with 64 members all voting for the first time, needs ~1.7M (checked in tests).
+# Gas limit for propose/vote/finalize/rejoin on the embedded chain (block limit 30M). The worst
+# cases, finalize with 64 members when all 63 voters agree with the outcome for the first time, or
+# all 63 miss their vote and are suspended at once, need ~1.8-1.9M (checked in tests).
 # Unused gas is refunded, so a generous cap costs nothing.
 EMBEDDED_TX_GAS = 5_000_000
 
