@@ -1,6 +1,10 @@
 """Cost of one protocol round on the embedded chain: gas per transaction and wall time.
 
     python bench/chain_round.py [--members 5] [--rounds 10]
+
+Every round: the drawn proposer proposes, every other member votes (two in three approve), and a
+member finalizes. The v1 contract (basis-point threshold, digest-fed draw, no suspension), measured
+with this script on commit 794f0ea, is printed next to the default workload for comparison.
 """
 from __future__ import annotations
 
@@ -8,8 +12,12 @@ import argparse
 import hashlib
 import statistics
 import time
+from fractions import Fraction
 
 from cohep.ledger import Chain, Coordinator
+
+#: v1 (commit 794f0ea), 5 members, 10 rounds: the same workload as this script's defaults.
+V1_GAS_5_MEMBERS = {"propose": 161_189, "vote": 72_449, "finalize": 186_575, "round": 694_708}
 
 
 def main() -> None:
@@ -22,10 +30,11 @@ def main() -> None:
     members = chain.accounts[:n]
     h = lambda s: hashlib.sha256(s.encode()).digest()  # noqa: E731
     t0 = time.perf_counter()
-    coord = Coordinator.deploy(chain, members, seed=h("seed"), initial_digest=h("init"), model_digest=h("model"),
-                               vote_window=max(50, n))
+    coord = Coordinator.deploy(chain, members, threshold=Fraction(1, 2), seed=h("seed"), initial_digest=h("init"),
+                               model_digest=h("model"), vote_window=max(50, n), max_missed=3)
     deploy_s = time.perf_counter() - t0
-    gas = {"propose": [], "vote": [], "finalize": []}
+    deploy_gas = coord.gas_used
+    gas: dict[str, list[int]] = {"propose": [], "vote": [], "finalize": []}
     times = []
     for k in range(args.rounds):
         t0 = time.perf_counter()
@@ -39,11 +48,15 @@ def main() -> None:
         coord.finalize(members[0], r)
         gas["finalize"].append(coord.gas_used - before)
         times.append(time.perf_counter() - t0)
-    print(f"embedded chain, {n} members, {args.rounds} rounds (deploy {deploy_s:.2f} s)")
+    print(f"embedded chain, {n} members, {args.rounds} rounds (deploy {deploy_s:.2f} s, {deploy_gas:,} gas)")
     for name, values in gas.items():
         print(f"  {name:<9} gas: min {min(values):>9,}  median {int(statistics.median(values)):>9,}  max {max(values):>9,}")
     per_round = sum(gas["propose"] + gas["vote"] + gas["finalize"]) / args.rounds
     print(f"  gas per round (mean) : {per_round:,.0f}")
+    if (n, args.rounds) == (5, 10):
+        v1 = V1_GAS_5_MEMBERS
+        print(f"  v1 contract, same run: {v1['round']:,} per round (median propose {v1['propose']:,}, "
+              f"vote {v1['vote']:,}, finalize {v1['finalize']:,}); v2 / v1 = {per_round / v1['round']:.3f}")
     print(f"  wall time per round  : median {statistics.median(times) * 1000:.0f} ms, first {times[0] * 1000:.0f} ms")
 
 

@@ -4,12 +4,15 @@ on the embedded chain, using the committed artifact."""
 from __future__ import annotations
 
 import hashlib
+from fractions import Fraction
 
 import pytest
-from eth_utils import keccak
+from web3 import Web3
 
 from cohep.errors import ChainError
 from cohep.ledger import Chain, Coordinator, MemberStats
+from cohep.ledger.artifact import load_artifact
+from cohep.ledger.draw import proposer_index
 
 SEED = hashlib.sha256(b"cohep test seed").digest()
 INITIAL = hashlib.sha256(b"initial weights").digest()
@@ -42,10 +45,15 @@ def voters(c: Coordinator, r: int) -> list[str]:
     return [m for m in c.members() if m != p]
 
 
-def expected_proposer(seed: bytes, accepted: bytes, r: int, members: list[str]) -> str:
-    """Independent recomputation of the contract's draw."""
-    h = keccak(seed + accepted + r.to_bytes(32, "big"))
-    return members[int.from_bytes(h, "big") % len(members)]
+def expected_proposer(c: Coordinator, r: int) -> str:
+    """The Python draw (ledger/draw.py) with who is active now."""
+    members = c.members()
+    active = [not c.member_stats(m).suspended for m in members]
+    return members[proposer_index(c.settings().seed, len(members), r, active)]
+
+
+def stats(proposed=0, accepted=0, cast=0, majority=0, missed=0, in_a_row=0, suspended=False):
+    return MemberStats(proposed, accepted, cast, majority, missed, in_a_row, suspended)
 
 
 def reverts(reason: str):
@@ -196,11 +204,11 @@ def test_missed_proposal_voids_round(chain):
     assert c.accepted_round() is None
     st = c.round_state(0)
     assert (st.finalized, st.void, st.accepted, st.proposed) == (True, True, False, False)
-    assert c.member_stats(p0) == MemberStats(0, 0, 0, 0, 1)
+    assert c.member_stats(p0) == stats(missed=1, in_a_row=1)
     # Round 1 starts fresh, with its own window, at the finalize block.
     st1 = c.round_state(1)
     assert st1.start_block == chain.block_number() and not st1.finalized
-    assert c.proposer(1) == expected_proposer(SEED, INITIAL, 1, c.members())
+    assert c.proposer(1) == expected_proposer(c, 1)
     with reverts("wrong round"):
         c.propose(p0, 0, digest_of("too late"), URI)
 
@@ -220,9 +228,9 @@ def test_finalize_too_early_until_all_votes_or_window(chain):
     # The window passes with three of four votes: the round closes on those three.
     mine_until(chain, c.round_state(0).vote_deadline)
     out = c.finalize(vs[0], 0)
-    assert (out.accepted, out.void, out.approvals, out.votes) == (True, False, 2, 3)
-    assert c.member_stats(vs[3]) == MemberStats(0, 0, 0, 0, 0)
-    assert c.member_stats(vs[2]) == MemberStats(0, 0, 1, 0, 0)
+    assert (out.accepted, out.void, out.approvals, out.votes, out.required) == (True, False, 2, 3, 2)
+    assert c.member_stats(vs[3]) == stats(missed=1, in_a_row=1)  # did not vote: a missed duty
+    assert c.member_stats(vs[2]) == stats(cast=1)
 
 
 def test_all_votes_in_allows_immediate_finalize(chain):
@@ -236,112 +244,14 @@ def test_all_votes_in_allows_immediate_finalize(chain):
     assert c.accepted_digest() == INITIAL and c.round() == 1
 
 
-# -- thresholds ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("n", "bps", "required"),
-    [
-        (2, 5000, 1), (3, 5000, 1), (5, 5000, 2),
-        (2, 10000, 1), (3, 10000, 2), (5, 10000, 4),
-        (2, 0, 0), (5, 0, 0),
-        (5, 2500, 1), (5, 2501, 2), (5, 5001, 3), (3, 3333, 1), (3, 6667, 2), (8, 5000, 4),
-    ],
-)
-def test_required_approvals_is_ceiling(chain, n, bps, required):
-    c = deploy(chain, n=n, threshold_bps=bps)
-    assert c.required_approvals() == required
-    assert c.settings().threshold_bps == bps
-
-
-def _threshold_cases():
-    required = {(2, 5000): 1, (3, 5000): 1, (5, 5000): 2,
-                (2, 10000): 1, (3, 10000): 2, (5, 10000): 4,
-                (2, 0): 0, (3, 0): 0, (5, 0): 0}
-    for (n, bps), k in required.items():
-        yield pytest.param(n, bps, k, True, id=f"n{n}-t{bps}-{k}of{n - 1}-accept")
-        if k > 0:
-            yield pytest.param(n, bps, k - 1, False, id=f"n{n}-t{bps}-{k - 1}of{n - 1}-reject")
-
-
-@pytest.mark.parametrize(("n", "bps", "approvals", "accepted"), list(_threshold_cases()))
-def test_threshold_accept_reject(chain, n, bps, approvals, accepted):
-    c = deploy(chain, n=n, threshold_bps=bps)
-    p = c.proposer(0)
-    d = digest_of(f"{n}-{bps}-{approvals}")
-    c.propose(p, 0, d, URI)
-    vs = voters(c, 0)
-    for i, v in enumerate(vs):
-        c.vote(v, 0, i < approvals, 1000 * i)
-    out = c.finalize(p, 0)
-    assert (out.accepted, out.void, out.approvals, out.votes) == (accepted, False, approvals, n - 1)
-    assert c.accepted_digest() == (d if accepted else INITIAL)
-    assert c.accepted_round() == (0 if accepted else None)
-    st = c.round_state(0)
-    assert (st.finalized, st.accepted) == (True, accepted)
-    # Voters agreeing with the outcome are credited; the proposer only if accepted.
-    for i, v in enumerate(vs):
-        agreed = (i < approvals) == accepted
-        assert c.member_stats(v) == MemberStats(0, 0, 1, int(agreed), 0)
-    assert c.member_stats(p) == MemberStats(1, int(accepted), 0, 0, 0)
-
-
-# -- proposer selection ----------------------------------------------------------------------
-
-
-def _run_rounds(chain: Chain, c: Coordinator, rounds: int, accept_every: int) -> list[str]:
-    """Drive rounds cheaply (threshold 0, 1-block windows): some accepted, the rest void."""
-    members = c.members()
-    seq = []
-    for r in range(rounds):
-        accepted = c.accepted_digest()
-        p = c.proposer(r)
-        assert p == expected_proposer(SEED, accepted, r, members), f"round {r}"
-        seq.append(p)
-        if accept_every and r % accept_every == 0:
-            d = digest_of(f"round {r}")
-            c.propose(p, r, d, URI)
-            chain.mine(1)
-            out = c.finalize(p, r)
-            assert out.accepted and c.accepted_digest() == d
-        else:
-            chain.mine(1)
-            assert c.finalize(p, r).void
-    return seq
-
-
-def test_proposer_draw_matches_recomputation_and_is_not_round_robin(chain):
-    n, rounds = 5, 30
-    c = deploy(chain, n=n, threshold_bps=0, proposal_window=1, vote_window=1)
-    seq = _run_rounds(chain, c, rounds, accept_every=3)
-    members = c.members()
-    assert set(seq) == set(members)  # everyone gets picked
-    idx = [members.index(p) for p in seq]
-    # Not a rotation and not periodic with any period shorter than the run.
-    assert any((b - a) % n != 1 for a, b in zip(idx, idx[1:]))
-    for period in range(1, rounds):
-        assert any(seq[i] != seq[i + period] for i in range(rounds - period)), period
-
-
-def test_proposer_draw_is_reproducible_and_seed_dependent(chain):
-    kw = dict(n=5, threshold_bps=0, proposal_window=1, vote_window=1)
-    a = _run_rounds(chain, deploy(chain, **kw), 8, accept_every=2)
-    b = _run_rounds(chain, deploy(chain, **kw), 8, accept_every=2)
-    assert a == b
-    other = deploy(chain, seed=digest_of("another seed"), **kw)
-    members = other.members()
-    draws = [expected_proposer(digest_of("another seed"), INITIAL, r, members) for r in range(8)]
-    assert other.proposer(0) == draws[0]
-    assert draws != [expected_proposer(SEED, INITIAL, r, members) for r in range(8)]
-
-
 # -- counters and events ---------------------------------------------------------------------
 
 
 def test_counters_after_several_rounds(chain):
-    c = deploy(chain, n=4, threshold_bps=5000, proposal_window=2)  # 2 of 3 approvals needed
+    c = deploy(chain, n=4, threshold=Fraction(1, 2), proposal_window=2)  # 2 of 3 approvals needed
     members = c.members()
-    expect = {m: [0, 0, 0, 0, 0] for m in members}  # proposed, accepted, cast, majority, missed
+    # proposed, accepted, cast, majority, missed, missed in a row, suspended
+    expect = {m: [0, 0, 0, 0, 0, 0, False] for m in members}
     plans = ["accept", "reject", "void", "accept"]
     for r, plan in enumerate(plans):
         p = c.proposer(r)
@@ -350,13 +260,16 @@ def test_counters_after_several_rounds(chain):
             chain.mine(3)
             assert c.finalize(vs[0], r).void
             expect[p][4] += 1
+            expect[p][5] += 1
             continue
         c.propose(p, r, digest_of(f"r{r}"), URI)
         expect[p][0] += 1
+        expect[p][5] = 0
         ballots = [True, True, False] if plan == "accept" else [True, False, False]
         for v, b in zip(vs, ballots):
             c.vote(v, r, b, 0)
             expect[v][2] += 1
+            expect[v][5] = 0
         out = c.finalize(p, r)
         assert out.accepted == (plan == "accept")
         if out.accepted:
@@ -387,12 +300,13 @@ def test_events_for_every_transition(chain):
     assert [e.name for e in evs] == [
         "RoundStarted", "Proposed", "Voted", "Voted", "Finalized",
         "RoundStarted", "RoundVoided", "RoundStarted"]
-    assert evs[0].args == {"round": 0, "proposer": p0, "start_block": start}
+    assert evs[0].args == {"round": 0, "proposer": p0, "start_block": start, "eligible": 2,
+                           "required": 1}
     assert evs[1].args == {"round": 0, "proposer": p0, "digest": d, "uri": URI + "w"}
     assert evs[2].args == {"round": 0, "voter": v[0], "approve": True, "score_ppm": 750_000}
     assert evs[3].args == {"round": 0, "voter": v[1], "approve": False, "score_ppm": -12}
     assert evs[4].args == {"round": 0, "proposer": p0, "accepted": True, "digest": d,
-                           "approvals": 1, "votes": 2}
+                           "approvals": 1, "votes": 2, "required": 1}
     assert evs[5].args["round"] == 1 and evs[5].args["proposer"] == p1
     assert evs[5].block == evs[4].block  # next round starts in the finalize transaction
     assert evs[6].args == {"round": 1, "proposer": p1}
@@ -410,9 +324,16 @@ def test_events_for_every_transition(chain):
         ([0], {}, "need at least 2 members"),
         ([0, 1, 0], {}, "duplicate member"),
         ([0, None], {}, "zero address member"),
-        ([0, 1], {"threshold_bps": 10001}, "threshold above 10000 bps"),
-        ([0, 1], {"proposal_window": 0}, "proposal window must be > 0"),
-        ([0, 1], {"vote_window": 0}, "vote window must be > 0"),
+        ([0, 1], {"threshold": Fraction(10001, 10000)}, "threshold above 1"),
+        ([0, 1], {"threshold": Fraction(1, 10**6 + 1)}, "threshold denominator out of range"),
+        ([0, 1], {"proposal_window": 0}, "proposal window out of range"),
+        ([0, 1], {"vote_window": 0}, "vote window out of range"),
+        ([0, 1], {"proposal_window": 10**6 + 1}, "proposal window out of range"),
+        ([0, 1], {"vote_window": 10**6 + 1}, "vote window out of range"),
+        # 2**256 - 1 used to overflow start + window and brick every later call
+        ([0, 1], {"proposal_window": 2**256 - 1}, "proposal window out of range"),
+        ([0, 1], {"vote_window": 2**256 - 1}, "vote window out of range"),
+        ([0, 1], {"max_missed": 0}, "max_missed must be >= 1"),
         ([0, 1], {"initial_digest": bytes(32)}, "empty initial digest"),
     ],
 )
@@ -423,12 +344,209 @@ def test_constructor_rejects_bad_parameters(chain, members, kw, reason):
         Coordinator.deploy(chain, addrs, **kw)
 
 
+def test_raw_constructor_rejects_zero_denominator(chain):
+    """Fraction cannot carry a zero denominator; another client could send one."""
+    art = load_artifact()
+    factory = chain.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+    args = (chain.accounts[:2], 1, 0, 5, 5, 3, SEED, INITIAL, MODEL)
+    with pytest.raises(Exception, match="threshold denominator out of range"):
+        factory.constructor(*args).transact({"from": chain.accounts[0]})
+
+
+def test_float_threshold_is_refused_by_the_client(chain):
+    with pytest.raises(TypeError, match="threshold_fraction"):
+        deploy(chain, threshold=2 / 3)
+
+
 def test_settings_round_trip(chain):
-    c = deploy(chain, n=3, threshold_bps=6000, proposal_window=7, vote_window=9)
+    c = deploy(chain, n=3, threshold=Fraction(3, 5), proposal_window=7, vote_window=9,
+               max_missed=4)
     s = c.settings()
     assert s.members == tuple(chain.accounts[:3])
-    assert (s.threshold_bps, s.required_approvals, s.proposal_window, s.vote_window) == (
-        6000, 2, 7, 9)
+    assert (s.threshold_num, s.threshold_den, s.threshold) == (3, 5, Fraction(3, 5))
+    assert (s.proposal_window, s.vote_window, s.max_missed) == (7, 9, 4)
     assert (s.seed, s.initial_digest, s.model_digest) == (SEED, INITIAL, MODEL)
-    assert c.round() == 0 and c.accepted_digest() == INITIAL
-    assert c.proposer(0) == expected_proposer(SEED, INITIAL, 0, list(s.members))
+    assert s.deployed_block == c.round_state(0).start_block
+    assert c.round() == 0 and c.accepted_digest() == INITIAL and c.accepted_round() is None
+    assert c.proposer(0) == expected_proposer(c, 0)
+    st = c.round_state(0)
+    assert (st.eligible, st.required) == (2, 2)  # ceil(3/5 x 2)
+    assert st.voters == tuple(m for m in s.members if m != st.proposer)
+    assert c._call("is_member", chain.accounts[0]) and not c._call("is_member", outsider(chain))
+
+
+# -- scores ----------------------------------------------------------------------------------
+
+
+def test_score_is_bounded(chain):
+    """|score_ppm| <= 10**15, what to_ppm clamps to; anything wider is refused."""
+    from cohep.protocol import to_ppm
+
+    c = deploy(chain, n=5)
+    c.propose(c.proposer(0), 0, digest_of("w"), URI)
+    vs = voters(c, 0)
+    for bad in (10**15 + 1, -(10**15) - 1, 2**255 - 1, -(2**255)):
+        with reverts("score out of range"):
+            c.vote(vs[0], 0, True, bad)
+    assert c.round_state(0).votes == 0
+    c.vote(vs[0], 0, True, 10**15)
+    c.vote(vs[1], 0, False, -(10**15))
+    c.vote(vs[2], 0, True, to_ppm(float("inf")))
+    c.vote(vs[3], 0, True, to_ppm(-1e300))
+    assert [e.args["score_ppm"] for e in c.events() if e.name == "Voted"] == [
+        10**15, -(10**15), 10**15, -(10**15)]
+
+
+# -- suspension ------------------------------------------------------------------------------
+
+
+def play(c: Coordinator, r: int, approve: bool = True, skip: tuple[str, ...] = ()) -> None:
+    """Round r with a proposal and a vote from every expected voter not in skip."""
+    p = c.proposer(r)
+    c.propose(p, r, digest_of(f"r{r}-{c.address}"), URI)
+    for v in c.round_state(r).voters:
+        if v not in skip:
+            c.vote(v, r, approve, 0)
+
+
+def close(chain: Chain, c: Coordinator, r: int):
+    """Finalize r, letting the vote window pass first when a vote is missing."""
+    st = c.round_state(r)
+    if st.proposed and st.votes < st.eligible:
+        mine_until(chain, st.vote_deadline)
+    elif not st.proposed:
+        mine_until(chain, st.proposal_deadline)
+    return c.finalize(outsider(chain), r)
+
+
+def test_lost_key_is_suspended_and_no_longer_waited_for(chain):
+    """A member that never acts (its key is lost) stalls nothing once it has missed K duties:
+    it is suspended, skipped by the draw, and finalize stops waiting for its vote."""
+    c = deploy(chain, n=5, vote_window=4, proposal_window=4, max_missed=3)
+    members = c.members()
+    lost = members[2]
+    r = 0
+    misses = 0
+    while misses < 3:
+        if c.proposer(r) == lost:  # its proposal never comes: the round voids
+            out = close(chain, c, r)
+            assert out.void
+        else:
+            play(c, r, skip=(lost,))
+            with reverts("too early to finalize"):
+                c.finalize(outsider(chain), r)  # still waited for, until the window passes
+            out = close(chain, c, r)
+            assert out.accepted and out.votes == 3
+        misses += 1
+        r += 1
+        assert c.member_stats(lost).missed_in_a_row == misses
+        assert c.member_stats(lost).suspended == (misses == 3)
+    sus = [e for e in c.events() if e.name == "Suspended"]
+    assert [e.args for e in sus] == [{"member": lost, "round": r - 1}]
+    # From the next round on: not drawn, not a voter, and rounds close as soon as the others voted.
+    for k in range(2 * len(members)):
+        st = c.round_state(r)
+        assert st.proposer != lost and lost not in st.voters
+        assert (st.eligible, st.required) == (3, 2)
+        assert c.proposer(r) == expected_proposer(c, r)
+        assert not c.is_eligible(r, lost)
+        if k == 0:
+            c.propose(st.proposer, r, digest_of("k0"), URI)
+            with reverts("suspended"):
+                c.vote(lost, r, True, 0)
+            for v in st.voters:
+                c.vote(v, r, True, 0)
+        else:
+            play(c, r)
+        out = c.finalize(outsider(chain), r)  # no waiting for the window
+        assert out.accepted and (out.votes, out.required) == (3, 2)
+        r += 1
+    assert c.member_stats(lost) == stats(missed=3, in_a_row=3, suspended=True)
+
+
+def test_suspended_member_cannot_propose_and_rejoins_next_round(chain):
+    c = deploy(chain, n=3, proposal_window=5, max_missed=1)
+    members = c.members()
+    p0 = c.proposer(0)
+    assert close(chain, c, 0).void  # K = 1: one missed proposal suspends
+    assert c.member_stats(p0) == stats(missed=1, in_a_row=1, suspended=True)
+    with reverts("not suspended"):
+        c.rejoin(c.proposer(1))
+    with reverts("not a member"):
+        c.rejoin(outsider(chain))
+    c.rejoin(p0)
+    ev = c.events()[-1]
+    assert (ev.name, ev.args) == ("Rejoined", {"member": p0, "round": 2})
+    assert c.member_stats(p0) == stats(missed=1, in_a_row=0, suspended=False)
+    with reverts("not suspended"):
+        c.rejoin(p0)
+    # Still out of round 1 (it started without p0), back from round 2.
+    st1 = c.round_state(1)
+    assert p0 not in st1.voters and st1.eligible == 1
+    c.propose(st1.proposer, 1, digest_of("r1"), URI)
+    with reverts("suspended"):
+        c.vote(p0, 1, True, 0)
+    (v,) = st1.voters
+    c.vote(v, 1, True, 0)
+    assert c.finalize(v, 1).accepted
+    st2 = c.round_state(2)
+    assert st2.eligible == 2 and (p0 in st2.voters or st2.proposer == p0)
+    assert st2.proposer == members[proposer_index(SEED, 3, 2, [True] * 3)]
+
+
+def test_duty_resets_the_count(chain):
+    c = deploy(chain, n=3, vote_window=2, max_missed=2)
+    members = c.members()
+    # Find a member who votes in rounds 0 and 1 (not the proposer of either).
+    m = next(x for x in members if x not in (c.proposer(0), c.draw(1)))
+    play(c, 0, skip=(m,))
+    close(chain, c, 0)
+    assert c.member_stats(m) == stats(missed=1, in_a_row=1)
+    assert m in c.round_state(1).voters
+    play(c, 1)
+    close(chain, c, 1)
+    assert c.member_stats(m) == stats(cast=1, majority=1, missed=1, in_a_row=0)
+    r = 2
+    while m not in c.round_state(r).voters:
+        play(c, r)
+        close(chain, c, r)
+        r += 1
+    play(c, r, skip=(m,))
+    close(chain, c, r)
+    st = c.member_stats(m)
+    assert (st.missed, st.missed_in_a_row, st.suspended) == (2, 1, False)
+
+
+def test_everyone_suspended_rounds_void_until_a_rejoin(chain):
+    c = deploy(chain, n=2, proposal_window=1, max_missed=1)
+    a, b = c.proposer(0), c.draw(1)
+    assert close(chain, c, 0).void
+    assert c.proposer(1) == b != a  # the suspended member's slot passes to the active one
+    assert close(chain, c, 1).void
+    assert all(c.member_stats(m).suspended for m in (a, b))
+    st = c.round_state(2)
+    assert (st.eligible, st.required, st.voters) == (0, 1, ())
+    with reverts("suspended"):
+        c.propose(st.proposer, 2, digest_of("x"), URI)
+    c.rejoin(b)  # during round 2: active from round 3
+    with reverts("suspended"):
+        c.propose(st.proposer, 2, digest_of("x"), URI)
+    before = {m: c.member_stats(m) for m in (a, b)}
+    assert close(chain, c, 2).void  # nobody had a duty: nobody is charged
+    assert {m: c.member_stats(m) for m in (a, b)} == before
+    assert c.proposer(3) == b and c.round_state(3).eligible == 0
+    c.propose(b, 3, digest_of("alone"), URI)
+    out = c.finalize(a, 3)  # no voter can approve: rejected at once, never accepted unheard
+    assert (out.accepted, out.votes, out.required) == (False, 0, 1)
+    assert c.accepted_digest() == INITIAL
+
+
+def test_suspension_and_rejoin_events(chain):
+    c = deploy(chain, n=3, proposal_window=1, max_missed=1)
+    p0 = c.proposer(0)
+    start = chain.block_number()
+    close(chain, c, 0)
+    c.rejoin(p0)
+    names = [(e.name, e.args.get("member")) for e in c.events(from_block=start + 1)]
+    assert names == [("RoundVoided", None), ("Suspended", p0), ("RoundStarted", None),
+                     ("Rejoined", p0)]

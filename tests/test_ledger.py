@@ -65,7 +65,10 @@ def test_load_artifact_needs_no_compiler():
     assert set(art) == {"contract", "compiler", "source_sha256", "abi", "bytecode",
                         "bytecode_runtime"}
     abi = [dict(entry) for entry in art["abi"]]
-    assert {e["name"] for e in abi if e["type"] == "function"} >= {"propose", "vote", "finalize", "round"}
+    assert {e["name"] for e in abi if e["type"] == "function"} >= {
+        "propose", "vote", "finalize", "rejoin", "round", "required_for", "draw", "permutation"}
+    assert {e["name"] for e in abi if e["type"] == "event"} == {
+        "RoundStarted", "Proposed", "Voted", "Finalized", "RoundVoided", "Suspended", "Rejoined"}
     art["abi"].clear()  # callers get a copy
     assert load_artifact()["abi"] == abi
 
@@ -103,7 +106,7 @@ def test_client_accounting_and_uri_limit():
     assert c.round_state(0).uri == "é" * 128
     assert c.seconds > s0
     with pytest.raises(dataclasses.FrozenInstanceError):
-        Outcome(0, True, False, b"", 1, 1, p).accepted = False  # type: ignore[misc]
+        Outcome(0, True, False, b"", 1, 1, p, 1).accepted = False  # type: ignore[misc]
 
 
 def test_at_reattaches_and_rejects_other_code():
@@ -131,14 +134,25 @@ def test_status_zero_receipt_becomes_chain_error():
 
 
 def test_64_members_worst_case_fits_the_gas_cap():
-    """Largest allowed group, every member voting: finalize loops over all of them."""
+    """Largest allowed group: finalize loops over every member (crediting all 63 voters for the
+    first time), then the next round's draw shuffles 64 indices; and the worst case for the
+    suspension bookkeeping, a round where nobody votes and all 63 voters are suspended at once."""
     chain = Chain.embedded(64)
-    c = deploy(chain, chain.accounts, vote_window=100)
-    assert c.required_approvals() == 32
+    c = deploy(chain, chain.accounts, vote_window=100, max_missed=1)
+    assert c.round_state(0).required == 32
     out = play_round(c, 0)
-    assert (out.accepted, out.votes, out.approvals) == (True, 63, 63)
+    assert (out.accepted, out.votes, out.approvals, out.required) == (True, 63, 63, 32)
     finalize_gas = chain.w3.eth.get_block("latest")["gasUsed"]  # one transaction per block
     assert finalize_gas < EMBEDDED_TX_GAS // 2, finalize_gas
+    p = c.proposer(1)
+    c.propose(p, 1, b"\x07" * 32, "u")
+    chain.mine(100)
+    out = c.finalize(p, 1)
+    assert (out.accepted, out.votes) == (False, 0)
+    suspend_gas = chain.w3.eth.get_block("latest")["gasUsed"]
+    assert suspend_gas < EMBEDDED_TX_GAS // 2, suspend_gas
+    assert sum(c.member_stats(m).suspended for m in chain.accounts) == 63
+    assert c.round_state(2).proposer == p
     with pytest.raises(ChainError, match="at most 64 members"):
         Coordinator.deploy(chain, chain.accounts + [Account.create().address], seed=SEED,
                            initial_digest=INITIAL, model_digest=MODEL)

@@ -83,6 +83,7 @@ class ChainSection(Section):
     rpc: str | None = setting(None, help="Ethereum JSON-RPC URL (default: embedded chain).")  #: None: in-process EVM
     proposal_window: int = setting(50, ge=1)  #: blocks
     vote_window: int = setting(50, ge=1)  #: blocks
+    max_missed: int = setting(3, ge=1, help="Duties a member may miss in a row before the contract suspends it.")
 
 
 @dataclass(frozen=True)

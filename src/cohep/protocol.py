@@ -1,4 +1,4 @@
-"""The vote rule every learner applies, and constants mirroring the contract.
+"""The vote rule every learner applies, and the threshold and score arithmetic of the contract.
 
 A learner approves a proposal iff its score on the learner's own private vote set beats the score of
 the learner's current weights by more than ``margin`` (higher accuracy, or lower loss). The rule is
@@ -9,26 +9,37 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import ClassVar, Literal
 
 from .learner import Score
 from .settings import Section, setting
 
-#: The contract counts in basis points; 5000 = half of the other members must approve.
-DEFAULT_THRESHOLD_BPS = 5000
-BPS = 10_000
 #: Scores travel on chain as integers in parts per million.
 PPM = 1_000_000
+#: Largest threshold denominator: 2/3, 0.25 or 0.6 come out exact, float noise does not survive.
+THRESHOLD_DENOMINATOR_MAX = 10_000
 
 
-def threshold_to_bps(threshold: float) -> int:
-    """The threshold (a validated fraction in [0, 1]) as the contract's basis points."""
-    return int(round(threshold * BPS))
+def threshold_fraction(threshold: float) -> Fraction:
+    """The threshold (a share in [0, 1]) as the exact fraction the contract is deployed with.
+
+    ``2 / 3`` is the float 0.666...6, which in basis points (6667) would make 4 members need 3 of 3
+    approvals instead of 2; the nearest fraction with a small denominator recovers 2/3 exactly.
+    """
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    return Fraction(threshold).limit_denominator(THRESHOLD_DENOMINATOR_MAX)
 
 
-def required_approvals(n_members: int, threshold_bps: int) -> int:
-    """ceil(threshold x (n - 1)): what the contract requires (used for display and tests only)."""
-    return -(-threshold_bps * (n_members - 1) // BPS)
+def required_approvals(eligible_voters: int, fraction: Fraction) -> int:
+    """max(1, ceil(fraction x eligible_voters)): what the contract requires, computed exactly.
+
+    At least one approval, so a proposal nobody approved is never accepted (threshold 0 included).
+    """
+    if eligible_voters < 0:
+        raise ValueError(f"eligible_voters must be >= 0, got {eligible_voters}")
+    return max(1, math.ceil(Fraction(fraction) * eligible_voters))
 
 
 def to_ppm(value: float) -> int:

@@ -18,6 +18,8 @@ _EXPORTS = {
     "RoundState": "cohep.ledger.coordinator",
     "Settings": "cohep.ledger.coordinator",
     "load_artifact": "cohep.ledger.artifact",
+    "permutation": "cohep.ledger.draw",
+    "proposer_index": "cohep.ledger.draw",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -25,6 +27,7 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from cohep.ledger.artifact import load_artifact
     from cohep.ledger.chain import Chain
+    from cohep.ledger.draw import permutation, proposer_index
     from cohep.ledger.coordinator import (
         ChainEvent,
         Coordinator,

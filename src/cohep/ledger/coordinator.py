@@ -1,13 +1,16 @@
-"""Python client of the Coordinator contract.
+"""Python client of the Coordinator contract (v2; docs/contract.md has the rules).
 
-The client only relays: every outcome (who proposes, whether weights are accepted) is read
-back from the contract's state or events, never computed here.
+The client only relays: every outcome (who proposes, who may vote, how many approvals are needed,
+whether weights are accepted, who is suspended) is read back from the contract's state or events,
+never computed here. ``ledger/draw.py`` recomputes the draw only to audit it.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from fractions import Fraction
+from numbers import Rational
 from typing import Any
 
 from web3 import Web3
@@ -27,19 +30,23 @@ _REVERTS = (ContractLogicError, _TesterRevert)
 
 URI_MAX_BYTES = 256
 MAX_MEMBERS = 64
-EVENT_NAMES = ("RoundStarted", "Proposed", "Voted", "Finalized", "RoundVoided")
+EVENT_NAMES = ("RoundStarted", "Proposed", "Voted", "Finalized", "RoundVoided", "Suspended", "Rejoined")
 _NO_ACCEPTANCE = 2**256 - 1  # contract's accepted_round while the initial digest stands
 _REVERT_PREFIXES = ("execution reverted: ", "execution reverted:", "execution reverted")
 RECEIPT_TIMEOUT_S = 120.0
-# Gas limit for propose/vote/finalize on the embedded chain (block limit 30M). The worst case,
-# finalize with 64 members all voting for the first time, needs ~1.7M (checked in tests).
+# Gas limit for propose/vote/finalize/rejoin on the embedded chain (block limit 30M). The worst
+# cases, finalize with 64 members when all 63 voters agree with the outcome for the first time, or
+# all 63 miss their vote and are suspended at once, need ~1.8-1.9M (checked in tests).
 # Unused gas is refunded, so a generous cap costs nothing.
 EMBEDDED_TX_GAS = 5_000_000
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How the contract closed a round; digest is the proposal's (zero bytes if void)."""
+    """How the contract closed a round; digest is the proposal's (zero bytes if void).
+
+    required: approvals the round needed (0 for a void round: nothing was put to a vote).
+    """
 
     round: int
     accepted: bool
@@ -48,6 +55,7 @@ class Outcome:
     approvals: int
     votes: int
     proposer: str
+    required: int
 
 
 @dataclass(frozen=True)
@@ -56,16 +64,25 @@ class MemberStats:
     accepted: int
     votes_cast: int
     votes_with_majority: int
-    missed: int  # rounds voided because this member did not propose in time
+    missed: int  # duties missed in total: proposals not made in time, votes not cast
+    missed_in_a_row: int  # reset by any duty done (or rejoin); max_missed of them suspend
+    suspended: bool
 
 
 @dataclass(frozen=True)
 class RoundState:
-    """Deadlines are the last block (inclusive) at which propose / vote are accepted."""
+    """Deadlines are the last block (inclusive) at which propose / vote are accepted.
+
+    voters are the members expected to vote (active when the round started, not the proposer);
+    eligible is their number and required the approvals needed, both fixed for the round.
+    """
 
     round: int
     proposer: str
     start_block: int
+    voters: tuple[str, ...]
+    eligible: int
+    required: int
     proposed: bool
     proposed_block: int | None
     digest: bytes
@@ -84,14 +101,19 @@ class Settings:
     """Fixed at deployment; cached by the client since the contract cannot change them."""
 
     members: tuple[str, ...]
-    threshold_bps: int
-    required_approvals: int
+    threshold_num: int
+    threshold_den: int
     proposal_window: int
     vote_window: int
+    max_missed: int
     seed: bytes
     initial_digest: bytes
     model_digest: bytes
     deployed_block: int
+
+    @property
+    def threshold(self) -> Fraction:
+        return Fraction(self.threshold_num, self.threshold_den)
 
 
 @dataclass(frozen=True)
@@ -159,23 +181,38 @@ class Coordinator:
         chain: Chain,
         members: list[str],
         *,
-        threshold_bps: int = 5000,
+        threshold: Fraction = Fraction(1, 2),
         proposal_window: int = 50,
         vote_window: int = 50,
         seed: bytes,
         initial_digest: bytes,
         model_digest: bytes,
+        max_missed: int = 3,
         sender: str | None = None,
     ) -> Coordinator:
+        """Deploy with an exact threshold (a Fraction: protocol.threshold_fraction turns a float
+        share into one); the contract checks every bound and reverts with the reason."""
         art = load_artifact()
         factory = chain.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
         if len(members) > MAX_MEMBERS:
             raise ChainError(f"at most {MAX_MEMBERS} members, got {len(members)}")
+        if not isinstance(threshold, Rational):  # a float would deploy its binary noise, or fail
+            raise TypeError(f"threshold must be a Fraction, got {type(threshold).__name__} "
+                            "(use cohep.protocol.threshold_fraction)")
+        threshold = Fraction(threshold)
+        if threshold < 0:
+            raise ChainError(f"threshold must be >= 0, got {threshold}")
+        ints = {"proposal_window": proposal_window, "vote_window": vote_window, "max_missed": max_missed}
+        for name, value in ints.items():
+            if int(value) < 0:  # the ABI cannot encode it; the contract names the valid range
+                raise ChainError(f"{name} must be >= 0, got {value}")
         args = (
             [Web3.to_checksum_address(m) for m in members],
-            int(threshold_bps),
+            threshold.numerator,
+            threshold.denominator,
             int(proposal_window),
             int(vote_window),
+            int(max_missed),
             _b32(seed, "seed"),
             _b32(initial_digest, "initial_digest"),
             _b32(model_digest, "model_digest"),
@@ -224,10 +261,11 @@ class Coordinator:
         if self._settings is None:
             self._settings = Settings(
                 members=tuple(self._call("members")),
-                threshold_bps=self._call("threshold_bps"),
-                required_approvals=self._call("required_approvals"),
+                threshold_num=self._call("threshold_num"),
+                threshold_den=self._call("threshold_den"),
                 proposal_window=self._call("proposal_window"),
                 vote_window=self._call("vote_window"),
+                max_missed=self._call("max_missed"),
                 seed=bytes(self._call("seed")),
                 initial_digest=bytes(self._call("initial_digest")),
                 model_digest=bytes(self._call("model_digest")),
@@ -238,14 +276,28 @@ class Coordinator:
     def members(self) -> list[str]:
         return list(self.settings().members)
 
-    def required_approvals(self) -> int:
-        return self.settings().required_approvals
+    def required_for(self, eligible: int) -> int:
+        """Approvals the contract requires of a round with `eligible` voters (at least 1)."""
+        return int(self._call("required_for", int(eligible)))
 
     def round(self) -> int:
         return int(self._call("round"))
 
     def proposer(self, r: int) -> str:
+        """Proposer of a started round (the contract reverts for later rounds)."""
         return Web3.to_checksum_address(self._call("proposer", r))
+
+    def draw(self, r: int) -> str:
+        """Whom the draw names for round r given who is active now (any r, started or not)."""
+        return Web3.to_checksum_address(self._call("draw", int(r)))
+
+    def permutation(self, epoch: int) -> list[int]:
+        """Member indices in proposing order for the n rounds of an epoch."""
+        return [int(i) for i in self._call("permutation", int(epoch))]
+
+    def is_eligible(self, r: int, member: str) -> bool:
+        """True iff member may vote in round r (active when it started, not its proposer)."""
+        return bool(self._call("is_eligible", int(r), Web3.to_checksum_address(member)))
 
     def accepted_digest(self) -> bytes:
         return bytes(self._call("accepted_digest"))
@@ -256,13 +308,18 @@ class Coordinator:
         return None if r == _NO_ACCEPTANCE else r
 
     def round_state(self, r: int) -> RoundState:
-        (proposer, start, proposed, proposed_block, digest, uri, approvals, votes,
-         finalized, accepted, void) = self._call("round_info", r)
+        (proposer, start, active, eligible, required, proposed, proposed_block, digest, uri,
+         approvals, votes, finalized, accepted, void) = self._call("round_info", r)
         s = self.settings()
+        proposer = Web3.to_checksum_address(proposer)
+        voters = tuple(m for i, m in enumerate(s.members) if active >> i & 1 and m != proposer)
         return RoundState(
             round=r,
-            proposer=Web3.to_checksum_address(proposer),
+            proposer=proposer,
             start_block=start,
+            voters=voters,
+            eligible=eligible,
+            required=required,
             proposed=proposed,
             proposed_block=proposed_block if proposed else None,
             digest=bytes(digest),
@@ -282,15 +339,18 @@ class Coordinator:
         return {0: None, 1: True, 2: False}[b]
 
     def member_stats(self, member: str) -> MemberStats:
-        return MemberStats(*self._call("member_stats", Web3.to_checksum_address(member)))
+        (proposed, accepted, cast, majority, missed, in_a_row,
+         suspended) = self._call("member_stats", Web3.to_checksum_address(member))
+        return MemberStats(proposed, accepted, cast, majority, missed, in_a_row, bool(suspended))
 
     # -- transactions ------------------------------------------------------------------
 
     def _transact(self, name: str, sender: str, *args: Any) -> dict:
+        what = f"{name}(round {args[0]})" if args else f"{name}()"
         t0 = time.perf_counter()
         try:
             fn = getattr(self._c.functions, name)(*args)
-            receipt = _send(self.w3, f"{name}(round {args[0]})", fn,
+            receipt = _send(self.w3, what, fn,
                             Web3.to_checksum_address(sender), self._fixed_gas)
         finally:
             self.seconds += time.perf_counter() - t0
@@ -311,10 +371,14 @@ class Coordinator:
             a = ev.args
             if ev.name == "Finalized":
                 return Outcome(a["round"], a["accepted"], False, a["digest"],
-                               a["approvals"], a["votes"], a["proposer"])
+                               a["approvals"], a["votes"], a["proposer"], a["required"])
             if ev.name == "RoundVoided":
-                return Outcome(a["round"], False, True, bytes(32), 0, 0, a["proposer"])
+                return Outcome(a["round"], False, True, bytes(32), 0, 0, a["proposer"], 0)
         raise ChainError(f"finalize(round {r}) mined without a Finalized/RoundVoided event")
+
+    def rejoin(self, sender: str) -> dict:
+        """A suspended member (key recovered, node restarted) is active again from the next round."""
+        return self._transact("rejoin", sender)
 
     # -- events -----------------------------------------------------------------------
 

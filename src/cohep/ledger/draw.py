@@ -1,0 +1,62 @@
+"""The Coordinator's proposer draw, recomputed off chain (tests and audits compare the two).
+
+Rounds are grouped in epochs of n rounds (n = number of members). Each epoch has its own
+permutation of the member indices, a forward Fisher-Yates shuffle driven by
+keccak256(seed || epoch || i) (32-byte big-endian words, as the contract hashes them). Round r goes
+to ``perm[r % n]`` of epoch ``r // n``; if that member is suspended, to the next active member after
+it in the permutation, cyclically.
+
+Why this shape: the draw reads only the seed fixed at deployment, the member list and the round
+number. Nothing a member does (digests proposed or accepted, votes, when it sends) and no block
+data enters it, so a proposer cannot make itself picked again by re-encoding its weights, and a
+run replays identically on the embedded chain whose block hashes depend on wall-clock time. The
+per-epoch permutation also makes the draw fair: while all are active, every member proposes
+exactly once per n rounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from eth_utils import keccak
+
+MAX_MEMBERS = 64
+
+
+def _word(x: int) -> bytes:
+    return x.to_bytes(32, "big")
+
+
+def permutation(seed: bytes, n: int, epoch: int) -> list[int]:
+    """Member indices in proposing order for rounds ``epoch * n`` .. ``epoch * n + n - 1``."""
+    seed = bytes(seed)
+    if len(seed) != 32:
+        raise ValueError(f"seed must be 32 bytes, got {len(seed)}")
+    if not 1 <= n <= MAX_MEMBERS:
+        raise ValueError(f"need 1..{MAX_MEMBERS} members, got {n}")
+    if epoch < 0:
+        raise ValueError(f"epoch must be >= 0, got {epoch}")
+    perm = list(range(n))
+    prefix = seed + _word(epoch)
+    for i in range(n - 1):
+        j = i + int.from_bytes(keccak(prefix + _word(i)), "big") % (n - i)
+        perm[i], perm[j] = perm[j], perm[i]
+    return perm
+
+
+def proposer_index(seed: bytes, n_members: int, round: int, active: Sequence[bool]) -> int:  # noqa: A002
+    """Index of round ``round``'s proposer given who is active when the round starts.
+
+    With nobody active the slot's owner keeps the round (it cannot propose, so the round voids).
+    """
+    if len(active) != n_members:
+        raise ValueError(f"active has {len(active)} entries for {n_members} members")
+    if round < 0:
+        raise ValueError(f"round must be >= 0, got {round}")
+    perm = permutation(seed, n_members, round // n_members)
+    pos = round % n_members
+    for k in range(n_members):
+        idx = perm[(pos + k) % n_members]
+        if active[idx]:
+            return idx
+    return perm[pos]

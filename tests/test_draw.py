@@ -1,0 +1,232 @@
+"""The proposer draw: ledger/draw.py equals the contract, is fair, and cannot be steered.
+
+The v1 draw hashed the accepted digest, so a proposer could re-encode its weights (an extra
+safetensors metadata key changes the bytes, not the weights) until the digest made it the next
+proposer. The v2 draw reads only the seed, the member list and the round number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+import numpy as np
+import pytest
+from safetensors.numpy import save as st_save
+
+from cohep.errors import ChainError
+from cohep.ledger import Chain, Coordinator
+from cohep.ledger.draw import permutation, proposer_index
+from cohep.weights import decode, digest_bytes, encode
+
+SEED = hashlib.sha256(b"draw seed").digest()
+INITIAL = hashlib.sha256(b"initial").digest()
+MODEL = hashlib.sha256(b"model").digest()
+URI = "file:///store/w"
+
+
+@pytest.fixture(scope="module")
+def chain() -> Chain:
+    return Chain.embedded(64)
+
+
+def deploy(chain: Chain, n: int, **kw) -> Coordinator:
+    kw = {"seed": SEED, "initial_digest": INITIAL, "model_digest": MODEL, **kw}
+    return Coordinator.deploy(chain, chain.accounts[:n], **kw)
+
+
+# -- the Python draw on its own --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 16, 63, 64])
+def test_permutation_is_a_permutation_and_deterministic(n):
+    for epoch in range(5):
+        perm = permutation(SEED, n, epoch)
+        assert sorted(perm) == list(range(n))
+        assert perm == permutation(SEED, n, epoch)
+    if n >= 5:
+        perms = {tuple(permutation(SEED, n, e)) for e in range(20)}
+        assert len(perms) > 15  # epochs differ
+        assert permutation(SEED, n, 0) != permutation(b"\x01" * 32, n, 0)  # the seed matters
+
+
+def test_pinned_vector():
+    """A change of the hashing or shuffle would silently change every seeded run: pin one."""
+    assert permutation(bytes(32), 8, 0) == PINNED_8_0
+    assert permutation(bytes(32), 8, 3) == PINNED_8_3
+
+
+PINNED_8_0 = [1, 7, 6, 0, 4, 2, 3, 5]
+PINNED_8_3 = [3, 0, 1, 7, 2, 4, 5, 6]
+
+
+def test_every_member_proposes_once_per_epoch_and_slots_are_uniform():
+    n = 5
+    first = Counter()
+    for epoch in range(400):
+        seq = [proposer_index(SEED, n, epoch * n + k, [True] * n) for k in range(n)]
+        assert sorted(seq) == list(range(n))
+        first[seq[0]] += 1
+    # Each member opens an epoch about 80 times in 400 (binomial sd ~8).
+    assert all(40 < first[i] < 120 for i in range(n)), first
+
+
+def test_suspended_slot_goes_to_the_next_active_member_in_the_permutation():
+    n = 6
+    for r in range(3 * n):
+        perm = permutation(SEED, n, r // n)
+        pos = r % n
+        owner = perm[pos]
+        active = [True] * n
+        active[owner] = False
+        assert proposer_index(SEED, n, r, active) == perm[(pos + 1) % n]
+        active[perm[(pos + 1) % n]] = False
+        assert proposer_index(SEED, n, r, active) == perm[(pos + 2) % n]
+        only = perm[(pos - 1) % n]  # wraps around the end of the permutation
+        assert proposer_index(SEED, n, r, [i == only for i in range(n)]) == only
+        assert proposer_index(SEED, n, r, [False] * n) == owner  # nobody active: the owner
+
+
+def test_python_draw_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="32 bytes"):
+        permutation(b"short", 3, 0)
+    with pytest.raises(ValueError, match="1..64"):
+        permutation(SEED, 65, 0)
+    with pytest.raises(ValueError, match="epoch"):
+        permutation(SEED, 3, -1)
+    with pytest.raises(ValueError, match="3 members"):
+        proposer_index(SEED, 3, 0, [True, True])
+    with pytest.raises(ValueError, match="round"):
+        proposer_index(SEED, 3, -1, [True] * 3)
+
+
+# -- the contract equals the Python draw -----------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 8, 17, 64])
+def test_contract_draw_equals_python(chain, n):
+    """Round by round (draw) for 120 rounds, and epoch by epoch (permutation) for at least 300."""
+    c = deploy(chain, n)
+    members = c.members()
+    for r in range(120):
+        assert c.draw(r) == members[proposer_index(SEED, n, r, [True] * n)], r
+    for epoch in range(-(-300 // n)):
+        assert c.permutation(epoch) == permutation(SEED, n, epoch), epoch
+    assert c.permutation(10**30) == permutation(SEED, n, 10**30)  # far epochs too
+    assert c.draw(10**40 + 1) == members[proposer_index(SEED, n, 10**40 + 1, [True] * n)]
+    assert c.proposer(0) == c.draw(0)
+
+
+def test_real_rounds_follow_the_python_draw_through_suspensions(chain):
+    """Rounds played on chain (some void, some accepted, members suspended and rejoining):
+    proposer(r) always equals proposer_index(seed, n, r, who was active when r started)."""
+    n = 6
+    c = deploy(chain, n, proposal_window=3, vote_window=n, max_missed=2)
+    members = c.members()
+    lazy = members[4]  # never proposes: suspended at its second slot
+    r = 0
+    while r < 3 * n:
+        active = [not c.member_stats(m).suspended for m in members]
+        p = c.proposer(r)
+        assert p == members[proposer_index(SEED, n, r, active)], r
+        if r == 2 * n and c.member_stats(lazy).suspended:
+            c.rejoin(lazy)  # active again from round r + 1
+        st = c.round_state(r)
+        if p == lazy:
+            chain.mine(st.proposal_deadline - chain.block_number())
+            assert c.finalize(p, r).void
+        else:
+            c.propose(p, r, hashlib.sha256(f"r{r}".encode()).digest(), URI)
+            for v in st.voters:
+                if v != lazy:
+                    c.vote(v, r, True, 0)
+            if lazy in st.voters:  # its vote never comes: wait out the window
+                chain.mine(c.round_state(r).vote_deadline - chain.block_number())
+            assert c.finalize(p, r).accepted
+        r += 1
+    assert [e.args["member"] for e in c.events() if e.name == "Suspended"][:1] == [lazy]
+    assert any(e.name == "Rejoined" for e in c.events())
+
+
+# -- the draw cannot be steered --------------------------------------------------------------
+
+
+def _reencode(weights: dict[str, np.ndarray], k: int) -> bytes:
+    """The same weights with an extra metadata key: other bytes, other digest, same weights."""
+    blob = encode(weights)
+    if k == 0:
+        return blob
+    import json
+
+    header = json.loads(blob[8 : 8 + int.from_bytes(blob[:8], "little")])
+    meta = dict(header["__metadata__"], pad=str(k))
+    return st_save({name: np.asarray(v) for name, v in decode(blob).items()}, metadata=meta)
+
+
+def test_reencoding_attack_cannot_repick_the_proposer(chain):
+    """The issue's attack, replayed: each round the proposer tries several re-encodings of its
+    weights (snapshot, propose, get it accepted, look at the next proposer, roll back). In v1 it
+    found one that re-picked it in 12 of 12 rounds; here every attempt yields the same next
+    proposer, which is the Python draw, and members take turns once per epoch."""
+    n, rounds, tries = 5, 12, 5
+    c = deploy(chain, n, threshold=0, proposal_window=2, vote_window=1, max_missed=10**6)
+    members = c.members()
+    tester = chain._tester
+    rng = np.random.default_rng(0)
+    seq = []
+    for r in range(rounds):
+        p = c.proposer(r)
+        seq.append(p)
+        weights = {"w": rng.normal(size=(4, 3)).astype(np.float32)}
+        nexts, digests = set(), set()
+        for k in range(tries):
+            blob = _reencode(weights, k)
+            assert decode(blob)["w"].tobytes() == weights["w"].tobytes()
+            d = digest_bytes(blob)
+            digests.add(d)
+            snap = tester.take_snapshot()
+            c.propose(p, r, d, f"{URI}{r}-{k}")
+            c.vote(c.round_state(r).voters[0], r, True, 0)
+            chain.mine(1)
+            assert c.finalize(p, r).accepted and c.accepted_digest() == d
+            nexts.add(c.proposer(r + 1))
+            if k < tries - 1:
+                tester.revert_to_snapshot(snap)
+        assert len(digests) == tries  # the attacker really had different digests to choose from
+        assert nexts == {members[proposer_index(SEED, n, r + 1, [True] * n)]}
+    assert sum(a == b for a, b in zip(seq, seq[1:])) <= 2  # no re-picking streaks
+    for e in range(rounds // n):
+        assert sorted(seq[e * n:(e + 1) * n]) == sorted(members)
+
+
+def test_sequence_is_identical_whatever_is_accepted(chain):
+    """Same seed and members; one run accepts digests A, one accepts other digests B, one
+    rejects everything, one proposes nothing: the four proposer sequences are identical."""
+    n, rounds = 4, 8
+    kw = dict(proposal_window=1, vote_window=1, max_missed=10**6)
+
+    def run(mode: str) -> list[str]:
+        c = deploy(chain, n, threshold=0, **kw)
+        seq = []
+        for r in range(rounds):
+            p = c.proposer(r)
+            seq.append(p)
+            if mode != "void":
+                c.propose(p, r, hashlib.sha256(f"{mode}{r}".encode()).digest(), URI)
+                c.vote(c.round_state(r).voters[0], r, mode != "reject", 0)
+            chain.mine(1)
+            out = c.finalize(p, r)
+            assert (out.accepted, out.void) == (mode in ("A", "B"), mode == "void")
+        return seq
+
+    runs = {mode: run(mode) for mode in ("A", "B", "reject", "void")}
+    members = chain.accounts[:n]
+    expected = [members[proposer_index(SEED, n, r, [True] * n)] for r in range(rounds)]
+    assert all(seq == expected for seq in runs.values()), runs
+
+
+def test_draw_view_needs_no_started_round(chain):
+    c = deploy(chain, 3)
+    assert c.draw(10**20) in c.members()
+    with pytest.raises(ChainError, match="round not started"):
+        c.proposer(1)
