@@ -3,7 +3,9 @@ import pytest
 from cohep import config
 from cohep.errors import ConfigError
 from cohep.learner import Score
-from cohep.protocol import VoteRule, required_approvals, threshold_to_bps, to_ppm
+from fractions import Fraction
+
+from cohep.protocol import VoteRule, required_approvals, threshold_fraction, to_ppm
 
 
 def test_vote_rule_accuracy_and_margin():
@@ -20,13 +22,16 @@ def test_vote_rule_loss_is_lower_is_better():
     assert not rule.approve(Score(0.9, 0.6), Score(0.1, 0.5))
 
 
-@pytest.mark.parametrize("n,bps,expected", [(2, 5000, 1), (3, 5000, 1), (5, 5000, 2), (5, 10000, 4), (5, 0, 0), (4, 5000, 2)])
-def test_required_approvals(n, bps, expected):
-    assert required_approvals(n, bps) == expected
+@pytest.mark.parametrize("voters,threshold,expected", [
+    (1, 0.5, 1), (2, 0.5, 1), (4, 0.5, 2), (4, 1.0, 4), (4, 0.0, 1), (3, 2 / 3, 2), (6, 2 / 3, 4), (3, 0.75, 3),
+    (63, 1 / 3, 21),
+])
+def test_required_approvals_is_exact_and_at_least_one(voters, threshold, expected):
+    assert required_approvals(voters, threshold_fraction(threshold)) == expected
 
 
 def test_threshold_and_ppm():
-    assert threshold_to_bps(0.5) == 5000
+    assert threshold_fraction(0.5) == Fraction(1, 2) and threshold_fraction(2 / 3) == Fraction(2, 3)
     with pytest.raises(ConfigError, match=r"vote\.threshold"):
         VoteRule(threshold=1.2)  # validated where it is declared, once
     with pytest.raises(ConfigError, match=r"vote\.metric"):

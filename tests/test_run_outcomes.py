@@ -73,7 +73,7 @@ def test_loss_metric_with_margin(tmp_path, mnist_dir, one_torch_thread):
     ("learners", "threshold", "seed", "decisive"),
     [
         # all 3 others must approve; a round with 2 approvals (enough at 0.5) is rejected
-        pytest.param(4, 1.0, 2, 2, id="all-of-3"),
+        pytest.param(4, 1.0, 3, 2, id="all-of-3"),
         # a quarter of 4 others = 1 approval suffices (0.5 would need 2)
         pytest.param(5, 0.25, 0, 1, id="quarter-of-4"),
         # two thirds of 3 others = exactly 2 approvals (basis points, 6667 x 3 / 10000, would need 3)

@@ -13,13 +13,13 @@ keeps the chain's event log (``chain_events.jsonl``) and its weight store.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import DataError, IntegrityError
+from .protocol import required_approvals
 
 
 @dataclass
@@ -90,11 +90,6 @@ def _event(e) -> tuple[str, dict]:
     return e.name, e.args
 
 
-def required_approvals(threshold: Fraction, eligible: int) -> int:
-    """The contract's rule: at least one, else ceil(threshold x eligible), in exact arithmetic."""
-    return max(1, math.ceil(threshold * eligible))
-
-
 def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = None) -> AuditReport:
     """Recompute every round from the events in chain order; disagreements become findings."""
     from .ledger.draw import proposer_index
@@ -127,7 +122,7 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
                 find(f"round {r + 1}: the chain named member {who} to propose, the draw gives member {p}")
             snapshot = list(active)
             eligible = max(0, sum(snapshot) - 1) if any(snapshot) else 0
-            need = required_approvals(rules.threshold, eligible)
+            need = required_approvals(eligible, rules.threshold)
             for key, value in (("eligible", eligible), ("required", need)):
                 if key in a and int(a[key]) != value:
                     find(f"round {r + 1}: {key} {a[key]} on chain, {value} by the rules")
