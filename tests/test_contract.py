@@ -7,7 +7,6 @@ import hashlib
 from fractions import Fraction
 
 import pytest
-from web3 import Web3
 
 from cohep.errors import ChainError
 from cohep.ledger import Chain, Coordinator, MemberStats

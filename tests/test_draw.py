@@ -8,6 +8,8 @@ proposer. The v2 draw reads only the seed, the member list and the round number.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
 from collections import Counter
 
 import numpy as np
@@ -156,8 +158,6 @@ def _reencode(weights: dict[str, np.ndarray], k: int) -> bytes:
     blob = encode(weights)
     if k == 0:
         return blob
-    import json
-
     header = json.loads(blob[8 : 8 + int.from_bytes(blob[:8], "little")])
     meta = dict(header["__metadata__"], pad=str(k))
     return st_save({name: np.asarray(v) for name, v in decode(blob).items()}, metadata=meta)
@@ -194,7 +194,7 @@ def test_reencoding_attack_cannot_repick_the_proposer(chain):
                 tester.revert_to_snapshot(snap)
         assert len(digests) == tries  # the attacker really had different digests to choose from
         assert nexts == {members[proposer_index(SEED, n, r + 1, [True] * n)]}
-    assert sum(a == b for a, b in zip(seq, seq[1:])) <= 2  # no re-picking streaks
+    assert sum(a == b for a, b in itertools.pairwise(seq)) <= 2  # no re-picking streaks
     for e in range(rounds // n):
         assert sorted(seq[e * n:(e + 1) * n]) == sorted(members)
 
@@ -203,7 +203,7 @@ def test_sequence_is_identical_whatever_is_accepted(chain):
     """Same seed and members; one run accepts digests A, one accepts other digests B, one
     rejects everything, one proposes nothing: the four proposer sequences are identical."""
     n, rounds = 4, 8
-    kw = dict(proposal_window=1, vote_window=1, max_missed=10**6)
+    kw = {"proposal_window": 1, "vote_window": 1, "max_missed": 10**6}
 
     def run(mode: str) -> list[str]:
         c = deploy(chain, n, threshold=0, **kw)

@@ -43,7 +43,8 @@ def required_approvals(eligible_voters: int, fraction: Fraction) -> int:
 
 
 def to_ppm(value: float) -> int:
-    """Score as an on-chain integer (parts per million), clamped to a sane range."""
+    """Score as an on-chain integer (parts per million), clamped to +-1e9, i.e. +-10**15 ppm: the
+    contract refuses anything wider. A non-finite score is recorded as +1e9."""
     if not math.isfinite(value):
         value = 1e9
     return int(round(max(-1e9, min(1e9, value)) * PPM))

@@ -44,7 +44,7 @@ def permutation(seed: bytes, n: int, epoch: int) -> list[int]:
     return perm
 
 
-def proposer_index(seed: bytes, n_members: int, round: int, active: Sequence[bool]) -> int:  # noqa: A002
+def proposer_index(seed: bytes, n_members: int, round: int, active: Sequence[bool]) -> int:
     """Index of round ``round``'s proposer given who is active when the round starts.
 
     With nobody active the slot's owner keeps the round (it cannot propose, so the round voids).
