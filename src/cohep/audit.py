@@ -198,20 +198,50 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
     return report
 
 
-def verify_blobs(report: AuditReport, fetch: Callable[[str, bytes], object]) -> None:
-    """Re-fetch every proposal by its URI and re-verify it; only accepted ones must verify."""
+def verify_blobs(report: AuditReport, fetch: Callable[[str, bytes], object], mirrors: list = ()) -> None:
+    """Re-fetch every proposal by its URI and re-verify it; only accepted ones must verify.
+
+    ``mirrors`` are (fetch, WeightStore) pairs of other stores to try by digest when a recorded URI
+    is no longer served (a member's node is gone): blobs are content-addressed, so any copy that
+    hashes to the digest is the blob.
+    """
     for r, st in sorted(getattr(report, "_rounds", {}).items()):
         if st["digest"] is None:
             continue
         accepted = st["required"] <= sum(st["voters"].values())
+        digest = bytes.fromhex(st["digest"])
         try:
-            fetch(st["uri"], bytes.fromhex(st["digest"]))
+            try:
+                fetch(st["uri"], digest)
+            except IntegrityError as exc:
+                if not str(exc).startswith("blob not available") or not _from_mirror(mirrors, digest):
+                    raise
             report.blobs_verified += 1
         except IntegrityError as exc:
             if accepted:
                 report.findings.append(f"round {r + 1}: the accepted weights do not verify: {exc}")
             else:
                 report.notes.append(f"round {r + 1}: rejected proposal does not verify ({exc})")
+
+
+def _from_mirror(mirrors, digest: bytes) -> bool:
+    for fetch, store in mirrors:
+        try:
+            fetch(store.uri(digest), digest)
+            return True
+        except IntegrityError:
+            continue
+    return False
+
+
+def _mirrors(urls, max_bytes: int, reference) -> list:
+    from .store import Fetcher, WeightStore
+
+    out = []
+    for url in urls or ():
+        store = WeightStore(url)
+        out.append((Fetcher(allowed=[store.base_uri], max_bytes=max_bytes, reference=reference).fetch, store))
+    return out
 
 
 def audit_run(run_dir: str | Path) -> AuditReport:
@@ -267,8 +297,9 @@ def _check_records(run_dir: Path, report: AuditReport) -> None:
             return
 
 
-def audit_chain(experiment_path: str | Path, rpc: str) -> AuditReport:
-    """Audit a live (or finished) experiment on its chain, fetching blobs from the allowed stores."""
+def audit_chain(experiment_path: str | Path, rpc: str, mirrors: list[str] | None = None) -> AuditReport:
+    """Audit a live (or finished) experiment on its chain, fetching blobs from the allowed stores
+    (and, for blobs no longer served there, from ``mirrors``: copies of members' stores)."""
     from .experiment import Experiment
     from .ledger import Chain, Coordinator
     from .store import Fetcher
@@ -280,7 +311,8 @@ def audit_chain(experiment_path: str | Path, rpc: str) -> AuditReport:
     report = replay(coord.events(), rules)
     probe = Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes)
     reference = probe.fetch(exp.initial_uri, bytes.fromhex(exp.initial_digest))
-    verify_blobs(report, Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes, reference=reference).fetch)
+    verify_blobs(report, Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes, reference=reference).fetch,
+                 _mirrors(mirrors, exp.max_bytes, reference))
     on_chain = coord.accepted_digest().hex()
     if on_chain != report.final_digest:
         report.findings.append(f"the contract holds {on_chain[:16]}, the replay ends at {report.final_digest[:16]}")

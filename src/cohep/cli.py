@@ -311,6 +311,45 @@ def node(
                f"final weights {result.final_digest[:16]}; records {result.out_dir / 'records.csv'}")
 
 
+@app.command()
+def status(
+    experiment: Path = typer.Option(..., "--experiment", "-e", help="The shared experiment file."),
+    rpc: str = typer.Option(..., "--rpc", help="Ethereum JSON-RPC URL."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Keep the tables live until the last round."),
+    interval: float = typer.Option(2.0, "--interval", min=0.1, help="Seconds between refreshes with --watch."),
+) -> None:
+    """Rounds, proposers, votes and outcomes of a deployed experiment, as the chain records them."""
+    from .experiment import Experiment
+    from .ledger import Chain, Coordinator
+    from .status import show
+
+    exp = Experiment.read(experiment)
+    coord = Coordinator.at(Chain.connect(rpc, 0), exp.contract)
+    show(coord, f"{exp.name}: round {min(coord.round(), exp.config.experiment.rounds)} of "
+                f"{exp.config.experiment.rounds}", watch=watch, interval=interval,
+         until_round=exp.config.experiment.rounds)
+
+
+@app.command()
+def audit(
+    run_dir: Optional[Path] = typer.Argument(None, help="A finished run directory (it keeps its chain's event log)."),
+    experiment: Optional[Path] = typer.Option(None, "--experiment", "-e", help="Audit a deployed experiment instead."),
+    rpc: Optional[str] = typer.Option(None, "--rpc", help="The chain's JSON-RPC URL (with --experiment)."),
+    mirror: list[str] = typer.Option([], "--mirror", help="Another store holding copies of members' blobs (by digest), for blobs no longer served; repeatable."),
+) -> None:
+    """Replay the contract's rules over the chain's events, re-verify every blob; exit 1 on any mismatch."""
+    from .audit import audit_chain, audit_run
+
+    if (run_dir is None) == (experiment is None):
+        raise CohepError("give a run directory, or --experiment FILE with --rpc URL")
+    if experiment is not None and rpc is None:
+        raise CohepError("--experiment needs --rpc")
+    report = audit_run(run_dir) if run_dir is not None else audit_chain(experiment, rpc, mirror)
+    typer.echo(report.text())
+    if not report.clean:
+        raise typer.Exit(1)
+
+
 keys_app = typer.Typer(help="Encrypted keystores for members.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 

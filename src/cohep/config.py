@@ -81,8 +81,8 @@ class ChainSection(Section):
     section: ClassVar[str] = "chain"
 
     rpc: str | None = setting(None, help="Ethereum JSON-RPC URL (default: embedded chain).")  #: None: in-process EVM
-    proposal_window: int = setting(50, ge=1)  #: blocks
-    vote_window: int = setting(50, ge=1)  #: blocks
+    proposal_window: int = setting(50, ge=1, le=1_000_000)  #: blocks (the contract's bound)
+    vote_window: int = setting(50, ge=1, le=1_000_000)  #: blocks
     max_missed: int = setting(3, ge=1, help="Duties a member may miss in a row before the contract suspends it.")
 
 

@@ -103,15 +103,11 @@ class Participant:
             if state.proposed or block > state.proposal_deadline:
                 return None
             return self._propose(r)
-        if not state.proposed or block > state.vote_deadline or coord.ballot(r, self.address) is not None:
-            return None
-        if self._suspended():
+        if not state.proposed or block > state.vote_deadline or self.address not in state.voters:
+            return None  # nothing to judge yet, too late, or not a voter of this round (suspended)
+        if coord.ballot(r, self.address) is not None:
             return None
         return self._vote(r, state)
-
-    def _suspended(self) -> bool:
-        stats = self.coordinator.member_stats(self.address)
-        return bool(getattr(stats, "suspended", False))
 
     def _propose(self, r: int) -> Duty:
         weights = self._timed("training", self.learner.propose)

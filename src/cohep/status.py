@@ -54,13 +54,14 @@ def _hex(value) -> str:
     return value.hex() if isinstance(value, (bytes, bytearray)) else str(value).removeprefix("0x")
 
 
-def render(coord, title: str, *, last: int = 20):
-    """The rounds table (the last ``last`` rounds) and the members table."""
+def render(coord, title: str, *, last: int = 20, rounds_total: int | None = None):
+    """The rounds table (the last ``last`` rounds of the experiment) and the members table."""
     members = list(coord.settings().members)
     rounds = Table(title=title, expand=False)
     for col in ("round", "proposer", "proposal", "approve", "reject", "needed", "outcome"):
         rounds.add_column(col, justify="right" if col not in ("proposal", "outcome") else "left")
-    for row in round_rows(coord.events(), members)[-last:]:
+    rows = [r for r in round_rows(coord.events(), members) if rounds_total is None or r.round < rounds_total]
+    for row in rows[-last:]:
         colour = {"accepted": "green", "rejected": "red", "void": "dim"}.get(row.outcome, "yellow")
         rounds.add_row(str(row.round + 1), str(row.proposer), row.digest[:12], str(row.approvals),
                        str(row.rejections), "" if row.required is None else str(row.required),
@@ -83,9 +84,9 @@ def show(coord, title: str, *, watch: bool = False, interval: float = 2.0, until
 
     console = Console()
     if not watch:
-        console.print(render(coord, title))
+        console.print(render(coord, title, rounds_total=until_round))
         return
-    with Live(render(coord, title), console=console, refresh_per_second=4) as live:
+    with Live(render(coord, title, rounds_total=until_round), console=console, refresh_per_second=4) as live:
         while until_round is None or coord.round() < until_round:
             time.sleep(interval)
-            live.update(render(coord, title))
+            live.update(render(coord, title, rounds_total=until_round))
