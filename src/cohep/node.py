@@ -132,7 +132,6 @@ def run_node(experiment_path: str | Path, key, data_path: str, rpc: str, out_dir
 
     experiment = Experiment.read(experiment_path)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     chain = _connect(rpc, key, opts)
     server = None
     if opts.serve:
@@ -144,6 +143,7 @@ def run_node(experiment_path: str | Path, key, data_path: str, rpc: str, out_dir
         _log(opts, f"serving {folder} at {server.url}")
     try:
         participant = build_participant(experiment, key, data_path, chain, opts)
+        out.mkdir(parents=True, exist_ok=True)
         write_manifest(out / "node.json", experiment=str(experiment_path), contract=experiment.contract,
                        chain_id=experiment.chain_id, rpc=redact_url(rpc), address=key.address,
                        member_index=participant.index, data=str(data_path))

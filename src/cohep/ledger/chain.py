@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from web3 import Web3
+from web3.exceptions import Web3Exception
 
 from cohep.errors import ChainError
 
@@ -95,7 +96,10 @@ class Chain:
         return cls(w3, accounts, chain_id, rpc_url)
 
     def block_number(self) -> int:
-        return int(self.w3.eth.block_number)
+        try:
+            return int(self.w3.eth.block_number)
+        except (Web3Exception, OSError) as exc:  # the node went away: one line, callers may retry
+            raise ChainError(f"cannot read the block number from {self.kind}: {exc.__class__.__name__}") from None
 
     def mine(self, n: int = 1) -> None:
         """Advance n empty blocks, so block-counted windows can pass without traffic."""
