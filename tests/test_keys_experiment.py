@@ -103,3 +103,20 @@ def test_not_a_member(tmp_path):
     with pytest.raises(CohepError, match="is not a member"):
         exp.index_of("0x" + "03" * 20)
     assert isinstance(DataError("x"), CohepError)
+
+
+def test_a_run_manifest_never_holds_an_rpc_secret(tmp_path, mnist_dir, one_torch_thread):
+    """A run against a real node whose URL carries credentials: the manifest keeps host and port only."""
+    from cohep import config
+    from cohep.ledger.anvil import Anvil
+    from cohep.runner import run_experiment
+
+    with Anvil() as anvil:
+        url = f"http://alice:pa55word@127.0.0.1:{anvil.port}/?apikey=0123456789abcdef"
+        cfg = config.load(None, {"experiment": {"learners": 2, "rounds": 1}, "chain": {"rpc": url},
+                                 "data": {"kind": "mnist", "path": str(mnist_dir), "limit": 200, "holdout": 40},
+                                 "model": {"name": "mnist_cnn"}})
+        run_experiment(cfg, tmp_path / "run", figure=False)
+    text = (tmp_path / "run" / "manifest.json").read_text()
+    assert "pa55word" not in text and "0123456789abcdef" not in text and "alice" not in text
+    assert f"http://127.0.0.1:{anvil.port}/<redacted>" in text

@@ -26,7 +26,7 @@ _HEX32 = re.compile(r"^[0-9a-f]{64}$")
 def redact_url(url: str | None) -> str | None:
     """An RPC URL fit to write down: scheme, host and port only (user info, paths and queries often
     hold API keys: ``https://mainnet.example/v3/<key>``)."""
-    if not url:
+    if not url or "://" not in url:  # None, or a label such as "embedded"
         return url
     parts = urlsplit(url)
     host = parts.hostname or ""

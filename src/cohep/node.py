@@ -21,7 +21,7 @@ from pathlib import Path
 from . import models
 from .errors import ChainError, CohepError, DataError, IntegrityError
 from .experiment import Experiment, redact_url
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, write_json
 from .manifest import write_manifest
 from .participant import Participant
 from .results import RoundRecord, read_csv, write_csv
@@ -217,6 +217,12 @@ def _follow(experiment: Experiment, p: Participant, chain, out: Path, opts: Node
     atomic_write_bytes(out / "final_weights.safetensors", encode(final))
     result.final_digest = digest(final).hex()
     write_csv(records, records_path)
+    fetcher = getattr(p.fetch, "__self__", None)
+    write_json(out / "node_stats.json", {
+        "rounds": rounds, "chain_seconds": coord.seconds, "transactions": coord.transactions,
+        "gas_used": coord.gas_used, "bytes_fetched": getattr(fetcher, "bytes", None),
+        "fetch_seconds": getattr(fetcher, "seconds", None), **{f"{k}_seconds": v for k, v in p.seconds.items()},
+    })
     return result
 
 

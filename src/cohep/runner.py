@@ -30,6 +30,7 @@ from .protocol import VoteRule
 from .proposal import default_max_bytes
 from .results import STAGES, RoundRecord, RoundTiming, accepted_per_learner, final_test_accuracy, time_shares
 from .errors import ChainError
+from .experiment import redact_url
 from .store import Fetcher, WeightStore
 from .weights import digest as weights_digest
 from .weights import encode
@@ -167,7 +168,9 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
                               "chain": chain.kind, "accepted_digest": coord.accepted_digest().hex(),
                               "initial_digest": init_digest.hex(), "events": coord.events(),
                               "contract_settings": ContractRules.of(coord.settings()).to_dict(),
-                              "max_bytes": fetch.max_bytes}
+                              "max_bytes": fetch.max_bytes,
+                              "traffic": {"transactions": coord.transactions, "gas_used": coord.gas_used,
+                                          "bytes_fetched": fetch.bytes}}
 
 
 def _pass_block(chain, deadline: int) -> None:
@@ -251,8 +254,8 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool) -> RunResult:
         events=chain_info.pop("events", None),
         final_digest=weights_digest(final).hex(),
         manifest=dict(
-            config=cfg.to_dict(), seed=cfg.experiment.seed,
-            chain_id=result.chain_id, contract_address=result.contract, chain=chain_info.get("chain"),
+            config=cfg.replace(chain={"rpc": redact_url(cfg.chain.rpc)}).to_dict(), seed=cfg.experiment.seed,
+            chain_id=result.chain_id, contract_address=result.contract, chain=redact_url(chain_info.get("chain")),
             model=spec.to_dict(), model_digest=spec.digest().hex(),
             data={"kind": data.kind, "source": data.source, "n_items": len(data),
                   "class_names": data.class_names,
@@ -260,7 +263,7 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool) -> RunResult:
             digests={"initial": chain_info.get("initial_digest"), "accepted": accepted,
                      "chain_accepted": chain_info.get("accepted_digest")},
             store=store.base_uri, contract_settings=chain_info.get("contract_settings"),
-            max_bytes=chain_info.get("max_bytes"),
+            max_bytes=chain_info.get("max_bytes"), traffic=chain_info.get("traffic"),
             final_test_accuracy=result.final_accuracy, accepted_per_learner=result.accepted,
         ),
     )

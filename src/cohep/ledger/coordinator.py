@@ -172,6 +172,7 @@ class Coordinator:
         self._fixed_gas = EMBEDDED_TX_GAS if chain.kind == "embedded" else None
         self.seconds = 0.0
         self.gas_used = 0
+        self.transactions = 0  # mined by this client (deployment excluded)
 
     # -- construction --------------------------------------------------------------
 
@@ -355,6 +356,7 @@ class Coordinator:
         finally:
             self.seconds += time.perf_counter() - t0
         self.gas_used += int(receipt["gasUsed"])
+        self.transactions += 1
         return receipt
 
     def propose(self, sender: str, r: int, digest: bytes, uri: str) -> dict:
