@@ -67,14 +67,16 @@ class Participant:
     _duty: dict = field(default_factory=dict, repr=False)  #: round -> Duty
 
     # -- adopting ------------------------------------------------------------------------------
-    def sync(self) -> bool:
+    def sync(self, accepted: bytes | None = None) -> bool:
         """Adopt the chain's accepted weights if they are not ours yet; True if anything changed.
 
-        Weights this member proposed or judged are reused; anything else is fetched by the URI the
-        chain recorded for the accepted round (or the initial URI) and checked like a proposal.
+        ``accepted`` is the contract's accepted digest when the caller has just read it (the
+        in-process runner reads it once for all members); otherwise it is read here. Weights this
+        member proposed or judged are reused; anything else is fetched by the URI the chain recorded
+        for the accepted round (or the initial URI) and checked like a proposal.
         """
         coord = self.coordinator
-        digest = coord.accepted_digest()
+        digest = accepted if accepted is not None else coord.accepted_digest()
         if digest == self.digest:
             return False
         if digest in self._seen:
@@ -91,11 +93,12 @@ class Participant:
         return True
 
     # -- duties --------------------------------------------------------------------------------
-    def act(self, r: int) -> Duty | None:
-        """Do this member's pending duty in round ``r``, if any; reads the chain first, so calling it
-        again (or after a restart) never proposes or votes twice."""
+    def act(self, r: int, state=None) -> Duty | None:
+        """Do this member's pending duty in round ``r``, if any; reads the chain first (``state``: the
+        round's state just read by the caller), so calling it again, or after a restart, never
+        proposes or votes twice."""
         coord = self.coordinator
-        state = coord.round_state(r)
+        state = state if state is not None else coord.round_state(r)
         if state.finalized or r in self._duty and (self._duty[r].proposed or self._duty[r].voted):
             return None
         block = coord.chain.block_number()

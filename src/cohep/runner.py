@@ -146,16 +146,18 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
         state = coord.round_state(r)
         p = members.index(state.proposer)
         before = [m.current for m in members_]
-        members_[p].act(r)
-        if coord.round_state(r).proposed:
+        members_[p].act(r, state)
+        state = coord.round_state(r)  # one read of the proposal for all voters
+        if state.proposed:
             for m in members_:
                 if m.index != p:
-                    m.act(r)
+                    m.act(r, state)
         else:  # the proposer stayed silent: the round voids once its proposal window has passed
             _pass_block(chain, state.proposal_deadline)
         outcome = members_[p].finalize(r)
+        accepted = coord.accepted_digest()
         for m in members_:
-            m.sync()
+            m.sync(accepted)
             records.append(m.record(r, outcome, before[m.index]))
         t = RoundTiming(round=r + 1, chain=coord.seconds - chain0, store=store.seconds - store0)
         for m, spent in zip(members_, spent0):
