@@ -99,8 +99,9 @@ class Participant:
         proposes or votes twice."""
         coord = self.coordinator
         state = state if state is not None else coord.round_state(r)
-        if state.finalized or r in self._duty and (self._duty[r].proposed or self._duty[r].voted):
-            return None
+        done = self._duty.get(r)
+        if state.finalized or done is not None and (done.proposed or done.voted or done.reason):
+            return None  # decided, or this member already did (or declined) its duty
         block = coord.chain.block_number()
         if state.proposer == self.address:
             if state.proposed or block > state.proposal_deadline:
