@@ -212,3 +212,11 @@ def test_shapley_by_retraining_a_small_run(flipped_run, one_torch_thread):
     assert len(exact) == 3 and c.cost["shapley_exact"]["trainings"] == 7
     assert exact[1] < min(exact[0], exact[2])  # flipped labels hurt the coalitions they join
     assert c.cost["shapley_exact"]["seconds"] > 0
+
+
+def test_cli_shapley_by_monte_carlo(flipped_run, tmp_path, capsys, one_torch_thread):
+    assert main(["quality", str(flipped_run), "--shapley", "--permutations", "4", "--json", str(tmp_path / "c.json")]) == 0
+    doc = json.loads((tmp_path / "c.json").read_text())["contributions"]
+    assert set(doc["values"]) == {"leave_one_out", "shapley_mc4"}
+    assert 1 <= doc["cost"]["shapley_mc4"]["trainings"] <= 7 and "shapley_mc4" in capsys.readouterr().out
+    assert main(["quality", "--experiment", "e.json", "--rpc", "http://x", "--shapley"]) == 2
