@@ -381,6 +381,42 @@ def keys_address(keystore: Path = typer.Argument(..., help="Keystore file.")) ->
     typer.echo(keys.address_of(keystore))
 
 
+@app.command()
+def quality(
+    run_dir: Optional[Path] = typer.Argument(None, help="A finished colearn run directory."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the measures as JSON here."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write per-learner bars with 95% intervals (PNG)."),
+    experiment: Optional[Path] = typer.Option(None, "--experiment", "-e", help="A deployed experiment instead (events only)."),
+    rpc: Optional[str] = typer.Option(None, "--rpc", help="The chain's JSON-RPC URL (with --experiment)."),
+    shapley: bool = typer.Option(False, "--shapley", help="Also retrain coalitions: Shapley values and leave-one-out (slow)."),
+    permutations: int = typer.Option(0, "--permutations", min=0, help="With --shapley: Monte-Carlo permutations (0: exact up to 5 learners)."),
+) -> None:
+    """Per-learner data-set quality from the recorded rounds (worst first): acceptance, gain, agreement, score offset."""
+    import json
+
+    from . import quality as q
+    from .files import atomic_write_text
+
+    if (run_dir is None) == (experiment is None):
+        raise CohepError("give a run directory, or --experiment FILE with --rpc URL")
+    if experiment is not None and rpc is None:
+        raise CohepError("--experiment needs --rpc")
+    if shapley and run_dir is None:
+        raise CohepError("--shapley needs a run directory (it retrains on the run's data)")
+    report = q.from_run(run_dir) if run_dir is not None else q.from_chain(experiment, rpc)
+    typer.echo(report.text())
+    doc = report.to_dict()
+    if shapley:
+        contrib = q.contributions_of_run(run_dir, permutations=permutations or None)
+        typer.echo(contrib.text())
+        doc["contributions"] = contrib.to_dict()
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        typer.echo(f"wrote {json_out}")
+    if plot is not None:
+        typer.echo(f"wrote {q.plot(report, plot)}")
+
+
 def _print_run_summary(result) -> None:
     from rich.console import Console
 

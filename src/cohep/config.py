@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from .degrade import DegradeSection
 from .errors import ConfigError
 from .frameworks.training import TrainConfig
 from .protocol import VoteRule
@@ -123,6 +124,7 @@ class ExperimentConfig(Section):
     chain: ChainSection = setting(factory=ChainSection)
     store: StoreSection = setting(factory=StoreSection)
     central: CentralSection = setting(factory=CentralSection)
+    degrade: DegradeSection = setting(factory=DegradeSection)
 
     def check(self) -> None:
         n = self.experiment.learners

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import models, rundir
+from . import degrade, models, rundir
 from .config import ExperimentConfig
 from .datasets.source import LabelledData, holdout_indices, load_data
 from .datasets.splits import LearnerIndices, assign
@@ -80,6 +80,8 @@ def prepare(cfg: ExperimentConfig) -> tuple[ExperimentConfig, LabelledData, list
         data.labels, cfg.experiment.learners, holdout=holdout_indices(len(data), d.holdout),
         method=d.split, alpha=d.alpha, vote_fraction=d.vote_fraction, seed=cfg.experiment.seed,
     )
+    data, parts = degrade.apply(cfg.degrade, data, parts, seed=cfg.experiment.seed, kind=d.resolved_kind(),
+                                vote_fraction=d.vote_fraction)
     return cfg, data, parts, spec
 
 

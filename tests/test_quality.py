@@ -1,0 +1,222 @@
+"""Data-set quality: the measures over recorded rounds, degraded learners, and Shapley by retraining."""
+import json
+import math
+from itertools import combinations
+
+import numpy as np
+import pytest
+
+from cohep import config, quality
+from cohep.cli import main
+from cohep.degrade import DegradeSection, apply
+from cohep.errors import ConfigError, DataError
+from cohep.results import RoundRecord
+from cohep.runner import prepare, run_experiment
+
+from conftest import synthetic_digits, write_mnist_idx
+
+
+def rec(rnd, learner, proposer, vote, accepted, score, current, void=False):
+    return RoundRecord(round=rnd, learner=learner, proposer=proposer, is_proposer=learner == proposer, vote=vote,
+                       accepted=accepted, void=void, vote_score=score, current_vote_score=current,
+                       proposal_test_accuracy=math.nan, test_accuracy=0.5, test_loss=1.0, digest="ab")
+
+
+def test_wilson_interval_matches_the_formula():
+    p, lo, hi = quality.wilson(0, 4)
+    assert p == 0 and lo == 0 and hi == pytest.approx(0.4899, abs=1e-4)
+    p, lo, hi = quality.wilson(7, 10)
+    assert p == 0.7 and lo == pytest.approx(0.3968, abs=1e-4) and hi == pytest.approx(0.8922, abs=1e-4)
+    assert all(math.isnan(x) for x in quality.wilson(0, 0))
+
+
+def test_measures_from_hand_made_records():
+    """Three learners, three rounds; every number below is worked out by hand."""
+    rows = [rec(0, i, -1, "", False, math.nan, 0.1) for i in range(3)]
+    # round 1: learner 0 proposes, accepted; 1 sees +0.2, 2 sees +0.1; 2's score is 0.1 below 1's
+    rows += [rec(1, 0, 0, "", True, math.nan, 0.1), rec(1, 1, 0, "approve", True, 0.4, 0.2),
+             rec(1, 2, 0, "approve", True, 0.3, 0.2)]
+    # round 2: learner 2 proposes, rejected (1 rejects, 0 approves); deltas -0.1 (0) and -0.3 (1)
+    rows += [rec(2, 0, 2, "approve", False, 0.3, 0.4), rec(2, 1, 2, "reject", False, 0.1, 0.4),
+             rec(2, 2, 2, "", False, math.nan, 0.3)]
+    # round 3: void
+    rows += [rec(3, i, 1, "", False, math.nan, 0.4, void=True) for i in range(3)]
+    rep = quality.from_records(rows)
+    q = {x.learner: x for x in rep.learners}
+    assert (q[0].proposals, q[0].accepted, q[2].proposals, q[2].accepted, q[1].proposals) == (1, 1, 1, 0, 0)
+    assert q[0].gain == pytest.approx(0.15) and q[0].delta == pytest.approx(0.15)
+    assert math.isnan(q[2].gain) and q[2].delta == pytest.approx(-0.2)
+    assert (q[0].votes, q[0].agreed, q[1].votes, q[1].agreed, q[2].agreed) == (1, 0, 2, 2, 1)
+    assert q[1].offset == pytest.approx((0.1 + -0.2) / 2) and q[2].offset == pytest.approx(-0.1)
+    assert q[0].offset == pytest.approx(0.2)
+    assert rep.notes == ["1 void round(s) left out"]
+    assert [x.learner for x in rep.ranked()][0] == 2  # worst: rejected proposal and low scores
+    # with the loss metric a lower score is better: the signs flip, the counts do not
+    lossy = {x.learner: x for x in quality.from_records(rows, metric="loss").learners}
+    assert lossy[0].delta == pytest.approx(-0.15) and lossy[2].offset == pytest.approx(0.1)
+
+
+def test_events_give_acceptance_agreement_and_announced_offsets():
+    a, b, c = "0xA", "0xB", "0xC"
+    ev = [
+        {"name": "Proposed", "args": {"round": 0, "proposer": a}},
+        {"name": "Voted", "args": {"round": 0, "voter": b, "approve": True, "score_ppm": 600_000}},
+        {"name": "Voted", "args": {"round": 0, "voter": c, "approve": False, "score_ppm": 200_000}},
+        {"name": "Finalized", "args": {"round": 0, "proposer": a, "accepted": True}},
+        {"name": "RoundVoided", "args": {"round": 1, "proposer": b}},
+    ]
+    rep = quality.from_events(ev, [a.lower(), b, c])
+    q = {x.learner: x for x in rep.learners}
+    assert (q[0].proposals, q[0].accepted, q[1].agreed, q[2].agreed, rep.rounds) == (1, 1, 1, 0, 2)
+    assert q[1].offset == pytest.approx(0.4) and q[2].offset == pytest.approx(-0.4)
+    assert rep.ranked()[0].learner == 2
+    with pytest.raises(DataError, match="not a member"):
+        quality.from_events(ev, [a, b])
+
+
+# -- degrading one learner's data -----------------------------------------------------------------
+
+
+def _cfg(mnist_dir, learners=3, rounds=3, seed=0, **degrade):
+    return config.load(None, {
+        "experiment": {"learners": learners, "rounds": rounds, "seed": seed},
+        "data": {"kind": "mnist", "path": str(mnist_dir), "limit": 900, "holdout": 150},
+        "model": {"name": "mnist_cnn"},
+        "train": {"epochs": 1.0, "batch_size": 32},
+        "degrade": degrade,
+    })
+
+
+def test_degrade_settings_fail_with_one_line_naming_the_field(mnist_dir):
+    with pytest.raises(ConfigError, match=r"degrade\.learner is required"):
+        DegradeSection(label_flip=0.5)
+    with pytest.raises(ConfigError, match=r"degrade\.keep must be > 0"):
+        DegradeSection(learner=0, keep=0)
+    with pytest.raises(ConfigError, match=r"degrade\.label_flip must be <= 1"):
+        DegradeSection(learner=0, label_flip=1.5)
+    with pytest.raises(ConfigError, match=r"degrade\.learner \(3\) must be below experiment\.learners \(3\)"):
+        prepare(_cfg(mnist_dir, learner=3, keep=0.5))
+
+
+def test_degrade_flips_and_thins_only_that_learner(mnist_dir):
+    _, clean, parts0, _ = prepare(_cfg(mnist_dir))
+    _, data, parts, _ = prepare(_cfg(mnist_dir, learner=1, label_flip=1.0, keep=0.1))
+    assert len(parts[1].train) == round(0.1 * len(parts0[1].train)) and len(parts[1].vote) == max(1, round(0.1 * len(parts0[1].vote)))
+    assert set(parts[1].train) <= set(parts0[1].train)
+    for i in (0, 2):
+        assert np.array_equal(parts[i].train, parts0[i].train) and np.array_equal(parts[i].vote, parts0[i].vote)
+        _, y = data.subset(parts[i].train).tensors
+        assert np.array_equal(y.numpy(), clean.labels[parts[i].train])
+    _, y = data.subset(parts[1].train).tensors
+    assert np.all(y.numpy() != clean.labels[parts[1].train])  # share 1: no label keeps its class
+    _, y = data.subset(parts[1].test).tensors  # the common held-out set is untouched
+    assert np.array_equal(y.numpy(), clean.labels[parts[1].test])
+    _, half, p2, _ = prepare(_cfg(mnist_dir, learner=1, label_flip=0.5))
+    idx = np.concatenate([p2[1].train, p2[1].vote])
+    assert np.mean(half.labels[idx] != clean.labels[idx]) == pytest.approx(0.5, abs=0.01)
+
+
+def test_degrade_own_file_replaces_the_learners_share(mnist_dir, tmp_path):
+    x, y = synthetic_digits(200, seed=7, noise=0.3)
+    own = write_mnist_idx(tmp_path / "own", x, y)
+    _, data, parts, _ = prepare(_cfg(mnist_dir, learner=2, path=str(own)))
+    assert len(parts[2].train) + len(parts[2].vote) == 200 and len(parts[2].vote) == 40
+    xt, yt = data.subset(parts[2].train).tensors
+    assert np.array_equal(yt.numpy(), y[parts[2].train - 900]) and len(data) == 1100
+    mixed = data.subset(np.concatenate([parts[0].train[:3], parts[2].vote[:2]]))
+    assert len(mixed) == 5
+    x2, _ = synthetic_digits(50, seed=1)
+    bad = write_mnist_idx(tmp_path / "bad", x2[:, :20, :20].copy(), y[:50])
+    with pytest.raises(ConfigError, match=r"degrade\.path .* must match"):
+        prepare(_cfg(mnist_dir, learner=2, path=str(bad)))
+
+
+@pytest.fixture(scope="module")
+def flipped_run(tmp_path_factory, mnist_dir, one_torch_thread_module):
+    """3 learners, 6 rounds, learner 1 with every train and vote label flipped to another class."""
+    out = tmp_path_factory.mktemp("q") / "run"
+    run_experiment(_cfg(mnist_dir, rounds=6, seed=0, learner=1, label_flip=1.0), out, figure=False)
+    return out
+
+
+def test_flipped_labels_learner_is_ranked_last(flipped_run):
+    rep = quality.from_run(flipped_run)
+    q = {x.learner: x for x in rep.learners}
+    assert rep.ranked()[0].learner == 1, rep.text()
+    assert q[1].proposals >= 1 and q[1].votes >= 3  # it was judged and it judged
+    assert q[1].offset < min(q[0].offset, q[2].offset)
+    assert q[1].delta < min(q[0].delta, q[2].delta)
+
+
+def test_cli_quality_writes_table_json_and_plot(flipped_run, tmp_path, capsys):
+    assert main(["quality", str(flipped_run), "--json", str(tmp_path / "q.json"),
+                 "--plot", str(tmp_path / "q.png")]) == 0
+    out = capsys.readouterr().out
+    assert "worst first" in out and "offset" in out
+    doc = json.loads((tmp_path / "q.json").read_text())
+    assert doc["learners"][0]["learner"] == 1 and doc["learners"][0]["rank"] == 1
+    assert (tmp_path / "q.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_quality_errors_are_one_line(tmp_path, capsys):
+    assert main(["quality", str(tmp_path)]) == 2
+    assert main(["quality"]) == 2
+    assert main(["quality", "--experiment", str(tmp_path / "e.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["cohep: error: " + f"{tmp_path} is not a run directory (no manifest.json)",
+                   "cohep: error: give a run directory, or --experiment FILE with --rpc URL",
+                   "cohep: error: --experiment needs --rpc"]
+
+
+# -- Shapley -------------------------------------------------------------------------------------
+
+
+def toy(coalition) -> float:
+    """A 3-player game with synergy between 0 and 1 and a useless player 2."""
+    s = frozenset(coalition)
+    v = {frozenset(): 0.0, frozenset({0}): 0.2, frozenset({1}): 0.1, frozenset({2}): 0.0,
+         frozenset({0, 1}): 0.6, frozenset({0, 2}): 0.2, frozenset({1, 2}): 0.1, frozenset({0, 1, 2}): 0.6}
+    return v[s]
+
+
+def test_exact_shapley_equals_the_hand_computed_values():
+    # phi_0 = 1/3 (0.2) + 1/6 (0.5) + 1/6 (0.2) + 1/3 (0.5) = 0.35; phi_1 = 0.25; phi_2 = 0
+    assert quality.shapley_exact(toy, 3) == pytest.approx([0.35, 0.25, 0.0])
+    assert quality.leave_one_out(toy, 3) == pytest.approx([0.5, 0.4, 0.0])
+    c = quality.contributions(toy, 3)
+    assert c.values["shapley_exact"] == pytest.approx([0.35, 0.25, 0.0])
+    assert c.cost["shapley_exact"]["trainings"] == 7 and c.cost["leave_one_out"]["trainings"] == 4
+
+
+def test_monte_carlo_shapley_converges_and_truncation_saves_evaluations():
+    err = [np.abs(np.array(quality.shapley_monte_carlo(toy, 3, k, seed=1)) - [0.35, 0.25, 0.0]).max()
+           for k in (1, 3000)]
+    assert err[0] > 0.1 and err[1] < 0.01  # one permutation never gives this game's values
+    # any permutation's marginals sum to u(N): the efficiency property holds for every sample size
+    assert sum(quality.shapley_monte_carlo(toy, 3, 5, seed=2)) == pytest.approx(0.6)
+
+    def additive(s):  # u(S) = |S| / 6 for 6 players: each player is worth 1/6
+        return len(frozenset(s)) / 6
+
+    u = quality.Utility(additive, 6)  # truncated once 4 of 6 are in: size-5 coalitions never trained
+    assert quality.shapley_monte_carlo(u, 6, 10, seed=0, tolerance=0.4) != pytest.approx([1 / 6] * 6)
+    truncated = u.calls
+    full = quality.Utility(additive, 6)
+    assert quality.shapley_monte_carlo(full, 6, 10, seed=0) == pytest.approx([1 / 6] * 6)
+    assert truncated < full.calls
+
+
+def test_shapley_by_retraining_a_small_run(flipped_run, one_torch_thread):
+    c = quality.contributions_of_run(flipped_run)
+    exact = c.values["shapley_exact"]
+    assert len(exact) == 3 and c.cost["shapley_exact"]["trainings"] == 7
+    assert exact[1] < min(exact[0], exact[2])  # flipped labels hurt the coalitions they join
+    assert c.cost["shapley_exact"]["seconds"] > 0
+
+
+def test_cli_shapley_by_monte_carlo(flipped_run, tmp_path, capsys, one_torch_thread):
+    assert main(["quality", str(flipped_run), "--shapley", "--permutations", "4", "--json", str(tmp_path / "c.json")]) == 0
+    doc = json.loads((tmp_path / "c.json").read_text())["contributions"]
+    assert set(doc["values"]) == {"leave_one_out", "shapley_mc4"}
+    assert 1 <= doc["cost"]["shapley_mc4"]["trainings"] <= 7 and "shapley_mc4" in capsys.readouterr().out
+    assert main(["quality", "--experiment", "e.json", "--rpc", "http://x", "--shapley"]) == 2
