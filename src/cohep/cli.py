@@ -417,6 +417,27 @@ def quality(
         typer.echo(f"wrote {q.plot(report, plot)}")
 
 
+@app.command()
+def compete(
+    config: Path = typer.Option(..., "--config", "-c", help="Experiment TOML with [[competition.entries]] (name, model, params, owner)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Competition directory (default runs/<name>-competition)."),
+    training: Optional[str] = typer.Option(None, "--training", help="colearn (through the protocol) | owner (by its owner alone)."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", "-r", help="Budget: rounds per entry."),
+    seconds: Optional[float] = typer.Option(None, "--seconds", help="Budget: wall-clock seconds per entry."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data path (overrides [data] path)."),
+    no_figure: bool = typer.Option(False, "--no-figure", help="Skip the heat map."),
+) -> None:
+    """Entries compete on one task at an equal budget; every member scores the others' entries on chain."""
+    from .competition import run_competition
+
+    cfg = _settings(config, {"competition.training": training, "experiment.rounds": rounds,
+                             "experiment.max_seconds": seconds, "data.path": data})
+    board = run_competition(cfg, out or Path("runs") / f"{cfg.experiment.name}-competition", figure=not no_figure)
+    typer.echo(board.text())
+    typer.echo(f"scores recorded on chain {board.chain_id}, contract {board.contract}; "
+               f"leaderboard {board.files['json']}")
+
+
 def _print_run_summary(result) -> None:
     from rich.console import Console
 

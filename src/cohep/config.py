@@ -33,6 +33,8 @@ class ExperimentSection(Section):
     learners: int = setting(3, ge=1, help="Number of learners.")
     rounds: int = setting(10, ge=1, help="Number of rounds.")
     seed: int = setting(0, ge=0, help="Seed: the same seed and config give the same records.")
+    #: stop after the round that passes this many seconds of wall time (a budget; None: all rounds)
+    max_seconds: float | None = setting(None, gt=0, help="Wall-clock budget: no round starts after it.")
 
     def check(self) -> None:
         if self.mode == "colearn" and self.learners < 2:
@@ -111,6 +113,20 @@ class CentralSection(Section):
 
 
 @dataclass(frozen=True)
+class CompetitionSection(Section):
+    """``[competition]``: entries (a registered model with params, each owned by a member) compete on
+    the experiment's task at an equal budget, and every other member scores every entry."""
+
+    section: ClassVar[str] = "competition"
+
+    #: ``[[competition.entries]]`` tables: name, model, params (optional), owner (member index)
+    entries: tuple[dict, ...] = ()
+    #: "colearn": each entry is trained through the protocol by all members; "owner": by its owner alone
+    training: Literal["colearn", "owner"] = setting("colearn", help="colearn | owner")
+    bootstrap: int = setting(1000, ge=10)  #: resamples of the vote events for each entry's interval
+
+
+@dataclass(frozen=True)
 class ExperimentConfig(Section):
     """Every section of an experiment file."""
 
@@ -125,6 +141,7 @@ class ExperimentConfig(Section):
     store: StoreSection = setting(factory=StoreSection)
     central: CentralSection = setting(factory=CentralSection)
     degrade: DegradeSection = setting(factory=DegradeSection)
+    competition: CompetitionSection = setting(factory=CompetitionSection)
 
     def check(self) -> None:
         n = self.experiment.learners

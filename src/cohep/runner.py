@@ -85,7 +85,7 @@ def prepare(cfg: ExperimentConfig) -> tuple[ExperimentConfig, LabelledData, list
     return cfg, data, parts, spec
 
 
-def _build_learners(cfg, data, parts, spec, initial) -> list[TrainableLearner]:
+def build_learners(cfg, data, parts, spec, initial) -> list[TrainableLearner]:
     return [
         models.build_learner(
             spec, data.subset(p.train), data.subset(p.vote),
@@ -141,7 +141,10 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
         m.sync()
     records = [_row(0, m.index, -1, "", False, False, rule, None, m.current, m.current, "") for m in members_]
     timings: list[RoundTiming] = []
+    start = time.perf_counter()
     for _ in range(cfg.experiment.rounds):
+        if _out_of_time(cfg, start):
+            break
         chain0, store0 = coord.seconds, store.seconds
         spent0 = [dict(m.seconds) for m in members_]
         r = coord.round()
@@ -177,6 +180,12 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
                                           "bytes_fetched": fetch.bytes}}
 
 
+def _out_of_time(cfg, start: float) -> bool:
+    """A wall-clock budget (``experiment.max_seconds``) is spent: no further round starts."""
+    limit = cfg.experiment.max_seconds
+    return limit is not None and time.perf_counter() - start >= limit
+
+
 def _pass_block(chain, deadline: int) -> None:
     """Let the chain pass ``deadline``: mine on the embedded chain or a dev node, else wait."""
     missing = deadline + 1 - chain.block_number()
@@ -193,7 +202,10 @@ def run_alone(cfg, learners, bar=None):
     rule: VoteRule = cfg.vote
     current, records = _initial_rows(learners, rule)
     timings = []
+    started = time.perf_counter()
     for rnd in range(1, cfg.experiment.rounds + 1):
+        if _out_of_time(cfg, started):
+            break
         t = RoundTiming(round=rnd)
         for i, lr in enumerate(learners):
             start = time.perf_counter()
@@ -236,7 +248,7 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool) -> RunResult:
         )]
     store = WeightStore(cfg.store.url or rundir.store_url(out))
     initial = models.initial_weights(spec, cfg.experiment.seed)
-    learners = _build_learners(cfg, data, parts, spec, initial)
+    learners = build_learners(cfg, data, parts, spec, initial)
     with progress() as bars:
         task = bars.add_task(f"{mode}: {len(learners)} learner(s)", total=cfg.experiment.rounds)
         bar = _Advance(bars, task)

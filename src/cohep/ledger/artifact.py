@@ -16,8 +16,6 @@ from importlib import resources
 from pathlib import Path
 
 CONTRACT = "Coordinator"
-SOURCE_NAME = "Coordinator.vy"
-ARTIFACT_NAME = "Coordinator.json"
 COMPILER_VERSION = "0.4.3"
 
 
@@ -25,21 +23,25 @@ def _package_file(name: str):
     return resources.files("cohep.ledger").joinpath(name)
 
 
-def read_source() -> str:
-    return _package_file(SOURCE_NAME).read_text(encoding="utf-8")
+#: every contract of the package: the coordinator of rounds, and the model-competition record
+CONTRACTS = (CONTRACT, "Competition")
 
 
-@lru_cache(maxsize=1)
-def _load_cached() -> str:
-    return _package_file(ARTIFACT_NAME).read_text(encoding="utf-8")
+def read_source(contract: str = CONTRACT) -> str:
+    return _package_file(f"{contract}.vy").read_text(encoding="utf-8")
 
 
-def load_artifact() -> dict:
+@lru_cache(maxsize=None)
+def _load_cached(contract: str = CONTRACT) -> str:
+    return _package_file(f"{contract}.json").read_text(encoding="utf-8")
+
+
+def load_artifact(contract: str = CONTRACT) -> dict:
     """The committed artifact (a fresh dict each call; callers may mutate it)."""
-    return json.loads(_load_cached())
+    return json.loads(_load_cached(contract))
 
 
-def compile_artifact() -> dict:
+def compile_artifact(contract: str = CONTRACT) -> dict:
     """Compile the source with the pinned Vyper version (imported lazily: a test-only dependency)."""
     import vyper  # noqa: PLC0415
 
@@ -47,15 +49,15 @@ def compile_artifact() -> dict:
         raise RuntimeError(
             f"artifact must be built with vyper {COMPILER_VERSION}, found {vyper.__version__}"
         )
-    source = read_source()
+    source = read_source(contract)
     # A fixed contract path keeps the output independent of where the package is installed.
     out = vyper.compile_code(
         source,
-        contract_path=SOURCE_NAME,
+        contract_path=f"{contract}.vy",
         output_formats=["abi", "bytecode", "bytecode_runtime"],
     )
     return {
-        "contract": CONTRACT,
+        "contract": contract,
         "compiler": f"vyper {COMPILER_VERSION}",
         "source_sha256": hashlib.sha256(source.encode("utf-8")).hexdigest(),
         "abi": out["abi"],
@@ -64,11 +66,11 @@ def compile_artifact() -> dict:
     }
 
 
-def write_artifact(path: Path | None = None) -> Path:
+def write_artifact(path: Path | None = None, contract: str = CONTRACT) -> Path:
     """Recompile and write the JSON atomically (a crash never leaves half a file)."""
     if path is None:
-        path = Path(str(_package_file(ARTIFACT_NAME)))
-    text = json.dumps(compile_artifact(), indent=1, sort_keys=True) + "\n"
+        path = Path(str(_package_file(f"{contract}.json")))
+    text = json.dumps(compile_artifact(contract), indent=1, sort_keys=True) + "\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -83,4 +85,5 @@ def write_artifact(path: Path | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    print(write_artifact())
+    for name in CONTRACTS:
+        print(write_artifact(contract=name))
