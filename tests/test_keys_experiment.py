@@ -120,3 +120,15 @@ def test_a_run_manifest_never_holds_an_rpc_secret(tmp_path, mnist_dir, one_torch
     text = (tmp_path / "run" / "manifest.json").read_text()
     assert "pa55word" not in text and "0123456789abcdef" not in text and "alice" not in text
     assert f"http://127.0.0.1:{anvil.port}/<redacted>" in text
+
+
+def test_deploy_refuses_the_degrade_research_switch(tmp_path, mnist_dir):
+    from cohep import config
+    from cohep.deploy import MemberSpec, deploy
+
+    cfg = config.load(None, {"degrade": {"learner": 0, "label_flip": 0.3}})
+    members = [MemberSpec("0x" + "01" * 20), MemberSpec("0x" + "02" * 20)]
+    with pytest.raises(CohepError, match="degrade"):
+        deploy(cfg, data_path=str(mnist_dir), members=members, rpc="http://127.0.0.1:9", deployer_key="0x" + "11" * 32,
+               store=str(tmp_path / "s"), out=tmp_path / "e.json")
+    assert not (tmp_path / "e.json").exists() and not (tmp_path / "s").exists()

@@ -55,6 +55,9 @@ def deploy(
 
     if len(members) < 2:
         raise CohepError(f"an experiment needs at least 2 members, got {len(members)}")
+    if cfg.degrade.active:
+        raise CohepError("degrade: degrading a learner's data is a research switch of in-process runs; "
+                         "a deployed experiment's members bring their own data")
     addresses = [Web3.to_checksum_address(m.address) for m in members]
     if len(set(addresses)) != len(addresses):
         raise CohepError("a member is listed twice")
