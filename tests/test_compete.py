@@ -142,3 +142,13 @@ def test_a_cycle_of_preferences_names_no_winner_and_says_so():
     assert winner is None and sorted(lead) == ["a", "b", "c"] and all(s.wins == 1 for s in ordered)
     ordered, winner, lead = rank([a, Standing("d", "m", 9, mean=0.2, scores={0: 0.0, 1: 0.0, 2: 0.0})])
     assert winner == "a" and not lead
+
+
+def test_the_shipped_competition_config_is_valid():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "compete_neutrino_cpu.toml"
+    cfg = config.load(path)
+    entries = parse_entries(cfg.competition.entries, cfg.experiment.learners)
+    assert [e.model for e in entries] == ["compact", "resnet50v2", "densenet169"]
+    assert sorted(e.owner for e in entries) == [0, 1, 2] and cfg.experiment.max_seconds == 90.0
