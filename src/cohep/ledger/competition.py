@@ -9,20 +9,11 @@ import time
 from dataclasses import dataclass
 
 from web3 import Web3
-from web3.exceptions import Web3Exception
 
 from cohep.errors import ChainError
 from cohep.ledger.artifact import load_artifact
 from cohep.ledger.chain import Chain
-from cohep.ledger.coordinator import (
-    _REVERTS,
-    EMBEDDED_TX_GAS,
-    URI_MAX_BYTES,
-    _b32,
-    _chain_error,
-    _reason,
-    _send,
-)
+from cohep.ledger.coordinator import EMBEDDED_TX_GAS, URI_MAX_BYTES, ContractClient, _b32, _send
 
 CONTRACT = "Competition"
 
@@ -40,7 +31,7 @@ class EntryRecord:
     total_ppm: int
 
 
-class CompetitionLedger:
+class CompetitionLedger(ContractClient):
     """One deployed Competition contract."""
 
     def __init__(self, chain: Chain, address: str):
@@ -63,17 +54,6 @@ class CompetitionLedger:
     @property
     def address(self) -> str:
         return self._c.address
-
-    def _call(self, name: str, *args):
-        t0 = time.perf_counter()
-        try:
-            return getattr(self._c.functions, name)(*args).call()
-        except _REVERTS as exc:
-            raise _chain_error(f"{name}{tuple(args)!r}", _reason(exc)) from None
-        except (Web3Exception, OSError) as exc:
-            raise ChainError(f"{name} call failed on {self.chain.kind}: {exc}") from None
-        finally:
-            self.seconds += time.perf_counter() - t0
 
     def _transact(self, name: str, sender: str, *args) -> dict:
         t0 = time.perf_counter()

@@ -156,7 +156,28 @@ def _chain_error(what: str, reason: str) -> ChainError:
     return err
 
 
-class Coordinator:
+class ContractClient:
+    """What every client of one of our contracts shares: timed views whose reverts are one line.
+
+    Subclasses set ``chain``, ``_c`` (the web3 contract) and ``seconds``.
+    """
+
+    chain: Chain
+    seconds: float
+
+    def _call(self, name: str, *args: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return getattr(self._c.functions, name)(*args).call()
+        except _REVERTS as exc:
+            raise _chain_error(f"{name}{tuple(args)!r}", _reason(exc)) from None
+        except (Web3Exception, OSError) as exc:
+            raise ChainError(f"{name} call failed on {self.chain.kind}: {exc}") from None
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
+class Coordinator(ContractClient):
     """One deployed Coordinator; ``seconds`` accumulates wall time spent on the chain."""
 
     def __init__(self, chain: Chain, address: str, artifact: dict | None = None):
@@ -246,17 +267,6 @@ class Coordinator:
         return self._c.address
 
     # -- views -----------------------------------------------------------------------
-
-    def _call(self, name: str, *args: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return getattr(self._c.functions, name)(*args).call()
-        except _REVERTS as exc:
-            raise _chain_error(f"{name}{tuple(args)!r}", _reason(exc)) from None
-        except (Web3Exception, OSError) as exc:
-            raise ChainError(f"{name} call failed on {self.chain.kind}: {exc}") from None
-        finally:
-            self.seconds += time.perf_counter() - t0
 
     def settings(self) -> Settings:
         if self._settings is None:
