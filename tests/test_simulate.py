@@ -224,3 +224,29 @@ def test_stored_config_reproduces_the_events(pair, tmp_path):
     for i in range(3):
         ev = sim.simulate(i, int(labels[i]))
         np.testing.assert_array_equal(ev.image.astype(np.float32), first[i])
+
+
+def test_plane_gain_and_dead_planes_change_only_what_they_should():
+    """A 30 % low gain scales every stored charge by 0.7 (float16 rounding aside); a dead plane is
+    empty and the other planes keep their exact bytes; defaults leave the image untouched."""
+    from cohep.lartpc.simulate import EventSimulator
+
+    base = SimulationConfig()
+    ref = EventSimulator(base, 11).simulate(3, 2).image
+    low = EventSimulator(SimulationConfig.from_dict({"detector": {"plane_gain": [0.7, 0.7, 0.7]}}), 11).simulate(3, 2).image
+    dead = EventSimulator(SimulationConfig.from_dict({"detector": {"dead_planes": [1]}}), 11).simulate(3, 2).image
+    assert ref.astype(np.float32).sum() > 0 and np.allclose(low.astype(np.float32), 0.7 * ref.astype(np.float32), rtol=2e-3, atol=1e-2)
+    assert (low > 0).sum() == (ref > 0).sum()  # same pixels above threshold: the gain is after zero suppression
+    assert not dead[1].any() and np.array_equal(dead[0], ref[0]) and np.array_equal(dead[2], ref[2])
+    assert base.detector.read_out(ref) is ref
+
+
+@pytest.mark.parametrize("detector, field", [
+    ({"plane_gain": [1.0, 0.0, 1.0]}, "detector.plane_gain"),
+    ({"plane_gain": [1.0, 1.0]}, "detector.plane_gain"),
+    ({"dead_planes": [3]}, "detector.dead_planes"),
+    ({"dead_planes": [1, 1]}, "detector.dead_planes"),
+])
+def test_bad_gain_or_dead_planes_name_the_field(detector, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        SimulationConfig.from_dict({"detector": detector})

@@ -111,6 +111,12 @@ class DetectorConfig(Section):
     active_z_cm: tuple[float, float] = (0.0, 1036.8)
     #: Vertices are drawn uniformly this far inside the active volume.
     fiducial_margin_cm: float = 20.0
+    #: Electronics gain of each plane relative to its calibration (U, V, Y): the stored charge, signal
+    #: and noise alike, is multiplied by it. 0.7 is a plane read out 30 % low (a mis-calibrated
+    #: channel gain); 1 leaves the image untouched.
+    plane_gain: tuple[float, ...] = (1.0, 1.0, 1.0)
+    #: Planes whose readout is dead (indices into plane_names): their image is all zeros.
+    dead_planes: tuple[int, ...] = ()
 
     # -- presets -------------------------------------------------------------------------------
     @classmethod
@@ -175,6 +181,10 @@ class DetectorConfig(Section):
             raise ConfigError(f"{where}.wire_pitch_mm must be > 0")
         if any(e < 0 for e in self.noise_enc):
             raise ConfigError(f"{where}.noise_enc must be >= 0")
+        if len(self.plane_gain) != n or any(not g > 0 for g in self.plane_gain):
+            raise ConfigError(f"{where}.plane_gain needs {n} values > 0 (one per plane), got {list(self.plane_gain)}")
+        if len(set(self.dead_planes)) != len(self.dead_planes) or any(not 0 <= d < n for d in self.dead_planes):
+            raise ConfigError(f"{where}.dead_planes must list distinct plane indices 0..{n - 1}, got {list(self.dead_planes)}")
         if self.drift_velocity_mm_us is not None and not self.drift_velocity_mm_us > 0:
             raise ConfigError(f"{where}.drift_velocity_mm_us must be > 0")
         if not (isinstance(self.wires_per_pixel, int) and self.wires_per_pixel >= 1):
@@ -207,6 +217,20 @@ class DetectorConfig(Section):
             self.wires_per_pixel * self.wire_pitch_mm[-1],
             self.ticks_per_pixel_effective * self.tick_us * self.velocity_mm_us,
         )
+
+    def read_out(self, image: np.ndarray) -> np.ndarray:
+        """Apply the planes' electronics to a digitised ``[planes, H, W]`` image: gain, dead planes.
+
+        In place where possible; a calibrated detector (all gains 1, no dead plane) returns the
+        image untouched, so its files do not change by a bit.
+        """
+        if all(g == 1.0 for g in self.plane_gain) and not self.dead_planes:
+            return image
+        out = image.astype(np.float32)
+        out *= np.asarray(self.plane_gain, dtype=np.float32)[:, None, None]
+        for d in self.dead_planes:
+            out[d] = 0.0
+        return out.astype(image.dtype)
 
     def pixel_noise(self) -> np.ndarray:
         """Noise per pixel (electrons): ENC x sqrt(wires per pixel x pulses per pixel time)."""

@@ -217,7 +217,8 @@ class EventSimulator:
                 break
         charge = self.readout.charge_images(result.deposits, win)
         t3 = time.perf_counter()
-        image = digitise(charge, self.noise, cfg.detector.threshold_sigma, rng, dtype=cfg.image_dtype)
+        image = cfg.detector.read_out(
+            digitise(charge, self.noise, cfg.detector.threshold_sigma, rng, dtype=cfg.image_dtype))
         t4 = time.perf_counter()
         tm["detector"] += t3 - t2
         tm["imaging"] += t4 - t3
