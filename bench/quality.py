@@ -30,6 +30,21 @@ from cohep.runner import run_experiment  # noqa: E402
 
 CHEAP = ("acceptance", "gain", "delta", "agreement", "offset", "combined")
 CASES = {"flip5": (5, {"label_flip": 1.0}), "tenth5": (5, {"keep": 0.1}), "flip3": (3, {"label_flip": 0.5})}
+#: (b) a mis-configured detector: the degraded learner's events come from its own simulation with
+#: this detector setting (every plane read out 30 % low; the collection plane dead)
+EVENT_CASES = {"gain3": (3, {"plane_gain": [0.7, 0.7, 0.7]}), "deadplane3": (3, {"dead_planes": [2]})}
+
+
+def simulate_events(folder: Path, detector_cases: dict) -> tuple[Path, dict[str, Path]]:
+    """The common event pool (2,400 events) and, per case, the degraded learner's own 600 events."""
+    from cohep.lartpc.simulate import SimulationConfig, simulate
+
+    pool = simulate(2400, folder / "pool.h5", seed=2026, workers=2, progress=False)
+    own = {}
+    for case, (_, detector) in detector_cases.items():
+        cfg = SimulationConfig.from_dict({"detector": detector})
+        own[case] = simulate(600, folder / f"{case}.h5", seed=7, workers=2, config=cfg, progress=False)
+    return Path(pool), {k: Path(v) for k, v in own.items()}
 
 
 def last(values: list[float], i: int) -> bool:
@@ -63,7 +78,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--shapley-seeds", type=int, default=4, help="Seeds per case with exact Shapley by retraining.")
     ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--cases", default=",".join([*CASES, *EVENT_CASES]))
     args = ap.parse_args()
     torch.set_num_threads(1)
     from conftest import synthetic_digits, write_mnist_idx
@@ -72,19 +87,27 @@ def main() -> None:
     x, y = synthetic_digits(1200, seed=0)
     mnist = write_mnist_idx(tmp / "mnist", x, y)
     t_all = time.perf_counter()
+    wanted = args.cases.split(",")
+    event_cases = {c: EVENT_CASES[c] for c in wanted if c in EVENT_CASES}
+    pool, own = simulate_events(tmp, event_cases) if event_cases else (None, {})
     summary = {}
-    for case in args.cases.split(","):
-        n, how = CASES[case]
+    for case in wanted:
+        n, how = CASES[case] if case in CASES else (EVENT_CASES[case][0], {"path": str(own[case])})
         found = {m: 0 for m in CHEAP + ("loo", "shapley")}
         rho = {m: [] for m in CHEAP}
         shapley_runs = 0
         seconds = {"run": 0.0, "shapley": 0.0, "trainings": 0}
         for seed in range(args.seeds):
             bad = seed % n
+            if case in CASES:
+                data = {"kind": "mnist", "path": str(mnist), "limit": 1200, "holdout": 200}
+                train = {"epochs": 1.0, "batch_size": 32}
+            else:  # event images, the compact model
+                data = {"kind": "events", "path": str(pool), "holdout": 400}
+                train = {"epochs": 1.0, "batch_size": 32, "lr": 2e-3}
             cfg = config.load(None, {
-                "experiment": {"learners": n, "rounds": args.rounds, "seed": seed},
-                "data": {"kind": "mnist", "path": str(mnist), "limit": 1200, "holdout": 200},
-                "model": {"name": "mnist_cnn"}, "train": {"epochs": 1.0, "batch_size": 32},
+                "experiment": {"learners": n, "rounds": args.rounds, "seed": seed}, "data": data,
+                "model": {"name": "mnist_cnn" if case in CASES else "compact"}, "train": train,
                 "degrade": {"learner": bad, **how},
             })
             out = tmp / f"{case}-{seed}"
@@ -95,7 +118,7 @@ def main() -> None:
             qs = sorted(rep.learners, key=lambda q: q.learner)
             for m in CHEAP:
                 found[m] += last([getattr(q, m) for q in qs], bad)
-            if seed < args.shapley_seeds:
+            if seed < args.shapley_seeds and case in CASES:
                 c = quality.contributions_of_run(out)
                 exact = c.values["shapley_exact"]
                 found["shapley"] += last(exact, bad)
@@ -110,7 +133,7 @@ def main() -> None:
         summary[case] = (found, rho, shapley_runs, seconds)
     print()
     for case, (found, rho, k, sec) in summary.items():
-        n, how = CASES[case]
+        n, how = CASES[case] if case in CASES else (EVENT_CASES[case][0], {"detector": EVENT_CASES[case][1]})
         print(f"## {case}: {n} learners, degraded learner {how}, {args.seeds} seeds x {args.rounds} rounds "
               f"(runs {sec['run']:.0f} s; Shapley + leave-one-out on {k} seeds: {sec['trainings']} trainings, "
               f"{sec['shapley']:.0f} s)")

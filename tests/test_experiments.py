@@ -42,3 +42,13 @@ def test_collaborative_config_is_valid(path):
         assert cfg.data.limit is not None and cfg.data.limit < 12_000
     else:
         assert cfg.experiment.rounds == 15 and cfg.data.holdout == 2000 and cfg.data.limit is None
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "experiments").glob("quality_*_sim.toml")),
+                         ids=lambda p: p.stem)
+def test_degraded_detector_simulations_are_valid(path):
+    """Each mis-configured detector of the data-set quality experiments differs from the calibrated one."""
+    from cohep.lartpc import SimulationConfig, load_config
+
+    cfg = load_config(path)
+    assert cfg.detector != SimulationConfig().detector
