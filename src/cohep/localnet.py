@@ -125,11 +125,16 @@ class LocalNet:
             p.wait()
 
     def stop(self) -> None:
-        if self.adversary is not None:
-            self.adversary.stop()
-        for i in list(self.procs):
-            self.kill_node(i)
-        self.anvil.stop()
+        """Stop everything, whatever fails on the way (no process may outlive the network)."""
+        try:
+            if self.adversary is not None:
+                self.adversary.stop()
+        finally:
+            try:
+                for i in list(self.procs):
+                    self.kill_node(i)
+            finally:
+                self.anvil.stop()
 
     def __enter__(self) -> "LocalNet":
         return self.start()
