@@ -242,8 +242,13 @@ class Adversary(threading.Thread):
                 state = self.coord.round_state(r)
                 block = self.chain.block_number()
                 if state.proposer == self.address and not state.proposed and self.script:
-                    case = self.script.pop(0)
-                    self.coord.propose(self.address, r, *self.craft(case))
+                    case = self.script[0]
+                    try:
+                        self.coord.propose(self.address, r, *self.craft(case))
+                    except ChainError:  # the chain went away: did the proposal land before it did?
+                        if not self.coord.round_state(r).proposed:
+                            raise
+                    self.script.pop(0)  # only once it is on chain: a lost turn keeps the case for the next
                     self.done.append((case, r))
                 elif (state.proposed and self.address in state.voters
                       and self.coord.ballot(r, self.address) is None and block <= state.vote_deadline):
