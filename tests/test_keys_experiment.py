@@ -132,3 +132,20 @@ def test_deploy_refuses_the_degrade_research_switch(tmp_path, mnist_dir):
         deploy(cfg, data_path=str(mnist_dir), members=members, rpc="http://127.0.0.1:9", deployer_key="0x" + "11" * 32,
                store=str(tmp_path / "s"), out=tmp_path / "e.json")
     assert not (tmp_path / "e.json").exists() and not (tmp_path / "s").exists()
+
+
+def test_deploy_reads_an_event_file_as_events(tmp_path):
+    """``data.kind = auto`` follows the --data file: an HDF5 event file deploys the compact model."""
+    from test_train_evaluate import write_event_file
+
+    from cohep import config
+    from cohep.deploy import MemberSpec, deploy
+    from cohep.ledger.anvil import Anvil, dev_private_keys
+
+    data = write_event_file(tmp_path / "events.h5", n=12)
+    with Anvil() as anvil:
+        exp = deploy(config.load(None), data_path=str(data), members=[MemberSpec("0x" + "01" * 20),
+                     MemberSpec("0x" + "02" * 20)], rpc=anvil.url, deployer_key=dev_private_keys(1)[0],
+                     store=str(tmp_path / "s"), out=tmp_path / "e.json")
+    assert exp.model.name == "compact" and exp.model.input_shape == (3, 32, 32)
+    assert exp.config.data.path is None and Experiment.read(tmp_path / "e.json") == exp

@@ -14,7 +14,7 @@ from .config import ExperimentConfig
 from .errors import CohepError
 from .experiment import Experiment, Member
 from .proposal import default_max_bytes
-from .runner import seed_bytes
+from .runner import load_task, seed_bytes
 from .store import WeightStore
 
 
@@ -49,7 +49,6 @@ def deploy(
     able to read); returns the experiment written to ``out``."""
     from web3 import Web3
 
-    from .datasets.source import load_data
     from .ledger import Chain, Coordinator
     from .protocol import threshold_fraction
 
@@ -61,11 +60,8 @@ def deploy(
     addresses = [Web3.to_checksum_address(m.address) for m in members]
     if len(set(addresses)) != len(addresses):
         raise CohepError("a member is listed twice")
-    data = load_data(cfg.data.resolved_kind(), data_path, limit=cfg.data.limit)
-    name = cfg.model.name or models.default_for(data.input_shape)
-    spec = models.ModelSpec(name, tuple(data.input_shape), len(data.class_names), dict(cfg.model.params))
-    models.check_fits(spec, data.source)
-    cfg = cfg.replace(model={"name": name}, data={"path": None}, chain={"rpc": None})
+    cfg, data, spec = load_task(cfg.replace(data={"path": str(data_path)}))  # the kind follows the file
+    cfg = cfg.replace(data={"path": None}, chain={"rpc": None})
     initial = models.initial_weights(spec, cfg.experiment.seed)
     digest, uri = WeightStore(store).put(initial)
     chain = Chain.connect(rpc, 1, private_keys=[deployer_key])

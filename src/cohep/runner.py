@@ -25,7 +25,7 @@ from .datasets.splits import LearnerIndices, assign
 from .learner import Scores, TrainableLearner
 from .models import ModelSpec
 from .progress import progress
-from .participant import Participant, all_finite
+from .participant import Participant, all_finite, initial_record
 from .protocol import VoteRule
 from .proposal import default_max_bytes
 from .results import STAGES, RoundRecord, RoundTiming, accepted_per_learner, final_test_accuracy, time_shares
@@ -35,7 +35,7 @@ from .store import Fetcher, WeightStore
 from .weights import digest as weights_digest
 from .weights import encode
 
-__all__ = ["RunResult", "STAGES", "all_finite", "prepare", "run_experiment", "learner_seed", "seed_bytes"]
+__all__ = ["RunResult", "STAGES", "all_finite", "load_task", "prepare", "run_experiment", "learner_seed", "seed_bytes"]
 
 
 @dataclass
@@ -63,19 +63,28 @@ def learner_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, 1000 + index]).generate_state(1)[0])
 
 
-def prepare(cfg: ExperimentConfig) -> tuple[ExperimentConfig, LabelledData, list[LearnerIndices], ModelSpec]:
-    """Load the data, fix the model (the data's default when none is named), check they fit, deal out.
+def load_task(cfg: ExperimentConfig) -> tuple[ExperimentConfig, LabelledData, ModelSpec]:
+    """Read ``data.path`` and fix the model: the one named (an unknown name fails before any data is
+    read) or the data's default; it must fit the data. Every command that trains starts here.
 
-    Returns the config with the model name resolved, so the manifest records what actually ran.
+    Returns the config with the model name resolved, so manifests record what actually ran.
     """
     d = cfg.data
     if cfg.model.name is not None:
-        models.get(cfg.model.name)  # an unknown name fails before any data is read, listing the known ones
+        models.get(cfg.model.name)
     data = load_data(d.resolved_kind(), d.path, limit=d.limit)
     if cfg.model.name is None:
         cfg = cfg.replace(model={"name": models.default_for(data.input_shape)})
-    spec = ModelSpec(cfg.model.name, data.input_shape, len(data.class_names), dict(cfg.model.params))
-    models.check_fits(spec, data.source)  # unknown or unfitting models fail here, before any work
+    spec = ModelSpec(cfg.model.name, tuple(int(s) for s in data.input_shape), len(data.class_names),
+                     dict(cfg.model.params))
+    models.check_fits(spec, data.source)  # unfitting models fail here, before any work
+    return cfg, data, spec
+
+
+def prepare(cfg: ExperimentConfig) -> tuple[ExperimentConfig, LabelledData, list[LearnerIndices], ModelSpec]:
+    """Load the task (:func:`load_task`) and deal the data out to the learners."""
+    cfg, data, spec = load_task(cfg)
+    d = cfg.data
     parts = assign(
         data.labels, cfg.experiment.learners, holdout=holdout_indices(len(data), d.holdout),
         method=d.split, alpha=d.alpha, vote_fraction=d.vote_fraction, seed=cfg.experiment.seed,
@@ -109,7 +118,7 @@ def _row(rnd, i, proposer, vote, accepted, void, rule, s_new: Scores | None, s_c
 
 def _initial_rows(learners, rule) -> tuple[list[Scores], list[RoundRecord]]:
     current = [lr.evaluate(lr.current()) for lr in learners]
-    rows = [_row(0, i, -1, "", False, False, rule, None, s, s, "") for i, s in enumerate(current)]
+    rows = [initial_record(i, rule, s) for i, s in enumerate(current)]
     return current, rows
 
 
@@ -139,7 +148,7 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
                 for i, lr in enumerate(learners)]
     for m in members_:
         m.sync()
-    records = [_row(0, m.index, -1, "", False, False, rule, None, m.current, m.current, "") for m in members_]
+    records = [initial_record(m.index, rule, m.current) for m in members_]
     timings: list[RoundTiming] = []
     start = time.perf_counter()
     for _ in range(cfg.experiment.rounds):

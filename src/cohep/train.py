@@ -267,15 +267,10 @@ def train_from_config(
     d, c = cfg.data, cfg.central
     if d.path is None:
         raise ConfigError("data.path: no data (give a data file, or a --config whose [data] table names one)")
-    if cfg.model.name is not None:
-        models.get(cfg.model.name)  # an unknown name fails before any data is read, listing the known ones
+    from .runner import load_task
+
+    cfg, data, spec = load_task(cfg)
     kind = d.resolved_kind()
-    data = load_data(kind, d.path, limit=d.limit)
-    if cfg.model.name is None:
-        cfg = cfg.replace(model={"name": models.default_for(data.input_shape)})
-    spec = ModelSpec(cfg.model.name, tuple(int(s) for s in data.input_shape), len(data.class_names),
-                     dict(cfg.model.params))
-    models.check_fits(spec, data.source)
     seed = cfg.experiment.seed
     if c.val is not None:
         val_data = load_data(kind, c.val)
