@@ -12,7 +12,7 @@ the experiment ends, ``final_weights.safetensors``.
 """
 from __future__ import annotations
 
-import math
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,7 +23,7 @@ from .errors import ChainError, CohepError, DataError, IntegrityError
 from .experiment import Experiment, redact_url
 from .files import atomic_write_bytes, write_json
 from .manifest import write_manifest
-from .participant import Participant
+from .participant import Participant, initial_record
 from .results import RoundRecord, read_csv, write_csv
 
 #: seconds between looks at the chain
@@ -79,8 +79,8 @@ def build_participant(experiment: Experiment, key, data_path: str, chain, opts: 
     if chain.chain_id != experiment.chain_id:
         raise CohepError(f"the RPC node is on chain {chain.chain_id}, the experiment on {experiment.chain_id}")
     cfg = experiment.config
-    data = load_data(cfg.data.resolved_kind() if cfg.data.kind != "auto" else _kind_of(data_path), data_path,
-                     limit=cfg.data.limit)
+    mine = dataclasses.replace(cfg.data, path=str(data_path))  # this member's own file: its kind follows it
+    data = load_data(mine.resolved_kind(), data_path, limit=cfg.data.limit)
     if list(data.class_names) != list(experiment.class_names):
         raise DataError(f"{data_path}: classes {list(data.class_names)} differ from the experiment's "
                         f"{list(experiment.class_names)}")
@@ -101,12 +101,6 @@ def build_participant(experiment: Experiment, key, data_path: str, chain, opts: 
     learner = models.build_learner(experiment.model, train, vote, test, cfg.train,
                                    seed=learner_seed(cfg.experiment.seed, index), initial=initial)
     return Participant(index, key.address, learner, coord, store, fetch.fetch, cfg.vote, experiment.initial_uri)
-
-
-def _kind_of(path: str) -> str:
-    from .config import DataSection
-
-    return DataSection(path=str(path)).resolved_kind()
 
 
 def _outcome(coord, r: int):
@@ -181,7 +175,7 @@ def _follow(experiment: Experiment, p: Participant, chain, out: Path, opts: Node
             if before is None:
                 before = p.current
                 if not records:
-                    records.append(_initial_row(p))
+                    records.append(initial_record(p.index, p.rule, p.current))
             r = coord.round()
             while next_row < min(r, rounds):  # rounds decided since we last looked
                 records.append(p.record(next_row, _outcome(coord, next_row), before))
@@ -224,13 +218,6 @@ def _follow(experiment: Experiment, p: Participant, chain, out: Path, opts: Node
         "fetch_seconds": getattr(fetcher, "seconds", None), **{f"{k}_seconds": v for k, v in p.seconds.items()},
     })
     return result
-
-
-def _initial_row(p: Participant) -> RoundRecord:
-    return RoundRecord(round=0, learner=p.index, proposer=-1, is_proposer=False, vote="", accepted=False,
-                       void=False, vote_score=math.nan, current_vote_score=p.rule.score(p.current.vote),
-                       proposal_test_accuracy=math.nan, test_accuracy=p.current.test.accuracy,
-                       test_loss=p.current.test.loss, digest="")
 
 
 __all__ = ["NodeOptions", "NodeResult", "build_participant", "finalizable", "local_split", "run_node"]

@@ -35,6 +35,15 @@ def all_finite(weights: Weights) -> bool:
     return all(np.isfinite(np.asarray(v)).all() for v in weights.values())
 
 
+def initial_record(index: int, rule: VoteRule, scores: Scores) -> RoundRecord:
+    """A member's round-0 row: its scores of the initial weights, before any proposal."""
+    return RoundRecord(
+        round=0, learner=index, proposer=-1, is_proposer=False, vote="", accepted=False, void=False,
+        vote_score=math.nan, current_vote_score=rule.score(scores.vote), proposal_test_accuracy=math.nan,
+        test_accuracy=scores.test.accuracy, test_loss=scores.test.loss, digest="",
+    )
+
+
 @dataclass
 class Duty:
     """What this member did in one round (at most one of proposing and voting)."""
