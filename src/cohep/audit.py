@@ -63,6 +63,8 @@ class AuditReport:
     final_digest: str = ""
     findings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: the replayed rounds: round -> proposer, active set, required, ballots, digest, uri, accepted
+    replayed: dict = field(default_factory=dict, repr=False)
 
     @property
     def clean(self) -> bool:
@@ -100,7 +102,7 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
     active = [True] * n
     in_a_row = [0] * n
     expected_suspensions: list[tuple[int, int]] = []
-    rounds: dict[int, dict] = {}
+    rounds = report.replayed
     accepted_digest = rules.initial_digest
 
     def find(text: str) -> None:
@@ -126,7 +128,8 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
             for key, value in (("eligible", eligible), ("required", need)):
                 if key in a and int(a[key]) != value:
                     find(f"round {r + 1}: {key} {a[key]} on chain, {value} by the rules")
-            rounds[r] = {"proposer": p, "active": snapshot, "required": need, "voters": {}, "digest": None, "uri": None}
+            rounds[r] = {"proposer": p, "active": snapshot, "required": need, "voters": {}, "digest": None, "uri": None,
+                         "accepted": False}
         elif name == "Proposed":
             r = int(a["round"])
             st = rounds.get(r)
@@ -172,6 +175,7 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
                 got = _hex(a[key]) if key == "digest" else a.get(key)
                 if key in a and (got if key == "digest" else type(value)(got)) != value:
                     find(f"round {r + 1}: {key} {got} on chain, {value} recomputed from the ballots")
+            st["accepted"] = accepted
             if accepted:
                 accepted_digest = st["digest"]
                 report.accepted += 1
@@ -194,7 +198,6 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
     for i, r in expected_suspensions:
         find(f"member {i} missed {rules.max_missed} duties in a row by round {r + 1} but was not suspended")
     report.final_digest = accepted_digest
-    report._rounds = rounds  # type: ignore[attr-defined]  (for blob checks)
     return report
 
 
@@ -205,10 +208,10 @@ def verify_blobs(report: AuditReport, fetch: Callable[[str, bytes], object], mir
     is no longer served (a member's node is gone): blobs are content-addressed, so any copy that
     hashes to the digest is the blob.
     """
-    for r, st in sorted(getattr(report, "_rounds", {}).items()):
+    for r, st in sorted(report.replayed.items()):
         if st["digest"] is None:
             continue
-        accepted = st["required"] <= sum(st["voters"].values())
+        accepted = st["accepted"]
         digest = bytes.fromhex(st["digest"])
         try:
             try:
@@ -287,11 +290,10 @@ def _check_records(run_dir: Path, report: AuditReport) -> None:
     from . import rundir
 
     for rec in rundir.read_records(run_dir):
-        st = getattr(report, "_rounds", {}).get(rec.round - 1)
+        st = report.replayed.get(rec.round - 1)
         if rec.round == 0 or st is None:
             continue
-        accepted = st["digest"] is not None and st["required"] <= sum(st["voters"].values())
-        if rec.accepted != accepted or rec.void != (st["digest"] is None) or rec.proposer != st["proposer"]:
+        if rec.accepted != st["accepted"] or rec.void != (st["digest"] is None) or rec.proposer != st["proposer"]:
             report.findings.append(f"records.csv round {rec.round}, learner {rec.learner}: outcome or proposer "
                                    "differs from the chain")
             return
