@@ -208,3 +208,25 @@ def test_a_node_signs_ballots_for_its_unlocked_accounts():
         assert [b.signer(c.ballot_domain()) for b in ballots] == voters
         assert c.submit_ballots(p, r, ballots).counted == tuple(voters)
         assert c.finalize(p, r).accepted
+
+
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def test_a_suspended_member_and_a_malleated_twin_are_not_counted(chain):
+    members = chain.accounts[:4]
+    c = deploy(chain, members, vote_window=2, max_missed=1)
+    r, p, voters = proposed(c, "m0")
+    for m in voters[1:]:
+        c.vote(m, r, True, 0)
+    c.finalize(p, r)  # voters[0] missed its vote: suspended from round 1 on
+    assert c.member_stats(voters[0]).suspended
+    r, p, now = proposed(c, "m1")
+    honest = c.sign_ballot(next(m for m in now if m != voters[0]), r, True, 0)
+    # the same signature with s -> n - s and v flipped recovers the same signer: one vote, not two
+    twin = replace(honest, s=(SECP256K1_N - int.from_bytes(honest.s, "big")).to_bytes(32, "big"),
+                   v=55 - honest.v)
+    assert twin.signer(c.ballot_domain()) == honest.voter
+    batch = c.submit_ballots(p, r, [c.sign_ballot(voters[0], r, True, 0), honest, twin])
+    assert batch.counted == (honest.voter,)
+    assert [(i, why) for i, _, why in batch.skipped] == [(0, "suspended"), (2, "already voted")]

@@ -154,12 +154,12 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
     records = [initial_record(m.index, rule, m.current) for m in members_]
     timings: list[RoundTiming] = []
     start = time.perf_counter()
+    r, accepted = coord.round(), coord.accepted_digest()
     for _ in range(cfg.experiment.rounds):
         if _out_of_time(cfg, start):
             break
         chain0, store0 = coord.seconds, store.seconds
         spent0 = [dict(m.seconds) for m in members_]
-        r = coord.round()
         state = coord.round_state(r)
         p = members.index(state.proposer)
         before = [m.current for m in members_]
@@ -177,8 +177,9 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
                 ballots.clear()
         else:  # the proposer stayed silent: the round voids once its proposal window has passed
             _pass_block(chain, state.proposal_deadline)
-        outcome = members_[p].finalize(r)
-        accepted = coord.accepted_digest()
+        outcome = members_[p].finalize(r)  # its Finalized event names the digest the contract accepted
+        if outcome.accepted:
+            accepted = outcome.digest
         for m in members_:
             m.sync(accepted)
             records.append(m.record(r, outcome, before[m.index]))
@@ -187,6 +188,7 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
             t.training += m.seconds["training"] - spent["training"]
             t.evaluation += m.seconds["evaluation"] - spent["evaluation"]
         timings.append(t)
+        r += 1  # finalize started the next round
         if bar is not None:
             bar.advance(1)
     return records, timings, {"chain_id": chain.chain_id, "contract": coord.address,

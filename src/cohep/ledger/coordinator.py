@@ -183,8 +183,10 @@ class ContractClient:
 
     def _call(self, name: str, *args: Any) -> Any:
         t0 = time.perf_counter()
+        # A call without "from" makes eth-tester's provider list the accounts three times to guess one.
+        opts = {"from": self.chain.accounts[0]} if self.chain.kind == "embedded" else None
         try:
-            return getattr(self._c.functions, name)(*args).call()
+            return getattr(self._c.functions, name)(*args).call(opts)
         except _REVERTS as exc:
             raise _chain_error(f"{name}{tuple(args)!r}", _reason(exc)) from None
         except (Web3Exception, OSError) as exc:
