@@ -245,12 +245,13 @@ client from the worktree). After: the table above.
 
 ## Where the time went before, and what was cut (embedded chain)
 
-Profiled with cProfile on the code before this change (0a9d0fc): of a vote transaction's ~30 ms,
-about half was pure-Python secp256k1 (eth-tester signs every transaction with the sender's key and
-py-evm recovers the sender from the signature several times per transaction, through eth-keys' native
-backend), about a quarter the dry-run `eth_call` made before each transaction to surface revert
-reasons (a second execution), and the rest web3 request handling: four `eth_chainId` requests per
-transaction from the validation middleware and a block read to fill the fee fields. Cuts:
+Profiled with cProfile on the code before this change (0a9d0fc), 10 members, one round: about 30 %
+of the chain time was the dry-run `eth_call` made before each transaction to surface revert reasons
+(a second execution of every transaction), about 17 % pure-Python secp256k1 (eth-tester signs every
+transaction with the sender's key and py-evm recovers the sender from the signature, twice per
+transaction, through eth-keys' native backend), and much of the rest web3 request handling (four
+`eth_chainId` requests per transaction from the validation middleware, a block read to fill the fee
+fields, three account listings per call to guess a sender), besides the EVM itself and mining. Cuts:
 
 - `coincurve` installed: eth-keys picks it up by itself (C secp256k1) for signing and recovery, the
   transactions' and the ballots' alike.
