@@ -207,6 +207,7 @@ RUN_FLAGS = {
     "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
     "lr_schedule": "train.lr_schedule", "device": "train.device", "metric": "vote.metric",
     "margin": "vote.margin", "threshold": "vote.threshold", "rpc": "chain.rpc", "store": "store.url",
+    "ballots": "chain.ballots",
 }
 
 
@@ -233,6 +234,7 @@ def run(
     margin: Optional[float] = typer.Option(None, help="Required improvement to approve."),
     threshold: Optional[float] = typer.Option(None, help="Fraction of other learners that must approve."),
     rpc: Optional[str] = typer.Option(None, "--rpc", help="Ethereum JSON-RPC URL (default: embedded chain)."),
+    ballots: Optional[str] = typer.Option(None, "--ballots", help="transactions | signed (EIP-712 ballots, one transaction a round)."),
     store: Optional[str] = typer.Option(None, "--store", help="Weight store URL (default: <run dir>/weights)."),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
     no_figure: bool = typer.Option(False, "--no-figure", help="Skip the PNG figure."),
@@ -250,7 +252,7 @@ def run(
 DEPLOY_FLAGS = {
     "name": "experiment.name", "rounds": "experiment.rounds", "seed": "experiment.seed", "model": "model.name",
     "threshold": "vote.threshold", "proposal_window": "chain.proposal_window",
-    "vote_window": "chain.vote_window", "max_missed": "chain.max_missed",
+    "vote_window": "chain.vote_window", "max_missed": "chain.max_missed", "ballots": "chain.ballots",
 }
 
 
@@ -272,6 +274,7 @@ def deploy(
     proposal_window: Optional[int] = typer.Option(None, "--proposal-window", help="Blocks a proposer has to propose."),
     vote_window: Optional[int] = typer.Option(None, "--vote-window", help="Blocks voters have to vote."),
     max_missed: Optional[int] = typer.Option(None, "--max-missed", help="Duties missed in a row before a member is suspended."),
+    ballots: Optional[str] = typer.Option(None, "--ballots", help="transactions | signed (nodes pass EIP-712 ballots through their stores)."),
 ) -> None:
     """Deploy an experiment for a list of members on any JSON-RPC chain; writes the shared experiment file."""
     from . import keys

@@ -77,6 +77,12 @@ class ModelSection(Section):
     params: dict = setting(factory=dict)
 
 
+#: the vote window's floor in blocks when it follows the member count
+DEFAULT_VOTE_WINDOW = 50
+#: the contract's member limit (Coordinator.vy MAX_MEMBERS)
+MAX_MEMBERS = 64
+
+
 @dataclass(frozen=True)
 class ChainSection(Section):
     """``[chain]``: where the coordinator contract runs."""
@@ -85,8 +91,20 @@ class ChainSection(Section):
 
     rpc: str | None = setting(None, help="Ethereum JSON-RPC URL (default: embedded chain).")  #: None: in-process EVM
     proposal_window: int = setting(50, ge=1, le=1_000_000)  #: blocks (the contract's bound)
-    vote_window: int = setting(50, ge=1, le=1_000_000)  #: blocks
+    #: blocks; None: follows the member count (:meth:`resolved_vote_window`)
+    vote_window: int | None = setting(None, ge=1, le=1_000_000,
+                                      help="Blocks voters have to vote (default: max(50, 2 (members - 1))).")
     max_missed: int = setting(3, ge=1, help="Duties a member may miss in a row before the contract suspends it.")
+    #: "transactions": each voter sends vote(); "signed": EIP-712 ballots, one submit_ballots per round
+    ballots: Literal["transactions", "signed"] = setting(
+        "transactions", help="transactions | signed (EIP-712 ballots, one transaction carries them all)")
+
+    def resolved_vote_window(self, members: int) -> int:
+        """The vote window, by default twice the voters' count (at least 50 blocks): on an
+        auto-mining chain each vote transaction takes a block, and the rest is slack for retries."""
+        if self.vote_window is not None:
+            return self.vote_window
+        return max(DEFAULT_VOTE_WINDOW, 2 * (members - 1))
 
 
 @dataclass(frozen=True)
@@ -145,7 +163,11 @@ class ExperimentConfig(Section):
 
     def check(self) -> None:
         n = self.experiment.learners
-        if self.experiment.mode == "colearn" and self.chain.vote_window < n - 1:
+        if self.experiment.mode == "colearn" and n > MAX_MEMBERS:
+            raise ConfigError(f"experiment.learners must be at most {MAX_MEMBERS} for colearn mode "
+                              f"(the contract's member limit), got {n}")
+        if (self.experiment.mode == "colearn" and self.chain.ballots == "transactions"
+                and self.chain.resolved_vote_window(n) < n - 1):
             # each vote is its own transaction; on an auto-mining chain each takes a block
             raise ConfigError(
                 f"chain.vote_window ({self.chain.vote_window} blocks) must be at least learners - 1 ({n - 1})"

@@ -67,7 +67,7 @@ def deploy(
     chain = Chain.connect(rpc, 1, private_keys=[deployer_key])
     coord = Coordinator.deploy(
         chain, addresses, threshold=threshold_fraction(cfg.vote.threshold),
-        proposal_window=cfg.chain.proposal_window, vote_window=cfg.chain.vote_window,
+        proposal_window=cfg.chain.proposal_window, vote_window=cfg.chain.resolved_vote_window(len(addresses)),
         seed=seed_bytes(cfg.experiment.seed), initial_digest=digest, model_digest=spec.digest(),
         max_missed=cfg.chain.max_missed, sender=chain.accounts[0],
     )

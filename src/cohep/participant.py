@@ -69,6 +69,10 @@ class Participant:
     fetch: Fetch  #: reads another member's blob by URI, checked (see cohep.store.Fetcher)
     rule: VoteRule
     initial_uri: str  #: where the initial weights live (the experiment file says)
+    #: ``[chain] ballots = "signed"``: the member signs an EIP-712 ballot and hands it here (the
+    #: runner's batch, or a node's ballot box) instead of sending ``vote()``; someone submits the batch
+    post_ballot: Callable | None = None
+    ballot_box: object | None = None  #: a node's ballotbox.BallotBox in signed mode (where post_ballot posts)
     digest: bytes = b""  #: the adopted weights' digest ("" until the first sync)
     current: Scores = field(default_factory=lambda: _NO_SCORE)  #: adopted weights on the private sets
     seconds: dict = field(default_factory=lambda: {"training": 0.0, "evaluation": 0.0, "store": 0.0})
@@ -102,23 +106,24 @@ class Participant:
         return True
 
     # -- duties --------------------------------------------------------------------------------
-    def act(self, r: int, state=None) -> Duty | None:
+    def act(self, r: int, state=None, block: int | None = None) -> Duty | None:
         """Do this member's pending duty in round ``r``, if any; reads the chain first (``state``: the
-        round's state just read by the caller), so calling it again, or after a restart, never
-        proposes or votes twice."""
+        round's state and ``block`` the block number, just read by the caller: the in-process runner
+        reads them once for all members), so calling it again, or after a restart, never proposes or
+        votes twice."""
         coord = self.coordinator
         state = state if state is not None else coord.round_state(r)
         done = self._duty.get(r)
         if state.finalized or done is not None and (done.proposed or done.voted or done.reason):
             return None  # decided, or this member already did (or declined) its duty
-        block = coord.chain.block_number()
+        block = block if block is not None else coord.chain.block_number()
         if state.proposer == self.address:
             if state.proposed or block > state.proposal_deadline:
                 return None
             return self._propose(r)
         if not state.proposed or block > state.vote_deadline or self.address not in state.voters:
             return None  # nothing to judge yet, too late, or not a voter of this round (suspended)
-        if coord.ballot(r, self.address) is not None:
+        if state.votes and coord.ballot(r, self.address) is not None:  # no vote counted: not ours either
             return None
         return self._vote(r, state)
 
@@ -156,7 +161,10 @@ class Participant:
         duty = self.judge(state.uri, state.digest)
         duty.round = r
         score = self.rule.score(duty.scores.vote) if duty.scores is not None else math.nan
-        self.coordinator.vote(self.address, r, duty.approve, to_ppm(score))
+        if self.post_ballot is None:
+            self.coordinator.vote(self.address, r, duty.approve, to_ppm(score))
+        else:
+            self.post_ballot(self.coordinator.sign_ballot(self.address, r, duty.approve, to_ppm(score)))
         duty.voted = True
         self._duty[r] = duty
         return duty

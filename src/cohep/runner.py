@@ -139,37 +139,47 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
     init_digest, init_uri = store.put(initial)
     coord = Coordinator.deploy(
         chain, members, threshold=threshold_fraction(rule.threshold),
-        proposal_window=cfg.chain.proposal_window, vote_window=cfg.chain.vote_window,
+        proposal_window=cfg.chain.proposal_window, vote_window=cfg.chain.resolved_vote_window(n),
         seed=seed_bytes(cfg.experiment.seed), initial_digest=init_digest, model_digest=spec.digest(),
         max_missed=cfg.chain.max_missed,
     )
     fetch = Fetcher(allowed=[store.base_uri], max_bytes=default_max_bytes(initial), reference=initial)
     members_ = [Participant(i, members[i], lr, coord, store, fetch.fetch, rule, init_uri)
                 for i, lr in enumerate(learners)]
+    ballots: list = []  # signed mode: this round's ballots, submitted in one transaction
     for m in members_:
         m.sync()
+        if cfg.chain.ballots == "signed":
+            m.post_ballot = ballots.append
     records = [initial_record(m.index, rule, m.current) for m in members_]
     timings: list[RoundTiming] = []
     start = time.perf_counter()
+    r, accepted = coord.round(), coord.accepted_digest()
     for _ in range(cfg.experiment.rounds):
         if _out_of_time(cfg, start):
             break
         chain0, store0 = coord.seconds, store.seconds
         spent0 = [dict(m.seconds) for m in members_]
-        r = coord.round()
         state = coord.round_state(r)
         p = members.index(state.proposer)
         before = [m.current for m in members_]
         members_[p].act(r, state)
         state = coord.round_state(r)  # one read of the proposal for all voters
         if state.proposed:
+            # On the embedded chain only these votes mine blocks (within the window, which the config
+            # checks): one read serves every voter. A node's blocks come at its own pace: read each time.
+            block = chain.block_number() if chain.kind == "embedded" else None
             for m in members_:
                 if m.index != p:
-                    m.act(r, state)
+                    m.act(r, state, block)
+            if ballots:  # the proposer relays everyone's signed ballots
+                coord.submit_ballots(members[p], r, ballots)
+                ballots.clear()
         else:  # the proposer stayed silent: the round voids once its proposal window has passed
             _pass_block(chain, state.proposal_deadline)
-        outcome = members_[p].finalize(r)
-        accepted = coord.accepted_digest()
+        outcome = members_[p].finalize(r)  # its Finalized event names the digest the contract accepted
+        if outcome.accepted:
+            accepted = outcome.digest
         for m in members_:
             m.sync(accepted)
             records.append(m.record(r, outcome, before[m.index]))
@@ -178,6 +188,7 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
             t.training += m.seconds["training"] - spent["training"]
             t.evaluation += m.seconds["evaluation"] - spent["evaluation"]
         timings.append(t)
+        r += 1  # finalize started the next round
         if bar is not None:
             bar.advance(1)
     return records, timings, {"chain_id": chain.chain_id, "contract": coord.address,

@@ -52,6 +52,15 @@ ACCEPTED: constant(uint8) = 2
 REJECTED: constant(uint8) = 3
 VOID: constant(uint8) = 4
 
+# EIP-712 signed ballots (submit_ballots): many members' votes in one transaction.
+EIP712_DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
+    "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
+EIP712_NAME_HASH: constant(bytes32) = keccak256("cohep Coordinator")
+EIP712_VERSION_HASH: constant(bytes32) = keccak256("2")
+# approvals is a bitmap (bit 0: the round's one proposal) so that k proposal slots need no new type.
+BALLOT_TYPEHASH: constant(bytes32) = keccak256("Ballot(uint256 round,uint256 approvals,int256 score_ppm)")
+
 
 struct RoundData:
     proposer: address
@@ -84,6 +93,16 @@ struct RoundInfo:
     finalized: bool
     accepted: bool
     void: bool
+
+
+# A member's EIP-712 Ballot(round, approvals, score_ppm) and its signature (v, r, s).
+struct SignedBallot:
+    round: uint256
+    approvals: uint256
+    score_ppm: int256
+    v: uint8
+    r: bytes32
+    s: bytes32
 
 
 struct Counters:
@@ -126,6 +145,14 @@ event Voted:
     voter: indexed(address)
     approve: bool
     score_ppm: int256
+
+# A ballot of a submit_ballots batch that was not counted (index in the batch, why); the rest were.
+# signer is the recovered address (zero for a signature that recovers to nobody).
+event BallotSkipped:
+    round: indexed(uint256)
+    signer: indexed(address)
+    index: uint256
+    reason: String[32]
 
 # Emitted for every round that had a proposal (accepted or rejected).
 event Finalized:
@@ -332,6 +359,28 @@ def _reset_in_a_row(m: address):
     self._counters[m].misses &= ~IN_A_ROW
 
 
+@internal
+def _record_vote(r: uint256, voter: address, approve: bool, score_ppm: int256):
+    """Count one checked vote, cast directly (vote) or signed (submit_ballots)."""
+    if approve:
+        self.ballot[r][voter] = APPROVE
+        self._rounds[r].approvals += 1
+    else:
+        self.ballot[r][voter] = REJECT
+    self._rounds[r].votes += 1
+    self._counters[voter].votes_cast += 1
+    self._reset_in_a_row(voter)
+    log Voted(round=r, voter=voter, approve=approve, score_ppm=score_ppm)
+
+
+@internal
+@view
+def _domain_separator() -> bytes32:
+    """EIP-712 domain: this contract on this chain, so a ballot cannot be replayed elsewhere."""
+    return keccak256(abi_encode(EIP712_DOMAIN_TYPEHASH, EIP712_NAME_HASH, EIP712_VERSION_HASH,
+                                chain.id, self))
+
+
 # -- transactions ----------------------------------------------------------------------------
 
 
@@ -374,16 +423,56 @@ def vote(r: uint256, approve: bool, score_ppm: int256):
     assert self.ballot[r][msg.sender] == NO_VOTE, "already voted"
     assert block.number <= self._rounds[r].proposed_block + vote_window, "vote window closed"
     assert score_ppm >= -MAX_SCORE_PPM and score_ppm <= MAX_SCORE_PPM, "score out of range"
+    self._record_vote(r, msg.sender, approve, score_ppm)
 
-    if approve:
-        self.ballot[r][msg.sender] = APPROVE
-        self._rounds[r].approvals += 1
-    else:
-        self.ballot[r][msg.sender] = REJECT
-    self._rounds[r].votes += 1
-    self._counters[msg.sender].votes_cast += 1
-    self._reset_in_a_row(msg.sender)
-    log Voted(round=r, voter=msg.sender, approve=approve, score_ppm=score_ppm)
+
+@external
+def submit_ballots(r: uint256, ballots: DynArray[SignedBallot, MAX_MEMBERS]) -> uint256:
+    """
+    @notice Any member submits other members' EIP-712 signed ballots for round r in one
+            transaction; each counts exactly as if its signer had called vote(). Returns
+            how many were counted.
+    @dev The batch as a whole must be for the current round, with a proposal, within the
+         vote window. Each ballot is checked on its own: one that recovers to no member,
+         names another round, comes from the proposer or a suspended member, repeats a
+         vote already counted, or is out of range is skipped with BallotSkipped and never
+         counted; the others still are.
+    """
+    assert self._slot[msg.sender] != 0, "not a member"
+    assert r == self.round, "wrong round"
+    assert self._rounds[r].state == PROPOSED, "no proposal"
+    assert block.number <= self._rounds[r].proposed_block + vote_window, "vote window closed"
+    proposer: address = self._rounds[r].proposer
+    active: uint256 = self._rounds[r].active
+    domain: bytes32 = self._domain_separator()
+    counted: uint256 = 0
+    i: uint256 = 0
+    for b: SignedBallot in ballots:
+        h: bytes32 = keccak256(abi_encode(BALLOT_TYPEHASH, b.round, b.approvals, b.score_ppm))
+        signer: address = ecrecover(keccak256(concat(x"1901", domain, h)), b.v, b.r, b.s)
+        s: uint256 = self._slot[signer]
+        reason: String[32] = ""
+        if signer == empty(address) or s == 0:
+            reason = "not a member's signature"
+        elif b.round != r:
+            reason = "wrong round"
+        elif signer == proposer:
+            reason = "proposer cannot vote"
+        elif active & (1 << (s - 1)) == 0:
+            reason = "suspended"
+        elif self.ballot[r][signer] != NO_VOTE:
+            reason = "already voted"
+        elif b.approvals > 1:
+            reason = "approvals out of range"
+        elif b.score_ppm < -MAX_SCORE_PPM or b.score_ppm > MAX_SCORE_PPM:
+            reason = "score out of range"
+        if len(reason) == 0:
+            self._record_vote(r, signer, b.approvals == 1, b.score_ppm)
+            counted += 1
+        else:
+            log BallotSkipped(round=r, signer=signer, index=i, reason=reason)
+        i += 1
+    return counted
 
 
 @external
@@ -471,6 +560,13 @@ def rejoin():
 
 
 # -- views -----------------------------------------------------------------------------------
+
+
+@view
+@external
+def domain_separator() -> bytes32:
+    """The EIP-712 domain separator ballots are signed under (name "cohep Coordinator", version "2")."""
+    return self._domain_separator()
 
 
 @view
