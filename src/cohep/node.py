@@ -99,7 +99,9 @@ def build_participant(experiment: Experiment, key, data_path: str, chain, opts: 
     fetch = Fetcher(allowed=experiment.allowed_stores(), max_bytes=experiment.max_bytes, reference=initial)
     train, vote, test = local_split(data, experiment, index)
     learner = models.build_learner(experiment.model, train, vote, test, cfg.train,
-                                   seed=learner_seed(cfg.experiment.seed, index), initial=initial)
+                                   seed=learner_seed(cfg.experiment.seed, index), initial=initial,
+                                   privacy=cfg.privacy.budget(index, learners=len(experiment.members),
+                                                              rounds=cfg.experiment.rounds))
     return Participant(index, key.address, learner, coord, store, fetch.fetch, cfg.vote, experiment.initial_uri)
 
 
