@@ -18,7 +18,6 @@ from cohep.models import ModelSpec
 from cohep.results import read_csv
 from cohep.runner import load_task, run_experiment
 
-pytest.importorskip("opacus")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -79,6 +78,16 @@ def test_private_proposals_are_dp_sgd_deterministic_and_accounted():
     spent = a.privacy.epsilon()
     a.evaluate(wa)
     assert a.privacy.epsilon() == spent
+
+
+def test_a_deployed_members_noise_and_sampling_are_secret():
+    """The experiment seed is public: seeded noise could be regenerated and subtracted. With
+    ``secret`` (what a node uses) two learners built alike propose different weights."""
+    import dataclasses
+
+    b = dataclasses.replace(budget(50.0, noise=1.0), secret=True)
+    one, two = _learner(b).propose(), _learner(b).propose()
+    assert any(not np.array_equal(one[k], two[k]) for k in one)
 
 
 def test_a_learner_refuses_to_train_past_its_budget():

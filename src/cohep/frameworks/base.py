@@ -143,7 +143,7 @@ class FrameworkLearner(TrainableLearner):
         total = cfg.steps_for(len(dataset), epochs)
         if private:
             optimizer = self.privacy.optimizer(optimizer, seed)
-            batches = self.privacy.batches(dataset, total, generator)
+            batches = self.privacy.batches(dataset, total, seed)
         else:
             batches = self._epochs(dataset, total, generator)
         losses: list[float] = []

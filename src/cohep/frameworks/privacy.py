@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+import secrets
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,6 +56,10 @@ class Budget:
     noise_multiplier: float | None  #: None: derived from epsilon, delta and the planned proposals
     accountant: str
     proposals: int  #: proposals planned for this learner (what the derived noise is sized for)
+    #: draw the batch sampling and the noise from OS entropy: a deployed member's must be secret, since
+    #: the experiment seed is public (anyone could regenerate seeded noise and subtract it). False: from
+    #: the learner's seed, so in-process research runs reproduce (a simulation of DP, not DP)
+    secret: bool = False
 
 
 @dataclass(frozen=True)
@@ -227,21 +232,28 @@ class PrivateTraining:
         self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
 
     # -- training -----------------------------------------------------------------------------------
+    def _generator(self, seed: int, stream: int) -> torch.Generator:
+        """A generator for one proposal's sampling (stream 0) or noise (stream 1): secret or seeded."""
+        if self.budget.secret:
+            return torch.Generator().manual_seed(secrets.randbits(63))
+        return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 0xD9, stream]).generate_state(1)[0]))
+
     def optimizer(self, optimizer: torch.optim.Optimizer, seed: int):
-        """``optimizer`` made DP: per-example clipping, Gaussian noise seeded from ``seed``."""
+        """``optimizer`` made DP: per-example clipping to ``max_grad_norm``, then Gaussian noise."""
         from opacus.optimizers import DPOptimizer
 
-        noise = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 0xD9]).generate_state(1)[0]))
         return DPOptimizer(optimizer, noise_multiplier=self.noise_multiplier, max_grad_norm=self.budget.max_grad_norm,
-                           expected_batch_size=self.expected_batch_size, loss_reduction="mean", generator=noise)
+                           expected_batch_size=self.expected_batch_size, loss_reduction="mean",
+                           generator=self._generator(seed, 1))
 
-    def batches(self, dataset, steps: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, dataset, steps: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``steps`` Poisson-sampled batches: each example joins each batch with probability ``sample_rate``.
 
         A batch may be empty; it is still a step (noise only), since skipping it would reveal it.
         """
         from torch.utils.data import TensorDataset
 
+        generator = self._generator(seed, 0)
         for _ in range(steps):
             idx = torch.nonzero(torch.rand(len(dataset), generator=generator) < self.sample_rate).flatten()
             if isinstance(dataset, TensorDataset):
