@@ -13,6 +13,8 @@ An adapter sets up its live model, then calls ``FrameworkLearner.__init__``, and
 The loop itself (:meth:`FrameworkLearner.train_steps`, :meth:`FrameworkLearner.predict`) lives here
 once: batch order, learning-rate schedule, optimizer steps and ``on_batch`` reports are the same for
 every framework. Proposing from the adopted weights, scoring without adopting and accepting are too.
+A private learner (``self.privacy``, see :mod:`.privacy`) trains its proposals in the same loop with
+three changes: Poisson-sampled batches, Opacus' DP optimizer, one accountant step per optimizer step.
 Batches come from torch ``Dataset``s and optimizers are torch's for every adapter: the Keras adapter
 runs on the torch backend.
 """
