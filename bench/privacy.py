@@ -118,16 +118,16 @@ def write_doc(results: list[dict], args, command: str, path: Path, figure: Path)
         f"`mnist_cnn` width {args.width}, Adam lr {args.lr:g}, {args.epochs:g} epoch(s) per proposal at expected "
         f"batch {args.batch_size} (Poisson sampling), clipping norm {args.max_grad_norm:g}, RDP accountant, "
         + (f"delta {delta:.0e} per learner. " if delta else ""),
-        "Each learner's noise multiplier is derived from its budget for the proposals it is planned to make "
-        f"(ceil(rounds / learners) = {math.ceil(args.rounds / args.learners)}); `inf` is the same run without "
-        "differential privacy.",
+        ("Each learner's noise multiplier is derived from its budget for the proposals it is planned to make "
+         f"(ceil(rounds / learners) = {math.ceil(args.rounds / args.learners)}); `inf` is the same run without "
+         "differential privacy."),
         "",
         "Command:",
         "",
         f"```\n{command}\n```",
         "",
-        "| epsilon budget | final test accuracy | proposals made | accepted | void rounds | noise multiplier "
-        "| mean epsilon spent | max epsilon spent | learners stopped | wall time (s) |",
+        ("| epsilon budget | final test accuracy | proposals made | accepted | void rounds | noise multiplier "
+         "| mean epsilon spent | max epsilon spent | learners stopped | wall time (s) |"),
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
@@ -142,8 +142,8 @@ def write_doc(results: list[dict], args, command: str, path: Path, figure: Path)
         "",
         f"![accuracy against epsilon]({rel})",
         "",
-        "Machine: 2 cores, shared with 7 other engineers' jobs while this ran: wall times are inflated "
-        "(the accuracies and epsilons are not: they follow from the seed).",
+        ("Machine: 2 cores, shared with 7 other engineers' jobs while this ran: wall times are inflated "
+         "(the accuracies and epsilons are not: they follow from the seed)."),
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)

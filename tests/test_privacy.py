@@ -1,6 +1,7 @@
 """Differential privacy ([privacy], Opacus DP-SGD): the accountant's epsilon grows with every noisy
 step, a learner never trains a proposal that would take it over its budget (end to end: the records
 say why and it proposes no more), and a budget the run cannot honour fails at config time."""
+import itertools
 import json
 import sys
 
@@ -12,7 +13,12 @@ from torch.utils.data import TensorDataset
 from cohep import config, models
 from cohep.cli import main
 from cohep.errors import ConfigError
-from cohep.frameworks.privacy import Budget, BudgetSpent, PrivacySection, PrivateTraining
+from cohep.frameworks.privacy import (
+    Budget,
+    BudgetSpent,
+    PrivacySection,
+    PrivateTraining,
+)
 from cohep.frameworks.training import TrainConfig
 from cohep.models import ModelSpec
 from cohep.results import read_csv
@@ -35,7 +41,7 @@ def test_epsilon_grows_with_every_step_and_the_prediction_matches(accountant):
     for _ in range(20):
         dp.step()
         seen.append(dp.epsilon())
-    assert all(b > a for a, b in zip(seen, seen[1:])), seen
+    assert all(b > a for a, b in itertools.pairwise(seen)), seen
     assert seen[-1] == pytest.approx(predicted, rel=1e-3)
     # more noise for the same steps spends less
     quieter = PrivateTraining(budget(noise=2.0, accountant=accountant), n_train=1000, batch_size=50,
