@@ -102,6 +102,8 @@ def plot(results: list[dict], path: Path, args) -> None:
     if finite:
         ax.plot([r["epsilon"] for r in finite], [r["accuracy"] for r in finite], "o-", label="DP-SGD (Opacus)")
         ax.set_xscale("log")
+        ax.set_xticks([r["epsilon"] for r in finite], [f"{r['epsilon']:g}" for r in finite])
+        ax.minorticks_off()
     for r in results:
         if math.isinf(r["epsilon"]):
             ax.axhline(r["accuracy"], color="grey", ls="--", label="no DP (epsilon = inf)")
