@@ -208,6 +208,7 @@ RUN_FLAGS = {
     "lr_schedule": "train.lr_schedule", "device": "train.device", "metric": "vote.metric",
     "margin": "vote.margin", "threshold": "vote.threshold", "rpc": "chain.rpc", "store": "store.url",
     "ballots": "chain.ballots",
+    "epsilon": "privacy.epsilon",
 }
 
 
@@ -237,6 +238,7 @@ def run(
     ballots: Optional[str] = typer.Option(None, "--ballots", help="transactions | signed (EIP-712 ballots, one transaction a round)."),
     store: Optional[str] = typer.Option(None, "--store", help="Weight store URL (default: <run dir>/weights)."),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
+    epsilon: Optional[float] = typer.Option(None, help="Each learner's DP epsilon budget ([privacy]; needs opacus)."),
     no_figure: bool = typer.Option(False, "--no-figure", help="Skip the PNG figure."),
 ) -> None:
     """Run a collaborative (or baseline) experiment; writes records, manifest, figure and report."""
@@ -448,6 +450,9 @@ def _print_run_summary(result) -> None:
     con = Console()
     con.print(f"[bold]{result.mode}[/bold]: final mean test accuracy [bold]{result.final_accuracy:.4f}[/bold]")
     con.print(f"accepted proposals per learner: {result.accepted}")
+    if getattr(result, "privacy", None):
+        con.print("epsilon spent per learner: " + ", ".join(f"{p['epsilon_spent']:.2f}/{p['epsilon_budget']:g}"
+                                                             for p in result.privacy))
     if result.contract:
         con.print(f"chain id {result.chain_id}, contract {result.contract}")
     con.print(f"time: {shares}")

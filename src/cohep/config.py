@@ -2,7 +2,7 @@
 
 Each table of the file is a :class:`~cohep.settings.Section`; the same file can hold what a
 collaborative run needs (``[experiment]``, ``[data]``, ``[model]``, ``[train]``, ``[vote]``,
-``[chain]``, ``[store]``) and what central training adds (``[central]``). CLI flags are overrides of
+``[chain]``, ``[store]``, ``[privacy]``) and what central training adds (``[central]``). CLI flags are overrides of
 ``section.field`` (see ``cli.py``); every value is validated once, when its section is built.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 
 from .degrade import DegradeSection
 from .errors import ConfigError
+from .frameworks.privacy import PrivacySection
 from .frameworks.training import TrainConfig
 from .protocol import VoteRule
 from .settings import Section, Share, from_mapping, merge, read_toml, setting
@@ -160,9 +161,14 @@ class ExperimentConfig(Section):
     central: CentralSection = setting(factory=CentralSection)
     degrade: DegradeSection = setting(factory=DegradeSection)
     competition: CompetitionSection = setting(factory=CompetitionSection)
+    privacy: PrivacySection = setting(factory=PrivacySection)
 
     def check(self) -> None:
         n = self.experiment.learners
+        if self.privacy.active and self.experiment.mode != "colearn":
+            raise ConfigError(f"privacy: only colearn proposals are trained privately, experiment.mode is "
+                              f"{self.experiment.mode}")
+        self.privacy.check_learners(n)
         if self.experiment.mode == "colearn" and n > MAX_MEMBERS:
             raise ConfigError(f"experiment.learners must be at most {MAX_MEMBERS} for colearn mode "
                               f"(the contract's member limit), got {n}")

@@ -62,7 +62,7 @@ def deploy(
         raise CohepError("a member is listed twice")
     cfg, data, spec = load_task(cfg.replace(data={"path": str(data_path)}))  # the kind follows the file
     cfg = cfg.replace(data={"path": None}, chain={"rpc": None})
-    initial = models.initial_weights(spec, cfg.experiment.seed)
+    initial = models.initial_weights(spec, cfg.experiment.seed, private=cfg.privacy.active)
     digest, uri = WeightStore(store).put(initial)
     chain = Chain.connect(rpc, 1, private_keys=[deployer_key])
     coord = Coordinator.deploy(

@@ -98,8 +98,10 @@ def build_participant(experiment: Experiment, key, data_path: str, chain, opts: 
     initial = probe.fetch(experiment.initial_uri, bytes.fromhex(experiment.initial_digest))
     fetch = Fetcher(allowed=experiment.allowed_stores(), max_bytes=experiment.max_bytes, reference=initial)
     train, vote, test = local_split(data, experiment, index)
+    budget = cfg.privacy.budget(index, learners=len(experiment.members), rounds=cfg.experiment.rounds)
     learner = models.build_learner(experiment.model, train, vote, test, cfg.train,
-                                   seed=learner_seed(cfg.experiment.seed, index), initial=initial)
+                                   seed=learner_seed(cfg.experiment.seed, index), initial=initial,
+                                   privacy=budget and dataclasses.replace(budget, secret=True))  # seed is public
     p = Participant(index, key.address, learner, coord, store, fetch.fetch, cfg.vote, experiment.initial_uri)
     if cfg.chain.ballots == "signed":
         from .ballotbox import BallotBox

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ChainError, IntegrityError
+from .frameworks.privacy import BudgetSpent
 from .learner import Score, Scores, TrainableLearner, Weights
 from .protocol import VoteRule, to_ppm
 from .results import RoundRecord
@@ -128,8 +129,12 @@ class Participant:
         return self._vote(r, state)
 
     def _propose(self, r: int) -> Duty:
-        weights = self._timed("training", self.learner.propose)
         duty = self._duty.setdefault(r, Duty(r))
+        try:
+            weights = self._timed("training", self.learner.propose)
+        except BudgetSpent as exc:  # a private learner out of budget stays silent; the round voids
+            duty.reason = str(exc)
+            return duty
         if not all_finite(weights):  # a diverged proposer stays silent; the contract voids the round
             duty.reason = "training diverged (non-finite weights): nothing proposed"
             return duty

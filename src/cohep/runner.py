@@ -31,6 +31,7 @@ from .proposal import default_max_bytes
 from .results import STAGES, RoundRecord, RoundTiming, accepted_per_learner, final_test_accuracy, time_shares
 from .errors import ChainError
 from .experiment import redact_url
+from .frameworks.privacy import check_model
 from .store import Fetcher, WeightStore
 from .weights import digest as weights_digest
 from .weights import encode
@@ -49,6 +50,8 @@ class RunResult:
     chain_id: int | None = None
     contract: str | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    #: per private learner: budget, noise, spent epsilon, proposals, why it stopped (None: not private)
+    privacy: list[dict] | None = None
 
     def time_shares(self) -> dict[str, float]:
         return time_shares(self.timings)
@@ -71,14 +74,21 @@ def load_task(cfg: ExperimentConfig) -> tuple[ExperimentConfig, LabelledData, Mo
     """
     d = cfg.data
     if cfg.model.name is not None:
-        models.get(cfg.model.name)
+        _check_private(cfg, models.get(cfg.model.name))
     data = load_data(d.resolved_kind(), d.path, limit=d.limit)
     if cfg.model.name is None:
         cfg = cfg.replace(model={"name": models.default_for(data.input_shape)})
+        _check_private(cfg, models.get(cfg.model.name))
     spec = ModelSpec(cfg.model.name, tuple(int(s) for s in data.input_shape), len(data.class_names),
                      dict(cfg.model.params))
     models.check_fits(spec, data.source)  # unfitting models fail here, before any work
     return cfg, data, spec
+
+
+def _check_private(cfg: ExperimentConfig, entry) -> None:
+    """A ``[privacy]`` budget needs a torch model and Opacus (one line otherwise, before any data is read)."""
+    if cfg.privacy.active:
+        check_model(entry.name, entry.framework)
 
 
 def prepare(cfg: ExperimentConfig) -> tuple[ExperimentConfig, LabelledData, list[LearnerIndices], ModelSpec]:
@@ -95,14 +105,24 @@ def prepare(cfg: ExperimentConfig) -> tuple[ExperimentConfig, LabelledData, list
 
 
 def build_learners(cfg, data, parts, spec, initial) -> list[TrainableLearner]:
+    e = cfg.experiment
     return [
         models.build_learner(
             spec, data.subset(p.train), data.subset(p.vote),
             data.subset(p.test) if len(p.test) else None, cfg.train,
-            seed=learner_seed(cfg.experiment.seed, i), initial=initial,
+            seed=learner_seed(e.seed, i), initial=initial,
+            privacy=cfg.privacy.budget(i, learners=len(parts), rounds=e.rounds),
         )
         for i, p in enumerate(parts)
     ]
+
+
+def privacy_spent(learners) -> list[dict] | None:
+    """Each private learner's budget and spent epsilon (None when the run is not private)."""
+    states = [getattr(lr, "privacy", None) for lr in learners]
+    if not any(states):
+        return None
+    return [dict(learner=i, **s.summary()) for i, s in enumerate(states) if s is not None]
 
 
 def _row(rnd, i, proposer, vote, accepted, void, rule, s_new: Scores | None, s_cur: Scores, s_after: Scores, digest):
@@ -267,7 +287,7 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool) -> RunResult:
             np.sort(np.concatenate([p.test for p in parts])),
         )]
     store = WeightStore(cfg.store.url or rundir.store_url(out))
-    initial = models.initial_weights(spec, cfg.experiment.seed)
+    initial = models.initial_weights(spec, cfg.experiment.seed, private=cfg.privacy.active)
     learners = build_learners(cfg, data, parts, spec, initial)
     with progress() as bars:
         task = bars.add_task(f"{mode}: {len(learners)} learner(s)", total=cfg.experiment.rounds)
@@ -281,6 +301,7 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool) -> RunResult:
         final_accuracy=final_test_accuracy(records),
         accepted=accepted_per_learner(records, len(learners)),
         chain_id=chain_info.get("chain_id"), contract=chain_info.get("contract"),
+        privacy=privacy_spent(learners),
     )
     final = learners[0].current()
     accepted = sorted({r.digest for r in records if r.accepted and r.round > 0},
@@ -301,6 +322,7 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool) -> RunResult:
             store=store.base_uri, contract_settings=chain_info.get("contract_settings"),
             max_bytes=chain_info.get("max_bytes"), traffic=chain_info.get("traffic"),
             final_test_accuracy=result.final_accuracy, accepted_per_learner=result.accepted,
+            privacy=result.privacy,
         ),
     )
     title = f"{cfg.experiment.name}: {mode}, {spec.name}" if figure else None

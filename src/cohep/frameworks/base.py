@@ -13,6 +13,8 @@ An adapter sets up its live model, then calls ``FrameworkLearner.__init__``, and
 The loop itself (:meth:`FrameworkLearner.train_steps`, :meth:`FrameworkLearner.predict`) lives here
 once: batch order, learning-rate schedule, optimizer steps and ``on_batch`` reports are the same for
 every framework. Proposing from the adopted weights, scoring without adopting and accepting are too.
+A private learner (``self.privacy``, see :mod:`.privacy`) trains its proposals in the same loop with
+three changes: Poisson-sampled batches, Opacus' DP optimizer, one accountant step per optimizer step.
 Batches come from torch ``Dataset``s and optimizers are torch's for every adapter: the Keras adapter
 runs on the torch backend.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,6 +31,9 @@ import torch
 from ..learner import BatchCallback, Score, Scores, TrainableLearner, Weights, copy_weights
 from .batches import iterate_batches
 from .training import TrainConfig, make_optimizer, set_lr
+
+if TYPE_CHECKING:
+    from .privacy import PrivateTraining
 
 
 class FrameworkLearner(TrainableLearner):
@@ -41,6 +47,8 @@ class FrameworkLearner(TrainableLearner):
     device: torch.device
     #: inference batch when ``config.eval_batch_size`` is unset
     default_eval_batch_size: int = 512
+    #: DP-SGD state of a private learner (``frameworks/privacy.py``); None: proposals train without DP
+    privacy: PrivateTraining | None = None
 
     def __init__(
         self,
@@ -131,29 +139,50 @@ class FrameworkLearner(TrainableLearner):
         self._seed_rng(seed)
         generator = torch.Generator().manual_seed(int(seed))
         scheduled = optimizer is None
+        private = scheduled and self.privacy is not None  # only proposals are released, so only they are DP
         if optimizer is None:
             optimizer = self.make_optimizer()
         total = cfg.steps_for(len(dataset), epochs)
+        if private:
+            optimizer = self.privacy.optimizer(optimizer, seed)
+            batches = self.privacy.batches(dataset, total, seed)
+        else:
+            batches = self._epochs(dataset, total, generator)
         losses: list[float] = []
-        with self._scope(training=True):
-            while len(losses) < total:
-                for x, y in iterate_batches(dataset, cfg.batch_size, shuffle=True, generator=generator):
-                    x = self._prepare(x)
-                    y = y.to(self.device, non_blocking=True).long()
-                    optimizer.zero_grad(set_to_none=True)
-                    if scheduled:
-                        set_lr(optimizer, cfg.lr_at(len(losses), total))
-                    with self._autocast():
-                        out = self._forward(x, training=True)
-                    loss = self._loss(out, y)
-                    loss.backward()
-                    optimizer.step()
-                    losses.append(float(loss.detach()))
-                    if on_batch is not None:
-                        on_batch(self._probabilities(out.detach()).cpu(), y.cpu(), losses[-1])
-                    if len(losses) >= total:
-                        break
+        with self._scope(training=True), self._private_scope(private):
+            for x, y in batches:
+                x = self._prepare(x)
+                y = y.to(self.device, non_blocking=True).long()
+                optimizer.zero_grad(set_to_none=True)
+                if scheduled:
+                    set_lr(optimizer, cfg.lr_at(len(losses), total))
+                with self._autocast():
+                    out = self._forward(x, training=True)
+                loss = self._loss(out, y)
+                loss.backward()
+                optimizer.step()
+                if private:
+                    self.privacy.step()
+                losses.append(float(loss.detach()))
+                if on_batch is not None:
+                    on_batch(self._probabilities(out.detach()).cpu(), y.cpu(), losses[-1])
         return losses
+
+    def _epochs(self, dataset, total: int, generator: torch.Generator):
+        """``total`` batches of shuffled passes over ``dataset`` (the last pass cut short)."""
+        steps = 0
+        while steps < total:
+            for batch in iterate_batches(dataset, self.config.batch_size, shuffle=True, generator=generator):
+                yield batch
+                steps += 1
+                if steps >= total:
+                    return
+
+    def _private_scope(self, private: bool) -> contextlib.AbstractContextManager:
+        """Per-example gradients on for a private proposal (adapters that support privacy override it)."""
+        if private:
+            raise TypeError(f"{type(self).__name__} cannot train with differential privacy")
+        return contextlib.nullcontext()
 
     def eval_batch_size(self) -> int:
         """The inference batch: the configured one, else the adapter's default."""
@@ -176,8 +205,14 @@ class FrameworkLearner(TrainableLearner):
 
     # -- Learner -------------------------------------------------------------------------------
     def propose(self) -> Weights:
+        """Train a proposal from the adopted weights; a private learner first checks its budget
+        (raises :class:`~cohep.frameworks.privacy.BudgetSpent` without training if it would be exceeded)."""
+        if self.privacy is not None:
+            self.privacy.check(self.config.steps_for(len(self.train_set), self.config.epochs))
         self.load_live(self._current)
         self.train_steps(self.train_set, self.config.epochs, seed=self._next_seed())
+        if self.privacy is not None:
+            self.privacy.proposals += 1
         return self.live_weights()
 
     def evaluate(self, weights: Weights) -> Scores:
