@@ -42,9 +42,10 @@ from cohep.weights import decode, encode
 
 ROOT = Path(__file__).resolve().parents[1]
 AUGMENT_ON = AugmentConfig(vertex_shift=8, charge_scale=0.3, pitch_scale=0.2, dead_wires=0.02, noise=0.1)
+AUGMENT_OFF = AugmentConfig(enabled=False)
 VARIANTS = {
-    "log1p": ("log1p", AugmentConfig()),
-    "event": ("event", AugmentConfig()),
+    "log1p": ("log1p", AUGMENT_OFF),
+    "event": ("event", AUGMENT_OFF),
     "log1p+augment": ("log1p", AUGMENT_ON),
     "event+augment": ("event", AUGMENT_ON),
 }
@@ -87,7 +88,8 @@ def imported(src: Path, out: Path) -> Path:
 
 
 def moved(data: TensorDataset, pixels: int, seed: int) -> TensorDataset:
-    x = augment(data.tensors[0].float(), AugmentConfig(vertex_shift=pixels), torch.Generator().manual_seed(seed))
+    shift_only = AugmentConfig(vertex_shift=pixels, charge_scale=0.0, pitch_scale=0.0, dead_wires=0.0, noise=0.0)
+    x = augment(data.tensors[0].float(), shift_only, torch.Generator().manual_seed(seed))
     return TensorDataset(x.half(), data.tensors[1])
 
 
@@ -112,6 +114,32 @@ def train(variant: str, train_set: TensorDataset, args, out: Path) -> dict:
     return {"learner": learner, "seconds": seconds}
 
 
+def plot(table: dict, sets: list[str], variants: list[str], path: Path) -> Path:
+    """Grouped bars: accuracy per test set, one bar per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    width = 0.8 / len(variants)
+    for k, v in enumerate(variants):
+        ax.bar(np.arange(len(sets)) + (k - (len(variants) - 1) / 2) * width, [table[v][s] for s in sets], width, label=v)
+    ax.set_xticks(np.arange(len(sets)), sets)
+    ax.set_ylim(0.3, 0.9)
+    ax.axhline(1 / 3, color="grey", lw=0.8, ls=":")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=8, ncol=2)
+    ax.set_title("compact model trained on cohep events, scored on another detector")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".part.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, default=Path("/work/main/data/events-12k.h5"))
@@ -127,6 +155,7 @@ def main(argv=None) -> int:
     p.add_argument("--retrain", action="store_true")
     p.add_argument("--train-only", action="store_true", help="train (and keep) the variants, score nothing")
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks" / "augment_transfer.md")
+    p.add_argument("--figure", type=Path, default=ROOT / "docs" / "figures" / "augment_transfer.png")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -161,6 +190,8 @@ def main(argv=None) -> int:
         table[v]["mean other"] = mean_other
         lines.append(f"| {v} | " + " | ".join(f"{table[v][s]:.3f}" for s in sets) + f" | {mean_other:.3f} |")
     best = max(variants, key=lambda v: table[v]["mean other"])
+    figure = plot(table, list(sets), variants, args.figure)
+    errors = {name: (0.5 / np.sqrt(len(ds))) for name, ds in sets.items()}  # binomial, at most
     command = "python bench/augment_transfer.py " + " ".join(argv if argv is not None else sys.argv[1:])
     doc = [
         "# Transfer: augmentation and per-event normalisation (`bench/augment_transfer.py`)",
@@ -173,7 +204,10 @@ def main(argv=None) -> int:
         "",
         "```", command.strip(), "```", "",
         *lines, "",
-        f"Best mean accuracy over the other-detector sets: **{best}**.",
+        (f"Best mean accuracy over the other-detector sets: **{best}**. Statistical error of one accuracy "
+         f"(binomial, at most): {', '.join(f'{k} +-{v:.3f}' for k, v in errors.items())}."),
+        "",
+        f"![accuracy per variant and test set](../figures/{figure.name})",
         "",
         (f"Machine: {platform.machine()}, 2 cores, shared with 7 other engineers' jobs ({args.threads} torch "
          "thread); accuracies do not depend on the load, training times would."),

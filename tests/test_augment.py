@@ -34,6 +34,13 @@ def _gen(seed: int = 0) -> torch.Generator:
 
 
 ALL = AugmentConfig(vertex_shift=3, charge_scale=0.3, pitch_scale=0.2, dead_wires=0.1, noise=0.1)
+OFF = AugmentConfig(enabled=False)
+NONE = {"vertex_shift": 0, "charge_scale": 0.0, "pitch_scale": 0.0, "dead_wires": 0.0, "noise": 0.0}
+
+
+def only(**one) -> AugmentConfig:
+    """One variation alone (the defaults switch all five on)."""
+    return AugmentConfig(**{**NONE, **one})
 
 
 def test_augmentation_keeps_shapes_leaves_the_batch_alone_and_follows_its_seed():
@@ -46,12 +53,12 @@ def test_augmentation_keeps_shapes_leaves_the_batch_alone_and_follows_its_seed()
     assert not torch.equal(out, augment(x, ALL, _gen(2)))
     assert not torch.equal(out, x)
     assert (out >= 0).all()
-    assert torch.equal(augment(x.half(), AugmentConfig(), _gen(0)), x.half().float())  # all off: a copy
+    assert torch.equal(augment(x.half(), OFF, _gen(0)), x.half().float())  # off: a copy
 
 
 def test_vertex_shift_moves_pixels_exactly_and_the_time_shift_is_shared_by_the_views():
     x = _events()
-    out = augment(x, AugmentConfig(vertex_shift=4), _gen(3))
+    out = augment(x, only(vertex_shift=4), _gen(3))
     for i in range(len(x)):
         track_in, track_out = x[i][x[i] > 10], out[i][out[i] > 10]  # the tracks stay inside the window
         assert torch.equal(torch.sort(track_out)[0], torch.sort(track_in)[0])
@@ -65,7 +72,7 @@ def test_vertex_shift_moves_pixels_exactly_and_the_time_shift_is_shared_by_the_v
 def test_pitch_rescale_conserves_charge_and_scales_about_the_vertex():
     x = _events(20)
     x = x * (x > 10)  # the tracks alone: they stay inside the window
-    out = augment(x, AugmentConfig(pitch_scale=0.3), _gen(4))
+    out = augment(x, only(pitch_scale=0.3), _gen(4))
     torch.testing.assert_close(out.sum(dim=(1, 2, 3)), x.sum(dim=(1, 2, 3)), rtol=1e-5, atol=1e-3)
     # the track's extent along the wires changes by 1 / factor about the vertex row (0.3 H = 12)
     extent_in = [(x[i, 2] > 10).nonzero()[:, 0].max().item() for i in range(20)]
@@ -78,7 +85,7 @@ def test_pitch_rescale_conserves_charge_and_scales_about_the_vertex():
 
 def test_charge_scale_is_one_gain_per_event():
     x = _events()
-    out = augment(x, AugmentConfig(charge_scale=0.5), _gen(5))
+    out = augment(x, only(charge_scale=0.5), _gen(5))
     hit = x > 0
     gains = []
     for i in range(len(x)):
@@ -91,12 +98,12 @@ def test_charge_scale_is_one_gain_per_event():
 
 def test_dead_wires_zero_whole_rows_and_noise_keeps_empty_pixels_empty():
     x = torch.ones(8, 3, H, W)
-    out = augment(x, AugmentConfig(dead_wires=0.25), _gen(6))
+    out = augment(x, only(dead_wires=0.25), _gen(6))
     rows = out.amax(dim=3)
     assert set(rows.unique().tolist()) == {0.0, 1.0}
     assert 0.15 < float((rows == 0).float().mean()) < 0.35
     sparse = _events(20)
-    smeared = augment(sparse, AugmentConfig(noise=0.2), _gen(7))
+    smeared = augment(sparse, only(noise=0.2), _gen(7))
     assert torch.equal(smeared > 0, sparse > 0)
     rel = (smeared[sparse > 0] / sparse[sparse > 0] - 1.0)
     assert 0.15 < float(rel.std()) < 0.25
@@ -105,7 +112,9 @@ def test_dead_wires_zero_whole_rows_and_noise_keeps_empty_pixels_empty():
 def test_augment_section_is_validated_by_name():
     cfg = config.from_dict({"train": {"augment": {"vertex_shift": 5, "charge_scale": 0.2}}})
     assert cfg.train.augment == AugmentConfig(vertex_shift=5, charge_scale=0.2)
-    assert cfg.train.augment.active and not AugmentConfig().active
+    assert cfg.train.augment.active and AugmentConfig().active and not OFF.active
+    assert not AugmentConfig(**NONE).active
+    assert AugmentConfig().applies_to(torch.zeros(2, 3, 8, 8)) and not AugmentConfig().applies_to(torch.zeros(2, 1, 8, 8))
     for bad, message in (({"vertex_shift": -1}, "train.augment.vertex_shift must be >= 0"),
                          ({"dead_wires": 1.0}, "train.augment.dead_wires must be < 1"),
                          ({"noise": "high"}, "train.augment.noise must be a number"),
@@ -130,7 +139,7 @@ def test_training_augments_batches_only_reproducibly_for_torch_and_keras(name, o
         learner.train_steps(data, 1.0, seed=11)
         return learner
 
-    plain, aug, again = trained(AugmentConfig()), trained(ALL), trained(ALL)
+    plain, aug, again = trained(OFF), trained(ALL), trained(ALL)
     w_plain, w_aug, w_again = plain.live_weights(), aug.live_weights(), again.live_weights()
     assert any(not np.array_equal(w_plain[k], w_aug[k]) for k in w_plain)  # the batches were augmented
     assert all(np.array_equal(w_aug[k], w_again[k]) for k in w_aug)  # reproducibly
@@ -141,6 +150,20 @@ def test_training_augments_batches_only_reproducibly_for_torch_and_keras(name, o
     np.testing.assert_array_equal(labels, labels_aug)
     np.testing.assert_allclose(p_plain, p_aug, rtol=1e-5, atol=1e-6)
     assert torch.equal(data.tensors[0], x)
+
+
+def test_one_view_batches_are_left_alone_by_default(one_torch_thread):
+    x = torch.rand(8, 1, 8, 8)
+    data = TensorDataset(x, torch.tensor([0, 1] * 4))
+    spec = ModelSpec("image_cnn", (1, 8, 8), 2)
+    start = initial_weights(spec, 0)
+    weights = []
+    for aug in (AugmentConfig(), OFF):
+        learner = build_learner(spec, data, data, None, TrainConfig(batch_size=4, max_steps=2, augment=aug),
+                                seed=0, initial=start)
+        learner.train_steps(data, 1.0, seed=3)
+        weights.append(learner.live_weights())
+    assert all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def test_event_normalisation_ignores_the_charge_scale():

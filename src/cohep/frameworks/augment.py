@@ -23,7 +23,10 @@ channels and one noise level, and learns them as if they were physics. Each swit
 They are applied in that order (geometry first, then charge, then the readout) to the ``[N, V, H, W]``
 batch (``H`` wires, ``W`` drift time) in the one training loop (:mod:`cohep.frameworks.base`), before
 the framework's own preprocessing, so torch and Keras models, central training and every
-collaborative proposal get the same augmentation. Vote and test sets are never augmented: scores
+collaborative proposal get the same augmentation. It is on by default for wire-plane events (batches
+of at least ``min_views`` = 2 views) with the values that transferred best from cohep's events to
+another detector (docs/benchmarks/augment_transfer.md); one-view images (MNIST) are left alone and
+``enabled = false`` turns it off. Vote and test sets are never augmented: scores
 judge the data as it is. The draws come from a generator seeded from the proposal's (or the central
 epoch's) seed, so a run is reproducible; labels and shapes never change.
 """
@@ -40,19 +43,29 @@ from ..settings import Section, setting
 
 @dataclass(frozen=True)
 class AugmentConfig(Section):
-    """``[train.augment]``: per-event variations of the training batches (all off at 0)."""
+    """``[train.augment]``: per-event variations of the training batches (each off at 0)."""
 
     section: ClassVar[str] = "augment"
 
-    vertex_shift: int = setting(0, ge=0, le=100, help="Largest vertex shift in pixels (0: off).")
-    charge_scale: float = setting(0.0, ge=0, le=2, help="Log-normal sigma of a per-event gain (0: off).")
-    pitch_scale: float = setting(0.0, ge=0, le=0.5, help="Pitch and time-per-pixel rescale range, +- fraction (0: off).")
-    dead_wires: float = setting(0.0, ge=0, lt=1, help="Probability that a wire (image row) is dead (0: off).")
-    noise: float = setting(0.0, ge=0, le=1, help="Relative charge smearing of non-zero pixels (0: off).")
+    #: the defaults transfer best (bench/augment_transfer.py, docs/benchmarks/augment_transfer.md)
+    vertex_shift: int = setting(8, ge=0, le=100, help="Largest vertex shift in pixels (0: off).")
+    charge_scale: float = setting(0.3, ge=0, le=2, help="Log-normal sigma of a per-event gain (0: off).")
+    pitch_scale: float = setting(0.2, ge=0, le=0.5, help="Pitch and time-per-pixel rescale range, +- fraction (0: off).")
+    dead_wires: float = setting(0.02, ge=0, lt=1, help="Probability that a wire (image row) is dead (0: off).")
+    noise: float = setting(0.1, ge=0, le=1, help="Relative charge smearing of non-zero pixels (0: off).")
+    enabled: bool = setting(True, help="false: no augmentation at all.")
+    #: batches with fewer views are left alone: MNIST digits and a group's own one-view images are
+    #: not wire-plane events, and a vertex or a wire means nothing there
+    min_views: int = setting(2, ge=1, help="Augment only batches with at least this many views.")
 
     @property
     def active(self) -> bool:
-        return bool(self.vertex_shift or self.charge_scale or self.pitch_scale or self.dead_wires or self.noise)
+        return self.enabled and bool(self.vertex_shift or self.charge_scale or self.pitch_scale or self.dead_wires
+                                     or self.noise)
+
+    def applies_to(self, x: torch.Tensor) -> bool:
+        """Whether a training batch ``[N, V, H, W]`` gets augmented: active, and enough views."""
+        return self.active and x.dim() == 4 and x.shape[1] >= self.min_views
 
 
 def _positions(index: torch.Tensor, centre: float, factor: torch.Tensor, shift: torch.Tensor):

@@ -143,7 +143,7 @@ class FrameworkLearner(TrainableLearner):
         with self._scope(training=True):
             while len(losses) < total:
                 for x, y in iterate_batches(dataset, cfg.batch_size, shuffle=True, generator=generator):
-                    if variations is not None:  # training batches only: scores see the data as it is
+                    if variations is not None and variations.applies_to(x):  # training batches only
                         x = augment(x.to(self.device, non_blocking=True), variations, draws)
                     x = self._prepare(x)
                     y = y.to(self.device, non_blocking=True).long()

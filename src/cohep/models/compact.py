@@ -3,8 +3,10 @@
 Input: ``[N, V, H, W]`` charge images (V views, by default U, V, Y at 200 x 200), mostly zero. Design,
 chosen for sparse images and CPU training:
 
-1. **Normalisation inside the model** (``normalise = "log1p"``; ``"event"`` divides each event by its
-   own charge scale first, see :mod:`cohep.models.normalise`): ``log1p(max(x, 0) / input_scale)``, ``input_scale`` = 1 in the
+1. **Normalisation inside the model** (``normalise``, :mod:`cohep.models.normalise`): by default
+   (``"event"``, what transfers best to other detectors) each event is divided by its own charge
+   scale and mapped to cohep's typical one first, so gain and unit do not matter; with ``"log1p"``:
+   ``log1p(max(x, 0) / input_scale)``, ``input_scale`` = 1 in the
    file's charge unit. ``cohep simulate`` writes kilo-electrons (``image_unit = "ke-"``): pixels above
    threshold hold ~1.3 ke- (noise level) to ~3000 ke-, median ~17, so the inputs span ~0.8 to ~8 with
    a minimum-ionising pixel near 3. Images in other units need no outside preprocessing: well above
@@ -55,7 +57,7 @@ from .normalise import normalise as normalise_input
 from .registry import register_model
 
 DEFAULT_INPUT_SCALE = 1.0  #: one charge unit of the file (1 ke- for `cohep simulate` output)
-DEFAULT_NORMALISE = "log1p"  #: or "event": per-event charge scale, see cohep.models.normalise
+DEFAULT_NORMALISE = "event"  #: or "log1p"; "event" transfers best (docs/benchmarks/augment_transfer.md)
 
 
 def _conv_bn_relu(cin: int, cout: int, kernel: int, stride: int, padding: int, groups: int) -> list[nn.Module]:

@@ -22,7 +22,7 @@ from .normalise import check_mode, normalise
 from .registry import register_model
 
 DEFAULT_INPUT_SCALE = 1.0  #: as the compact model: one charge unit (1 ke- for simulated files)
-DEFAULT_NORMALISE = "log1p"  #: as the compact model (``model.params.normalise``)
+DEFAULT_NORMALISE = "event"  #: as the compact model (``model.params.normalise``)
 MIN_SIDE = 32
 
 
