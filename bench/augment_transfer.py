@@ -93,19 +93,22 @@ def moved(data: TensorDataset, pixels: int, seed: int) -> TensorDataset:
     return TensorDataset(x.half(), data.tensors[1])
 
 
-def train(variant: str, train_set: TensorDataset, args, out: Path) -> dict:
+def train(variant: str, train_set, args, out: Path) -> dict:
+    """The variant's learner, trained (or read back from ``out``); ``train_set()`` loads the events."""
     mode, aug = VARIANTS[variant]
     spec = ModelSpec("compact", (3, 200, 200), 3, {"normalise": mode})
     cfg = TrainConfig(batch_size=32, lr=args.lr, augment=aug)
-    learner = build_learner(spec, train_set, None, None, cfg, seed=args.seed)
-    weights = out / f"{variant}-{len(train_set)}-{args.epochs}-{args.seed}.safetensors"
+    weights = out / f"{variant}-{args.train_events}-{args.epochs}-{args.seed}.safetensors"
     if weights.exists() and not args.retrain:
+        learner = build_learner(spec, None, None, None, cfg, seed=args.seed)
         learner.load_live(decode(weights.read_bytes()))
         return {"learner": learner, "seconds": None}
+    data = train_set()
+    learner = build_learner(spec, data, None, None, cfg, seed=args.seed)
     optimizer = learner.make_optimizer()
     start = time.perf_counter()
     for epoch in range(args.epochs):
-        learner.train_steps(train_set, 1.0, seed=args.seed * 1000 + epoch, optimizer=optimizer)
+        learner.train_steps(data, 1.0, seed=args.seed * 1000 + epoch, optimizer=optimizer)
         print(f"  {variant}: epoch {epoch + 1}/{args.epochs} done", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - start
     tmp = weights.with_suffix(".part")
@@ -164,11 +167,18 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown variants {unknown} (known: {', '.join(VARIANTS)})")
 
-    train_set = load(args.data, 0, args.train_events)
+    cache: list = []
+
+    def train_set() -> TensorDataset:  # loaded once, and only when a variant is not trained yet
+        if not cache:
+            cache.append(load(args.data, 0, args.train_events))
+        return cache[0]
+
     learners, seconds = {}, {}
     for v in variants:
         r = train(v, train_set, args, args.out)
         learners[v], seconds[v] = r["learner"], r["seconds"]
+    cache.clear()
     if args.train_only:
         return 0
     with EventFile(args.data) as f:
