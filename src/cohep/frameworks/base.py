@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..learner import BatchCallback, Score, Scores, TrainableLearner, Weights, copy_weights
+from .augment import augment
 from .batches import iterate_batches
 from .training import TrainConfig, make_optimizer, set_lr
 
@@ -130,14 +131,18 @@ class FrameworkLearner(TrainableLearner):
     ) -> list[float]:
         """Train in place for ``epochs`` passes; returns the per-step losses.
 
-        ``seed`` fixes the framework's random state and the batch order (a generator of its own, so
-        the two do not interfere). Without ``optimizer`` this is a proposal: a fresh optimizer and
-        ``config.lr_schedule`` over its steps; a passed optimizer keeps its learning rate.
+        ``seed`` fixes the framework's random state, the batch order and the ``config.augment`` draws
+        (generators of their own, so they do not interfere). Without ``optimizer`` this is a
+        proposal: a fresh optimizer and ``config.lr_schedule`` over its steps; a passed optimizer
+        keeps its learning rate.
         ``on_batch(probabilities, labels, loss)`` sees every step's outputs, as CPU tensors.
         """
         cfg = self.config
         self._seed_rng(seed)
         generator = torch.Generator().manual_seed(int(seed))
+        variations = cfg.augment if cfg.augment.active else None
+        if variations is not None:
+            draws = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), 3]).generate_state(1)[0]))
         scheduled = optimizer is None
         private = scheduled and self.privacy is not None  # only proposals are released, so only they are DP
         if optimizer is None:
@@ -151,6 +156,8 @@ class FrameworkLearner(TrainableLearner):
         losses: list[float] = []
         with self._scope(training=True), self._private_scope(private):
             for x, y in batches:
+                if variations is not None and variations.applies_to(x):  # training batches only
+                    x = augment(x.to(self.device, non_blocking=True), variations, draws)
                 x = self._prepare(x)
                 y = y.to(self.device, non_blocking=True).long()
                 optimizer.zero_grad(set_to_none=True)
