@@ -186,6 +186,7 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
                               "contract_settings": ContractRules.of(coord.settings()).to_dict(),
                               "max_bytes": fetch.max_bytes,
                               "traffic": {"transactions": coord.transactions, "gas_used": coord.gas_used,
+                                          "calldata_bytes": coord.calldata_bytes,
                                           "bytes_fetched": fetch.bytes}}
 
 
