@@ -43,11 +43,13 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from .errors import ConfigError
 from .learner import Weights
+from .settings import Section, setting
 
 Kind = Literal["weights", "data", "vote"]
 
@@ -301,3 +303,66 @@ class Behaviour:
 
 def _same(a: Weights, b: Weights) -> bool:
     return list(a) == list(b) and all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
+
+
+# -- the [attack] section ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttackSection(Section):
+    """``[attack]`` (research only): which members are malicious and what they do; none by default.
+
+    ``members`` is a count (the first N members) or a list of member indices. The manifest records
+    the section with the rest of the config, and every row of a malicious member in records.csv
+    names its attack.
+    """
+
+    section: ClassVar[str] = "attack"
+
+    kind: str | None = setting(None, help="Research only: the malicious members' attack (none: everyone is honest).")
+    members: int | tuple[int, ...] = setting(1, help="Malicious members: a count (the first N) or a list of indices.")
+    params: dict = setting(factory=dict)
+    collude: bool = setting(False, help="Malicious voters approve the coalition and reject everyone else.")
+
+    @property
+    def active(self) -> bool:
+        return self.kind is not None
+
+    def check(self) -> None:
+        if self.kind is None:
+            return
+        try:
+            parameters(self.kind, self.params)
+        except ValueError as exc:
+            where = "attack.kind" if self.kind not in ATTACKS else "attack.params"
+            raise ConfigError(f"{where}: {exc}") from None
+        if isinstance(self.members, int):
+            if self.members < 1:
+                raise ConfigError(f"attack.members must be a count >= 1 or a list of indices, got {self.members}")
+        elif not self.members or any(i < 0 for i in self.members) or len(set(self.members)) != len(self.members):
+            raise ConfigError(f"attack.members must list distinct member indices >= 0, got {list(self.members)}")
+
+    def malicious(self, n: int) -> tuple[int, ...]:
+        """The malicious members' indices among ``n`` members (none without an attack)."""
+        if self.kind is None:
+            return ()
+        chosen = tuple(range(self.members)) if isinstance(self.members, int) else tuple(sorted(self.members))
+        if len(chosen) >= n or chosen[-1] >= n:
+            raise ConfigError(f"attack.members ({list(chosen)}) must leave at least one of the {n} members honest "
+                              f"and name members below {n}")
+        return chosen
+
+    def behaviours(self, members: Sequence[str], seed: int) -> list[Behaviour | None]:
+        """One entry per member: its Behaviour if malicious, else None."""
+        bad = self.malicious(len(members))
+        coalition = frozenset(members[i] for i in bad)
+        return [Behaviour(self.kind, coalition, dict(self.params), seed=int(np.random.SeedSequence([seed, i]).generate_state(1)[0]),
+                          collude=self.collude) if i in bad else None
+                for i in range(len(members))]
+
+    def train_set(self, index: int, dataset, *, n: int, seed: int, num_classes: int):
+        """Member ``index``'s training set: poisoned if it is malicious with a data attack."""
+        if self.kind is None or get(self.kind).kind != "data" or index not in self.malicious(n):
+            return dataset
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x9015, index]))
+        return poison(self.kind, dataset, rng=rng, num_classes=num_classes, **self.params)
