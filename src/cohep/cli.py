@@ -207,6 +207,7 @@ RUN_FLAGS = {
     "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
     "lr_schedule": "train.lr_schedule", "device": "train.device", "metric": "vote.metric",
     "margin": "vote.margin", "threshold": "vote.threshold", "rpc": "chain.rpc", "store": "store.url",
+    "attack": "attack.kind", "malicious": "attack.members",
 }
 
 
@@ -235,6 +236,10 @@ def run(
     rpc: Optional[str] = typer.Option(None, "--rpc", help="Ethereum JSON-RPC URL (default: embedded chain)."),
     store: Optional[str] = typer.Option(None, "--store", help="Weight store URL (default: <run dir>/weights)."),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
+    attack: Optional[str] = typer.Option(None, "--attack", help="RESEARCH ONLY: malicious members run this attack "
+                                         "(see docs/attacks.md); the manifest and records.csv say so."),
+    malicious: Optional[int] = typer.Option(None, "--malicious", help="RESEARCH ONLY: how many members (the first N) "
+                                            "are malicious (default 1)."),
     no_figure: bool = typer.Option(False, "--no-figure", help="Skip the PNG figure."),
 ) -> None:
     """Run a collaborative (or baseline) experiment; writes records, manifest, figure and report."""

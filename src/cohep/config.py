@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from .attacks import AttackSection
 from .degrade import DegradeSection
 from .errors import ConfigError
 from .frameworks.training import TrainConfig
@@ -142,9 +143,14 @@ class ExperimentConfig(Section):
     central: CentralSection = setting(factory=CentralSection)
     degrade: DegradeSection = setting(factory=DegradeSection)
     competition: CompetitionSection = setting(factory=CompetitionSection)
+    attack: AttackSection = setting(factory=AttackSection)
 
     def check(self) -> None:
         n = self.experiment.learners
+        if self.attack.active:
+            if self.experiment.mode != "colearn":
+                raise ConfigError(f"attack.kind needs experiment.mode colearn, got {self.experiment.mode}")
+            self.attack.malicious(n)
         if self.experiment.mode == "colearn" and self.chain.vote_window < n - 1:
             # each vote is its own transaction; on an auto-mining chain each takes a block
             raise ConfigError(
