@@ -6,8 +6,9 @@ split indices, model spec), the initial weights are ``models.initial_weights``, 
 trains like a cohep proposer: the same registered model and framework adapter, ``train.epochs`` passes
 over its own train share with the ``[train]`` optimizer, batch size and learning rate. Flower's own
 code does the rest, untouched: its simulation engine (Ray actors) samples and runs the clients and its
-strategies (FedAvg, FedMedian, FedTrimmedAvg, Krum) aggregate. Malicious clients train honestly and
-then send what ``cohep.attacks.craft`` makes of their update, as a cohep adversary would propose it.
+strategies (FedAvg, FedMedian, FedTrimmedAvg, Krum) aggregate. The malicious members of ``[attack]``
+are malicious clients: a data attack trains on the same poisoned set as cohep's attacker, a weight
+attack sends what ``cohep.attacks.craft`` makes of the honest update, as cohep's attacker proposes it.
 
 flwr is a benchmark extra, imported only here and only when a run starts.
 """
@@ -17,27 +18,32 @@ import functools
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..attacks import AttackSection, craft
+from ..attacks import get as get_attack
 from ..config import ExperimentConfig
 from ..errors import CohepError, ConfigError
 from ..frameworks.training import TrainConfig
 from ..learner import Score
 from ..models import ModelSpec
 
-__all__ = ["STRATEGIES", "FlowerPlan", "FlowerResult", "require_flwr", "run_flower", "shutdown"]
+__all__ = ["STRATEGIES", "FlowerPlan", "FlowerResult", "client_task", "client_update", "require_flwr", "run_flower",
+           "shutdown"]
 
 #: Flower strategies this baseline runs, by the name a plan gives
 STRATEGIES = ("fedavg", "fedmedian", "fedtrimmedavg", "krum")
+#: weight attacks that replay adopted weights: a Flower client is rebuilt every round and keeps none
+STATEFUL_ATTACKS = ("stale", "little_is_enough")
 
 
 def require_flwr():
     """The flwr package, or one line saying how to install it."""
     try:
         import flwr
-        import flwr.simulation  # noqa: F401  (the Ray engine comes with the simulation extra)
+        import flwr.simulation  # the Ray engine comes with the simulation extra
     except ImportError:
         raise CohepError("Flower is not installed: pip install -e .[bench]") from None
     return flwr
@@ -45,15 +51,11 @@ def require_flwr():
 
 @dataclass(frozen=True)
 class FlowerPlan:
-    """One Flower system: which strategy, how many clients train per round, who attacks and how."""
+    """One Flower system: which strategy, and how many clients train per round (attackers: ``[attack]``)."""
 
     strategy: str = "fedavg"
     #: clients sampled to train each round (None: all learners; 1: cohep's compute, one proposer a round)
     clients: int | None = None
-    #: learner indices whose clients send a crafted update instead of their honest one
-    malicious: tuple[int, ...] = ()
-    attack: str | None = None  #: a name ``cohep.attacks.craft`` knows
-    attack_params: dict = field(default_factory=dict)
     trim: float = 0.2  #: FedTrimmedAvg: the share cut at each end
     #: Krum: the number of attackers it assumes (None: as many as there are, at least one)
     krum_f: int | None = None
@@ -63,10 +65,6 @@ class FlowerPlan:
             raise ConfigError(f"flower.strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if self.clients is not None and not 1 <= self.clients <= n:
             raise ConfigError(f"flower.clients must be within 1..{n} (the learners), got {self.clients}")
-        if any(not 0 <= i < n for i in self.malicious):
-            raise ConfigError(f"flower.malicious must name learners 0..{n - 1}, got {list(self.malicious)}")
-        if self.malicious and self.attack is None:
-            raise ConfigError("flower.attack is required when flower.malicious names learners")
         if self.strategy != "fedavg" and self.clients not in (None, n):
             raise ConfigError(f"flower.clients: {self.strategy} compares updates, it needs every client a round")
 
@@ -104,9 +102,9 @@ class _Task:
     names: tuple[str, ...]
     shares: tuple[np.ndarray, ...]  #: each learner's train indices (cohep's split)
     seeds: tuple[int, ...]  #: each learner's seed (cohep's ``learner_seed``)
-    malicious: tuple[int, ...]
-    attack: str | None
-    attack_params: dict
+    seed: int  #: the experiment's seed
+    attack: AttackSection
+    num_classes: int
     threads: int
 
 
@@ -137,15 +135,15 @@ def client_update(task: _Task, index: int, parameters: list[np.ndarray], server_
     torch.set_num_threads(task.threads)
     current = dict(zip(task.names, (np.asarray(p) for p in parameters)))
     train = _data(task).subset(np.array(task.shares[index]))  # Ray hands arrays over read-only
+    n, seed = len(task.shares), task.seed
+    train = task.attack.train_set(index, train, n=n, seed=seed, num_classes=task.num_classes)  # data attacks
     learner = models.build_learner(task.spec, train, train, None, task.train, seed=task.seeds[index],
                                    initial=current)
     learner.train_steps(train, task.train.epochs, seed=fit_seed(task.seeds[index], server_round))
     update = learner.live_weights()
-    if index in task.malicious:
-        from ..attacks import craft
-
+    if task.attack.active and index in task.attack.malicious(n) and get_attack(task.attack.kind).kind == "weights":
         rng = np.random.default_rng([task.seeds[index], server_round, 0xA77])
-        update = craft(task.attack, current, update, rng=rng, **task.attack_params)
+        update = craft(task.attack.kind, current, update, rng=rng, **task.attack.params)
     return [np.asarray(update[name]) for name in task.names]
 
 
@@ -187,6 +185,16 @@ def _counted(cls):
     return Counted
 
 
+def client_task(cfg: ExperimentConfig, data, parts, spec: ModelSpec, names: tuple[str, ...]) -> _Task:
+    """What every client of this run is rebuilt from (``cfg`` as ``runner.prepare`` returned it)."""
+    from ..runner import learner_seed
+
+    seed = cfg.experiment.seed
+    return _Task(cfg.data.resolved_kind(), cfg.data.path, cfg.data.limit, spec, cfg.train, names,
+                 tuple(p.train for p in parts), tuple(learner_seed(seed, i) for i in range(len(parts))), seed,
+                 cfg.attack, len(data.class_names), threads=1)
+
+
 def run_flower(cfg: ExperimentConfig, plan: FlowerPlan, *, cpus: int = 2,
                keep_initialised: bool = False) -> FlowerResult:
     """Run ``cfg``'s task (learners, rounds, split, model, ``[train]``) through Flower's simulation.
@@ -200,21 +208,22 @@ def run_flower(cfg: ExperimentConfig, plan: FlowerPlan, *, cpus: int = 2,
     from flwr.simulation import start_simulation
 
     from .. import models
-    from ..runner import learner_seed, prepare
+    from ..runner import prepare
 
     if cfg.degrade.active:
         raise ConfigError("degrade: the Flower baseline reads each learner's share as dealt, without [degrade]")
     cfg, data, parts, spec = prepare(cfg)
     n, rounds, seed = cfg.experiment.learners, cfg.experiment.rounds, cfg.experiment.seed
     plan.check(n)
-    if plan.attack is not None:
-        from ..attacks import craft  # noqa: F401  (an unknown attack module fails here, not in an actor)
+    malicious = cfg.attack.malicious(n)
+    if cfg.attack.active and cfg.attack.kind in STATEFUL_ATTACKS:
+        raise ConfigError(f"attack.kind: {cfg.attack.kind} needs the history of adopted weights, which a "
+                          "stateless Flower client does not keep")
+    if cfg.attack.collude:
+        raise ConfigError("attack.collude: Flower clients do not vote")
     initial = models.initial_weights(spec, seed)
     names = tuple(initial)
-    seeds = tuple(learner_seed(seed, i) for i in range(n))
-    task = _Task(cfg.data.resolved_kind(), cfg.data.path, cfg.data.limit, spec, cfg.train, names,
-                 tuple(p.train for p in parts), seeds, tuple(plan.malicious), plan.attack,
-                 dict(plan.attack_params), threads=1)
+    task = client_task(cfg, data, parts, spec, names)
     held = np.sort(np.concatenate([p.test for p in parts]))
     if not len(held):
         raise ConfigError("data.holdout: the Flower baseline scores on the held-out items; there are none")
@@ -242,14 +251,14 @@ def run_flower(cfg: ExperimentConfig, plan: FlowerPlan, *, cpus: int = 2,
         return (s.loss if math.isfinite(s.loss) else float("inf")), {"accuracy": s.accuracy}
 
     k = n if plan.clients is None else plan.clients
-    kwargs = dict(fraction_fit=k / n, min_fit_clients=k, min_available_clients=n, fraction_evaluate=0.0,
-                  min_evaluate_clients=0, initial_parameters=start_params, evaluate_fn=evaluate,
-                  on_fit_config_fn=lambda r: {"server_round": r}, accept_failures=True,
-                  fit_metrics_aggregation_fn=lambda metrics: {})
+    kwargs = {"fraction_fit": k / n, "min_fit_clients": k, "min_available_clients": n, "fraction_evaluate": 0.0,
+                  "min_evaluate_clients": 0, "initial_parameters": start_params, "evaluate_fn": evaluate,
+                  "on_fit_config_fn": lambda r: {"server_round": r}, "accept_failures": True,
+                  "fit_metrics_aggregation_fn": lambda metrics: {}}
     if plan.strategy == "fedtrimmedavg":
         kwargs["beta"] = plan.trim
     if plan.strategy == "krum":
-        kwargs["num_malicious_clients"] = plan.krum_f if plan.krum_f is not None else max(1, len(plan.malicious))
+        kwargs["num_malicious_clients"] = plan.krum_f if plan.krum_f is not None else max(1, len(malicious))
     strategy = _counted(_strategy_class(plan.strategy))(**kwargs)
     strategy.traffic = []
 
