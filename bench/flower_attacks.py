@@ -12,8 +12,8 @@ Flower client rebuilt every round does not keep) and the data attack ``label_fli
 Writes ``docs/benchmarks/flower_attacks.md`` and ``docs/figures/flower_attacks.png``; the last line
 is the final accuracy per system, averaged over the attacks run.
 
-    PYTHONPATH=src python bench/flower_attacks.py                                   # default: 1 seed, 5 rounds
-    PYTHONPATH=src python bench/flower_attacks.py --seeds 3 --rounds 20 \\
+    PYTHONPATH=src python bench/flower_attacks.py                  # default: 1 seed, 5 rounds, 3,000 images
+    PYTHONPATH=src python bench/flower_attacks.py --seeds 3 --rounds 20 --limit 0 --holdout 2000 \\
         --attacks sign_flip,noise,scaled,random,nan,free_rider,label_flip             # the issue's size
 """
 from __future__ import annotations
@@ -90,6 +90,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--learners", type=int, default=5)
     ap.add_argument("--malicious", type=int, default=1, help="the first N members attack")
+    ap.add_argument("--limit", type=int, default=3000, help="use the first N images only (0: all 10,000)")
+    ap.add_argument("--holdout", type=int, default=600, help="images held out for testing (the last N)")
     ap.add_argument("--split", default="iid", choices=["iid", "dirichlet"])
     ap.add_argument("--systems", default=",".join([*COHEP_SYSTEMS, *FLOWER_SYSTEMS]))
     ap.add_argument("--cpus", type=int, default=2)
@@ -106,7 +108,8 @@ def main() -> int:
         for attack in attacks:
             for seed in range(args.seeds):
                 cfg = base_config(args.data, args.split, seed, args.rounds, args.learners,
-                                  attack={"kind": attack, "members": args.malicious})
+                                  attack={"kind": attack, "members": args.malicious},
+                                  data={"limit": args.limit or None, "holdout": args.holdout})
                 for system in systems:
                     t0 = time.perf_counter()
                     if system in COHEP_SYSTEMS:
@@ -127,9 +130,9 @@ def main() -> int:
     fig = plot(results, attacks, systems, Path(args.figure), title)
     doc = write_doc(
         Path(args.doc), "cohep vs Flower's robust strategies under attack",
-        [(f"MNIST t10k, {args.learners} learners of which the first {args.malicious} malicious, {args.split} split, "
+        [(f"MNIST t10k{f' (first {args.limit} images)' if args.limit else ''}, {args.learners} learners of which the first {args.malicious} malicious, {args.split} split, "
           f"`mnist_cnn`, {args.rounds} rounds, seeds {', '.join(str(s) for s in range(args.seeds))}; final test "
-          "accuracy on the 2,000 held-out images (mean ± sd over seeds). Both sides get the same split, initial "
+          f"accuracy on the {args.holdout} held-out images (mean ± sd over seeds). Both sides get the same split, initial "
           "weights, local training (one pass over a learner's train share per client-epoch) and attacker "
           "(`cohep.attacks`: a weight attack crafts from the honest update, `label_flip` trains on flipped labels). "
           "cohep: one proposer a round, the attacker crafts when drawn, every other member votes on its vote set. "

@@ -1,7 +1,7 @@
 """The Flower baseline: Flower's real simulation engine and strategies on cohep's own task.
 
-Two runs go through Flower 1.41's Ray engine on a tiny synthetic split (about 30 s each on two idle
-cores; most of it is starting Ray), and each is checked against the same clients computed here, in
+Two runs go through Flower 1.41's Ray engine on a tiny synthetic split (one Ray start, ~10 s on two
+idle cores, then a few seconds each), and each is checked against the same clients computed here, in
 process: FedAvg's global weights are the sample-weighted mean of cohep-trained client updates, and
 Krum under a sign-flip attacker picks an honest client's update. The rest needs no engine.
 """
@@ -38,10 +38,18 @@ def local_updates(cfg):
     return task, initial, [client_update(task, i, params, 1) for i in range(len(parts))]
 
 
+@pytest.fixture(scope="module")
+def ray_up():
+    """One Ray runtime for the module's Flower runs (starting it is most of their time)."""
+    flower.start_ray(2)
+    yield
+    flower.shutdown()
+
+
 @pytest.mark.slow
-def test_fedavg_through_flower_averages_cohep_trained_clients(mnist_dir, one_torch_thread):
+def test_fedavg_through_flower_averages_cohep_trained_clients(mnist_dir, one_torch_thread, ray_up):
     cfg = tiny_cfg(mnist_dir, learners=3, rounds=1)
-    res = run_flower(cfg, FlowerPlan(clients=None), cpus=2)
+    res = run_flower(cfg, FlowerPlan(clients=None), cpus=2, keep_initialised=True)
     task, initial, updates = local_updates(cfg)
     sizes = np.array([len(s) for s in task.shares], dtype=np.float64)
     expected = [sum(w * u[j] for w, u in zip(sizes, updates)) / sizes.sum() for j in range(len(task.names))]
@@ -57,11 +65,11 @@ def test_fedavg_through_flower_averages_cohep_trained_clients(mnist_dir, one_tor
 
 
 @pytest.mark.slow
-def test_krum_through_flower_keeps_an_honest_update_against_sign_flip(mnist_dir, one_torch_thread):
+def test_krum_through_flower_keeps_an_honest_update_against_sign_flip(mnist_dir, one_torch_thread, ray_up):
     # Krum needs n > 2f + 2: five clients, one of them (member 0) sends its update negated ten times over
     cfg = tiny_cfg(mnist_dir, learners=5, rounds=1,
                    attack={"kind": "sign_flip", "members": 1, "params": {"scale": 10.0}})
-    res = run_flower(cfg, FlowerPlan(strategy="krum"), cpus=2)
+    res = run_flower(cfg, FlowerPlan(strategy="krum"), cpus=2, keep_initialised=True)
     task, _, updates = local_updates(cfg)
     assert task.attack.malicious(5) == (0,) and res.fitted == [5]
     picked = [i for i, u in enumerate(updates)

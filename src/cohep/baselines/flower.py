@@ -263,12 +263,16 @@ def run_flower(cfg: ExperimentConfig, plan: FlowerPlan, *, cpus: int = 2,
     strategy.traffic = []
 
     logging.getLogger("flwr").setLevel(logging.WARNING)
-    start_simulation(
-        client_fn=functools.partial(_client_fn, task), num_clients=n, config=ServerConfig(num_rounds=rounds),
-        strategy=strategy, client_resources={"num_cpus": 1, "num_gpus": 0.0},
-        ray_init_args={"include_dashboard": False, "num_cpus": cpus, "ignore_reinit_error": True},
-        keep_initialised=keep_initialised,
-    )
+    init_args = start_ray(cpus)
+    try:  # Flower's engine re-initialises Ray unless told to keep it: keep the one started above
+        start_simulation(
+            client_fn=functools.partial(_client_fn, task), num_clients=n, config=ServerConfig(num_rounds=rounds),
+            strategy=strategy, client_resources={"num_cpus": 1, "num_gpus": 0.0},
+            ray_init_args=init_args, keep_initialised=True,
+        )
+    finally:
+        if not keep_initialised:
+            shutdown()
     if len(accuracy) != rounds + 1 or len(strategy.traffic) != rounds:
         raise CohepError(f"Flower simulation stopped early: {len(strategy.traffic)} of {rounds} rounds "
                          "aggregated (see the Ray log above)")
@@ -280,6 +284,27 @@ def run_flower(cfg: ExperimentConfig, plan: FlowerPlan, *, cpus: int = 2,
         fitted=[f for f, _, _ in strategy.traffic], failures=[x for _, x, _ in strategy.traffic],
         final_weights=final,
     )
+
+
+def start_ray(cpus: int, attempts: int = 3) -> dict:
+    """Start Ray (unless it is up) and return the init arguments Flower's engine is then given.
+
+    Ray waits a fixed 30 s for its raylet to register; on an overloaded machine it may not make it,
+    so a failed start is tried again before it is an error.
+    """
+    import ray
+
+    args = {"include_dashboard": False, "num_cpus": cpus, "ignore_reinit_error": True}
+    for attempt in range(1, attempts + 1):
+        if ray.is_initialized():
+            break
+        try:
+            ray.init(**args)
+        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception for a timed-out start
+            ray.shutdown()
+            if attempt == attempts:
+                raise CohepError(f"Ray (Flower's simulation engine) did not start in {attempts} tries: {exc}") from None
+    return args
 
 
 def shutdown() -> None:
