@@ -126,3 +126,26 @@ def test_plan_errors_name_the_field(plan, message):
 def test_attacks_flower_cannot_play_fail_before_any_work(mnist_dir, attack, message):
     with pytest.raises(ConfigError, match=message):
         run_flower(tiny_cfg(mnist_dir, attack=attack), FlowerPlan())
+
+
+def test_coordinator_counts_the_calldata_it_sends():
+    """cohep's chain share of the bench's traffic: what the transactions carried, as mined."""
+    import hashlib
+
+    from cohep.ledger import Chain, Coordinator
+
+    chain = Chain.embedded(3)
+    h = hashlib.sha256
+    c = Coordinator.deploy(chain, chain.accounts[:3], seed=h(b"s").digest(), initial_digest=h(b"i").digest(),
+                           model_digest=h(b"m").digest())
+    start = chain.block_number()
+    p = c.proposer(0)
+    c.propose(p, 0, h(b"r0").digest(), "file:///store/r0")
+    for m in c.members():
+        if m != p:
+            c.vote(m, 0, True, 10)
+    c.finalize(p, 0)
+    mined = [tx for b in range(start + 1, chain.block_number() + 1)
+             for tx in chain.w3.eth.get_block(b, full_transactions=True)["transactions"] if tx["to"] == c.address]
+    assert len(mined) == c.transactions == 4
+    assert c.calldata_bytes == sum(len(tx.get("input", tx.get("data"))) for tx in mined) == 164 + 2 * 100 + 36
