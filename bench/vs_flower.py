@@ -71,11 +71,11 @@ class Measure:
         return next((r for r, a in enumerate(self.accuracy) if r > 0 and a >= TARGET), None)
 
 
-def base_config(data: str, split: str, seed: int, rounds: int, learners: int, **sections):
+def base_config(path: str, split: str, seed: int, rounds: int, learners: int, **sections):
     """The experiment both sides run: the paper's MNIST setting, 2,000 images held out for testing."""
     raw = {
         "experiment": {"name": f"vs-flower-{split}-{seed}", "learners": learners, "rounds": rounds, "seed": seed},
-        "data": {"kind": "mnist", "path": data, "holdout": 2000, "split": split, "alpha": 0.5, "vote_fraction": 0.2},
+        "data": {"kind": "mnist", "path": path, "holdout": 2000, "split": split, "alpha": 0.5, "vote_fraction": 0.2},
         "model": {"name": "mnist_cnn"},
         "train": {"epochs": 1.0, "batch_size": 32, "lr": 1e-3},
     }

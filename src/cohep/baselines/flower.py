@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 
@@ -294,6 +295,9 @@ def start_ray(cpus: int, attempts: int = 3) -> dict:
     """
     import ray
 
+    # Ray starts its workers at niceness 15: next to anything else running they would barely move,
+    # and the clients must train at the same priority as cohep's members for the times to compare
+    os.environ.setdefault("RAY_worker_niceness", "0")
     args = {"include_dashboard": False, "num_cpus": cpus, "ignore_reinit_error": True}
     for attempt in range(1, attempts + 1):
         if ray.is_initialized():
