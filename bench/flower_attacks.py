@@ -19,6 +19,7 @@ is the final accuracy per system, averaged over the attacks run.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -28,6 +29,7 @@ from vs_flower import (
     ROOT,
     Measure,
     base_config,
+    commands_of,
     measure_cohep,
     measure_flower,
     write_doc,
@@ -95,6 +97,7 @@ def main() -> int:
     ap.add_argument("--split", default="iid", choices=["iid", "dirichlet"])
     ap.add_argument("--systems", default=",".join([*COHEP_SYSTEMS, *FLOWER_SYSTEMS]))
     ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--merge", default=None, help="results.json files to assemble instead of running")
     ap.add_argument("--out", default="runs/bench-flower-attacks")
     ap.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks" / "flower_attacks.md"))
     ap.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "flower_attacks.png"))
@@ -104,8 +107,13 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown system {unknown[0]} (known: {', '.join([*COHEP_SYSTEMS, *FLOWER_SYSTEMS])})")
     out, results, started = Path(args.out), [], time.perf_counter()
+    if args.merge:
+        results = [Measure(**m) for f in args.merge.split(",") for m in json.loads(Path(f).read_text())]
+        attacks = list(dict.fromkeys(m.split for m in results))
+        systems = [s for s in [*COHEP_SYSTEMS, *FLOWER_SYSTEMS] if any(m.system == s for m in results)]
+    command = "PYTHONPATH=src python bench/flower_attacks.py " + " ".join(sys.argv[1:])
     try:
-        for attack in attacks:
+        for attack in attacks if not args.merge else ():
             for seed in range(args.seeds):
                 cfg = base_config(args.data, args.split, seed, args.rounds, args.learners,
                                   attack={"kind": attack, "members": args.malicious},
@@ -119,11 +127,15 @@ def main() -> int:
                         m = measure_flower(system, cfg, FLOWER_SYSTEMS[system], args.cpus)
                     m.split = attack  # the bench's axis is the attack; the split is the same for all
                     results.append(m)
+                    write_json(results, out / "results.json", command)  # kept if a later run fails
                     print(f"{attack:<12} seed {seed} {system:<13} final {m.final:.4f}  "
                           f"({time.perf_counter() - t0:.0f} s)", flush=True)
     finally:
         shutdown()
-    write_json(results, out / "results.json")
+    if args.merge:
+        command = commands_of(args.merge.split(",")) + "\n" + command
+    else:
+        write_json(results, out / "results.json", command)
     tables = table(results, attacks, systems)
     print("\n".join(tables))
     title = f"Under attack: {args.malicious} of {args.learners} malicious, {args.split}, MNIST t10k"
@@ -140,7 +152,7 @@ def main() -> int:
           "every round (robust aggregation needs them all: 5 client-epochs a round); Krum assumes "
           f"{max(1, args.malicious)} attacker(s), FedTrimmedAvg cuts 20 % at each end. "
           f"Bench time {time.perf_counter() - started:.0f} s."), "", "Command:"],
-        "PYTHONPATH=src python bench/flower_attacks.py " + " ".join(sys.argv[1:]), tables, fig,
+        command, tables, fig,
         [("Not run through Flower: `stale` and `little_is_enough` (they replay adopted weights; a Flower client "
          "is rebuilt every round and keeps none), `backdoor` (clean accuracy does not show it), `collude` "
          "(Flower clients do not vote)."), "",

@@ -165,11 +165,19 @@ def plot(results: list[Measure], path: Path, title: str) -> Path:
     return path
 
 
-def write_json(results: list[Measure], path: Path) -> None:
+def write_json(results: list[Measure], path: Path, command: str) -> None:
+    """The measures, and beside them (``command.txt``) the command that made them, for ``--merge``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
-    tmp.write_text(json.dumps([asdict(m) for m in results], indent=1))
-    tmp.replace(path)
+    for name, text in ((path.name, json.dumps([asdict(m) for m in results], indent=1)), ("command.txt", command)):
+        tmp = path.parent / f"{name}.part"
+        tmp.write_text(text)
+        tmp.replace(path.parent / name)
+
+
+def commands_of(files: list[str]) -> str:
+    """The commands behind merged results (one line each), else nothing."""
+    lines = [(Path(f).parent / "command.txt") for f in files]
+    return "\n".join(p.read_text().strip() for p in lines if p.exists())
 
 
 def write_doc(path: Path, title: str, intro: list[str], command: str, tables: list[str], figure: Path,
@@ -209,6 +217,7 @@ def main() -> int:
         systems = list(dict.fromkeys(m.system for m in results))
     seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
     started = time.perf_counter()
+    command = "PYTHONPATH=src python bench/vs_flower.py " + " ".join(sys.argv[1:])
     try:
         for split in args.splits.split(",") if not args.merge else ():
             for seed in seeds:
@@ -220,14 +229,17 @@ def main() -> int:
                     else:
                         m = measure_flower(system, cfg, FLOWER_SYSTEMS[system], args.cpus)
                     results.append(m)
+                    write_json(results, out / "results.json", command)  # kept if a later run fails
                     print(f"{split:<9} seed {seed} {system:<11} final {m.final:.4f}  "
                           f"rounds to 95 %: {m.rounds_to_target}  ({time.perf_counter() - t0:.0f} s)", flush=True)
     finally:
         shutdown()
-    write_json(results, out / "results.json")
+    if args.merge:
+        command = commands_of(args.merge.split(",")) + "\n" + command
+    else:
+        write_json(results, out / "results.json", command)
     rounds = max(len(m.accuracy) for m in results) - 1
     seed_names = ", ".join(str(s) for s in sorted({m.seed for m in results}))
-    command = "PYTHONPATH=src python bench/vs_flower.py " + " ".join(sys.argv[1:])
     tables = []
     for split in dict.fromkeys(m.split for m in results):
         tables += [f"### {SPLITS.get(split, split)}", "", *table(results, split), ""]
