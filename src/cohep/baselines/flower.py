@@ -14,12 +14,15 @@ flwr is a benchmark extra, imported only here and only when a run starts.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -302,13 +305,26 @@ def start_ray(cpus: int, attempts: int = 3) -> dict:
     for attempt in range(1, attempts + 1):
         if ray.is_initialized():
             break
+        before = _children()
         try:
             ray.init(**args)
         except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception for a timed-out start
             ray.shutdown()
+            for pid in _children() - before:  # the failed start's GCS, raylet and monitors outlive it
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
             if attempt == attempts:
                 raise CohepError(f"Ray (Flower's simulation engine) did not start in {attempts} tries: {exc}") from None
     return args
+
+
+def _children() -> set[int]:
+    """This process's child processes (Linux ``/proc``; elsewhere none are known)."""
+    pids: set[int] = set()
+    for task in Path("/proc/self/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            pids.update(int(p) for p in task.read_text().split())
+    return pids
 
 
 def shutdown() -> None:
