@@ -73,6 +73,7 @@ def plot(results: list[Measure], attacks: list[str], systems: list[str], path: P
                 ax.plot(range(length), [statistics.fmean(m.accuracy[r] for m in ms) for r in range(length)],
                         marker=".", label=system)
         ax.set(title=attack, xlabel="round", ylabel="test accuracy", ylim=(0.0, 1.0))
+        ax.xaxis.get_major_locator().set_params(integer=True)
     for ax in list(axes.flat)[len(attacks):]:
         ax.axis("off")
     axes.flat[0].legend(loc="lower right", fontsize=7)
@@ -133,7 +134,7 @@ def main() -> int:
     finally:
         shutdown()
     if args.merge:
-        command = commands_of(args.merge.split(",")) + "\n" + command
+        command = "\n".join(filter(None, [commands_of(args.merge.split(",")), command]))
     else:
         write_json(results, out / "results.json", command)
     tables = table(results, attacks, systems)
@@ -151,13 +152,13 @@ def main() -> int:
           "Flower 1.41 (simulation engine, its own strategies, `cohep.baselines.flower`): every client trains "
           "every round (robust aggregation needs them all: 5 client-epochs a round); Krum assumes "
           f"{max(1, args.malicious)} attacker(s), FedTrimmedAvg cuts 20 % at each end. "
-          f"Bench time {time.perf_counter() - started:.0f} s."), "", "Command:"],
+          + ("" if args.merge else f"Bench time {time.perf_counter() - started:.0f} s.")), "", "Command:"],
         command, tables, fig,
         [("Not run through Flower: `stale` and `little_is_enough` (they replay adopted weights; a Flower client "
          "is rebuilt every round and keeps none), `backdoor` (clean accuracy does not show it), `collude` "
          "(Flower clients do not vote)."), "",
          "Machine: 2 cores, shared (8 engineers at once); only accuracies are reported here."])
-    print(f"\nwrote {doc}, {fig}, {out / 'results.json'}")
+    print(f"\nwrote {doc}, {fig}" + ("" if args.merge else f", {out / 'results.json'}"))
     means = {s: statistics.fmean(m.final for m in results if m.system == s) for s in systems}
     print("under attack, final accuracy averaged over " + ", ".join(attacks) + ": "
           + ", ".join(f"{s} {v:.3f}" for s, v in means.items()))

@@ -156,6 +156,7 @@ def plot(results: list[Measure], path: Path, title: str) -> Path:
             ax.plot(range(length), mean, marker=".", label=f"{system} ({len(ms)} seed{'s' * (len(ms) > 1)})")
         ax.axhline(TARGET, color="grey", lw=0.7, ls=":")
         ax.set(title=SPLITS.get(split, split), xlabel="round", ylabel="test accuracy", ylim=(0.0, 1.0))
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
@@ -235,7 +236,7 @@ def main() -> int:
     finally:
         shutdown()
     if args.merge:
-        command = commands_of(args.merge.split(",")) + "\n" + command
+        command = "\n".join(filter(None, [commands_of(args.merge.split(",")), command]))
     else:
         write_json(results, out / "results.json", command)
     rounds = max(len(m.accuracy) for m in results) - 1
@@ -254,7 +255,7 @@ def main() -> int:
          "same split indices and initial weights from one experiment config; Flower 1.41's simulation engine "
          "(Ray) runs the clients and its FedAvg aggregates (`cohep.baselines.flower`). Accuracy is on the "
          "held-out images (cohep: the mean over learners of their share of them, the same thing). "
-         f"Bench time {time.perf_counter() - started:.0f} s."), "", "Command:"],
+         + ("" if args.merge else f"Bench time {time.perf_counter() - started:.0f} s.")), "", "Command:"],
         command, tables, fig,
         [("Bytes per round: Flower, the weights sent to the sampled clients plus their updates (Flower's own "
          "serialisation); cohep, the proposal written to the store, every blob fetched (voters check it, then "
@@ -264,7 +265,7 @@ def main() -> int:
          "inflated and noisy; Flower's Ray engine runs up to 2 clients at once, cohep's runner runs its members one "
          "after another in one process (every voter scores the proposal, which is in cohep's round time). "
          "The first Flower round includes starting the Ray actors; the table gives medians.")])
-    print(f"\nwrote {doc}, {fig}, {out / 'results.json'}")
+    print(f"\nwrote {doc}, {fig}" + ("" if args.merge else f", {out / 'results.json'}"))
     dirichlet = [m for m in results if m.split == "dirichlet"]
     cohep = [m.final for m in dirichlet if m.system == "cohep"]
     fedavg = [m.final for m in dirichlet if m.system == "fedavg-1"]
