@@ -280,6 +280,11 @@ def run_flower(cfg: ExperimentConfig, plan: FlowerPlan, *, cpus: int = 2,
     if len(accuracy) != rounds + 1 or len(strategy.traffic) != rounds:
         raise CohepError(f"Flower simulation stopped early: {len(strategy.traffic)} of {rounds} rounds "
                          "aggregated (see the Ray log above)")
+    failed = [(r, x) for r, (_, x, _) in enumerate(strategy.traffic, start=1) if x]
+    if failed:  # a client lost to Ray (killed, out of memory) changes the experiment: no result
+        r, x = failed[0]
+        raise CohepError(f"Flower round {r}: {x} client(s) failed ({len(failed)} round(s) with failures; "
+                         "see the Ray log above)")
     seconds = [marks[r][0] - marks[r - 1][1] for r in range(1, len(marks))]
     return FlowerResult(
         accuracy=accuracy, loss=loss, round_seconds=seconds,
@@ -301,6 +306,9 @@ def start_ray(cpus: int, attempts: int = 3) -> dict:
     # Ray starts its workers at niceness 15: next to anything else running they would barely move,
     # and the clients must train at the same priority as cohep's members for the times to compare
     os.environ.setdefault("RAY_worker_niceness", "0")
+    # Ray kills workers when the machine's memory is 95 % used, whoever uses it: on a shared machine
+    # that silently drops clients from rounds (run_flower refuses such a run; this avoids it)
+    os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
     args = {"include_dashboard": False, "num_cpus": cpus, "ignore_reinit_error": True}
     for attempt in range(1, attempts + 1):
         if ray.is_initialized():
