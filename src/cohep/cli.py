@@ -240,6 +240,7 @@ RUN_FLAGS = {
     "margin": "vote.margin", "threshold": "vote.threshold", "rpc": "chain.rpc", "store": "store.url",
     "ballots": "chain.ballots",
     "epsilon": "privacy.epsilon",
+    "attack": "attack.kind", "malicious": "attack.members",
 }
 
 
@@ -270,6 +271,10 @@ def run(
     store: Optional[str] = typer.Option(None, "--store", help="Weight store URL (default: <run dir>/weights)."),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
     epsilon: Optional[float] = typer.Option(None, help="Each learner's DP epsilon budget ([privacy]; needs opacus)."),
+    attack: Optional[str] = typer.Option(None, "--attack", help="RESEARCH ONLY: malicious members run this attack "
+                                         "(see docs/attacks.md); the manifest and records.csv say so."),
+    malicious: Optional[int] = typer.Option(None, "--malicious", help="RESEARCH ONLY: how many members (the first N) "
+                                            "are malicious (default 1)."),
     no_figure: bool = typer.Option(False, "--no-figure", help="Skip the PNG figure."),
 ) -> None:
     """Run a collaborative (or baseline) experiment; writes records, manifest, figure and report."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from .attacks import AttackSection
 from .degrade import DegradeSection
 from .errors import ConfigError
 from .frameworks.privacy import PrivacySection
@@ -162,6 +163,7 @@ class ExperimentConfig(Section):
     degrade: DegradeSection = setting(factory=DegradeSection)
     competition: CompetitionSection = setting(factory=CompetitionSection)
     privacy: PrivacySection = setting(factory=PrivacySection)
+    attack: AttackSection = setting(factory=AttackSection)
 
     def check(self) -> None:
         n = self.experiment.learners
@@ -169,6 +171,10 @@ class ExperimentConfig(Section):
             raise ConfigError(f"privacy: only colearn proposals are trained privately, experiment.mode is "
                               f"{self.experiment.mode}")
         self.privacy.check_learners(n)
+        if self.attack.active:
+            if self.experiment.mode != "colearn":
+                raise ConfigError(f"attack.kind needs experiment.mode colearn, got {self.experiment.mode}")
+            self.attack.malicious(n)
         if self.experiment.mode == "colearn" and n > MAX_MEMBERS:
             raise ConfigError(f"experiment.learners must be at most {MAX_MEMBERS} for colearn mode "
                               f"(the contract's member limit), got {n}")

@@ -36,12 +36,12 @@ def all_finite(weights: Weights) -> bool:
     return all(np.isfinite(np.asarray(v)).all() for v in weights.values())
 
 
-def initial_record(index: int, rule: VoteRule, scores: Scores) -> RoundRecord:
+def initial_record(index: int, rule: VoteRule, scores: Scores, attack: str = "") -> RoundRecord:
     """A member's round-0 row: its scores of the initial weights, before any proposal."""
     return RoundRecord(
         round=0, learner=index, proposer=-1, is_proposer=False, vote="", accepted=False, void=False,
         vote_score=math.nan, current_vote_score=rule.score(scores.vote), proposal_test_accuracy=math.nan,
-        test_accuracy=scores.test.accuracy, test_loss=scores.test.loss, digest="",
+        test_accuracy=scores.test.accuracy, test_loss=scores.test.loss, digest="", attack=attack,
     )
 
 
@@ -74,6 +74,8 @@ class Participant:
     #: runner's batch, or a node's ballot box) instead of sending ``vote()``; someone submits the batch
     post_ballot: Callable | None = None
     ballot_box: object | None = None  #: a node's ballotbox.BallotBox in signed mode (where post_ballot posts)
+    #: research only: a malicious member's attack (cohep.attacks.Behaviour); None for an honest member
+    behaviour: object | None = None
     digest: bytes = b""  #: the adopted weights' digest ("" until the first sync)
     current: Scores = field(default_factory=lambda: _NO_SCORE)  #: adopted weights on the private sets
     seconds: dict = field(default_factory=lambda: {"training": 0.0, "evaluation": 0.0, "store": 0.0})
@@ -101,6 +103,8 @@ class Participant:
             weights = self._timed("store", self.fetch, uri, digest)
             scores = None
         self.learner.accept(weights)
+        if self.behaviour is not None:
+            self.behaviour.adopted(weights)
         self.current = scores if scores is not None else self._timed("evaluation", self.learner.evaluate, weights)
         self.digest = digest
         self._seen.clear()
@@ -138,6 +142,8 @@ class Participant:
         if not all_finite(weights):  # a diverged proposer stays silent; the contract voids the round
             duty.reason = "training diverged (non-finite weights): nothing proposed"
             return duty
+        if self.behaviour is not None:  # the attack's proposal instead of the honest one
+            weights = self.behaviour.propose(self.learner.current(), weights)
         digest, uri = self._timed("store", self.store.put, weights)
         self.coordinator.propose(self.address, r, digest, uri)
         duty.proposed, duty.digest = True, digest
@@ -165,6 +171,8 @@ class Participant:
     def _vote(self, r: int, state) -> Duty:
         duty = self.judge(state.uri, state.digest)
         duty.round = r
+        if self.behaviour is not None:  # a colluder's verdict depends on who proposed, not on the scores
+            duty.approve = self.behaviour.vote(state.proposer, duty.approve)
         score = self.rule.score(duty.scores.vote) if duty.scores is not None else math.nan
         if self.post_ballot is None:
             self.coordinator.vote(self.address, r, duty.approve, to_ppm(score))
@@ -198,6 +206,7 @@ class Participant:
             proposal_test_accuracy=scores.test.accuracy if scores is not None else math.nan,
             test_accuracy=self.current.test.accuracy, test_loss=self.current.test.loss,
             digest=outcome.digest.hex() if not outcome.void else "", reason=duty.reason,
+            attack=self.behaviour.attack if self.behaviour is not None else "",
         )
 
     def _timed(self, stage: str, fn, *args):

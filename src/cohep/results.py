@@ -33,6 +33,8 @@ class RoundRecord:
     #: why this member rejected the proposal without judging its scores (a failed check), or why the
     #: proposer offered nothing; "" otherwise
     reason: str = ""
+    #: research runs only (``[attack]``): the attack this member ran, "" for an honest member
+    attack: str = ""
 
 
 COLUMNS = [f.name for f in fields(RoundRecord)]

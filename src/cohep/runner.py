@@ -106,9 +106,11 @@ def prepare(cfg: ExperimentConfig) -> tuple[ExperimentConfig, LabelledData, list
 
 def build_learners(cfg, data, parts, spec, initial) -> list[TrainableLearner]:
     e = cfg.experiment
+    n, k = len(parts), len(data.class_names)
     return [
         models.build_learner(
-            spec, data.subset(p.train), data.subset(p.vote),
+            spec, cfg.attack.train_set(i, data.subset(p.train), n=n, seed=cfg.experiment.seed, num_classes=k),
+            data.subset(p.vote),
             data.subset(p.test) if len(p.test) else None, cfg.train,
             seed=learner_seed(e.seed, i), initial=initial,
             privacy=cfg.privacy.budget(i, learners=len(parts), rounds=e.rounds),
@@ -164,14 +166,16 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
         max_missed=cfg.chain.max_missed,
     )
     fetch = Fetcher(allowed=[store.base_uri], max_bytes=default_max_bytes(initial), reference=initial)
-    members_ = [Participant(i, members[i], lr, coord, store, fetch.fetch, rule, init_uri)
+    behaviours = cfg.attack.behaviours(members, cfg.experiment.seed)  # research only: [attack]
+    members_ = [Participant(i, members[i], lr, coord, store, fetch.fetch, rule, init_uri, behaviour=behaviours[i])
                 for i, lr in enumerate(learners)]
     ballots: list = []  # signed mode: this round's ballots, submitted in one transaction
     for m in members_:
         m.sync()
         if cfg.chain.ballots == "signed":
             m.post_ballot = ballots.append
-    records = [initial_record(m.index, rule, m.current) for m in members_]
+    records = [initial_record(m.index, rule, m.current, cfg.attack.kind if behaviours[m.index] else "")
+               for m in members_]
     timings: list[RoundTiming] = []
     start = time.perf_counter()
     r, accepted = coord.round(), coord.accepted_digest()
@@ -217,6 +221,7 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
                               "contract_settings": ContractRules.of(coord.settings()).to_dict(),
                               "max_bytes": fetch.max_bytes,
                               "traffic": {"transactions": coord.transactions, "gas_used": coord.gas_used,
+                                          "calldata_bytes": coord.calldata_bytes,
                                           "bytes_fetched": fetch.bytes}}
 
 
@@ -323,6 +328,8 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool) -> RunResult:
             max_bytes=chain_info.get("max_bytes"), traffic=chain_info.get("traffic"),
             final_test_accuracy=result.final_accuracy, accepted_per_learner=result.accepted,
             privacy=result.privacy,
+            attack={"kind": cfg.attack.kind, "malicious": list(cfg.attack.malicious(len(learners))),
+                    "collude": cfg.attack.collude} if cfg.attack.active else None,
         ),
     )
     title = f"{cfg.experiment.name}: {mode}, {spec.name}" if figure else None

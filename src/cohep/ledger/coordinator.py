@@ -212,6 +212,7 @@ class Coordinator(ContractClient):
         self.seconds = 0.0
         self.gas_used = 0
         self.transactions = 0  # mined by this client (deployment excluded)
+        self.calldata_bytes = 0  # what those transactions carried (the chain's share of the traffic)
 
     # -- construction --------------------------------------------------------------
 
@@ -385,6 +386,7 @@ class Coordinator(ContractClient):
             self.seconds += time.perf_counter() - t0
         self.gas_used += int(receipt["gasUsed"])
         self.transactions += 1
+        self.calldata_bytes += len(Web3.to_bytes(hexstr=self._c.encode_abi(name, args=list(args))))
         return receipt
 
     def propose(self, sender: str, r: int, digest: bytes, uri: str) -> dict:
