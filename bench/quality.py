@@ -91,7 +91,8 @@ def spearman(a: list[float], b: list[float]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--shapley-seeds", type=int, default=4, help="Seeds per case with exact Shapley by retraining.")
+    ap.add_argument("--first-seed", type=int, default=0, help="Seeds first-seed .. first-seed + seeds - 1 (split a long run).")
+    ap.add_argument("--shapley-seeds", type=int, default=4, help="Seeds per case with exact Shapley by retraining (the first ones).")
     ap.add_argument("--rounds", type=int, default=10)
     # gain3 (about 5 more minutes) is opt-in: the default set finishes in about 11 minutes here
     ap.add_argument("--cases", default=",".join([*CASES, "deadplane3"]), help=f"of {', '.join([*CASES, *EVENT_CASES])}")
@@ -117,7 +118,7 @@ def main() -> None:
         rho = {m: [] for m in CHEAP}
         shapley_runs = 0
         seconds = {"run": 0.0, "shapley": 0.0, "trainings": 0}
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             bad = seed % n
             if case in CASES:
                 data = {"kind": "mnist", "path": str(mnist), "limit": 1200, "holdout": 200}
@@ -138,7 +139,7 @@ def main() -> None:
             qs = sorted(rep.learners, key=lambda q: q.learner)
             for m in CHEAP:
                 found[m] += last([getattr(q, m) for q in qs], bad)
-            if seed < args.shapley_seeds:
+            if seed < args.first_seed + args.shapley_seeds:
                 c = quality.contributions_of_run(out)
                 exact = c.values["shapley_exact"]
                 found["shapley"] += last(exact, bad)
