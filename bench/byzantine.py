@@ -16,6 +16,7 @@ The last line: ``gross attacks accepted: X % (...), accuracy drop: Y pts`` for t
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shlex
@@ -23,7 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 os.environ.setdefault("COHEP_PROGRESS", "0")
@@ -109,9 +110,8 @@ def attack_success(cfg, out: Path, trigger: dict) -> float:
     params = attacks.parameters("backdoor", trigger)
 
     def predict(images):
-        from torch.utils.data import TensorDataset
-
         import torch
+        from torch.utils.data import TensorDataset
 
         probs, _ = learner.predict(TensorDataset(images, torch.zeros(len(images), dtype=torch.long)))
         return probs.argmax(1)
@@ -146,8 +146,8 @@ def mean(values) -> float:
 def table(outcomes: list[Outcome]) -> list[str]:
     """One markdown row per (task, setup, defence, attack), seeds pooled."""
     plain_clean = {(o.task, o.setup, o.seed): o.accuracy for o in outcomes if o.attack == "clean" and not o.defence}
-    rows = ["| task | setup | defence | attack | malicious accepted | honest accepted | final accuracy | "
-            "vs clean (pts) | backdoor success |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = [("| task | setup | defence | attack | malicious accepted | honest accepted | final accuracy | "
+             "vs clean (pts) | backdoor success |"), "|---|---|---|---|---|---|---|---|---|"]
     keys = sorted({(o.task, o.setup, o.defence, o.attack) for o in outcomes},
                   key=lambda k: (k[0], k[1], k[2], ALL.index(k[3])))
     for task, setup, defence, attack in keys:
@@ -224,23 +224,23 @@ def write_doc(path: Path, command: str, args, outcomes: list[Outcome], last: str
     seconds = sum(o.seconds for o in outcomes)
     lines = [
         "# Byzantine members (bench/byzantine.py)", "",
-        "Every attack of `cohep.attacks` (docs/attacks.md) in real colearn runs on the embedded chain: 5 learners "
+        ("Every attack of `cohep.attacks` (docs/attacks.md) in real colearn runs on the embedded chain: 5 learners "
         "with 1 malicious (`5/1`) and 6 with 2 (`6/2`, a third). Malicious members are the first `m`; "
         "the proposer draw is the contract's. `malicious accepted`: the contract accepted the malicious "
         "members' proposal, over the rounds they proposed; `honest accepted`: the same for honest proposers; "
         "`vs clean`: mean accuracy drop against the same seed's clean run without the defence (positive: worse); "
         "`backdoor success`: non-target held-out images classified as the target once triggered. "
-        "`defence probe`: the patch-probe guard on (`vote.probe`, cohep.defence).", "",
+        "`defence probe`: the patch-probe guard on (`vote.probe`, cohep.defence)."), "",
         f"Command: `{command}`", "",
         f"Settings: {args.seeds} seed(s); MNIST first {args.limit or 10000} images, {args.rounds} rounds, "
-        f"1 epoch per proposal, vote threshold 0.5; probe {args.probe} with a {args.probe_size}x{args.probe_size} patch"
+        f"{args.epochs:g} epoch(s) per proposal, vote threshold 0.5; probe {args.probe} with a {args.probe_size}x{args.probe_size} patch"
         + (f"; neutrino events: {args.events}, first {args.events_limit}, {args.events_rounds} rounds, compact model"
-           if args.events else "") + ".", "",
+           if any(o.task == "neutrino" for o in outcomes) else "") + ".", "",
         *table(outcomes), "",
         f"`{last}`", "",
         f"![byzantine](../figures/{figure.name})", "",
-        f"Machine: 2 cores, shared with 7 other engineers' jobs; {seconds / 60:.1f} minutes of runs "
-        "(timings are inflated by the sharing; the figures above are counts and accuracies, not timings).", "",
+        (f"Machine: 2 cores, shared with 7 other engineers' jobs; {seconds / 60:.1f} minutes of runs "
+         "(timings are inflated by the sharing; the figures above are counts and accuracies, not timings)."), "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -261,11 +261,14 @@ def main(argv=None) -> None:
     p.add_argument("--probe", type=float, default=0.15, help="vote.probe when the defence is on")
     p.add_argument("--probe-size", type=int, default=4)
     p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--events", default=None, help="neutrino event HDF5 (adds the neutrino task)")
+    p.add_argument("--tasks", default="mnist", help="comma-separated: mnist, neutrino")
+    p.add_argument("--events", default=str(ROOT / "data/events-12k.h5"), help="neutrino event HDF5")
     p.add_argument("--events-limit", type=int, default=3000)
     p.add_argument("--events-rounds", type=int, default=8)
     p.add_argument("--events-setups", default="6/2")
-    p.add_argument("--full", action="store_true", help="all images, 15 rounds, 3 seeds, defence for all")
+    p.add_argument("--full", action="store_true", help="both setups, all images, 15 rounds, 3 seeds, defence for all")
+    p.add_argument("--json", default=None, help="also save the runs' outcomes here (JSON)")
+    p.add_argument("--from-json", nargs="+", default=None, help="run nothing: table and doc from saved outcomes")
     p.add_argument("--doc", default=str(ROOT / "docs/benchmarks/byzantine.md"))
     p.add_argument("--figure", default=str(ROOT / "docs/figures/byzantine.png"))
     args = p.parse_args(argv)
@@ -281,13 +284,19 @@ def main(argv=None) -> None:
         [a for a in args.defence.split(",") if a in chosen]
     if defended and "clean" not in defended:
         defended.insert(0, "clean")
-    tasks = [(Task("mnist", "mnist", args.data, args.limit or None, args.rounds, 0.2, {}, args.probe_size),
-              args.setups.split(","))]
-    if args.events:
+    tasks = []
+    if "mnist" in args.tasks.split(","):
+        tasks.append((Task("mnist", "mnist", args.data, args.limit or None, args.rounds, 0.2, {}, args.probe_size),
+                      args.setups.split(",")))
+    if "neutrino" in args.tasks.split(","):
         # charge units: a saturated 8x8 square, far above a wire's typical reading
         tasks.append((Task("neutrino", "events", args.events, args.events_limit or None, args.events_rounds, 0.2,
                            {"size": 8, "value": 500.0}, 8), args.events_setups.split(",")))
     outcomes: list[Outcome] = []
+    if args.from_json:
+        tasks = []
+        for path in args.from_json:
+            outcomes += [Outcome(**o) for o in json.loads(Path(path).read_text())]
     with tempfile.TemporaryDirectory(prefix="byzantine-") as tmp:
         for task, setups in tasks:
             for setup in setups:
@@ -303,6 +312,10 @@ def main(argv=None) -> None:
                               f"accuracy {o.accuracy:.3f}"
                               + ("" if math.isnan(o.asr) else f", backdoor success {100 * o.asr:.0f} %")
                               + f" ({o.seconds:.0f} s)", flush=True)
+                        if args.json:  # after every run, so a cut-off bench keeps what it did
+                            tmp_json = Path(args.json + ".tmp")
+                            tmp_json.write_text(json.dumps([asdict(x) for x in outcomes], indent=1))
+                            os.replace(tmp_json, args.json)
     print()
     print("\n".join(table(outcomes)))
     gross, drop, worst = headline(outcomes, "6/2" if any(o.setup == "6/2" for o in outcomes) else outcomes[0].setup)
