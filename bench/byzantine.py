@@ -267,6 +267,9 @@ def main(argv=None) -> None:
     p.add_argument("--events-rounds", type=int, default=8)
     p.add_argument("--events-setups", default="6/2")
     p.add_argument("--full", action="store_true", help="both setups, all images, 15 rounds, 3 seeds, defence for all")
+    p.add_argument("--skip-clean", action="store_true",
+                   help="no clean reference runs (another invocation's --json has them; combine with --from-json)")
+    p.add_argument("--defence-only", action="store_true", help="only the runs with the defence on")
     p.add_argument("--json", default=None, help="also save the runs' outcomes here (JSON)")
     p.add_argument("--from-json", nargs="+", default=None, help="run nothing: table and doc from saved outcomes")
     p.add_argument("--doc", default=str(ROOT / "docs/benchmarks/byzantine.md"))
@@ -278,11 +281,11 @@ def main(argv=None) -> None:
     unknown = [a for a in chosen if a not in ALL]
     if unknown:
         p.error(f"unknown attack {unknown[0]} (known: {', '.join(ALL)})")
-    if "clean" not in chosen:
+    if "clean" not in chosen and not args.skip_clean:
         chosen.insert(0, "clean")
     defended = chosen if args.defence == "all" else [] if args.defence == "none" else \
-        [a for a in args.defence.split(",") if a in chosen]
-    if defended and "clean" not in defended:
+        [a for a in args.defence.split(",") if a in chosen or a == "clean"]
+    if defended and "clean" not in defended and not args.skip_clean:
         defended.insert(0, "clean")
     tasks = []
     if "mnist" in args.tasks.split(","):
@@ -301,7 +304,7 @@ def main(argv=None) -> None:
         for task, setups in tasks:
             for setup in setups:
                 for seed in range(args.seeds):
-                    plans = [(a, None) for a in chosen]
+                    plans = [] if args.defence_only else [(a, None) for a in chosen]
                     if setup == "6/2":
                         plans += [(a, args.probe) for a in defended]
                     for attack, probe in plans:

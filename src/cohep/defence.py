@@ -11,8 +11,9 @@ corner of its vote images, and rejects a proposal whose accuracy falls, in some 
 Cost: 8 extra passes over the vote set (proposal and current weights, four corners), only for a
 proposal the vote would approve. What it does not stop: a trigger away from the corners, a blended
 or semantic trigger, a patch of another size or value than probed (see docs/attacks.md). It is the
-cheapest defence that stopped the backdoor in ``bench/byzantine.py``; an update-norm bound did not
-(a backdoor trained on poisoned data moves the weights about as far as honest training).
+cheapest guard we found that separates a backdoored model that keeps clean accuracy from an honest
+one (tests/test_attacks.py); an update-norm bound does not (a backdoor trained on poisoned data
+moves the weights about as far as honest training: 1.96 against 1.77 in L2 on MNIST).
 """
 from __future__ import annotations
 
