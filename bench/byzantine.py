@@ -170,7 +170,7 @@ def headline(outcomes: list[Outcome], setup: str = "6/2") -> tuple[float, float,
     """(gross acceptance %, the worst gross attack's mean accuracy drop in points, which) without the defence."""
     plain = [o for o in outcomes if o.setup == setup and not o.defence]
     clean = {(o.task, o.seed): o.accuracy for o in plain if o.attack == "clean"}
-    gross = [o for o in plain if o.attack in attacks.GROSS]
+    gross = [o for o in plain if o.attack in attacks.GROSS and (o.task, o.seed) in clean]
     proposed = sum(o.mal_proposed for o in gross)
     accepted = 100 * sum(o.mal_accepted for o in gross) / proposed if proposed else math.nan
     drops = {a: mean([100 * (clean[(o.task, o.seed)] - o.accuracy) for o in gross if o.attack == a])
