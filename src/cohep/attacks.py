@@ -174,11 +174,10 @@ def craft(name: str, current: Weights, honest: Weights, *, rng: np.random.Genera
         if not history:
             raise ValueError("attack stale needs a history of adopted weights")
         age = p["age"]
-        if age is None:
-            return _map(lambda k, c: np.array(history[0][k], copy=True), current)
-        if not 1 <= int(age) <= len(history):
+        if age is not None and not 1 <= int(age) <= len(history):
             raise ValueError(f"attack stale: age must be in 1..{len(history)}, got {age}")
-        return _map(lambda k, c: np.array(history[-int(age)][k], copy=True), current)
+        old = history[0] if age is None else history[-int(age)]
+        return {k: np.array(old[k], copy=True) for k in current}  # counters included: a replay is whole
     if name == "little_is_enough":
         chain = list(history) + [current]
         updates = [{k: np.asarray(b[k], np.float64) - np.asarray(a[k], np.float64) for k in current}

@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from .defence import patch_probe
 from .errors import ChainError, IntegrityError
 from .frameworks.privacy import BudgetSpent
 from .learner import Score, Scores, TrainableLearner, Weights
@@ -165,8 +166,16 @@ class Participant:
             duty.reason = f"non-finite {self.rule.metric} on the vote set"
             return duty
         duty.approve = self.rule.approve(duty.scores.vote, self.current.vote)
+        if duty.approve and self.rule.probe is not None:  # the backdoor guard, off by default
+            suspicious = self._timed("evaluation", self._probe, weights)
+            if suspicious:
+                duty.approve, duty.reason = False, suspicious
         self._seen[digest] = (weights, duty.scores)
         return duty
+
+    def _probe(self, weights: Weights) -> str | None:
+        return patch_probe(self.learner, weights, self.learner.current(), probe=self.rule.probe,
+                           size=self.rule.probe_size)
 
     def _vote(self, r: int, state) -> Duty:
         duty = self.judge(state.uri, state.digest)
