@@ -145,7 +145,7 @@ def plot(table: dict, sets: list[str], variants: list[str], path: Path) -> Path:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, default=Path("/work/main/data/events-12k.h5"))
+    p.add_argument("--data", type=Path, default=ROOT / "data" / "events-12k.h5")
     p.add_argument("--train-events", type=int, default=2400)
     p.add_argument("--test-events", type=int, default=1000)
     p.add_argument("--other-events", type=int, default=600)

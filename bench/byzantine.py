@@ -8,7 +8,7 @@ success rate (non-target test images classified as the target once triggered). W
 the same runs again with the patch-probe guard on (``vote.probe``, cohep.defence).
 
 Default (MNIST t10k, first 2,000 images, the 6/2 setup, 12 rounds, 1 seed, the defence for the
-clean run and the backdoor; about 6 minutes on 2 idle cores, several times that when they are shared): ``python bench/byzantine.py --data /work/shared/data/mnist``.
+clean run and the backdoor; about 6 minutes on 2 idle cores, several times that when they are shared): ``python bench/byzantine.py --data ../shared/data/mnist``.
 Full size: ``--full`` (both setups, all 10,000 images, 15 rounds, 3 seeds, the defence for every attack), and
 ``--events data/events-12k.h5`` adds the neutrino task (compact model; ``--events-limit``).
 The last line: ``gross attacks accepted: X % (...), accuracy drop: Y pts`` for the ``6/2`` setup.
@@ -250,7 +250,7 @@ def write_doc(path: Path, command: str, args, outcomes: list[Outcome], last: str
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="/work/shared/data/mnist", help="MNIST folder (IDX files)")
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"), help="MNIST folder (IDX files)")
     p.add_argument("--limit", type=int, default=2000, help="first N MNIST images (0: all)")
     p.add_argument("--rounds", type=int, default=12)
     p.add_argument("--seeds", type=int, default=1)

@@ -87,7 +87,7 @@ def plot(results: list[Measure], attacks: list[str], systems: list[str], path: P
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="/work/shared/data/mnist")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"))
     ap.add_argument("--attacks", default="sign_flip,scaled")
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5)

@@ -6,7 +6,7 @@ to make (``ceil(rounds / learners)``). Reported per budget: final mean test accu
 and accepted, the noise multiplier, the mean spent epsilon and how many learners stopped at their
 budget. Writes ``docs/benchmarks/privacy.md`` and ``docs/figures/privacy_accuracy.png``.
 
-Run: ``python bench/privacy.py --data /work/shared/data/mnist`` (default size, a few minutes on 2
+Run: ``python bench/privacy.py --data ../shared/data/mnist`` (default size, a few minutes on 2
 shared cores); full size: ``--limit 10000 --rounds 20 --width 32``.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from cohep.runner import run_experiment  # noqa: E402
 
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default="/work/shared/data/mnist", help="MNIST folder (t10k IDX files) or npz")
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"), help="MNIST folder (t10k IDX files) or npz")
     p.add_argument("--budgets", default="1,3,8,inf", help="comma-separated epsilon budgets; inf: no DP")
     p.add_argument("--learners", type=int, default=5)
     p.add_argument("--rounds", type=int, default=10)

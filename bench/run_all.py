@@ -40,11 +40,14 @@ class Bench:
     full: tuple[str, ...] = ()
     needs_mnist: bool = False
     writes_section: bool = False  # the script writes docs/benchmarks/<name>.md itself
+    events_flag: str = ""  # the flag that takes the neutrino event file, for benchmarks that need one
 
-    def command(self, *, full: bool, mnist: str) -> list[str]:
+    def command(self, *, full: bool, mnist: str, events: str) -> list[str]:
         args = list(self.full if full else self.quick)
         if self.needs_mnist:
             args += ["--data", mnist]
+        if self.events_flag:
+            args += [self.events_flag, events]
         return [sys.executable, str(HERE / f"{self.name}.py"), *args]
 
 
@@ -59,7 +62,27 @@ BENCHES: tuple[Bench, ...] = (
           needs_mnist=True),
     Bench("nodes", "autonomous nodes on Anvil: round cost and the fault matrix", ("--members", "3", "--rounds", "4"), ()),
     Bench("quality", "does a quality measure find the degraded learner", ("--cases", "flip5", "--seeds", "3",
-                                                                         "--shapley-seeds", "1"), ()),
+                                                                         "--shapley-seeds", "1"), (),
+          writes_section=True),
+    Bench("ledger", "the ledger's cost per round for 3 to 64 members, embedded chain and Anvil",
+          ("--members", "5", "20", "64", "--rounds", "2"), (), writes_section=True),
+    Bench("vs_flower", "cohep against Flower's FedAvg on MNIST, IID and Dirichlet 0.5",
+          ("--rounds", "5", "--splits", "dirichlet"), ("--seeds", "3", "--rounds", "20"),
+          needs_mnist=True, writes_section=True),
+    Bench("byzantine", "does the vote stop Byzantine members (every attack)",
+          ("--limit", "1500", "--rounds", "6", "--attacks", "clean,sign_flip,noise,scaled,nan,random,backdoor",
+           "--defence", "clean"), ("--full",), needs_mnist=True, writes_section=True),
+    Bench("flower_attacks", "cohep against Flower's robust strategies under attack",
+          ("--rounds", "4", "--limit", "2000", "--attacks", "sign_flip"),
+          ("--seeds", "3", "--rounds", "20", "--limit", "0", "--holdout", "2000",
+           "--attacks", "sign_flip,noise,scaled,random,nan,free_rider,label_flip"),
+          needs_mnist=True, writes_section=True),
+    Bench("privacy", "accuracy against the differential-privacy budget on MNIST",
+          ("--rounds", "5", "--limit", "2000", "--budgets", "3,inf"), ("--limit", "10000", "--rounds", "20", "--width", "32"),
+          needs_mnist=True, writes_section=True),
+    Bench("augment_transfer", "which augmentation and normalisation transfer to another detector",
+          ("--train-events", "1200", "--test-events", "400", "--other-events", "300", "--epochs", "2"), (),
+          writes_section=True, events_flag="--data"),
 )
 
 
@@ -68,8 +91,8 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def run(bench: Bench, *, full: bool, mnist: str) -> dict:
-    cmd = bench.command(full=full, mnist=mnist)
+def run(bench: Bench, *, full: bool, mnist: str, events: str) -> dict:
+    cmd = bench.command(full=full, mnist=mnist, events=events)
     shown = " ".join(["python", *(str(Path(c).relative_to(ROOT)) if c.startswith(str(ROOT)) else c for c in cmd[1:])])
     print(f"== {bench.name}: {shown}", flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -142,6 +165,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mnist", default=str(ROOT.parent / "shared" / "data" / "mnist"),
                     help="folder with the MNIST IDX files (benchmarks that need it)")
+    ap.add_argument("--events", default=str(ROOT / "data" / "events-12k.h5"),
+                    help="simulated neutrino events for the benchmarks that need them (made small if missing)")
     ap.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(b.name for b in BENCHES)}")
     ap.add_argument("--full", action="store_true", help="each benchmark at its full size (hours on a CPU)")
     args = ap.parse_args()
@@ -155,7 +180,14 @@ def main() -> int:
         print(f"run_all: --mnist: {args.mnist} is not a folder with the MNIST IDX files "
               "(download them, or pass --only without the MNIST benchmarks)", file=sys.stderr)
         return 2
-    results = [run(b, full=args.full, mnist=args.mnist) for b in chosen]
+    events = args.events
+    if any(b.events_flag for b in chosen) and not Path(events).is_file():
+        events = str(ROOT / "runs" / "bench" / "events-3k.h5")
+        if not Path(events).is_file():  # a user has no events yet: simulate a small set once
+            print(f"== simulating 3,000 events into {events}", flush=True)
+            subprocess.run([sys.executable, "-m", "cohep", "simulate", "--events", "3000", "--out", events,
+                            "--seed", "1"], cwd=ROOT, check=True)
+    results = [run(b, full=args.full, mnist=args.mnist, events=events) for b in chosen]
     assemble(results, full=args.full)
     print(f"wrote {PAGE.relative_to(ROOT)}: {len(results)} benchmarks, "
           f"{sum(r['wall'] for r in results) / 60:.1f} min, {sum(r['rc'] not in (0, 1) for r in results)} failed")

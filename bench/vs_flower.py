@@ -194,7 +194,7 @@ def write_doc(path: Path, title: str, intro: list[str], command: str, tables: li
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="/work/shared/data/mnist")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"))
     ap.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")
     ap.add_argument("--seed-list", default=None, help="these seeds instead (one process per seed, then --merge)")
     ap.add_argument("--merge", default=None, help="results.json files to assemble instead of running")
