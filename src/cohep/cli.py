@@ -207,6 +207,7 @@ RUN_FLAGS = {
     "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
     "lr_schedule": "train.lr_schedule", "device": "train.device", "metric": "vote.metric",
     "margin": "vote.margin", "threshold": "vote.threshold", "rpc": "chain.rpc", "store": "store.url",
+    "proposers": "round.proposers", "combine": "round.combine", "proximal_mu": "train.proximal_mu",
 }
 
 
@@ -235,6 +236,9 @@ def run(
     rpc: Optional[str] = typer.Option(None, "--rpc", help="Ethereum JSON-RPC URL (default: embedded chain)."),
     store: Optional[str] = typer.Option(None, "--store", help="Weight store URL (default: <run dir>/weights)."),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
+    proposers: Optional[int] = typer.Option(None, help="Distinct proposers per round (k)."),
+    combine: Optional[str] = typer.Option(None, help="each | average: vote on each proposal, or on their average."),
+    proximal_mu: Optional[float] = typer.Option(None, "--proximal-mu", help="FedProx proximal term mu (0: none)."),
     no_figure: bool = typer.Option(False, "--no-figure", help="Skip the PNG figure."),
 ) -> None:
     """Run a collaborative (or baseline) experiment; writes records, manifest, figure and report."""

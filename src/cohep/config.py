@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from .combine import RoundSection
 from .degrade import DegradeSection
 from .errors import ConfigError
 from .frameworks.training import TrainConfig
@@ -137,6 +138,7 @@ class ExperimentConfig(Section):
     model: ModelSection = setting(factory=ModelSection)
     train: TrainConfig = setting(factory=TrainConfig)
     vote: VoteRule = setting(factory=VoteRule)
+    round: RoundSection = setting(factory=RoundSection)
     chain: ChainSection = setting(factory=ChainSection)
     store: StoreSection = setting(factory=StoreSection)
     central: CentralSection = setting(factory=CentralSection)
@@ -145,10 +147,14 @@ class ExperimentConfig(Section):
 
     def check(self) -> None:
         n = self.experiment.learners
-        if self.experiment.mode == "colearn" and self.chain.vote_window < n - 1:
+        if self.experiment.mode == "colearn" and self.round.proposers > n:
+            raise ConfigError(f"round.proposers ({self.round.proposers}) must be at most experiment.learners ({n})")
+        voters = n if self.round.proposers > 1 else n - 1  # with several slots the proposers vote too
+        if self.experiment.mode == "colearn" and self.chain.vote_window < voters:
             # each vote is its own transaction; on an auto-mining chain each takes a block
             raise ConfigError(
-                f"chain.vote_window ({self.chain.vote_window} blocks) must be at least learners - 1 ({n - 1})"
+                f"chain.vote_window ({self.chain.vote_window} blocks) must be at least the voters "
+                f"({voters}: learners{' - 1' if voters < n else ''})"
             )
 
     def replace(self, **sections: dict) -> "ExperimentConfig":

@@ -107,8 +107,12 @@ def _outcome(coord, r: int):
     """Round ``r``'s outcome as the chain recorded it."""
     from types import SimpleNamespace
 
+    from .combine import combination
+
     s = coord.round_state(r)
-    return SimpleNamespace(round=r, accepted=s.accepted, void=s.void, digest=s.digest, proposer=s.proposer)
+    chosen = [x.digest for x in s.slots if (x.accepted if s.accepted else x.proposed)]
+    digest = combination(chosen) if chosen else s.digest
+    return SimpleNamespace(round=r, accepted=s.accepted, void=s.void, digest=digest, proposer=s.proposer)
 
 
 def finalizable(state, block: int) -> bool:

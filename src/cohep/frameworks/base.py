@@ -135,6 +135,7 @@ class FrameworkLearner(TrainableLearner):
             optimizer = self.make_optimizer()
         total = cfg.steps_for(len(dataset), epochs)
         losses: list[float] = []
+        anchor = self._anchor() if scheduled and cfg.proximal_mu > 0 else None
         with self._scope(training=True):
             while len(losses) < total:
                 for x, y in iterate_batches(dataset, cfg.batch_size, shuffle=True, generator=generator):
@@ -146,7 +147,8 @@ class FrameworkLearner(TrainableLearner):
                     with self._autocast():
                         out = self._forward(x, training=True)
                     loss = self._loss(out, y)
-                    loss.backward()
+                    objective = loss if anchor is None else loss + self._proximal(anchor)
+                    objective.backward()
                     optimizer.step()
                     losses.append(float(loss.detach()))
                     if on_batch is not None:
@@ -154,6 +156,15 @@ class FrameworkLearner(TrainableLearner):
                     if len(losses) >= total:
                         break
         return losses
+
+    def _anchor(self) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+        """The trainable parameters and a frozen copy of their values at the proposal's start."""
+        return [(p, p.detach().clone()) for p in self.trainable_parameters() if p.requires_grad]
+
+    def _proximal(self, anchor) -> torch.Tensor:
+        """FedProx's mu/2 * ||w - w_start||^2: added to what is minimised, not to the reported losses."""
+        total = sum(((p - p0) ** 2).sum() for p, p0 in anchor)
+        return 0.5 * self.config.proximal_mu * total
 
     def eval_batch_size(self) -> int:
         """The inference batch: the configured one, else the adapter's default."""
