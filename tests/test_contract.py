@@ -348,7 +348,7 @@ def test_raw_constructor_rejects_zero_denominator(chain):
     """Fraction cannot carry a zero denominator; another client could send one."""
     art = load_artifact()
     factory = chain.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-    args = (chain.accounts[:2], 1, 0, 5, 5, 3, SEED, INITIAL, MODEL)
+    args = (chain.accounts[:2], 1, 0, 5, 5, 3, SEED, INITIAL, MODEL, 1, False)
     with pytest.raises(Exception, match="threshold denominator out of range"):
         factory.constructor(*args).transact({"from": chain.accounts[0]})
 
