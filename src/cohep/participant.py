@@ -19,9 +19,9 @@ from typing import Callable
 
 import numpy as np
 
+from .combine import adopted, combination
 from .errors import ChainError, IntegrityError
 from .learner import Score, Scores, TrainableLearner, Weights
-from .combine import adopted, combination
 from .protocol import VoteRule, to_ppm
 from .results import RoundRecord
 
@@ -61,6 +61,7 @@ class Duty:
 
 
 def _mean_scores(scores: list[Scores]) -> Scores:
+    """The mean of the slots' scores: what one records row shows for a ballot over several slots."""
     def mean(values):
         return float(np.mean(values)) if values else math.nan
     return Scores(Score(mean([s.vote.accuracy for s in scores]), mean([s.vote.loss for s in scores])),
@@ -227,8 +228,10 @@ class Participant:
             duty.scores = _mean_scores(judged) if judged else None
         self.coordinator.vote_slots(self.address, r, approvals, scores)
         duty.round, duty.voted = r, True
-        if mine is not None and mine.proposed:  # keep what it proposed; the row shows what it judged
-            duty.proposed, duty.digest = True, mine.digest
+        if mine is not None:  # keep what it did with its own slot; the row shows what it judged
+            duty.proposed, duty.declined = mine.proposed, mine.declined
+            duty.digest = mine.digest or duty.digest
+            duty.reason = "; ".join(x for x in (mine.reason, duty.reason) if x)
         self._duty[r] = duty
         return duty
 
