@@ -29,9 +29,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Every benchmark at a size that finishes in under 20 minutes on 2 cores; regenerates docs/benchmarks.md.
+# MNIST: the folder with the t10k IDX files; `make bench BENCH_ARGS=--full` for the full sizes.
+MNIST ?= ../shared/data/mnist
 bench: $(STAMP)
-	$(PY) bench/mnist_paper.py
-	$(PY) bench/simulate.py
+	$(PY) bench/run_all.py --mnist $(MNIST) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools runs build *.egg-info src/*.egg-info

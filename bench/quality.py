@@ -3,17 +3,24 @@
 Cases: 5 learners with one learner's labels all flipped to other classes (``flip5``); 5 learners
 with one keeping a tenth of its items (``tenth5``); 3 learners with half its labels flipped
 (``flip3``); on simulated neutrino events with the compact model, 3 learners with one whose events
-come from a mis-configured detector: the collection plane dead (``deadplane3``) or every plane read
-out 30 % low (``gain3``, opt-in). The degraded learner is ``seed % learners``, so no position is favoured. For each
-measure: in how many seeds the degraded learner has the strictly lowest value ("ranked last"); for
-the seeds where exact Shapley was computed by retraining, the mean Spearman correlation of each
-cheap measure with it. Run: ``python bench/quality.py`` (about 11 minutes on 2 CPU cores).
+come from its own simulation (``experiments/quality_<x>_sim.toml``): the collection plane dead
+(``deadplane3``), every plane read out 30 % low (``gain3``), three times the wire noise (``noise3``)
+or a low-energy neutrino flux (``flux3``). The degraded learner is ``seed % learners``, so no
+position is favoured. For each measure: in how many seeds the degraded learner has the strictly
+lowest value ("ranked last"); for the seeds where exact Shapley was computed by retraining, the mean
+Spearman correlation of each cheap measure with it. Prints the tables and writes them, case by case,
+to ``docs/benchmarks/quality.md`` (a rerun replaces only the cases it ran) with one plot per case in
+``docs/figures/``. Run: ``python bench/quality.py`` (about 11 minutes on 2 CPU cores); all cases:
+``--cases flip5,tenth5,flip3,deadplane3,gain3,noise3,flux3``.
 """
 from __future__ import annotations
 
 import argparse
 import math
 import os
+import re
+import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -24,27 +31,33 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from cohep import config, quality  # noqa: E402
-from cohep.runner import run_experiment  # noqa: E402
+from cohep import config, quality
+from cohep.runner import run_experiment
 
 CHEAP = ("acceptance", "gain", "delta", "agreement", "offset", "combined")
 CASES = {"flip5": (5, {"label_flip": 1.0}), "tenth5": (5, {"keep": 0.1}), "flip3": (3, {"label_flip": 0.5})}
-#: (b) a mis-configured detector: the degraded learner's events come from its own simulation with
-#: this detector setting (every plane read out 30 % low; the collection plane dead)
-EVENT_CASES = {"gain3": (3, {"plane_gain": [0.7, 0.7, 0.7]}), "deadplane3": (3, {"dead_planes": [2]})}
+#: (b) a mis-configured detector, (d) another flux: the degraded learner's events come from its own
+#: simulation with this configuration (experiments/quality_<name>_sim.toml)
+EVENT_CASES = {"gain3": (3, "gain"), "deadplane3": (3, "deadplane"), "noise3": (3, "noise"), "flux3": (3, "flux")}
+DOC = ROOT / "docs" / "benchmarks" / "quality.md"
+FIGURES = ROOT / "docs" / "figures"
 
 
-def simulate_events(folder: Path, detector_cases: dict) -> tuple[Path, dict[str, Path]]:
+def sim_config_path(case: str) -> Path:
+    return ROOT / "experiments" / f"quality_{EVENT_CASES[case][1]}_sim.toml"
+
+
+def simulate_events(folder: Path, cases: list[str]) -> tuple[Path, dict[str, Path]]:
     """The common event pool (2,400 events) and, per case, the degraded learner's own 600 events."""
-    from cohep.lartpc.simulate import SimulationConfig, simulate
+    from cohep.lartpc.simulate import load_config, simulate
 
     pool = simulate(2400, folder / "pool.h5", seed=2026, workers=2, progress=False)
     own = {}
-    for case, (_, detector) in detector_cases.items():
-        cfg = SimulationConfig.from_dict({"detector": detector})
+    for case in cases:
+        cfg = load_config(sim_config_path(case))
         own[case] = simulate(600, folder / f"{case}.h5", seed=7, workers=2, config=cfg, progress=False)
     return Path(pool), {k: Path(v) for k, v in own.items()}
 
@@ -78,10 +91,14 @@ def spearman(a: list[float], b: list[float]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--shapley-seeds", type=int, default=4, help="Seeds per case with exact Shapley by retraining.")
+    ap.add_argument("--first-seed", type=int, default=0, help="Seeds first-seed .. first-seed + seeds - 1 (split a long run).")
+    ap.add_argument("--shapley-seeds", type=int, default=4, help="Digit cases: seeds with exact Shapley by retraining (the first ones).")
+    # on events one seed's 11 trainings of the compact model took 24 minutes on the shared machine: opt-in
+    ap.add_argument("--event-shapley-seeds", type=int, default=0, help="Event cases: seeds with exact Shapley (the first ones).")
     ap.add_argument("--rounds", type=int, default=10)
     # gain3 (about 5 more minutes) is opt-in: the default set finishes in about 11 minutes here
     ap.add_argument("--cases", default=",".join([*CASES, "deadplane3"]), help=f"of {', '.join([*CASES, *EVENT_CASES])}")
+    ap.add_argument("--doc", default=str(DOC), help="Results page to update (its other cases are kept); '' for none.")
     args = ap.parse_args()
     torch.set_num_threads(1)
     from conftest import synthetic_digits, write_mnist_idx
@@ -91,7 +108,10 @@ def main() -> None:
     mnist = write_mnist_idx(tmp / "mnist", x, y)
     t_all = time.perf_counter()
     wanted = args.cases.split(",")
-    event_cases = {c: EVENT_CASES[c] for c in wanted if c in EVENT_CASES}
+    unknown = [c for c in wanted if c not in CASES and c not in EVENT_CASES]
+    if unknown:
+        ap.error(f"--cases: unknown {', '.join(unknown)} (known: {', '.join([*CASES, *EVENT_CASES])})")
+    event_cases = [c for c in wanted if c in EVENT_CASES]
     pool, own = simulate_events(tmp, event_cases) if event_cases else (None, {})
     summary = {}
     for case in wanted:
@@ -100,7 +120,7 @@ def main() -> None:
         rho = {m: [] for m in CHEAP}
         shapley_runs = 0
         seconds = {"run": 0.0, "shapley": 0.0, "trainings": 0}
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             bad = seed % n
             if case in CASES:
                 data = {"kind": "mnist", "path": str(mnist), "limit": 1200, "holdout": 200}
@@ -121,7 +141,7 @@ def main() -> None:
             qs = sorted(rep.learners, key=lambda q: q.learner)
             for m in CHEAP:
                 found[m] += last([getattr(q, m) for q in qs], bad)
-            if seed < args.shapley_seeds and case in CASES:
+            if seed < args.first_seed + (args.shapley_seeds if case in CASES else args.event_shapley_seeds):
                 c = quality.contributions_of_run(out)
                 exact = c.values["shapley_exact"]
                 found["shapley"] += last(exact, bad)
@@ -134,27 +154,116 @@ def main() -> None:
             print(f"{case} seed {seed}: degraded {bad}, combined ranks it {[q.learner for q in rep.ranked()].index(bad) + 1} "
                   f"of {n}", flush=True)
         summary[case] = (found, rho, shapley_runs, seconds)
+    total = time.perf_counter() - t_all
+    shutil.rmtree(tmp, ignore_errors=True)
+    sections = {case: case_section(case, *summary[case], seeds=args.seeds, rounds=args.rounds) for case in summary}
     print()
-    for case, (found, rho, k, sec) in summary.items():
-        n, how = CASES[case] if case in CASES else (EVENT_CASES[case][0], {"detector": EVENT_CASES[case][1]})
-        print(f"## {case}: {n} learners, degraded learner {how}, {args.seeds} seeds x {args.rounds} rounds "
-              f"(runs {sec['run']:.0f} s; Shapley + leave-one-out on {k} seeds: {sec['trainings']} trainings, "
-              f"{sec['shapley']:.0f} s)")
-        print(f"| measure | ranked last | Spearman with exact Shapley ({k} seeds) |")
-        print("|---|---|---|")
-        for m in CHEAP:
-            r = [x for x in rho[m] if math.isfinite(x)]
-            print(f"| {m} | {found[m]}/{args.seeds} | {np.mean(r):+.2f} (n={len(r)}) |" if r else
-                  f"| {m} | {found[m]}/{args.seeds} | - |")
-        for m in ("loo", "shapley"):
-            print(f"| {m} (retraining) | {found[m]}/{k} | - |")
-        print()
-    print(f"total {time.perf_counter() - t_all:.0f} s")
+    for text in sections.values():
+        print(text)
+    print(f"total {total:.0f} s")
+    if args.doc:
+        command = "python bench/quality.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        for case, (found, *_rest) in summary.items():
+            plot_case(case, found, args.seeds, FIGURES / f"quality-{case}.png")
+        sections = {case: text + f"\n![{case}](../figures/quality-{case}.png)\n" for case, text in sections.items()}
+        write_doc(Path(args.doc), sections, command=command.strip(), seconds=total)
+        print(f"wrote {args.doc}")
     if "flip5" in summary:
         found = summary["flip5"][0]
         best = max(CHEAP, key=lambda m: (found[m], m == "combined"))
         print(f"degraded learner ranked last: {found[best]}/{args.seeds} seeds (best measure: {best})")
 
+
+def describe(case: str) -> str:
+    """How the case degrades its learner: the [degrade] setting, or its simulation file's settings."""
+    if case in CASES:
+        return f"`{CASES[case][1]}`"
+    path = sim_config_path(case)
+    body = [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    return f"events from `{path.relative_to(ROOT)}` (`{'; '.join(body)}`)"
+
+
+def case_section(case: str, found: dict, rho: dict, k: int, sec: dict, *, seeds: int, rounds: int) -> str:
+    """One case's markdown: what was run, and per measure the finds and the Spearman with exact Shapley."""
+    n = CASES[case][0] if case in CASES else EVENT_CASES[case][0]
+    lines = [f"### {case}: {n} learners, degraded learner {describe(case)}, {seeds} seeds x {rounds} rounds",
+             "",
+             (f"Runs {sec['run']:.0f} s; exact Shapley + leave-one-out by retraining on {k} seeds: "
+              f"{sec['trainings']} trainings, {sec['shapley']:.0f} s. Chance of ranking a given learner last: "
+              f"{seeds}/{n} = {seeds / n:.1f} of {seeds} seeds."),
+             "",
+             f"| measure | ranked last | Spearman with exact Shapley ({k} seeds) |",
+             "|---|---|---|"]
+    for m in CHEAP:
+        r = [x for x in rho[m] if math.isfinite(x)]
+        lines.append(f"| {m} | {found[m]}/{seeds} | {np.mean(r):+.2f} (n={len(r)}) |" if r else
+                     f"| {m} | {found[m]}/{seeds} | - |")
+    for m in ("loo", "shapley"):
+        lines.append(f"| {m} (retraining) | {found[m]}/{k} | - |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_case(case: str, found: dict, seeds: int, path: Path) -> Path:
+    """Bars: in how many seeds each cheap measure ranked the degraded learner last; chance as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = CASES[case][0] if case in CASES else EVENT_CASES[case][0]
+    fig, ax = plt.subplots(figsize=(5.5, 3))
+    ax.bar(CHEAP, [found[m] for m in CHEAP], color=["tab:red" if m == "combined" else "tab:blue" for m in CHEAP])
+    ax.axhline(seeds / n, color="k", ls="--", lw=0.8, label="chance")
+    ax.set_ylim(0, seeds)
+    ax.set_ylabel(f"ranked last (of {seeds} seeds)")
+    ax.set_title(f"{case}: is the degraded learner ranked last?", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+_MARK = re.compile(r"^<!-- case: (\S+) -->$", re.MULTILINE)
+
+
+def merge_doc(old: str, header: str, sections: dict[str, str]) -> str:
+    """``header`` then every case section: those of ``old`` (between its ``<!-- case: x -->`` marks),
+    replaced by ``sections`` where a case was rerun, new cases appended; order of first appearance."""
+    kept: dict[str, str] = {}
+    marks = list(_MARK.finditer(old))
+    for a, b in zip(marks, marks[1:] + [None]):
+        kept[a.group(1)] = old[a.end():b.start() if b else len(old)].strip("\n") + "\n"
+    kept.update({case: text.strip("\n") + "\n" for case, text in sections.items()})
+    return header.rstrip("\n") + "\n\n" + "\n".join(f"<!-- case: {c} -->\n{t}" for c, t in kept.items())
+
+
+def write_doc(path: Path, sections: dict[str, str], *, command: str, seconds: float) -> Path:
+    """Write (temp name, then rename) the results page, keeping the sections of cases not rerun."""
+    header = (
+        "# Benchmark: data-set quality (`bench/quality.py`)\n\n"
+        "Do the cheap quality measures (`src/cohep/quality.py`, docs/quality.md) rank a degraded learner "
+        "last? Small colearn runs, many seeds; the degraded learner is `seed % learners`; \"ranked last\" = "
+        "strictly lowest value (a tie is not a find). Digit cases: synthetic digits (1,200 items, 200 held "
+        "out), `mnist_cnn`. Event cases: 2,400 simulated events (seed 2026), 400 held out, the degraded "
+        "learner's own 600 events (seed 7) from the named simulation file, `compact`, Adam 2e-3. One epoch "
+        "per proposal. Exact Shapley = held-out accuracy after retraining every coalition (one proposal's "
+        "budget) on the first seeds.\n\n"
+        "Machine: 2 cores, shared with 7 other engineers' jobs; one torch thread. Timings are inflated by "
+        "the sharing; the counts do not depend on it (every run is seeded).\n\n"
+        f"Last command: `{command}` ({seconds:.0f} s). Each case below records the run that produced it; "
+        "a rerun of some cases replaces only their sections.\n"
+    )
+    old = path.read_text() if path.exists() else ""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(merge_doc(old, header, sections))
+    tmp.replace(path)
+    return path
 
 if __name__ == "__main__":
     main()

@@ -46,9 +46,9 @@ def test_collaborative_config_is_valid(path):
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "experiments").glob("quality_*_sim.toml")),
                          ids=lambda p: p.stem)
-def test_degraded_detector_simulations_are_valid(path):
-    """Each mis-configured detector of the data-set quality experiments differs from the calibrated one."""
+def test_degraded_simulations_are_valid(path):
+    """Each degraded learner's simulation (a mis-configured detector, another flux) differs from the reference."""
     from cohep.lartpc import SimulationConfig, load_config
 
-    cfg = load_config(path)
-    assert cfg.detector != SimulationConfig().detector
+    cfg, ref = load_config(path), SimulationConfig()
+    assert cfg.detector != ref.detector or cfg.flux != ref.flux

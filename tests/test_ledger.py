@@ -66,9 +66,11 @@ def test_load_artifact_needs_no_compiler():
                         "bytecode_runtime"}
     abi = [dict(entry) for entry in art["abi"]]
     assert {e["name"] for e in abi if e["type"] == "function"} >= {
-        "propose", "vote", "finalize", "rejoin", "round", "required_for", "draw", "permutation"}
+        "propose", "vote", "finalize", "rejoin", "round", "required_for", "draw", "permutation",
+        "submit_ballots", "domain_separator"}
     assert {e["name"] for e in abi if e["type"] == "event"} == {
-        "RoundStarted", "Proposed", "Voted", "Finalized", "RoundVoided", "Suspended", "Rejoined"}
+        "RoundStarted", "Proposed", "Voted", "Finalized", "RoundVoided", "Suspended", "Rejoined",
+        "BallotSkipped"}
     art["abi"].clear()  # callers get a copy
     assert load_artifact()["abi"] == abi
 

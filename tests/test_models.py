@@ -122,11 +122,11 @@ def test_compact_model_is_small_and_takes_paper_sized_events():
 def test_compact_normalises_inside_the_model():
     from cohep.models.compact import CompactMultiViewCNN
 
-    model = CompactMultiViewCNN()  # input_scale 1 charge unit (ke- for simulated files)
+    model = CompactMultiViewCNN(normalise="log1p")  # input_scale 1 charge unit (ke- for simulated files)
     x = torch.tensor([[-50.0, 0.0, 17.0, 3000.0]])
     expected = torch.log1p(torch.tensor([[0.0, 0.0, 17.0, 3000.0]]))
     assert torch.allclose(model.normalise(x), expected)
-    scaled = CompactMultiViewCNN(input_scale=1000.0)
+    scaled = CompactMultiViewCNN(input_scale=1000.0, normalise="log1p")
     assert torch.allclose(scaled.normalise(x * 1000), expected)
 
 

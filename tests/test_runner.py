@@ -255,3 +255,19 @@ def test_failed_run_creates_no_directory(tmp_path, mnist_dir):
     with pytest.raises(ConfigError, match="more learners"):
         run_experiment(small_cfg(mnist_dir, experiment={"learners": 9}, data={"limit": 20, "holdout": 4}), out)
     assert not out.exists()
+
+
+def test_signed_ballots_give_the_same_run_in_three_transactions_a_round(tmp_path, mnist_dir, colearn_run,
+                                                                        one_torch_thread):
+    """``[chain] ballots = "signed"``: the same votes, submitted by the proposer in one transaction."""
+    from cohep.audit import audit_run
+
+    _, out = colearn_run
+    signed = run_experiment(small_cfg(mnist_dir, chain={"ballots": "signed"}), tmp_path / "signed", figure=False)
+    assert (tmp_path / "signed" / "records.csv").read_bytes() == (out / "records.csv").read_bytes()
+    traffic = json.loads((tmp_path / "signed" / "manifest.json").read_text())["traffic"]
+    before = json.loads((out / "manifest.json").read_text())["traffic"]
+    rounds = len(signed.timings)
+    assert traffic["transactions"] == 3 * rounds  # propose, submit_ballots, finalize
+    assert before["transactions"] == (1 + 2 + 1) * rounds  # propose, two votes, finalize
+    assert audit_run(tmp_path / "signed").clean

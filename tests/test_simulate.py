@@ -241,6 +241,29 @@ def test_plane_gain_and_dead_planes_change_only_what_they_should():
     assert base.detector.read_out(ref) is ref
 
 
+def test_quality_flux_and_noise_simulations_change_what_they_name():
+    """experiments/quality_flux_sim.toml keeps the detector and lowers the neutrino energies (0.8 GeV
+    beam); quality_noise_sim.toml keeps the physics of each event, triples the pixel noise, and the
+    3-sigma zero suppression then keeps fewer pixels."""
+    from cohep.lartpc.simulate import EventSimulator
+
+    exp = Path(__file__).resolve().parents[1] / "experiments"
+    base, flux, noise = SimulationConfig(), load_config(exp / "quality_flux_sim.toml"), load_config(exp / "quality_noise_sim.toml")
+    assert flux.detector == base.detector and flux.class_fractions == base.class_fractions
+    assert np.allclose(noise.detector.pixel_noise(), 3 * base.detector.pixel_noise()) and noise.flux == base.flux
+
+    def events(cfg):
+        sim = EventSimulator(cfg, 5)
+        return [sim.simulate(i, i % 3) for i in range(6)]
+
+    ref, low, noisy = events(base), events(flux), events(noise)
+    e_ref, e_low = (np.mean([ev.truth["nu_energy"] for ev in evs]) for evs in (ref, low))
+    assert e_ref > 2000 and e_low < 1400  # MeV: 2.5 +- 0.5 and 0.8 +- 0.3 GeV
+    for a, b in zip(ref, noisy):
+        assert a.truth["nu_energy"] == b.truth["nu_energy"] and a.truth["visible_energy"] == b.truth["visible_energy"]
+    assert sum((b.image > 0).sum() for b in noisy) < sum((a.image > 0).sum() for a in ref)
+
+
 @pytest.mark.parametrize("detector, field", [
     ({"plane_gain": [1.0, 0.0, 1.0]}, "detector.plane_gain"),
     ({"plane_gain": [1.0, 1.0]}, "detector.plane_gain"),

@@ -260,6 +260,21 @@ def test_averaged_digest_is_recomputed_by_every_member_and_the_audit(average_run
     assert {r.adopted for r in last} == {final} == {report.adopted_digest}
 
 
+def test_signed_ballots_play_the_same_k_slot_run(average_run, mnist_dir, tmp_path, one_torch_thread):
+    """``[chain] ballots = "signed"`` with three slots voting on the average: the same ballots (bitmap
+    and scores) as EIP-712 messages, one submit_ballots a round, the same records, a clean audit."""
+    import json
+
+    from cohep.runner import run_experiment
+
+    signed = run_experiment(small_cfg(mnist_dir, chain={"ballots": "signed"}), tmp_path / "signed", figure=False)
+    assert (tmp_path / "signed" / "records.csv").read_bytes() == (average_run.out_dir / "records.csv").read_bytes()
+    traffic = json.loads((tmp_path / "signed" / "manifest.json").read_text())["traffic"]
+    assert traffic["transactions"] == (3 + 1 + 1) * len(signed.timings)  # 3 proposals, the batch, finalize
+    report = audit_run(tmp_path / "signed")
+    assert report.clean, report.text()
+
+
 def combine_hex(value) -> str:
     return value.hex() if isinstance(value, (bytes, bytearray)) else str(value).removeprefix("0x")
 

@@ -2,7 +2,8 @@
 
 A node runs it over its own ``WeightStore`` folder so the other members can fetch what it proposes
 (``WeightStore(folder, public_url=server.url)`` announces URIs under it). It serves exactly
-``GET``/``HEAD /<64 lowercase hex>.safetensors`` from that folder: the request path is matched
+``GET``/``HEAD /<64 lowercase hex>.safetensors`` (and the signed ballots of ``ballotbox.py``,
+``/ballots/<contract>/<round>/<voter>.json``) from that folder: the request path is matched
 against that pattern before anything touches the file system, so there is no traversal, no listing
 and no other file to reach (404); every other method is 405. Files go out with ``sendfile`` in
 bounded pieces, so memory stays flat whatever the blob size; each connection gets a daemon thread
@@ -19,6 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 _BLOB_PATH = re.compile(r"^/([0-9a-f]{64})\.safetensors$")
+#: signed ballots (ballotbox.py): ballots/<contract>/<round>/<voter>.json, addresses lower-case hex
+_BALLOT_PATH = re.compile(r"^/(ballots/0x[0-9a-f]{40}/[0-9]{1,20}/0x[0-9a-f]{40}\.json)$")
 #: Seconds a connection may sit idle (reading the request or waiting to send) before it is dropped.
 SOCKET_TIMEOUT = 60.0
 #: sendfile pieces: the kernel copies file to socket; Python never holds more than this.
@@ -62,10 +65,12 @@ class _Handler(BaseHTTPRequestHandler):
         # The raw request target, not self.path: the base class rewrites a leading '//' into '/'.
         words = self.requestline.split()
         match = _BLOB_PATH.match(words[1]) if len(words) == 3 else None
-        if match is None:
+        ballot = _BALLOT_PATH.match(words[1]) if len(words) == 3 and match is None else None
+        if match is None and ballot is None:
             return self._not_found()
+        name = f"{match.group(1)}.safetensors" if match else ballot.group(1)
         try:
-            fd = os.open(self.folder / f"{match.group(1)}.safetensors", os.O_RDONLY | os.O_NONBLOCK)
+            fd = os.open(self.folder / name, os.O_RDONLY | os.O_NONBLOCK | (os.O_NOFOLLOW if ballot else 0))
         except OSError:
             return self._not_found()
         with os.fdopen(fd, "rb", buffering=0) as fh:
@@ -75,8 +80,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(info.st_size))
-            self.send_header("ETag", f'"{match.group(1)}"')
-            self.send_header("Cache-Control", "public, max-age=31536000, immutable")  # content-addressed
+            if match:
+                self.send_header("ETag", f'"{match.group(1)}"')
+                self.send_header("Cache-Control", "public, max-age=31536000, immutable")  # content-addressed
+            else:
+                self.send_header("Cache-Control", "no-cache")
             self.end_headers()
             if body:
                 self.wfile.flush()

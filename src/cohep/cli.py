@@ -63,16 +63,47 @@ def show(
 
 @app.command("import")
 def import_(
-    npz: Path = typer.Argument(..., help="NPZ with 'images' ([N,3,H,W], [N,H,W,3] or [N,H,W]) and 'labels'."),
+    source: Path = typer.Argument(..., help="NPZ, HDF5, or a directory of zlib-compressed pixel maps (docs/import.md)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output HDF5 event file."),
     class_names: Optional[str] = typer.Option(None, "--class-names", help="Comma-separated class names."),
+    format: Optional[str] = typer.Option(None, "--format", help="auto | npz | hdf5 | pixelmap."),
+    images: Optional[str] = typer.Option(None, "--images", help="NPZ key / HDF5 dataset of the images."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="NPZ key / HDF5 dataset of the labels."),
+    axes: Optional[str] = typer.Option(None, "--axes", help="Axis letters N V W T, e.g. NVWT or NWTV."),
+    map_shape: Optional[str] = typer.Option(None, "--map-shape", help="Pixel maps: shape of one map, e.g. 3,500,500."),
+    map_dtype: Optional[str] = typer.Option(None, "--map-dtype", help="Pixel maps: uint8 | uint16 | float32."),
+    map_suffix: Optional[str] = typer.Option(None, "--map-suffix", help="Pixel maps: map file suffix (.gz)."),
+    info_suffix: Optional[str] = typer.Option(None, "--info-suffix", help="Pixel maps: label file suffix (.info)."),
+    label_line: Optional[int] = typer.Option(None, "--label-line", help="Pixel maps: label line of the .info (0 first)."),
+    label_map: Optional[str] = typer.Option(None, "--label-map", help="Source label -> class: 0=numu_CC,1=nue_CC,2=NC."),
+    flip: Optional[str] = typer.Option(None, "--flip", help="Axes to reverse: W and/or T."),
+    wire_pitch_mm: Optional[float] = typer.Option(None, "--wire-pitch-mm", help="Source pitch along the wires, mm."),
+    time_per_pixel_us: Optional[float] = typer.Option(None, "--time-per-pixel-us", help="Source time per pixel, us."),
+    drift_mm_us: Optional[float] = typer.Option(None, "--drift-mm-us", help="Source drift velocity, mm/us."),
+    size: Optional[str] = typer.Option(None, "--size", help="Output window H,W (e.g. 200,200)."),
+    vertex: Optional[str] = typer.Option(None, "--vertex", help="charge (vertex estimate) | none (centre)."),
+    charge_unit: Optional[str] = typer.Option(None, "--charge-unit", help="Name of the source charge unit."),
+    charge_factor: Optional[float] = typer.Option(None, "--charge-factor", help="Source unit -> ke- factor."),
+    calibrate: Optional[str] = typer.Option(None, "--calibrate", help="none | mip | mip-plane."),
+    calibration_events: Optional[int] = typer.Option(None, "--calibration-events", help="Events measured for mip."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Import only the first N events."),
 ) -> None:
-    """Import a group's own images and labels (NPZ) into the HDF5 event format, validating them."""
-    from .datasets.events import import_npz
+    """Import other pipelines' events into the HDF5 event format: resample, calibrate, centre."""
+    from .datasets.importer import ImportSettings, import_events, parse_label_map, parse_sizes
 
-    names = [s.strip() for s in class_names.split(",")] if class_names else None
-    path = import_npz(npz, out, class_names=names)
-    typer.echo(f"wrote {path}")
+    values = {
+        "format": format, "images": images, "labels": labels, "axes": axes,
+        "map_shape": parse_sizes(map_shape, "map_shape"), "map_dtype": map_dtype, "map_suffix": map_suffix,
+        "info_suffix": info_suffix, "label_line": label_line, "label_map": parse_label_map(label_map),
+        "class_names": [s.strip() for s in class_names.split(",")] if class_names else None, "flip": flip,
+        "wire_pitch_mm": wire_pitch_mm, "time_per_pixel_us": time_per_pixel_us, "drift_mm_us": drift_mm_us,
+        "size": parse_sizes(size, "size"), "vertex": vertex, "charge_unit": charge_unit,
+        "charge_factor": charge_factor, "calibrate": calibrate, "calibration_events": calibration_events,
+        "limit": limit,
+    }
+    settings = ImportSettings.from_mapping({k: v for k, v in values.items() if v is not None})
+    for line in import_events(source, out, settings).lines():
+        typer.echo(line)
 
 
 @app.command()
@@ -208,6 +239,9 @@ RUN_FLAGS = {
     "lr_schedule": "train.lr_schedule", "device": "train.device", "metric": "vote.metric",
     "margin": "vote.margin", "threshold": "vote.threshold", "rpc": "chain.rpc", "store": "store.url",
     "proposers": "round.proposers", "combine": "round.combine", "proximal_mu": "train.proximal_mu",
+    "ballots": "chain.ballots",
+    "epsilon": "privacy.epsilon",
+    "attack": "attack.kind", "malicious": "attack.members",
 }
 
 
@@ -234,11 +268,17 @@ def run(
     margin: Optional[float] = typer.Option(None, help="Required improvement to approve."),
     threshold: Optional[float] = typer.Option(None, help="Fraction of other learners that must approve."),
     rpc: Optional[str] = typer.Option(None, "--rpc", help="Ethereum JSON-RPC URL (default: embedded chain)."),
+    ballots: Optional[str] = typer.Option(None, "--ballots", help="transactions | signed (EIP-712 ballots, one transaction a round)."),
     store: Optional[str] = typer.Option(None, "--store", help="Weight store URL (default: <run dir>/weights)."),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
     proposers: Optional[int] = typer.Option(None, help="Distinct proposers per round (k)."),
     combine: Optional[str] = typer.Option(None, help="each | average: vote on each proposal, or on their average."),
     proximal_mu: Optional[float] = typer.Option(None, "--proximal-mu", help="FedProx proximal term mu (0: none)."),
+    epsilon: Optional[float] = typer.Option(None, help="Each learner's DP epsilon budget ([privacy]; needs opacus)."),
+    attack: Optional[str] = typer.Option(None, "--attack", help="RESEARCH ONLY: malicious members run this attack "
+                                         "(see docs/attacks.md); the manifest and records.csv say so."),
+    malicious: Optional[int] = typer.Option(None, "--malicious", help="RESEARCH ONLY: how many members (the first N) "
+                                            "are malicious (default 1)."),
     no_figure: bool = typer.Option(False, "--no-figure", help="Skip the PNG figure."),
 ) -> None:
     """Run a collaborative (or baseline) experiment; writes records, manifest, figure and report."""
@@ -254,7 +294,7 @@ def run(
 DEPLOY_FLAGS = {
     "name": "experiment.name", "rounds": "experiment.rounds", "seed": "experiment.seed", "model": "model.name",
     "threshold": "vote.threshold", "proposal_window": "chain.proposal_window",
-    "vote_window": "chain.vote_window", "max_missed": "chain.max_missed",
+    "vote_window": "chain.vote_window", "max_missed": "chain.max_missed", "ballots": "chain.ballots",
 }
 
 
@@ -276,6 +316,7 @@ def deploy(
     proposal_window: Optional[int] = typer.Option(None, "--proposal-window", help="Blocks a proposer has to propose."),
     vote_window: Optional[int] = typer.Option(None, "--vote-window", help="Blocks voters have to vote."),
     max_missed: Optional[int] = typer.Option(None, "--max-missed", help="Duties missed in a row before a member is suspended."),
+    ballots: Optional[str] = typer.Option(None, "--ballots", help="transactions | signed (nodes pass EIP-712 ballots through their stores)."),
 ) -> None:
     """Deploy an experiment for a list of members on any JSON-RPC chain; writes the shared experiment file."""
     from . import keys
@@ -449,6 +490,9 @@ def _print_run_summary(result) -> None:
     con = Console()
     con.print(f"[bold]{result.mode}[/bold]: final mean test accuracy [bold]{result.final_accuracy:.4f}[/bold]")
     con.print(f"accepted proposals per learner: {result.accepted}")
+    if getattr(result, "privacy", None):
+        con.print("epsilon spent per learner: " + ", ".join(f"{p['epsilon_spent']:.2f}/{p['epsilon_budget']:g}"
+                                                             for p in result.privacy))
     if result.contract:
         con.print(f"chain id {result.chain_id}, contract {result.contract}")
     con.print(f"time: {shares}")

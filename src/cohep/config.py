@@ -2,7 +2,7 @@
 
 Each table of the file is a :class:`~cohep.settings.Section`; the same file can hold what a
 collaborative run needs (``[experiment]``, ``[data]``, ``[model]``, ``[train]``, ``[vote]``,
-``[chain]``, ``[store]``) and what central training adds (``[central]``). CLI flags are overrides of
+``[chain]``, ``[store]``, ``[privacy]``) and what central training adds (``[central]``). CLI flags are overrides of
 ``section.field`` (see ``cli.py``); every value is validated once, when its section is built.
 """
 from __future__ import annotations
@@ -13,9 +13,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from .attacks import AttackSection
 from .combine import RoundSection
 from .degrade import DegradeSection
 from .errors import ConfigError
+from .frameworks.privacy import PrivacySection
 from .frameworks.training import TrainConfig
 from .protocol import VoteRule
 from .settings import Section, Share, from_mapping, merge, read_toml, setting
@@ -78,6 +80,12 @@ class ModelSection(Section):
     params: dict = setting(factory=dict)
 
 
+#: the vote window's floor in blocks when it follows the member count
+DEFAULT_VOTE_WINDOW = 50
+#: the contract's member limit (Coordinator.vy MAX_MEMBERS)
+MAX_MEMBERS = 64
+
+
 @dataclass(frozen=True)
 class ChainSection(Section):
     """``[chain]``: where the coordinator contract runs."""
@@ -86,8 +94,20 @@ class ChainSection(Section):
 
     rpc: str | None = setting(None, help="Ethereum JSON-RPC URL (default: embedded chain).")  #: None: in-process EVM
     proposal_window: int = setting(50, ge=1, le=1_000_000)  #: blocks (the contract's bound)
-    vote_window: int = setting(50, ge=1, le=1_000_000)  #: blocks
+    #: blocks; None: follows the member count (:meth:`resolved_vote_window`)
+    vote_window: int | None = setting(None, ge=1, le=1_000_000,
+                                      help="Blocks voters have to vote (default: max(50, 2 (members - 1))).")
     max_missed: int = setting(3, ge=1, help="Duties a member may miss in a row before the contract suspends it.")
+    #: "transactions": each voter sends vote(); "signed": EIP-712 ballots, one submit_ballots per round
+    ballots: Literal["transactions", "signed"] = setting(
+        "transactions", help="transactions | signed (EIP-712 ballots, one transaction carries them all)")
+
+    def resolved_vote_window(self, members: int) -> int:
+        """The vote window, by default twice the voters' count (at least 50 blocks): on an
+        auto-mining chain each vote transaction takes a block, and the rest is slack for retries."""
+        if self.vote_window is not None:
+            return self.vote_window
+        return max(DEFAULT_VOTE_WINDOW, 2 * (members - 1))
 
 
 @dataclass(frozen=True)
@@ -144,13 +164,27 @@ class ExperimentConfig(Section):
     central: CentralSection = setting(factory=CentralSection)
     degrade: DegradeSection = setting(factory=DegradeSection)
     competition: CompetitionSection = setting(factory=CompetitionSection)
+    privacy: PrivacySection = setting(factory=PrivacySection)
+    attack: AttackSection = setting(factory=AttackSection)
 
     def check(self) -> None:
         n = self.experiment.learners
+        if self.privacy.active and self.experiment.mode != "colearn":
+            raise ConfigError(f"privacy: only colearn proposals are trained privately, experiment.mode is "
+                              f"{self.experiment.mode}")
+        self.privacy.check_learners(n)
+        if self.attack.active:
+            if self.experiment.mode != "colearn":
+                raise ConfigError(f"attack.kind needs experiment.mode colearn, got {self.experiment.mode}")
+            self.attack.malicious(n)
+        if self.experiment.mode == "colearn" and n > MAX_MEMBERS:
+            raise ConfigError(f"experiment.learners must be at most {MAX_MEMBERS} for colearn mode "
+                              f"(the contract's member limit), got {n}")
         if self.experiment.mode == "colearn" and self.round.proposers > n:
             raise ConfigError(f"round.proposers ({self.round.proposers}) must be at most experiment.learners ({n})")
         voters = n if self.round.proposers > 1 else n - 1  # with several slots the proposers vote too
-        if self.experiment.mode == "colearn" and self.chain.vote_window < voters:
+        if (self.experiment.mode == "colearn" and self.chain.ballots == "transactions"
+                and self.chain.resolved_vote_window(n) < voters):
             # each vote is its own transaction; on an auto-mining chain each takes a block
             raise ConfigError(
                 f"chain.vote_window ({self.chain.vote_window} blocks) must be at least the voters "

@@ -62,12 +62,12 @@ def deploy(
         raise CohepError("a member is listed twice")
     cfg, data, spec = load_task(cfg.replace(data={"path": str(data_path)}))  # the kind follows the file
     cfg = cfg.replace(data={"path": None}, chain={"rpc": None})
-    initial = models.initial_weights(spec, cfg.experiment.seed)
+    initial = models.initial_weights(spec, cfg.experiment.seed, private=cfg.privacy.active)
     digest, uri = WeightStore(store).put(initial)
     chain = Chain.connect(rpc, 1, private_keys=[deployer_key])
     coord = Coordinator.deploy(
         chain, addresses, threshold=threshold_fraction(cfg.vote.threshold),
-        proposal_window=cfg.chain.proposal_window, vote_window=cfg.chain.vote_window,
+        proposal_window=cfg.chain.proposal_window, vote_window=cfg.chain.resolved_vote_window(len(addresses)),
         seed=seed_bytes(cfg.experiment.seed), initial_digest=digest, model_digest=spec.digest(),
         max_missed=cfg.chain.max_missed, proposers=cfg.round.proposers, combine=cfg.round.combine,
         sender=chain.accounts[0],

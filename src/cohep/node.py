@@ -98,9 +98,37 @@ def build_participant(experiment: Experiment, key, data_path: str, chain, opts: 
     initial = probe.fetch(experiment.initial_uri, bytes.fromhex(experiment.initial_digest))
     fetch = Fetcher(allowed=experiment.allowed_stores(), max_bytes=experiment.max_bytes, reference=initial)
     train, vote, test = local_split(data, experiment, index)
+    budget = cfg.privacy.budget(index, learners=len(experiment.members), rounds=cfg.experiment.rounds)
     learner = models.build_learner(experiment.model, train, vote, test, cfg.train,
-                                   seed=learner_seed(cfg.experiment.seed, index), initial=initial)
-    return Participant(index, key.address, learner, coord, store, fetch.fetch, cfg.vote, experiment.initial_uri)
+                                   seed=learner_seed(cfg.experiment.seed, index), initial=initial,
+                                   privacy=budget and dataclasses.replace(budget, secret=True))  # seed is public
+    p = Participant(index, key.address, learner, coord, store, fetch.fetch, cfg.vote, experiment.initial_uri)
+    if cfg.chain.ballots == "signed":
+        from .ballotbox import BallotBox
+
+        stores = {m.address: experiment.store_of(i) for i, m in enumerate(experiment.members)}
+        p.ballot_box = BallotBox(store_url, stores, coord.ballot_domain())
+        p.post_ballot = p.ballot_box.post
+    return p
+
+
+def relay_ballots(p: Participant, state, block: int):
+    """Submit the round's signed ballots (read from the members' stores) that the chain has not
+    counted yet. Slot 0's proposer does as soon as every voter's ballot is in; any member does once half
+    the vote window has passed with ballots still uncounted (the proposer may be gone), so a few
+    duplicate ballots may reach the contract, which skips them. Returns the BallotBatch or None."""
+    if state.finalized or not state.proposed or state.votes >= state.eligible or block > state.vote_deadline:
+        return None
+    coord = p.coordinator
+    found = p.ballot_box.collect(state.round, state.voters)
+    fresh = [b for b in found if not state.votes or coord.ballot_bits(state.round, b.voter) is None]
+    if not fresh:
+        return None
+    complete = state.votes + len(fresh) >= state.eligible
+    late = block >= state.vote_deadline - (state.vote_deadline - state.proposed_block) // 2
+    if (p.address == state.proposer and (complete or late)) or late:
+        return coord.submit_ballots(p.address, state.round, fresh)
+    return None
 
 
 def _outcome(coord, r: int):
@@ -192,6 +220,8 @@ def _follow(experiment: Experiment, p: Participant, chain, out: Path, opts: Node
                 break
             p.act(r)
             state = coord.round_state(r)
+            if p.post_ballot is not None and relay_ballots(p, state, chain.block_number()) is not None:
+                state = coord.round_state(r)
             if finalizable(state, chain.block_number()):
                 p.finalize(r)
             down_since = None
@@ -220,8 +250,10 @@ def _follow(experiment: Experiment, p: Participant, chain, out: Path, opts: Node
         "rounds": rounds, "chain_seconds": coord.seconds, "transactions": coord.transactions,
         "gas_used": coord.gas_used, "bytes_fetched": getattr(fetcher, "bytes", None),
         "fetch_seconds": getattr(fetcher, "seconds", None), **{f"{k}_seconds": v for k, v in p.seconds.items()},
+        "ballots_dropped": p.ballot_box.dropped if p.ballot_box is not None else None,
     })
     return result
 
 
-__all__ = ["NodeOptions", "NodeResult", "build_participant", "finalizable", "local_split", "run_node"]
+__all__ = ["NodeOptions", "NodeResult", "build_participant", "finalizable", "local_split", "relay_ballots",
+           "run_node"]

@@ -20,7 +20,9 @@ from typing import Callable
 import numpy as np
 
 from .combine import adopted, combination
+from .defence import patch_probe
 from .errors import ChainError, IntegrityError
+from .frameworks.privacy import BudgetSpent
 from .learner import Score, Scores, TrainableLearner, Weights
 from .protocol import VoteRule, to_ppm
 from .results import RoundRecord
@@ -36,12 +38,12 @@ def all_finite(weights: Weights) -> bool:
     return all(np.isfinite(np.asarray(v)).all() for v in weights.values())
 
 
-def initial_record(index: int, rule: VoteRule, scores: Scores) -> RoundRecord:
+def initial_record(index: int, rule: VoteRule, scores: Scores, attack: str = "") -> RoundRecord:
     """A member's round-0 row: its scores of the initial weights, before any proposal."""
     return RoundRecord(
         round=0, learner=index, proposer=-1, is_proposer=False, vote="", accepted=False, void=False,
         vote_score=math.nan, current_vote_score=rule.score(scores.vote), proposal_test_accuracy=math.nan,
-        test_accuracy=scores.test.accuracy, test_loss=scores.test.loss, digest="",
+        test_accuracy=scores.test.accuracy, test_loss=scores.test.loss, digest="", attack=attack,
     )
 
 
@@ -80,6 +82,12 @@ class Participant:
     fetch: Fetch  #: reads another member's blob by URI, checked (see cohep.store.Fetcher)
     rule: VoteRule
     initial_uri: str  #: where the initial weights live (the experiment file says)
+    #: ``[chain] ballots = "signed"``: the member signs an EIP-712 ballot and hands it here (the
+    #: runner's batch, or a node's ballot box) instead of sending ``vote()``; someone submits the batch
+    post_ballot: Callable | None = None
+    ballot_box: object | None = None  #: a node's ballotbox.BallotBox in signed mode (where post_ballot posts)
+    #: research only: a malicious member's attack (cohep.attacks.Behaviour); None for an honest member
+    behaviour: object | None = None
     digest: bytes = b""  #: sha256 of the adopted weights ("" until the first sync)
     key: bytes = b""  #: the chain's accepted digest those weights stand for (== digest with one proposal)
     current: Scores = field(default_factory=lambda: _NO_SCORE)  #: adopted weights on the private sets
@@ -114,6 +122,8 @@ class Participant:
         seen = self._seen.get(digest)
         scores = seen[1] if seen is not None else None
         self.learner.accept(weights)
+        if self.behaviour is not None:
+            self.behaviour.adopted(weights)
         self.current = scores if scores is not None else self._timed("evaluation", self.learner.evaluate, weights)
         self.digest, self.key = digest, key
         self._seen.clear()
@@ -129,17 +139,18 @@ class Participant:
         return weights
 
     # -- duties --------------------------------------------------------------------------------
-    def act(self, r: int, state=None) -> Duty | None:
+    def act(self, r: int, state=None, block: int | None = None) -> Duty | None:
         """Do this member's pending duty in round ``r``, if any; reads the chain first (``state``: the
-        round's state just read by the caller), so calling it again, or after a restart, never
-        proposes or votes twice. A member holding a slot of a round with several proposes first and
-        votes once voting opens."""
+        round's state and ``block`` the block number, just read by the caller: the in-process runner
+        reads them once for all members), so calling it again, or after a restart, never proposes or
+        votes twice. A member holding a slot of a round with several proposes first and votes once
+        voting opens."""
         coord = self.coordinator
         state = state if state is not None else coord.round_state(r)
         done = self._duty.get(r)
         if state.finalized:
             return None
-        block = coord.chain.block_number()
+        block = block if block is not None else coord.chain.block_number()
         slot = state.slot_of(self.address)
         if slot is not None and not state.slots[slot].proposed and not (done and (done.proposed or done.declined)):
             if block > state.proposal_deadline:
@@ -149,17 +160,23 @@ class Participant:
             return None
         if not state.proposed or block > state.vote_deadline or self.address not in state.voters:
             return None  # nothing to judge yet, too late, or not a voter of this round (suspended)
-        if coord.ballot_bits(r, self.address) is not None:
+        if state.votes and coord.ballot_bits(r, self.address) is not None:  # no vote counted: not ours either
             return None
         return self._vote(r, state)
 
     def _propose(self, r: int, slot: int = 0) -> Duty:
-        weights = self._timed("training", self.learner.propose)
         duty = self._duty.setdefault(r, Duty(r))
+        try:
+            weights = self._timed("training", self.learner.propose)
+        except BudgetSpent as exc:  # a private learner out of budget stays silent; its slot is not proposed
+            duty.declined, duty.reason = True, str(exc)
+            return duty
         if not all_finite(weights):  # a diverged proposer stays silent; its slot counts as not proposed
             duty.declined = True
             duty.reason = "training diverged (non-finite weights): nothing proposed"
             return duty
+        if self.behaviour is not None:  # the attack's proposal instead of the honest one
+            weights = self.behaviour.propose(self.learner.current(), weights)
         digest, uri = self._timed("store", self.store.put, weights)
         self.coordinator.propose(self.address, r, digest, uri, slot)
         duty.proposed, duty.digest = True, digest
@@ -184,8 +201,16 @@ class Participant:
             duty.reason = f"non-finite {self.rule.metric} on the vote set"
             return duty
         duty.approve = self.rule.approve(duty.scores.vote, self.current.vote)
+        if duty.approve and self.rule.probe is not None:  # the backdoor guard, off by default
+            suspicious = self._timed("evaluation", self._probe, weights)
+            if suspicious:
+                duty.approve, duty.reason = False, suspicious
         self._seen[digest] = (weights, duty.scores)
         return duty
+
+    def _probe(self, weights: Weights) -> str | None:
+        return patch_probe(self.learner, weights, self.learner.current(), probe=self.rule.probe,
+                           size=self.rule.probe_size)
 
     def judge_average(self, slots) -> Duty:
         """combine "average": the verdict on the average of every proposed slot, in slot order. A
@@ -200,14 +225,21 @@ class Participant:
         weights, digest = adopted(parts, [s.digest for s in chosen])
         return self._verdict(Duty(-1, digest=digest), weights, digest)
 
+    def _colluded(self, proposer: str, approve: bool) -> bool:
+        """A colluder's verdict depends on who proposed, not on the scores (research only)."""
+        return approve if self.behaviour is None else self.behaviour.vote(proposer, approve)
+
     def _vote(self, r: int, state) -> Duty:
         settings = self.coordinator.settings()
         mine = self._duty.get(r)
         if len(state.slots) == 1:
             duty = self.judge(state.uri, state.digest)
+            duty.approve = self._colluded(state.proposer, duty.approve)
             approvals, scores = int(duty.approve), [self._ppm(duty)]
         elif settings.vote_on_average:
             duty = self.judge_average(state.slots)
+            if self.behaviour is not None:
+                duty.approve = any(self._colluded(s.proposer, duty.approve) for s in state.slots if s.proposed)
             approvals, scores = int(duty.approve), [self._ppm(duty)]
         else:
             duty, approvals, scores, verdicts, judged = Duty(r), 0, [], [], []
@@ -217,6 +249,7 @@ class Participant:
                     verdicts.append("-")
                     continue
                 d = self.judge(s.uri, s.digest)
+                d.approve = self._colluded(s.proposer, d.approve)
                 approvals |= int(d.approve) << s.slot
                 scores.append(self._ppm(d))
                 verdicts.append("approve" if d.approve else "reject")
@@ -226,7 +259,10 @@ class Participant:
                     duty.reason = "; ".join(x for x in (duty.reason, f"slot {s.slot}: {d.reason}") if x)
             duty.approve, duty.verdicts = approvals != 0, "/".join(verdicts)
             duty.scores = _mean_scores(judged) if judged else None
-        self.coordinator.vote_slots(self.address, r, approvals, scores)
+        if self.post_ballot is None:
+            self.coordinator.vote_slots(self.address, r, approvals, scores)
+        else:  # signed ballots: the same approvals and scores, submitted by someone in one batch
+            self.post_ballot(self.coordinator.sign_ballot(self.address, r, approvals, scores))
         duty.round, duty.voted = r, True
         if mine is not None:  # keep what it did with its own slot; the row shows what it judged
             duty.proposed, duty.declined = mine.proposed, mine.declined
@@ -265,6 +301,7 @@ class Participant:
             test_accuracy=self.current.test.accuracy, test_loss=self.current.test.loss,
             digest=outcome.digest.hex() if not outcome.void else "", reason=duty.reason,
             adopted=self.digest.hex(),
+            attack=self.behaviour.attack if self.behaviour is not None else "",
         )
 
     def _timed(self, stage: str, fn, *args):

@@ -59,6 +59,10 @@ class VoteRule(Section):
     metric: Literal["accuracy", "loss"] = setting("accuracy", help="Vote metric: accuracy | loss.")
     margin: float = setting(0.0, ge=0, help="Required improvement to approve.")
     threshold: float = setting(0.5, ge=0, le=1, help="Fraction of the other learners that must approve.")
+    #: the backdoor guard (cohep.defence): reject a proposal whose accuracy on patched vote images falls
+    #: more than this beyond the current weights' fall; None: off
+    probe: float | None = setting(None, ge=0, le=1, help="Patch-probe guard against backdoors (off: none).")
+    probe_size: int = setting(4, ge=1, help="Side in pixels of the patch-probe's square.")
 
     def approve(self, proposal: Score, current: Score) -> bool:
         new, old = proposal.metric(self.metric), current.metric(self.metric)

@@ -38,9 +38,23 @@ def write_report(cfg, result, path: str | Path) -> Path:
         outcome = "void" if rows[0].void else ("accepted" if rows[0].accepted else "rejected")
         acc = sum(r.test_accuracy for r in rows) / len(rows)
         lines.append(f"| {rnd} | {rows[0].proposer} | {ap}/{rj} | {outcome} | {acc:.4f} |")
+    lines += _privacy(getattr(result, "privacy", None))
     lines += ["", "## Files", ""]
     for key, p in result.files.items():
         lines.append(f"- {key}: `{Path(p).name}`")
     lines.append("- report: `report.md`")
     atomic_write_text(path, "\n".join(lines) + "\n")
     return Path(path)
+
+
+def _privacy(rows: list[dict] | None) -> list[str]:
+    """Each private learner's budget and what it spent (DP-SGD, ``[privacy]``)."""
+    if not rows:
+        return []
+    lines = ["", "## Privacy", "",
+             "| learner | epsilon spent | budget | delta | noise multiplier | proposals | stopped |",
+             "|---:|---:|---:|---:|---:|---:|---|"]
+    for p in rows:
+        lines.append(f"| {p['learner']} | {p['epsilon_spent']:.3f} | {p['epsilon_budget']:g} | {p['delta']:.2g} | "
+                     f"{p['noise_multiplier']:.3f} | {p['proposals']} | {p['stopped'] or '-'} |")
+    return lines

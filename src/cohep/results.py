@@ -36,6 +36,8 @@ class RoundRecord:
     #: sha256 (hex) of the weights this member holds after the round: the accepted proposal, or the
     #: average of the accepted proposals of a round with several (what ``cohep audit`` recomputes)
     adopted: str = ""
+    #: research runs only (``[attack]``): the attack this member ran, "" for an honest member
+    attack: str = ""
 
 
 COLUMNS = [f.name for f in fields(RoundRecord)]

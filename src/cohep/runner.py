@@ -31,6 +31,7 @@ from .proposal import default_max_bytes
 from .results import STAGES, RoundRecord, RoundTiming, accepted_per_learner, final_test_accuracy, time_shares
 from .errors import ChainError
 from .experiment import redact_url
+from .frameworks.privacy import check_model
 from .store import Fetcher, WeightStore
 from .weights import digest as weights_digest
 from .weights import encode
@@ -49,6 +50,8 @@ class RunResult:
     chain_id: int | None = None
     contract: str | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    #: per private learner: budget, noise, spent epsilon, proposals, why it stopped (None: not private)
+    privacy: list[dict] | None = None
 
     def time_shares(self) -> dict[str, float]:
         return time_shares(self.timings)
@@ -71,14 +74,21 @@ def load_task(cfg: ExperimentConfig) -> tuple[ExperimentConfig, LabelledData, Mo
     """
     d = cfg.data
     if cfg.model.name is not None:
-        models.get(cfg.model.name)
+        _check_private(cfg, models.get(cfg.model.name))
     data = load_data(d.resolved_kind(), d.path, limit=d.limit)
     if cfg.model.name is None:
         cfg = cfg.replace(model={"name": models.default_for(data.input_shape)})
+        _check_private(cfg, models.get(cfg.model.name))
     spec = ModelSpec(cfg.model.name, tuple(int(s) for s in data.input_shape), len(data.class_names),
                      dict(cfg.model.params))
     models.check_fits(spec, data.source)  # unfitting models fail here, before any work
     return cfg, data, spec
+
+
+def _check_private(cfg: ExperimentConfig, entry) -> None:
+    """A ``[privacy]`` budget needs a torch model and Opacus (one line otherwise, before any data is read)."""
+    if cfg.privacy.active:
+        check_model(entry.name, entry.framework)
 
 
 def prepare(cfg: ExperimentConfig) -> tuple[ExperimentConfig, LabelledData, list[LearnerIndices], ModelSpec]:
@@ -95,14 +105,26 @@ def prepare(cfg: ExperimentConfig) -> tuple[ExperimentConfig, LabelledData, list
 
 
 def build_learners(cfg, data, parts, spec, initial) -> list[TrainableLearner]:
+    e = cfg.experiment
+    n, k = len(parts), len(data.class_names)
     return [
         models.build_learner(
-            spec, data.subset(p.train), data.subset(p.vote),
+            spec, cfg.attack.train_set(i, data.subset(p.train), n=n, seed=cfg.experiment.seed, num_classes=k),
+            data.subset(p.vote),
             data.subset(p.test) if len(p.test) else None, cfg.train,
-            seed=learner_seed(cfg.experiment.seed, i), initial=initial,
+            seed=learner_seed(e.seed, i), initial=initial,
+            privacy=cfg.privacy.budget(i, learners=len(parts), rounds=e.rounds),
         )
         for i, p in enumerate(parts)
     ]
+
+
+def privacy_spent(learners) -> list[dict] | None:
+    """Each private learner's budget and spent epsilon (None when the run is not private)."""
+    states = [getattr(lr, "privacy", None) for lr in learners]
+    if not any(states):
+        return None
+    return [dict(learner=i, **s.summary()) for i, s in enumerate(states) if s is not None]
 
 
 def _row(rnd, i, proposer, vote, accepted, void, rule, s_new: Scores | None, s_cur: Scores, s_after: Scores, digest):
@@ -139,24 +161,29 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
     init_digest, init_uri = store.put(initial)
     coord = Coordinator.deploy(
         chain, members, threshold=threshold_fraction(rule.threshold),
-        proposal_window=cfg.chain.proposal_window, vote_window=cfg.chain.vote_window,
+        proposal_window=cfg.chain.proposal_window, vote_window=cfg.chain.resolved_vote_window(n),
         seed=seed_bytes(cfg.experiment.seed), initial_digest=init_digest, model_digest=spec.digest(),
         max_missed=cfg.chain.max_missed, proposers=cfg.round.proposers, combine=cfg.round.combine,
     )
     fetch = Fetcher(allowed=[store.base_uri], max_bytes=default_max_bytes(initial), reference=initial)
-    members_ = [Participant(i, members[i], lr, coord, store, fetch.fetch, rule, init_uri)
+    behaviours = cfg.attack.behaviours(members, cfg.experiment.seed)  # research only: [attack]
+    members_ = [Participant(i, members[i], lr, coord, store, fetch.fetch, rule, init_uri, behaviour=behaviours[i])
                 for i, lr in enumerate(learners)]
+    ballots: list = []  # signed mode: this round's ballots, submitted in one transaction
     for m in members_:
         m.sync()
-    records = [initial_record(m.index, rule, m.current) for m in members_]
+        if cfg.chain.ballots == "signed":
+            m.post_ballot = ballots.append
+    records = [initial_record(m.index, rule, m.current, cfg.attack.kind if behaviours[m.index] else "")
+               for m in members_]
     timings: list[RoundTiming] = []
     start = time.perf_counter()
+    r, accepted = coord.round(), coord.accepted_digest()
     for _ in range(cfg.experiment.rounds):
         if _out_of_time(cfg, start):
             break
         chain0, store0 = coord.seconds, store.seconds
         spent0 = [dict(m.seconds) for m in members_]
-        r = coord.round()
         state = coord.round_state(r)
         holders = [members.index(slot.proposer) for slot in state.slots]
         before = [m.current for m in members_]
@@ -167,11 +194,18 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
             _pass_block(chain, state.proposal_deadline)
             state = coord.round_state(r)
         if state.proposed:
+            # On the embedded chain only these votes mine blocks (within the window, which the config
+            # checks): one read serves every voter. A node's blocks come at its own pace: read each time.
+            block = chain.block_number() if chain.kind == "embedded" else None
             for m in members_:
                 if m.address in state.voters:
-                    m.act(r, state)
-        outcome = members_[holders[0]].finalize(r)
-        accepted = coord.accepted_digest()
+                    m.act(r, state, block)
+            if ballots:  # slot 0's proposer relays everyone's signed ballots
+                coord.submit_ballots(members[holders[0]], r, ballots)
+                ballots.clear()
+        outcome = members_[holders[0]].finalize(r)  # its Finalized event names the digest the contract accepted
+        if outcome.accepted:
+            accepted = outcome.digest
         for m in members_:
             m.sync(accepted)
             records.append(m.record(r, outcome, before[m.index]))
@@ -180,6 +214,7 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
             t.training += m.seconds["training"] - spent["training"]
             t.evaluation += m.seconds["evaluation"] - spent["evaluation"]
         timings.append(t)
+        r += 1  # finalize started the next round
         if bar is not None:
             bar.advance(1)
     return records, timings, {"chain_id": chain.chain_id, "contract": coord.address,
@@ -189,6 +224,7 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
                               "contract_settings": ContractRules.of(coord.settings()).to_dict(),
                               "max_bytes": fetch.max_bytes,
                               "traffic": {"transactions": coord.transactions, "gas_used": coord.gas_used,
+                                          "calldata_bytes": coord.calldata_bytes,
                                           "bytes_fetched": fetch.bytes}}
 
 
@@ -259,7 +295,7 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool) -> RunResult:
             np.sort(np.concatenate([p.test for p in parts])),
         )]
     store = WeightStore(cfg.store.url or rundir.store_url(out))
-    initial = models.initial_weights(spec, cfg.experiment.seed)
+    initial = models.initial_weights(spec, cfg.experiment.seed, private=cfg.privacy.active)
     learners = build_learners(cfg, data, parts, spec, initial)
     with progress() as bars:
         task = bars.add_task(f"{mode}: {len(learners)} learner(s)", total=cfg.experiment.rounds)
@@ -273,6 +309,7 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool) -> RunResult:
         final_accuracy=final_test_accuracy(records),
         accepted=accepted_per_learner(records, len(learners)),
         chain_id=chain_info.get("chain_id"), contract=chain_info.get("contract"),
+        privacy=privacy_spent(learners),
     )
     final = learners[0].current()
     accepted = sorted({r.digest for r in records if r.accepted and r.round > 0},
@@ -294,6 +331,9 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool) -> RunResult:
             store=store.base_uri, contract_settings=chain_info.get("contract_settings"),
             max_bytes=chain_info.get("max_bytes"), traffic=chain_info.get("traffic"),
             final_test_accuracy=result.final_accuracy, accepted_per_learner=result.accepted,
+            privacy=result.privacy,
+            attack={"kind": cfg.attack.kind, "malicious": list(cfg.attack.malicious(len(learners))),
+                    "collude": cfg.attack.collude} if cfg.attack.active else None,
         ),
     )
     title = f"{cfg.experiment.name}: {mode}, {spec.name}" if figure else None

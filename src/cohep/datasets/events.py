@@ -29,6 +29,9 @@ from ..files import atomic_path
 
 CLASS_NAMES = ("NC", "numu_CC", "nue_CC")
 VIEW_NAMES = ("U", "V", "Y")
+#: where the window puts the interaction vertex: (row, column) as fractions of (H, W), rows are wires
+#: and columns drift time (``lartpc.detector.Readout.window``; ``cohep import`` centres the same way)
+VERTEX_FRACTION = (0.3, 0.5)
 FORMAT_VERSION = 1
 #: gzip level used for every image chunk (level 1: fast, and zero-suppressed images compress well).
 GZIP_LEVEL = 1
@@ -544,71 +547,10 @@ def import_npz(npz_path: str | os.PathLike, out_path: str | os.PathLike, *,
     ``images``: {shapes}, finite numbers; ``labels``: N integers in [0, number of classes) or N
     strings from ``class_names``.  Class names come from the argument, else the file, else
     NC / numu_CC / nue_CC.  Errors raise :class:`DataError` naming the file and the field.
+    (``cohep import`` with resampling, calibration and other layouts: :mod:`cohep.datasets.importer`.)
     """
     src = Path(npz_path)
-    if not src.exists():
-        raise DataError(f"{src}: no such file")
-    try:
-        data = np.load(src, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{src}: not a readable .npz file ({_short(exc)})") from None
-    with data:
-        keys = set(getattr(data, "files", []))
-        if not keys:
-            raise DataError(f"{src}: expected an .npz archive with arrays 'images' and 'labels'")
-        for key in ("images", "labels"):
-            if key not in keys:
-                raise DataError(f"{src}: missing field '{key}' (found: {', '.join(sorted(keys)) or 'nothing'})")
-        try:
-            images = data["images"]
-            labels = data["labels"]
-            file_names = data["class_names"] if "class_names" in keys else None
-        except ValueError as exc:  # object arrays need pickle: refuse
-            raise DataError(f"{src}: field holds Python objects, not numbers ({_short(exc)})") from None
-    if class_names is None and file_names is not None:
-        if file_names.ndim != 1 or file_names.dtype.kind not in "US":
-            raise DataError(f"{src}: field 'class_names' must be a 1-D array of strings")
-        class_names = [str(s) for s in file_names.tolist()]
-    names = [str(s) for s in (class_names or CLASS_NAMES)]
-    if len(names) < 2 or len(set(names)) != len(names):
-        raise DataError(f"{src}: class_names must be at least two distinct names, got {names}")
-
-    if images.dtype.kind not in "fiub":
-        raise DataError(f"{src}: field 'images' must be numeric, got dtype {images.dtype}")
-    if images.ndim == 3:
-        images = images[:, None]
-        views = ["view"]
-    elif images.ndim == 4 and images.shape[1] in (1, 3):
-        views = list(VIEW_NAMES) if images.shape[1] == 3 else ["view"]
-    elif images.ndim == 4 and images.shape[-1] in (1, 3):
-        images = np.moveaxis(images, -1, 1)
-        views = list(VIEW_NAMES) if images.shape[1] == 3 else ["view"]
-    else:
-        raise DataError(f"{src}: field 'images' has shape {images.shape}; accepted: {IMPORT_SHAPES}")
-    n = images.shape[0]
-    if n < 1 or min(images.shape[2:]) < 1:
-        raise DataError(f"{src}: field 'images' holds no events")
-    if images.dtype.kind == "f" and not np.all(np.isfinite(images)):
-        raise DataError(f"{src}: field 'images' contains NaN or infinite values")
-
-    if labels.ndim != 1 or labels.shape[0] != n:
-        raise DataError(f"{src}: field 'labels' must have shape ({n},) to match 'images', got {labels.shape}")
-    if labels.dtype.kind in "US":
-        lookup = {name: i for i, name in enumerate(names)}
-        unknown = sorted({str(v) for v in labels.tolist()} - set(lookup))
-        if unknown:
-            raise DataError(f"{src}: field 'labels' has names not in class_names {names}: {unknown[:5]}")
-        labels = np.array([lookup[str(v)] for v in labels.tolist()], dtype=np.int64)
-    elif labels.dtype.kind in "iu":
-        labels = labels.astype(np.int64)
-    elif labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
-        labels = labels.astype(np.int64)
-    else:
-        raise DataError(f"{src}: field 'labels' must hold integers or class names, got dtype {labels.dtype}")
-    if labels.min() < 0 or labels.max() >= len(names):
-        raise DataError(f"{src}: field 'labels' must lie in [0, {len(names)}) for classes {names}, "
-                        f"found {labels.min()}..{labels.max()}")
-
+    images, labels, names, views = read_npz(src, class_names=class_names)
     fits16 = images.dtype == np.float16 or (images.dtype.kind in "iub" and np.abs(images).max(initial=0) <= 2048)
     dtype = "float16" if fits16 else "float32"
     attrs = {
@@ -619,11 +561,109 @@ def import_npz(npz_path: str | os.PathLike, out_path: str | os.PathLike, *,
         "image_unit": "as imported",
     }
     out = Path(out_path)
+    n = images.shape[0]
     with EventWriter(out, n_events=n, image_shape=images.shape[1:], dtype=dtype, attrs=attrs, truth_fields={}) as w:
         for a in range(0, n, batch):
             w.write(np.asarray(images[a:a + batch], dtype=np.float32 if dtype == "float32" else np.float16),
                     labels[a:a + batch])
     return out
+
+
+def read_npz(src: Path, *, class_names: Sequence[str] | None = None, images_key: str = "images",
+             labels_key: str = "labels", axes: str | None = None):
+    """The validated arrays of an ``.npz``: images ``[N, V, H, W]`` (source dtype), int64 labels, class
+    names and view names. ``axes`` (letters N, V, H, W: e.g. ``"NHWV"``) overrides the shape rules."""
+    data = _load_npz(src)
+    with data:
+        keys = set(getattr(data, "files", []))
+        if not keys:
+            raise DataError(f"{src}: expected an .npz archive with arrays '{images_key}' and '{labels_key}'")
+        for key in (images_key, labels_key):
+            if key not in keys:
+                raise DataError(f"{src}: missing field '{key}' (found: {', '.join(sorted(keys)) or 'nothing'})")
+        try:
+            images = data[images_key]
+            labels = data[labels_key]
+            file_names = data["class_names"] if "class_names" in keys else None
+        except ValueError as exc:  # object arrays need pickle: refuse
+            raise DataError(f"{src}: field holds Python objects, not numbers ({_short(exc)})") from None
+    if class_names is None and file_names is not None:
+        if file_names.ndim != 1 or file_names.dtype.kind not in "US":
+            raise DataError(f"{src}: field 'class_names' must be a 1-D array of strings")
+        class_names = [str(s) for s in file_names.tolist()]
+    names = check_class_names(src, class_names)
+    if images.dtype.kind not in "fiub":
+        raise DataError(f"{src}: field '{images_key}' must be numeric, got dtype {images.dtype}")
+    if axes is not None:
+        images = to_nvhw(src, images, axes, images_key)
+        views = list(VIEW_NAMES) if images.shape[1] == 3 else [f"view{i}" for i in range(images.shape[1])]
+    elif images.ndim == 3:
+        images = images[:, None]
+        views = ["view"]
+    elif images.ndim == 4 and images.shape[1] in (1, 3):
+        views = list(VIEW_NAMES) if images.shape[1] == 3 else ["view"]
+    elif images.ndim == 4 and images.shape[-1] in (1, 3):
+        images = np.moveaxis(images, -1, 1)
+        views = list(VIEW_NAMES) if images.shape[1] == 3 else ["view"]
+    else:
+        raise DataError(f"{src}: field '{images_key}' has shape {images.shape}; accepted: {IMPORT_SHAPES}")
+    n = images.shape[0]
+    if n < 1 or min(images.shape[2:]) < 1:
+        raise DataError(f"{src}: field '{images_key}' holds no events")
+    if images.dtype.kind == "f" and not np.all(np.isfinite(images)):
+        raise DataError(f"{src}: field '{images_key}' contains NaN or infinite values")
+    return images, label_indices(src, labels, n, names, labels_key), names, views
+
+
+def _load_npz(src: Path):
+    if not src.exists():
+        raise DataError(f"{src}: no such file")
+    try:
+        return np.load(src, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{src}: not a readable .npz file ({_short(exc)})") from None
+
+
+def check_class_names(src, class_names: Sequence[str] | None) -> list[str]:
+    """The class names to use (default NC / numu_CC / nue_CC): at least two, distinct."""
+    names = [str(s) for s in (class_names or CLASS_NAMES)]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise DataError(f"{src}: class_names must be at least two distinct names, got {names}")
+    return names
+
+
+def to_nvhw(src, images: np.ndarray, axes: str, field: str = "images") -> np.ndarray:
+    """``images`` laid out as ``axes`` (letters N, V, H, W, each once; V optional) -> ``[N, V, H, W]``."""
+    letters = axes.upper()
+    if sorted(letters) not in (sorted("NVHW"), sorted("NHW")) or len(letters) != images.ndim:
+        raise DataError(f"{src}: field '{field}' has shape {images.shape}, which axes {axes!r} (letters N, V, H, W, "
+                        "V optional) does not describe")
+    if "V" not in letters:
+        images, letters = images[..., None], letters + "V"
+    return np.transpose(images, [letters.index(c) for c in "NVHW"])
+
+
+def label_indices(src, labels: np.ndarray, n: int, names: Sequence[str], field: str = "labels") -> np.ndarray:
+    """``labels`` (integers, or names from ``names``) as int64 class indices, checked."""
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise DataError(f"{src}: field '{field}' must have shape ({n},) to match the images, got {labels.shape}")
+    if labels.dtype.kind in "USO":
+        lookup = {name: i for i, name in enumerate(names)}
+        values = [v.decode() if isinstance(v, bytes) else str(v) for v in labels.tolist()]
+        unknown = sorted(set(values) - set(lookup))
+        if unknown:
+            raise DataError(f"{src}: field '{field}' has names not in class_names {list(names)}: {unknown[:5]}")
+        labels = np.array([lookup[v] for v in values], dtype=np.int64)
+    elif labels.dtype.kind in "iu":
+        labels = labels.astype(np.int64)
+    elif labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
+        labels = labels.astype(np.int64)
+    else:
+        raise DataError(f"{src}: field '{field}' must hold integers or class names, got dtype {labels.dtype}")
+    if n and (labels.min() < 0 or labels.max() >= len(names)):
+        raise DataError(f"{src}: field '{field}' must lie in [0, {len(names)}) for classes {list(names)}, "
+                        f"found {labels.min()}..{labels.max()}")
+    return labels
 
 
 import_npz.__doc__ = import_npz.__doc__.format(shapes=IMPORT_SHAPES)

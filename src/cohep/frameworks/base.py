@@ -13,6 +13,8 @@ An adapter sets up its live model, then calls ``FrameworkLearner.__init__``, and
 The loop itself (:meth:`FrameworkLearner.train_steps`, :meth:`FrameworkLearner.predict`) lives here
 once: batch order, learning-rate schedule, optimizer steps and ``on_batch`` reports are the same for
 every framework. Proposing from the adopted weights, scoring without adopting and accepting are too.
+A private learner (``self.privacy``, see :mod:`.privacy`) trains its proposals in the same loop with
+three changes: Poisson-sampled batches, Opacus' DP optimizer, one accountant step per optimizer step.
 Batches come from torch ``Dataset``s and optimizers are torch's for every adapter: the Keras adapter
 runs on the torch backend.
 """
@@ -21,13 +23,18 @@ from __future__ import annotations
 import abc
 import contextlib
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..learner import BatchCallback, Score, Scores, TrainableLearner, Weights, copy_weights
+from .augment import augment
 from .batches import iterate_batches
 from .training import TrainConfig, make_optimizer, set_lr
+
+if TYPE_CHECKING:
+    from .privacy import PrivateTraining
 
 
 class FrameworkLearner(TrainableLearner):
@@ -41,6 +48,8 @@ class FrameworkLearner(TrainableLearner):
     device: torch.device
     #: inference batch when ``config.eval_batch_size`` is unset
     default_eval_batch_size: int = 512
+    #: DP-SGD state of a private learner (``frameworks/privacy.py``); None: proposals train without DP
+    privacy: PrivateTraining | None = None
 
     def __init__(
         self,
@@ -122,39 +131,52 @@ class FrameworkLearner(TrainableLearner):
     ) -> list[float]:
         """Train in place for ``epochs`` passes; returns the per-step losses.
 
-        ``seed`` fixes the framework's random state and the batch order (a generator of its own, so
-        the two do not interfere). Without ``optimizer`` this is a proposal: a fresh optimizer and
-        ``config.lr_schedule`` over its steps; a passed optimizer keeps its learning rate.
+        ``seed`` fixes the framework's random state, the batch order and the ``config.augment`` draws
+        (generators of their own, so they do not interfere). Without ``optimizer`` this is a
+        proposal: a fresh optimizer and ``config.lr_schedule`` over its steps; a passed optimizer
+        keeps its learning rate.
         ``on_batch(probabilities, labels, loss)`` sees every step's outputs, as CPU tensors.
         """
         cfg = self.config
         self._seed_rng(seed)
         generator = torch.Generator().manual_seed(int(seed))
+        variations = cfg.augment if cfg.augment.active else None
+        if variations is not None:
+            draws = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), 3]).generate_state(1)[0]))
         scheduled = optimizer is None
+        private = scheduled and self.privacy is not None  # only proposals are released, so only they are DP
         if optimizer is None:
             optimizer = self.make_optimizer()
         total = cfg.steps_for(len(dataset), epochs)
+        if private:
+            optimizer = self.privacy.optimizer(optimizer, seed)
+            batches = self.privacy.batches(dataset, total, seed)
+        else:
+            batches = self._epochs(dataset, total, generator)
         losses: list[float] = []
+        # FedProx: a proposal's objective adds mu/2 ||w - w_start||^2 (under DP-SGD, Opacus clips and
+        # noises the per-example gradients of the loss only, so the proximal pull does not reach it)
         anchor = self._anchor() if scheduled and cfg.proximal_mu > 0 else None
-        with self._scope(training=True):
-            while len(losses) < total:
-                for x, y in iterate_batches(dataset, cfg.batch_size, shuffle=True, generator=generator):
-                    x = self._prepare(x)
-                    y = y.to(self.device, non_blocking=True).long()
-                    optimizer.zero_grad(set_to_none=True)
-                    if scheduled:
-                        set_lr(optimizer, cfg.lr_at(len(losses), total))
-                    with self._autocast():
-                        out = self._forward(x, training=True)
-                    loss = self._loss(out, y)
-                    objective = loss if anchor is None else loss + self._proximal(anchor)
-                    objective.backward()
-                    optimizer.step()
-                    losses.append(float(loss.detach()))
-                    if on_batch is not None:
-                        on_batch(self._probabilities(out.detach()).cpu(), y.cpu(), losses[-1])
-                    if len(losses) >= total:
-                        break
+        with self._scope(training=True), self._private_scope(private):
+            for x, y in batches:
+                if variations is not None and variations.applies_to(x):  # training batches only
+                    x = augment(x.to(self.device, non_blocking=True), variations, draws)
+                x = self._prepare(x)
+                y = y.to(self.device, non_blocking=True).long()
+                optimizer.zero_grad(set_to_none=True)
+                if scheduled:
+                    set_lr(optimizer, cfg.lr_at(len(losses), total))
+                with self._autocast():
+                    out = self._forward(x, training=True)
+                loss = self._loss(out, y)
+                objective = loss if anchor is None else loss + self._proximal(anchor)
+                objective.backward()
+                optimizer.step()
+                if private:
+                    self.privacy.step()
+                losses.append(float(loss.detach()))
+                if on_batch is not None:
+                    on_batch(self._probabilities(out.detach()).cpu(), y.cpu(), losses[-1])
         return losses
 
     def _anchor(self) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
@@ -165,6 +187,22 @@ class FrameworkLearner(TrainableLearner):
         """FedProx's mu/2 * ||w - w_start||^2: added to what is minimised, not to the reported losses."""
         total = sum(((p - p0) ** 2).sum() for p, p0 in anchor)
         return 0.5 * self.config.proximal_mu * total
+
+    def _epochs(self, dataset, total: int, generator: torch.Generator):
+        """``total`` batches of shuffled passes over ``dataset`` (the last pass cut short)."""
+        steps = 0
+        while steps < total:
+            for batch in iterate_batches(dataset, self.config.batch_size, shuffle=True, generator=generator):
+                yield batch
+                steps += 1
+                if steps >= total:
+                    return
+
+    def _private_scope(self, private: bool) -> contextlib.AbstractContextManager:
+        """Per-example gradients on for a private proposal (adapters that support privacy override it)."""
+        if private:
+            raise TypeError(f"{type(self).__name__} cannot train with differential privacy")
+        return contextlib.nullcontext()
 
     def eval_batch_size(self) -> int:
         """The inference batch: the configured one, else the adapter's default."""
@@ -187,8 +225,14 @@ class FrameworkLearner(TrainableLearner):
 
     # -- Learner -------------------------------------------------------------------------------
     def propose(self) -> Weights:
+        """Train a proposal from the adopted weights; a private learner first checks its budget
+        (raises :class:`~cohep.frameworks.privacy.BudgetSpent` without training if it would be exceeded)."""
+        if self.privacy is not None:
+            self.privacy.check(self.config.steps_for(len(self.train_set), self.config.epochs))
         self.load_live(self._current)
         self.train_steps(self.train_set, self.config.epochs, seed=self._next_seed())
+        if self.privacy is not None:
+            self.privacy.proposals += 1
         return self.live_weights()
 
     def evaluate(self, weights: Weights) -> Scores:

@@ -7,6 +7,7 @@ and builds registered torch models (:func:`build_model`, :func:`initial_weights`
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -17,6 +18,7 @@ from torch.utils.data import Dataset
 from ..learner import Weights
 from .base import FrameworkLearner
 from .batches import iterate_batches  # noqa: F401  (re-exported: callers batch through here)
+from .privacy import Budget, PrivateTraining
 from .training import TrainConfig, make_optimizer  # noqa: F401  (make_optimizer re-exported)
 
 
@@ -50,10 +52,19 @@ class TorchLearner(FrameworkLearner):
         *,
         seed: int = 0,
         initial: Weights | None = None,
+        privacy: Budget | None = None,
     ):
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         self.loss_fn = nn.CrossEntropyLoss()
+        self._grad_sample = None
+        if privacy is not None:  # the model must come from dp_builder (every member trains the same one)
+            from opacus import GradSampleModule
+
+            self.privacy = PrivateTraining(privacy, n_train=len(train), batch_size=config.batch_size,
+                                           steps_per_proposal=config.steps_for(len(train), config.epochs))
+            self._grad_sample = GradSampleModule(self.model, loss_reduction="mean")
+            self._grad_sample.disable_hooks()  # per-example gradients only while a proposal trains
         super().__init__(train, vote, test, config, seed=seed, initial=initial)
 
     # -- weights ------------------------------------------------------------------------------
@@ -74,6 +85,20 @@ class TorchLearner(FrameworkLearner):
     def _scope(self, *, training: bool):
         self.model.train(training)
         yield
+
+    @contextlib.contextmanager
+    def _private_scope(self, private: bool):
+        if not private:
+            yield
+            return
+        self._grad_sample.enable_hooks()
+        try:
+            with warnings.catch_warnings():  # Opacus' per-example hooks fire on outputs, as designed
+                warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                yield
+        finally:
+            self._grad_sample.disable_hooks()
+            self._grad_sample.zero_grad(set_to_none=True)  # drops the per-example gradients too
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(self.device, non_blocking=True).float()
@@ -102,5 +127,6 @@ def initial_weights(build: Callable, spec, seed: int) -> dict[str, np.ndarray]:
 
 
 def make_learner(build: Callable, spec, train, vote, test, config: TrainConfig, *, seed: int,
-                 initial: Weights | None = None) -> TorchLearner:
-    return TorchLearner(build_model(build, spec, seed), train, vote, test, config, seed=seed, initial=initial)
+                 initial: Weights | None = None, privacy: Budget | None = None) -> TorchLearner:
+    return TorchLearner(build_model(build, spec, seed), train, vote, test, config, seed=seed, initial=initial,
+                        privacy=privacy)

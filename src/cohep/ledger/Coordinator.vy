@@ -60,6 +60,16 @@ ACCEPTED: constant(uint8) = 2  # at least one slot accepted
 REJECTED: constant(uint8) = 3
 VOID: constant(uint8) = 4
 
+# EIP-712 signed ballots (submit_ballots): many members' votes in one transaction. A signed
+# ballot carries exactly what vote() carries: the approval bitmap over the slots and one score
+# per slot (or the average's); EIP-712 hashes the int256[] as keccak256 of its 32-byte words.
+EIP712_DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
+    "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
+EIP712_NAME_HASH: constant(bytes32) = keccak256("cohep Coordinator")
+EIP712_VERSION_HASH: constant(bytes32) = keccak256("3")
+BALLOT_TYPEHASH: constant(bytes32) = keccak256("Ballot(uint256 round,uint256 approvals,int256[] scores_ppm)")
+
 
 struct RoundData:
     start_block: uint256
@@ -117,6 +127,16 @@ struct SlotInfo:
     accepted: bool
 
 
+# A member's EIP-712 Ballot(round, approvals, scores_ppm) and its signature (v, r, s).
+struct SignedBallot:
+    round: uint256
+    approvals: uint256
+    scores_ppm: DynArray[int256, MAX_MEMBERS]
+    v: uint8
+    r: bytes32
+    s: bytes32
+
+
 struct Counters:
     proposed: uint256
     accepted: uint256
@@ -162,6 +182,14 @@ event Voted:
     voter: indexed(address)
     approvals: uint256
     scores_ppm: DynArray[int256, MAX_MEMBERS]
+
+# A ballot of a submit_ballots batch that was not counted (index in the batch, why); the rest were.
+# signer is the recovered address (zero for a signature that recovers to nobody).
+event BallotSkipped:
+    round: indexed(uint256)
+    signer: indexed(address)
+    index: uint256
+    reason: String[32]
 
 # Emitted for every round that had a proposal. digest: accepted_digest's new value if
 # any slot was accepted, else the same combination of the proposed slots; approvals
@@ -463,46 +491,94 @@ def _vote_opened(r: uint256) -> uint256:
 
 
 @internal
-def _record_vote(voter: address, r: uint256, approvals: uint256, scores_ppm: DynArray[int256, MAX_MEMBERS]):
-    """Check and count one voter's ballot on round r (every path that records a vote ends here)."""
+@view
+def _vote_problem(voter: address, r: uint256, approvals: uint256,
+                  scores_ppm: DynArray[int256, MAX_MEMBERS]) -> String[32]:
+    """Why voter's ballot on round r cannot be counted now ("" if it can): vote() reverts with
+    the reason, submit_ballots skips the ballot with it."""
     s: uint256 = self._slot[voter]
-    assert s != 0, "not a member"
-    assert r == self.round, "wrong round"
-    state: uint8 = self._rounds[r].state
-    assert state == PROPOSED, "no proposal"
+    if s == 0:
+        return "not a member"
+    if r != self.round:
+        return "wrong round"
+    if self._rounds[r].state != PROPOSED:
+        return "no proposal"
     opened: uint256 = self._vote_opened(r)
-    assert opened != 0, "proposals still open"
+    if opened == 0:
+        return "proposals still open"
     active: uint256 = self._rounds[r].active
     slots: uint256 = self._rounds[r].slots
     bit: uint256 = 1 << (s - 1)
-    assert active & bit != 0, "suspended"
-    assert self._voters(active, self._slots[r][0].proposer) & bit != 0, "proposer cannot vote"
-    assert self.ballot[r][voter] == 0, "already voted"
-    assert block.number <= opened + vote_window, "vote window closed"
+    if active & bit == 0:
+        return "suspended"
+    if self._voters(active, self._slots[r][0].proposer) & bit == 0:
+        return "proposer cannot vote"
+    if self.ballot[r][voter] != 0:
+        return "already voted"
+    if block.number > opened + vote_window:
+        return "vote window closed"
     for x: int256 in scores_ppm:
-        assert x >= -MAX_SCORE_PPM and x <= MAX_SCORE_PPM, "score out of range"
-
-    mask: uint256 = self._rounds[r].proposed_mask
+        if x < -MAX_SCORE_PPM or x > MAX_SCORE_PPM:
+            return "score out of range"
     if vote_on_average and slots > 1:
-        assert len(scores_ppm) == 1, "one score for the average"
-        assert approvals <= 1, "approvals outside the slots"
+        if len(scores_ppm) != 1:
+            return "one score for the average"
+        if approvals > 1:
+            return "approvals outside the slots"
+        return ""
+    if len(scores_ppm) != slots:
+        return "one score per slot"
+    if approvals & ~self._rounds[r].proposed_mask != 0:
+        return "approvals outside the slots"
+    for j: uint256 in range(slots, bound=MAX_MEMBERS):
+        if approvals & (1 << j) != 0 and self._slots[r][j].proposer == voter:
+            return "cannot approve own proposal"
+    return ""
+
+
+@internal
+def _count_vote(voter: address, r: uint256, approvals: uint256, scores_ppm: DynArray[int256, MAX_MEMBERS]):
+    """Count a ballot _vote_problem found nothing wrong with."""
+    if vote_on_average and self._rounds[r].slots > 1:
         if approvals == 1:
             self._rounds[r].approvals += 1
     else:
-        assert len(scores_ppm) == slots, "one score per slot"
-        assert approvals & ~mask == 0, "approvals outside the slots"
-        for j: uint256 in range(slots, bound=MAX_MEMBERS):
-            if approvals & (1 << j) == 0:
-                continue
-            assert self._slots[r][j].proposer != voter, "cannot approve own proposal"
-            self._slots[r][j].approvals += 1
-
+        for j: uint256 in range(self._rounds[r].slots, bound=MAX_MEMBERS):
+            if approvals & (1 << j) != 0:
+                self._slots[r][j].approvals += 1
     self.ballot[r][voter] = VOTED | approvals
-    self._rounds[r].voted_mask |= bit
+    self._rounds[r].voted_mask |= 1 << (self._slot[voter] - 1)
     self._rounds[r].votes += 1
     self._counters[voter].votes_cast += 1
     self._reset_in_a_row(voter)
     log Voted(round=r, voter=voter, approvals=approvals, scores_ppm=scores_ppm)
+
+
+@internal
+def _record_vote(voter: address, r: uint256, approvals: uint256, scores_ppm: DynArray[int256, MAX_MEMBERS]):
+    """Check and count one voter's ballot on round r (vote() ends here; submit_ballots runs the
+    same check and skips instead of reverting)."""
+    problem: String[32] = self._vote_problem(voter, r, approvals, scores_ppm)
+    assert len(problem) == 0, problem
+    self._count_vote(voter, r, approvals, scores_ppm)
+
+
+@internal
+@view
+def _domain_separator() -> bytes32:
+    """EIP-712 domain: this contract on this chain, so a ballot cannot be replayed elsewhere."""
+    return keccak256(abi_encode(EIP712_DOMAIN_TYPEHASH, EIP712_NAME_HASH, EIP712_VERSION_HASH,
+                                chain.id, self))
+
+
+@internal
+@pure
+def _ballot_hash(b: SignedBallot) -> bytes32:
+    """EIP-712 hashStruct(Ballot): an int256[] is hashed as keccak256 of its words concatenated
+    (the ABI encoding of the array less its offset and length words)."""
+    words: Bytes[2112] = abi_encode(b.scores_ppm)
+    scores_hash: bytes32 = keccak256(slice(words, 64, 32 * len(b.scores_ppm)))
+    return keccak256(abi_encode(BALLOT_TYPEHASH, b.round, b.approvals, scores_hash))
 
 
 # -- transactions ----------------------------------------------------------------------------
@@ -545,6 +621,46 @@ def vote(r: uint256, approvals: uint256, scores_ppm: DynArray[int256, MAX_MEMBER
          window over with at least one).
     """
     self._record_vote(msg.sender, r, approvals, scores_ppm)
+
+
+@external
+def submit_ballots(r: uint256, ballots: DynArray[SignedBallot, MAX_MEMBERS]) -> uint256:
+    """
+    @notice Any member submits other members' EIP-712 signed ballots for round r in one
+            transaction; each counts exactly as if its signer had called vote() with the same
+            approvals and scores. Returns how many were counted.
+    @dev The batch as a whole must be for the current round, with voting open, within the vote
+         window. Each ballot is checked on its own: one that recovers to no member, names another
+         round, or fails any of vote()'s checks (proposer of a one-slot round, suspended, already
+         voted, scores out of range or of the wrong count, approvals outside the proposed slots
+         or of the signer's own slot) is skipped with BallotSkipped and never counted; the
+         others still are.
+    """
+    assert self._slot[msg.sender] != 0, "not a member"
+    assert r == self.round, "wrong round"
+    assert self._rounds[r].state == PROPOSED, "no proposal"
+    opened: uint256 = self._vote_opened(r)
+    assert opened != 0, "proposals still open"
+    assert block.number <= opened + vote_window, "vote window closed"
+    domain: bytes32 = self._domain_separator()
+    counted: uint256 = 0
+    i: uint256 = 0
+    for b: SignedBallot in ballots:
+        signer: address = ecrecover(keccak256(concat(x"1901", domain, self._ballot_hash(b))), b.v, b.r, b.s)
+        reason: String[32] = ""
+        if signer == empty(address) or self._slot[signer] == 0:
+            reason = "not a member's signature"
+        elif b.round != r:
+            reason = "wrong round"
+        else:
+            reason = self._vote_problem(signer, r, b.approvals, b.scores_ppm)
+        if len(reason) == 0:
+            self._count_vote(signer, r, b.approvals, b.scores_ppm)
+            counted += 1
+        else:
+            log BallotSkipped(round=r, signer=signer, index=i, reason=reason)
+        i += 1
+    return counted
 
 
 @external
@@ -674,6 +790,13 @@ def rejoin():
 
 
 # -- views -----------------------------------------------------------------------------------
+
+
+@view
+@external
+def domain_separator() -> bytes32:
+    """The EIP-712 domain separator ballots are signed under (name "cohep Coordinator", version "3")."""
+    return self._domain_separator()
 
 
 @view

@@ -28,6 +28,8 @@ class Chain:
     chain_id: int
     kind: str  # "embedded" or the RPC URL
     _tester: object | None = field(default=None, repr=False)
+    #: address -> private key, for signing ballots locally (the embedded chain's, or those given)
+    _keys: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def embedded(cls, n_accounts: int = 10) -> Chain:
@@ -41,8 +43,13 @@ class Chain:
         state = PyEVMBackend.generate_genesis_state(num_accounts=n_accounts)
         tester = EthereumTester(PyEVMBackend(genesis_state=state))
         w3 = Web3(EthereumTesterProvider(tester))
+        # Every middleware but attrdict does work the in-process chain needs nothing of: chain-id
+        # validation (four eth_chainId requests a transaction), ENS names, gas price strategies.
+        for name in ("validation", "ens_name_to_address", "gas_price_strategy"):
+            w3.middleware_onion.remove(name)
         accounts = [Web3.to_checksum_address(a) for a in w3.eth.accounts]
-        return cls(w3, accounts, int(w3.eth.chain_id), "embedded", tester)
+        keys = {k.public_key.to_checksum_address(): k for k in tester.backend.account_keys}
+        return cls(w3, accounts, int(w3.eth.chain_id), "embedded", tester, keys)
 
     @classmethod
     def connect(
@@ -82,8 +89,10 @@ class Chain:
                 raise ChainError("a private key is malformed (expected 32 bytes hex)") from None
             w3.middleware_onion.inject(SignAndSendRawMiddlewareBuilder.build(local), layer=0)
             accounts = [a.address for a in local]
+            keys = {a.address: a.key for a in local}
             source = "private keys given"
         else:
+            keys = {}
             try:
                 accounts = [Web3.to_checksum_address(a) for a in w3.eth.accounts]
             except Exception as exc:  # noqa: BLE001
@@ -93,7 +102,28 @@ class Chain:
             raise ChainError(
                 f"need {n_accounts} accounts but found {len(accounts)} {source} at {rpc_url}"
             )
-        return cls(w3, accounts, chain_id, rpc_url)
+        return cls(w3, accounts, chain_id, rpc_url, None, keys)
+
+    def sign_ballot(self, address: str, contract: str, r: int, approvals: int, scores_ppm):
+        """An EIP-712 ballot signed by ``address`` (approvals: the slot bitmap, a bool for slot 0;
+        scores_ppm: one score or one per slot): with its local key, else by the node
+        (``eth_signTypedData_v4``, for accounts the node holds unlocked)."""
+        from cohep.ledger import ballots
+
+        domain = ballots.Domain(self.chain_id, contract)
+        key = self._keys.get(Web3.to_checksum_address(address))
+        if key is not None:
+            return ballots.sign(key, domain, r, approvals, scores_ppm)
+        data = ballots.typed_data(domain, r, int(approvals), scores_ppm)
+        try:
+            sig = self.w3.provider.make_request("eth_signTypedData_v4", [address, data])
+        except (Web3Exception, OSError) as exc:
+            raise ChainError(f"{self.kind} cannot sign a ballot for {address}: {exc}") from None
+        if "error" in sig:
+            raise ChainError(f"{self.kind} cannot sign a ballot for {address}: "
+                             f"{sig['error'].get('message', sig['error'])}")
+        return ballots.from_signature(address, r, approvals, scores_ppm,
+                                      bytes.fromhex(str(sig["result"]).removeprefix("0x")))
 
     def block_number(self) -> int:
         try:

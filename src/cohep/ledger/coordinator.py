@@ -30,7 +30,8 @@ _REVERTS = (ContractLogicError, _TesterRevert)
 
 URI_MAX_BYTES = 256
 MAX_MEMBERS = 64
-EVENT_NAMES = ("RoundStarted", "Proposed", "Voted", "Finalized", "RoundVoided", "Suspended", "Rejoined")
+EVENT_NAMES = ("RoundStarted", "Proposed", "Voted", "Finalized", "RoundVoided", "Suspended", "Rejoined",
+               "BallotSkipped")
 _NO_ACCEPTANCE = 2**256 - 1  # contract's accepted_round while the initial digest stands
 _VOTED = 1 << 255  # the contract's ballot flag: ballot = _VOTED | approval bitmap
 _REVERT_PREFIXES = ("execution reverted: ", "execution reverted:", "execution reverted")
@@ -40,6 +41,11 @@ RECEIPT_TIMEOUT_S = 120.0
 # all 63 miss their vote and are suspended at once, need ~1.8-1.9M (checked in tests).
 # Unused gas is refunded, so a generous cap costs nothing.
 EMBEDDED_TX_GAS = 5_000_000
+# Fees on the embedded chain, given so that web3 does not read a block per transaction to fill them:
+# its base fee starts at 1 gwei and only falls (no block comes near the 15M gas target).
+EMBEDDED_FEES = {"maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9}
+# submit_ballots with 63 ballots needs about 3.5M (checked in tests); the block limit is 30M.
+EMBEDDED_BATCH_GAS = 12_000_000
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,16 @@ class Outcome:
     proposed_slots: int = 0
     accepted_slots: int = 0
     slot_approvals: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class BallotBatch:
+    """What submit_ballots did: the voters it counted, and (index in the batch, signer, reason) of
+    every ballot the contract skipped."""
+
+    round: int
+    counted: tuple[str, ...]
+    skipped: tuple[tuple[int, str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -205,8 +221,10 @@ class ContractClient:
 
     def _call(self, name: str, *args: Any) -> Any:
         t0 = time.perf_counter()
+        # A call without "from" makes eth-tester's provider list the accounts three times to guess one.
+        opts = {"from": self.chain.accounts[0]} if self.chain.kind == "embedded" else None
         try:
-            return getattr(self._c.functions, name)(*args).call()
+            return getattr(self._c.functions, name)(*args).call(opts)
         except _REVERTS as exc:
             raise _chain_error(f"{name}{tuple(args)!r}", _reason(exc)) from None
         except (Web3Exception, OSError) as exc:
@@ -232,6 +250,7 @@ class Coordinator(ContractClient):
         self.seconds = 0.0
         self.gas_used = 0
         self.transactions = 0  # mined by this client (deployment excluded)
+        self.calldata_bytes = 0  # what those transactions carried (the chain's share of the traffic)
 
     # -- construction --------------------------------------------------------------
 
@@ -435,17 +454,18 @@ class Coordinator(ContractClient):
 
     # -- transactions ------------------------------------------------------------------
 
-    def _transact(self, name: str, sender: str, *args: Any) -> dict:
+    def _transact(self, name: str, sender: str, *args: Any, gas: int | None = None) -> dict:
         what = f"{name}(round {args[0]})" if args else f"{name}()"
         t0 = time.perf_counter()
         try:
             fn = getattr(self._c.functions, name)(*args)
             receipt = _send(self.w3, what, fn,
-                            Web3.to_checksum_address(sender), self._fixed_gas)
+                            Web3.to_checksum_address(sender), gas or self._fixed_gas)
         finally:
             self.seconds += time.perf_counter() - t0
         self.gas_used += int(receipt["gasUsed"])
         self.transactions += 1
+        self.calldata_bytes += len(Web3.to_bytes(hexstr=self._c.encode_abi(name, args=list(args))))
         return receipt
 
     def propose(self, sender: str, r: int, digest: bytes, uri: str, slot: int = 0) -> dict:
@@ -476,6 +496,44 @@ class Coordinator(ContractClient):
             if ev.name == "RoundVoided":
                 return Outcome(a["round"], False, True, bytes(32), 0, 0, a["proposer"], 0)
         raise ChainError(f"finalize(round {r}) mined without a Finalized/RoundVoided event")
+
+    def ballot_domain(self):
+        """The EIP-712 domain this contract verifies ballots under (ledger/ballots.py)."""
+        from cohep.ledger.ballots import Domain
+
+        return Domain(self.chain.chain_id, self.address)
+
+    def sign_ballot(self, voter: str, r: int, approvals: int, scores_ppm):
+        """``voter``'s ballot for round r, signed with the key the chain holds for it: what vote_slots
+        sends (approvals: bit j approves slot j, a bool slot 0 / the average; scores_ppm: one score
+        or one per slot)."""
+        if not isinstance(scores_ppm, int) and len(scores_ppm) > MAX_MEMBERS:
+            raise ChainError(f"at most {MAX_MEMBERS} scores, got {len(scores_ppm)}")
+        t0 = time.perf_counter()
+        try:
+            return self.chain.sign_ballot(voter, self.address, int(r), int(approvals), scores_ppm)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def submit_ballots(self, sender: str, r: int, ballots: list) -> BallotBatch:
+        """Submit signed ballots (ledger.ballots.SignedBallot) for round r in one transaction.
+
+        The contract counts each valid one as its signer's vote and skips (BallotSkipped) any other;
+        the batch fails as a whole only for the round (not current, no proposal, window closed).
+        """
+        if not ballots:
+            return BallotBatch(int(r), (), ())
+        if len(ballots) > MAX_MEMBERS:
+            raise ChainError(f"at most {MAX_MEMBERS} ballots in a batch, got {len(ballots)}")
+        gas = EMBEDDED_BATCH_GAS if self._fixed_gas is not None else None
+        receipt = self._transact("submit_ballots", sender, int(r), [b.as_tuple() for b in ballots], gas=gas)
+        counted, skipped = [], []
+        for ev in self._decode(receipt["logs"]):
+            if ev.name == "Voted":
+                counted.append(ev.args["voter"])
+            elif ev.name == "BallotSkipped":
+                skipped.append((int(ev.args["index"]), ev.args["signer"], ev.args["reason"]))
+        return BallotBatch(int(r), tuple(counted), tuple(skipped))
 
     def rejoin(self, sender: str) -> dict:
         """A suspended member (key recovered, node restarted) is active again from the next round."""
@@ -528,26 +586,33 @@ class Coordinator(ContractClient):
 def _send(w3: Web3, what: str, fn: Any, sender: str, fixed_gas: int | None = None) -> dict:
     """Send, wait for the receipt, and turn any revert into ChainError with the reason.
 
-    With fixed_gas (embedded chain) one eth_call replaces gas estimation: py-evm estimates by
-    binary search, re-executing the transaction a dozen times, which tripled round time.
+    With fixed_gas (embedded chain) the transaction goes out as it is: no gas estimation (py-evm
+    estimates by binary search, re-executing the transaction a dozen times), no dry run (a second
+    execution), and fixed fees (no block read). One that reverts is undone with an eth-tester
+    snapshot, so a refused call leaves no block behind (as estimation on a real node refuses it
+    before sending), and is replayed as a call for the reason.
     """
+    tester = getattr(w3.provider, "ethereum_tester", None) if fixed_gas is not None else None
+    snapshot = tester.take_snapshot() if tester is not None else None
     try:
         if fixed_gas is None:
             tx_hash = fn.transact({"from": sender})  # gas estimation surfaces reverts here
         else:
-            # "pending": the block the transaction will land in (latest + 1), as estimation does.
-            fn.call({"from": sender}, block_identifier="pending")
-            tx_hash = fn.transact({"from": sender, "gas": fixed_gas})
+            tx_hash = fn.transact({"from": sender, "gas": fixed_gas, **EMBEDDED_FEES})
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
     except _REVERTS as exc:
         raise _chain_error(what, _reason(exc)) from None
     except (Web3Exception, OSError) as exc:
         raise ChainError(f"{what} failed: {exc}") from None
     if receipt["status"] != 1:
-        # Reverted after a successful estimate (state changed in between): replay for the reason.
+        # Reverted on chain (embedded: any revert; a node: the state changed after the estimate).
         reason = "reverted on chain (out of gas, or the state changed before it was mined)"
+        at = receipt["blockNumber"]
+        if snapshot is not None:
+            tester.revert_to_snapshot(snapshot)
+            at = "pending"  # the block it was mined in: latest + 1 once it is undone
         try:
-            fn.call({"from": sender}, block_identifier=receipt["blockNumber"])
+            fn.call({"from": sender}, block_identifier=at)
         except _REVERTS as exc:
             reason = _reason(exc)
         except Exception:  # noqa: BLE001 - the replay is best effort

@@ -20,6 +20,7 @@ from typing import Any, Callable, TypeVar
 from ..errors import ConfigError
 from ..frameworks import keras as keras_framework
 from ..frameworks import torch as torch_framework
+from ..frameworks.privacy import Budget, check_model, dp_builder
 from ..frameworks.training import TrainConfig
 from ..learner import TrainableLearner, Weights
 from .fit import DataFit
@@ -47,14 +48,23 @@ class ModelEntry:
     #: Keras only: spec -> the transform from ``[N, C, H, W]`` batches to the model's input
     preprocess: Callable[[ModelSpec], Callable] | None = None
 
-    def initial_weights(self, spec: ModelSpec, seed: int) -> Weights:
-        return FRAMEWORKS[self.framework].initial_weights(self.build, spec, seed)
+    def builder(self, private: bool = False) -> Callable[[ModelSpec], Any]:
+        """The builder; in a private experiment every member trains the DP-compatible model."""
+        if not private:
+            return self.build
+        check_model(self.name, self.framework)
+        return dp_builder(self.build)
+
+    def initial_weights(self, spec: ModelSpec, seed: int, *, private: bool = False) -> Weights:
+        return FRAMEWORKS[self.framework].initial_weights(self.builder(private), spec, seed)
 
     def make_learner(self, spec: ModelSpec, train, vote, test, config: TrainConfig, *, seed: int,
-                     initial: Weights | None = None) -> TrainableLearner:
+                     initial: Weights | None = None, privacy: Budget | None = None) -> TrainableLearner:
         options = {"preprocess": self.preprocess} if self.preprocess is not None else {}
+        if privacy is not None:
+            options["privacy"] = privacy
         return FRAMEWORKS[self.framework].make_learner(
-            self.build, spec, train, vote, test, config, seed=seed, initial=initial, **options
+            self.builder(privacy is not None), spec, train, vote, test, config, seed=seed, initial=initial, **options
         )
 
 
@@ -145,10 +155,11 @@ def default_for(input_shape) -> str:
     return "image_cnn"
 
 
-def initial_weights(spec: ModelSpec, seed: int) -> Weights:
-    """The agreed initial weights: a function of (spec, seed) alone."""
+def initial_weights(spec: ModelSpec, seed: int, *, private: bool = False) -> Weights:
+    """The agreed initial weights: a function of (spec, seed) alone (and of whether the experiment is
+    private, which swaps BatchNorm for GroupNorm: :func:`~cohep.frameworks.privacy.dp_compatible`)."""
     check_fits(spec)
-    return get(spec.name).initial_weights(spec, seed)
+    return get(spec.name).initial_weights(spec, seed, private=private)
 
 
 def build_learner(
@@ -160,7 +171,9 @@ def build_learner(
     *,
     seed: int,
     initial: Weights | None = None,
+    privacy: Budget | None = None,
 ) -> TrainableLearner:
-    """A learner over the spec's model with these private data sets (checked to fit first)."""
+    """A learner over the spec's model with these private data sets (checked to fit first); with a
+    ``privacy`` budget its proposals train with DP-SGD."""
     check_fits(spec)
-    return get(spec.name).make_learner(spec, train, vote, test, config, seed=seed, initial=initial)
+    return get(spec.name).make_learner(spec, train, vote, test, config, seed=seed, initial=initial, privacy=privacy)

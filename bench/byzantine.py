@@ -1,0 +1,335 @@
+"""Does the vote stop Byzantine members? Every attack of ``cohep.attacks`` in real colearn runs.
+
+Setups: 5 learners with 1 malicious (``5/1``) and 6 with 2 (``6/2``, a third). For each attack and
+seed, one run; the same seed's clean run (nobody malicious) is the reference. Per attack: the share
+of the malicious members' proposals the contract accepted, the share of the honest members'
+proposals accepted, the final test accuracy against the clean run, and for the backdoor the attack
+success rate (non-target test images classified as the target once triggered). With ``--defence``
+the same runs again with the patch-probe guard on (``vote.probe``, cohep.defence).
+
+Default (MNIST t10k, first 2,000 images, the 6/2 setup, 12 rounds, 1 seed, the defence for the
+clean run and the backdoor; about 6 minutes on 2 idle cores, several times that when they are shared): ``python bench/byzantine.py --data ../shared/data/mnist``.
+Full size: ``--full`` (both setups, all 10,000 images, 15 rounds, 3 seeds, the defence for every attack), and
+``--events data/events-12k.h5`` adds the neutrino task (compact model; ``--events-limit``).
+The last line: ``gross attacks accepted: X % (...), accuracy drop: Y pts`` for the ``6/2`` setup.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+os.environ.setdefault("COHEP_PROGRESS", "0")
+os.environ.setdefault("KERAS_BACKEND", "torch")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src")]
+
+import numpy as np  # noqa: E402
+
+from cohep import attacks, config, models, rundir, weights  # noqa: E402
+from cohep.runner import prepare, run_experiment  # noqa: E402
+
+ALL = ("clean", *attacks.ATTACKS)
+#: attacks run with the defence in the default size (the full size runs them all)
+DEFENCE_DEFAULT = ("clean", "backdoor")
+SETUPS = {"5/1": (5, 1), "6/2": (6, 2)}
+GROSS_LABEL = "sign-flip, noise, scaled, NaN, random"
+
+
+@dataclass
+class Task:
+    name: str
+    kind: str
+    path: str
+    limit: int | None
+    rounds: int
+    holdout: float | int
+    backdoor: dict  #: the trigger (size, value) the attacker uses, in the task's units
+    probe_size: int
+
+
+@dataclass
+class Outcome:
+    task: str
+    setup: str
+    defence: bool
+    attack: str
+    seed: int
+    mal_proposed: int
+    mal_accepted: int
+    hon_proposed: int
+    hon_accepted: int
+    accuracy: float
+    asr: float
+    seconds: float
+
+
+def base_config(task: Task, n: int, seed: int, attack: str, m: int, probe: float | None, epochs: float):
+    raw = {
+        "experiment": {"name": f"byz-{task.name}", "learners": n, "rounds": task.rounds, "seed": seed},
+        "data": {"kind": task.kind, "path": task.path, "limit": task.limit, "holdout": task.holdout},
+        "train": {"epochs": epochs, "batch_size": 32},
+        "vote": {"probe": probe, "probe_size": task.probe_size},
+    }
+    if attack != "clean":
+        raw["attack"] = {"kind": attack, "members": m,
+                         "params": dict(task.backdoor) if attack == "backdoor" else {}}
+    return config.load(None, {k: {f: v for f, v in t.items() if v is not None} for k, t in raw.items()})
+
+
+def proposals(records, malicious: set[int]) -> tuple[int, int, int, int]:
+    """(malicious proposed, accepted, honest proposed, accepted): non-void rounds, by the proposer."""
+    mp = ma = hp = ha = 0
+    for r in records:
+        if r.round == 0 or not r.is_proposer or r.void:
+            continue
+        if r.learner in malicious:
+            mp, ma = mp + 1, ma + r.accepted
+        else:
+            hp, ha = hp + 1, ha + r.accepted
+    return mp, ma, hp, ha
+
+
+def attack_success(cfg, out: Path, trigger: dict) -> float:
+    """The final weights' backdoor success rate on the run's held-out test items."""
+    _, data, parts, spec = prepare(cfg)
+    test = np.sort(np.concatenate([p.test for p in parts]))
+    ds = data.subset(test)
+    final = weights.decode((out / rundir.WEIGHTS).read_bytes())
+    learner = models.build_learner(spec, ds, ds, None, cfg.train, seed=0, initial=final)
+    learner.load_live(final)
+    x, y = attacks._tensors(ds)
+    params = attacks.parameters("backdoor", trigger)
+
+    def predict(images):
+        import torch
+        from torch.utils.data import TensorDataset
+
+        probs, _ = learner.predict(TensorDataset(images, torch.zeros(len(images), dtype=torch.long)))
+        return probs.argmax(1)
+
+    return attacks.attack_success(predict, x, y.numpy(), target=int(params["target"]), size=int(params["size"]),
+                                  value=float(params["value"]))
+
+
+def run_one(task: Task, setup: str, attack: str, seed: int, probe: float | None, epochs: float,
+            folder: Path) -> Outcome:
+    n, m = SETUPS[setup]
+    cfg = base_config(task, n, seed, attack, m, probe, epochs)
+    out = folder / f"{task.name}-{setup.replace('/', 'of')}-{attack}-{seed}-{'probe' if probe else 'plain'}"
+    start = time.perf_counter()
+    res = run_experiment(cfg, out, figure=False)
+    seconds = time.perf_counter() - start
+    malicious = set(range(m)) if attack != "clean" else set()
+    mp, ma, hp, ha = proposals(res.records, malicious)
+    asr = attack_success(cfg, out, task.backdoor) if attack in ("clean", "backdoor") else math.nan
+    return Outcome(task.name, setup, probe is not None, attack, seed, mp, ma, hp, ha, res.final_accuracy, asr, seconds)
+
+
+def share(k: int, n: int) -> str:
+    return f"{k}/{n} ({100 * k / n:.0f} %)" if n else "-"
+
+
+def mean(values) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return statistics.fmean(values) if values else math.nan
+
+
+def table(outcomes: list[Outcome]) -> list[str]:
+    """One markdown row per (task, setup, defence, attack), seeds pooled."""
+    plain_clean = {(o.task, o.setup, o.seed): o.accuracy for o in outcomes if o.attack == "clean" and not o.defence}
+    rows = [("| task | setup | defence | attack | malicious accepted | honest accepted | final accuracy | "
+             "vs clean (pts) | backdoor success |"), "|---|---|---|---|---|---|---|---|---|"]
+    keys = sorted({(o.task, o.setup, o.defence, o.attack) for o in outcomes},
+                  key=lambda k: (k[0], k[1], k[2], ALL.index(k[3])))
+    for task, setup, defence, attack in keys:
+        group = [o for o in outcomes if (o.task, o.setup, o.defence, o.attack) == (task, setup, defence, attack)]
+        accs = [o.accuracy for o in group]
+        # every run against the clean run of its seed without the defence: the defence's cost shows too
+        drops = [100 * (plain_clean[(task, setup, o.seed)] - o.accuracy) for o in group
+                 if (task, setup, o.seed) in plain_clean]
+        sd = f" ± {statistics.stdev(accs):.3f}" if len(accs) > 1 else ""
+        asr = mean([o.asr for o in group])
+        rows.append(
+            f"| {task} | {setup} | {'probe' if defence else 'off'} | {attack} | "
+            f"{share(sum(o.mal_accepted for o in group), sum(o.mal_proposed for o in group))} | "
+            f"{share(sum(o.hon_accepted for o in group), sum(o.hon_proposed for o in group))} | "
+            f"{mean(accs):.3f}{sd} | {mean(drops):+.1f} | {'-' if math.isnan(asr) else f'{100 * asr:.0f} %'} |")
+    return rows
+
+
+def headline(outcomes: list[Outcome], setup: str = "6/2") -> tuple[float, float, str]:
+    """(gross acceptance %, the worst gross attack's mean accuracy drop in points, which) without the defence."""
+    plain = [o for o in outcomes if o.setup == setup and not o.defence]
+    clean = {(o.task, o.seed): o.accuracy for o in plain if o.attack == "clean"}
+    gross = [o for o in plain if o.attack in attacks.GROSS and (o.task, o.seed) in clean]
+    proposed = sum(o.mal_proposed for o in gross)
+    accepted = 100 * sum(o.mal_accepted for o in gross) / proposed if proposed else math.nan
+    drops = {a: mean([100 * (clean[(o.task, o.seed)] - o.accuracy) for o in gross if o.attack == a])
+             for a in attacks.GROSS if any(o.attack == a for o in gross)}
+    if not drops:
+        return accepted, math.nan, "none run"
+    worst = max(drops, key=lambda a: drops[a])
+    return accepted, drops[worst], worst
+
+
+def plot(outcomes: list[Outcome], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({o.task for o in outcomes})
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(12, 3.6 * len(tasks)), squeeze=False)
+    names = list(attacks.ATTACKS)
+    for row, task in zip(axes, tasks):
+        for setup_i, setup in enumerate(sorted({o.setup for o in outcomes if o.task == task})):
+            for defence in (False, True):
+                group = [o for o in outcomes if o.task == task and o.setup == setup and o.defence == defence]
+                if not group:
+                    continue
+                acc_share = [sum(o.mal_accepted for o in group if o.attack == a) /
+                             max(1, sum(o.mal_proposed for o in group if o.attack == a))
+                             if any(o.attack == a for o in group) else np.nan for a in names]
+                clean = mean([o.accuracy for o in group if o.attack == "clean"])
+                drop = [100 * (clean - mean([o.accuracy for o in group if o.attack == a])) if any(
+                    o.attack == a for o in group) else np.nan for a in names]
+                offset = (setup_i * 2 + defence) * 0.2 - 0.3
+                label = f"{setup}{' + probe' if defence else ''}"
+                x = np.arange(len(names)) + offset
+                row[0].bar(x, acc_share, width=0.2, label=label)
+                row[1].bar(x, drop, width=0.2, label=label)
+        for ax, title in zip(row, ("malicious proposals accepted (share)", "accuracy drop vs clean (pts)")):
+            ax.set_xticks(np.arange(len(names)), names, rotation=40, ha="right", fontsize=8)
+            ax.set_title(f"{task}: {title}", fontsize=10)
+            ax.axhline(0, color="k", lw=0.5)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    plt.close(fig)
+
+
+def write_doc(path: Path, command: str, args, outcomes: list[Outcome], last: str, figure: Path) -> None:
+    seconds = sum(o.seconds for o in outcomes)
+    lines = [
+        "# Byzantine members (bench/byzantine.py)", "",
+        ("Every attack of `cohep.attacks` (docs/attacks.md) in real colearn runs on the embedded chain: 5 learners "
+        "with 1 malicious (`5/1`) and 6 with 2 (`6/2`, a third). Malicious members are the first `m`; "
+        "the proposer draw is the contract's. `malicious accepted`: the contract accepted the malicious "
+        "members' proposal, over the rounds they proposed; `honest accepted`: the same for honest proposers; "
+        "`vs clean`: mean accuracy drop against the same seed's clean run without the defence (positive: worse); "
+        "`backdoor success`: non-target held-out images classified as the target once triggered. "
+        "`defence probe`: the patch-probe guard on (`vote.probe`, cohep.defence)."), "",
+        f"Command: `{command}`", "",
+        f"Settings: {args.seeds} seed(s); MNIST first {args.limit or 10000} images, {args.rounds} rounds, "
+        f"{args.epochs:g} epoch(s) per proposal, vote threshold 0.5; probe {args.probe} with a {args.probe_size}x{args.probe_size} patch"
+        + (f"; neutrino events: {args.events}, first {args.events_limit}, {args.events_rounds} rounds, compact model"
+           if any(o.task == "neutrino" for o in outcomes) else "") + ".", "",
+        *table(outcomes), "",
+        f"`{last}`", "",
+        f"![byzantine](../figures/{figure.name})", "",
+        (f"Machine: 2 cores, shared with 7 other engineers' jobs; {seconds / 60:.1f} minutes of runs "
+         "(timings are inflated by the sharing; the figures above are counts and accuracies, not timings)."), "",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"), help="MNIST folder (IDX files)")
+    p.add_argument("--limit", type=int, default=2000, help="first N MNIST images (0: all)")
+    p.add_argument("--rounds", type=int, default=12)
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--setups", default="6/2", help="comma-separated: 5/1 (one of five malicious), 6/2 (a third)")
+    p.add_argument("--attacks", default=",".join(ALL), help="comma-separated, 'clean' included")
+    p.add_argument("--defence", default=",".join(DEFENCE_DEFAULT),
+                   help="attacks also run with the probe ('all', or 'none'); only in the 6/2 setup")
+    p.add_argument("--probe", type=float, default=0.15, help="vote.probe when the defence is on")
+    p.add_argument("--probe-size", type=int, default=4)
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--tasks", default="mnist", help="comma-separated: mnist, neutrino")
+    p.add_argument("--events", default=str(ROOT / "data/events-12k.h5"), help="neutrino event HDF5")
+    p.add_argument("--events-limit", type=int, default=3000)
+    p.add_argument("--events-rounds", type=int, default=8)
+    p.add_argument("--events-setups", default="6/2")
+    p.add_argument("--full", action="store_true", help="both setups, all images, 15 rounds, 3 seeds, defence for all")
+    p.add_argument("--skip-clean", action="store_true",
+                   help="no clean reference runs (another invocation's --json has them; combine with --from-json)")
+    p.add_argument("--defence-only", action="store_true", help="only the runs with the defence on")
+    p.add_argument("--json", default=None, help="also save the runs' outcomes here (JSON)")
+    p.add_argument("--from-json", nargs="+", default=None, help="run nothing: table and doc from saved outcomes")
+    p.add_argument("--doc", default=str(ROOT / "docs/benchmarks/byzantine.md"))
+    p.add_argument("--figure", default=str(ROOT / "docs/figures/byzantine.png"))
+    args = p.parse_args(argv)
+    if args.full:
+        args.limit, args.rounds, args.seeds, args.defence, args.setups = 0, 15, 3, "all", "5/1,6/2"
+    chosen = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    unknown = [a for a in chosen if a not in ALL]
+    if unknown:
+        p.error(f"unknown attack {unknown[0]} (known: {', '.join(ALL)})")
+    if "clean" not in chosen and not args.skip_clean:
+        chosen.insert(0, "clean")
+    defended = chosen if args.defence == "all" else [] if args.defence == "none" else \
+        [a for a in args.defence.split(",") if a in chosen or a == "clean"]
+    if defended and "clean" not in defended and not args.skip_clean:
+        defended.insert(0, "clean")
+    tasks = []
+    if "mnist" in args.tasks.split(","):
+        tasks.append((Task("mnist", "mnist", args.data, args.limit or None, args.rounds, 0.2, {}, args.probe_size),
+                      args.setups.split(",")))
+    if "neutrino" in args.tasks.split(","):
+        # charge units: a saturated 8x8 square, far above a wire's typical reading
+        tasks.append((Task("neutrino", "events", args.events, args.events_limit or None, args.events_rounds, 0.2,
+                           {"size": 8, "value": 500.0}, 8), args.events_setups.split(",")))
+    outcomes: list[Outcome] = []
+    if args.from_json:
+        tasks = []
+        for path in args.from_json:
+            outcomes += [Outcome(**o) for o in json.loads(Path(path).read_text())]
+    with tempfile.TemporaryDirectory(prefix="byzantine-") as tmp:
+        for task, setups in tasks:
+            for setup in setups:
+                for seed in range(args.seeds):
+                    plans = [] if args.defence_only else [(a, None) for a in chosen]
+                    if setup == "6/2":
+                        plans += [(a, args.probe) for a in defended]
+                    for attack, probe in plans:
+                        o = run_one(task, setup, attack, seed, probe, args.epochs, Path(tmp))
+                        outcomes.append(o)
+                        print(f"{task.name} {setup} seed {seed} {attack:>16} {'probe' if probe else 'plain'}: "
+                              f"malicious {o.mal_accepted}/{o.mal_proposed}, honest {o.hon_accepted}/{o.hon_proposed}, "
+                              f"accuracy {o.accuracy:.3f}"
+                              + ("" if math.isnan(o.asr) else f", backdoor success {100 * o.asr:.0f} %")
+                              + f" ({o.seconds:.0f} s)", flush=True)
+                        if args.json:  # after every run, so a cut-off bench keeps what it did
+                            tmp_json = Path(args.json + ".tmp")
+                            tmp_json.write_text(json.dumps([asdict(x) for x in outcomes], indent=1))
+                            os.replace(tmp_json, args.json)
+    print()
+    print("\n".join(table(outcomes)))
+    gross, drop, worst = headline(outcomes, "6/2" if any(o.setup == "6/2" for o in outcomes) else outcomes[0].setup)
+    last = f"gross attacks accepted: {gross:.0f} % ({GROSS_LABEL}), accuracy drop: {drop:.1f} pts"
+    figure = Path(args.figure)
+    plot(outcomes, figure)
+    command = "python bench/byzantine.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    write_doc(Path(args.doc), command.strip(), args, outcomes, last + f" (worst: {worst}, a third malicious)", figure)
+    print(f"(worst gross attack: {worst}; doc {args.doc}, figure {figure})")
+    print(last)
+
+
+if __name__ == "__main__":
+    main()

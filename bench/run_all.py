@@ -1,0 +1,198 @@
+"""Run every benchmark at a size that fits a short session, and regenerate docs/benchmarks.md.
+
+    python bench/run_all.py [--mnist ../shared/data/mnist] [--only ledger,vs_flower] [--full]
+
+Why one driver: the figures in docs/ must come from the code as it is, by one command (`make
+bench`). Each benchmark runs as its own process (a crash or a missed target in one does not stop
+the others). A benchmark that writes its own section (``docs/benchmarks/<name>.md``, with tables
+and plots) keeps it; for the others the section is the command and what it printed. The page
+starts with a summary: per benchmark its exit status, wall time and last line (the figure the
+issue asks for). Defaults are sized so the whole set finishes in under 20 minutes on 2 CPU cores;
+``--full`` runs each at the size its docstring names (hours on a CPU). Timings depend on the
+machine: the page says which one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SECTIONS = ROOT / "docs" / "benchmarks"
+PAGE = ROOT / "docs" / "benchmarks.md"
+
+
+@dataclass(frozen=True)
+class Bench:
+    """One benchmark: its script, the arguments of the quick size and of the full size."""
+
+    name: str
+    what: str
+    quick: tuple[str, ...]
+    full: tuple[str, ...] = ()
+    needs_mnist: bool = False
+    writes_section: bool = False  # the script writes docs/benchmarks/<name>.md itself
+    events_flag: str = ""  # the flag that takes the neutrino event file, for benchmarks that need one
+
+    def command(self, *, full: bool, mnist: str, events: str) -> list[str]:
+        args = list(self.full if full else self.quick)
+        if self.needs_mnist:
+            args += ["--data", mnist]
+        if self.events_flag:
+            args += [self.events_flag, events]
+        return [sys.executable, str(HERE / f"{self.name}.py"), *args]
+
+
+BENCHES: tuple[Bench, ...] = (
+    Bench("simulate", "LArTPC simulator throughput and memory", ("--events", "3000"), ()),
+    Bench("train_throughput", "training and inference events/s of the compact model",
+          ("--models", "compact", "--steps", "10", "--repeats", "2"), ()),
+    Bench("chain_round", "gas and wall time of one round on the embedded chain", ("--rounds", "5"), ()),
+    Bench("store_stream", "streaming a large blob through BlobServer and the Fetcher",
+          ("--mb", "64", "--repeats", "1"), ()),
+    Bench("mnist_paper", "the paper's MNIST experiment: accuracy and the chain + store share", (), (),
+          needs_mnist=True),
+    Bench("nodes", "autonomous nodes on Anvil: round cost and the fault matrix", ("--members", "3", "--rounds", "4"), ()),
+    Bench("quality", "does a quality measure find the degraded learner", ("--cases", "flip5", "--seeds", "3",
+                                                                         "--shapley-seeds", "1"), (),
+          writes_section=True),
+    Bench("ledger", "the ledger's cost per round for 3 to 64 members, embedded chain and Anvil",
+          ("--members", "5", "20", "64", "--rounds", "2"), (), writes_section=True),
+    Bench("vs_flower", "cohep against Flower's FedAvg on MNIST, IID and Dirichlet 0.5",
+          ("--rounds", "5", "--splits", "dirichlet"), ("--seeds", "3", "--rounds", "20"),
+          needs_mnist=True, writes_section=True),
+    Bench("byzantine", "does the vote stop Byzantine members (every attack)",
+          ("--limit", "1500", "--rounds", "6", "--attacks", "clean,sign_flip,noise,scaled,nan,random,backdoor",
+           "--defence", "clean"), ("--full",), needs_mnist=True, writes_section=True),
+    Bench("flower_attacks", "cohep against Flower's robust strategies under attack",
+          ("--rounds", "4", "--limit", "2000", "--attacks", "sign_flip"),
+          ("--seeds", "3", "--rounds", "20", "--limit", "0", "--holdout", "2000",
+           "--attacks", "sign_flip,noise,scaled,random,nan,free_rider,label_flip"),
+          needs_mnist=True, writes_section=True),
+    Bench("privacy", "accuracy against the differential-privacy budget on MNIST",
+          ("--rounds", "5", "--limit", "2000", "--budgets", "3,inf"), ("--limit", "10000", "--rounds", "20", "--width", "32"),
+          needs_mnist=True, writes_section=True),
+    Bench("augment_transfer", "which augmentation and normalisation transfer to another detector",
+          ("--train-events", "1200", "--test-events", "400", "--other-events", "300", "--epochs", "2"), (),
+          writes_section=True, events_flag="--data"),
+)
+
+
+def last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def run(bench: Bench, *, full: bool, mnist: str, events: str) -> dict:
+    cmd = bench.command(full=full, mnist=mnist, events=events)
+    shown = " ".join(["python", *(str(Path(c).relative_to(ROOT)) if c.startswith(str(ROOT)) else c for c in cmd[1:])])
+    print(f"== {bench.name}: {shown}", flush=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    out = proc.stdout + (("\n" + proc.stderr.strip().splitlines()[-1]) if proc.returncode and proc.stderr.strip() else "")
+    print(out.rstrip(), flush=True)
+    print(f"-- {bench.name}: exit {proc.returncode}, {wall:.0f} s", flush=True)
+    section = SECTIONS / f"{bench.name}.md"
+    if not bench.writes_section or proc.returncode not in (0, 1) or not section.exists():
+        write_atomic(section, f"## {bench.name}: {bench.what}\n\n`{shown}`\n\n```\n{out.rstrip()}\n```\n")
+    return {"bench": bench, "command": shown, "rc": proc.returncode, "wall": wall, "last": last_line(proc.stdout)}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def machine() -> str:
+    cores = os.cpu_count()
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        mem = float("nan")
+    return f"{platform.processor() or platform.machine()}, {cores} cores, {mem:.0f} GiB, Python {platform.python_version()}"
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def assemble(results: list[dict], *, full: bool) -> None:
+    """docs/benchmarks.md: the summary of this invocation, then every section in BENCHES order."""
+    ran = {r["bench"].name: r for r in results}
+    lines = [
+        "# Benchmarks",
+        "",
+        (f"Regenerated by `make bench` (`python bench/run_all.py{' --full' if full else ''}`) on "
+         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, commit {commit()}, {machine()}."),
+        "Each section below is written by its benchmark; sections of benchmarks not run this time are kept",
+        "from their last run. Exit 1 means the benchmark ran and reports a missed target.",
+        "",
+        "| benchmark | what | exit | wall | last line |",
+        "|---|---|---|---|---|",
+    ]
+    for b in BENCHES:
+        r = ran.get(b.name)
+        if r:
+            lines.append(f"| [{b.name}](#{b.name}) | {b.what} | {r['rc']} | {r['wall']:.0f} s | {r['last'].replace('|', '/')} |")
+        else:
+            lines.append(f"| [{b.name}](#{b.name}) | {b.what} | not run | | |")
+    total = sum(r["wall"] for r in results)
+    lines += ["", f"Total wall time this invocation: {total / 60:.1f} min.", ""]
+    for b in BENCHES:
+        section = SECTIONS / f"{b.name}.md"
+        lines += [f'<a id="{b.name}"></a>', ""]
+        lines += [section.read_text().rstrip() if section.exists() else f"## {b.name}\n\nNot run yet.", ""]
+    write_atomic(PAGE, "\n".join(lines))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mnist", default=str(ROOT.parent / "shared" / "data" / "mnist"),
+                    help="folder with the MNIST IDX files (benchmarks that need it)")
+    ap.add_argument("--events", default=str(ROOT / "data" / "events-12k.h5"),
+                    help="simulated neutrino events for the benchmarks that need them (made small if missing)")
+    ap.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(b.name for b in BENCHES)}")
+    ap.add_argument("--full", action="store_true", help="each benchmark at its full size (hours on a CPU)")
+    args = ap.parse_args()
+    names = [n for n in args.only.split(",") if n]
+    unknown = sorted(set(names) - {b.name for b in BENCHES})
+    if unknown:
+        print(f"run_all: --only: unknown benchmark {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    chosen = [b for b in BENCHES if not names or b.name in names]
+    if any(b.needs_mnist for b in chosen) and not Path(args.mnist).is_dir():
+        print(f"run_all: --mnist: {args.mnist} is not a folder with the MNIST IDX files "
+              "(download them, or pass --only without the MNIST benchmarks)", file=sys.stderr)
+        return 2
+    events = args.events
+    if any(b.events_flag for b in chosen) and not Path(events).is_file():
+        events = str(ROOT / "runs" / "bench" / "events-3k.h5")
+        if not Path(events).is_file():  # a user has no events yet: simulate a small set once
+            print(f"== simulating 3,000 events into {events}", flush=True)
+            subprocess.run([sys.executable, "-m", "cohep", "simulate", "--events", "3000", "--out", events,
+                            "--seed", "1"], cwd=ROOT, check=True)
+    results = [run(b, full=args.full, mnist=args.mnist, events=events) for b in chosen]
+    assemble(results, full=args.full)
+    print(f"wrote {PAGE.relative_to(ROOT)}: {len(results)} benchmarks, "
+          f"{sum(r['wall'] for r in results) / 60:.1f} min, {sum(r['rc'] not in (0, 1) for r in results)} failed")
+    return 0 if all(r["rc"] in (0, 1) for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

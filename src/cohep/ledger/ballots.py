@@ -1,0 +1,188 @@
+"""Signed ballots: a vote as an EIP-712 message, so one transaction can carry every member's vote.
+
+With ``[chain] ballots = "signed"`` a voter does not send ``vote()`` itself: it signs
+``Ballot(uint256 round, uint256 approvals, int256[] scores_ppm)`` (what ``vote()`` carries: the
+approval bitmap over the round's slots and one score per slot, or the average's) under the
+contract's EIP-712 domain (name ``cohep Coordinator``, version ``3``, the chain id, the contract's
+address), hands it on (in
+process, or as a small JSON file in its store) and any member submits the batch with
+``Coordinator.submit_ballots``. The contract recovers each signer with ``ecrecover`` and counts the
+ballot exactly as a ``vote()`` of that signer, so a round costs three transactions whatever the
+number of members.
+
+A ballot read from another member is untrusted: :func:`from_json` checks its shape and
+:meth:`SignedBallot.signer` recovers who signed it, so a forged, malformed or misplaced ballot is
+dropped (or, if submitted, skipped by the contract with ``BallotSkipped``), never counted.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from web3 import Web3
+
+from cohep.errors import IntegrityError
+
+EIP712_NAME = "cohep Coordinator"
+EIP712_VERSION = "3"
+#: approvals: bit j approves slot j (combine "average": bit 0 approves the average); scores_ppm: one
+#: per slot (the voter's own slot: 0), or one for the average
+BALLOT_TYPE = [
+    {"name": "round", "type": "uint256"},
+    {"name": "approvals", "type": "uint256"},
+    {"name": "scores_ppm", "type": "int256[]"},
+]
+DOMAIN_TYPE = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+TYPE_STRING = "Ballot(uint256 round,uint256 approvals,int256[] scores_ppm)"
+#: the contract's MAX_MEMBERS: at most one score per slot
+MAX_SCORES = 64
+#: a ballot file is a few hundred bytes (64 scores: about 1.5 KB); anything much larger is not one
+MAX_JSON_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Where a ballot counts: one contract on one chain."""
+
+    chain_id: int
+    contract: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": EIP712_NAME, "version": EIP712_VERSION, "chainId": int(self.chain_id),
+                "verifyingContract": Web3.to_checksum_address(self.contract)}
+
+
+def scores(scores_ppm: int | Sequence[int]) -> tuple[int, ...]:
+    """One score (a one-slot round's, or the average's) or one per slot, as a tuple."""
+    if isinstance(scores_ppm, int):
+        return (int(scores_ppm),)
+    return tuple(int(x) for x in scores_ppm)
+
+
+def typed_data(domain: Domain, r: int, approvals: int, scores_ppm: int | Sequence[int]) -> dict[str, Any]:
+    """The full EIP-712 message (what ``eth_signTypedData_v4`` and ``encode_typed_data`` take)."""
+    return {
+        "types": {"EIP712Domain": DOMAIN_TYPE, "Ballot": BALLOT_TYPE},
+        "primaryType": "Ballot",
+        "domain": domain.as_dict(),
+        "message": {"round": int(r), "approvals": int(approvals), "scores_ppm": list(scores(scores_ppm))},
+    }
+
+
+@dataclass(frozen=True)
+class SignedBallot:
+    """One member's vote in one round, with its signature; ``voter`` is who claims to have signed."""
+
+    voter: str
+    round: int
+    approvals: int
+    scores_ppm: tuple[int, ...]
+    v: int
+    r: bytes
+    s: bytes
+
+    @property
+    def approve(self) -> bool:
+        """Slot 0 (or the average) approved."""
+        return self.approvals & 1 == 1
+
+    @property
+    def score_ppm(self) -> int:
+        """Slot 0's (or the average's) score."""
+        return self.scores_ppm[0] if self.scores_ppm else 0
+
+    def signer(self, domain: Domain) -> str | None:
+        """The address that signed this ballot under ``domain`` (None if the signature is invalid)."""
+        try:
+            msg = encode_typed_data(full_message=typed_data(domain, self.round, self.approvals, self.scores_ppm))
+            return Account.recover_message(msg, vrs=(self.v, self.r, self.s))
+        except Exception:  # noqa: BLE001 - any failure means: not a valid signature
+            return None
+
+    def as_tuple(self) -> tuple:
+        """The contract's SignedBallot struct."""
+        return (self.round, self.approvals, list(self.scores_ppm), self.v, self.r, self.s)
+
+    def to_json(self) -> str:
+        return json.dumps({"voter": self.voter, "round": self.round, "approvals": self.approvals,
+                           "scores_ppm": list(self.scores_ppm), "v": self.v, "r": "0x" + self.r.hex(),
+                           "s": "0x" + self.s.hex()}, sort_keys=True)
+
+
+def sign(private_key: Any, domain: Domain, r: int, approvals: int,
+         scores_ppm: int | Sequence[int]) -> SignedBallot:
+    """Sign a ballot with a local key (hex string, bytes or eth_keys PrivateKey). approvals: the
+    bitmap (a bool approves slot 0 / the average); scores_ppm: one score or one per slot."""
+    key = private_key.to_bytes() if hasattr(private_key, "to_bytes") else private_key
+    sc = scores(scores_ppm)
+    signed = Account.sign_typed_data(key, full_message=typed_data(domain, r, int(approvals), sc))
+    return SignedBallot(Account.from_key(key).address, int(r), int(approvals), sc,
+                        int(signed.v), int(signed.r).to_bytes(32, "big"), int(signed.s).to_bytes(32, "big"))
+
+
+def from_signature(voter: str, r: int, approvals: int, scores_ppm: int | Sequence[int],
+                   signature: bytes) -> SignedBallot:
+    """A ballot from a 65-byte r ‖ s ‖ v signature (what a node's ``eth_signTypedData_v4`` returns)."""
+    if len(signature) != 65:
+        raise IntegrityError(f"a ballot signature is 65 bytes, got {len(signature)}")
+    v = signature[64]
+    v = v + 27 if v < 27 else v
+    return SignedBallot(Web3.to_checksum_address(voter), int(r), int(approvals), scores(scores_ppm), v,
+                        bytes(signature[:32]), bytes(signature[32:64]))
+
+
+def _int(raw: dict, name: str, lo: int, hi: int) -> int:
+    value = raw.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise IntegrityError(f"ballot field {name} must be an integer in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def _word(raw: dict, name: str) -> bytes:
+    value = raw.get(name)
+    try:
+        out = bytes.fromhex(value.removeprefix("0x"))
+    except (AttributeError, ValueError):
+        out = b""
+    if len(out) != 32:
+        raise IntegrityError(f"ballot field {name} must be 32 bytes hex")
+    return out
+
+
+def _scores(raw: dict) -> tuple[int, ...]:
+    value = raw.get("scores_ppm")
+    if not isinstance(value, list) or len(value) > MAX_SCORES:
+        raise IntegrityError(f"ballot field scores_ppm must be a list of at most {MAX_SCORES} integers")
+    return tuple(_int({"scores_ppm": x}, "scores_ppm", -(2**255), 2**255 - 1) for x in value)
+
+
+def from_json(text: str | bytes) -> SignedBallot:
+    """Parse a ballot written by another member; anything malformed raises IntegrityError."""
+    if len(text) > MAX_JSON_BYTES:
+        raise IntegrityError(f"ballot file is {len(text)} bytes, over {MAX_JSON_BYTES}")
+    try:
+        raw = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise IntegrityError("ballot file is not JSON") from None
+    if not isinstance(raw, dict):
+        raise IntegrityError("ballot file is not a JSON object")
+    voter = raw.get("voter")
+    if not isinstance(voter, str) or not Web3.is_address(voter):
+        raise IntegrityError(f"ballot voter is not an address: {str(voter)[:60]!r}")
+    return SignedBallot(
+        voter=Web3.to_checksum_address(voter),
+        round=_int(raw, "round", 0, 2**256 - 1),
+        approvals=_int(raw, "approvals", 0, 2**256 - 1),
+        scores_ppm=_scores(raw),
+        v=_int(raw, "v", 0, 255),
+        r=_word(raw, "r"),
+        s=_word(raw, "s"),
+    )
