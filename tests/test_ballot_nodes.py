@@ -38,7 +38,7 @@ def test_posted_ballots_are_collected_and_bad_files_dropped(tmp_path):
     assert not list((tmp_path / "store0").rglob("*.part"))  # temp name then rename
     # member 1 writes a ballot signed by member 2 under its own name; member 2's file is garbage
     boxes[1].post(B.SignedBallot(voters[1], *[getattr(B.sign(KEYS[2].key, DOMAIN, 4, False, 0), f)
-                                                for f in ("round", "approvals", "score_ppm", "v", "r", "s")]))
+                                                for f in ("round", "approvals", "scores_ppm", "v", "r", "s")]))
     junk = tmp_path / "store2" / ballot_name(CONTRACT, 4, voters[2])
     junk.parent.mkdir(parents=True)
     junk.write_text("{" * 10_000)

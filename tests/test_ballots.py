@@ -55,7 +55,7 @@ def test_domain_matches_eth_account_and_the_contract_recovers_the_same_signer(ch
     assert batch.counted == (voters[0],) and batch.skipped == ()
     assert c.ballot(r, voters[0]) is True
     [voted] = [e for e in c.events() if e.name == "Voted"]
-    assert voted.args == {"round": r, "voter": voters[0], "approve": True, "score_ppm": 123_456}
+    assert voted.args == {"round": r, "voter": voters[0], "approvals": 1, "scores_ppm": [123_456]}
 
 
 def test_signed_round_decides_like_a_round_of_vote_transactions(chain):
@@ -99,8 +99,9 @@ def test_bad_ballots_are_skipped_and_never_counted(chain):
         (replace(B.sign(chain._keys[voters[4]], d, r, True, 0), approvals=2), "not a member's signature"),
     ]
     over = B.sign(chain._keys[voters[4]], d, r, False, 0)
-    over = B.SignedBallot(over.voter, r, 2, 0, *_resign(chain._keys[voters[4]], d, r, 2, 0))
-    bad.append((over, "approvals out of range"))
+    over = B.SignedBallot(over.voter, r, 2, (0,), *_resign(chain._keys[voters[4]], d, r, 2, 0))
+    bad.append((over, "approvals outside the slots"))
+    bad.append((B.sign(chain._keys[voters[4]], d, r, True, [1, 2]), "one score per slot"))
     batch = c.submit_ballots(p, r, honest + [b for b, _ in bad])
     assert batch.counted == tuple(m for m in voters[:2])
     assert [(i, reason) for i, _, reason in batch.skipped] == [(i + 2, why) for i, (_, why) in enumerate(bad)]
@@ -144,10 +145,13 @@ def test_ballot_files_from_other_members_are_checked():
     good = B.sign("0x" + "11" * 32, B.Domain(1, "0x" + "22" * 20), 3, True, -7)
     assert B.from_json(good.to_json()) == good
     for text, why in [
-        ("[]", "not a JSON object"), ("{", "not JSON"), ("x" * 5000, "over"),
+        ("[]", "not a JSON object"), ("{", "not JSON"), ("x" * 9000, "over"),
         (good.to_json().replace('"round": 3', '"round": -1'), "round"),
         (good.to_json().replace('"v": ', '"v": 1000 + '), "not JSON"),
         (good.to_json().replace(good.voter, "0xnope"), "voter"),
+        (good.to_json().replace('"scores_ppm": [-7]', '"scores_ppm": -7'), "scores_ppm"),
+        (good.to_json().replace('"scores_ppm": [-7]', '"scores_ppm": [' + "1, " * 64 + "1]"), "scores_ppm"),
+        (good.to_json().replace('"scores_ppm": [-7]', '"scores_ppm": [true]'), "scores_ppm"),
         (good.to_json().replace("0x" + good.r.hex(), "0x12"), "field r"),
     ]:
         with pytest.raises(IntegrityError, match=why):
@@ -230,3 +234,53 @@ def test_a_suspended_member_and_a_malleated_twin_are_not_counted(chain):
     batch = c.submit_ballots(p, r, [c.sign_ballot(voters[0], r, True, 0), honest, twin])
     assert batch.counted == (honest.voter,)
     assert [(i, why) for i, _, why in batch.skipped] == [(0, "suspended"), (2, "already voted")]
+
+
+def test_signed_ballots_carry_every_slot_of_a_k_slot_round(chain):
+    """With k proposers the signed ballot is vote()'s: the slot bitmap and one score per slot
+    (Ballot(uint256 round,uint256 approvals,int256[] scores_ppm)); a ballot that approves its
+    signer's own slot, names an unproposed slot or carries the wrong number of scores is skipped,
+    and the counted ones decide each slot exactly as vote transactions do."""
+    members = chain.accounts[:6]
+    a, b = deploy(chain, members, proposers=3), deploy(chain, members, proposers=3)
+    for c in (a, b):
+        r = c.round()
+        for j, holder in enumerate(c.proposers_of(r)):
+            c.propose(holder, r, hashlib.sha256(f"slot{j}".encode()).digest(), f"file:///s/{j}", j)
+    holders = a.proposers_of(r)
+    d = b.ballot_domain()
+    ballots, bad = [], []
+    for i, m in enumerate(members):
+        own = holders.index(m) if m in holders else None
+        approvals = sum(1 << j for j in range(3) if j != own and (i + j) % 2 == 0)
+        scores = [0 if j == own else 1000 * (i + j) for j in range(3)]
+        a.vote_slots(m, r, approvals, scores)
+        ballots.append(b.sign_ballot(m, r, approvals, scores))
+    h0 = chain._keys[holders[0]]
+    bad = [
+        (B.sign(h0, d, r, 0b011, [0, 5, 5]), "cannot approve own proposal"),
+        (B.sign(h0, d, r, 0b1000, [0, 5, 5]), "approvals outside the slots"),
+        (B.sign(h0, d, r, 0b010, [5]), "one score per slot"),
+    ]
+    batch = b.submit_ballots(members[0], r, [x for x, _ in bad] + ballots)
+    assert [(i, why) for i, _, why in batch.skipped] == [(i, why) for i, (_, why) in enumerate(bad)]
+    assert batch.counted == tuple(members)
+    assert [a.ballot_bits(r, m) for m in members] == [b.ballot_bits(r, m) for m in members]
+    out_a, out_b = a.finalize(members[0], r), b.finalize(members[0], r)
+    assert out_a.slot_approvals == out_b.slot_approvals and out_a.accepted_slots == out_b.accepted_slots
+    assert out_a.digest == out_b.digest and a.accepted_digest() == b.accepted_digest()
+
+
+def test_signed_ballots_on_the_average(chain):
+    """combine "average": a signed ballot carries one bit and one score, the average's."""
+    members = chain.accounts[:4]
+    c = deploy(chain, members, proposers=2, combine="average")
+    r = c.round()
+    for j, holder in enumerate(c.proposers_of(r)):
+        c.propose(holder, r, hashlib.sha256(f"avg{j}".encode()).digest(), f"file:///s/{j}", j)
+    batch = c.submit_ballots(members[0], r, [c.sign_ballot(members[3], r, True, [7, 7])]
+                             + [c.sign_ballot(m, r, m != members[3], [7]) for m in members])
+    assert batch.counted == tuple(members)
+    assert [(i, why) for i, _, why in batch.skipped] == [(0, "one score for the average")]
+    out = c.finalize(members[0], r)
+    assert out.accepted and out.accepted_slots == 0b11 and out.slot_approvals == (3,)

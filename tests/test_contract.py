@@ -300,12 +300,13 @@ def test_events_for_every_transition(chain):
         "RoundStarted", "Proposed", "Voted", "Voted", "Finalized",
         "RoundStarted", "RoundVoided", "RoundStarted"]
     assert evs[0].args == {"round": 0, "proposer": p0, "start_block": start, "eligible": 2,
-                           "required": 1}
-    assert evs[1].args == {"round": 0, "proposer": p0, "digest": d, "uri": URI + "w"}
-    assert evs[2].args == {"round": 0, "voter": v[0], "approve": True, "score_ppm": 750_000}
-    assert evs[3].args == {"round": 0, "voter": v[1], "approve": False, "score_ppm": -12}
+                           "required": 1, "proposers": [p0]}
+    assert evs[1].args == {"round": 0, "proposer": p0, "digest": d, "uri": URI + "w", "slot": 0}
+    assert evs[2].args == {"round": 0, "voter": v[0], "approvals": 1, "scores_ppm": [750_000]}
+    assert evs[3].args == {"round": 0, "voter": v[1], "approvals": 0, "scores_ppm": [-12]}
     assert evs[4].args == {"round": 0, "proposer": p0, "accepted": True, "digest": d,
-                           "approvals": 1, "votes": 2, "required": 1}
+                           "approvals": [1], "votes": 2, "required": 1, "proposed_slots": 1,
+                           "accepted_slots": 1}
     assert evs[5].args["round"] == 1 and evs[5].args["proposer"] == p1
     assert evs[5].block == evs[4].block  # next round starts in the finalize transaction
     assert evs[6].args == {"round": 1, "proposer": p1}
@@ -347,7 +348,7 @@ def test_raw_constructor_rejects_zero_denominator(chain):
     """Fraction cannot carry a zero denominator; another client could send one."""
     art = load_artifact()
     factory = chain.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-    args = (chain.accounts[:2], 1, 0, 5, 5, 3, SEED, INITIAL, MODEL)
+    args = (chain.accounts[:2], 1, 0, 5, 5, 3, SEED, INITIAL, MODEL, 1, False)
     with pytest.raises(Exception, match="threshold denominator out of range"):
         factory.constructor(*args).transact({"from": chain.accounts[0]})
 
@@ -392,8 +393,8 @@ def test_score_is_bounded(chain):
     c.vote(vs[1], 0, False, -(10**15))
     c.vote(vs[2], 0, True, to_ppm(float("inf")))
     c.vote(vs[3], 0, True, to_ppm(-1e300))
-    assert [e.args["score_ppm"] for e in c.events() if e.name == "Voted"] == [
-        10**15, -(10**15), 10**15, -(10**15)]
+    assert [e.args["scores_ppm"] for e in c.events() if e.name == "Voted"] == [
+        [10**15], [-(10**15)], [10**15], [-(10**15)]]
 
 
 # -- suspension ------------------------------------------------------------------------------

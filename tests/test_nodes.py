@@ -8,6 +8,7 @@ survived and ``cohep audit`` must come out clean.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -90,6 +91,8 @@ def test_a_node_refuses_what_does_not_fit_with_one_line(drills, tmp_path, digits
 
     net, _ = drills
     env = {"COHEP_KEYSTORE_PASSWORD": PASSWORD, "COHEP_PROGRESS": "0", "PATH": "/usr/bin:/bin"}
+    if os.environ.get("PYTHONPATH"):  # the checkout under test, not whichever cohep the venv installed
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     stranger = tmp_path / "stranger.json"
     keys.create(stranger, PASSWORD, kdf_n=2**4)
     x, y = digits

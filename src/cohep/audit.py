@@ -5,8 +5,9 @@ propose each round (the seeded draw over the members active at the round's start
 how many approvals were required, the outcome from the recorded ballots, every missed duty and every
 suspension. It re-fetches every proposed blob from the store its URI names and re-verifies it against
 the digest on chain (an accepted blob that does not verify is a failure; a rejected one is the
-voters' reason, noted). Finally it checks that the weights the experiment ended with are the last
-accepted digest. Any disagreement is a finding; ``cohep audit`` exits 1 if there is one.
+voters' reason, noted). A round with several accepted proposals leaves their average
+(``combine.adopted``): the audit recomputes its sha256 from the verified blobs and checks it against
+what every member recorded adopting and the weights the experiment ended with. Any disagreement is a finding; ``cohep audit`` exits 1 if there is one.
 
 It runs on a live chain (an experiment file and an RPC URL) or on a finished run directory, which
 keeps the chain's event log (``chain_events.jsonl``) and its weight store.
@@ -31,23 +32,28 @@ class ContractRules:
     max_missed: int
     seed: bytes
     initial_digest: str  #: hex
+    proposers: int = 1  #: slots per round
+    vote_on_average: bool = False  #: combine "average"
 
     @classmethod
     def of(cls, settings) -> "ContractRules":
         return cls([m.lower() for m in settings.members], Fraction(settings.threshold_num, settings.threshold_den),
-                   int(settings.max_missed), bytes(settings.seed), bytes(settings.initial_digest).hex())
+                   int(settings.max_missed), bytes(settings.seed), bytes(settings.initial_digest).hex(),
+                   int(settings.proposers), bool(settings.vote_on_average))
 
     def to_dict(self) -> dict:
         return {"members": self.members, "threshold_num": self.threshold.numerator,
                 "threshold_den": self.threshold.denominator, "max_missed": self.max_missed,
-                "seed": self.seed.hex(), "initial_digest": self.initial_digest}
+                "seed": self.seed.hex(), "initial_digest": self.initial_digest,
+                "proposers": self.proposers, "vote_on_average": self.vote_on_average}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ContractRules":
         try:
             return cls([str(m).lower() for m in d["members"]], Fraction(int(d["threshold_num"]), int(d["threshold_den"])),
                        int(d["max_missed"]), bytes.fromhex(str(d["seed"]).removeprefix("0x")),
-                       str(d["initial_digest"]).removeprefix("0x"))
+                       str(d["initial_digest"]).removeprefix("0x"), int(d.get("proposers", 1)),
+                       bool(d.get("vote_on_average", False)))
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
             raise DataError(f"malformed contract settings ({exc.__class__.__name__}: {exc})") from None
 
@@ -61,9 +67,12 @@ class AuditReport:
     suspensions: int = 0
     blobs_verified: int = 0
     final_digest: str = ""
+    #: sha256 of the weights the last accepted round left (its average when several were accepted);
+    #: set by verify_blobs, which has the blobs
+    adopted_digest: str = ""
     findings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    #: the replayed rounds: round -> proposer, active set, required, ballots, digest, uri, accepted
+    #: the replayed rounds: round -> proposers, active set, voters, required, ballots, slots, outcome
     replayed: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -94,7 +103,8 @@ def _event(e) -> tuple[str, dict]:
 
 def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = None) -> AuditReport:
     """Recompute every round from the events in chain order; disagreements become findings."""
-    from .ledger.draw import proposer_index
+    from .combine import combination
+    from .ledger.draw import proposer_indices
 
     report = report or AuditReport()
     n = len(rules.members)
@@ -114,44 +124,57 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
             active[i] = False
             expected_suspensions.append((i, r))
 
+    def member(value) -> int:
+        return index.get("0x" + _hex(value), -1)
+
     for e in events:
         name, a = _event(e)
         if name == "RoundStarted":
             r = int(a["round"])
-            p = proposer_index(rules.seed, n, r, active)
-            who = index.get("0x" + _hex(a["proposer"]), -1)
-            if who != p:
-                find(f"round {r + 1}: the chain named member {who} to propose, the draw gives member {p}")
+            picks = proposer_indices(rules.seed, n, r, active, rules.proposers)
+            named = [member(x) for x in a["proposers"]] if "proposers" in a else [member(a["proposer"])]
+            if named != picks[:len(named)] or ("proposers" in a and len(named) != len(picks)):
+                find(f"round {r + 1}: the chain named members {named} to propose, the draw gives {picks}")
             snapshot = list(active)
-            eligible = max(0, sum(snapshot) - 1) if any(snapshot) else 0
-            need = required_approvals(eligible, rules.threshold)
-            for key, value in (("eligible", eligible), ("required", need)):
+            n_active = sum(snapshot)
+            voters = {i for i in range(n) if snapshot[i] and (len(picks) > 1 or i != picks[0])}
+            average = rules.vote_on_average and len(picks) > 1
+            need = required_approvals(n_active if average else max(0, n_active - 1), rules.threshold)
+            for key, value in (("eligible", len(voters)), ("required", need)):
                 if key in a and int(a[key]) != value:
                     find(f"round {r + 1}: {key} {a[key]} on chain, {value} by the rules")
-            rounds[r] = {"proposer": p, "active": snapshot, "required": need, "voters": {}, "digest": None, "uri": None,
-                         "accepted": False}
+            rounds[r] = {"proposer": picks[0], "proposers": picks, "active": snapshot, "voters": voters,
+                         "required": need, "average": average, "ballots": {}, "slots": {}, "digest": None,
+                         "accepted": False, "accepted_slots": []}
         elif name == "Proposed":
             r = int(a["round"])
             st = rounds.get(r)
             if st is None:
                 find(f"round {r + 1}: a proposal before the round started")
                 continue
-            if index.get("0x" + _hex(a["proposer"])) != st["proposer"]:
-                find(f"round {r + 1}: proposed by {a['proposer']}, not the drawn proposer")
-            st["digest"], st["uri"] = _hex(a["digest"]), a["uri"]
-            in_a_row[st["proposer"]] = 0
+            j = int(a.get("slot", 0))
+            if j >= len(st["proposers"]) or member(a["proposer"]) != st["proposers"][j] or j in st["slots"]:
+                find(f"round {r + 1}: slot {j} proposed by {a['proposer']}, not its drawn proposer (or twice)")
+                continue
+            st["slots"][j] = (_hex(a["digest"]), a["uri"])
+            in_a_row[st["proposers"][j]] = 0
             report.proposals += 1
         elif name == "Voted":
             r = int(a["round"])
             st = rounds.get(r)
-            v = index.get("0x" + _hex(a["voter"]), -1)
-            if st is None or st["digest"] is None:
+            v = member(a["voter"])
+            if st is None or not st["slots"]:
                 find(f"round {r + 1}: a vote without a proposal")
                 continue
-            if v < 0 or not st["active"][v] or v == st["proposer"] or v in st["voters"]:
+            if v not in st["voters"] or v in st["ballots"]:
                 find(f"round {r + 1}: a vote from {a['voter']}, who could not vote (again)")
                 continue
-            st["voters"][v] = bool(a["approve"])
+            bits = int(a["approvals"]) if "approvals" in a else int(bool(a["approve"]))
+            own = {j for j, p in enumerate(st["proposers"]) if p == v}
+            allowed = {0} if st["average"] else set(st["slots"]) - own
+            if any(bits >> j & 1 and j not in allowed for j in range(bits.bit_length())):
+                find(f"round {r + 1}: {a['voter']} approved a slot it could not approve")
+            st["ballots"][v] = bits
             in_a_row[v] = 0
         elif name in ("Finalized", "RoundVoided"):
             r = int(a["round"])
@@ -160,37 +183,55 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
                 find(f"round {r + 1}: closed but never started")
                 continue
             report.rounds += 1
+            silent = {p for j, p in enumerate(st["proposers"]) if j not in st["slots"]} if any(st["active"]) else set()
             if name == "RoundVoided":
                 report.voided += 1
-                if st["digest"] is not None:
+                if st["slots"]:
                     find(f"round {r + 1}: voided although a proposal was recorded")
-                if any(st["active"]):
-                    miss(st["proposer"], r)
-                continue
-            approvals = sum(st["voters"].values())
-            accepted = approvals >= st["required"]
-            checks = (("approvals", approvals), ("votes", len(st["voters"])), ("required", st["required"]),
-                      ("accepted", accepted), ("digest", st["digest"]))
-            for key, value in checks:
-                got = _hex(a[key]) if key == "digest" else a.get(key)
-                if key in a and (got if key == "digest" else type(value)(got)) != value:
-                    find(f"round {r + 1}: {key} {got} on chain, {value} recomputed from the ballots")
-            st["accepted"] = accepted
-            if accepted:
-                accepted_digest = st["digest"]
-                report.accepted += 1
-            for i in range(n):
-                if st["active"][i] and i != st["proposer"] and i not in st["voters"]:
+                for i in sorted(silent):
                     miss(i, r)
+                continue
+            proposed = sorted(st["slots"])
+            if st["average"]:
+                approvals = [sum(b & 1 for b in st["ballots"].values())]
+                chosen = proposed if approvals[0] >= st["required"] else []
+            else:
+                approvals = [sum(b >> j & 1 for b in st["ballots"].values()) for j in range(len(st["proposers"]))]
+                chosen = [j for j in proposed if approvals[j] >= st["required"]]
+            accepted = bool(chosen)
+            digest = combination([bytes.fromhex(st["slots"][j][0]) for j in (chosen or proposed)]).hex()
+            mask = sum(1 << j for j in chosen)
+            on_chain = {"approvals": a.get("approvals"), "votes": a.get("votes"), "required": a.get("required"),
+                        "accepted": a.get("accepted"), "digest": _hex(a["digest"]) if "digest" in a else None,
+                        "accepted_slots": a.get("accepted_slots")}
+            recomputed = {"approvals": approvals, "votes": len(st["ballots"]), "required": st["required"],
+                          "accepted": accepted, "digest": digest, "accepted_slots": mask}
+            for key, value in recomputed.items():
+                got = on_chain[key]
+                if got is None:
+                    continue
+                if isinstance(value, list):
+                    got = [int(x) for x in got] if isinstance(got, (list, tuple)) else [int(got)]
+                    value = value[:len(got)]
+                elif not isinstance(value, str):
+                    got = type(value)(got)
+                if got != value:
+                    find(f"round {r + 1}: {key} {got} on chain, {value} recomputed from the ballots")
+            st["accepted"], st["accepted_slots"], st["digest"] = accepted, chosen, digest
+            if accepted:
+                accepted_digest = digest
+                report.accepted += 1
+            for i in sorted(silent | (st["voters"] - set(st["ballots"]))):
+                miss(i, r)
         elif name == "Suspended":
-            i = index.get("0x" + _hex(a["member"]), -1)
+            i = member(a["member"])
             report.suspensions += 1
             if (i, int(a["round"])) in expected_suspensions:
                 expected_suspensions.remove((i, int(a["round"])))
             else:
                 find(f"member {i} suspended in round {int(a['round']) + 1} without {rules.max_missed} missed duties in a row")
         elif name == "Rejoined":
-            i = index.get("0x" + _hex(a["member"]), -1)
+            i = member(a["member"])
             if i < 0 or active[i]:
                 find(f"member {i} rejoined without being suspended")
             else:
@@ -198,6 +239,7 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
     for i, r in expected_suspensions:
         find(f"member {i} missed {rules.max_missed} duties in a row by round {r + 1} but was not suspended")
     report.final_digest = accepted_digest
+    report.adopted_digest = accepted_digest
     return report
 
 
@@ -206,35 +248,46 @@ def verify_blobs(report: AuditReport, fetch: Callable[[str, bytes], object], mir
 
     ``mirrors`` are (fetch, WeightStore) pairs of other stores to try by digest when a recorded URI
     is no longer served (a member's node is gone): blobs are content-addressed, so any copy that
-    hashes to the digest is the blob.
+    hashes to the digest is the blob. Each accepted round's adopted weights (the average of its
+    accepted proposals in slot order) are recomputed: their sha256 is the round's ``adopted``.
     """
+    from .combine import adopted
+
     for r, st in sorted(report.replayed.items()):
-        if st["digest"] is None:
-            continue
-        accepted = st["accepted"]
-        digest = bytes.fromhex(st["digest"])
-        try:
+        weights = {}
+        for j, (hexdigest, uri) in sorted(st["slots"].items()):
+            accepted = j in st["accepted_slots"]
+            digest = bytes.fromhex(hexdigest)
             try:
-                fetch(st["uri"], digest)
+                try:
+                    weights[j] = fetch(uri, digest)
+                except IntegrityError as exc:
+                    if not str(exc).startswith("blob not available"):
+                        raise
+                    weights[j] = _from_mirror(mirrors, digest)
+                    if weights[j] is None:
+                        raise
+                report.blobs_verified += 1
             except IntegrityError as exc:
-                if not str(exc).startswith("blob not available") or not _from_mirror(mirrors, digest):
-                    raise
-            report.blobs_verified += 1
-        except IntegrityError as exc:
-            if accepted:
-                report.findings.append(f"round {r + 1}: the accepted weights do not verify: {exc}")
-            else:
-                report.notes.append(f"round {r + 1}: rejected proposal does not verify ({exc})")
+                where = f"round {r + 1}" + (f" slot {j}" if len(st["proposers"]) > 1 else "")
+                if accepted:
+                    report.findings.append(f"{where}: the accepted weights do not verify: {exc}")
+                else:
+                    report.notes.append(f"{where}: rejected proposal does not verify ({exc})")
+        chosen = st["accepted_slots"]
+        if chosen and all(j in weights for j in chosen):
+            _, d = adopted([weights[j] for j in chosen], [bytes.fromhex(st["slots"][j][0]) for j in chosen])
+            st["adopted"] = d.hex()
+            report.adopted_digest = d.hex()
 
 
-def _from_mirror(mirrors, digest: bytes) -> bool:
+def _from_mirror(mirrors, digest: bytes):
     for fetch, store in mirrors:
         try:
-            fetch(store.uri(digest), digest)
-            return True
+            return fetch(store.uri(digest), digest)
         except IntegrityError:
             continue
-    return False
+    return None
 
 
 def _mirrors(urls, max_bytes: int, reference) -> list:
@@ -278,9 +331,9 @@ def audit_run(run_dir: str | Path) -> AuditReport:
         final = digest_bytes(rundir.read_model(p).weights_path.read_bytes()).hex()
     except OSError as exc:
         raise DataError(f"cannot read the final weights of {p}: {exc}") from None
-    if final != report.final_digest:
-        report.findings.append(f"final_weights.safetensors ({final[:16]}) is not the last accepted digest "
-                               f"({report.final_digest[:16]})")
+    if final != report.adopted_digest:
+        report.findings.append(f"final_weights.safetensors ({final[:16]}) is not the last accepted weights "
+                               f"({report.adopted_digest[:16]}, recomputed from the accepted blobs)")
     _check_records(p, report)
     return report
 
@@ -289,13 +342,25 @@ def _check_records(run_dir: Path, report: AuditReport) -> None:
     """The run's own records must agree with the chain on each round's outcome."""
     from . import rundir
 
+    adopted: dict[int, str | None] = {}
+    current = None  # before the first acceptance: the initial weights, checked against the manifest
+    for r in range(max(report.replayed, default=-1) + 1):  # the weights every member holds after round r
+        st = report.replayed.get(r)
+        if st is not None and st["accepted"]:
+            current = st.get("adopted")
+        adopted[r + 1] = current
     for rec in rundir.read_records(run_dir):
         st = report.replayed.get(rec.round - 1)
         if rec.round == 0 or st is None:
             continue
-        if rec.accepted != st["accepted"] or rec.void != (st["digest"] is None) or rec.proposer != st["proposer"]:
+        if rec.accepted != st["accepted"] or rec.void != (not st["slots"]) or rec.proposer != st["proposer"]:
             report.findings.append(f"records.csv round {rec.round}, learner {rec.learner}: outcome or proposer "
                                    "differs from the chain")
+            return
+        expected = adopted.get(rec.round)
+        if rec.adopted and expected is not None and rec.adopted != expected:
+            report.findings.append(f"records.csv round {rec.round}, learner {rec.learner}: adopted {rec.adopted[:16]}, "
+                                   f"the accepted blobs give {expected[:16]}")
             return
 
 

@@ -238,6 +238,7 @@ RUN_FLAGS = {
     "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
     "lr_schedule": "train.lr_schedule", "device": "train.device", "metric": "vote.metric",
     "margin": "vote.margin", "threshold": "vote.threshold", "rpc": "chain.rpc", "store": "store.url",
+    "proposers": "round.proposers", "combine": "round.combine", "proximal_mu": "train.proximal_mu",
     "ballots": "chain.ballots",
     "epsilon": "privacy.epsilon",
     "attack": "attack.kind", "malicious": "attack.members",
@@ -270,6 +271,9 @@ def run(
     ballots: Optional[str] = typer.Option(None, "--ballots", help="transactions | signed (EIP-712 ballots, one transaction a round)."),
     store: Optional[str] = typer.Option(None, "--store", help="Weight store URL (default: <run dir>/weights)."),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
+    proposers: Optional[int] = typer.Option(None, help="Distinct proposers per round (k)."),
+    combine: Optional[str] = typer.Option(None, help="each | average: vote on each proposal, or on their average."),
+    proximal_mu: Optional[float] = typer.Option(None, "--proximal-mu", help="FedProx proximal term mu (0: none)."),
     epsilon: Optional[float] = typer.Option(None, help="Each learner's DP epsilon budget ([privacy]; needs opacus)."),
     attack: Optional[str] = typer.Option(None, "--attack", help="RESEARCH ONLY: malicious members run this attack "
                                          "(see docs/attacks.md); the manifest and records.csv say so."),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from .attacks import AttackSection
+from .combine import RoundSection
 from .degrade import DegradeSection
 from .errors import ConfigError
 from .frameworks.privacy import PrivacySection
@@ -157,6 +158,7 @@ class ExperimentConfig(Section):
     model: ModelSection = setting(factory=ModelSection)
     train: TrainConfig = setting(factory=TrainConfig)
     vote: VoteRule = setting(factory=VoteRule)
+    round: RoundSection = setting(factory=RoundSection)
     chain: ChainSection = setting(factory=ChainSection)
     store: StoreSection = setting(factory=StoreSection)
     central: CentralSection = setting(factory=CentralSection)
@@ -178,11 +180,15 @@ class ExperimentConfig(Section):
         if self.experiment.mode == "colearn" and n > MAX_MEMBERS:
             raise ConfigError(f"experiment.learners must be at most {MAX_MEMBERS} for colearn mode "
                               f"(the contract's member limit), got {n}")
+        if self.experiment.mode == "colearn" and self.round.proposers > n:
+            raise ConfigError(f"round.proposers ({self.round.proposers}) must be at most experiment.learners ({n})")
+        voters = n if self.round.proposers > 1 else n - 1  # with several slots the proposers vote too
         if (self.experiment.mode == "colearn" and self.chain.ballots == "transactions"
-                and self.chain.resolved_vote_window(n) < n - 1):
+                and self.chain.resolved_vote_window(n) < voters):
             # each vote is its own transaction; on an auto-mining chain each takes a block
             raise ConfigError(
-                f"chain.vote_window ({self.chain.vote_window} blocks) must be at least learners - 1 ({n - 1})"
+                f"chain.vote_window ({self.chain.vote_window} blocks) must be at least the voters "
+                f"({voters}: learners{' - 1' if voters < n else ''})"
             )
 
     def replace(self, **sections: dict) -> "ExperimentConfig":

@@ -69,7 +69,8 @@ def deploy(
         chain, addresses, threshold=threshold_fraction(cfg.vote.threshold),
         proposal_window=cfg.chain.proposal_window, vote_window=cfg.chain.resolved_vote_window(len(addresses)),
         seed=seed_bytes(cfg.experiment.seed), initial_digest=digest, model_digest=spec.digest(),
-        max_missed=cfg.chain.max_missed, sender=chain.accounts[0],
+        max_missed=cfg.chain.max_missed, proposers=cfg.round.proposers, combine=cfg.round.combine,
+        sender=chain.accounts[0],
     )
     experiment = Experiment(
         name=cfg.experiment.name, chain_id=chain.chain_id, contract=coord.address,

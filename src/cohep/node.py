@@ -114,14 +114,14 @@ def build_participant(experiment: Experiment, key, data_path: str, chain, opts: 
 
 def relay_ballots(p: Participant, state, block: int):
     """Submit the round's signed ballots (read from the members' stores) that the chain has not
-    counted yet. The proposer does as soon as every voter's ballot is in; any member does once half
+    counted yet. Slot 0's proposer does as soon as every voter's ballot is in; any member does once half
     the vote window has passed with ballots still uncounted (the proposer may be gone), so a few
     duplicate ballots may reach the contract, which skips them. Returns the BallotBatch or None."""
     if state.finalized or not state.proposed or state.votes >= state.eligible or block > state.vote_deadline:
         return None
     coord = p.coordinator
     found = p.ballot_box.collect(state.round, state.voters)
-    fresh = [b for b in found if not state.votes or coord.ballot(state.round, b.voter) is None]
+    fresh = [b for b in found if not state.votes or coord.ballot_bits(state.round, b.voter) is None]
     if not fresh:
         return None
     complete = state.votes + len(fresh) >= state.eligible
@@ -135,8 +135,12 @@ def _outcome(coord, r: int):
     """Round ``r``'s outcome as the chain recorded it."""
     from types import SimpleNamespace
 
+    from .combine import combination
+
     s = coord.round_state(r)
-    return SimpleNamespace(round=r, accepted=s.accepted, void=s.void, digest=s.digest, proposer=s.proposer)
+    chosen = [x.digest for x in s.slots if (x.accepted if s.accepted else x.proposed)]
+    digest = combination(chosen) if chosen else s.digest
+    return SimpleNamespace(round=r, accepted=s.accepted, void=s.void, digest=digest, proposer=s.proposer)
 
 
 def finalizable(state, block: int) -> bool:

@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from .combine import adopted, combination
 from .defence import patch_probe
 from .errors import ChainError, IntegrityError
 from .frameworks.privacy import BudgetSpent
@@ -48,15 +49,25 @@ def initial_record(index: int, rule: VoteRule, scores: Scores, attack: str = "")
 
 @dataclass
 class Duty:
-    """What this member did in one round (at most one of proposing and voting)."""
+    """What this member did in one round: proposing (a slot it holds), voting, or both (k > 1)."""
 
     round: int
     proposed: bool = False  #: this member proposed (its proposal's digest is ``digest``)
+    declined: bool = False  #: it held a slot but offered nothing (training diverged)
     voted: bool = False
     approve: bool = False
     digest: bytes = b""
-    scores: Scores | None = None  #: the proposal's scores on this member's private sets
+    scores: Scores | None = None  #: the judged proposal's scores (several slots: their mean)
     reason: str = ""  #: why a proposal was rejected (or not offered) without a verdict on its scores
+    verdicts: str = ""  #: several slots, combine "each": approve / reject / - per slot
+
+
+def _mean_scores(scores: list[Scores]) -> Scores:
+    """The mean of the slots' scores: what one records row shows for a ballot over several slots."""
+    def mean(values):
+        return float(np.mean(values)) if values else math.nan
+    return Scores(Score(mean([s.vote.accuracy for s in scores]), mean([s.vote.loss for s in scores])),
+                  Score(mean([s.test.accuracy for s in scores]), mean([s.test.loss for s in scores])))
 
 
 @dataclass
@@ -77,10 +88,11 @@ class Participant:
     ballot_box: object | None = None  #: a node's ballotbox.BallotBox in signed mode (where post_ballot posts)
     #: research only: a malicious member's attack (cohep.attacks.Behaviour); None for an honest member
     behaviour: object | None = None
-    digest: bytes = b""  #: the adopted weights' digest ("" until the first sync)
+    digest: bytes = b""  #: sha256 of the adopted weights ("" until the first sync)
+    key: bytes = b""  #: the chain's accepted digest those weights stand for (== digest with one proposal)
     current: Scores = field(default_factory=lambda: _NO_SCORE)  #: adopted weights on the private sets
     seconds: dict = field(default_factory=lambda: {"training": 0.0, "evaluation": 0.0, "store": 0.0})
-    _seen: dict = field(default_factory=dict, repr=False)  #: digest -> (weights, scores) judged this round
+    _seen: dict = field(default_factory=dict, repr=False)  #: digest -> (weights, scores or None) this round
     _duty: dict = field(default_factory=dict, repr=False)  #: round -> Duty
 
     # -- adopting ------------------------------------------------------------------------------
@@ -88,65 +100,85 @@ class Participant:
         """Adopt the chain's accepted weights if they are not ours yet; True if anything changed.
 
         ``accepted`` is the contract's accepted digest when the caller has just read it (the
-        in-process runner reads it once for all members); otherwise it is read here. Weights this
-        member proposed or judged are reused; anything else is fetched by the URI the chain recorded
-        for the accepted round (or the initial URI) and checked like a proposal.
+        in-process runner reads it once for all members); otherwise it is read here. The accepted
+        round's accepted proposals are reused if this member proposed or judged them, else fetched
+        by the URI the chain recorded and checked against their on-chain digests like a proposal;
+        several are averaged in slot order (:func:`cohep.combine.adopted`).
         """
         coord = self.coordinator
-        digest = accepted if accepted is not None else coord.accepted_digest()
-        if digest == self.digest:
+        key = accepted if accepted is not None else coord.accepted_digest()
+        if key == self.key:
             return False
-        if digest in self._seen:
-            weights, scores = self._seen[digest]
+        r = coord.accepted_round()
+        if r is None:
+            chosen = [(self.initial_uri, key)]
         else:
-            r = coord.accepted_round()
-            uri = self.initial_uri if r is None else coord.round_state(r).uri
-            weights = self._timed("store", self.fetch, uri, digest)
-            scores = None
+            chosen = [(s.uri, s.digest) for s in coord.round_state(r).slots if s.accepted]
+        parts = [self._weights(uri, d) for uri, d in chosen]
+        weights, digest = adopted(parts, [d for _, d in chosen])
+        if combination([d for _, d in chosen]) != key:  # the chain's record and its slots disagree
+            raise IntegrityError(f"accepted digest {key.hex()[:16]} is not the combination of round "
+                                 f"{r}'s accepted slots")
+        seen = self._seen.get(digest)
+        scores = seen[1] if seen is not None else None
         self.learner.accept(weights)
         if self.behaviour is not None:
             self.behaviour.adopted(weights)
         self.current = scores if scores is not None else self._timed("evaluation", self.learner.evaluate, weights)
-        self.digest = digest
+        self.digest, self.key = digest, key
         self._seen.clear()
         return True
+
+    def _weights(self, uri: str, digest: bytes) -> Weights:
+        """A proposal's weights: the copy this member proposed or already checked, else fetched and
+        checked against the digest (raises IntegrityError with the reason)."""
+        if digest in self._seen:
+            return self._seen[digest][0]
+        weights = self._timed("store", self.fetch, uri, digest)
+        self._seen[digest] = (weights, None)
+        return weights
 
     # -- duties --------------------------------------------------------------------------------
     def act(self, r: int, state=None, block: int | None = None) -> Duty | None:
         """Do this member's pending duty in round ``r``, if any; reads the chain first (``state``: the
         round's state and ``block`` the block number, just read by the caller: the in-process runner
         reads them once for all members), so calling it again, or after a restart, never proposes or
-        votes twice."""
+        votes twice. A member holding a slot of a round with several proposes first and votes once
+        voting opens."""
         coord = self.coordinator
         state = state if state is not None else coord.round_state(r)
         done = self._duty.get(r)
-        if state.finalized or done is not None and (done.proposed or done.voted or done.reason):
-            return None  # decided, or this member already did (or declined) its duty
+        if state.finalized:
+            return None
         block = block if block is not None else coord.chain.block_number()
-        if state.proposer == self.address:
-            if state.proposed or block > state.proposal_deadline:
+        slot = state.slot_of(self.address)
+        if slot is not None and not state.slots[slot].proposed and not (done and (done.proposed or done.declined)):
+            if block > state.proposal_deadline:
                 return None
-            return self._propose(r)
+            return self._propose(r, slot)
+        if done is not None and done.voted:
+            return None
         if not state.proposed or block > state.vote_deadline or self.address not in state.voters:
             return None  # nothing to judge yet, too late, or not a voter of this round (suspended)
-        if state.votes and coord.ballot(r, self.address) is not None:  # no vote counted: not ours either
+        if state.votes and coord.ballot_bits(r, self.address) is not None:  # no vote counted: not ours either
             return None
         return self._vote(r, state)
 
-    def _propose(self, r: int) -> Duty:
+    def _propose(self, r: int, slot: int = 0) -> Duty:
         duty = self._duty.setdefault(r, Duty(r))
         try:
             weights = self._timed("training", self.learner.propose)
-        except BudgetSpent as exc:  # a private learner out of budget stays silent; the round voids
-            duty.reason = str(exc)
+        except BudgetSpent as exc:  # a private learner out of budget stays silent; its slot is not proposed
+            duty.declined, duty.reason = True, str(exc)
             return duty
-        if not all_finite(weights):  # a diverged proposer stays silent; the contract voids the round
+        if not all_finite(weights):  # a diverged proposer stays silent; its slot counts as not proposed
+            duty.declined = True
             duty.reason = "training diverged (non-finite weights): nothing proposed"
             return duty
         if self.behaviour is not None:  # the attack's proposal instead of the honest one
             weights = self.behaviour.propose(self.learner.current(), weights)
         digest, uri = self._timed("store", self.store.put, weights)
-        self.coordinator.propose(self.address, r, digest, uri)
+        self.coordinator.propose(self.address, r, digest, uri, slot)
         duty.proposed, duty.digest = True, digest
         duty.scores = self._timed("evaluation", self.learner.evaluate, weights)
         self._seen[digest] = (weights, duty.scores)
@@ -156,10 +188,13 @@ class Participant:
         """The verdict on a proposal: checked, scored on the private vote set, compared with ours."""
         duty = Duty(-1, digest=digest)
         try:
-            weights = self._timed("store", self.fetch, uri, digest)
+            weights = self._weights(uri, digest)
         except IntegrityError as exc:  # every check that fails is a reject vote with its reason
             duty.reason = str(exc)
             return duty
+        return self._verdict(duty, weights, digest)
+
+    def _verdict(self, duty: Duty, weights: Weights, digest: bytes) -> Duty:
         duty.scores = self._timed("evaluation", self.learner.evaluate, weights)
         score = self.rule.score(duty.scores.vote)
         if not math.isfinite(score):
@@ -177,19 +212,67 @@ class Participant:
         return patch_probe(self.learner, weights, self.learner.current(), probe=self.rule.probe,
                            size=self.rule.probe_size)
 
+    def judge_average(self, slots) -> Duty:
+        """combine "average": the verdict on the average of every proposed slot, in slot order. A
+        slot that fails its checks leaves no average to judge: reject, with that slot's reason."""
+        chosen = [s for s in slots if s.proposed]
+        try:
+            parts = [self._weights(s.uri, s.digest) for s in chosen]
+        except IntegrityError as exc:
+            return Duty(-1, reason=str(exc))
+        if not all(all_finite(w) for w in parts):
+            return Duty(-1, reason="a proposal has non-finite values: no average to judge")
+        weights, digest = adopted(parts, [s.digest for s in chosen])
+        return self._verdict(Duty(-1, digest=digest), weights, digest)
+
+    def _colluded(self, proposer: str, approve: bool) -> bool:
+        """A colluder's verdict depends on who proposed, not on the scores (research only)."""
+        return approve if self.behaviour is None else self.behaviour.vote(proposer, approve)
+
     def _vote(self, r: int, state) -> Duty:
-        duty = self.judge(state.uri, state.digest)
-        duty.round = r
-        if self.behaviour is not None:  # a colluder's verdict depends on who proposed, not on the scores
-            duty.approve = self.behaviour.vote(state.proposer, duty.approve)
-        score = self.rule.score(duty.scores.vote) if duty.scores is not None else math.nan
-        if self.post_ballot is None:
-            self.coordinator.vote(self.address, r, duty.approve, to_ppm(score))
+        settings = self.coordinator.settings()
+        mine = self._duty.get(r)
+        if len(state.slots) == 1:
+            duty = self.judge(state.uri, state.digest)
+            duty.approve = self._colluded(state.proposer, duty.approve)
+            approvals, scores = int(duty.approve), [self._ppm(duty)]
+        elif settings.vote_on_average:
+            duty = self.judge_average(state.slots)
+            if self.behaviour is not None:
+                duty.approve = any(self._colluded(s.proposer, duty.approve) for s in state.slots if s.proposed)
+            approvals, scores = int(duty.approve), [self._ppm(duty)]
         else:
-            self.post_ballot(self.coordinator.sign_ballot(self.address, r, duty.approve, to_ppm(score)))
-        duty.voted = True
+            duty, approvals, scores, verdicts, judged = Duty(r), 0, [], [], []
+            for s in state.slots:
+                if s.proposer == self.address or not s.proposed:
+                    scores.append(0)
+                    verdicts.append("-")
+                    continue
+                d = self.judge(s.uri, s.digest)
+                d.approve = self._colluded(s.proposer, d.approve)
+                approvals |= int(d.approve) << s.slot
+                scores.append(self._ppm(d))
+                verdicts.append("approve" if d.approve else "reject")
+                if d.scores is not None:
+                    judged.append(d.scores)
+                if d.reason:
+                    duty.reason = "; ".join(x for x in (duty.reason, f"slot {s.slot}: {d.reason}") if x)
+            duty.approve, duty.verdicts = approvals != 0, "/".join(verdicts)
+            duty.scores = _mean_scores(judged) if judged else None
+        if self.post_ballot is None:
+            self.coordinator.vote_slots(self.address, r, approvals, scores)
+        else:  # signed ballots: the same approvals and scores, submitted by someone in one batch
+            self.post_ballot(self.coordinator.sign_ballot(self.address, r, approvals, scores))
+        duty.round, duty.voted = r, True
+        if mine is not None:  # keep what it did with its own slot; the row shows what it judged
+            duty.proposed, duty.declined = mine.proposed, mine.declined
+            duty.digest = mine.digest or duty.digest
+            duty.reason = "; ".join(x for x in (mine.reason, duty.reason) if x)
         self._duty[r] = duty
         return duty
+
+    def _ppm(self, duty: Duty) -> int:
+        return to_ppm(self.rule.score(duty.scores.vote) if duty.scores is not None else math.nan)
 
     def finalize(self, r: int):
         """Close round ``r`` (anyone may, once the contract allows); None if someone else already did."""
@@ -206,15 +289,18 @@ class Participant:
         duty = self._duty.pop(r, None) or Duty(r)
         proposer = self.coordinator.settings().members.index(outcome.proposer)
         scores = duty.scores
+        vote = duty.verdicts or ("approve" if duty.approve else "reject") if duty.voted else ""
         return RoundRecord(
-            round=r + 1, learner=self.index, proposer=proposer, is_proposer=(proposer == self.index),
-            vote=("approve" if duty.approve else "reject") if duty.voted else "",
+            round=r + 1, learner=self.index, proposer=proposer,
+            is_proposer=proposer == self.index or duty.proposed or duty.declined,
+            vote=vote,
             accepted=outcome.accepted, void=outcome.void,
             vote_score=self.rule.score(scores.vote) if scores is not None else math.nan,
             current_vote_score=self.rule.score(before.vote),
             proposal_test_accuracy=scores.test.accuracy if scores is not None else math.nan,
             test_accuracy=self.current.test.accuracy, test_loss=self.current.test.loss,
             digest=outcome.digest.hex() if not outcome.void else "", reason=duty.reason,
+            adopted=self.digest.hex(),
             attack=self.behaviour.attack if self.behaviour is not None else "",
         )
 

@@ -254,7 +254,7 @@ def from_events(events: list, members: list[str], *, metric: str = "accuracy",
         if name == "Proposed":
             proposer[r] = who(args["proposer"])
         elif name == "Voted":
-            ballots.setdefault(r, {})[who(args["voter"])] = (bool(args["approve"]), int(args["score_ppm"]) / 1e6)
+            ballots.setdefault(r, {})[who(args["voter"])] = _slot0_ballot(args)
         elif name == "Finalized":
             rounds.add(r)
             p, accepted = who(args["proposer"]), bool(args["accepted"])
@@ -467,3 +467,12 @@ def contributions_of_run(run_dir: str | Path, *, permutations: int | None = None
     return contributions(retraining_utility(cfg, data, parts, spec), len(parts), permutations=permutations,
                          seed=cfg.experiment.seed, tolerance=tolerance,
                          utility=f"held-out accuracy after {cfg.train.epochs:g} epoch(s) on the coalition's data")
+
+
+def _slot0_ballot(args) -> tuple[bool, float]:
+    """A Voted event's approval and score of slot 0 (the only slot of a one-proposer round; v2 logs
+    carry approve / score_ppm, v3 an approval bitmap and one score per slot)."""
+    if "approvals" in args:
+        scores = list(args["scores_ppm"])
+        return bool(int(args["approvals"]) & 1), (int(scores[0]) if scores else 0) / 1e6
+    return bool(args["approve"]), int(args["score_ppm"]) / 1e6

@@ -33,6 +33,9 @@ class RoundRecord:
     #: why this member rejected the proposal without judging its scores (a failed check), or why the
     #: proposer offered nothing; "" otherwise
     reason: str = ""
+    #: sha256 (hex) of the weights this member holds after the round: the accepted proposal, or the
+    #: average of the accepted proposals of a round with several (what ``cohep audit`` recomputes)
+    adopted: str = ""
     #: research runs only (``[attack]``): the attack this member ran, "" for an honest member
     attack: str = ""
 

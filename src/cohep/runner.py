@@ -163,7 +163,7 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
         chain, members, threshold=threshold_fraction(rule.threshold),
         proposal_window=cfg.chain.proposal_window, vote_window=cfg.chain.resolved_vote_window(n),
         seed=seed_bytes(cfg.experiment.seed), initial_digest=init_digest, model_digest=spec.digest(),
-        max_missed=cfg.chain.max_missed,
+        max_missed=cfg.chain.max_missed, proposers=cfg.round.proposers, combine=cfg.round.combine,
     )
     fetch = Fetcher(allowed=[store.base_uri], max_bytes=default_max_bytes(initial), reference=initial)
     behaviours = cfg.attack.behaviours(members, cfg.experiment.seed)  # research only: [attack]
@@ -185,23 +185,25 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
         chain0, store0 = coord.seconds, store.seconds
         spent0 = [dict(m.seconds) for m in members_]
         state = coord.round_state(r)
-        p = members.index(state.proposer)
+        holders = [members.index(slot.proposer) for slot in state.slots]
         before = [m.current for m in members_]
-        members_[p].act(r, state)
-        state = coord.round_state(r)  # one read of the proposal for all voters
+        for p in holders:
+            members_[p].act(r, state)
+        state = coord.round_state(r)  # one read of the proposals for all voters
+        if not state.proposed:  # a proposer stayed silent: voting opens (or the round voids) after the window
+            _pass_block(chain, state.proposal_deadline)
+            state = coord.round_state(r)
         if state.proposed:
             # On the embedded chain only these votes mine blocks (within the window, which the config
             # checks): one read serves every voter. A node's blocks come at its own pace: read each time.
             block = chain.block_number() if chain.kind == "embedded" else None
             for m in members_:
-                if m.index != p:
+                if m.address in state.voters:
                     m.act(r, state, block)
-            if ballots:  # the proposer relays everyone's signed ballots
-                coord.submit_ballots(members[p], r, ballots)
+            if ballots:  # slot 0's proposer relays everyone's signed ballots
+                coord.submit_ballots(members[holders[0]], r, ballots)
                 ballots.clear()
-        else:  # the proposer stayed silent: the round voids once its proposal window has passed
-            _pass_block(chain, state.proposal_deadline)
-        outcome = members_[p].finalize(r)  # its Finalized event names the digest the contract accepted
+        outcome = members_[holders[0]].finalize(r)  # its Finalized event names the digest the contract accepted
         if outcome.accepted:
             accepted = outcome.digest
         for m in members_:
@@ -217,6 +219,7 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
             bar.advance(1)
     return records, timings, {"chain_id": chain.chain_id, "contract": coord.address,
                               "chain": chain.kind, "accepted_digest": coord.accepted_digest().hex(),
+                              "adopted_digest": members_[0].digest.hex(),
                               "initial_digest": init_digest.hex(), "events": coord.events(),
                               "contract_settings": ContractRules.of(coord.settings()).to_dict(),
                               "max_bytes": fetch.max_bytes,
@@ -323,7 +326,8 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool) -> RunResult:
                   "class_names": data.class_names,
                   "learners": [{"train": len(p.train), "vote": len(p.vote), "test": len(p.test)} for p in parts]},
             digests={"initial": chain_info.get("initial_digest"), "accepted": accepted,
-                     "chain_accepted": chain_info.get("accepted_digest")},
+                     "chain_accepted": chain_info.get("accepted_digest"),
+                     "adopted": chain_info.get("adopted_digest")},
             store=store.base_uri, contract_settings=chain_info.get("contract_settings"),
             max_bytes=chain_info.get("max_bytes"), traffic=chain_info.get("traffic"),
             final_test_accuracy=result.final_accuracy, accepted_per_learner=result.accepted,

@@ -38,7 +38,7 @@ def round_rows(events, members: list[str]) -> list[RoundRow]:
         if name == "Proposed":
             row.digest, row.outcome = _hex(a["digest"]), "proposed"
         elif name == "Voted":
-            if a["approve"]:
+            if (int(a["approvals"]) & 1) if "approvals" in a else a["approve"]:  # slot 0 (v2: approve)
                 row.approvals += 1
             else:
                 row.rejections += 1

@@ -154,6 +154,9 @@ class FrameworkLearner(TrainableLearner):
         else:
             batches = self._epochs(dataset, total, generator)
         losses: list[float] = []
+        # FedProx: a proposal's objective adds mu/2 ||w - w_start||^2 (under DP-SGD, Opacus clips and
+        # noises the per-example gradients of the loss only, so the proximal pull does not reach it)
+        anchor = self._anchor() if scheduled and cfg.proximal_mu > 0 else None
         with self._scope(training=True), self._private_scope(private):
             for x, y in batches:
                 if variations is not None and variations.applies_to(x):  # training batches only
@@ -166,7 +169,8 @@ class FrameworkLearner(TrainableLearner):
                 with self._autocast():
                     out = self._forward(x, training=True)
                 loss = self._loss(out, y)
-                loss.backward()
+                objective = loss if anchor is None else loss + self._proximal(anchor)
+                objective.backward()
                 optimizer.step()
                 if private:
                     self.privacy.step()
@@ -174,6 +178,15 @@ class FrameworkLearner(TrainableLearner):
                 if on_batch is not None:
                     on_batch(self._probabilities(out.detach()).cpu(), y.cpu(), losses[-1])
         return losses
+
+    def _anchor(self) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+        """The trainable parameters and a frozen copy of their values at the proposal's start."""
+        return [(p, p.detach().clone()) for p in self.trainable_parameters() if p.requires_grad]
+
+    def _proximal(self, anchor) -> torch.Tensor:
+        """FedProx's mu/2 * ||w - w_start||^2: added to what is minimised, not to the reported losses."""
+        total = sum(((p - p0) ** 2).sum() for p, p0 in anchor)
+        return 0.5 * self.config.proximal_mu * total
 
     def _epochs(self, dataset, total: int, generator: torch.Generator):
         """``total`` batches of shuffled passes over ``dataset`` (the last pass cut short)."""

@@ -34,6 +34,10 @@ class TrainConfig(Section):
     lr_schedule: Literal["constant", "cosine"] = setting("constant", help="Within a proposal: constant | cosine.")
     lr_floor: float = setting(0.0, ge=0, le=1)
     max_steps: int | None = setting(None, ge=1)  #: optional cap on optimizer steps per proposal
+    #: FedProx: a proposal's loss gains mu/2 * ||w - w_start||^2 over the trainable parameters, w_start
+    #: being the adopted weights it trains from; keeps a member's update near the shared model on
+    #: class-skewed data (0: plain training)
+    proximal_mu: float = setting(0.0, ge=0, help="Proximal term mu (FedProx) within a proposal; 0: none.")
     #: inference batch; None: the adapter's default (512 for torch models, twice the training batch up
     #: to 128 for Keras ones, whose 200 x 200 giants hold ~10 MB of activations per event in flight)
     eval_batch_size: int | None = setting(None, ge=1, help="Inference batch size (default: the framework's).")

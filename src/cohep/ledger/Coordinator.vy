@@ -1,25 +1,35 @@
 # pragma version ~=0.4.3
 # pragma evm-version cancun
 """
-@title cohep Coordinator (v2)
+@title cohep Coordinator (v3)
 @notice Decides every round of a collaborative-learning experiment: who proposes,
-        who may vote, how many approvals are needed, and whether the proposed
+        who may vote, how many approvals are needed, and which proposed
         weights are accepted. Off-chain code only reads outcomes from here; it
         never decides them itself.
-@dev    No owner and no admin functions: the member set, threshold, windows and
-        suspension rule are fixed at deployment so no party can change the rules
-        mid-experiment. Windows are counted in blocks. Evm version pinned to
-        cancun so the same artifact runs on the embedded py-evm chain and on
-        common dev nodes.
+@dev    No owner and no admin functions: the member set, threshold, windows,
+        round shape and suspension rule are fixed at deployment so no party can
+        change the rules mid-experiment. Windows are counted in blocks. Evm
+        version pinned to cancun so the same artifact runs on the embedded
+        py-evm chain and on common dev nodes.
 
-        Proposer draw: rounds are grouped in epochs of n = len(members) rounds.
+        Round shape: each round has `proposers` slots (k, fixed at deployment),
+        each held by a distinct member. With combine "each" (vote_on_average
+        false) every voter approves or rejects each slot (a bitmap, one
+        transaction) and each slot is accepted on its own; with "average"
+        (true) every voter judges the average of all proposed slots and one
+        approval bit accepts all of them. The members adopt the average of the
+        accepted slots in slot order (computed off chain, audited); with k = 1
+        this is today's single-proposer round.
+
+        Proposer draw: the rounds' slots are laid end to end, q = r * k + j for
+        slot j of round r, and grouped in epochs of n = len(members) positions.
         Epoch e is a Fisher-Yates permutation of the member indices driven by
-        keccak256(seed, e, i); round r goes to perm[r % n], or to the next
-        active member after it in the permutation (cyclically) if that member
-        is suspended. The draw reads nothing a member can influence (no digest,
-        vote or block data), so nobody can steer who proposes next, the
-        sequence is reproducible from the seed, and every member proposes once
-        per epoch while all are active.
+        keccak256(seed, e, i); position q goes to perm[q % n] of epoch q // n,
+        or to the next member after it in that permutation (cyclically) that is
+        active and holds no earlier slot of the round. The draw reads nothing a
+        member can influence (no digest, vote or block data), so nobody can
+        steer who proposes next, the sequence is reproducible from the seed,
+        and with k = 1 every member proposes once per epoch while all are active.
 
         Member status is a bitmap (bit i = members[i] is active). Each round
         stores the bitmap as it was when the round started: who may vote, how
@@ -40,66 +50,88 @@ MAX_SCORE_PPM: constant(int256) = 10**15
 
 IN_A_ROW: constant(uint256) = 2**128 - 1  # low half of Counters.misses
 
-# Ballot values stored per (round, voter); 0 means "has not voted".
-NO_VOTE: constant(uint8) = 0
-APPROVE: constant(uint8) = 1
-REJECT: constant(uint8) = 2
+# ballot[r][voter] = VOTED | approval bitmap; 0 means "has not voted".
+VOTED: constant(uint256) = 1 << 255
 
 # Round states, one slot instead of four booleans (each round writes it twice at most).
 OPEN: constant(uint8) = 0
-PROPOSED: constant(uint8) = 1
-ACCEPTED: constant(uint8) = 2
+PROPOSED: constant(uint8) = 1  # at least one slot proposed
+ACCEPTED: constant(uint8) = 2  # at least one slot accepted
 REJECTED: constant(uint8) = 3
 VOID: constant(uint8) = 4
 
-# EIP-712 signed ballots (submit_ballots): many members' votes in one transaction.
+# EIP-712 signed ballots (submit_ballots): many members' votes in one transaction. A signed
+# ballot carries exactly what vote() carries: the approval bitmap over the slots and one score
+# per slot (or the average's); EIP-712 hashes the int256[] as keccak256 of its 32-byte words.
 EIP712_DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
     "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 )
 EIP712_NAME_HASH: constant(bytes32) = keccak256("cohep Coordinator")
-EIP712_VERSION_HASH: constant(bytes32) = keccak256("2")
-# approvals is a bitmap (bit 0: the round's one proposal) so that k proposal slots need no new type.
-BALLOT_TYPEHASH: constant(bytes32) = keccak256("Ballot(uint256 round,uint256 approvals,int256 score_ppm)")
+EIP712_VERSION_HASH: constant(bytes32) = keccak256("3")
+BALLOT_TYPEHASH: constant(bytes32) = keccak256("Ballot(uint256 round,uint256 approvals,int256[] scores_ppm)")
 
 
 struct RoundData:
-    proposer: address
     start_block: uint256
-    # Active members when the round started (bit i = members[i]); includes the proposer
+    # Active members when the round started (bit i = members[i]); includes the proposers
     # unless every member was suspended (then it is 0 and nobody can propose or vote).
     active: uint256
     state: uint8
+    slots: uint256  # slots this round has: min(proposers, active members), at least 1
+    # Block at which the last slot was proposed (all proposed: voting may close early).
     proposed_block: uint256
+    proposed_mask: uint256  # bit j: slot j proposed
+    accepted_mask: uint256  # bit j: slot j accepted (set by finalize)
+    voted_mask: uint256  # bit i: members[i] voted
+    votes: uint256
+    # combine "average": approvals of the average (slot approvals stay 0).
+    approvals: uint256
+
+
+struct SlotData:
+    proposer: address
     digest: bytes32
     uri: String[URI_MAX]
     approvals: uint256
-    votes: uint256
 
 
-# What round_info returns: the stored round, expanded for readers.
+# What round_info returns: the stored round, expanded for readers (proposer, digest, uri
+# and approvals are slot 0's; slot_info has every slot).
 struct RoundInfo:
     proposer: address
     start_block: uint256
     # Bit i set iff members[i] was active when the round started.
     active: uint256
-    eligible: uint256
-    required: uint256
-    proposed: bool
-    proposed_block: uint256
+    eligible: uint256  # the round's voters
+    required: uint256  # approvals each slot (or the average) needs
+    proposed: bool  # voting is open: every slot proposed, or some and the proposal window passed
+    proposed_block: uint256  # the block voting opened at (0 until it does)
     digest: bytes32
     uri: String[URI_MAX]
     approvals: uint256
     votes: uint256
     finalized: bool
-    accepted: bool
+    accepted: bool  # at least one slot accepted
     void: bool
+    slots: uint256
+    proposed_slots: uint256  # bitmap
+    accepted_slots: uint256  # bitmap
 
 
-# A member's EIP-712 Ballot(round, approvals, score_ppm) and its signature (v, r, s).
+struct SlotInfo:
+    proposer: address
+    proposed: bool
+    digest: bytes32
+    uri: String[URI_MAX]
+    approvals: uint256
+    accepted: bool
+
+
+# A member's EIP-712 Ballot(round, approvals, scores_ppm) and its signature (v, r, s).
 struct SignedBallot:
     round: uint256
     approvals: uint256
-    score_ppm: int256
+    scores_ppm: DynArray[int256, MAX_MEMBERS]
     v: uint8
     r: bytes32
     s: bytes32
@@ -127,24 +159,29 @@ struct MemberStats:
     suspended: bool
 
 
+# proposer is slot 0's holder; proposers lists every slot's, in slot order.
 event RoundStarted:
     round: indexed(uint256)
     proposer: indexed(address)
     start_block: uint256
     eligible: uint256
     required: uint256
+    proposers: DynArray[address, MAX_MEMBERS]
 
 event Proposed:
     round: indexed(uint256)
     proposer: indexed(address)
     digest: bytes32
     uri: String[URI_MAX]
+    slot: uint256
 
+# approvals: bit j approves slot j (combine "average": bit 0 approves the average);
+# scores_ppm: the voter's score of each slot (its own slot: 0), or of the average.
 event Voted:
     round: indexed(uint256)
     voter: indexed(address)
-    approve: bool
-    score_ppm: int256
+    approvals: uint256
+    scores_ppm: DynArray[int256, MAX_MEMBERS]
 
 # A ballot of a submit_ballots batch that was not counted (index in the batch, why); the rest were.
 # signer is the recovered address (zero for a signature that recovers to nobody).
@@ -154,17 +191,21 @@ event BallotSkipped:
     index: uint256
     reason: String[32]
 
-# Emitted for every round that had a proposal (accepted or rejected).
+# Emitted for every round that had a proposal. digest: accepted_digest's new value if
+# any slot was accepted, else the same combination of the proposed slots; approvals
+# per slot (combine "average": one entry, the average's).
 event Finalized:
     round: indexed(uint256)
     proposer: indexed(address)
     accepted: bool
     digest: bytes32
-    approvals: uint256
+    approvals: DynArray[uint256, MAX_MEMBERS]
     votes: uint256
     required: uint256
+    proposed_slots: uint256
+    accepted_slots: uint256
 
-# Emitted instead of Finalized when no proposal came within the proposal window.
+# Emitted instead of Finalized when no slot was proposed within the proposal window.
 event RoundVoided:
     round: indexed(uint256)
     proposer: indexed(address)
@@ -189,6 +230,10 @@ seed: public(immutable(bytes32))
 initial_digest: public(immutable(bytes32))
 model_digest: public(immutable(bytes32))
 deployed_block: public(immutable(uint256))
+# Slots per round (k): distinct proposers, 1..len(members).
+proposers: public(immutable(uint256))
+# combine "average": voters judge the average of all proposed slots, not each slot.
+vote_on_average: public(immutable(bool))
 
 # Immutable: read from code, not storage, which makes the per-member loops cheap.
 MEMBERS: immutable(DynArray[address, MAX_MEMBERS])
@@ -198,13 +243,16 @@ _slot: HashMap[address, uint256]
 _active: uint256
 
 round: public(uint256)
+# The adopted weights' on-chain identity: the accepted slot's digest, or with several
+# accepted slots sha256 chained over their digests in slot order (see _combination).
 accepted_digest: public(bytes32)
-# Round whose proposal set accepted_digest; max_value(uint256) while still initial.
+# Round whose proposals set accepted_digest; max_value(uint256) while still initial.
 accepted_round: public(uint256)
 
 _rounds: HashMap[uint256, RoundData]
-# ballot[r][voter]: NO_VOTE, APPROVE or REJECT; public so a restarted node can resume.
-ballot: public(HashMap[uint256, HashMap[address, uint8]])
+_slots: HashMap[uint256, HashMap[uint256, SlotData]]
+# ballot[r][voter]: 0 (not voted) or VOTED | approval bitmap; public so a restarted node can resume.
+ballot: public(HashMap[uint256, HashMap[address, uint256]])
 _counters: HashMap[address, Counters]
 
 
@@ -219,18 +267,22 @@ def __init__(
     seed_: bytes32,
     initial_digest_: bytes32,
     model_digest_: bytes32,
+    proposers_: uint256,
+    vote_on_average_: bool,
 ):
     """
     @param members The fixed member list (2..64 distinct non-zero addresses); its order
            is part of the draw.
     @param threshold_num_ Numerator of the approval threshold (<= denominator).
     @param threshold_den_ Denominator of the approval threshold (1..10**6).
-    @param proposal_window_ Blocks after a round starts during which its proposer may propose.
-    @param vote_window_ Blocks after a proposal during which the eligible members may vote.
+    @param proposal_window_ Blocks after a round starts during which its proposers may propose.
+    @param vote_window_ Blocks after voting opens during which the voters may vote.
     @param max_missed_ Duties missed in a row after which a member is suspended (>= 1).
     @param seed_ Fixed seed of the proposer draw.
     @param initial_digest_ Digest of the weights every member starts from.
     @param model_digest_ Digest of the model specification (recorded only).
+    @param proposers_ Slots (distinct proposers) per round, 1..len(members).
+    @param vote_on_average_ Vote once on the average of the proposed slots instead of on each.
     """
     n: uint256 = len(members)
     assert n >= 2, "need at least 2 members"
@@ -240,6 +292,7 @@ def __init__(
     assert vote_window_ >= 1 and vote_window_ <= MAX_WINDOW, "vote window out of range"
     assert max_missed_ >= 1, "max_missed must be >= 1"
     assert initial_digest_ != empty(bytes32), "empty initial digest"
+    assert proposers_ >= 1 and proposers_ <= n, "proposers out of range"
     i: uint256 = 0
     for m: address in members:
         assert m != empty(address), "zero address member"
@@ -257,6 +310,8 @@ def __init__(
     initial_digest = initial_digest_
     model_digest = model_digest_
     deployed_block = block.number
+    proposers = proposers_
+    vote_on_average = vote_on_average_
 
     self._active = (1 << n) - 1
     self.accepted_digest = initial_digest_
@@ -285,20 +340,6 @@ def _permutation(epoch: uint256) -> DynArray[uint256, MAX_MEMBERS]:
 
 
 @internal
-@view
-def _draw(r: uint256, active: uint256) -> uint256:
-    """Index of round r's proposer: perm[r % n], or the next active member after it in perm."""
-    n: uint256 = len(MEMBERS)
-    perm: DynArray[uint256, MAX_MEMBERS] = self._permutation(r // n)
-    pos: uint256 = r % n
-    for k: uint256 in range(n, bound=MAX_MEMBERS):
-        idx: uint256 = perm[(pos + k) % n]
-        if active & (1 << idx) != 0:
-            return idx
-    return perm[pos]  # nobody active: the slot's owner holds the round, which can only void
-
-
-@internal
 @pure
 def _popcount(x: uint256) -> uint256:
     c: uint256 = 0
@@ -312,12 +353,61 @@ def _popcount(x: uint256) -> uint256:
 
 
 @internal
-@pure
-def _eligible(active: uint256) -> uint256:
-    """Voters of a round started with this bitmap: the proposer is in it unless it is empty."""
-    if active == 0:
-        return 0
-    return self._popcount(active) - 1
+@view
+def _slot_count(active: uint256) -> uint256:
+    """Slots of a round started with this bitmap: k, or fewer if fewer are active (at least 1)."""
+    return max(1, min(proposers, self._popcount(active)))
+
+
+@internal
+@view
+def _draw(r: uint256, active: uint256) -> DynArray[uint256, MAX_MEMBERS]:
+    """Indices of round r's proposers in slot order (see the header: positions r * k + j)."""
+    n: uint256 = len(MEMBERS)
+    slots: uint256 = self._slot_count(active)
+    out: DynArray[uint256, MAX_MEMBERS] = []
+    taken: uint256 = 0
+    epoch: uint256 = max_value(uint256)
+    perm: DynArray[uint256, MAX_MEMBERS] = []
+    for j: uint256 in range(slots, bound=MAX_MEMBERS):
+        q: uint256 = r * proposers + j
+        if q // n != epoch:
+            epoch = q // n
+            perm = self._permutation(epoch)
+        pos: uint256 = q % n
+        pick: uint256 = perm[pos]  # nobody active: the slot's owner holds the round, which can only void
+        for s: uint256 in range(n, bound=MAX_MEMBERS):
+            idx: uint256 = perm[(pos + s) % n]
+            if active & (1 << idx) != 0 and taken & (1 << idx) == 0:
+                pick = idx
+                break
+        taken |= 1 << pick
+        out.append(pick)
+    return out
+
+
+@internal
+@view
+def _voters(active: uint256, first: address) -> uint256:
+    """Bitmap of a round's voters: its active members, less the proposer of a one-slot round."""
+    if self._slot_count(active) == 1 and active != 0:
+        return active & ~(1 << (self._slot[first] - 1))
+    return active
+
+
+@internal
+@view
+def _required_of(active: uint256) -> uint256:
+    """Approvals a slot (or, combine "average", the average) of a round with this bitmap needs.
+
+    Each slot is judged by the active members other than its proposer; the average by every voter.
+    """
+    n: uint256 = self._popcount(active)
+    if n == 0:
+        return self._required(0)
+    if vote_on_average and self._slot_count(active) > 1:
+        return self._required(n)
+    return self._required(n - 1)
 
 
 @internal
@@ -329,17 +419,43 @@ def _required(eligible: uint256) -> uint256:
 
 
 @internal
+@view
+def _combination(r: uint256, mask: uint256, slots: uint256) -> bytes32:
+    """The digests of the slots in mask, in slot order: one digest as is, several chained as
+    h = d_first, then h = sha256(h || d) for each next one (what the client recomputes)."""
+    h: bytes32 = empty(bytes32)
+    first: bool = True
+    for j: uint256 in range(slots, bound=MAX_MEMBERS):
+        if mask & (1 << j) == 0:
+            continue
+        d: bytes32 = self._slots[r][j].digest
+        if first:
+            h = d
+            first = False
+        else:
+            h = sha256(concat(h, d))
+    return h
+
+
+@internal
 def _start_round(r: uint256):
-    """Fix round r's proposer and voters now, from the seed, the members, r and who is active."""
+    """Fix round r's proposers and voters now, from the seed, the members, r and who is active."""
     active: uint256 = self._active
-    p: address = MEMBERS[self._draw(r, active)]
+    picks: DynArray[uint256, MAX_MEMBERS] = self._draw(r, active)
+    who: DynArray[address, MAX_MEMBERS] = []
+    j: uint256 = 0
+    for idx: uint256 in picks:
+        p: address = MEMBERS[idx]
+        self._slots[r][j].proposer = p
+        who.append(p)
+        j += 1
     self.round = r
-    self._rounds[r].proposer = p
     self._rounds[r].start_block = block.number
     self._rounds[r].active = active
-    eligible: uint256 = self._eligible(active)
-    log RoundStarted(round=r, proposer=p, start_block=block.number, eligible=eligible,
-                     required=self._required(eligible))
+    self._rounds[r].slots = j
+    log RoundStarted(round=r, proposer=who[0], start_block=block.number,
+                     eligible=self._popcount(self._voters(active, who[0])),
+                     required=self._required_of(active), proposers=who)
 
 
 @internal
@@ -360,17 +476,91 @@ def _reset_in_a_row(m: address):
 
 
 @internal
-def _record_vote(r: uint256, voter: address, approve: bool, score_ppm: int256):
-    """Count one checked vote, cast directly (vote) or signed (submit_ballots)."""
-    if approve:
-        self.ballot[r][voter] = APPROVE
-        self._rounds[r].approvals += 1
+@view
+def _vote_opened(r: uint256) -> uint256:
+    """The block voting on round r opened at: its last proposal once every slot is proposed,
+    else the end of the proposal window if some slot was; 0 while voting is not open."""
+    d: RoundData = self._rounds[r]
+    if d.proposed_mask == 0:
+        return 0
+    if d.proposed_mask == (1 << d.slots) - 1:
+        return d.proposed_block
+    if block.number > d.start_block + proposal_window:
+        return d.start_block + proposal_window
+    return 0
+
+
+@internal
+@view
+def _vote_problem(voter: address, r: uint256, approvals: uint256,
+                  scores_ppm: DynArray[int256, MAX_MEMBERS]) -> String[32]:
+    """Why voter's ballot on round r cannot be counted now ("" if it can): vote() reverts with
+    the reason, submit_ballots skips the ballot with it."""
+    s: uint256 = self._slot[voter]
+    if s == 0:
+        return "not a member"
+    if r != self.round:
+        return "wrong round"
+    if self._rounds[r].state != PROPOSED:
+        return "no proposal"
+    opened: uint256 = self._vote_opened(r)
+    if opened == 0:
+        return "proposals still open"
+    active: uint256 = self._rounds[r].active
+    slots: uint256 = self._rounds[r].slots
+    bit: uint256 = 1 << (s - 1)
+    if active & bit == 0:
+        return "suspended"
+    if self._voters(active, self._slots[r][0].proposer) & bit == 0:
+        return "proposer cannot vote"
+    if self.ballot[r][voter] != 0:
+        return "already voted"
+    if block.number > opened + vote_window:
+        return "vote window closed"
+    for x: int256 in scores_ppm:
+        if x < -MAX_SCORE_PPM or x > MAX_SCORE_PPM:
+            return "score out of range"
+    if vote_on_average and slots > 1:
+        if len(scores_ppm) != 1:
+            return "one score for the average"
+        if approvals > 1:
+            return "approvals outside the slots"
+        return ""
+    if len(scores_ppm) != slots:
+        return "one score per slot"
+    if approvals & ~self._rounds[r].proposed_mask != 0:
+        return "approvals outside the slots"
+    for j: uint256 in range(slots, bound=MAX_MEMBERS):
+        if approvals & (1 << j) != 0 and self._slots[r][j].proposer == voter:
+            return "cannot approve own proposal"
+    return ""
+
+
+@internal
+def _count_vote(voter: address, r: uint256, approvals: uint256, scores_ppm: DynArray[int256, MAX_MEMBERS]):
+    """Count a ballot _vote_problem found nothing wrong with."""
+    if vote_on_average and self._rounds[r].slots > 1:
+        if approvals == 1:
+            self._rounds[r].approvals += 1
     else:
-        self.ballot[r][voter] = REJECT
+        for j: uint256 in range(self._rounds[r].slots, bound=MAX_MEMBERS):
+            if approvals & (1 << j) != 0:
+                self._slots[r][j].approvals += 1
+    self.ballot[r][voter] = VOTED | approvals
+    self._rounds[r].voted_mask |= 1 << (self._slot[voter] - 1)
     self._rounds[r].votes += 1
     self._counters[voter].votes_cast += 1
     self._reset_in_a_row(voter)
-    log Voted(round=r, voter=voter, approve=approve, score_ppm=score_ppm)
+    log Voted(round=r, voter=voter, approvals=approvals, scores_ppm=scores_ppm)
+
+
+@internal
+def _record_vote(voter: address, r: uint256, approvals: uint256, scores_ppm: DynArray[int256, MAX_MEMBERS]):
+    """Check and count one voter's ballot on round r (vote() ends here; submit_ballots runs the
+    same check and skips instead of reverting)."""
+    problem: String[32] = self._vote_problem(voter, r, approvals, scores_ppm)
+    assert len(problem) == 0, problem
+    self._count_vote(voter, r, approvals, scores_ppm)
 
 
 @internal
@@ -381,93 +571,91 @@ def _domain_separator() -> bytes32:
                                 chain.id, self))
 
 
+@internal
+@pure
+def _ballot_hash(b: SignedBallot) -> bytes32:
+    """EIP-712 hashStruct(Ballot): an int256[] is hashed as keccak256 of its words concatenated
+    (the ABI encoding of the array less its offset and length words)."""
+    words: Bytes[2112] = abi_encode(b.scores_ppm)
+    scores_hash: bytes32 = keccak256(slice(words, 64, 32 * len(b.scores_ppm)))
+    return keccak256(abi_encode(BALLOT_TYPEHASH, b.round, b.approvals, scores_hash))
+
+
 # -- transactions ----------------------------------------------------------------------------
 
 
 @external
-def propose(r: uint256, digest: bytes32, uri: String[URI_MAX]):
+def propose(r: uint256, slot: uint256, digest: bytes32, uri: String[URI_MAX]):
     """
-    @notice The round's proposer announces the digest of its new weights and where they are.
-    @dev Only the drawn proposer, once, within proposal_window blocks of the round's start.
+    @notice A proposer of the round announces the digest of its new weights and where they are.
+    @dev Only slot's drawn proposer, once, within proposal_window blocks of the round's start.
     """
     assert self._slot[msg.sender] != 0, "not a member"
     assert r == self.round, "wrong round"
-    assert msg.sender == self._rounds[r].proposer, "not the proposer"
+    assert slot < self._rounds[r].slots, "no such slot"
+    assert msg.sender == self._slots[r][slot].proposer, "not the proposer"
     assert self._rounds[r].active != 0, "suspended"
-    assert self._rounds[r].state == OPEN, "already proposed"
+    mask: uint256 = self._rounds[r].proposed_mask
+    assert mask & (1 << slot) == 0, "already proposed"
     assert block.number <= self._rounds[r].start_block + proposal_window, "proposal window closed"
     assert digest != empty(bytes32), "empty digest"
 
     self._rounds[r].state = PROPOSED
     self._rounds[r].proposed_block = block.number
-    self._rounds[r].digest = digest
-    self._rounds[r].uri = uri
+    self._rounds[r].proposed_mask = mask | (1 << slot)
+    self._slots[r][slot].digest = digest
+    self._slots[r][slot].uri = uri
     self._counters[msg.sender].proposed += 1
     self._reset_in_a_row(msg.sender)
-    log Proposed(round=r, proposer=msg.sender, digest=digest, uri=uri)
+    log Proposed(round=r, proposer=msg.sender, digest=digest, uri=uri, slot=slot)
 
 
 @external
-def vote(r: uint256, approve: bool, score_ppm: int256):
+def vote(r: uint256, approvals: uint256, scores_ppm: DynArray[int256, MAX_MEMBERS]):
     """
-    @notice An eligible member judges round r's proposal; score_ppm is its score, recorded only.
-    @dev Eligible: active when the round started and not the proposer. Once, within
-         vote_window blocks of the proposal.
+    @notice A voter of round r judges its proposals in one transaction: bit j of approvals
+            approves slot j (combine "average": bit 0 approves the average); scores_ppm are
+            recorded only.
+    @dev Voters: active when the round started, less the proposer of a one-slot round. Once,
+         within vote_window blocks of voting opening (every slot proposed, or the proposal
+         window over with at least one).
     """
-    s: uint256 = self._slot[msg.sender]
-    assert s != 0, "not a member"
-    assert r == self.round, "wrong round"
-    assert self._rounds[r].state == PROPOSED, "no proposal"
-    assert msg.sender != self._rounds[r].proposer, "proposer cannot vote"
-    assert self._rounds[r].active & (1 << (s - 1)) != 0, "suspended"
-    assert self.ballot[r][msg.sender] == NO_VOTE, "already voted"
-    assert block.number <= self._rounds[r].proposed_block + vote_window, "vote window closed"
-    assert score_ppm >= -MAX_SCORE_PPM and score_ppm <= MAX_SCORE_PPM, "score out of range"
-    self._record_vote(r, msg.sender, approve, score_ppm)
+    self._record_vote(msg.sender, r, approvals, scores_ppm)
 
 
 @external
 def submit_ballots(r: uint256, ballots: DynArray[SignedBallot, MAX_MEMBERS]) -> uint256:
     """
     @notice Any member submits other members' EIP-712 signed ballots for round r in one
-            transaction; each counts exactly as if its signer had called vote(). Returns
-            how many were counted.
-    @dev The batch as a whole must be for the current round, with a proposal, within the
-         vote window. Each ballot is checked on its own: one that recovers to no member,
-         names another round, comes from the proposer or a suspended member, repeats a
-         vote already counted, or is out of range is skipped with BallotSkipped and never
-         counted; the others still are.
+            transaction; each counts exactly as if its signer had called vote() with the same
+            approvals and scores. Returns how many were counted.
+    @dev The batch as a whole must be for the current round, with voting open, within the vote
+         window. Each ballot is checked on its own: one that recovers to no member, names another
+         round, or fails any of vote()'s checks (proposer of a one-slot round, suspended, already
+         voted, scores out of range or of the wrong count, approvals outside the proposed slots
+         or of the signer's own slot) is skipped with BallotSkipped and never counted; the
+         others still are.
     """
     assert self._slot[msg.sender] != 0, "not a member"
     assert r == self.round, "wrong round"
     assert self._rounds[r].state == PROPOSED, "no proposal"
-    assert block.number <= self._rounds[r].proposed_block + vote_window, "vote window closed"
-    proposer: address = self._rounds[r].proposer
-    active: uint256 = self._rounds[r].active
+    opened: uint256 = self._vote_opened(r)
+    assert opened != 0, "proposals still open"
+    assert block.number <= opened + vote_window, "vote window closed"
     domain: bytes32 = self._domain_separator()
     counted: uint256 = 0
     i: uint256 = 0
     for b: SignedBallot in ballots:
-        h: bytes32 = keccak256(abi_encode(BALLOT_TYPEHASH, b.round, b.approvals, b.score_ppm))
-        signer: address = ecrecover(keccak256(concat(x"1901", domain, h)), b.v, b.r, b.s)
-        s: uint256 = self._slot[signer]
+        signer: address = ecrecover(keccak256(concat(x"1901", domain, self._ballot_hash(b))), b.v, b.r, b.s)
         reason: String[32] = ""
-        if signer == empty(address) or s == 0:
+        if signer == empty(address) or self._slot[signer] == 0:
             reason = "not a member's signature"
         elif b.round != r:
             reason = "wrong round"
-        elif signer == proposer:
-            reason = "proposer cannot vote"
-        elif active & (1 << (s - 1)) == 0:
-            reason = "suspended"
-        elif self.ballot[r][signer] != NO_VOTE:
-            reason = "already voted"
-        elif b.approvals > 1:
-            reason = "approvals out of range"
-        elif b.score_ppm < -MAX_SCORE_PPM or b.score_ppm > MAX_SCORE_PPM:
-            reason = "score out of range"
+        else:
+            reason = self._vote_problem(signer, r, b.approvals, b.scores_ppm)
         if len(reason) == 0:
-            self._record_vote(r, signer, b.approvals == 1, b.score_ppm)
+            self._count_vote(signer, r, b.approvals, b.scores_ppm)
             counted += 1
         else:
             log BallotSkipped(round=r, signer=signer, index=i, reason=reason)
@@ -479,66 +667,108 @@ def submit_ballots(r: uint256, ballots: DynArray[SignedBallot, MAX_MEMBERS]) -> 
 def finalize(r: uint256):
     """
     @notice Anyone closes round r once its outcome can no longer change, and starts round r + 1.
-    @dev Without a proposal: after the proposal window, the round is void and the proposer
-         missed a duty. With one: once every eligible member voted or the vote window
-         passed; accepted iff approvals >= required; eligible members who did not vote
-         missed a duty.
+    @dev Without a proposal: after the proposal window, the round is void and its proposers
+         missed a duty. With one: once every voter voted or the vote window passed; each slot
+         (or the average) is accepted iff its approvals >= required; proposers who did not
+         propose and voters who did not vote missed a duty (one miss per member per round).
     """
     assert r == self.round, "wrong round"
-    # Field by field: copying the whole struct would also read the URI's nine slots.
-    proposer: address = self._rounds[r].proposer
     round_active: uint256 = self._rounds[r].active
+    slots: uint256 = self._rounds[r].slots
+    proposed: uint256 = self._rounds[r].proposed_mask
+    first: address = self._slots[r][0].proposer
     active: uint256 = self._active
+    before: uint256 = active
 
-    if self._rounds[r].state == OPEN:
+    # Slot holders who did not propose missed a duty (none if nobody was active).
+    silent: uint256 = 0
+    if round_active != 0:
+        for j: uint256 in range(slots, bound=MAX_MEMBERS):
+            if proposed & (1 << j) == 0:
+                silent |= 1 << (self._slot[self._slots[r][j].proposer] - 1)
+
+    if proposed == 0:
         assert block.number > self._rounds[r].start_block + proposal_window, "too early to finalize"
         self._rounds[r].state = VOID
-        log RoundVoided(round=r, proposer=proposer)
-        if round_active != 0:  # a suspended proposer (everyone suspended) had no duty
-            bit: uint256 = 1 << (self._slot[proposer] - 1)
-            self._active = self._miss(proposer, r, bit, active)
+        log RoundVoided(round=r, proposer=first)
+        for i: uint256 in range(len(MEMBERS), bound=MAX_MEMBERS):
+            if silent & (1 << i) != 0:
+                active = self._miss(MEMBERS[i], r, 1 << i, active)
+        if active != before:
+            self._active = active
         self._start_round(r + 1)
         return
 
-    eligible: uint256 = self._eligible(round_active)
+    voters: uint256 = self._voters(round_active, first)
     votes: uint256 = self._rounds[r].votes
-    assert votes == eligible or block.number > self._rounds[r].proposed_block + vote_window, "too early to finalize"
+    opened: uint256 = self._vote_opened(r)
+    assert votes == self._popcount(voters) or (opened != 0 and block.number > opened + vote_window), "too early to finalize"
 
-    required: uint256 = self._required(eligible)
-    approvals: uint256 = self._rounds[r].approvals
-    digest: bytes32 = self._rounds[r].digest
-    accepted: bool = approvals >= required
-    agree: uint8 = REJECT
-    if accepted:
-        agree = APPROVE
+    required: uint256 = self._required_of(round_active)
+    average: bool = vote_on_average and slots > 1
+    approvals: DynArray[uint256, MAX_MEMBERS] = []
+    accepted: uint256 = 0
+    if average:
+        approvals.append(self._rounds[r].approvals)
+        if self._rounds[r].approvals >= required:
+            accepted = proposed
+    else:
+        for j: uint256 in range(slots, bound=MAX_MEMBERS):
+            a: uint256 = self._slots[r][j].approvals
+            approvals.append(a)
+            if proposed & (1 << j) != 0 and a >= required:
+                accepted |= 1 << j
+                self._counters[self._slots[r][j].proposer].accepted += 1
+    if average and accepted != 0:
+        for j: uint256 in range(slots, bound=MAX_MEMBERS):
+            if accepted & (1 << j) != 0:
+                self._counters[self._slots[r][j].proposer].accepted += 1
+
+    digest: bytes32 = empty(bytes32)
+    if accepted != 0:
+        digest = self._combination(r, accepted, slots)
         self._rounds[r].state = ACCEPTED
+        self._rounds[r].accepted_mask = accepted
         self.accepted_digest = digest
         self.accepted_round = r
-        self._counters[proposer].accepted += 1
     else:
+        digest = self._combination(r, proposed, slots)
         self._rounds[r].state = REJECTED
     log Finalized(
         round=r,
-        proposer=proposer,
-        accepted=accepted,
+        proposer=first,
+        accepted=accepted != 0,
         digest=digest,
         approvals=approvals,
         votes=votes,
         required=required,
+        proposed_slots=proposed,
+        accepted_slots=accepted,
     )
 
-    # Credit voters who agreed with the outcome; charge eligible members who did not vote.
-    before: uint256 = active
+    # Credit voters whose ballot matches the outcome on every proposal they judged; charge
+    # silent proposers and voters who did not vote (once each).
+    voted: uint256 = self._rounds[r].voted_mask
+    missed: uint256 = silent | (voters & ~voted)
     for i: uint256 in range(len(MEMBERS), bound=MAX_MEMBERS):
         bit: uint256 = 1 << i
-        m: address = MEMBERS[i]
-        if round_active & bit == 0 or m == proposer:
+        if round_active & bit == 0:
             continue
-        b: uint8 = self.ballot[r][m]
-        if b == NO_VOTE:
+        m: address = MEMBERS[i]
+        if missed & bit != 0:
             active = self._miss(m, r, bit, active)
-        elif b == agree:
-            self._counters[m].votes_with_majority += 1
+        elif voted & bit != 0:
+            b: uint256 = self.ballot[r][m] & ~VOTED
+            if average:
+                if (b == 1) == (accepted != 0):
+                    self._counters[m].votes_with_majority += 1
+            else:
+                judged: uint256 = proposed
+                for j: uint256 in range(slots, bound=MAX_MEMBERS):
+                    if self._slots[r][j].proposer == m:
+                        judged &= ~(1 << j)
+                if b & judged == accepted & judged:
+                    self._counters[m].votes_with_majority += 1
     if active != before:
         self._active = active
     self._start_round(r + 1)
@@ -565,7 +795,7 @@ def rejoin():
 @view
 @external
 def domain_separator() -> bytes32:
-    """The EIP-712 domain separator ballots are signed under (name "cohep Coordinator", version "2")."""
+    """The EIP-712 domain separator ballots are signed under (name "cohep Coordinator", version "3")."""
     return self._domain_separator()
 
 
@@ -590,19 +820,37 @@ def is_member(a: address) -> bool:
 @view
 @external
 def proposer(r: uint256) -> address:
-    """Proposer of a started round; later rounds also depend on future suspensions (see draw)."""
+    """Slot 0's proposer of a started round; later rounds also depend on future suspensions (see draw)."""
     assert r <= self.round, "round not started"
-    return self._rounds[r].proposer
+    return self._slots[r][0].proposer
+
+
+@view
+@external
+def proposers_of(r: uint256) -> DynArray[address, MAX_MEMBERS]:
+    """Every slot's proposer of a started round, in slot order."""
+    assert r <= self.round, "round not started"
+    out: DynArray[address, MAX_MEMBERS] = []
+    for j: uint256 in range(self._rounds[r].slots, bound=MAX_MEMBERS):
+        out.append(self._slots[r][j].proposer)
+    return out
 
 
 @view
 @external
 def draw(r: uint256) -> address:
     """
-    @notice The member the draw names for round r given who is active now: round r's
+    @notice The member the draw names for round r's slot 0 given who is active now: round r's
             proposer if nobody is suspended or rejoins before it starts.
     """
-    return MEMBERS[self._draw(r, self._active)]
+    return MEMBERS[self._draw(r, self._active)[0]]
+
+
+@view
+@external
+def draw_slots(r: uint256) -> DynArray[uint256, MAX_MEMBERS]:
+    """Member indices the draw names for round r's slots given who is active now."""
+    return self._draw(r, self._active)
 
 
 @view
@@ -623,12 +871,12 @@ def required_for(eligible: uint256) -> uint256:
 @view
 @external
 def is_eligible(r: uint256, m: address) -> bool:
-    """True iff m may vote in round r (active when it started, not its proposer)."""
+    """True iff m may vote in round r (active when it started, not the proposer of a one-slot round)."""
     assert r <= self.round, "round not started"
     s: uint256 = self._slot[m]
-    if s == 0 or m == self._rounds[r].proposer:
+    if s == 0:
         return False
-    return self._rounds[r].active & (1 << (s - 1)) != 0
+    return self._voters(self._rounds[r].active, self._slots[r][0].proposer) & (1 << (s - 1)) != 0
 
 
 @view
@@ -636,22 +884,44 @@ def is_eligible(r: uint256, m: address) -> bool:
 def round_info(r: uint256) -> RoundInfo:
     assert r <= self.round, "round not started"
     d: RoundData = self._rounds[r]
-    eligible: uint256 = self._eligible(d.active)
+    s0: SlotData = self._slots[r][0]
+    approvals: uint256 = s0.approvals
+    if vote_on_average and d.slots > 1:
+        approvals = d.approvals
     return RoundInfo(
-        proposer=d.proposer,
+        proposer=s0.proposer,
         start_block=d.start_block,
         active=d.active,
-        eligible=eligible,
-        required=self._required(eligible),
-        proposed=d.state != OPEN and d.state != VOID,
-        proposed_block=d.proposed_block,
-        digest=d.digest,
-        uri=d.uri,
-        approvals=d.approvals,
+        eligible=self._popcount(self._voters(d.active, s0.proposer)),
+        required=self._required_of(d.active),
+        proposed=self._vote_opened(r) != 0,
+        proposed_block=self._vote_opened(r),
+        digest=s0.digest,
+        uri=s0.uri,
+        approvals=approvals,
         votes=d.votes,
         finalized=d.state >= ACCEPTED,
         accepted=d.state == ACCEPTED,
         void=d.state == VOID,
+        slots=d.slots,
+        proposed_slots=d.proposed_mask,
+        accepted_slots=d.accepted_mask,
+    )
+
+
+@view
+@external
+def slot_info(r: uint256, j: uint256) -> SlotInfo:
+    assert r <= self.round, "round not started"
+    assert j < self._rounds[r].slots, "no such slot"
+    s: SlotData = self._slots[r][j]
+    return SlotInfo(
+        proposer=s.proposer,
+        proposed=self._rounds[r].proposed_mask & (1 << j) != 0,
+        digest=s.digest,
+        uri=s.uri,
+        approvals=s.approvals,
+        accepted=self._rounds[r].accepted_mask & (1 << j) != 0,
     )
 
 

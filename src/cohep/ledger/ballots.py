@@ -1,8 +1,10 @@
 """Signed ballots: a vote as an EIP-712 message, so one transaction can carry every member's vote.
 
 With ``[chain] ballots = "signed"`` a voter does not send ``vote()`` itself: it signs
-``Ballot(uint256 round, uint256 approvals, int256 score_ppm)`` under the contract's EIP-712 domain
-(name ``cohep Coordinator``, version ``2``, the chain id, the contract's address), hands it on (in
+``Ballot(uint256 round, uint256 approvals, int256[] scores_ppm)`` (what ``vote()`` carries: the
+approval bitmap over the round's slots and one score per slot, or the average's) under the
+contract's EIP-712 domain (name ``cohep Coordinator``, version ``3``, the chain id, the contract's
+address), hands it on (in
 process, or as a small JSON file in its store) and any member submits the batch with
 ``Coordinator.submit_ballots``. The contract recovers each signer with ``ecrecover`` and counts the
 ballot exactly as a ``vote()`` of that signer, so a round costs three transactions whatever the
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -25,12 +27,13 @@ from web3 import Web3
 from cohep.errors import IntegrityError
 
 EIP712_NAME = "cohep Coordinator"
-EIP712_VERSION = "2"
-#: approvals is a bitmap: bit 0 approves the round's proposal (k proposal slots keep the same type)
+EIP712_VERSION = "3"
+#: approvals: bit j approves slot j (combine "average": bit 0 approves the average); scores_ppm: one
+#: per slot (the voter's own slot: 0), or one for the average
 BALLOT_TYPE = [
     {"name": "round", "type": "uint256"},
     {"name": "approvals", "type": "uint256"},
-    {"name": "score_ppm", "type": "int256"},
+    {"name": "scores_ppm", "type": "int256[]"},
 ]
 DOMAIN_TYPE = [
     {"name": "name", "type": "string"},
@@ -38,9 +41,11 @@ DOMAIN_TYPE = [
     {"name": "chainId", "type": "uint256"},
     {"name": "verifyingContract", "type": "address"},
 ]
-TYPE_STRING = "Ballot(uint256 round,uint256 approvals,int256 score_ppm)"
-#: a ballot file is a few hundred bytes; anything much larger is not one
-MAX_JSON_BYTES = 4096
+TYPE_STRING = "Ballot(uint256 round,uint256 approvals,int256[] scores_ppm)"
+#: the contract's MAX_MEMBERS: at most one score per slot
+MAX_SCORES = 64
+#: a ballot file is a few hundred bytes (64 scores: about 1.5 KB); anything much larger is not one
+MAX_JSON_BYTES = 8192
 
 
 @dataclass(frozen=True)
@@ -55,13 +60,20 @@ class Domain:
                 "verifyingContract": Web3.to_checksum_address(self.contract)}
 
 
-def typed_data(domain: Domain, r: int, approvals: int, score_ppm: int) -> dict[str, Any]:
+def scores(scores_ppm: int | Sequence[int]) -> tuple[int, ...]:
+    """One score (a one-slot round's, or the average's) or one per slot, as a tuple."""
+    if isinstance(scores_ppm, int):
+        return (int(scores_ppm),)
+    return tuple(int(x) for x in scores_ppm)
+
+
+def typed_data(domain: Domain, r: int, approvals: int, scores_ppm: int | Sequence[int]) -> dict[str, Any]:
     """The full EIP-712 message (what ``eth_signTypedData_v4`` and ``encode_typed_data`` take)."""
     return {
         "types": {"EIP712Domain": DOMAIN_TYPE, "Ballot": BALLOT_TYPE},
         "primaryType": "Ballot",
         "domain": domain.as_dict(),
-        "message": {"round": int(r), "approvals": int(approvals), "score_ppm": int(score_ppm)},
+        "message": {"round": int(r), "approvals": int(approvals), "scores_ppm": list(scores(scores_ppm))},
     }
 
 
@@ -72,48 +84,58 @@ class SignedBallot:
     voter: str
     round: int
     approvals: int
-    score_ppm: int
+    scores_ppm: tuple[int, ...]
     v: int
     r: bytes
     s: bytes
 
     @property
     def approve(self) -> bool:
+        """Slot 0 (or the average) approved."""
         return self.approvals & 1 == 1
+
+    @property
+    def score_ppm(self) -> int:
+        """Slot 0's (or the average's) score."""
+        return self.scores_ppm[0] if self.scores_ppm else 0
 
     def signer(self, domain: Domain) -> str | None:
         """The address that signed this ballot under ``domain`` (None if the signature is invalid)."""
         try:
-            msg = encode_typed_data(full_message=typed_data(domain, self.round, self.approvals, self.score_ppm))
+            msg = encode_typed_data(full_message=typed_data(domain, self.round, self.approvals, self.scores_ppm))
             return Account.recover_message(msg, vrs=(self.v, self.r, self.s))
         except Exception:  # noqa: BLE001 - any failure means: not a valid signature
             return None
 
     def as_tuple(self) -> tuple:
         """The contract's SignedBallot struct."""
-        return (self.round, self.approvals, self.score_ppm, self.v, self.r, self.s)
+        return (self.round, self.approvals, list(self.scores_ppm), self.v, self.r, self.s)
 
     def to_json(self) -> str:
         return json.dumps({"voter": self.voter, "round": self.round, "approvals": self.approvals,
-                           "score_ppm": self.score_ppm, "v": self.v, "r": "0x" + self.r.hex(),
+                           "scores_ppm": list(self.scores_ppm), "v": self.v, "r": "0x" + self.r.hex(),
                            "s": "0x" + self.s.hex()}, sort_keys=True)
 
 
-def sign(private_key: Any, domain: Domain, r: int, approve: bool, score_ppm: int) -> SignedBallot:
-    """Sign a ballot with a local key (hex string, bytes or eth_keys PrivateKey)."""
+def sign(private_key: Any, domain: Domain, r: int, approvals: int,
+         scores_ppm: int | Sequence[int]) -> SignedBallot:
+    """Sign a ballot with a local key (hex string, bytes or eth_keys PrivateKey). approvals: the
+    bitmap (a bool approves slot 0 / the average); scores_ppm: one score or one per slot."""
     key = private_key.to_bytes() if hasattr(private_key, "to_bytes") else private_key
-    signed = Account.sign_typed_data(key, full_message=typed_data(domain, r, int(approve), score_ppm))
-    return SignedBallot(Account.from_key(key).address, int(r), int(approve), int(score_ppm),
+    sc = scores(scores_ppm)
+    signed = Account.sign_typed_data(key, full_message=typed_data(domain, r, int(approvals), sc))
+    return SignedBallot(Account.from_key(key).address, int(r), int(approvals), sc,
                         int(signed.v), int(signed.r).to_bytes(32, "big"), int(signed.s).to_bytes(32, "big"))
 
 
-def from_signature(voter: str, r: int, approve: bool, score_ppm: int, signature: bytes) -> SignedBallot:
+def from_signature(voter: str, r: int, approvals: int, scores_ppm: int | Sequence[int],
+                   signature: bytes) -> SignedBallot:
     """A ballot from a 65-byte r ‖ s ‖ v signature (what a node's ``eth_signTypedData_v4`` returns)."""
     if len(signature) != 65:
         raise IntegrityError(f"a ballot signature is 65 bytes, got {len(signature)}")
     v = signature[64]
     v = v + 27 if v < 27 else v
-    return SignedBallot(Web3.to_checksum_address(voter), int(r), int(approve), int(score_ppm), v,
+    return SignedBallot(Web3.to_checksum_address(voter), int(r), int(approvals), scores(scores_ppm), v,
                         bytes(signature[:32]), bytes(signature[32:64]))
 
 
@@ -135,6 +157,13 @@ def _word(raw: dict, name: str) -> bytes:
     return out
 
 
+def _scores(raw: dict) -> tuple[int, ...]:
+    value = raw.get("scores_ppm")
+    if not isinstance(value, list) or len(value) > MAX_SCORES:
+        raise IntegrityError(f"ballot field scores_ppm must be a list of at most {MAX_SCORES} integers")
+    return tuple(_int({"scores_ppm": x}, "scores_ppm", -(2**255), 2**255 - 1) for x in value)
+
+
 def from_json(text: str | bytes) -> SignedBallot:
     """Parse a ballot written by another member; anything malformed raises IntegrityError."""
     if len(text) > MAX_JSON_BYTES:
@@ -152,7 +181,7 @@ def from_json(text: str | bytes) -> SignedBallot:
         voter=Web3.to_checksum_address(voter),
         round=_int(raw, "round", 0, 2**256 - 1),
         approvals=_int(raw, "approvals", 0, 2**256 - 1),
-        score_ppm=_int(raw, "score_ppm", -(2**255), 2**255 - 1),
+        scores_ppm=_scores(raw),
         v=_int(raw, "v", 0, 255),
         r=_word(raw, "r"),
         s=_word(raw, "s"),

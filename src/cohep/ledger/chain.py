@@ -104,16 +104,17 @@ class Chain:
             )
         return cls(w3, accounts, chain_id, rpc_url, None, keys)
 
-    def sign_ballot(self, address: str, contract: str, r: int, approve: bool, score_ppm: int):
-        """An EIP-712 ballot signed by ``address``: with its local key, else by the node
+    def sign_ballot(self, address: str, contract: str, r: int, approvals: int, scores_ppm):
+        """An EIP-712 ballot signed by ``address`` (approvals: the slot bitmap, a bool for slot 0;
+        scores_ppm: one score or one per slot): with its local key, else by the node
         (``eth_signTypedData_v4``, for accounts the node holds unlocked)."""
         from cohep.ledger import ballots
 
         domain = ballots.Domain(self.chain_id, contract)
         key = self._keys.get(Web3.to_checksum_address(address))
         if key is not None:
-            return ballots.sign(key, domain, r, approve, score_ppm)
-        data = ballots.typed_data(domain, r, int(approve), score_ppm)
+            return ballots.sign(key, domain, r, approvals, scores_ppm)
+        data = ballots.typed_data(domain, r, int(approvals), scores_ppm)
         try:
             sig = self.w3.provider.make_request("eth_signTypedData_v4", [address, data])
         except (Web3Exception, OSError) as exc:
@@ -121,7 +122,7 @@ class Chain:
         if "error" in sig:
             raise ChainError(f"{self.kind} cannot sign a ballot for {address}: "
                              f"{sig['error'].get('message', sig['error'])}")
-        return ballots.from_signature(address, r, approve, score_ppm,
+        return ballots.from_signature(address, r, approvals, scores_ppm,
                                       bytes.fromhex(str(sig["result"]).removeprefix("0x")))
 
     def block_number(self) -> int:

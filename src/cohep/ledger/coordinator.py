@@ -1,4 +1,4 @@
-"""Python client of the Coordinator contract (v2; docs/contract.md has the rules).
+"""Python client of the Coordinator contract (v3; docs/contract.md has the rules).
 
 The client only relays: every outcome (who proposes, who may vote, how many approvals are needed,
 whether weights are accepted, who is suspended) is read back from the contract's state or events,
@@ -33,6 +33,7 @@ MAX_MEMBERS = 64
 EVENT_NAMES = ("RoundStarted", "Proposed", "Voted", "Finalized", "RoundVoided", "Suspended", "Rejoined",
                "BallotSkipped")
 _NO_ACCEPTANCE = 2**256 - 1  # contract's accepted_round while the initial digest stands
+_VOTED = 1 << 255  # the contract's ballot flag: ballot = _VOTED | approval bitmap
 _REVERT_PREFIXES = ("execution reverted: ", "execution reverted:", "execution reverted")
 RECEIPT_TIMEOUT_S = 120.0
 # Gas limit for propose/vote/finalize/rejoin on the embedded chain (block limit 30M). The worst
@@ -49,9 +50,12 @@ EMBEDDED_BATCH_GAS = 12_000_000
 
 @dataclass(frozen=True)
 class Outcome:
-    """How the contract closed a round; digest is the proposal's (zero bytes if void).
+    """How the contract closed a round (zero digest if void).
 
-    required: approvals the round needed (0 for a void round: nothing was put to a vote).
+    digest: the new accepted digest if any slot was accepted, else the same combination of the
+    proposed slots (with one slot: the proposal's digest). required: approvals each slot (or the
+    average) needed, 0 for a void round. approvals: slot 0's (or the average's); slot_approvals: all.
+    proposed_slots / accepted_slots: bitmaps over the round's slots.
     """
 
     round: int
@@ -62,6 +66,9 @@ class Outcome:
     votes: int
     proposer: str
     required: int
+    proposed_slots: int = 0
+    accepted_slots: int = 0
+    slot_approvals: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,11 +93,27 @@ class MemberStats:
 
 
 @dataclass(frozen=True)
+class SlotState:
+    """One proposer slot of a round."""
+
+    slot: int
+    proposer: str
+    proposed: bool
+    digest: bytes
+    uri: str
+    approvals: int
+    accepted: bool
+
+
+@dataclass(frozen=True)
 class RoundState:
     """Deadlines are the last block (inclusive) at which propose / vote are accepted.
 
-    voters are the members expected to vote (active when the round started, not the proposer);
-    eligible is their number and required the approvals needed, both fixed for the round.
+    voters are the members expected to vote (active when the round started, less the proposer of a
+    one-slot round); eligible is their number and required the approvals each slot (or the average)
+    needs, both fixed for the round. proposer, digest, uri and approvals are slot 0's; ``slots`` has
+    every slot. ``proposed`` means voting is open (every slot proposed, or some and the proposal
+    window over); proposed_block is the block it opened at.
     """
 
     round: int
@@ -110,6 +133,13 @@ class RoundState:
     void: bool
     proposal_deadline: int
     vote_deadline: int | None
+    slots: tuple[SlotState, ...] = ()
+    proposed_slots: int = 0
+    accepted_slots: int = 0
+
+    def slot_of(self, member: str) -> int | None:
+        """The slot ``member`` holds in this round, or None."""
+        return next((s.slot for s in self.slots if s.proposer == member), None)
 
 
 @dataclass(frozen=True)
@@ -126,6 +156,12 @@ class Settings:
     initial_digest: bytes
     model_digest: bytes
     deployed_block: int
+    proposers: int = 1  #: slots (distinct proposers) per round
+    vote_on_average: bool = False  #: combine "average": one vote on the average of the slots
+
+    @property
+    def combine(self) -> str:
+        return "average" if self.vote_on_average else "each"
 
     @property
     def threshold(self) -> Fraction:
@@ -160,9 +196,11 @@ def _reason(exc: BaseException) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """HexBytes -> bytes so events compare and serialise like ordinary values."""
+    """HexBytes -> bytes (and tuples -> lists) so events compare and serialise like ordinary values."""
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
     return value
 
 
@@ -229,10 +267,15 @@ class Coordinator(ContractClient):
         initial_digest: bytes,
         model_digest: bytes,
         max_missed: int = 3,
+        proposers: int = 1,
+        combine: str = "each",
         sender: str | None = None,
     ) -> Coordinator:
         """Deploy with an exact threshold (a Fraction: protocol.threshold_fraction turns a float
-        share into one); the contract checks every bound and reverts with the reason."""
+        share into one); the contract checks every bound and reverts with the reason.
+
+        proposers: slots per round (distinct proposers); combine: "each" (vote on each slot) or
+        "average" (vote once on the average of the proposed slots)."""
         art = load_artifact()
         factory = chain.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
         if len(members) > MAX_MEMBERS:
@@ -243,7 +286,10 @@ class Coordinator(ContractClient):
         threshold = Fraction(threshold)
         if threshold < 0:
             raise ChainError(f"threshold must be >= 0, got {threshold}")
-        ints = {"proposal_window": proposal_window, "vote_window": vote_window, "max_missed": max_missed}
+        if combine not in ("each", "average"):
+            raise ChainError(f"combine must be each or average, got {combine!r}")
+        ints = {"proposal_window": proposal_window, "vote_window": vote_window, "max_missed": max_missed,
+                "proposers": proposers}
         for name, value in ints.items():
             if int(value) < 0:  # the ABI cannot encode it; the contract names the valid range
                 raise ChainError(f"{name} must be >= 0, got {value}")
@@ -257,6 +303,8 @@ class Coordinator(ContractClient):
             _b32(seed, "seed"),
             _b32(initial_digest, "initial_digest"),
             _b32(model_digest, "model_digest"),
+            int(proposers),
+            combine == "average",
         )
         sender = Web3.to_checksum_address(sender or chain.accounts[0])
         t0 = time.perf_counter()
@@ -300,6 +348,8 @@ class Coordinator(ContractClient):
                 initial_digest=bytes(self._call("initial_digest")),
                 model_digest=bytes(self._call("model_digest")),
                 deployed_block=self._call("deployed_block"),
+                proposers=self._call("proposers"),
+                vote_on_average=bool(self._call("vote_on_average")),
             )
         return self._settings
 
@@ -314,8 +364,16 @@ class Coordinator(ContractClient):
         return int(self._call("round"))
 
     def proposer(self, r: int) -> str:
-        """Proposer of a started round (the contract reverts for later rounds)."""
+        """Slot 0's proposer of a started round (the contract reverts for later rounds)."""
         return Web3.to_checksum_address(self._call("proposer", r))
+
+    def proposers_of(self, r: int) -> list[str]:
+        """Every slot's proposer of a started round, in slot order."""
+        return [Web3.to_checksum_address(a) for a in self._call("proposers_of", int(r))]
+
+    def draw_slots(self, r: int) -> list[int]:
+        """Member indices the draw names for round r's slots given who is active now."""
+        return [int(i) for i in self._call("draw_slots", int(r))]
 
     def draw(self, r: int) -> str:
         """Whom the draw names for round r given who is active now (any r, started or not)."""
@@ -337,12 +395,24 @@ class Coordinator(ContractClient):
         r = int(self._call("accepted_round"))
         return None if r == _NO_ACCEPTANCE else r
 
+    def slot_state(self, r: int, j: int) -> SlotState:
+        proposer, proposed, digest, uri, approvals, accepted = self._call("slot_info", int(r), int(j))
+        return SlotState(j, Web3.to_checksum_address(proposer), bool(proposed), bytes(digest), uri,
+                         int(approvals), bool(accepted))
+
     def round_state(self, r: int) -> RoundState:
         (proposer, start, active, eligible, required, proposed, proposed_block, digest, uri,
-         approvals, votes, finalized, accepted, void) = self._call("round_info", r)
+         approvals, votes, finalized, accepted, void, n_slots, proposed_slots,
+         accepted_slots) = self._call("round_info", r)
         s = self.settings()
         proposer = Web3.to_checksum_address(proposer)
-        voters = tuple(m for i, m in enumerate(s.members) if active >> i & 1 and m != proposer)
+        if n_slots == 1:
+            slots = (SlotState(0, proposer, bool(proposed_slots & 1), bytes(digest), uri, int(approvals),
+                               bool(accepted_slots & 1)),)
+        else:
+            slots = tuple(self.slot_state(r, j) for j in range(n_slots))
+        voters = tuple(m for i, m in enumerate(s.members)
+                       if active >> i & 1 and (n_slots > 1 or m != proposer))
         return RoundState(
             round=r,
             proposer=proposer,
@@ -361,12 +431,21 @@ class Coordinator(ContractClient):
             void=void,
             proposal_deadline=start + s.proposal_window,
             vote_deadline=proposed_block + s.vote_window if proposed else None,
+            slots=slots,
+            proposed_slots=int(proposed_slots),
+            accepted_slots=int(accepted_slots),
         )
 
     def ballot(self, r: int, member: str) -> bool | None:
-        """A member's vote in round r: True approve, False reject, None not voted."""
-        b = self._call("ballot", r, Web3.to_checksum_address(member))
-        return {0: None, 1: True, 2: False}[b]
+        """A member's vote in round r on slot 0 (or the average): True approve, False reject,
+        None not voted."""
+        b = self.ballot_bits(r, member)
+        return None if b is None else bool(b & 1)
+
+    def ballot_bits(self, r: int, member: str) -> int | None:
+        """A member's approval bitmap in round r (bit j: slot j), None if it has not voted."""
+        b = int(self._call("ballot", r, Web3.to_checksum_address(member)))
+        return None if b == 0 else b & ~_VOTED
 
     def member_stats(self, member: str) -> MemberStats:
         (proposed, accepted, cast, majority, missed, in_a_row,
@@ -389,21 +468,31 @@ class Coordinator(ContractClient):
         self.calldata_bytes += len(Web3.to_bytes(hexstr=self._c.encode_abi(name, args=list(args))))
         return receipt
 
-    def propose(self, sender: str, r: int, digest: bytes, uri: str) -> dict:
+    def propose(self, sender: str, r: int, digest: bytes, uri: str, slot: int = 0) -> dict:
         if len(uri.encode("utf-8")) > URI_MAX_BYTES:
             raise ChainError(f"weights URI longer than {URI_MAX_BYTES} bytes: {uri[:60]}...")
-        return self._transact("propose", sender, int(r), _b32(digest, "digest"), uri)
+        return self._transact("propose", sender, int(r), int(slot), _b32(digest, "digest"), uri)
 
     def vote(self, sender: str, r: int, approve: bool, score_ppm: int) -> dict:
-        return self._transact("vote", sender, int(r), bool(approve), int(score_ppm))
+        """A one-slot round's (or the average's) vote: approve or reject, and the score."""
+        return self.vote_slots(sender, r, int(bool(approve)), [int(score_ppm)])
+
+    def vote_slots(self, sender: str, r: int, approvals: int, scores_ppm: list[int]) -> dict:
+        """One ballot over every slot: bit j of approvals approves slot j; one score per slot
+        (combine "average": bit 0 and one score, the average's)."""
+        if len(scores_ppm) > MAX_MEMBERS:
+            raise ChainError(f"at most {MAX_MEMBERS} scores, got {len(scores_ppm)}")
+        return self._transact("vote", sender, int(r), int(approvals), [int(x) for x in scores_ppm])
 
     def finalize(self, sender: str, r: int) -> Outcome:
         receipt = self._transact("finalize", sender, int(r))
         for ev in self._decode(receipt["logs"]):
             a = ev.args
             if ev.name == "Finalized":
-                return Outcome(a["round"], a["accepted"], False, a["digest"],
-                               a["approvals"], a["votes"], a["proposer"], a["required"])
+                approvals = tuple(int(x) for x in a["approvals"])
+                return Outcome(a["round"], a["accepted"], False, a["digest"], approvals[0] if approvals else 0,
+                               a["votes"], a["proposer"], a["required"], int(a["proposed_slots"]),
+                               int(a["accepted_slots"]), approvals)
             if ev.name == "RoundVoided":
                 return Outcome(a["round"], False, True, bytes(32), 0, 0, a["proposer"], 0)
         raise ChainError(f"finalize(round {r}) mined without a Finalized/RoundVoided event")
@@ -414,11 +503,15 @@ class Coordinator(ContractClient):
 
         return Domain(self.chain.chain_id, self.address)
 
-    def sign_ballot(self, voter: str, r: int, approve: bool, score_ppm: int):
-        """``voter``'s ballot for round r, signed with the key the chain holds for it."""
+    def sign_ballot(self, voter: str, r: int, approvals: int, scores_ppm):
+        """``voter``'s ballot for round r, signed with the key the chain holds for it: what vote_slots
+        sends (approvals: bit j approves slot j, a bool slot 0 / the average; scores_ppm: one score
+        or one per slot)."""
+        if not isinstance(scores_ppm, int) and len(scores_ppm) > MAX_MEMBERS:
+            raise ChainError(f"at most {MAX_MEMBERS} scores, got {len(scores_ppm)}")
         t0 = time.perf_counter()
         try:
-            return self.chain.sign_ballot(voter, self.address, int(r), bool(approve), int(score_ppm))
+            return self.chain.sign_ballot(voter, self.address, int(r), int(approvals), scores_ppm)
         finally:
             self.seconds += time.perf_counter() - t0
 

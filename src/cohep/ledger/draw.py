@@ -12,6 +12,12 @@ data enters it, so a proposer cannot make itself picked again by re-encoding its
 run replays identically on the embedded chain whose block hashes depend on wall-clock time. The
 per-epoch permutation also makes the draw fair: while all are active, every member proposes
 exactly once per n rounds.
+
+With k proposers per round (``[round] proposers``) the rounds' slots are laid end to end: slot j of
+round r is position ``q = r * k + j``, read as above with epoch ``q // n`` and ``perm[q % n]``, and a
+member already holding an earlier slot of the round is passed over like a suspended one, so the k
+proposers are distinct. A round has ``min(k, active members)`` slots (at least one). With k = 1 this
+is the one-proposer draw, unchanged.
 """
 
 from __future__ import annotations
@@ -45,18 +51,39 @@ def permutation(seed: bytes, n: int, epoch: int) -> list[int]:
 
 
 def proposer_index(seed: bytes, n_members: int, round: int, active: Sequence[bool]) -> int:
-    """Index of round ``round``'s proposer given who is active when the round starts.
+    """Index of round ``round``'s proposer (one slot per round) given who is active when it starts.
 
     With nobody active the slot's owner keeps the round (it cannot propose, so the round voids).
     """
+    return proposer_indices(seed, n_members, round, active, 1)[0]
+
+
+def slot_count(k: int, active: Sequence[bool]) -> int:
+    """Slots of a round: k, or fewer when fewer members are active (at least one)."""
+    return max(1, min(k, sum(bool(a) for a in active)))
+
+
+def proposer_indices(seed: bytes, n_members: int, round: int, active: Sequence[bool], k: int = 1) -> list[int]:
+    """Indices of round ``round``'s proposers in slot order, k slots per round (distinct members)."""
     if len(active) != n_members:
         raise ValueError(f"active has {len(active)} entries for {n_members} members")
     if round < 0:
         raise ValueError(f"round must be >= 0, got {round}")
-    perm = permutation(seed, n_members, round // n_members)
-    pos = round % n_members
-    for k in range(n_members):
-        idx = perm[(pos + k) % n_members]
-        if active[idx]:
-            return idx
-    return perm[pos]
+    if not 1 <= k <= n_members:
+        raise ValueError(f"proposers per round must be 1..{n_members}, got {k}")
+    out: list[int] = []
+    perms: dict[int, list[int]] = {}
+    for j in range(slot_count(k, active)):
+        q = round * k + j
+        epoch, pos = divmod(q, n_members)
+        if epoch not in perms:
+            perms[epoch] = permutation(seed, n_members, epoch)
+        perm = perms[epoch]
+        pick = perm[pos]
+        for s in range(n_members):
+            idx = perm[(pos + s) % n_members]
+            if active[idx] and idx not in out:
+                pick = idx
+                break
+        out.append(pick)
+    return out

@@ -1,0 +1,98 @@
+"""The round shape (``[round]``) and the model a round leaves: the average of its accepted proposals.
+
+With one proposer per round a single update drags the model towards that member's class mix, and on
+class-skewed (non-IID) data the others reject it. With k proposers per round (``[round] proposers``)
+the contract records k digests and decides which are accepted (``combine = "each"``: every voter
+judges each proposal; ``"average"``: every voter judges the average of all proposals, one vote); the
+members then adopt the average of the accepted proposals, in slot order.
+
+Every member and ``cohep audit`` must reach the same bytes from the same blobs, so the average is a
+pure function with a fixed order: float tensors are summed in float32, proposal by proposal in slot
+order, divided by the count, and cast back to their dtype; integer tensors are summed in int64 and
+floor-divided; bool tensors keep the first proposal's values. One accepted proposal is adopted as
+is (its own digest), so a one-proposer round is exactly today's round.
+
+The contract cannot average, so it records an identity instead: the accepted slot's digest, or
+sha256 chained over the accepted slots' digests in slot order (:func:`combination`); the adopted
+weights' own sha256 is recomputed off chain from the blobs, each checked against its digest first.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+
+from .learner import Weights
+from .settings import Section, setting
+
+
+@dataclass(frozen=True)
+class RoundSection(Section):
+    """``[round]``: how many members propose per round and what the voters judge."""
+
+    section: ClassVar[str] = "round"
+
+    proposers: int = setting(1, ge=1, le=64, help="Distinct proposers per round (k); at most the learners.")
+    #: "each": vote on every proposal, adopt the average of the accepted ones;
+    #: "average": vote once on the average of all proposals, adopt it if accepted
+    combine: Literal["each", "average"] = setting("each", help="each | average")
+
+
+def combination(digests: Sequence[bytes]) -> bytes:
+    """The contract's identity of a set of proposals in slot order: one digest as is; several
+    chained as ``h = d_1``, then ``h = sha256(h || d_i)`` (``Coordinator._combination``)."""
+    if not digests:
+        raise ValueError("no digests to combine")
+    h = bytes(digests[0])
+    for d in digests[1:]:
+        h = hashlib.sha256(h + bytes(d)).digest()
+    return h
+
+
+def average(proposals: Sequence[Weights]) -> Weights:
+    """The average of proposals (same names, shapes and dtypes: checked blobs are) in their order.
+
+    Float tensors: float32 sum in the given order, divided by the count, cast back to the dtype.
+    Integer tensors: int64 sum floor-divided by the count. Bool tensors: the first proposal's.
+    """
+    if not proposals:
+        raise ValueError("nothing to average")
+    first = proposals[0]
+    if len(proposals) == 1:
+        return {k: np.array(v, copy=True) for k, v in first.items()}
+    m = len(proposals)
+    out: dict[str, np.ndarray] = {}
+    for name, ref in first.items():
+        ref = np.asarray(ref)
+        parts = [np.asarray(p[name]) for p in proposals]
+        if any(p.shape != ref.shape or p.dtype != ref.dtype for p in parts):
+            raise ValueError(f"{name}: proposals differ in shape or dtype")
+        if ref.dtype == np.bool_:
+            out[name] = ref.copy()
+        elif np.issubdtype(ref.dtype, np.integer):
+            acc = parts[0].astype(np.int64)
+            for p in parts[1:]:
+                acc = acc + p.astype(np.int64)
+            out[name] = (acc // m).astype(ref.dtype)
+        else:
+            acc = parts[0].astype(np.float32)
+            for p in parts[1:]:
+                acc = acc + p.astype(np.float32)
+            out[name] = (acc / np.float32(m)).astype(ref.dtype)
+    return out
+
+
+def adopted(proposals: Sequence[Weights], digests: Sequence[bytes]) -> tuple[Weights, bytes]:
+    """The weights a round leaves and their sha256: the one accepted proposal as is, or the
+    average of several (canonically encoded, so every member gets the same digest)."""
+    from .weights import digest as weights_digest
+
+    if len(proposals) != len(digests) or not proposals:
+        raise ValueError("one digest per accepted proposal, at least one")
+    if len(proposals) == 1:
+        return proposals[0], bytes(digests[0])
+    avg = average(proposals)
+    return avg, weights_digest(avg)
