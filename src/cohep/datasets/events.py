@@ -29,6 +29,9 @@ from ..files import atomic_path
 
 CLASS_NAMES = ("NC", "numu_CC", "nue_CC")
 VIEW_NAMES = ("U", "V", "Y")
+#: where the window puts the interaction vertex: (row, column) as fractions of (H, W), rows are wires
+#: and columns drift time (``lartpc.detector.Readout.window``; ``cohep import`` centres the same way)
+VERTEX_FRACTION = (0.3, 0.5)
 FORMAT_VERSION = 1
 #: gzip level used for every image chunk (level 1: fast, and zero-suppressed images compress well).
 GZIP_LEVEL = 1

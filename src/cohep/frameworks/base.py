@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..learner import BatchCallback, Score, Scores, TrainableLearner, Weights, copy_weights
+from .augment import augment
 from .batches import iterate_batches
 from .training import TrainConfig, make_optimizer, set_lr
 
@@ -122,14 +123,18 @@ class FrameworkLearner(TrainableLearner):
     ) -> list[float]:
         """Train in place for ``epochs`` passes; returns the per-step losses.
 
-        ``seed`` fixes the framework's random state and the batch order (a generator of its own, so
-        the two do not interfere). Without ``optimizer`` this is a proposal: a fresh optimizer and
-        ``config.lr_schedule`` over its steps; a passed optimizer keeps its learning rate.
+        ``seed`` fixes the framework's random state, the batch order and the ``config.augment`` draws
+        (generators of their own, so they do not interfere). Without ``optimizer`` this is a
+        proposal: a fresh optimizer and ``config.lr_schedule`` over its steps; a passed optimizer
+        keeps its learning rate.
         ``on_batch(probabilities, labels, loss)`` sees every step's outputs, as CPU tensors.
         """
         cfg = self.config
         self._seed_rng(seed)
         generator = torch.Generator().manual_seed(int(seed))
+        variations = cfg.augment if cfg.augment.active else None
+        if variations is not None:
+            draws = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), 3]).generate_state(1)[0]))
         scheduled = optimizer is None
         if optimizer is None:
             optimizer = self.make_optimizer()
@@ -138,6 +143,8 @@ class FrameworkLearner(TrainableLearner):
         with self._scope(training=True):
             while len(losses) < total:
                 for x, y in iterate_batches(dataset, cfg.batch_size, shuffle=True, generator=generator):
+                    if variations is not None:  # training batches only: scores see the data as it is
+                        x = augment(x.to(self.device, non_blocking=True), variations, draws)
                     x = self._prepare(x)
                     y = y.to(self.device, non_blocking=True).long()
                     optimizer.zero_grad(set_to_none=True)

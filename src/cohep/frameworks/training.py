@@ -13,6 +13,7 @@ import torch
 
 from ..errors import ConfigError
 from ..settings import Section, setting
+from .augment import AugmentConfig
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class TrainConfig(Section):
     eval_batch_size: int | None = setting(None, ge=1, help="Inference batch size (default: the framework's).")
     device: str = setting("auto", help="auto | cpu | cuda")  #: "auto" takes CUDA when present, else CPU
     mixed_precision: bool = False  #: bf16/fp16 autocast on CUDA only
+    #: ``[train.augment]``: per-event variations of every training batch (frameworks/augment.py)
+    augment: AugmentConfig = setting(factory=AugmentConfig)
     extra: dict = setting(factory=dict)
 
     def check(self) -> None:

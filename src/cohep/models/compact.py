@@ -3,7 +3,8 @@
 Input: ``[N, V, H, W]`` charge images (V views, by default U, V, Y at 200 x 200), mostly zero. Design,
 chosen for sparse images and CPU training:
 
-1. **Normalisation inside the model**: ``log1p(max(x, 0) / input_scale)``, ``input_scale`` = 1 in the
+1. **Normalisation inside the model** (``normalise = "log1p"``; ``"event"`` divides each event by its
+   own charge scale first, see :mod:`cohep.models.normalise`): ``log1p(max(x, 0) / input_scale)``, ``input_scale`` = 1 in the
    file's charge unit. ``cohep simulate`` writes kilo-electrons (``image_unit = "ke-"``): pixels above
    threshold hold ~1.3 ke- (noise level) to ~3000 ke-, median ~17, so the inputs span ~0.8 to ~8 with
    a minimum-ionising pixel near 3. Images in other units need no outside preprocessing: well above
@@ -49,9 +50,12 @@ from torch import nn
 
 from ..errors import ConfigError
 from .fit import DataFit
+from .normalise import check_mode
+from .normalise import normalise as normalise_input
 from .registry import register_model
 
 DEFAULT_INPUT_SCALE = 1.0  #: one charge unit of the file (1 ke- for `cohep simulate` output)
+DEFAULT_NORMALISE = "log1p"  #: or "event": per-event charge scale, see cohep.models.normalise
 
 
 def _conv_bn_relu(cin: int, cout: int, kernel: int, stride: int, padding: int, groups: int) -> list[nn.Module]:
@@ -77,6 +81,7 @@ class CompactMultiViewCNN(nn.Module):
         patch: int = 4,
         input_scale: float = DEFAULT_INPUT_SCALE,
         flip_time: bool = True,
+        normalise: str = DEFAULT_NORMALISE,
     ):
         super().__init__()
         if len(widths) != 3 or any(int(w) <= 0 for w in widths):
@@ -87,6 +92,7 @@ class CompactMultiViewCNN(nn.Module):
             raise ConfigError(f"model.params.dropout must be in [0, 1), got {dropout!r}")
         w0, w1, w2 = (int(w) for w in widths)
         v = int(n_views)
+        self.mode = check_mode(normalise)
         self.input_scale = float(input_scale)
         self.flip_time = bool(flip_time)
         self.n_views = v
@@ -106,11 +112,8 @@ class CompactMultiViewCNN(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """``log1p(max(x, 0) / input_scale)`` in one new tensor (in-place steps after the first)."""
-        z = torch.relu(x.float())
-        if self.input_scale != 1.0:
-            z.div_(self.input_scale)
-        return z.log1p_()
+        """The ``normalise`` mode's input (:mod:`cohep.models.normalise`) in one new tensor."""
+        return normalise_input(x, self.mode, self.input_scale)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """Training only: mirror each event along drift time (the last axis) with probability 1/2.
@@ -135,7 +138,7 @@ class CompactMultiViewCNN(nn.Module):
         return self.head(pooled)
 
 
-_KNOWN_PARAMS = ("widths", "joint", "hidden", "dropout", "patch", "input_scale", "flip_time")
+_KNOWN_PARAMS = ("widths", "joint", "hidden", "dropout", "patch", "input_scale", "flip_time", "normalise")
 
 
 def _min_side(params) -> int:

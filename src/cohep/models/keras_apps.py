@@ -6,8 +6,8 @@ channels-last (the paper: 200 x 200 x 3, 3 classes). Keras is imported only when
 importing cohep never imports Keras.
 
 The applications carry no input preprocessing when ``weights=None``; the Keras adapter feeds them
-``log1p(max(x, 0) / input_scale)`` (the same normalisation as the compact model, see
-:func:`normalise_input`) transposed to ``[N, H, W, C]``. Both need images of at least 32 x 32 (five
+``log1p(max(x, 0) / input_scale)`` or its per-event form (``normalise``, the same normalisation as
+the compact model, :mod:`cohep.models.normalise`) transposed to ``[N, H, W, C]``. Both need images of at least 32 x 32 (five
 stride-2 stages).
 """
 from __future__ import annotations
@@ -18,9 +18,11 @@ import torch
 
 from ..errors import ConfigError
 from .fit import DataFit
+from .normalise import check_mode, normalise
 from .registry import register_model
 
 DEFAULT_INPUT_SCALE = 1.0  #: as the compact model: one charge unit (1 ke- for simulated files)
+DEFAULT_NORMALISE = "log1p"  #: as the compact model (``model.params.normalise``)
 MIN_SIDE = 32
 
 
@@ -34,9 +36,10 @@ def _application(constructor_name: str, spec):
     """Build ``keras.applications.<constructor_name>`` for the spec (random weights from the Keras seed)."""
     import keras  # lazy: only Keras models pay for the import
 
-    unknown = sorted(set(spec.params) - {"input_scale"})
+    unknown = sorted(set(spec.params) - {"input_scale", "normalise"})
     if unknown:
-        raise ConfigError(f"model {spec.name}: unknown params {', '.join(unknown)} (known: input_scale)")
+        raise ConfigError(f"model {spec.name}: unknown params {', '.join(unknown)} (known: input_scale, normalise)")
+    check_mode(spec.params.get("normalise", DEFAULT_NORMALISE))
     return getattr(keras.applications, constructor_name)(
         include_top=True,
         weights=None,
@@ -51,10 +54,10 @@ def normalise_input(spec) -> Callable[[torch.Tensor], torch.Tensor]:
     scale = float(spec.params.get("input_scale", DEFAULT_INPUT_SCALE))
     if not scale > 0:
         raise ConfigError(f"model.params.input_scale must be > 0, got {scale!r}")
+    mode = check_mode(spec.params.get("normalise", DEFAULT_NORMALISE))
 
     def preprocess(x: torch.Tensor) -> torch.Tensor:
-        x = torch.log1p(x.float().clamp_min(0) / scale)
-        return x.permute(0, 2, 3, 1).contiguous()
+        return normalise(x, mode, scale).permute(0, 2, 3, 1).contiguous()
 
     return preprocess
 

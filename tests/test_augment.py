@@ -1,0 +1,169 @@
+"""Training-time augmentation ([train.augment]) and per-event charge normalisation (model.params.normalise)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from cohep import config
+from cohep.errors import ConfigError
+from cohep.frameworks.augment import AugmentConfig, augment
+from cohep.frameworks.training import TrainConfig
+from cohep.models import ModelSpec, build_learner, initial_weights
+from cohep.models.normalise import EVENT_REFERENCE, event_scale, normalise
+
+H = W = 40
+
+
+def _events(n: int = 6, seed: int = 0) -> torch.Tensor:
+    """Sparse 3-view events: a track from the vertex (row 0.3 H, column 0.5 W) and noise hits."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, 3, H, W), dtype=np.float32)
+    for i in range(n):
+        for v in range(3):
+            slope = rng.uniform(-0.8, 0.8)
+            for k in range(12):
+                x[i, v, 12 + k, int(20 + slope * k)] = rng.uniform(20, 40)
+            x[i, v, rng.integers(0, H, 5), rng.integers(0, W, 5)] = 1.5
+    return torch.from_numpy(x)
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+ALL = AugmentConfig(vertex_shift=3, charge_scale=0.3, pitch_scale=0.2, dead_wires=0.1, noise=0.1)
+
+
+def test_augmentation_keeps_shapes_leaves_the_batch_alone_and_follows_its_seed():
+    x = _events()
+    before = x.clone()
+    out = augment(x, ALL, _gen(1))
+    assert out.shape == x.shape and out.dtype == torch.float32
+    assert torch.equal(x, before)
+    assert torch.equal(out, augment(x, ALL, _gen(1)))
+    assert not torch.equal(out, augment(x, ALL, _gen(2)))
+    assert not torch.equal(out, x)
+    assert (out >= 0).all()
+    assert torch.equal(augment(x.half(), AugmentConfig(), _gen(0)), x.half().float())  # all off: a copy
+
+
+def test_vertex_shift_moves_pixels_exactly_and_the_time_shift_is_shared_by_the_views():
+    x = _events()
+    out = augment(x, AugmentConfig(vertex_shift=4), _gen(3))
+    for i in range(len(x)):
+        track_in, track_out = x[i][x[i] > 10], out[i][out[i] > 10]  # the tracks stay inside the window
+        assert torch.equal(torch.sort(track_out)[0], torch.sort(track_in)[0])
+        assert float(out[i].sum()) <= float(x[i].sum()) + 1e-3
+        cols = [int((out[i, v] > 20).nonzero()[:, 1].min() - (x[i, v] > 20).nonzero()[:, 1].min()) for v in range(3)]
+        assert len(set(cols)) == 1 and abs(cols[0]) <= 4  # one drift-time shift for all views
+    shifts = {int((out[i, 0] > 20).nonzero()[:, 0].min()) - 12 for i in range(len(x))}
+    assert len(shifts) > 1 and max(abs(s) for s in shifts) <= 4
+
+
+def test_pitch_rescale_conserves_charge_and_scales_about_the_vertex():
+    x = _events(20)
+    x = x * (x > 10)  # the tracks alone: they stay inside the window
+    out = augment(x, AugmentConfig(pitch_scale=0.3), _gen(4))
+    torch.testing.assert_close(out.sum(dim=(1, 2, 3)), x.sum(dim=(1, 2, 3)), rtol=1e-5, atol=1e-3)
+    # the track's extent along the wires changes by 1 / factor about the vertex row (0.3 H = 12)
+    extent_in = [(x[i, 2] > 10).nonzero()[:, 0].max().item() for i in range(20)]
+    extent_out = [(out[i, 2] > 0.5).nonzero()[:, 0].max().item() for i in range(20)]
+    ratios = [(b + 0.5 - 12) / (a + 0.5 - 12) for a, b in zip(extent_in, extent_out)]
+    assert min(ratios) < 0.95 and max(ratios) > 1.05 and 0.7 < min(ratios) and max(ratios) < 1.5
+    vertex = [(out[i, 2] > 0).nonzero()[:, 0].min().item() for i in range(20)]
+    assert all(abs(r - 12) <= 1 for r in vertex)  # the vertex stays put
+
+
+def test_charge_scale_is_one_gain_per_event():
+    x = _events()
+    out = augment(x, AugmentConfig(charge_scale=0.5), _gen(5))
+    hit = x > 0
+    gains = []
+    for i in range(len(x)):
+        ratio = out[i][hit[i]] / x[i][hit[i]]
+        torch.testing.assert_close(ratio, torch.full_like(ratio, float(ratio[0])))
+        gains.append(float(ratio[0]))
+    assert np.std(np.log(gains)) > 0.1
+    assert torch.equal(out > 0, hit)
+
+
+def test_dead_wires_zero_whole_rows_and_noise_keeps_empty_pixels_empty():
+    x = torch.ones(8, 3, H, W)
+    out = augment(x, AugmentConfig(dead_wires=0.25), _gen(6))
+    rows = out.amax(dim=3)
+    assert set(rows.unique().tolist()) == {0.0, 1.0}
+    assert 0.15 < float((rows == 0).float().mean()) < 0.35
+    sparse = _events(20)
+    smeared = augment(sparse, AugmentConfig(noise=0.2), _gen(7))
+    assert torch.equal(smeared > 0, sparse > 0)
+    rel = (smeared[sparse > 0] / sparse[sparse > 0] - 1.0)
+    assert 0.15 < float(rel.std()) < 0.25
+
+
+def test_augment_section_is_validated_by_name():
+    cfg = config.from_dict({"train": {"augment": {"vertex_shift": 5, "charge_scale": 0.2}}})
+    assert cfg.train.augment == AugmentConfig(vertex_shift=5, charge_scale=0.2)
+    assert cfg.train.augment.active and not AugmentConfig().active
+    for bad, message in (({"vertex_shift": -1}, "train.augment.vertex_shift must be >= 0"),
+                         ({"dead_wires": 1.0}, "train.augment.dead_wires must be < 1"),
+                         ({"noise": "high"}, "train.augment.noise must be a number"),
+                         ({"jitter": 1}, "unknown field train.augment.jitter")):
+        with pytest.raises(ConfigError, match=message):
+            config.from_dict({"train": {"augment": bad}})
+    assert config.from_dict(config.to_toml_dict(cfg)) == cfg  # round-trips through the experiment file
+
+
+@pytest.mark.parametrize("name", ["compact", "resnet50v2"])
+def test_training_augments_batches_only_reproducibly_for_torch_and_keras(name, one_torch_thread):
+    shape = (3, 32, 32)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.gamma(0.3, 20.0, size=(8, *shape)).astype(np.float32) * (rng.random((8, *shape)) < 0.1))
+    data = TensorDataset(x, torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]))
+    spec = ModelSpec(name, shape, 3)
+    start = initial_weights(spec, 0)
+
+    def trained(augment_cfg: AugmentConfig):
+        cfg = TrainConfig(batch_size=4, max_steps=2, augment=augment_cfg)
+        learner = build_learner(spec, data, data, None, cfg, seed=0, initial=start)
+        learner.train_steps(data, 1.0, seed=11)
+        return learner
+
+    plain, aug, again = trained(AugmentConfig()), trained(ALL), trained(ALL)
+    w_plain, w_aug, w_again = plain.live_weights(), aug.live_weights(), again.live_weights()
+    assert any(not np.array_equal(w_plain[k], w_aug[k]) for k in w_plain)  # the batches were augmented
+    assert all(np.array_equal(w_aug[k], w_again[k]) for k in w_aug)  # reproducibly
+    # scoring never augments: the same weights score the same with and without the section
+    plain.load_live(w_aug)
+    p_plain, labels = plain.predict(data)
+    p_aug, labels_aug = aug.predict(data)
+    np.testing.assert_array_equal(labels, labels_aug)
+    np.testing.assert_allclose(p_plain, p_aug, rtol=1e-5, atol=1e-6)
+    assert torch.equal(data.tensors[0], x)
+
+
+def test_event_normalisation_ignores_the_charge_scale():
+    x = _events(4)
+    a, b = normalise(x, "event"), normalise(x * 37.5, "event")
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(normalise(x, "log1p"), normalise(x * 37.5, "log1p"))
+    # the per-event scale is the track charge (20-40), not dragged down by the 1.5 noise hits
+    s = event_scale(torch.relu(x))
+    assert ((s > 20) & (s < 40)).all()
+    assert torch.equal(normalise(torch.zeros(2, 3, 4, 4), "event"), torch.zeros(2, 3, 4, 4))
+    one = torch.zeros(1, 1, 2, 2)
+    one[0, 0, 0, 0] = 3.0
+    assert float(normalise(one, "event")[0, 0, 0, 0]) == pytest.approx(np.log1p(EVENT_REFERENCE))
+
+
+def test_models_take_the_normalise_param_and_reject_unknown_modes(one_torch_thread):
+    x = _events(2).repeat(1, 1, 1, 1)
+    spec = ModelSpec("compact", (3, H, W), 3, {"normalise": "event"})
+    learner = build_learner(spec, None, None, None, TrainConfig(), seed=0)
+    learner.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(learner.model(x), learner.model(x * 9.0), rtol=1e-4, atol=1e-4)
+    for name in ("compact", "resnet50v2"):
+        with pytest.raises(ConfigError, match="model.params.normalise must be one of log1p, event"):
+            initial_weights(ModelSpec(name, (3, 32, 32), 3, {"normalise": "zscore"}), 0)
