@@ -38,7 +38,7 @@ def simulate(
     out: Path = typer.Option(..., "--out", "-o", help="Output HDF5 file."),
     seed: int = typer.Option(0, min=0, help="Seed: the same seed gives the same file content."),
     workers: int = typer.Option(0, min=0, help="Worker processes (0: all cores); the content does not depend on it."),
-    detector: Optional[str] = typer.Option(None, help="Detector preset: microboone (default) or protodune."),
+    detector: Optional[str] = typer.Option(None, help="Detector preset: microboone (default), protodune, microboone_surface, protodune_sp or dune_fd."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML simulation configuration."),
 ) -> None:
     """Simulate LArTPC neutrino events (NC / numu CC / nue CC, three wire-plane views) to HDF5."""

@@ -7,8 +7,9 @@
 
 Modules: :mod:`.constants` (every number with its source), :mod:`.generator` (interactions, final
 states, flux), :mod:`.transport` (tracks, showers, hadronic interactions, decays -> deposits),
-:mod:`.detector` (recombination, drift, diffusion, wire planes), :mod:`.imaging` (noise,
-threshold, stored units), ``simulate`` (configuration and the parallel driver; the package-level
+:mod:`.detector` (recombination, drift, diffusion, wire planes, presets), :mod:`.imaging` (noise,
+threshold, stored units), :mod:`.cosmics` (cosmic-muon overlay), :mod:`.realism` (dead and noisy
+channels, bipolar induction, ADC counts, the vertex estimate), ``simulate`` (configuration and the parallel driver; the package-level
 name ``simulate`` is the driver function, import the module as ``cohep.lartpc.simulate``).
 Units inside: MeV, cm, ns.
 """
@@ -23,7 +24,7 @@ from .simulate import (
     load_config,
     simulate,
 )
-from . import constants, detector, generator, imaging, transport
+from . import constants, cosmics, detector, generator, imaging, realism, transport
 from .transport import TransportResult, TransportSettings, material_tables
 
 __all__ = [

@@ -253,3 +253,60 @@ X0_CM = radiation_length()
 #: Mean photon pair-conversion length 9/7 X0 (PDG eq. 34.31), 18.0 cm at the default density.
 CONVERSION_LENGTH_CM = 9.0 / 7.0 * X0_CM
 
+
+# --------------------------------------------------------------------------------------------
+# Cosmic-ray muons at the surface (PDG 2024, "Cosmic rays" review, sec. 30.3)
+# --------------------------------------------------------------------------------------------
+#: Integral intensity of muons through a horizontal surface at sea level: "approximately
+#: 1 cm^-2 min^-1 for horizontal detectors" (PDG Cosmic rays, sec. 30.3.1).
+COSMIC_FLUX_SURFACE_CM2_MIN = 1.0
+#: Angular distribution at the surface: I(theta) ~ cos^2(theta) at E_mu ~ 3 GeV (PDG sec. 30.3.1).
+COSMIC_ZENITH_EXPONENT = 2.0
+#: "The mean energy of muons at the ground is about 4 GeV" (PDG sec. 30.3.1).
+COSMIC_MEAN_ENERGY_MEV = 4000.0
+#: Muon flux at the 4850 ft level of SURF (DUNE far detector): 5.66e-9 cm^-2 s^-1 (DUNE FD TDR
+#: Vol. II, arXiv:2002.03005, sec. 4.1) [approximate] = 3.4e-7 cm^-2 min^-1: off in practice.
+COSMIC_FLUX_SURF_4850_CM2_MIN = 5.66e-9 * 60.0
+
+# --------------------------------------------------------------------------------------------
+# Readout electronics and channel health
+# --------------------------------------------------------------------------------------------
+ELEMENTARY_CHARGE_FC = 1.602176634e-4  # fC per electron (SI 2019, exact)
+#: MicroBooNE cold front end: 14 mV/fC gain, 2 us shaping; 12-bit ADC over a 2 V range
+#: (JINST 12 (2017) P02017, sec. 3.1) -> 14 / (2000 / 4096) = 28.7 ADC per fC = 4.59 ADC per ke-
+#: [approximate: the ADC range is recalled].
+MICROBOONE_ADC_PER_KE = 14.0 / (2000.0 / 4096.0) * ELEMENTARY_CHARGE_FC * 1000.0
+#: ProtoDUNE-SP (and the DUNE FD design it prototypes): 14 mV/fC, 12-bit ADC over about 1.6 V
+#: (JINST 15 (2020) P12004, sec. 2; DUNE FD TDR Vol. IV, arXiv:2002.03008) -> 5.7 ADC per ke-,
+#: i.e. about 175 e- per ADC count [approximate].
+PROTODUNE_ADC_PER_KE = 14.0 / (1600.0 / 4096.0) * ELEMENTARY_CHARGE_FC * 1000.0
+#: MicroBooNE drift field: 273 V/cm (JINST 12 (2017) P02017).
+MICROBOONE_DRIFT_FIELD_KV_CM = 0.273
+#: MicroBooNE: about 10 % of the channels unresponsive or too noisy to use in the first data
+#: (arXiv:1705.07341, sec. 6) [approximate]; we split it into 8 % dead and 2 % noisy.
+MICROBOONE_DEAD_FRACTION = 0.08
+MICROBOONE_NOISY_FRACTION = 0.02
+#: ProtoDUNE-SP noise after coherent-noise removal: about 550 e (induction) and 650 e (collection)
+#: ENC (JINST 15 (2020) P12004, sec. 5) [approximate]; 99.7 % of channels working: 0.3 % dead,
+#: about 1 % noisy (same paper) [approximate].
+PROTODUNE_NOISE_ENC_INDUCTION = 550.0
+PROTODUNE_NOISE_ENC_COLLECTION = 650.0
+PROTODUNE_DEAD_FRACTION = 0.003
+PROTODUNE_NOISY_FRACTION = 0.01
+#: ProtoDUNE-SP electron lifetime above 20 ms over most of the 2018 run (JINST 15 (2020) P12004,
+#: sec. 4) [approximate].
+PROTODUNE_LIFETIME_MS = 20.0
+#: DUNE far-detector horizontal-drift module (DUNE FD TDR Vol. IV, arXiv:2002.03008): APA wires
+#: at 4.669 mm (U, V, at +-35.7 deg) and 4.790 mm (X, collection) pitch, 3.5 m drift at 500 V/cm,
+#: 2 MHz sampling, 12 m x 58 m APA planes; requirements: electron lifetime > 3 ms (design 10 ms),
+#: under 1 % dead channels, ENC under 1000 e (ProtoDUNE-SP level expected).
+DUNE_FD_PITCH_MM = (4.669, 4.669, 4.790)
+DUNE_FD_ANGLE_DEG = 35.7
+DUNE_FD_DRIFT_CM = 350.0
+DUNE_FD_HEIGHT_CM = 1200.0
+DUNE_FD_LENGTH_CM = 5800.0
+DUNE_FD_LIFETIME_MS = 10.0
+DUNE_FD_DEAD_FRACTION = 0.01
+#: Extra noise of a noisy channel, in units of its nominal per-pixel noise (an "excess noise"
+#: channel in the MicroBooNE and ProtoDUNE-SP noise studies shows 2-5x the nominal RMS) [approximate].
+NOISY_CHANNEL_FACTOR = 3.0

@@ -1,7 +1,8 @@
 """Detector response: recombination, drift, electron lifetime, diffusion and wire-plane projection.
 
-The readout is described by :class:`DetectorConfig` (presets :meth:`DetectorConfig.microboone`
-and :meth:`DetectorConfig.protodune`).  Units at this edge carry their name (``_mm``, ``_us``,
+The readout is described by :class:`DetectorConfig` (presets in ``DETECTORS``: the paper's
+``microboone`` and ``protodune``, and the realistic ``microboone_surface``, ``protodune_sp`` and
+``dune_fd`` with cosmics, dead and noisy channels and ADC units, see :mod:`.realism`).  Units at this edge carry their name (``_mm``, ``_us``,
 ``_kv_cm``...); inside, cm and ns.
 
 Model
@@ -22,6 +23,7 @@ Model
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, replace
 from typing import ClassVar
@@ -33,7 +35,12 @@ from ..errors import ConfigError
 from ..settings import Section, from_mapping
 from . import constants as C
 
-DETECTORS = ("microboone", "protodune")
+DETECTORS = ("microboone", "protodune", "microboone_surface", "protodune_sp", "dune_fd")
+#: Realism fields: left out of ``to_dict`` while at their (off) default, so files made without them
+#: keep the bytes they had before the fields existed.
+REALISM_FIELDS = ("cosmic_flux_cm2_min", "cosmic_mean_energy_mev", "dead_channel_fraction",
+                  "noisy_channel_fraction", "noisy_channel_factor", "channel_map_seed", "adc_per_ke",
+                  "bipolar_induction")
 
 
 def drift_velocity(field_kv_cm: float, temperature_k: float = 87.5) -> float:
@@ -117,6 +124,20 @@ class DetectorConfig(Section):
     plane_gain: tuple[float, ...] = (1.0, 1.0, 1.0)
     #: Planes whose readout is dead (indices into plane_names): their image is all zeros.
     dead_planes: tuple[int, ...] = ()
+    #: Cosmic-ray muons through a horizontal surface, cm^-2 min^-1 (0: none; 1 at sea level, PDG).
+    cosmic_flux_cm2_min: float = 0.0
+    cosmic_mean_energy_mev: float = C.COSMIC_MEAN_ENERGY_MEV
+    #: Share of dead wires per plane (their pixel rows read zero) and of noisy wires (extra
+    #: incoherent noise of noisy_channel_factor x the pixel noise); which wires is fixed by
+    #: channel_map_seed, like a detector's channel map.
+    dead_channel_fraction: tuple[float, ...] = (0.0, 0.0, 0.0)
+    noisy_channel_fraction: tuple[float, ...] = (0.0, 0.0, 0.0)
+    noisy_channel_factor: float = C.NOISY_CHANNEL_FACTOR
+    channel_map_seed: int = 0
+    #: ADC counts per ke- (0: store ke- as floats; else integer ADC counts, image_unit "ADC").
+    adc_per_ke: float = 0.0
+    #: Induction planes (all but the last) as raw bipolar signals instead of deconvolved charge.
+    bipolar_induction: bool = False
 
     # -- presets -------------------------------------------------------------------------------
     @classmethod
@@ -144,6 +165,61 @@ class DetectorConfig(Section):
         return replace(base, **overrides)
 
     @classmethod
+    def microboone_surface(cls, **overrides) -> DetectorConfig:
+        """MicroBooNE as it runs: at the surface (cosmic muons at the sea-level flux), 273 V/cm,
+        about 10 % unusable channels, ADC counts (JINST 12 (2017) P02017, arXiv:1705.07341)."""
+        base = cls(
+            name="microboone_surface",
+            drift_field_kv_cm=C.MICROBOONE_DRIFT_FIELD_KV_CM,
+            cosmic_flux_cm2_min=C.COSMIC_FLUX_SURFACE_CM2_MIN,
+            dead_channel_fraction=(C.MICROBOONE_DEAD_FRACTION,) * 3,
+            noisy_channel_fraction=(C.MICROBOONE_NOISY_FRACTION,) * 3,
+            channel_map_seed=1,
+            adc_per_ke=C.MICROBOONE_ADC_PER_KE,
+        )
+        return replace(base, **overrides)
+
+    @classmethod
+    def protodune_sp(cls, **overrides) -> DetectorConfig:
+        """ProtoDUNE-SP as it ran at CERN (JINST 15 (2020) P12004): the protodune geometry, 550 /
+        650 e ENC on induction / collection, 20 ms lifetime, 0.3 % dead and 1 % noisy channels,
+        cosmic muons (surface hall), ADC counts, bipolar raw induction signals."""
+        base = cls.protodune(
+            name="protodune_sp",
+            noise_enc=(C.PROTODUNE_NOISE_ENC_INDUCTION,) * 2 + (C.PROTODUNE_NOISE_ENC_COLLECTION,),
+            electron_lifetime_ms=C.PROTODUNE_LIFETIME_MS,
+            cosmic_flux_cm2_min=C.COSMIC_FLUX_SURFACE_CM2_MIN,
+            dead_channel_fraction=(C.PROTODUNE_DEAD_FRACTION,) * 3,
+            noisy_channel_fraction=(C.PROTODUNE_NOISY_FRACTION,) * 3,
+            channel_map_seed=2,
+            adc_per_ke=C.PROTODUNE_ADC_PER_KE,
+            bipolar_induction=True,
+        )
+        return replace(base, **overrides)
+
+    @classmethod
+    def dune_fd(cls, **overrides) -> DetectorConfig:
+        """DUNE far-detector horizontal-drift module (FD TDR Vol. IV, arXiv:2002.03008): 4.669 /
+        4.790 mm pitch, +-35.7 deg, 3.5 m drift at 500 V/cm, 12 m x 58 m, 10 ms lifetime, 1 % dead
+        channels (the requirement), underground (no cosmics), ADC counts, bipolar induction."""
+        base = cls(
+            name="dune_fd",
+            plane_angles_deg=(C.DUNE_FD_ANGLE_DEG, -C.DUNE_FD_ANGLE_DEG, 0.0),
+            wire_pitch_mm=C.DUNE_FD_PITCH_MM,
+            noise_enc=(C.PROTODUNE_NOISE_ENC_INDUCTION,) * 2 + (C.PROTODUNE_NOISE_ENC_COLLECTION,),
+            wires_per_pixel=1,
+            active_x_cm=(0.0, C.DUNE_FD_DRIFT_CM),
+            active_y_cm=(0.0, C.DUNE_FD_HEIGHT_CM),
+            active_z_cm=(0.0, C.DUNE_FD_LENGTH_CM),
+            electron_lifetime_ms=C.DUNE_FD_LIFETIME_MS,
+            dead_channel_fraction=(C.DUNE_FD_DEAD_FRACTION,) * 3,
+            channel_map_seed=3,
+            adc_per_ke=C.PROTODUNE_ADC_PER_KE,
+            bipolar_induction=True,
+        )
+        return replace(base, **overrides)
+
+    @classmethod
     def preset(cls, name: str, **overrides) -> "DetectorConfig":
         if name not in DETECTORS:
             raise ConfigError(f"unknown detector {name!r}: choose one of {', '.join(DETECTORS)}")
@@ -161,12 +237,27 @@ class DetectorConfig(Section):
             raise ConfigError(f"{where}.preset: unknown detector {preset!r} (choose {', '.join(DETECTORS)})")
         return from_mapping(cls, data, base=cls.preset(preset), where=where)
 
+    def to_dict(self) -> dict:
+        """All fields, except realism fields at their default (files keep their old bytes)."""
+        out = super().to_dict()
+        for f in dataclasses.fields(self):
+            if f.name in REALISM_FIELDS and out[f.name] == f.default:
+                del out[f.name]
+        return out
+
+    @property
+    def has_realism(self) -> bool:
+        """Whether any readout effect of :mod:`.realism` is on (else the fast old path runs)."""
+        return (self.cosmic_flux_cm2_min > 0 or any(self.dead_channel_fraction)
+                or any(self.noisy_channel_fraction) or self.adc_per_ke > 0 or self.bipolar_induction)
+
     def check(self) -> None:
         where = self.section
         n = len(self.plane_names)
         if n != 3:
             raise ConfigError(f"{where}.plane_names: three planes are required, got {n}")
-        for name in ("plane_angles_deg", "wire_pitch_mm", "noise_enc"):
+        for name in ("plane_angles_deg", "wire_pitch_mm", "noise_enc", "dead_channel_fraction",
+                     "noisy_channel_fraction"):
             if len(getattr(self, name)) != n:
                 raise ConfigError(f"{where}.{name} needs {n} values (one per plane)")
         positive = ("density_g_cm3", "temperature_k", "drift_field_kv_cm", "electron_lifetime_ms", "w_ion_ev",
@@ -181,6 +272,14 @@ class DetectorConfig(Section):
             raise ConfigError(f"{where}.wire_pitch_mm must be > 0")
         if any(e < 0 for e in self.noise_enc):
             raise ConfigError(f"{where}.noise_enc must be >= 0")
+        for name in ("dead_channel_fraction", "noisy_channel_fraction"):
+            if any(not 0 <= f <= 1 for f in getattr(self, name)):
+                raise ConfigError(f"{where}.{name} must be fractions in [0, 1], got {list(getattr(self, name))}")
+        for name in ("cosmic_flux_cm2_min", "adc_per_ke", "noisy_channel_factor", "channel_map_seed"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{where}.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not self.cosmic_mean_energy_mev > 0:
+            raise ConfigError(f"{where}.cosmic_mean_energy_mev must be > 0")
         if len(self.plane_gain) != n or any(not g > 0 for g in self.plane_gain):
             raise ConfigError(f"{where}.plane_gain needs {n} values > 0 (one per plane), got {list(self.plane_gain)}")
         if len(set(self.dead_planes)) != len(self.dead_planes) or any(not 0 <= d < n for d in self.dead_planes):
@@ -303,14 +402,15 @@ class Readout:
         y, z = np.asarray(y, float), np.asarray(z, float)
         return self.cos.reshape((3,) + (1,) * z.ndim) * z - self.sin.reshape((3,) + (1,) * y.ndim) * y
 
-    def window(self, vertex, height: int, width: int, vertex_fraction=(0.3, 0.5)) -> ImageWindow:
-        """The image window with the vertex at (row, column) fraction ``vertex_fraction``."""
+    def window(self, vertex, height: int, width: int, vertex_fraction=(0.3, 0.5), shift=(0, 0)) -> ImageWindow:
+        """The image window with the vertex at (row, column) fraction ``vertex_fraction``, moved
+        by ``shift`` (rows, columns) pixels."""
         cfg = self.config
         nw, nt = cfg.wires_per_pixel, cfg.ticks_per_pixel_effective
         xv, yv, zv = vertex
         w = self.wire_coordinate(yv, zv)
-        row_v = int(vertex_fraction[0] * height)
-        col_v = int(vertex_fraction[1] * width)
+        row_v = int(vertex_fraction[0] * height) + int(shift[0])
+        col_v = int(vertex_fraction[1] * width) + int(shift[1])
         first_wire = tuple(int(math.floor(w[p] / self.pitch[p])) - row_v * nw for p in range(3))
         tick_v = int(math.floor((xv - self.x_anode) / self.velocity / self.tick))
         return ImageWindow(height, width, first_wire, tick_v - col_v * nt, nw, nt)

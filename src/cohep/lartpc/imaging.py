@@ -79,6 +79,54 @@ def _noise_threshold(img, sigma, thr, rng, scale):
 
 
 @njit(cache=True)
+def _noise_threshold_signed(img, sigma, thr, rng, scale):
+    """As :func:`_noise_threshold` for signed (bipolar) signals: a pixel is kept when |value| is
+    over threshold; noise hits are drawn from both tails."""
+    n_planes, h, w = img.shape
+    for p in range(n_planes):
+        s = sigma[p]
+        a = thr[p]
+        plane = img[p]
+        n_signal = 0
+        for i in range(h):
+            for j in range(w):
+                v = plane[i, j]
+                if v != 0.0:
+                    n_signal += 1
+                    if s > 0.0:
+                        v = v + s * rng.standard_normal()
+                    plane[i, j] = v * scale if abs(v) >= a and v != 0.0 else np.nan
+        if s > 0.0:
+            z = a / s
+            p_tail = math.erfc(z / math.sqrt(2.0))  # both tails
+            n_empty = h * w - n_signal
+            k = rng.binomial(n_empty, p_tail) if n_empty > 0 and p_tail > 0.0 else 0
+            placed = 0
+            tries = 0
+            while placed < k and tries < 100 * k + 100:
+                tries += 1
+                i = int(rng.random() * h)
+                j = int(rng.random() * w)
+                if plane[i, j] != 0.0:
+                    continue
+                if z > 0.0:
+                    while True:
+                        xx = -math.log(1.0 - rng.random()) / z
+                        yy = -math.log(1.0 - rng.random())
+                        if 2.0 * yy > xx * xx:
+                            break
+                    val = (z + xx) * s
+                else:
+                    val = abs(rng.standard_normal()) * s
+                plane[i, j] = (val if rng.random() < 0.5 else -val) * scale
+                placed += 1
+        for i in range(h):
+            for j in range(w):
+                if np.isnan(plane[i, j]):
+                    plane[i, j] = 0.0
+
+
+@njit(cache=True)
 def _half_bits(v):
     """IEEE binary16 bits of a non-negative float (round to nearest even; clipped to 65504)."""
     if v <= 0.0:
@@ -127,16 +175,31 @@ def to_float16(img: np.ndarray) -> np.ndarray:
 
 
 def digitise(charge: np.ndarray, noise: np.ndarray, threshold_sigma: float, rng: np.random.Generator,
-             *, dtype: str | np.dtype = "float16") -> np.ndarray:
+             *, dtype: str | np.dtype = "float16", signed_planes: int = 0) -> np.ndarray:
     """Add noise to charge images [3, H, W] (electrons), zero-suppress, convert to ke- and dtype.
 
     ``noise``: per-plane pixel noise in electrons; ``threshold_sigma``: threshold in noise widths
-    (with zero noise, nothing is suppressed below a strictly positive charge).
+    (with zero noise, nothing is suppressed below a strictly positive charge).  ``signed_planes``:
+    the first so many planes hold bipolar signals (induction); their suppression keeps |value|
+    over threshold.
     """
     img = np.array(charge, dtype=np.float32, copy=True)
     sigma = np.asarray(noise, dtype=np.float64)
     thr = threshold_sigma * sigma
-    _noise_threshold(img, sigma, thr, rng, 1.0 / ELECTRONS_PER_UNIT)
+    k = int(signed_planes)
+    if k:  # planes in order, as in one call: the random stream is the same either way
+        _noise_threshold_signed(img[:k], sigma[:k], thr[:k], rng, 1.0 / ELECTRONS_PER_UNIT)
+        if k < img.shape[0]:
+            _noise_threshold(img[k:], sigma[k:], thr[k:], rng, 1.0 / ELECTRONS_PER_UNIT)
+    else:
+        _noise_threshold(img, sigma, thr, rng, 1.0 / ELECTRONS_PER_UNIT)
+    return store(img, dtype)
+
+
+def store(img: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
+    """A float32 image in the stored dtype (float16 clipped to +-65504 rather than infinite)."""
     if np.dtype(dtype) == np.float16:
+        if img.size and img.min() < 0:
+            return np.clip(img, -65504.0, 65504.0).astype(np.float16)
         return to_float16(img)
     return img.astype(dtype, copy=False)

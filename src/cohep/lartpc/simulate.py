@@ -14,7 +14,7 @@ import multiprocessing as mp
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar, Literal
 from pathlib import Path
 
@@ -23,9 +23,10 @@ import numpy as np
 from ..errors import CohepError, ConfigError
 from ..settings import Section, from_mapping, read_toml, setting
 from . import constants as C
+from . import cosmics, realism
 from .detector import DetectorConfig, ImageWindow, Readout
 from .generator import CLASS_NAMES, FluxConfig, Interaction, generate_interaction, sample_energy
-from .imaging import ELECTRONS_PER_UNIT, IMAGE_UNIT, digitise
+from .imaging import ELECTRONS_PER_UNIT, IMAGE_UNIT, digitise, store
 from .transport import CODE_OF_PDG, TransportResult, TransportSettings, material_tables, transport
 
 #: Stages timed per event (seconds summed over events; the benchmark reports their shares).
@@ -52,6 +53,14 @@ TRUTH_FIELDS = {
     "n_pi0": ("<i2", ""),
     "visible_energy": ("<f4", "MeV"),
 }
+#: Truth stored only when the effect that defines it is on (files without it keep their bytes).
+COSMIC_TRUTH = {"n_cosmics": ("<i2", "cosmic muons overlaid")}
+VERTEX_TRUTH = {
+    "vertex_row": ("<i2", "pixel row of the true vertex on the last plane"),
+    "vertex_col": ("<i2", "pixel column of the true vertex"),
+}
+#: SimulationConfig fields left out of to_dict at their default (see DetectorConfig.to_dict).
+REALISM_FIELDS = ("vertex_row_shift", "vertex_col_shift", "window_centre")
 #: Events processed per task: fixed, so that the work split never depends on the worker count.
 CHUNK_EVENTS = 16
 
@@ -78,6 +87,13 @@ class SimulationConfig(Section):
     #: (+z) runs towards larger wire numbers in every view, so the vertex sits upstream (0.3).
     vertex_row_fraction: float = setting(0.3, ge=0, lt=1)
     vertex_col_fraction: float = setting(0.5, ge=0, lt=1)
+    #: The vertex moves by a uniform integer number of pixels in [-shift, shift] (rows, columns)
+    #: per event, so it can sit anywhere in that region of the window (0: always the same pixel).
+    vertex_row_shift: int = setting(0, ge=0)
+    vertex_col_shift: int = setting(0, ge=0)
+    #: "true": the window is placed around the true vertex; "reconstructed": around the vertex
+    #: :func:`cohep.lartpc.realism.estimate_vertex` finds in a larger image (as on real data).
+    window_centre: Literal["true", "reconstructed"] = "true"
     min_visible_energy_mev: float = setting(10.0, ge=0)
     xsec_weighting: bool = False
     fsi: bool = True
@@ -89,6 +105,29 @@ class SimulationConfig(Section):
             raise ConfigError(f"class_fractions must be three non-negative numbers (NC, numu CC, nue CC), got {fr!r}")
         if abs(sum(fr) - 1.0) > 1e-6:
             raise ConfigError(f"class_fractions must sum to 1, got {sum(fr):.6g}")
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out["detector"] = self.detector.to_dict()
+        defaults = {f.name: f.default for f in fields(self)}
+        for name in REALISM_FIELDS:
+            if out[name] == defaults[name]:
+                del out[name]
+        return out
+
+    @property
+    def moves_vertex(self) -> bool:
+        return bool(self.vertex_row_shift or self.vertex_col_shift or self.window_centre == "reconstructed")
+
+    @property
+    def truth_fields(self) -> dict:
+        """The truth stored per event for this configuration."""
+        out = dict(TRUTH_FIELDS)
+        if self.detector.cosmic_flux_cm2_min > 0:
+            out.update(COSMIC_TRUTH)
+        if self.moves_vertex:
+            out.update(VERTEX_TRUTH)
+        return out
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -195,6 +234,7 @@ class EventSimulator:
 
     def simulate(self, index: int, label: int) -> SimulatedEvent:
         cfg = self.config
+        det = cfg.detector
         rng = event_rng(self.seed, index)
         tm = self.timings
         attempts = 0
@@ -203,27 +243,100 @@ class EventSimulator:
             t0 = time.perf_counter()
             energy = sample_energy(rng, cfg.flux, xsec_weighting=cfg.xsec_weighting)
             inter = generate_interaction(rng, int(label), energy, fsi=cfg.fsi)
-            vertex = cfg.detector.sample_vertex(rng)
+            vertex = det.sample_vertex(rng)
+            shift = self._shift(rng)
             win = self.readout.window(vertex, cfg.image_height, cfg.image_width,
-                                      (cfg.vertex_row_fraction, cfg.vertex_col_fraction))
+                                      (cfg.vertex_row_fraction, cfg.vertex_col_fraction), shift)
+            view = self._canvas(win) if cfg.window_centre == "reconstructed" else win
             codes, pos, dirs, kin = self._particles(inter, vertex)
             t1 = time.perf_counter()
             result = transport(codes, pos, dirs, kin, rng, settings=cfg.transport,
-                               density=cfg.detector.density_g_cm3, region=self.readout.region(win))
+                               density=det.density_g_cm3, region=self.readout.region(view))
             t2 = time.perf_counter()
             tm["generate"] += t1 - t0
             tm["transport"] += t2 - t1
             if result.visible_energy >= cfg.min_visible_energy_mev or attempts >= 50:
                 break
-        charge = self.readout.charge_images(result.deposits, win)
+        charge = self.readout.charge_images(result.deposits, view)
         t3 = time.perf_counter()
-        image = cfg.detector.read_out(
-            digitise(charge, self.noise, cfg.detector.threshold_sigma, rng, dtype=cfg.image_dtype))
+        n_cosmics = 0
+        if not self.realistic:  # the original path, bit for bit
+            image = det.read_out(digitise(charge, self.noise, det.threshold_sigma, rng, dtype=cfg.image_dtype))
+        else:
+            image, charge, win, n_cosmics = self._realistic(charge, win, view, shift, rng)
         t4 = time.perf_counter()
         tm["detector"] += t3 - t2
         tm["imaging"] += t4 - t3
-        return SimulatedEvent(index, int(label), inter, vertex, win, result, charge, image,
-                              _truth(inter, vertex, result), attempts)
+        truth = _truth(inter, vertex, result)
+        truth["n_cosmics"] = n_cosmics
+        truth["vertex_row"], truth["vertex_col"] = self.vertex_pixel(vertex, win)
+        return SimulatedEvent(index, int(label), inter, vertex, win, result, charge, image, truth, attempts)
+
+    @property
+    def realistic(self) -> bool:
+        return self.config.detector.has_realism or self.config.window_centre == "reconstructed"
+
+    def _shift(self, rng: np.random.Generator) -> tuple[int, int]:
+        """The vertex shift (rows, columns); draws nothing when the region is a single pixel."""
+        r, c = self.config.vertex_row_shift, self.config.vertex_col_shift
+        dr = int(rng.integers(-r, r + 1)) if r else 0
+        dc = int(rng.integers(-c, c + 1)) if c else 0
+        return dr, dc
+
+    def _canvas(self, win: ImageWindow) -> ImageWindow:
+        """The window grown by a quarter of its size on every side (for the vertex search)."""
+        mr, mc = win.height // 4, win.width // 4
+        return replace(win, height=win.height + 2 * mr, width=win.width + 2 * mc,
+                       first_wire=tuple(w - mr * win.wires_per_pixel for w in win.first_wire),
+                       first_tick=win.first_tick - mc * win.ticks_per_pixel)
+
+    def vertex_pixel(self, vertex, win: ImageWindow) -> tuple[int, int]:
+        """(row on the last plane, column) of the true vertex in ``win``."""
+        ro = self.readout
+        w = ro.wire_coordinate(vertex[1], vertex[2])[-1]
+        row = (math.floor(w / ro.pitch[-1]) - win.first_wire[-1]) // win.wires_per_pixel
+        tick = math.floor((vertex[0] - ro.x_anode) / ro.velocity / ro.tick)
+        return int(row), int((tick - win.first_tick) // win.ticks_per_pixel)
+
+    def _realistic(self, charge: np.ndarray, win: ImageWindow, view: ImageWindow, shift, rng: np.random.Generator):
+        """Cosmics, bipolar induction, noise, the reconstructed window, channels, gain, ADC."""
+        cfg = self.config
+        det = cfg.detector
+        n_cosmics = 0
+        if det.cosmic_flux_cm2_min > 0:
+            deps, n_cosmics = cosmics.overlay(rng, self.readout, view)
+            if len(deps):
+                self.readout.charge_images(deps, view, out=charge)
+        signal = realism.bipolar(charge) if det.bipolar_induction else charge
+        img = digitise(signal, self.noise, det.threshold_sigma, rng, dtype=np.float32,
+                       signed_planes=len(det.plane_names) - 1 if det.bipolar_induction else 0)
+        if view is not win:
+            img, charge, win = self._recentre(img, charge, win, view, shift)
+        realism.apply_channels(img, det, win, self.noise / ELECTRONS_PER_UNIT, rng)
+        img = det.read_out(img)
+        if det.adc_per_ke > 0:
+            img = realism.to_adc(img, det.adc_per_ke)
+        return store(img, cfg.image_dtype), charge, win, n_cosmics
+
+    def _recentre(self, img, charge, win: ImageWindow, view: ImageWindow, shift: tuple[int, int]):
+        """Crop the canvas so that the estimated vertex sits where the true one would (the
+        configured pixel plus this event's shift); the true window when nothing is found."""
+        cfg = self.config
+        mr, mc = (view.height - win.height) // 2, (view.width - win.width) // 2
+        offsets, off_c = [mr] * img.shape[0], mc
+        est = realism.estimate_vertex(img)
+        if est is not None:
+            rows, col = est
+            target_r = int(cfg.vertex_row_fraction * win.height) + shift[0]
+            target_c = int(cfg.vertex_col_fraction * win.width) + shift[1]
+            offsets = [min(max(r - target_r, 0), 2 * mr) for r in rows]
+            off_c = min(max(col - target_c, 0), 2 * mc)
+        h, w = win.height, win.width
+        img = np.stack([img[p, o:o + h, off_c:off_c + w] for p, o in enumerate(offsets)])
+        charge = np.stack([charge[p, o:o + h, off_c:off_c + w] for p, o in enumerate(offsets)])
+        first_wire = tuple(view.first_wire[p] + o * win.wires_per_pixel for p, o in enumerate(offsets))
+        win = replace(win, first_wire=first_wire, first_tick=view.first_tick + off_c * win.ticks_per_pixel)
+        return np.ascontiguousarray(img), np.ascontiguousarray(charge), win
 
 
 def _truth(inter: Interaction, vertex, result: TransportResult) -> dict:
@@ -276,7 +389,8 @@ def _run_chunk(sim: EventSimulator, start: int, labels: np.ndarray):
         chunks.append(encode_chunk(ev.image, dtype))
         sim.timings["compress"] += time.perf_counter() - t0
         truth_rows.append(ev.truth)
-    truth = {name: np.array([row[name] for row in truth_rows], dtype=dt) for name, (dt, _u) in TRUTH_FIELDS.items()}
+    truth = {name: np.array([row[name] for row in truth_rows], dtype=dt)
+             for name, (dt, _u) in sim.config.truth_fields.items()}
     spent = {k: sim.timings[k] - before[k] for k in STAGES}
     return start, chunks, np.asarray(labels, np.int64), truth, spent
 
@@ -301,8 +415,8 @@ def file_attributes(config: SimulationConfig, seed: int) -> dict:
         "generator": "cohep.lartpc",
         "config": config.to_dict(),
         "seed": int(seed),
-        "image_unit": IMAGE_UNIT,
-        "electrons_per_unit": ELECTRONS_PER_UNIT,
+        "image_unit": "ADC" if det.adc_per_ke > 0 else IMAGE_UNIT,
+        "electrons_per_unit": ELECTRONS_PER_UNIT / det.adc_per_ke if det.adc_per_ke > 0 else ELECTRONS_PER_UNIT,
         "mode_names": list(C.MODE_NAMES),
     }
 
@@ -349,7 +463,7 @@ def simulate(
     pool = _make_pool(workers, config, seed) if workers > 1 else None
     try:
         with EventWriter(target, n_events=n_events, image_shape=config.image_shape, dtype=config.image_dtype,
-                         attrs=file_attributes(config, seed), truth_fields=TRUTH_FIELDS) as writer:
+                         attrs=file_attributes(config, seed), truth_fields=config.truth_fields) as writer:
 
             def consume(result, bar, task):
                 nonlocal t_write
