@@ -83,6 +83,9 @@ BENCHES: tuple[Bench, ...] = (
     Bench("augment_transfer", "which augmentation and normalisation transfer to another detector",
           ("--train-events", "1200", "--test-events", "400", "--other-events", "300", "--epochs", "2"), (),
           writes_section=True, events_flag="--data"),
+    Bench("transfer", "train on one detector preset, test on the others; 3 learners with one detector each",
+          ("--events", "600", "--epochs", "2", "--rounds", "3", "--variants", "augmented"),
+          ("--events", "3000", "--epochs", "6", "--rounds", "10"), writes_section=True),
 )
 
 
