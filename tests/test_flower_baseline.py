@@ -148,4 +148,6 @@ def test_coordinator_counts_the_calldata_it_sends():
     mined = [tx for b in range(start + 1, chain.block_number() + 1)
              for tx in chain.w3.eth.get_block(b, full_transactions=True)["transactions"] if tx["to"] == c.address]
     assert len(mined) == c.transactions == 4
-    assert c.calldata_bytes == sum(len(tx.get("input", tx.get("data"))) for tx in mined) == 164 + 2 * 100 + 36
+    assert c.calldata_bytes == sum(len(tx.get("input", tx.get("data"))) for tx in mined) == 196 + 2 * 164 + 36
+    # propose(r, slot, digest, uri): 4 + 5 words + the uri padded to a word; vote(r, approvals,
+    # scores_ppm[1]): 4 + 5 words; finalize(r): 4 + 1 word
