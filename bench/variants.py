@@ -51,7 +51,7 @@ def variant(name: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="/work/shared/data/mnist")
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"))
     ap.add_argument("--learners", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--seeds", default="0")
