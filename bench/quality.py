@@ -168,7 +168,7 @@ def main() -> None:
     if args.doc:
         command = "python bench/quality.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         for case, (found, *_rest) in summary.items():
-            plot_case(case, found, args.seeds, FIGURES / f"quality-{case}.png")
+            plot_case(case, found, args.seeds, Path(args.doc).resolve().parent.parent / "figures" / f"quality-{case}.png")
         sections = {case: text + f"\n![{case}](../figures/quality-{case}.png)\n" for case, text in sections.items()}
         write_doc(Path(args.doc), sections, command=command.strip(), seconds=total)
         print(f"wrote {args.doc}")

@@ -248,7 +248,7 @@ def three_table(three) -> list[str]:
 
 
 def write_doc(args, lines, matrices, three) -> None:
-    fig = ROOT / "docs" / "figures" / "transfer.png"
+    fig = Path(args.doc).resolve().parent.parent / "figures" / "transfer.png"  # beside the doc's folder
     try:
         if not matrices:
             raise ImportError  # nothing to plot
