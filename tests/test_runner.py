@@ -184,8 +184,14 @@ def test_different_seed_differs(tmp_path, mnist_dir, colearn_run, one_torch_thre
     assert (tmp_path / "other" / "records.csv").read_bytes() != (out / "records.csv").read_bytes()
 
 
-def test_individual_mode_learns_alone(tmp_path, mnist_dir, one_torch_thread):
+def test_individual_mode_learns_alone(tmp_path, mnist_dir, one_torch_thread, monkeypatch, capsys):
+    monkeypatch.setenv("COHEP_PROGRESS", "lines")  # a batch job's log: one line per round
     res = run_experiment(small_cfg(mnist_dir, experiment={"mode": "individual"}), tmp_path / "ind", figure=False)
+    logged = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("round ")]
+    rounds = max(r.round for r in res.records)
+    assert [ln.split(":")[0] for ln in logged] == [f"round {k}/{rounds}" for k in range(1, rounds + 1)]
+    last = sum(r.test_accuracy for r in res.records if r.round == rounds) / 3
+    assert f"mean test accuracy {last:.4f}" in logged[-1]
     assert res.contract is None and res.chain_id is None and res.mode == "individual"
     for rnd, rows in by_round(res.records).items():
         assert [r.learner for r in rows] == [0, 1, 2]

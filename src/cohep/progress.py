@@ -20,8 +20,8 @@ console = Console(stderr=True)
 
 
 def enabled() -> bool:
-    """Bars are drawn on a terminal, never in CI logs or when COHEP_PROGRESS=0."""
-    if os.environ.get("COHEP_PROGRESS") == "0":
+    """Bars are drawn on a terminal, never in CI logs or when COHEP_PROGRESS=0 (or ``lines``)."""
+    if os.environ.get("COHEP_PROGRESS") in ("0", "lines"):
         return False
     return sys.stderr.isatty() and os.environ.get("CI", "").lower() not in ("true", "1")
 
@@ -41,3 +41,10 @@ def progress() -> Iterator[Progress]:
     )
     with bar:
         yield bar
+
+
+def line(text: str) -> None:
+    """One plain line per step for batch jobs (``COHEP_PROGRESS=lines``: a SLURM or CI log, where a
+    bar would be noise and a silent hour-long run tells nothing)."""
+    if os.environ.get("COHEP_PROGRESS") == "lines":
+        print(text, file=sys.stderr, flush=True)

@@ -24,7 +24,7 @@ from .datasets.source import LabelledData, holdout_indices, load_data
 from .datasets.splits import LearnerIndices, assign
 from .learner import Scores, TrainableLearner
 from .models import ModelSpec
-from .progress import progress
+from .progress import line, progress
 from .participant import Participant, all_finite, initial_record
 from .protocol import VoteRule
 from .proposal import default_max_bytes
@@ -215,6 +215,7 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
             t.evaluation += m.seconds["evaluation"] - spent["evaluation"]
         timings.append(t)
         r += 1  # finalize started the next round
+        _log_round(t.round, cfg.experiment.rounds, outcome.accepted, records[-n:], start)
         if bar is not None:
             bar.advance(1)
     return records, timings, {"chain_id": chain.chain_id, "contract": coord.address,
@@ -245,6 +246,13 @@ def _pass_block(chain, deadline: int) -> None:
         chain.wait_blocks(missing)
 
 
+def _log_round(rnd: int, rounds: int, accepted: bool | None, rows: list[RoundRecord], start: float) -> None:
+    """``COHEP_PROGRESS=lines``: the round's outcome and mean test accuracy, one line."""
+    mean = sum(r.test_accuracy for r in rows) / max(1, len(rows))
+    verdict = "" if accepted is None else ("accepted, " if accepted else "rejected, ")
+    line(f"round {rnd}/{rounds}: {verdict}mean test accuracy {mean:.4f}, {time.perf_counter() - start:.0f} s")
+
+
 def run_alone(cfg, learners, bar=None):
     """Baselines: each learner improves its own model, judged only by its own vote set."""
     rule: VoteRule = cfg.vote
@@ -270,6 +278,7 @@ def run_alone(cfg, learners, bar=None):
                                 s, current[i], after, weights_digest(proposal).hex()))
             current[i] = after
         timings.append(t)
+        _log_round(rnd, cfg.experiment.rounds, None, records[-len(learners):], started)
         if bar is not None:
             bar.advance(1)
     return records, timings, {}
