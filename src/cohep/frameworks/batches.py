@@ -18,6 +18,10 @@ def iterate_batches(
     if isinstance(dataset, TensorDataset):
         x, y = dataset.tensors[0], dataset.tensors[1]
         n = len(x)
+        if not shuffle:  # in order: views, no copy (every model makes its own normalised input copy)
+            for start in range(0, n, batch_size):
+                yield x[start : start + batch_size], y[start : start + batch_size]
+            return
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
