@@ -118,6 +118,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: all cores; 1 on a machine shared with other jobs)")
     ap.add_argument("--variants", default="plain,augmented", help=f"matrix set-ups, of {', '.join(VARIANTS)}")
     ap.add_argument("--three-train", type=int, default=None,
                     help="train events per learner in the three-learner runs (default: all of its 60 %%)")
@@ -125,7 +127,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None, help="keep or reuse the simulated files in this folder")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks" / "transfer.md")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     t_all = time.perf_counter()
     tmp = tempfile.TemporaryDirectory()
     folder = args.data or Path(tmp.name)

@@ -27,6 +27,42 @@ ELECTRONS_PER_UNIT = 1000.0
 
 
 @njit(cache=True)
+def _tail_value(z, s, rng):
+    """A Gaussian value of width ``s`` conditioned to exceed ``z * s`` (Marsaglia's tail method)."""
+    if z <= 0.0:
+        return abs(rng.standard_normal()) * s
+    while True:
+        xx = -math.log(1.0 - rng.random()) / z
+        yy = -math.log(1.0 - rng.random())
+        if 2.0 * yy > xx * xx:
+            return (z + xx) * s
+
+
+@njit(cache=True)
+def _noise_hits(plane, n_signal, s, a, rng, scale, signed):
+    """The empty pixels that noise lifts over threshold ``a``: Binomial(n_empty, P(tail)) of them at
+    random empty places, values from the tail (``signed``: both tails, a random sign each)."""
+    h, w = plane.shape
+    z = a / s
+    p_tail = math.erfc(z / math.sqrt(2.0)) * (1.0 if signed else 0.5)
+    n_empty = h * w - n_signal
+    k = rng.binomial(n_empty, p_tail) if n_empty > 0 and p_tail > 0.0 else 0
+    placed = 0
+    tries = 0
+    while placed < k and tries < 100 * k + 100:
+        tries += 1
+        i = int(rng.random() * h)
+        j = int(rng.random() * w)
+        if plane[i, j] != 0.0:
+            continue
+        val = _tail_value(z, s, rng)
+        if signed and rng.random() >= 0.5:
+            val = -val
+        plane[i, j] = val * scale
+        placed += 1
+
+
+@njit(cache=True)
 def _noise_threshold(img, sigma, thr, rng, scale):
     """In place: noise on signal pixels, binomial noise hits elsewhere, zero suppression, scaling."""
     n_planes, h, w = img.shape
@@ -48,30 +84,7 @@ def _noise_threshold(img, sigma, thr, rng, scale):
                     n_signal += 1
                     v = v + s * rng.standard_normal()
                     plane[i, j] = v * scale if v >= a else -1.0  # -1 marks "signal pixel, suppressed"
-        # noise-only pixels over threshold: Binomial(n_empty, P(N > a/s)), values from the tail
-        z = a / s
-        p_tail = 0.5 * math.erfc(z / math.sqrt(2.0))
-        n_empty = h * w - n_signal
-        k = rng.binomial(n_empty, p_tail) if n_empty > 0 and p_tail > 0.0 else 0
-        placed = 0
-        tries = 0
-        while placed < k and tries < 100 * k + 100:
-            tries += 1
-            i = int(rng.random() * h)
-            j = int(rng.random() * w)
-            if plane[i, j] != 0.0:
-                continue
-            if z > 0.0:
-                while True:  # Marsaglia: Gaussian tail above z
-                    xx = -math.log(1.0 - rng.random()) / z
-                    yy = -math.log(1.0 - rng.random())
-                    if 2.0 * yy > xx * xx:
-                        break
-                val = (z + xx) * s
-            else:
-                val = abs(rng.standard_normal()) * s
-            plane[i, j] = val * scale
-            placed += 1
+        _noise_hits(plane, n_signal, s, a, rng, scale, False)
         for i in range(h):
             for j in range(w):
                 if plane[i, j] < 0.0:
@@ -97,29 +110,7 @@ def _noise_threshold_signed(img, sigma, thr, rng, scale):
                         v = v + s * rng.standard_normal()
                     plane[i, j] = v * scale if abs(v) >= a and v != 0.0 else np.nan
         if s > 0.0:
-            z = a / s
-            p_tail = math.erfc(z / math.sqrt(2.0))  # both tails
-            n_empty = h * w - n_signal
-            k = rng.binomial(n_empty, p_tail) if n_empty > 0 and p_tail > 0.0 else 0
-            placed = 0
-            tries = 0
-            while placed < k and tries < 100 * k + 100:
-                tries += 1
-                i = int(rng.random() * h)
-                j = int(rng.random() * w)
-                if plane[i, j] != 0.0:
-                    continue
-                if z > 0.0:
-                    while True:
-                        xx = -math.log(1.0 - rng.random()) / z
-                        yy = -math.log(1.0 - rng.random())
-                        if 2.0 * yy > xx * xx:
-                            break
-                    val = (z + xx) * s
-                else:
-                    val = abs(rng.standard_normal()) * s
-                plane[i, j] = (val if rng.random() < 0.5 else -val) * scale
-                placed += 1
+            _noise_hits(plane, n_signal, s, a, rng, scale, True)
         for i in range(h):
             for j in range(w):
                 if np.isnan(plane[i, j]):
