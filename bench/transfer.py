@@ -92,6 +92,10 @@ VARIANTS = {
     "plain": ({}, {}),
     "augmented": ({"normalise": "event"},
                   {"vertex_shift": 15, "charge_scale": 0.3, "pitch_scale": 0.3, "dead_wires": 0.05, "noise": 0.1}),
+    # the same plus cosmic-muon tracks overlaid on the training events (0.5 a window: uB's rate here)
+    "cosmics": ({"normalise": "event"},
+                {"vertex_shift": 15, "charge_scale": 0.3, "pitch_scale": 0.3, "dead_wires": 0.05, "noise": 0.1,
+                 "cosmics": 0.5}),
 }
 
 

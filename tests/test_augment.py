@@ -109,6 +109,26 @@ def test_dead_wires_zero_whole_rows_and_noise_keeps_empty_pixels_empty():
     assert 0.15 < float(rel.std()) < 0.25
 
 
+def test_cosmic_overlay_follows_its_rate_crosses_the_window_and_scales_with_the_event():
+    x = _events(400)
+    out = augment(x, only(cosmics=1.0), _gen(8))
+    added = out - x
+    assert float(added.min()) >= 0.0  # an overlay only adds charge
+    hit = added.flatten(1).sum(1) > 0
+    # Poisson(1): 1 - 1/e of the events get at least one track (400 events: sd 0.024)
+    assert abs(float(hit.float().mean()) - (1 - np.exp(-1.0))) < 0.08
+    # a track crosses the window edge to edge: at least a window's side of pixels per view
+    one = added[hit][0]
+    assert all(int((one[v] > 0).sum()) >= H for v in range(3))
+    # every view of an event with a track gets it, on the same drift-time span
+    assert torch.equal(added[hit].amax(dim=(2, 3)) > 0, torch.ones(int(hit.sum()), 3, dtype=torch.bool))
+    # charge in the event's own units: scaling the event scales its overlay
+    assert torch.allclose(augment(3.0 * x, only(cosmics=1.0), _gen(8)), 3.0 * out, rtol=1e-4, atol=1e-4)
+    # off (the default): no draw, bit-identical to the batch without the switch
+    assert AugmentConfig().cosmics == 0.0
+    assert torch.equal(augment(x, ALL, _gen(9)), augment(x, AugmentConfig(**{**ALL.__dict__, "cosmics": 0.0}), _gen(9)))
+
+
 def test_augment_section_is_validated_by_name():
     cfg = config.from_dict({"train": {"augment": {"vertex_shift": 5, "charge_scale": 0.2}}})
     assert cfg.train.augment == AugmentConfig(vertex_shift=5, charge_scale=0.2)

@@ -19,8 +19,15 @@ channels and one noise level, and learns them as if they were physics. Each swit
   probability.
 * ``noise`` (relative level): every non-zero pixel is multiplied by ``1 + noise * N(0, 1)`` (clipped
   at zero): another charge resolution. Empty pixels stay empty, so zero suppression is kept.
+* ``cosmics`` (mean tracks per event): a Poisson number of straight through-going tracks is drawn
+  into each event, as cosmic-ray muons cross a surface detector's window during the beam readout
+  (MicroBooNE: about one in a 200 x 200 window, docs/physics.md). Each crosses the window edge to
+  edge; its drift-time span is shared by the views (they share the time axis) and its wire span is
+  drawn per view. Each pixel on it gets the event's own track-pixel charge (the per-event scale of
+  :func:`cohep.models.normalise.event_scale`, so no unit is assumed) times the track length in the
+  pixel, smeared like ``noise``. A model trained without cosmics reads them as part of the event.
 
-They are applied in that order (geometry first, then charge, then the readout) to the ``[N, V, H, W]``
+They are applied in that order (geometry first, then charge, then the readout, then the overlay) to the ``[N, V, H, W]``
 batch (``H`` wires, ``W`` drift time) in the one training loop (:mod:`cohep.frameworks.base`), before
 the framework's own preprocessing, so torch and Keras models, central training and every
 collaborative proposal get the same augmentation. It is on by default for wire-plane events (batches
@@ -53,6 +60,7 @@ class AugmentConfig(Section):
     pitch_scale: float = setting(0.2, ge=0, le=0.5, help="Pitch and time-per-pixel rescale range, +- fraction (0: off).")
     dead_wires: float = setting(0.02, ge=0, lt=1, help="Probability that a wire (image row) is dead (0: off).")
     noise: float = setting(0.1, ge=0, le=1, help="Relative charge smearing of non-zero pixels (0: off).")
+    cosmics: float = setting(0.0, ge=0, le=10, help="Mean number of cosmic-muon tracks overlaid per event (0: off).")
     enabled: bool = setting(True, help="false: no augmentation at all.")
     #: batches with fewer views are left alone: MNIST digits and a group's own one-view images are
     #: not wire-plane events, and a vertex or a wire means nothing there
@@ -61,7 +69,7 @@ class AugmentConfig(Section):
     @property
     def active(self) -> bool:
         return self.enabled and bool(self.vertex_shift or self.charge_scale or self.pitch_scale or self.dead_wires
-                                     or self.noise)
+                                     or self.noise or self.cosmics)
 
     def applies_to(self, x: torch.Tensor) -> bool:
         """Whether a training batch ``[N, V, H, W]`` gets augmented: active, and enough views."""
@@ -143,4 +151,40 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> 
     if cfg.dead_wires:
         alive = torch.rand(n, v, h, generator=generator) >= cfg.dead_wires
         out.mul_(alive.to(out.device, out.dtype)[..., None])
+    if cfg.cosmics:
+        _overlay_tracks(out, cfg, generator)
     return out
+
+
+def _overlay_tracks(out: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> None:
+    """In place: Poisson(``cfg.cosmics``) straight edge-to-edge tracks per event (module docstring)."""
+    from ..models.normalise import event_scale
+
+    n, v, h, w = out.shape
+    counts = torch.poisson(torch.full((n,), float(cfg.cosmics)), generator=generator).long()
+    m = int(counts.sum())
+    if m == 0:
+        return
+    event = torch.repeat_interleave(torch.arange(n), counts)
+    # drift time: entry and exit columns shared by the views; wires: entry and exit rows per view
+    c0, c1 = (torch.rand(m, generator=generator, dtype=torch.float64) * w for _ in range(2))
+    r0, r1 = (torch.rand(m, v, generator=generator, dtype=torch.float64) * h for _ in range(2))
+    steep = torch.rand(m, generator=generator) < 0.5  # half cross top to bottom (wires), half left to right
+    r0 = torch.where(steep[:, None], torch.zeros_like(r0), r0)
+    r1 = torch.where(steep[:, None], torch.full_like(r1, float(h)), r1)
+    c0 = torch.where(steep, c0, torch.zeros_like(c0))
+    c1 = torch.where(steep, c1, torch.full_like(c1, float(w)))
+    steps = 2 * max(h, w)  # half-pixel steps: every pixel the line crosses is visited
+    t = (torch.arange(steps, dtype=torch.float64) + 0.5) / steps
+    dr, dc = r1 - r0, (c1 - c0)[:, None]  # [m, v]
+    rows = (r0[..., None] + dr[..., None] * t).floor().long().clamp_(0, h - 1)  # [m, v, steps]
+    cols = (c0[:, None, None] + dc[..., None] * t).floor().long().clamp_(0, w - 1).expand_as(rows)
+    step_len = (torch.sqrt(dr * dr + dc * dc) / steps).to(torch.float32)  # pixels of track per step
+    scale = event_scale(out.clamp_min(0.0)).cpu()
+    charge = scale[event][:, None] * step_len  # [m, v]
+    if cfg.noise:
+        charge = charge * (1.0 + cfg.noise * torch.randn(m, v, generator=generator)).clamp_min(0.0)
+    views = torch.arange(v)[None, :, None]
+    index = ((event[:, None, None] * v + views) * h + rows) * w + cols
+    values = charge[..., None].expand(-1, -1, steps)
+    out.view(-1).index_add_(0, index.reshape(-1).to(out.device), values.reshape(-1).to(out.device, out.dtype))
