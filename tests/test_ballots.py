@@ -328,3 +328,47 @@ def test_signed_ballots_on_the_average(chain):
     assert [(i, why) for i, _, why in batch.skipped] == [(0, "one score for the average")]
     out = c.finalize(members[0], r)
     assert out.accepted and out.accepted_slots == 0b11 and out.slot_approvals == (3,)
+
+
+@pytest.mark.parametrize("shape", [{}, {"proposers": 3}, {"proposers": 3, "combine": "average"}])
+def test_majority_credit_and_tallies_match_vote_transactions_and_the_rule(chain, shape):
+    """finalize credits a voter whose verdict matches the outcome on every slot it judged (a
+    one-verdict round reads it from the round's voted marks, a k-slot round from the ballots);
+    a batch writes the round's marks once. Random verdicts, some voters silent: signed ballots and
+    vote() transactions leave the same state, and both follow the rule computed here."""
+    members = chain.accounts[:7]
+    a, b = deploy(chain, members, vote_window=40, **shape), deploy(chain, members, vote_window=40, **shape)
+    rng = random.Random(str(shape))
+    for k in range(4):
+        r = a.round()
+        st = a.round_state(r)
+        for c in (a, b):
+            for s in st.slots:
+                c.propose(s.proposer, r, hashlib.sha256(f"{k}{s.slot}".encode()).digest(), "file:///x", slot=s.slot)
+        one = len(st.slots) == 1 or a.settings().vote_on_average
+        before = {m: a.member_stats(m).votes_with_majority for m in members}
+        ballots, verdicts = [], {}
+        for v in a.round_state(r).voters:
+            if rng.random() < 0.2:
+                continue  # silent: a missed duty, no credit
+            own = sum(1 << s.slot for s in st.slots if s.proposer == v)
+            bits = rng.getrandbits(1) if one else rng.getrandbits(len(st.slots)) & ~own
+            scores = [rng.randrange(10**6)] if one else [0] * len(st.slots)
+            verdicts[v] = bits
+            a.vote_slots(v, r, bits, scores)
+            ballots.append(b.sign_ballot(v, r, bits, scores))
+        batch = b.submit_ballots(st.proposer, r, ballots)
+        assert len(batch.counted) == len(ballots)
+        chain.mine(41)  # silent voters: the window must pass
+        out_a, out_b = a.finalize(members[0], r), b.finalize(members[0], r)
+        assert out_a == out_b
+        blocks = dict(start_block=0, proposed_block=0, proposal_deadline=0, vote_deadline=0)
+        assert replace(a.round_state(r), **blocks) == replace(b.round_state(r), **blocks)
+        for v, bits in verdicts.items():
+            judged = (1 if one else out_a.proposed_slots) & ~(0 if one else sum(
+                1 << s.slot for s in st.slots if s.proposer == v))
+            accepted = (1 if out_a.accepted else 0) if one else out_a.accepted_slots
+            agreed = bits & judged == accepted & judged
+            assert a.member_stats(v).votes_with_majority == before[v] + agreed, (k, v)
+        assert [a.member_stats(m) for m in members] == [b.member_stats(m) for m in members]
+        assert [a.ballot_bits(r, m) for m in members] == [b.ballot_bits(r, m) for m in members]
