@@ -48,14 +48,14 @@ _REVERT_PREFIXES = ("execution reverted: ", "execution reverted:", "execution re
 RECEIPT_TIMEOUT_S = 120.0
 # Gas limit for propose/vote/finalize/rejoin on the embedded chain (block limit 30M). The worst
 # cases, finalize with 64 members when all 63 voters agree with the outcome for the first time, or
-# all 63 miss their vote and are suspended at once, need ~1.8-1.9M (checked in tests).
+# all 63 miss their vote and are suspended at once, need ~1.7-1.75M (checked in tests).
 # Unused gas is refunded, so a generous cap costs nothing.
 EMBEDDED_TX_GAS = 5_000_000
 # Fees on the embedded chain, given so that web3 does not read a block per transaction to fill them:
 # its base fee starts at 1 gwei and only falls (no block comes near the 15M gas target).
 EMBEDDED_FEES = {"maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9}
 _TESTER_FEES = {"max_fee_per_gas": 10**10, "max_priority_fee_per_gas": 10**9}  # the same, as eth-tester spells them
-# submit_ballots with 63 ballots needs about 3.5M (checked in tests); the block limit is 30M.
+# submit_ballots with 63 ballots needs about 4.0M (every voter's first vote; 2.9M later; checked in tests); the block limit is 30M.
 EMBEDDED_BATCH_GAS = 12_000_000
 
 
