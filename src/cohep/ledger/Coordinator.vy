@@ -485,8 +485,11 @@ def _miss(m: address, r: uint256, bit: uint256, active: uint256) -> uint256:
 
 @internal
 def _reset_in_a_row(m: address):
-    """A duty done (or a rejoin) starts the count of consecutive misses over."""
-    self._counters[m].misses &= ~IN_A_ROW
+    """A duty done (or a rejoin) starts the count of consecutive misses over (no write if it
+    already is zero: a member who does its duties pays one read a vote, not a write)."""
+    misses: uint256 = self._counters[m].misses
+    if misses & IN_A_ROW != 0:
+        self._counters[m].misses = misses & ~IN_A_ROW
 
 
 @internal
@@ -608,9 +611,13 @@ def _domain_separator() -> bytes32:
 @pure
 def _ballot_hash(b: SignedBallot) -> bytes32:
     """EIP-712 hashStruct(Ballot): an int256[] is hashed as keccak256 of its words concatenated
-    (the ABI encoding of the array less its offset and length words)."""
-    words: Bytes[2112] = abi_encode(b.scores_ppm)
-    scores_hash: bytes32 = keccak256(slice(words, 64, 32 * len(b.scores_ppm)))
+    (the ABI encoding of the array less its offset and length words; one score: its word)."""
+    scores_hash: bytes32 = empty(bytes32)
+    if len(b.scores_ppm) == 1:
+        scores_hash = keccak256(abi_encode(b.scores_ppm[0]))
+    else:
+        words: Bytes[2112] = abi_encode(b.scores_ppm)
+        scores_hash = keccak256(slice(words, 64, 32 * len(b.scores_ppm)))
     return keccak256(abi_encode(BALLOT_TYPEHASH, b.round, b.approvals, scores_hash))
 
 
