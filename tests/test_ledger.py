@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
@@ -204,6 +205,7 @@ def rpc_node():
 
         def do_POST(self):
             req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            RPC_METHODS[req["method"]] += 1
             with lock:
                 try:
                     resp = dict(handle(req["method"], req.get("params") or []))
@@ -229,6 +231,10 @@ def rpc_node():
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+#: JSON-RPC methods the fake node has served, by name
+RPC_METHODS: collections.Counter = collections.Counter()
 
 
 def test_connect_uses_unlocked_accounts(rpc_node):
@@ -258,9 +264,13 @@ def test_connect_signs_locally_with_private_keys(rpc_node):
                                           "value": 10**20})
     chain = Chain.connect(rpc_node, 2, private_keys=keys)
     assert chain.accounts == local
+    asked = RPC_METHODS["eth_chainId"]
     c = deploy(chain, local, sender=local[1])
     out = play_round(c, 0)
     assert out.accepted and out.proposer in local
+    # the chain id is asked once (and once more by web3's cache setting itself up), not five times a
+    # transaction and twice a call
+    assert RPC_METHODS["eth_chainId"] - asked <= 2, RPC_METHODS["eth_chainId"] - asked
     with pytest.raises(ChainError, match="need 3 accounts but found 2 private keys"):
         Chain.connect(rpc_node, 3, private_keys=keys)
     with pytest.raises(ChainError, match="malformed"):
