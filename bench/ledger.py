@@ -256,9 +256,10 @@ def change_section(rows: list[dict]) -> str:
         return ""
     return f"""## The profile of the signed-ballot round: before and after
 
-Before: the code this change started from (main at ad2fe97), measured just before each cell by
-`--before` (same script, same machine, same minute); after: this code. CPU after / before compares
-this process's CPU seconds, the fairer figure while the machine is shared.
+Before: the code this change started from (main at ad2fe97, unpacked with `git archive ad2fe97 src |
+tar -x -C /tmp/l2/before`), measured just before each cell by `--before /tmp/l2/before/src` (same
+script, same machine, same minute); after: this code. CPU after / before compares this process's CPU
+seconds, the fairer figure while the machine is shared.
 
 {change_table(rows)}
 
