@@ -7,6 +7,7 @@ never computed here. ``ledger/draw.py`` recomputes the draw only to audit it.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -303,8 +304,6 @@ class _Codec:
 
 @lru_cache(maxsize=8)
 def _codec_of(abi_json: str) -> _Codec:
-    import json  # noqa: PLC0415
-
     return _Codec(json.loads(abi_json))
 
 
@@ -358,8 +357,6 @@ class ContractClient:
 
     @property
     def _codec(self) -> _Codec:
-        import json  # noqa: PLC0415
-
         codec = self.__dict__.get("_codec_cache")
         if codec is None:
             codec = self.__dict__["_codec_cache"] = _codec_of(json.dumps(self._c.abi, sort_keys=True))
