@@ -391,9 +391,11 @@ On Anvil the chain work is cheap and the time is JSON-RPC round trips. One `prop
 13 requests, `eth_chainId` x5, `eth_getBlockByNumber` x3, then one each of `eth_estimateGas`,
 `eth_getTransactionCount`, `eth_maxPriorityFeePerGas`, `eth_sendRawTransaction` and
 `eth_getTransactionReceipt` (found on the first poll: Anvil mines on arrival), ~20 ms each while the
-machine was loaded. That is why one batch instead of one transaction per voter matters most there;
-caching the chain id and filling fees and nonces locally would cut the per-transaction cost further
-(not done: it is the RPC path every node uses, and a stale nonce or fee on a real network fails).
+machine was loaded. That is why one batch instead of one transaction per voter matters most there.
+The chain id is now cached (8 requests a `propose`, one a call; see above). Filling fees and nonces
+locally, or sending with a fixed gas cap instead of `eth_estimateGas`, would cut more, but not done:
+it is the RPC path every node uses, a stale nonce or fee on a real network fails, and without the
+estimate a reverting transaction is mined and paid for instead of refused.
 """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".md.tmp")
