@@ -137,8 +137,6 @@ def measure_before(src: str, kind: str, mode: str, n: int, rounds: int) -> dict:
 BEFORE_COMMAND = ("git worktree add /tmp/before 0a9d0fc && ECC_BACKEND_CLASS=eth_keys.backends.NativeECCBackend "
                   "PYTHONPATH=/tmp/before/src python bench/ledger.py --chains embedded --modes transactions "
                   "--old-reads --no-doc")
-#: the issue's figure for the old code, 5 members, on an idle machine (s of chain time per round)
-ISSUE_BEFORE_5_S = 0.17
 BEFORE: dict[int, tuple[int, float, float]] = {
     3: (4, 1.458, 0.187), 5: (6, 1.917, 0.278), 10: (11, 3.379, 0.512), 20: (21, 10.411, 1.546),
     64: (65, 28.467, 4.115),
@@ -230,25 +228,28 @@ mining a block (about 6 ms of CPU a transaction on this loaded machine, so about
 transactions, whatever the member count)."""
 
 
-#: the code before this change, embedded chain, signed ballots, on a nearly idle machine (load 1.3):
+#: the code before this change on the embedded chain with the machine nearly idle (load 1.3): mode ->
 #: members -> chain s / round (the previous docs/benchmarks/ledger.md, `python bench/ledger.py --rounds 2`)
-IDLE_BEFORE_SIGNED = {3: 0.061, 5: 0.074, 10: 0.108, 20: 0.200, 64: 0.669}
+IDLE_BEFORE = {
+    "signed": {3: 0.061, 5: 0.074, 10: 0.108, 20: 0.200, 64: 0.669},
+    "transactions": {3: 0.063, 5: 0.089, 10: 0.157, 20: 0.318, 64: 1.231},
+}
 
 
 def idle_estimate(rows: list[dict]) -> str:
-    """The idle wall times before, scaled by this run's CPU ratio after / before, per member count."""
+    """The idle wall times before, scaled by this run's CPU ratio after / before, per cell."""
     out = []
     for r in rows:
-        if (r["chain"], r["mode"]) == ("embedded", "signed") and "before" in r and r["n"] in IDLE_BEFORE_SIGNED:
-            est = IDLE_BEFORE_SIGNED[r["n"]] * r["cpu"] / r["before"]["cpu"]
-            out.append(f"{r['n']} members ~{est:.3f} s ({100 * est / MNIST_ROUND_S:.1f} %"
+        idle = IDLE_BEFORE.get(r["mode"], {}).get(r["n"]) if r["chain"] == "embedded" else None
+        if idle is not None and "before" in r:
+            est = idle * r["cpu"] / r["before"]["cpu"]
+            out.append(f"{r['mode']} {r['n']}: {idle:.3f} -> ~{est:.3f} s ({100 * est / MNIST_ROUND_S:.1f} %"
                        f"{', under the 5 % target' if est < TARGET * MNIST_ROUND_S else ''})")
     if not out:
         return ""
-    return ("On an idle machine, estimated: the code before this change took "
-            + ", ".join(f"{s:.3f} s ({n} members)" for n, s in IDLE_BEFORE_SIGNED.items())
-            + " per signed round on the embedded chain with the machine nearly idle (load 1.3); scaled by "
-              "this run's CPU ratio after / before, this code takes " + "; ".join(out) + ".\n\n")
+    return ("On an idle machine, estimated (embedded chain): the code before this change measured with the "
+            "machine nearly idle (load 1.3), scaled by this run's CPU ratio after / before: "
+            + "; ".join(out) + ".\n\n")
 
 
 def change_section(rows: list[dict]) -> str:
@@ -263,7 +264,6 @@ seconds, the fairer figure while the machine is shared.
 
 {change_table(rows)}
 
-{idle_estimate(rows)}
 {PROFILE_NOTES}
 
 """
@@ -313,15 +313,8 @@ def write_doc(rows: list[dict], command: str, path: Path, figure: Path) -> None:
                           f"{r['cpu']:.3f} s of this process's CPU ({100 * cpu_share:.1f} %: "
                           f"{'under' if cpu_share < TARGET else 'over'} the 5 % target"
                           f"{'; the Anvil process not counted' if chain == 'anvil' else ''})")
-    scale = ISSUE_BEFORE_5_S / BEFORE[5][2] if 5 in BEFORE else None
-    if scale is not None:
-        est = [f"{chain} {mode} {n}: ~{scale * r['cpu']:.3f} s ({100 * scale * r['cpu'] / MNIST_ROUND_S:.1f} %)"
-               for (chain, mode, n), r in sorted(by.items()) if chain == "embedded"]
-        shares.append(
-            f"\nOn an idle machine (an estimate until the lead re-runs it): the issue measured the old code at "
-            f"{ISSUE_BEFORE_5_S} s a round with 5 members on an idle machine, where this machine's CPU time for "
-            f"the same code and workload was {BEFORE[5][2]:.3f} s (the before table below); scaling the embedded "
-            f"CPU times by that factor ({scale:.2f}) gives " + "; ".join(est) + ".")
+    if any("before" in r for r in rows):
+        shares.append("\n" + idle_estimate(rows).strip())
     text = f"""# Ledger: chain cost of a round
 
 `bench/ledger.py`: the contract traffic of one in-process round (reads, propose, votes, finalize, as
