@@ -7,6 +7,7 @@ never counted, and the honest ballots of the same batch still are.
 from __future__ import annotations
 
 import hashlib
+import random
 from dataclasses import replace
 from fractions import Fraction
 
@@ -56,6 +57,49 @@ def test_domain_matches_eth_account_and_the_contract_recovers_the_same_signer(ch
     assert c.ballot(r, voters[0]) is True
     [voted] = [e for e in c.events() if e.name == "Voted"]
     assert voted.args == {"round": r, "voter": voters[0], "approvals": 1, "scores_ppm": [123_456]}
+
+
+def test_direct_digest_and_signature_are_eth_accounts_for_random_ballots(chain):
+    """ballots.digest / sign skip eth_account's typed-data encoder: the same EIP-712 digest, the same
+    RFC 6979 signature byte for byte, over random domains, rounds, bitmaps and 0..64 extreme scores;
+    and the contract counts what they sign."""
+    from eth_account.messages import _hash_eip191_message
+
+    rng = random.Random(712)
+    for i in range(60):
+        domain = B.Domain(rng.randrange(1, 2**64), "0x" + rng.randbytes(20).hex())
+        r, approvals = rng.randrange(2**256), rng.randrange(2**rng.randint(1, 256))
+        scores = [rng.choice([rng.randrange(-(2**255), 2**255), -(2**255), 2**255 - 1, 0, -1])
+                  for _ in range(rng.choice([0, 1, 3, 64]))]
+        message = B.typed_data(domain, r, approvals, scores)
+        assert B.digest(domain, r, approvals, scores) == _hash_eip191_message(encode_typed_data(full_message=message)), i
+        key = rng.randbytes(32)
+        ours, ref = B.sign(key, domain, r, approvals, scores), Account.sign_typed_data(key, full_message=message)
+        assert (ours.v, ours.r, ours.s) == (ref.v, ref.r.to_bytes(32, "big"), ref.s.to_bytes(32, "big")), i
+        assert ours.voter == Account.from_key(key).address == ours.signer(domain)
+    # the k-slot shape on chain: the contract recovers the signer of a directly signed ballot
+    c = deploy(chain, chain.accounts[:5], proposers=2)
+    r = c.round()
+    holders = c.proposers_of(r)
+    for j, m in enumerate(holders):
+        c.propose(m, r, hashlib.sha256(f"k{j}".encode()).digest(), "file:///store/k.safetensors", slot=j)
+    voter = next(m for m in c.members() if m not in holders)
+    b = B.sign(chain._keys[voter], c.ballot_domain(), r, 0b10, [-(10**15), 10**15])
+    assert c.submit_ballots(holders[0], r, [b]).counted == (voter,)
+
+
+def test_signer_accepts_only_what_ecrecover_accepts():
+    """v 27/28 and r, s in [1, N): the contract's ecrecover refuses anything else, so the off-chain
+    check does too (eth_account took chain-encoded v's, 35 and up, that the contract skips)."""
+    domain = B.Domain(1, "0x" + "22" * 20)
+    good = B.sign("0x" + "11" * 32, domain, 3, True, -7)
+    assert good.signer(domain) == good.voter
+    n = SECP256K1_N.to_bytes(32, "big")
+    for bad in [replace(good, v=good.v - 27), replace(good, v=29), replace(good, v=good.v + 10),
+                replace(good, r=bytes(32)), replace(good, s=bytes(32)), replace(good, s=n), replace(good, r=n),
+                replace(good, round=-1), replace(good, scores_ppm=(2**255,)), replace(good, r=b"\x01" * 31)]:
+        assert bad.signer(domain) is None, bad
+    assert replace(good, round=4).signer(domain) != good.voter  # another message: another signer
 
 
 def test_signed_round_decides_like_a_round_of_vote_transactions(chain):
@@ -284,3 +328,47 @@ def test_signed_ballots_on_the_average(chain):
     assert [(i, why) for i, _, why in batch.skipped] == [(0, "one score for the average")]
     out = c.finalize(members[0], r)
     assert out.accepted and out.accepted_slots == 0b11 and out.slot_approvals == (3,)
+
+
+@pytest.mark.parametrize("shape", [{}, {"proposers": 3}, {"proposers": 3, "combine": "average"}])
+def test_majority_credit_and_tallies_match_vote_transactions_and_the_rule(chain, shape):
+    """finalize credits a voter whose verdict matches the outcome on every slot it judged (a
+    one-verdict round reads it from the round's voted marks, a k-slot round from the ballots);
+    a batch writes the round's marks once. Random verdicts, some voters silent: signed ballots and
+    vote() transactions leave the same state, and both follow the rule computed here."""
+    members = chain.accounts[:7]
+    a, b = deploy(chain, members, vote_window=40, **shape), deploy(chain, members, vote_window=40, **shape)
+    rng = random.Random(str(shape))
+    for k in range(4):
+        r = a.round()
+        st = a.round_state(r)
+        for c in (a, b):
+            for s in st.slots:
+                c.propose(s.proposer, r, hashlib.sha256(f"{k}{s.slot}".encode()).digest(), "file:///x", slot=s.slot)
+        one = len(st.slots) == 1 or a.settings().vote_on_average
+        before = {m: a.member_stats(m).votes_with_majority for m in members}
+        ballots, verdicts = [], {}
+        for v in a.round_state(r).voters:
+            if rng.random() < 0.2:
+                continue  # silent: a missed duty, no credit
+            own = sum(1 << s.slot for s in st.slots if s.proposer == v)
+            bits = rng.getrandbits(1) if one else rng.getrandbits(len(st.slots)) & ~own
+            scores = [rng.randrange(10**6)] if one else [0] * len(st.slots)
+            verdicts[v] = bits
+            a.vote_slots(v, r, bits, scores)
+            ballots.append(b.sign_ballot(v, r, bits, scores))
+        batch = b.submit_ballots(st.proposer, r, ballots)
+        assert len(batch.counted) == len(ballots)
+        chain.mine(41)  # silent voters: the window must pass
+        out_a, out_b = a.finalize(members[0], r), b.finalize(members[0], r)
+        assert out_a == out_b
+        blocks = dict(start_block=0, proposed_block=0, proposal_deadline=0, vote_deadline=0)
+        assert replace(a.round_state(r), **blocks) == replace(b.round_state(r), **blocks)
+        for v, bits in verdicts.items():
+            judged = (1 if one else out_a.proposed_slots) & ~(0 if one else sum(
+                1 << s.slot for s in st.slots if s.proposer == v))
+            accepted = (1 if out_a.accepted else 0) if one else out_a.accepted_slots
+            agreed = bits & judged == accepted & judged
+            assert a.member_stats(v).votes_with_majority == before[v] + agreed, (k, v)
+        assert [a.member_stats(m) for m in members] == [b.member_stats(m) for m in members]
+        assert [a.ballot_bits(r, m) for m in members] == [b.ballot_bits(r, m) for m in members]

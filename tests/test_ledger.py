@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
@@ -204,6 +205,7 @@ def rpc_node():
 
         def do_POST(self):
             req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            RPC_METHODS[req["method"]] += 1
             with lock:
                 try:
                     resp = dict(handle(req["method"], req.get("params") or []))
@@ -229,6 +231,10 @@ def rpc_node():
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+#: JSON-RPC methods the fake node has served, by name
+RPC_METHODS: collections.Counter = collections.Counter()
 
 
 def test_connect_uses_unlocked_accounts(rpc_node):
@@ -258,10 +264,73 @@ def test_connect_signs_locally_with_private_keys(rpc_node):
                                           "value": 10**20})
     chain = Chain.connect(rpc_node, 2, private_keys=keys)
     assert chain.accounts == local
+    asked = RPC_METHODS["eth_chainId"]
     c = deploy(chain, local, sender=local[1])
     out = play_round(c, 0)
     assert out.accepted and out.proposer in local
+    # the chain id is asked once (and once more by web3's cache setting itself up), not five times a
+    # transaction and twice a call
+    assert RPC_METHODS["eth_chainId"] - asked <= 2, RPC_METHODS["eth_chainId"] - asked
     with pytest.raises(ChainError, match="need 3 accounts but found 2 private keys"):
         Chain.connect(rpc_node, 3, private_keys=keys)
     with pytest.raises(ChainError, match="malformed"):
         Chain.connect(rpc_node, 1, private_keys=["0x1234"])
+
+
+# -- the client's own ABI codec --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [{}, {"proposers": 2}, {"proposers": 3, "combine": "average"}])
+def test_client_codec_reads_what_web3_reads(shape):
+    """The client encodes calls and decodes results and events with eth_abi directly (web3's
+    contract layer was a tenth of a large batch): every event kind and view must come out as web3's
+    own decoding gives it, values, types and argument order alike."""
+    from cohep.ledger.coordinator import _plain
+
+    chain = Chain.embedded(6)
+    m = chain.accounts[:6]
+    c = deploy(chain, m, max_missed=1, vote_window=3, **shape)
+    for k in range(4):
+        r = c.round()
+        st = c.round_state(r)
+        if k == 3:  # nobody proposes: a void round
+            chain.mine(51)
+            c.finalize(m[0], r)
+            continue
+        partial = k == 1 and len(st.slots) > 1  # one slot silent: voting opens after the window
+        for s in st.slots:
+            if not (partial and s.slot == 1):
+                c.propose(s.proposer, r, hashlib.sha256(f"{k}{s.slot}".encode()).digest(), f"file:///x/{k}", slot=s.slot)
+        if partial:
+            chain.mine(50)
+        st = c.round_state(r)
+        one = len(st.slots) == 1 or c.settings().vote_on_average
+        ballots = []
+        for i, v in enumerate(st.voters[1:]):
+            own = sum(1 << s.slot for s in st.slots if s.proposer == v)
+            ballots.append(c.sign_ballot(v, r, 1 if one else st.proposed_slots & ~own,
+                                         [1000 * i - 7] if one else [0] * len(st.slots)))
+        c.submit_ballots(st.proposer, r, ballots + ballots[:1])  # the duplicate: BallotSkipped
+        chain.mine(4)
+        c.finalize(m[0], r)
+    suspended = next(x for x in m if c.member_stats(x).suspended)
+    c.rejoin(suspended)
+    logs = sorted(chain.w3.eth.get_logs({"address": c.address, "fromBlock": 0, "toBlock": "latest"}),
+                  key=lambda log: (log["blockNumber"], log["logIndex"]))
+    events = c.events()
+    assert {e.name for e in events} == {"RoundStarted", "Proposed", "Voted", "BallotSkipped", "Finalized",
+                                        "RoundVoided", "Suspended", "Rejoined"}
+    assert len(logs) == len(events)
+    for log, ev in zip(logs, events):
+        web3s = c._c.events[ev.name]().process_log(log)
+        args = {k: _plain(v) for k, v in web3s["args"].items()}
+        assert list(args.items()) == list(ev.args.items()), ev.name
+        assert (web3s["blockNumber"], web3s["logIndex"], Web3.to_hex(web3s["transactionHash"])) == (
+            ev.block, ev.log_index, ev.tx_hash)
+    for name, args in [("round_info", (1,)), ("slot_info", (1, 0)), ("members", ()), ("member_stats", (m[1],)),
+                       ("ballot", (1, m[2])), ("draw_slots", (5,)), ("permutation", (2,)), ("proposers_of", (1,)),
+                       ("accepted_digest", ()), ("seed", ()), ("vote_on_average", ()), ("round", ())]:
+        ours, web3s = c._call(name, *args), getattr(c._c.functions, name)(*args).call({"from": m[0]})
+        assert ours == web3s and type(ours) is type(web3s), name
+    with pytest.raises(ChainError, match="do not fit the contract's ABI"):
+        c.propose(m[0], -1, INITIAL, "file:///x")

@@ -50,6 +50,16 @@ MAX_SCORE_PPM: constant(int256) = 10**15
 
 IN_A_ROW: constant(uint256) = 2**128 - 1  # low half of Counters.misses
 
+# _popcount's masks: alternate 1, 2, 4, ... 128-bit fields of ones (max // (2**w + 1)).
+_M1: constant(uint256) = max_value(uint256) // 3
+_M2: constant(uint256) = max_value(uint256) // 5
+_M4: constant(uint256) = max_value(uint256) // 17
+_M8: constant(uint256) = max_value(uint256) // 257
+_M16: constant(uint256) = max_value(uint256) // 65537
+_M32: constant(uint256) = max_value(uint256) // (2**32 + 1)
+_M64: constant(uint256) = max_value(uint256) // (2**64 + 1)
+_M128: constant(uint256) = 2**128 - 1
+
 # ballot[r][voter] = VOTED | approval bitmap; 0 means "has not voted".
 VOTED: constant(uint256) = 1 << 255
 
@@ -82,7 +92,9 @@ struct RoundData:
     proposed_block: uint256
     proposed_mask: uint256  # bit j: slot j proposed
     accepted_mask: uint256  # bit j: slot j accepted (set by finalize)
-    voted_mask: uint256  # bit i: members[i] voted
+    # bit i: members[i] voted; bit 128 + i: and approved slot 0 (or the average), so that finalize
+    # judges a one-verdict round's voters from this one slot, not from one ballot slot each.
+    voted_mask: uint256
     votes: uint256
     # combine "average": approvals of the average (slot approvals stay 0).
     approvals: uint256
@@ -342,14 +354,16 @@ def _permutation(epoch: uint256) -> DynArray[uint256, MAX_MEMBERS]:
 @internal
 @pure
 def _popcount(x: uint256) -> uint256:
-    c: uint256 = 0
-    y: uint256 = x
-    for _: uint256 in range(MAX_MEMBERS):
-        if y == 0:
-            break
-        y &= y - 1
-        c += 1
-    return c
+    """Set bits of x, in constant work (SWAR: bit counts summed in ever wider fields). A loop over
+    the set bits cost ~47 opcodes a bit, and every vote check and finalize counts 64-bit bitmaps."""
+    y: uint256 = x - ((x >> 1) & _M1)
+    y = (y & _M2) + ((y >> 2) & _M2)
+    y = (y + (y >> 4)) & _M4
+    y = (y & _M8) + ((y >> 8) & _M8)
+    y = (y & _M16) + ((y >> 16) & _M16)
+    y = (y & _M32) + ((y >> 32) & _M32)
+    y = (y & _M64) + ((y >> 64) & _M64)
+    return (y & _M128) + (y >> 128)
 
 
 @internal
@@ -471,8 +485,11 @@ def _miss(m: address, r: uint256, bit: uint256, active: uint256) -> uint256:
 
 @internal
 def _reset_in_a_row(m: address):
-    """A duty done (or a rejoin) starts the count of consecutive misses over."""
-    self._counters[m].misses &= ~IN_A_ROW
+    """A duty done (or a rejoin) starts the count of consecutive misses over (no write if it
+    already is zero: a member who does its duties pays one read a vote, not a write)."""
+    misses: uint256 = self._counters[m].misses
+    if misses & IN_A_ROW != 0:
+        self._counters[m].misses = misses & ~IN_A_ROW
 
 
 @internal
@@ -480,13 +497,14 @@ def _reset_in_a_row(m: address):
 def _vote_opened(r: uint256) -> uint256:
     """The block voting on round r opened at: its last proposal once every slot is proposed,
     else the end of the proposal window if some slot was; 0 while voting is not open."""
-    d: RoundData = self._rounds[r]
-    if d.proposed_mask == 0:
+    mask: uint256 = self._rounds[r].proposed_mask  # only the fields it needs: a struct read loads all ten
+    if mask == 0:
         return 0
-    if d.proposed_mask == (1 << d.slots) - 1:
-        return d.proposed_block
-    if block.number > d.start_block + proposal_window:
-        return d.start_block + proposal_window
+    if mask == (1 << self._rounds[r].slots) - 1:
+        return self._rounds[r].proposed_block
+    start: uint256 = self._rounds[r].start_block
+    if block.number > start + proposal_window:
+        return start + proposal_window
     return 0
 
 
@@ -495,7 +513,8 @@ def _vote_opened(r: uint256) -> uint256:
 def _vote_problem(voter: address, r: uint256, approvals: uint256,
                   scores_ppm: DynArray[int256, MAX_MEMBERS]) -> String[32]:
     """Why voter's ballot on round r cannot be counted now ("" if it can): vote() reverts with
-    the reason, submit_ballots skips the ballot with it."""
+    the reason. The round's checks, then the ballot's own (_ballot_problem); submit_ballots makes
+    the round's checks once for the batch and skips a ballot with _ballot_problem's reason."""
     s: uint256 = self._slot[voter]
     if s == 0:
         return "not a member"
@@ -507,19 +526,30 @@ def _vote_problem(voter: address, r: uint256, approvals: uint256,
     if opened == 0:
         return "proposals still open"
     active: uint256 = self._rounds[r].active
-    slots: uint256 = self._rounds[r].slots
-    bit: uint256 = 1 << (s - 1)
+    return self._ballot_problem(voter, 1 << (s - 1), r, approvals, scores_ppm, active,
+                                self._voters(active, self._slots[r][0].proposer),
+                                self._rounds[r].voted_mask, block.number > opened + vote_window)
+
+
+@internal
+@view
+def _ballot_problem(voter: address, bit: uint256, r: uint256, approvals: uint256,
+                    scores_ppm: DynArray[int256, MAX_MEMBERS], active: uint256, voters: uint256,
+                    voted: uint256, window_closed: bool) -> String[32]:
+    """The checks of one member's ballot on round r once voting is open (bit: the member's;
+    active, voters: the round's bitmaps; voted: who has voted so far, a batch's own included)."""
     if active & bit == 0:
         return "suspended"
-    if self._voters(active, self._slots[r][0].proposer) & bit == 0:
+    if voters & bit == 0:
         return "proposer cannot vote"
-    if self.ballot[r][voter] != 0:
+    if voted & bit != 0:
         return "already voted"
-    if block.number > opened + vote_window:
+    if window_closed:
         return "vote window closed"
     for x: int256 in scores_ppm:
         if x < -MAX_SCORE_PPM or x > MAX_SCORE_PPM:
             return "score out of range"
+    slots: uint256 = self._rounds[r].slots
     if vote_on_average and slots > 1:
         if len(scores_ppm) != 1:
             return "one score for the average"
@@ -537,8 +567,11 @@ def _vote_problem(voter: address, r: uint256, approvals: uint256,
 
 
 @internal
-def _count_vote(voter: address, r: uint256, approvals: uint256, scores_ppm: DynArray[int256, MAX_MEMBERS]):
-    """Count a ballot _vote_problem found nothing wrong with."""
+def _count_vote(voter: address, bit: uint256, r: uint256, approvals: uint256,
+                scores_ppm: DynArray[int256, MAX_MEMBERS]) -> uint256:
+    """Count a ballot the checks found nothing wrong with: the approvals, the voter's ballot and
+    counters, the Voted event. Returns the voter's marks for the round's voted_mask (its bit, and
+    bit << 128 if it approved slot 0 or the average); the caller adds them and the vote count."""
     if vote_on_average and self._rounds[r].slots > 1:
         if approvals == 1:
             self._rounds[r].approvals += 1
@@ -547,20 +580,23 @@ def _count_vote(voter: address, r: uint256, approvals: uint256, scores_ppm: DynA
             if approvals & (1 << j) != 0:
                 self._slots[r][j].approvals += 1
     self.ballot[r][voter] = VOTED | approvals
-    self._rounds[r].voted_mask |= 1 << (self._slot[voter] - 1)
-    self._rounds[r].votes += 1
     self._counters[voter].votes_cast += 1
     self._reset_in_a_row(voter)
     log Voted(round=r, voter=voter, approvals=approvals, scores_ppm=scores_ppm)
+    if approvals & 1 != 0:
+        return bit | (bit << 128)
+    return bit
 
 
 @internal
 def _record_vote(voter: address, r: uint256, approvals: uint256, scores_ppm: DynArray[int256, MAX_MEMBERS]):
     """Check and count one voter's ballot on round r (vote() ends here; submit_ballots runs the
-    same check and skips instead of reverting)."""
+    same checks and the same counting, skipping instead of reverting)."""
     problem: String[32] = self._vote_problem(voter, r, approvals, scores_ppm)
     assert len(problem) == 0, problem
-    self._count_vote(voter, r, approvals, scores_ppm)
+    marks: uint256 = self._count_vote(voter, 1 << (self._slot[voter] - 1), r, approvals, scores_ppm)
+    self._rounds[r].voted_mask |= marks
+    self._rounds[r].votes += 1
 
 
 @internal
@@ -575,9 +611,13 @@ def _domain_separator() -> bytes32:
 @pure
 def _ballot_hash(b: SignedBallot) -> bytes32:
     """EIP-712 hashStruct(Ballot): an int256[] is hashed as keccak256 of its words concatenated
-    (the ABI encoding of the array less its offset and length words)."""
-    words: Bytes[2112] = abi_encode(b.scores_ppm)
-    scores_hash: bytes32 = keccak256(slice(words, 64, 32 * len(b.scores_ppm)))
+    (the ABI encoding of the array less its offset and length words; one score: its word)."""
+    scores_hash: bytes32 = empty(bytes32)
+    if len(b.scores_ppm) == 1:
+        scores_hash = keccak256(abi_encode(b.scores_ppm[0]))
+    else:
+        words: Bytes[2112] = abi_encode(b.scores_ppm)
+        scores_hash = keccak256(slice(words, 64, 32 * len(b.scores_ppm)))
     return keccak256(abi_encode(BALLOT_TYPEHASH, b.round, b.approvals, scores_hash))
 
 
@@ -642,24 +682,34 @@ def submit_ballots(r: uint256, ballots: DynArray[SignedBallot, MAX_MEMBERS]) -> 
     opened: uint256 = self._vote_opened(r)
     assert opened != 0, "proposals still open"
     assert block.number <= opened + vote_window, "vote window closed"
+    # The round's side of vote()'s checks holds for the whole batch (asserted above), so each
+    # ballot gets only its own checks; the round's voted marks and count are written once.
     domain: bytes32 = self._domain_separator()
+    active: uint256 = self._rounds[r].active
+    voters: uint256 = self._voters(active, self._slots[r][0].proposer)
+    voted: uint256 = self._rounds[r].voted_mask
     counted: uint256 = 0
     i: uint256 = 0
     for b: SignedBallot in ballots:
         signer: address = ecrecover(keccak256(concat(x"1901", domain, self._ballot_hash(b))), b.v, b.r, b.s)
+        s: uint256 = self._slot[signer]  # 0 for the zero address too: never a member
         reason: String[32] = ""
-        if signer == empty(address) or self._slot[signer] == 0:
+        if s == 0:
             reason = "not a member's signature"
         elif b.round != r:
             reason = "wrong round"
         else:
-            reason = self._vote_problem(signer, r, b.approvals, b.scores_ppm)
+            reason = self._ballot_problem(signer, 1 << (s - 1), r, b.approvals, b.scores_ppm, active, voters,
+                                          voted, False)
         if len(reason) == 0:
-            self._count_vote(signer, r, b.approvals, b.scores_ppm)
+            voted |= self._count_vote(signer, 1 << (s - 1), r, b.approvals, b.scores_ppm)
             counted += 1
         else:
             log BallotSkipped(round=r, signer=signer, index=i, reason=reason)
         i += 1
+    if counted != 0:
+        self._rounds[r].voted_mask = voted
+        self._rounds[r].votes += counted
     return counted
 
 
@@ -748,25 +798,35 @@ def finalize(r: uint256):
 
     # Credit voters whose ballot matches the outcome on every proposal they judged; charge
     # silent proposers and voters who did not vote (once each).
+    # A one-verdict round (one slot, or the average) reads each voter's approval from voted_mask's
+    # upper half; with several slots judged each, from its ballot, less its own slot.
     voted: uint256 = self._rounds[r].voted_mask
+    approved: uint256 = voted >> 128
+    voted &= _M128  # the low half: who voted
     missed: uint256 = silent | (voters & ~voted)
+    one_verdict: bool = average or slots == 1
+    holders: uint256 = 0
+    if not one_verdict:
+        for j: uint256 in range(slots, bound=MAX_MEMBERS):
+            holders |= 1 << (self._slot[self._slots[r][j].proposer] - 1)
     for i: uint256 in range(len(MEMBERS), bound=MAX_MEMBERS):
         bit: uint256 = 1 << i
         if round_active & bit == 0:
             continue
-        m: address = MEMBERS[i]
         if missed & bit != 0:
-            active = self._miss(m, r, bit, active)
+            active = self._miss(MEMBERS[i], r, bit, active)
         elif voted & bit != 0:
-            b: uint256 = self.ballot[r][m] & ~VOTED
-            if average:
-                if (b == 1) == (accepted != 0):
+            m: address = MEMBERS[i]
+            if one_verdict:
+                if (approved & bit != 0) == (accepted != 0):
                     self._counters[m].votes_with_majority += 1
             else:
+                b: uint256 = self.ballot[r][m] & ~VOTED
                 judged: uint256 = proposed
-                for j: uint256 in range(slots, bound=MAX_MEMBERS):
-                    if self._slots[r][j].proposer == m:
-                        judged &= ~(1 << j)
+                if holders & bit != 0:
+                    for j: uint256 in range(slots, bound=MAX_MEMBERS):
+                        if self._slots[r][j].proposer == m:
+                            judged &= ~(1 << j)
                 if b & judged == accepted & judged:
                     self._counters[m].votes_with_majority += 1
     if active != before:

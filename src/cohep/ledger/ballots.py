@@ -13,15 +13,22 @@ number of members.
 A ballot read from another member is untrusted: :func:`from_json` checks its shape and
 :meth:`SignedBallot.signer` recovers who signed it, so a forged, malformed or misplaced ballot is
 dropped (or, if submitted, skipped by the contract with ``BallotSkipped``), never counted.
+
+The digest is computed here directly (the fixed type hashes once, the domain separator once per
+domain, then two keccaks a ballot) and signed and recovered with libsecp256k1 (coincurve): eth_account's
+generic typed-data encoder took about 0.5 ms a ballot. :func:`typed_data` still gives the full
+EIP-712 message, for nodes that sign with ``eth_signTypedData_v4``; the tests check that both
+give the same digest for random ballots.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Sequence
 
-from eth_account import Account
-from eth_account.messages import encode_typed_data
+import coincurve
+from eth_utils import keccak
 from web3 import Web3
 
 from cohep.errors import IntegrityError
@@ -46,6 +53,10 @@ TYPE_STRING = "Ballot(uint256 round,uint256 approvals,int256[] scores_ppm)"
 MAX_SCORES = 64
 #: a ballot file is a few hundred bytes (64 scores: about 1.5 KB); anything much larger is not one
 MAX_JSON_BYTES = 8192
+DOMAIN_TYPE_STRING = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+_BALLOT_TYPEHASH = keccak(text=TYPE_STRING)
+#: secp256k1's group order: r and s must lie in [1, N) (what the ecrecover precompile accepts)
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,42 @@ class Domain:
     def as_dict(self) -> dict[str, Any]:
         return {"name": EIP712_NAME, "version": EIP712_VERSION, "chainId": int(self.chain_id),
                 "verifyingContract": Web3.to_checksum_address(self.contract)}
+
+
+@lru_cache(maxsize=64)
+def domain_separator(domain: Domain) -> bytes:
+    """EIP-712 hashStruct(EIP712Domain) of ``domain`` (the contract's ``domain_separator()``)."""
+    contract = Web3.to_bytes(hexstr=Web3.to_checksum_address(domain.contract))
+    return keccak(keccak(text=DOMAIN_TYPE_STRING) + keccak(text=EIP712_NAME) + keccak(text=EIP712_VERSION)
+                  + int(domain.chain_id).to_bytes(32, "big") + contract.rjust(32, b"\0"))
+
+
+def digest(domain: Domain, r: int, approvals: int, scores_ppm: int | Sequence[int]) -> bytes:
+    """The EIP-712 digest a ballot's signature signs: keccak256(0x1901 ‖ domain separator ‖
+    hashStruct(Ballot)), with the int256[] hashed as keccak256 of its 32-byte words. Raises
+    OverflowError for a round, bitmap or score its type cannot hold."""
+    words = b"".join(x.to_bytes(32, "big", signed=True) for x in scores(scores_ppm))
+    struct = keccak(_BALLOT_TYPEHASH + int(r).to_bytes(32, "big") + int(approvals).to_bytes(32, "big")
+                    + keccak(words))
+    return keccak(b"\x19\x01" + domain_separator(domain) + struct)
+
+
+def recover(message_hash: bytes, v: int, r: bytes, s: bytes) -> str | None:
+    """The checksummed address whose key signed message_hash, or None: what the contract's
+    ``ecrecover`` accepts (v 27 or 28, r and s in [1, N)), nothing else."""
+    ri, si = int.from_bytes(r, "big"), int.from_bytes(s, "big")
+    if v not in (27, 28) or not (0 < ri < SECP256K1_N and 0 < si < SECP256K1_N) or len(r) != 32 or len(s) != 32:
+        return None
+    try:
+        public = coincurve.PublicKey.from_signature_and_message(bytes(r) + bytes(s) + bytes([v - 27]),
+                                                                message_hash, hasher=None)
+    except Exception:  # noqa: BLE001 - no point on the curve: a signature of nobody
+        return None
+    return _address(public)
+
+
+def _address(public: coincurve.PublicKey) -> str:
+    return Web3.to_checksum_address(keccak(public.format(compressed=False)[1:])[-20:])
 
 
 def scores(scores_ppm: int | Sequence[int]) -> tuple[int, ...]:
@@ -102,9 +149,8 @@ class SignedBallot:
     def signer(self, domain: Domain) -> str | None:
         """The address that signed this ballot under ``domain`` (None if the signature is invalid)."""
         try:
-            msg = encode_typed_data(full_message=typed_data(domain, self.round, self.approvals, self.scores_ppm))
-            return Account.recover_message(msg, vrs=(self.v, self.r, self.s))
-        except Exception:  # noqa: BLE001 - any failure means: not a valid signature
+            return recover(digest(domain, self.round, self.approvals, self.scores_ppm), self.v, self.r, self.s)
+        except Exception:  # noqa: BLE001 - any failure (a field out of its type's range) means: not valid
             return None
 
     def as_tuple(self) -> tuple:
@@ -122,10 +168,13 @@ def sign(private_key: Any, domain: Domain, r: int, approvals: int,
     """Sign a ballot with a local key (hex string, bytes or eth_keys PrivateKey). approvals: the
     bitmap (a bool approves slot 0 / the average); scores_ppm: one score or one per slot."""
     key = private_key.to_bytes() if hasattr(private_key, "to_bytes") else private_key
+    if isinstance(key, str):
+        key = bytes.fromhex(key.removeprefix("0x"))
+    secret = coincurve.PrivateKey(bytes(key))
     sc = scores(scores_ppm)
-    signed = Account.sign_typed_data(key, full_message=typed_data(domain, r, int(approvals), sc))
-    return SignedBallot(Account.from_key(key).address, int(r), int(approvals), sc,
-                        int(signed.v), int(signed.r).to_bytes(32, "big"), int(signed.s).to_bytes(32, "big"))
+    # RFC 6979 nonce and low s, as eth_account's signatures (the tests compare them byte for byte)
+    sig = secret.sign_recoverable(digest(domain, r, int(approvals), sc), hasher=None)
+    return SignedBallot(_address(secret.public_key), int(r), int(approvals), sc, sig[64] + 27, sig[:32], sig[32:64])
 
 
 def from_signature(voter: str, r: int, approvals: int, scores_ppm: int | Sequence[int],

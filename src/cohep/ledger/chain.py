@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 from web3 import Web3
 from web3.exceptions import Web3Exception
+from web3.types import RPCEndpoint
 
 from cohep.errors import ChainError
 
@@ -72,11 +73,15 @@ class Chain:
         except Exception:  # noqa: BLE001 - any failure here means "not a usable node"
             raise ChainError(f"cannot reach Ethereum node at {rpc_url}") from None
 
+        # eth_chainId is cached: web3 asked for it five times a transaction (signing, fee and
+        # validation steps) and twice a call, and a node's chain id does not change under us.
         w3 = Web3(
             Web3.HTTPProvider(
                 rpc_url,
                 request_kwargs={"timeout": REQUEST_TIMEOUT_S},
                 exception_retry_configuration=None,
+                cache_allowed_requests=True,
+                cacheable_requests={RPCEndpoint("eth_chainId")},
             )
         )
         if private_keys:

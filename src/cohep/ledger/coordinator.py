@@ -7,12 +7,17 @@ never computed here. ``ledger/draw.py`` recomputes the draw only to audit it.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from numbers import Rational
-from typing import Any
+from typing import Any, Callable
 
+import eth_abi
+from eth_abi.exceptions import EncodingError
+from eth_utils.abi import event_abi_to_log_topic, function_abi_to_4byte_selector
 from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3Exception
 
@@ -24,6 +29,12 @@ try:  # the embedded chain reports reverts as eth-tester's own exception, not Co
     from eth_tester.exceptions import TransactionFailed as _TesterRevert
 except ImportError:  # pragma: no cover - eth-tester is a dependency, but only the embedded chain needs it
     class _TesterRevert(Exception):  # type: ignore[no-redef]
+        pass
+
+try:  # eth-tester refusing a transaction outright (a bad sender, a balance too small)
+    from eth_tester.exceptions import ValidationError as _TesterInvalid
+except ImportError:  # pragma: no cover
+    class _TesterInvalid(Exception):  # type: ignore[no-redef]
         pass
 
 _REVERTS = (ContractLogicError, _TesterRevert)
@@ -38,13 +49,14 @@ _REVERT_PREFIXES = ("execution reverted: ", "execution reverted:", "execution re
 RECEIPT_TIMEOUT_S = 120.0
 # Gas limit for propose/vote/finalize/rejoin on the embedded chain (block limit 30M). The worst
 # cases, finalize with 64 members when all 63 voters agree with the outcome for the first time, or
-# all 63 miss their vote and are suspended at once, need ~1.8-1.9M (checked in tests).
+# all 63 miss their vote and are suspended at once, need ~1.7-1.75M (checked in tests).
 # Unused gas is refunded, so a generous cap costs nothing.
 EMBEDDED_TX_GAS = 5_000_000
 # Fees on the embedded chain, given so that web3 does not read a block per transaction to fill them:
 # its base fee starts at 1 gwei and only falls (no block comes near the 15M gas target).
 EMBEDDED_FEES = {"maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9}
-# submit_ballots with 63 ballots needs about 3.5M (checked in tests); the block limit is 30M.
+_TESTER_FEES = {"max_fee_per_gas": 10**10, "max_priority_fee_per_gas": 10**9}  # the same, as eth-tester spells them
+# submit_ballots with 63 ballots needs about 4.0M (every voter's first vote; 2.9M later; checked in tests); the block limit is 30M.
 EMBEDDED_BATCH_GAS = 12_000_000
 
 
@@ -210,6 +222,130 @@ def _chain_error(what: str, reason: str) -> ChainError:
     return err
 
 
+def _abi_type(param: dict) -> str:
+    """eth_abi's type string of an ABI parameter (tuples spelled out)."""
+    t = param["type"]
+    if t.startswith("tuple"):
+        return "(" + ",".join(_abi_type(c) for c in param["components"]) + ")" + t[len("tuple"):]
+    return t
+
+
+def _normaliser(param: dict) -> Callable[[Any], Any] | None:
+    """What web3 does to a decoded value of this parameter (addresses checksummed, arrays as lists),
+    or None."""
+    t = param["type"]
+    if t.endswith("]"):
+        inner = _normaliser({**param, "type": t[: t.rindex("[")]})
+        return (lambda v: list(v)) if inner is None else (lambda v: [inner(x) for x in v])
+    if t == "tuple":
+        parts = [_normaliser(c) for c in param["components"]]
+        if all(f is None for f in parts):
+            return None
+        return lambda v: tuple(x if f is None else f(x) for f, x in zip(parts, v))
+    if t == "address":
+        return Web3.to_checksum_address
+    return None
+
+
+def _decoder(params: list[dict]) -> Callable[[bytes], tuple]:
+    types = [_abi_type(p) for p in params]
+    norms = [_normaliser(p) for p in params]
+    return lambda data: tuple(x if f is None else f(x) for f, x in zip(norms, eth_abi.decode(types, data)))
+
+
+class _Codec:
+    """A contract's ABI, compiled once: selector and types per function, decoders per event topic.
+
+    web3's contract functions look the ABI entry up, validate it and walk every argument through
+    its normalisers on each use, and ``process_log`` does the same per log: on the embedded chain
+    that was about a tenth of a 63-ballot batch, and a few ms of every call. Encoding and decoding
+    here is plain eth_abi, with web3's one normalisation of results (checksummed addresses)."""
+
+    def __init__(self, abi: list[dict]):
+        self.functions: dict[str, tuple[bytes, list[str], Callable[[bytes], tuple]]] = {}
+        for entry in abi:
+            if entry["type"] != "function":
+                continue
+            if entry["name"] in self.functions:  # an overload: this codec keys by name only
+                raise ValueError(f"ABI has two functions named {entry['name']}")
+            self.functions[entry["name"]] = (function_abi_to_4byte_selector(entry),
+                                             [_abi_type(i) for i in entry["inputs"]], _decoder(entry["outputs"]))
+        self.events: dict[bytes, tuple[str, list[str], list[tuple[str, str, Callable | None]], Callable]] = {}
+        for entry in abi:
+            if entry["type"] != "event":
+                continue
+            indexed = [(i["name"], _abi_type(i), _normaliser(i)) for i in entry["inputs"] if i["indexed"]]
+            data = [i for i in entry["inputs"] if not i["indexed"]]
+            self.events[event_abi_to_log_topic(entry)] = (entry["name"], [i["name"] for i in data], indexed,
+                                                         _decoder(data))
+
+    def encode(self, name: str, args: tuple) -> bytes:
+        selector, types, _ = self.functions[name]
+        return selector + eth_abi.encode(types, args)
+
+    def decode(self, name: str, data: bytes) -> Any:
+        """A call's result as web3 gives it: the value of a single output, else the tuple."""
+        out = self.functions[name][2](data)
+        return out[0] if len(out) == 1 else out
+
+    def event(self, topics: list[bytes], data: bytes) -> tuple[str, dict[str, Any]] | None:
+        """(name, args) of a log of this ABI (indexed arguments first, as web3 orders them), or None."""
+        spec = self.events.get(topics[0]) if topics else None
+        if spec is None:
+            return None
+        name, data_names, indexed, decode = spec
+        args = {}
+        for (arg, typ, norm), topic in zip(indexed, topics[1:]):
+            value = eth_abi.decode([typ], topic)[0]
+            args[arg] = value if norm is None else norm(value)
+        args.update(zip(data_names, decode(data)))
+        return name, args
+
+
+@lru_cache(maxsize=8)
+def _codec_of(abi_json: str) -> _Codec:
+    return _Codec(json.loads(abi_json))
+
+
+class _Encoded:
+    """A contract call as bytes, with the two methods ``_send`` uses of a web3 contract function.
+
+    On the embedded chain it goes to eth-tester directly: web3's request and result formatters and
+    its receipt polling were about a fifth of a transaction's CPU time there (a no-op transaction
+    took 11 ms on the shared machine), and a call's work is the same."""
+
+    def __init__(self, w3: Web3, to: str, data: bytes):
+        self.w3, self.to, self.data = w3, to, data
+        self.tester = getattr(w3.provider, "ethereum_tester", None)
+
+    def transact(self, tx: dict) -> Any:
+        return self.w3.eth.send_transaction({**tx, "to": self.to, "data": self.data})
+
+    def send_embedded(self, sender: str, gas: int) -> dict:
+        """Send on the embedded chain (auto-mined at once); the receipt in web3's shape."""
+        tx_hash = self.tester.send_transaction({"from": sender, "to": self.to, "data": "0x" + self.data.hex(),
+                                                "gas": gas, **_TESTER_FEES})
+        return _web3_receipt(self.tester.get_transaction_receipt(tx_hash))
+
+    def call(self, tx: dict | None = None, block_identifier: Any = "latest") -> bytes:
+        if self.tester is not None:
+            out = self.tester.call({**(tx or {}), "to": self.to, "data": "0x" + self.data.hex()}, block_identifier)
+            return bytes.fromhex(out.removeprefix("0x"))
+        return self.w3.eth.call({**(tx or {}), "to": self.to, "data": self.data}, block_identifier)
+
+
+def _web3_receipt(r: dict) -> dict:
+    """eth-tester's receipt with the keys and value types web3 gives (what the client reads)."""
+    def log(entry: dict) -> dict:
+        return {"address": entry["address"], "topics": [bytes.fromhex(t[2:]) for t in entry["topics"]],
+                "data": bytes.fromhex(entry["data"][2:]), "blockNumber": entry["block_number"],
+                "logIndex": entry["log_index"], "transactionHash": bytes.fromhex(entry["transaction_hash"][2:])}
+
+    return {"status": r["status"], "gasUsed": r["gas_used"], "blockNumber": r["block_number"],
+            "transactionHash": bytes.fromhex(r["transaction_hash"][2:]), "contractAddress": r["contract_address"],
+            "logs": [log(entry) for entry in r["logs"]]}
+
+
 class ContractClient:
     """What every client of one of our contracts shares: timed views whose reverts are one line.
 
@@ -219,15 +355,29 @@ class ContractClient:
     chain: Chain
     seconds: float
 
+    @property
+    def _codec(self) -> _Codec:
+        codec = self.__dict__.get("_codec_cache")
+        if codec is None:
+            codec = self.__dict__["_codec_cache"] = _codec_of(json.dumps(self._c.abi, sort_keys=True))
+        return codec
+
+    def _encoded(self, name: str, args: tuple) -> _Encoded:
+        try:
+            data = self._codec.encode(name, args)
+        except (EncodingError, TypeError) as exc:  # what web3's argument validation refused, as it did
+            raise ChainError(f"{name}{tuple(args)!r}: arguments do not fit the contract's ABI: {exc}") from None
+        return _Encoded(self.chain.w3, self._c.address, data)
+
     def _call(self, name: str, *args: Any) -> Any:
         t0 = time.perf_counter()
         # A call without "from" makes eth-tester's provider list the accounts three times to guess one.
         opts = {"from": self.chain.accounts[0]} if self.chain.kind == "embedded" else None
         try:
-            return getattr(self._c.functions, name)(*args).call(opts)
+            return self._codec.decode(name, bytes(self._encoded(name, args).call(opts)))
         except _REVERTS as exc:
             raise _chain_error(f"{name}{tuple(args)!r}", _reason(exc)) from None
-        except (Web3Exception, OSError) as exc:
+        except (Web3Exception, OSError, _TesterInvalid) as exc:
             raise ChainError(f"{name} call failed on {self.chain.kind}: {exc}") from None
         finally:
             self.seconds += time.perf_counter() - t0
@@ -458,14 +608,14 @@ class Coordinator(ContractClient):
         what = f"{name}(round {args[0]})" if args else f"{name}()"
         t0 = time.perf_counter()
         try:
-            fn = getattr(self._c.functions, name)(*args)
+            fn = self._encoded(name, args)
             receipt = _send(self.w3, what, fn,
                             Web3.to_checksum_address(sender), gas or self._fixed_gas)
         finally:
             self.seconds += time.perf_counter() - t0
         self.gas_used += int(receipt["gasUsed"])
         self.transactions += 1
-        self.calldata_bytes += len(Web3.to_bytes(hexstr=self._c.encode_abi(name, args=list(args))))
+        self.calldata_bytes += len(fn.data)
         return receipt
 
     def propose(self, sender: str, r: int, digest: bytes, uri: str, slot: int = 0) -> dict:
@@ -546,16 +696,16 @@ class Coordinator(ContractClient):
         for log in logs:
             if log["address"] != self.address or not log["topics"]:
                 continue
-            name = self._topics.get(bytes(log["topics"][0]))
-            if name is None:
+            topics = [bytes(t) for t in log["topics"]]
+            if self._topics.get(topics[0]) is None:
                 continue
-            d = self._c.events[name]().process_log(log)
+            name, args = self._codec.event(topics, bytes(log["data"]))
             out.append(ChainEvent(
                 name=name,
-                block=int(d["blockNumber"]),
-                log_index=int(d["logIndex"]),
-                tx_hash=Web3.to_hex(d["transactionHash"]),
-                args={k: _plain(v) for k, v in d["args"].items()},
+                block=int(log["blockNumber"]),
+                log_index=int(log["logIndex"]),
+                tx_hash=Web3.to_hex(log["transactionHash"]),
+                args={k: _plain(v) for k, v in args.items()},
             ))
         return out
 
@@ -595,14 +745,17 @@ def _send(w3: Web3, what: str, fn: Any, sender: str, fixed_gas: int | None = Non
     tester = getattr(w3.provider, "ethereum_tester", None) if fixed_gas is not None else None
     snapshot = tester.take_snapshot() if tester is not None else None
     try:
-        if fixed_gas is None:
-            tx_hash = fn.transact({"from": sender})  # gas estimation surfaces reverts here
+        if tester is not None and isinstance(fn, _Encoded) and fn.tester is tester:
+            receipt = fn.send_embedded(sender, fixed_gas)
         else:
-            tx_hash = fn.transact({"from": sender, "gas": fixed_gas, **EMBEDDED_FEES})
-        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
+            if fixed_gas is None:
+                tx_hash = fn.transact({"from": sender})  # gas estimation surfaces reverts here
+            else:
+                tx_hash = fn.transact({"from": sender, "gas": fixed_gas, **EMBEDDED_FEES})
+            receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
     except _REVERTS as exc:
         raise _chain_error(what, _reason(exc)) from None
-    except (Web3Exception, OSError) as exc:
+    except (Web3Exception, OSError, _TesterInvalid) as exc:
         raise ChainError(f"{what} failed: {exc}") from None
     if receipt["status"] != 1:
         # Reverted on chain (embedded: any revert; a node: the state changed after the estimate).
