@@ -414,7 +414,7 @@ def test_audit_catches_a_wrong_stepped_average(stepped_run, tmp_path):
 # -- attacks against each variant ---------------------------------------------------------------
 
 
-def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0):
+def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy"):
     from cohep import models
     from cohep.participant import Participant
     from cohep.proposal import default_max_bytes
@@ -423,7 +423,7 @@ def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0):
     from cohep.store import Fetcher, WeightStore
 
     cfg, data, parts, spec = prepare(small_cfg(mnist_dir, round={"combine": combine_mode, "server_lr": server_lr},
-                                               train={"epochs": 2.0}))
+                                               train={"epochs": 2.0}, vote={"metric": metric}))
     initial = models.initial_weights(spec, 0)
     learners = build_learners(cfg, data, parts, spec, initial)
     store = WeightStore(str(tmp_path / "weights"))
@@ -474,24 +474,26 @@ def _play_round(coord, ms, r, attack=None):
     return st, attacker, duties, out
 
 
-def _attacked(mnist_dir, tmp_path, mode, attack, server_lr=1.0):
+def _attacked(mnist_dir, tmp_path, mode, attack, step=(1.0, "accuracy")):
     """An honest first round (the attacks are judged against a trained model, not random weights),
     then the attacked one."""
-    coord, store, ms, _ = _members(mnist_dir, tmp_path, mode, server_lr)
+    coord, store, ms, _ = _members(mnist_dir, tmp_path, mode, *step)
     _, _, _, first = _play_round(coord, ms, 0)
     assert first.accepted, "the honest first round should be accepted"
     before = {m.digest for m in ms}
     return (coord, store, ms, before, *_play_round(coord, ms, 1, attack))
 
 
-#: the server steps the attack tests run with: none, and a step of 3 (three proposers' updates summed)
-STEPS = [1.0, 3.0]
+#: (server_lr, vote metric) the attack tests run with: today's round; a step of 3 (three proposers'
+#: updates summed); a step of 2 with the vote on the loss (the variants of docs/protocol_variants.md)
+STEPS = [(1.0, "accuracy"), (3.0, "accuracy"), (2.0, "loss")]
 
 
-@pytest.mark.parametrize("server_lr", STEPS)
+@pytest.mark.parametrize("step", STEPS, ids=[f"s{s:g}-{m}" for s, m in STEPS])
 @pytest.mark.parametrize("attack", list(ATTACKS))
-def test_each_leaves_a_rejected_slot_out_of_the_average(mnist_dir, tmp_path, one_torch_thread, attack, server_lr):
-    coord, store, ms, before, st, attacker, _, out = _attacked(mnist_dir, tmp_path, "each", attack, server_lr)
+def test_each_leaves_a_rejected_slot_out_of_the_average(mnist_dir, tmp_path, one_torch_thread, attack, step):
+    coord, store, ms, before, st, attacker, _, out = _attacked(mnist_dir, tmp_path, "each", attack, step)
+    server_lr = step[0]
     assert not out.accepted_slots & 0b100, f"{attack} accepted"
     approvals = [(coord.ballot_bits(1, m.address) or 0) >> 2 & 1 for m in ms if m is not attacker]
     assert sum(approvals) < st.required, approvals
@@ -513,11 +515,10 @@ def _after_round_0(coord, store, server_lr):
                            start=initial, server_lr=server_lr)[0]
 
 
-@pytest.mark.parametrize("server_lr", STEPS)
+@pytest.mark.parametrize("step", STEPS, ids=[f"s{s:g}-{m}" for s, m in STEPS])
 @pytest.mark.parametrize("attack", list(ATTACKS))
-def test_the_vote_on_the_average_rejects_an_attacked_average(mnist_dir, tmp_path, one_torch_thread, attack,
-                                                             server_lr):
-    coord, _, ms, before, _, _, duties, out = _attacked(mnist_dir, tmp_path, "average", attack, server_lr)
+def test_the_vote_on_the_average_rejects_an_attacked_average(mnist_dir, tmp_path, one_torch_thread, attack, step):
+    coord, _, ms, before, _, _, duties, out = _attacked(mnist_dir, tmp_path, "average", attack, step)
     assert not out.accepted and coord.accepted_round() == 0
     assert all(not d.approve for d in duties.values())
     if attack == "NaN":
@@ -531,7 +532,7 @@ def test_a_stepped_round_adopts_what_was_judged_and_a_fresh_member_rebuilds_it(m
     from the initial weights and the accepted blobs on chain, round by round."""
     from cohep.participant import Participant
 
-    coord, store, ms, initial = _members(mnist_dir, tmp_path, "average", server_lr=3.0)
+    coord, store, ms, initial = _members(mnist_dir, tmp_path, "average", 3.0)
     for r in range(2):
         st, _, duties, out = _play_round(coord, ms, r)
         assert len({m.digest for m in ms}) == 1
@@ -551,14 +552,17 @@ def test_a_stepped_round_adopts_what_was_judged_and_a_fresh_member_rebuilds_it(m
 # -- autonomous members ---------------------------------------------------------------------------
 
 
-def test_nodes_on_anvil_play_rounds_with_two_proposers(tmp_path):
+@pytest.mark.parametrize("server_lr", [1.0, 2.0])
+def test_nodes_on_anvil_play_rounds_with_two_proposers(tmp_path, server_lr):
+    """Autonomous nodes (each its own process, the experiment file's settings), with and without a
+    server step: every node adopts the same weights every round, and the audit recomputes them."""
     from conftest import synthetic_digits
 
     from cohep.localnet import LocalNet, split_npz
 
     data = split_npz(*synthetic_digits(900, seed=1), tmp_path / "data", 3)
     settings = {"experiment": {"rounds": 3}, "model": {"name": "mnist_cnn"},
-                "round": {"proposers": 2, "combine": "average"}}
+                "round": {"proposers": 2, "combine": "average", "server_lr": server_lr}}
     with LocalNet(tmp_path / "net", data, settings=settings) as net:
         net.wait_finished(900)
         coord = net.coordinator()
@@ -573,6 +577,8 @@ def test_nodes_on_anvil_play_rounds_with_two_proposers(tmp_path):
             assert len({next(x.adopted for x in rec if x.round == r) for rec in rows}) == 1
         if any(coord.round_state(r).accepted for r in range(3)):
             assert report.adopted_digest != coord.settings().initial_digest.hex()
+        if server_lr != 1.0:
+            assert any("server step 2" in n for n in report.notes), report.notes
 
 
 def test_round_section_is_checked_with_one_line():
