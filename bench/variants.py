@@ -12,7 +12,7 @@ the averaged digests recomputed from the blobs). Prints one line per run and, la
 accuracy of each variant and split.
 
 Default (a few minutes here): MNIST t10k, 5 learners, 4 rounds, seed 0, the Dirichlet split, variants
-k1 and avg5e. The issue's size: ``--rounds 20 --seeds 0,1,2 --splits dirichlet,iid``.
+k1 and avg5e-loss. The issue's size: ``--rounds 20 --seeds 0,1,2 --splits dirichlet,iid``.
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--splits", default="dirichlet")
-    ap.add_argument("--variants", default="k1,avg5e")
+    ap.add_argument("--variants", default="k1,avg5e-loss")
     ap.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks" / "variants.md"))
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
