@@ -4,17 +4,21 @@ Variants (``--variants``, comma-separated names): ``k1`` today's round (one prop
 ``avg5e`` five proposers of 1/5 epoch each, one vote on their average (equal client-epochs with
 FedAvg's one client-epoch per round); ``avg5`` five proposers of one epoch each, vote on the average
 (full participation); ``each5e`` five proposers of 1/5 epoch, a vote on each, the accepted ones
-averaged; suffix ``+prox`` adds ``train.proximal_mu = 0.01``. Every run is audited (``cohep audit``:
+averaged. Suffixes, in this order: ``-sLR`` a server step (``[round] server_lr = LR``: the round
+leaves ``w0 + LR (average - w0)``; ``avg5e-s5`` adds five 1/5-epoch updates, about one sequential
+client-epoch); ``-loss`` the vote on the vote-set loss instead of accuracy (``[vote] metric = "loss"``:
+continuous, so small real improvements pass; ``avg5-loss``); ``+prox`` adds ``train.proximal_mu = 0.01``. Every run is audited (``cohep audit``:
 the averaged digests recomputed from the blobs). Prints one line per run and, last, the mean final
 accuracy of each variant and split.
 
 Default (a few minutes here): MNIST t10k, 5 learners, 4 rounds, seed 0, the Dirichlet split, variants
-k1 and avg5e. The issue's size: ``--rounds 20 --seeds 0,1,2 --splits dirichlet,iid``.
+k1 and avg5e-loss. The issue's size: ``--rounds 20 --seeds 0,1,2 --splits dirichlet,iid``.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -34,17 +38,27 @@ VARIANTS = {
     "avg5": {"round": {"proposers": 5, "combine": "average"}, "train": {"epochs": 1.0}},
     "each5e": {"round": {"proposers": 5, "combine": "each"}, "train": {"epochs": 0.2}},
 }
-#: FedAvg's figures from issue 10 (Flower, same CNN, splits and initial weights; mean of 3 seeds)
-FEDAVG = {("dirichlet", "1 client"): 0.928, ("iid", "1 client"): 0.982,
+#: FedAvg's figures from docs/benchmarks/vs_flower.md (Flower 1.41, same CNN, splits and initial weights;
+#: mean of 3 seeds, 20 rounds)
+FEDAVG = {("dirichlet", "1 client"): 0.894, ("iid", "1 client"): 0.979,
           ("dirichlet", "5 clients"): 0.983, ("iid", "5 clients"): 0.987}
 
 
+_NAME = re.compile(r"^(?P<base>[a-z0-9]+?)(?:-s(?P<lr>[0-9]+(?:\.[0-9]+)?))?(?P<loss>-loss)?(?P<prox>\+prox)?$")
+
+
 def variant(name: str) -> dict:
-    base, _, extra = name.partition("+")
-    if base not in VARIANTS or extra not in ("", "prox"):
-        raise SystemExit(f"unknown variant {name!r} (known: {', '.join(VARIANTS)}, each with optional +prox)")
-    v = {k: dict(s) for k, s in VARIANTS[base].items()}
-    if extra == "prox":
+    """A variant's config sections from its name: ``BASE[-sLR][-loss][+prox]``."""
+    m = _NAME.match(name)
+    if m is None or m["base"] not in VARIANTS:
+        raise SystemExit(f"unknown variant {name!r} (known: {', '.join(VARIANTS)}, each with optional -sLR, "
+                         "-loss, +prox)")
+    v = {k: dict(s) for k, s in VARIANTS[m["base"]].items()}
+    if m["lr"]:
+        v["round"]["server_lr"] = float(m["lr"])
+    if m["loss"]:
+        v["vote"] = {"metric": "loss"}
+    if m["prox"]:
         v["train"]["proximal_mu"] = 0.01
     return v
 
@@ -56,7 +70,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--splits", default="dirichlet")
-    ap.add_argument("--variants", default="k1,avg5e")
+    ap.add_argument("--variants", default="k1,avg5e-loss")
     ap.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks" / "variants.md"))
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -109,7 +123,7 @@ def write_doc(path: Path, args, rows, means) -> None:
                      f"{'clean' if clean else 'FAILED'} | {wall:.0f} |")
     lines += ["", "| split | variant | mean final accuracy |", "|---|---|---|"]
     lines += [f"| {s} | {n} | {m:.4f} |" for (s, n), m in means.items()]
-    lines += ["", "FedAvg (issue 10, Flower, 3 seeds, 20 rounds): " + ", ".join(
+    lines += ["", "FedAvg (docs/benchmarks/vs_flower.md, Flower, 3 seeds, 20 rounds): " + ", ".join(
         f"{s} {c}: {v}" for (s, c), v in FEDAVG.items()), "",
         "Mean test accuracy after each round (round 0 = initial weights):", ""]
     for split, name, seed, *_, curve in rows:

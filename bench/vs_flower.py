@@ -6,13 +6,20 @@ share with the ``[train]`` optimizer). cohep runs its protocol (``runner.run_exp
 chain); Flower runs its simulation engine (``cohep.baselines.flower``). Systems:
 
 * ``cohep``: one proposer a round (1 client-epoch per round), every other member votes;
+* ``cohep-avg5e-loss``: five proposers of 1/5 epoch each, one vote on their average, judged on the
+  vote-set loss (equal compute: one client-epoch per round);
+* ``cohep-avg5-loss``: five proposers of one epoch each, the same vote (full participation, 5
+  client-epochs per round). Both measured in docs/protocol_variants.md (bench/variants.py); a server
+  step (``[round] server_lr`` > 1) lost there, so no system here has one.
 * ``fedavg-1``: FedAvg sampling 1 client a round (equal compute);
 * ``fedavg-all``: FedAvg with all 5 clients every round (5 client-epochs per round).
 
 Per system: test accuracy per round (on the 2,000 held-out images), rounds to 95 %, wall time per
 round (median), bytes moved per round and cohep's chain and store share of its round time. Writes
 ``docs/benchmarks/vs_flower.md`` and ``docs/figures/vs_flower.png``; the last line printed is
-``dirichlet 0.5, equal compute: cohep X, FedAvg Y`` (final accuracy, mean over seeds).
+``dirichlet 0.5, equal compute: cohep X, FedAvg Y`` (final accuracy, mean over seeds): X is the first
+system of ``EQUAL_COMPUTE`` that was measured on the Dirichlet split (``cohep-avg5e-loss`` before
+plain ``cohep``), named on the line before it; Y is ``fedavg-1``.
 
     PYTHONPATH=src python bench/vs_flower.py                          # default: 1 seed, 10 rounds
     PYTHONPATH=src python bench/vs_flower.py --seeds 3 --rounds 20    # the issue's size
@@ -41,9 +48,15 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TARGET = 0.95
 
-#: cohep systems: name -> config overrides on top of the bench's config. A protocol variant is one
-#: more line, e.g. ``"cohep-2prop": {"experiment": {"proposers": 2}}`` once that field exists.
-COHEP_SYSTEMS: dict[str, dict] = {"cohep": {}}
+#: cohep systems: name -> config overrides on top of the bench's config (docs/protocol_variants.md)
+COHEP_SYSTEMS: dict[str, dict] = {
+    "cohep": {},
+    "cohep-avg5e-loss": {"round": {"proposers": 5, "combine": "average"}, "train": {"epochs": 0.2},
+                         "vote": {"metric": "loss"}},
+    "cohep-avg5-loss": {"round": {"proposers": 5, "combine": "average"}, "vote": {"metric": "loss"}},
+}
+#: the cohep systems at FedAvg-1's compute (one client-epoch a round), best first: the last line reports the first measured
+EQUAL_COMPUTE = ("cohep-avg5e-loss", "cohep")
 #: Flower systems: name -> plan (FedAvg, clients trained per round; None: all)
 FLOWER_SYSTEMS: dict[str, FlowerPlan] = {"fedavg-1": FlowerPlan(clients=1), "fedavg-all": FlowerPlan()}
 SPLITS = {"iid": "IID", "dirichlet": "Dirichlet alpha = 0.5"}
@@ -98,7 +111,7 @@ def measure_cohep(name: str, cfg, out: Path) -> Measure:
     shares = res.time_shares()
     shutil.rmtree(out / rundir.STORE, ignore_errors=True)  # the blobs: MBs per round, not needed after
     return Measure(name, cfg.data.split, cfg.experiment.seed, accuracy, [t.total for t in res.timings],
-                   moved / played, float(cfg.train.epochs), shares | {"learners": n})
+                   moved / played, cfg.round.proposers * float(cfg.train.epochs), shares | {"learners": n})
 
 
 def measure_flower(name: str, cfg, plan: FlowerPlan, cpus: int) -> Measure:
@@ -267,9 +280,11 @@ def main() -> int:
          "The first Flower round includes starting the Ray actors; the table gives medians.")])
     print(f"\nwrote {doc}, {fig}" + ("" if args.merge else f", {out / 'results.json'}"))
     dirichlet = [m for m in results if m.split == "dirichlet"]
-    cohep = [m.final for m in dirichlet if m.system == "cohep"]
+    system = next((s for s in EQUAL_COMPUTE if any(m.system == s for m in dirichlet)), None)
+    cohep = [m.final for m in dirichlet if m.system == system]
     fedavg = [m.final for m in dirichlet if m.system == "fedavg-1"]
     if cohep and fedavg:
+        print(f"equal compute, cohep system: {system}")
         print(f"dirichlet 0.5, equal compute: cohep {statistics.fmean(cohep):.3f}, FedAvg {statistics.fmean(fedavg):.3f}")
     return 0
 

@@ -57,6 +57,37 @@ def test_average_is_fixed_order_float32_and_one_proposal_is_itself():
         combine.average([ws[0], {"a": ws[1]["a"][:2], "n": ws[1]["n"]}])
 
 
+def test_server_step_is_fixed_order_float32_and_one_is_the_old_path():
+    rng = np.random.default_rng(1)
+    w0 = {"a": rng.normal(size=(4, 3)).astype(np.float32), "n": np.array([7], dtype=np.int64)}
+    ws = [{"a": (w0["a"] + 0.01 * rng.normal(size=(4, 3))).astype(np.float32), "n": np.array([8 + i], np.int64)}
+          for i in range(5)]
+    digests = [d(f"p{i}") for i in range(5)]
+    avg = combine.average(ws)
+    stepped, dg = combine.adopted(ws, digests, start=w0, server_lr=5.0)
+    # w0 + s (avg - w0), each operation in float32: the rule every member and the audit apply
+    want = w0["a"] + np.float32(5.0) * (avg["a"] - w0["a"])
+    assert stepped["a"].dtype == np.float32 and np.array_equal(stepped["a"], want)
+    assert not np.array_equal(stepped["a"], avg["a"])
+    assert np.array_equal(stepped["n"], avg["n"])  # counters are averaged, not stepped
+    assert dg == digest(stepped) == combine.adopted(ws, digests, start=w0, server_lr=5.0)[1]
+    # s = k with k updates approximates their sum: one client-epoch from k pieces of 1/k epoch
+    total = w0["a"] + sum(w["a"] - w0["a"] for w in ws)
+    assert np.allclose(stepped["a"], total, atol=1e-5)
+    # server_lr = 1: the old average bit for bit (the start is not even used), one proposal is itself
+    assert combine.adopted(ws, digests, start=w0, server_lr=1.0)[1] == combine.adopted(ws, digests)[1] == digest(avg)
+    one, dig = combine.adopted(ws[:1], digests[:1], start=w0, server_lr=1.0)
+    assert one is ws[0] and dig == digests[0]
+    # with a step, one accepted proposal is stepped too (its own digest no longer names the weights)
+    one5, dig5 = combine.adopted(ws[:1], digests[:1], start=w0, server_lr=5.0)
+    assert dig5 == digest(one5) != digests[0]
+    with pytest.raises(ValueError, match="start weights"):
+        combine.adopted(ws, digests, server_lr=5.0)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="server_lr"):
+            combine.adopted(ws, digests, start=w0, server_lr=bad)
+
+
 def test_combination_matches_the_contract(chain):
     c = deploy(chain, n=4, proposers=3)
     st = c.round_state(0)
@@ -295,10 +326,95 @@ def test_audit_catches_a_wrong_average(average_run, tmp_path):
     assert not report.clean and any("the accepted blobs give" in f for f in report.findings)
 
 
+@pytest.fixture(scope="module")
+def stepped_run(tmp_path_factory, mnist_dir, one_torch_thread_module):
+    """Three proposers, the vote on the average, a server step of 2, the vote on the loss (continuous,
+    so that what a voter judged and what it adopted can be told apart by their scores)."""
+    from cohep.runner import run_experiment
+
+    cfg = small_cfg(mnist_dir, round={"server_lr": 2.0}, vote={"metric": "loss"})
+    return run_experiment(cfg, tmp_path_factory.mktemp("step") / "run", figure=False)
+
+
+def _blobs(run_dir, events, r):
+    store = run_dir / "weights"
+    slots = sorted((e["args"]["slot"], e["args"]["digest"]) for e in events
+                   if e["name"] == "Proposed" and e["args"]["round"] == r)
+    return [decode((store / f"{combine_hex(dg)}.safetensors").read_bytes()) for _, dg in slots], \
+        [bytes.fromhex(combine_hex(dg)) for _, dg in slots]
+
+
+def test_stepped_average_is_recomputed_by_every_member_and_the_audit(stepped_run):
+    import json
+
+    from cohep import rundir
+
+    res = stepped_run
+    manifest = json.loads((res.out_dir / "manifest.json").read_text())
+    assert manifest["config"]["round"]["server_lr"] == 2.0
+    events = rundir.read_events(res.out_dir)
+    fin = [e for e in events if e["name"] == "Finalized"]
+    assert fin[0]["args"]["accepted_slots"] == 0b111, "round 1's stepped average should be accepted"
+    # round 1 started from the initial weights, kept in the store under the manifest's initial digest
+    initial = decode((res.out_dir / "weights" / f"{manifest['digests']['initial']}.safetensors").read_bytes())
+    parts, digests = _blobs(res.out_dir, events, 0)
+    w1, want = combine.adopted(parts, digests, start=initial, server_lr=2.0)
+    assert want != combine.adopted(parts, digests)[1]  # not the plain average
+    rows = {r.round: [x for x in res.records if x.round == r.round] for r in res.records}
+    assert {r.adopted for r in rows[1]} == {want.hex()}
+    # the voters judged exactly what they adopted: each one's score of the judged average is its
+    # score of the adopted weights at the start of round 2 (a loss: continuous, no coincidences)
+    for row in rows[1]:
+        after = next(x for x in rows[2] if x.learner == row.learner)
+        assert row.vote_score == after.current_vote_score
+    # round 2 steps from round 1's weights (chained), if it was accepted
+    if fin[1]["args"]["accepted_slots"]:
+        parts2, digests2 = _blobs(res.out_dir, events, 1)
+        _, want2 = combine.adopted(parts2, digests2, start=w1, server_lr=2.0)
+        assert {r.adopted for r in rows[2]} == {want2.hex()}
+    report = audit_run(res.out_dir)
+    assert report.clean, report.text()
+    assert report.replayed[0]["adopted"] == want.hex()
+    final = digest_bytes((res.out_dir / "final_weights.safetensors").read_bytes()).hex()
+    assert {r.adopted for r in rows[max(rows)]} == {final} == {report.adopted_digest}
+
+
+def test_audit_catches_a_wrong_stepped_average(stepped_run, tmp_path):
+    import dataclasses
+    import json
+    import shutil
+
+    from cohep import rundir
+    from cohep.results import read_csv, write_csv
+
+    run = tmp_path / "run"
+    shutil.copytree(stepped_run.out_dir, run)
+    records = read_csv(run / rundir.RECORDS)
+    i = next(k for k, r in enumerate(records) if r.round == 1)
+    records[i] = dataclasses.replace(records[i], adopted="00" * 32)  # one member claims other weights
+    write_csv(records, run / rundir.RECORDS)
+    report = audit_run(run)
+    assert not report.clean and any("the accepted blobs give" in f for f in report.findings)
+    # the audit applies the recorded step: told the run had none, the members' weights disagree
+    shutil.rmtree(run)
+    shutil.copytree(stepped_run.out_dir, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["config"]["round"]["server_lr"] = 1.0
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    report = audit_run(run)
+    assert not report.clean and any("final_weights" in f for f in report.findings)
+    manifest["config"]["round"]["server_lr"] = -2
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    from cohep.errors import DataError
+
+    with pytest.raises(DataError, match=r"manifest\.json: config\.round\.server_lr"):
+        audit_run(run)
+
+
 # -- attacks against each variant ---------------------------------------------------------------
 
 
-def _members(mnist_dir, tmp_path, combine_mode):
+def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy"):
     from cohep import models
     from cohep.participant import Participant
     from cohep.proposal import default_max_bytes
@@ -306,7 +422,8 @@ def _members(mnist_dir, tmp_path, combine_mode):
     from cohep.runner import build_learners, prepare, seed_bytes
     from cohep.store import Fetcher, WeightStore
 
-    cfg, data, parts, spec = prepare(small_cfg(mnist_dir, round={"combine": combine_mode}, train={"epochs": 2.0}))
+    cfg, data, parts, spec = prepare(small_cfg(mnist_dir, round={"combine": combine_mode, "server_lr": server_lr},
+                                               train={"epochs": 2.0}, vote={"metric": metric}))
     initial = models.initial_weights(spec, 0)
     learners = build_learners(cfg, data, parts, spec, initial)
     store = WeightStore(str(tmp_path / "weights"))
@@ -316,7 +433,7 @@ def _members(mnist_dir, tmp_path, combine_mode):
                                initial_digest=init_digest, model_digest=spec.digest(), proposers=3,
                                combine=combine_mode)
     fetch = Fetcher(allowed=[store.base_uri], max_bytes=default_max_bytes(initial), reference=initial)
-    ms = [Participant(i, chain.accounts[i], lr, coord, store, fetch.fetch, cfg.vote, init_uri)
+    ms = [Participant(i, chain.accounts[i], lr, coord, store, fetch.fetch, cfg.vote, init_uri, server_lr=server_lr)
           for i, lr in enumerate(learners)]
     for m in ms:
         m.sync()
@@ -357,33 +474,51 @@ def _play_round(coord, ms, r, attack=None):
     return st, attacker, duties, out
 
 
-def _attacked(mnist_dir, tmp_path, mode, attack):
+def _attacked(mnist_dir, tmp_path, mode, attack, step=(1.0, "accuracy")):
     """An honest first round (the attacks are judged against a trained model, not random weights),
     then the attacked one."""
-    coord, store, ms, _ = _members(mnist_dir, tmp_path, mode)
+    coord, store, ms, _ = _members(mnist_dir, tmp_path, mode, *step)
     _, _, _, first = _play_round(coord, ms, 0)
     assert first.accepted, "the honest first round should be accepted"
     before = {m.digest for m in ms}
     return (coord, store, ms, before, *_play_round(coord, ms, 1, attack))
 
 
+#: (server_lr, vote metric) the attack tests run with: today's round; a step of 3 (three proposers'
+#: updates summed); a step of 2 with the vote on the loss (the variants of docs/protocol_variants.md)
+STEPS = [(1.0, "accuracy"), (3.0, "accuracy"), (2.0, "loss")]
+
+
+@pytest.mark.parametrize("step", STEPS, ids=[f"s{s:g}-{m}" for s, m in STEPS])
 @pytest.mark.parametrize("attack", list(ATTACKS))
-def test_each_leaves_a_rejected_slot_out_of_the_average(mnist_dir, tmp_path, one_torch_thread, attack):
-    coord, store, ms, before, st, attacker, _, out = _attacked(mnist_dir, tmp_path, "each", attack)
+def test_each_leaves_a_rejected_slot_out_of_the_average(mnist_dir, tmp_path, one_torch_thread, attack, step):
+    coord, store, ms, before, st, attacker, _, out = _attacked(mnist_dir, tmp_path, "each", attack, step)
+    server_lr = step[0]
     assert not out.accepted_slots & 0b100, f"{attack} accepted"
     approvals = [(coord.ballot_bits(1, m.address) or 0) >> 2 & 1 for m in ms if m is not attacker]
     assert sum(approvals) < st.required, approvals
     chosen = [s for s in st.slots if out.accepted_slots >> s.slot & 1]
-    if chosen:  # the honest slots the voters accepted, averaged without the attacked one
-        _, want = combine.adopted([store.get(s.digest) for s in chosen], [s.digest for s in chosen])
+    if chosen:  # the honest slots the voters accepted, averaged (and stepped) without the attacked one
+        w0 = _after_round_0(coord, store, server_lr)
+        _, want = combine.adopted([store.get(s.digest) for s in chosen], [s.digest for s in chosen],
+                                  start=w0, server_lr=server_lr)
         assert {m.digest for m in ms} == {want}
     else:
         assert {m.digest for m in ms} == before
 
 
+def _after_round_0(coord, store, server_lr):
+    """The weights round 0 left, recomputed from the store: round 1's start."""
+    initial = store.get(coord.settings().initial_digest)
+    chosen = [s for s in coord.round_state(0).slots if s.accepted]
+    return combine.adopted([store.get(s.digest) for s in chosen], [s.digest for s in chosen],
+                           start=initial, server_lr=server_lr)[0]
+
+
+@pytest.mark.parametrize("step", STEPS, ids=[f"s{s:g}-{m}" for s, m in STEPS])
 @pytest.mark.parametrize("attack", list(ATTACKS))
-def test_the_vote_on_the_average_rejects_an_attacked_average(mnist_dir, tmp_path, one_torch_thread, attack):
-    coord, _, ms, before, _, _, duties, out = _attacked(mnist_dir, tmp_path, "average", attack)
+def test_the_vote_on_the_average_rejects_an_attacked_average(mnist_dir, tmp_path, one_torch_thread, attack, step):
+    coord, _, ms, before, _, _, duties, out = _attacked(mnist_dir, tmp_path, "average", attack, step)
     assert not out.accepted and coord.accepted_round() == 0
     assert all(not d.approve for d in duties.values())
     if attack == "NaN":
@@ -391,17 +526,43 @@ def test_the_vote_on_the_average_rejects_an_attacked_average(mnist_dir, tmp_path
     assert {m.digest for m in ms} == before
 
 
+def test_a_stepped_round_adopts_what_was_judged_and_a_fresh_member_rebuilds_it(mnist_dir, tmp_path, one_torch_thread):
+    """server_lr 3: the member holding no slot judged the stepped average it then adopts; a member
+    that starts afresh after two rounds (a restarted node: no weights held) rebuilds the same weights
+    from the initial weights and the accepted blobs on chain, round by round."""
+    from cohep.participant import Participant
+
+    coord, store, ms, initial = _members(mnist_dir, tmp_path, "average", 3.0)
+    for r in range(2):
+        st, _, duties, out = _play_round(coord, ms, r)
+        assert len({m.digest for m in ms}) == 1
+        judge = next(m for m in ms if st.slot_of(m.address) is None)
+        if out.accepted:
+            assert duties[judge.index].digest == judge.digest  # it adopted exactly what it judged
+    assert coord.accepted_round() is not None, "no round accepted: nothing stepped"
+    old = ms[1]
+    fresh = Participant(old.index, old.address, old.learner, coord, store, old.fetch, old.rule, old.initial_uri,
+                        server_lr=3.0)
+    assert fresh.sync() and fresh.digest == ms[0].digest
+    plain = Participant(old.index, old.address, old.learner, coord, store, old.fetch, old.rule, old.initial_uri)
+    plain.sync()
+    assert plain.digest != ms[0].digest  # without the step: other weights, so the step is what was shared
+
+
 # -- autonomous members ---------------------------------------------------------------------------
 
 
-def test_nodes_on_anvil_play_rounds_with_two_proposers(tmp_path):
+@pytest.mark.parametrize("server_lr", [1.0, 2.0])
+def test_nodes_on_anvil_play_rounds_with_two_proposers(tmp_path, server_lr):
+    """Autonomous nodes (each its own process, the experiment file's settings), with and without a
+    server step: every node adopts the same weights every round, and the audit recomputes them."""
     from conftest import synthetic_digits
 
     from cohep.localnet import LocalNet, split_npz
 
     data = split_npz(*synthetic_digits(900, seed=1), tmp_path / "data", 3)
     settings = {"experiment": {"rounds": 3}, "model": {"name": "mnist_cnn"},
-                "round": {"proposers": 2, "combine": "average"}}
+                "round": {"proposers": 2, "combine": "average", "server_lr": server_lr}}
     with LocalNet(tmp_path / "net", data, settings=settings) as net:
         net.wait_finished(900)
         coord = net.coordinator()
@@ -416,6 +577,8 @@ def test_nodes_on_anvil_play_rounds_with_two_proposers(tmp_path):
             assert len({next(x.adopted for x in rec if x.round == r) for rec in rows}) == 1
         if any(coord.round_state(r).accepted for r in range(3)):
             assert report.adopted_digest != coord.settings().initial_digest.hex()
+        if server_lr != 1.0:
+            assert any("server step 2" in n for n in report.notes), report.notes
 
 
 def test_round_section_is_checked_with_one_line():
@@ -432,3 +595,18 @@ def test_round_section_is_checked_with_one_line():
         config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 2}, "chain": {"vote_window": 3}})
     with pytest.raises(ConfigError, match=r"train\.proximal_mu"):
         config.from_dict({"train": {"proximal_mu": -1}})
+    assert config.from_dict({}).round.server_lr == 1.0
+    assert config.from_dict({"round": {"server_lr": 5}}).round.server_lr == 5.0
+    for bad in (0, -1.0, float("nan"), float("inf"), "5"):
+        with pytest.raises(ConfigError, match=r"^round\.server_lr must be [^\n]*$"):
+            config.from_dict({"round": {"server_lr": bad}})
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_server_lr_flag_is_a_one_line_error(tmp_path, capsys, mnist_dir, value):
+    from cohep.cli import main
+
+    code = main(["run", "--data", str(mnist_dir), "--server-lr", value, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "round.server_lr" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

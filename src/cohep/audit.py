@@ -7,13 +7,18 @@ suspension. It re-fetches every proposed blob from the store its URI names and r
 the digest on chain (an accepted blob that does not verify is a failure; a rejected one is the
 voters' reason, noted). A round with several accepted proposals leaves their average
 (``combine.adopted``): the audit recomputes its sha256 from the verified blobs and checks it against
-what every member recorded adopting and the weights the experiment ended with. Any disagreement is a finding; ``cohep audit`` exits 1 if there is one.
+what every member recorded adopting and the weights the experiment ended with. With a server step
+(``[round] server_lr`` != 1, read from the run's manifest or the experiment file) a round's weights
+depend on the weights it started from, so the audit chains the recomputation from the initial weights
+(in the store under the contract's initial digest) through every accepted round. Any disagreement is
+a finding; ``cohep audit`` exits 1 if there is one.
 
 It runs on a live chain (an experiment file and an RPC URL) or on a finished run directory, which
 keeps the chain's event log (``chain_events.jsonl``) and its weight store.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -243,16 +248,26 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
     return report
 
 
-def verify_blobs(report: AuditReport, fetch: Callable[[str, bytes], object], mirrors: list = ()) -> None:
+def verify_blobs(report: AuditReport, fetch: Callable[[str, bytes], object], mirrors: list = (), *,
+                 initial=None, server_lr: float = 1.0) -> None:
     """Re-fetch every proposal by its URI and re-verify it; only accepted ones must verify.
 
     ``mirrors`` are (fetch, WeightStore) pairs of other stores to try by digest when a recorded URI
     is no longer served (a member's node is gone): blobs are content-addressed, so any copy that
     hashes to the digest is the blob. Each accepted round's adopted weights (the average of its
-    accepted proposals in slot order) are recomputed: their sha256 is the round's ``adopted``.
+    accepted proposals in slot order) are recomputed: their sha256 is the round's ``adopted``. With
+    ``server_lr`` != 1 each round steps from the previous round's weights, starting at ``initial``;
+    a round that cannot be recomputed (an accepted blob that does not verify, a finding already)
+    leaves every later round unrecomputed too.
     """
     from .combine import adopted
 
+    if server_lr != 1.0:
+        if initial is None:
+            raise ValueError("a server step needs the initial weights to chain the rounds from")
+        report.notes.append(f"server step {server_lr:g}: each accepted round's weights recomputed from the "
+                            "previous round's")
+    start = initial
     for r, st in sorted(report.replayed.items()):
         weights = {}
         for j, (hexdigest, uri) in sorted(st["slots"].items()):
@@ -275,10 +290,24 @@ def verify_blobs(report: AuditReport, fetch: Callable[[str, bytes], object], mir
                 else:
                     report.notes.append(f"{where}: rejected proposal does not verify ({exc})")
         chosen = st["accepted_slots"]
-        if chosen and all(j in weights for j in chosen):
-            _, d = adopted([weights[j] for j in chosen], [bytes.fromhex(st["slots"][j][0]) for j in chosen])
+        if not chosen:
+            continue
+        if all(j in weights for j in chosen) and (server_lr == 1.0 or start is not None):
+            start, d = adopted([weights[j] for j in chosen], [bytes.fromhex(st["slots"][j][0]) for j in chosen],
+                               start=start, server_lr=server_lr)
             st["adopted"] = d.hex()
             report.adopted_digest = d.hex()
+        else:
+            start = None  # the chain of stepped rounds is broken here
+
+
+def server_lr_of(config: dict | None, where) -> float:
+    """``[round] server_lr`` of a run's recorded config (1 when absent: runs before it existed)."""
+    section = config.get("round") if isinstance(config, dict) else None
+    raw = section.get("server_lr", 1.0) if isinstance(section, dict) else 1.0
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw <= 0:
+        raise DataError(f"{where}: config.round.server_lr must be a finite number > 0, got {raw!r}")
+    return float(raw)
 
 
 def _from_mirror(mirrors, digest: bytes):
@@ -322,7 +351,8 @@ def audit_run(run_dir: str | Path) -> AuditReport:
     reference = initial.fetch(WeightStore(store).uri(bytes.fromhex(rules.initial_digest)),
                               bytes.fromhex(rules.initial_digest))
     verify_blobs(report, Fetcher(allowed=[store], max_bytes=manifest.get("max_bytes") or 2**31,
-                                 reference=reference).fetch)
+                                 reference=reference).fetch,
+                 initial=reference, server_lr=server_lr_of(manifest.get("config"), p / rundir.MANIFEST))
     digests = manifest.get("digests") or {}
     if digests.get("chain_accepted") != report.final_digest:
         report.findings.append(f"the manifest's accepted digest {str(digests.get('chain_accepted'))[:16]} is not "
@@ -379,7 +409,7 @@ def audit_chain(experiment_path: str | Path, rpc: str, mirrors: list[str] | None
     probe = Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes)
     reference = probe.fetch(exp.initial_uri, bytes.fromhex(exp.initial_digest))
     verify_blobs(report, Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes, reference=reference).fetch,
-                 _mirrors(mirrors, exp.max_bytes, reference))
+                 _mirrors(mirrors, exp.max_bytes, reference), initial=reference, server_lr=exp.config.round.server_lr)
     on_chain = coord.accepted_digest().hex()
     if on_chain != report.final_digest:
         report.findings.append(f"the contract holds {on_chain[:16]}, the replay ends at {report.final_digest[:16]}")

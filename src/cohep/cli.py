@@ -238,7 +238,8 @@ RUN_FLAGS = {
     "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
     "lr_schedule": "train.lr_schedule", "device": "train.device", "metric": "vote.metric",
     "margin": "vote.margin", "threshold": "vote.threshold", "rpc": "chain.rpc", "store": "store.url",
-    "proposers": "round.proposers", "combine": "round.combine", "proximal_mu": "train.proximal_mu",
+    "proposers": "round.proposers", "combine": "round.combine", "server_lr": "round.server_lr",
+    "proximal_mu": "train.proximal_mu",
     "ballots": "chain.ballots",
     "epsilon": "privacy.epsilon",
     "attack": "attack.kind", "malicious": "attack.members",
@@ -273,6 +274,7 @@ def run(
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
     proposers: Optional[int] = typer.Option(None, help="Distinct proposers per round (k)."),
     combine: Optional[str] = typer.Option(None, help="each | average: vote on each proposal, or on their average."),
+    server_lr: Optional[float] = typer.Option(None, "--server-lr", help="Server step: a round leaves w0 + s (average - w0) (1: the average)."),
     proximal_mu: Optional[float] = typer.Option(None, "--proximal-mu", help="FedProx proximal term mu (0: none)."),
     epsilon: Optional[float] = typer.Option(None, help="Each learner's DP epsilon budget ([privacy]; needs opacus)."),
     attack: Optional[str] = typer.Option(None, "--attack", help="RESEARCH ONLY: malicious members run this attack "

@@ -12,6 +12,12 @@ order, divided by the count, and cast back to their dtype; integer tensors are s
 floor-divided; bool tensors keep the first proposal's values. One accepted proposal is adopted as
 is (its own digest), so a one-proposer round is exactly today's round.
 
+Averaging k updates of 1/k epoch each moves the model about as far as one of them, a fifth of what
+one client-epoch would. ``[round] server_lr`` (s) scales the step the round takes: the round leaves
+``w0 + s (average - w0)``, w0 being the weights it started from (the previously adopted weights, which
+every member holds), computed in float32 in a fixed order, so every member and the audit again reach
+the same bytes. s = 1 is the plain average, bit for bit (the step is skipped, not computed).
+
 The contract cannot average, so it records an identity instead: the accepted slot's digest, or
 sha256 chained over the accepted slots' digests in slot order (:func:`combination`); the adopted
 weights' own sha256 is recomputed off chain from the blobs, each checked against its digest first.
@@ -19,6 +25,7 @@ weights' own sha256 is recomputed off chain from the blobs, each checked against
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
@@ -39,6 +46,8 @@ class RoundSection(Section):
     #: "each": vote on every proposal, adopt the average of the accepted ones;
     #: "average": vote once on the average of all proposals, adopt it if accepted
     combine: Literal["each", "average"] = setting("each", help="each | average")
+    #: the round leaves w0 + server_lr * (average - w0); 1: the average itself
+    server_lr: float = setting(1.0, gt=0, le=64, help="Server step on the averaged update (1: the average).")
 
 
 def combination(digests: Sequence[bytes]) -> bytes:
@@ -85,14 +94,45 @@ def average(proposals: Sequence[Weights]) -> Weights:
     return out
 
 
-def adopted(proposals: Sequence[Weights], digests: Sequence[bytes]) -> tuple[Weights, bytes]:
-    """The weights a round leaves and their sha256: the one accepted proposal as is, or the
-    average of several (canonically encoded, so every member gets the same digest)."""
+def step(start: Weights, target: Weights, server_lr: float) -> Weights:
+    """``start + server_lr * (target - start)`` for float tensors, elementwise in float32 (the
+    difference, then the product, then the sum: each correctly rounded, so the same bytes everywhere),
+    cast back to the dtype. Integer and bool tensors (counters, masks: not directions) are the target's."""
+    lr = np.float32(server_lr)
+    out: dict[str, np.ndarray] = {}
+    for name, t in target.items():
+        t = np.asarray(t)
+        if name not in start:
+            raise ValueError(f"{name}: not in the round's start weights")
+        w0 = np.asarray(start[name])
+        if w0.shape != t.shape or w0.dtype != t.dtype:
+            raise ValueError(f"{name}: the start weights differ in shape or dtype")
+        if t.dtype == np.bool_ or np.issubdtype(t.dtype, np.integer):
+            out[name] = t.copy()
+            continue
+        w0 = w0.astype(np.float32)
+        out[name] = (w0 + lr * (t.astype(np.float32) - w0)).astype(t.dtype)
+    return out
+
+
+def adopted(proposals: Sequence[Weights], digests: Sequence[bytes], *, start: Weights | None = None,
+            server_lr: float = 1.0) -> tuple[Weights, bytes]:
+    """The weights a round leaves and their sha256 (canonically encoded, so every member gets the
+    same digest). ``server_lr = 1``: the one accepted proposal as is, or the average of several.
+    Otherwise the round's step from ``start`` (the weights it began from) is scaled:
+    ``start + server_lr * (average - start)``."""
     from .weights import digest as weights_digest
 
     if len(proposals) != len(digests) or not proposals:
         raise ValueError("one digest per accepted proposal, at least one")
-    if len(proposals) == 1:
-        return proposals[0], bytes(digests[0])
-    avg = average(proposals)
-    return avg, weights_digest(avg)
+    if not (math.isfinite(server_lr) and server_lr > 0):
+        raise ValueError(f"server_lr must be a finite number > 0, got {server_lr!r}")
+    if server_lr == 1.0:
+        if len(proposals) == 1:
+            return proposals[0], bytes(digests[0])
+        avg = average(proposals)
+        return avg, weights_digest(avg)
+    if start is None:
+        raise ValueError("a server step needs the round's start weights")
+    out = step(start, average(proposals), server_lr)
+    return out, weights_digest(out)

@@ -102,7 +102,8 @@ def build_participant(experiment: Experiment, key, data_path: str, chain, opts: 
     learner = models.build_learner(experiment.model, train, vote, test, cfg.train,
                                    seed=learner_seed(cfg.experiment.seed, index), initial=initial,
                                    privacy=budget and dataclasses.replace(budget, secret=True))  # seed is public
-    p = Participant(index, key.address, learner, coord, store, fetch.fetch, cfg.vote, experiment.initial_uri)
+    p = Participant(index, key.address, learner, coord, store, fetch.fetch, cfg.vote, experiment.initial_uri,
+                    server_lr=cfg.round.server_lr)
     if cfg.chain.ballots == "signed":
         from .ballotbox import BallotBox
 

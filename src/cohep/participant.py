@@ -88,12 +88,16 @@ class Participant:
     ballot_box: object | None = None  #: a node's ballotbox.BallotBox in signed mode (where post_ballot posts)
     #: research only: a malicious member's attack (cohep.attacks.Behaviour); None for an honest member
     behaviour: object | None = None
+    #: ``[round] server_lr``: a round leaves ``w0 + server_lr * (average - w0)`` (1: the average)
+    server_lr: float = 1.0
     digest: bytes = b""  #: sha256 of the adopted weights ("" until the first sync)
     key: bytes = b""  #: the chain's accepted digest those weights stand for (== digest with one proposal)
     current: Scores = field(default_factory=lambda: _NO_SCORE)  #: adopted weights on the private sets
     seconds: dict = field(default_factory=lambda: {"training": 0.0, "evaluation": 0.0, "store": 0.0})
     _seen: dict = field(default_factory=dict, repr=False)  #: digest -> (weights, scores or None) this round
     _duty: dict = field(default_factory=dict, repr=False)  #: round -> Duty
+    _adopted: Weights | None = field(default=None, repr=False)  #: the adopted weights (a round's start)
+    _adopted_round: int = field(default=-1, repr=False)  #: the accepted round they came from (-1: initial)
 
     # -- adopting ------------------------------------------------------------------------------
     def sync(self, accepted: bytes | None = None) -> bool:
@@ -103,7 +107,8 @@ class Participant:
         in-process runner reads it once for all members); otherwise it is read here. The accepted
         round's accepted proposals are reused if this member proposed or judged them, else fetched
         by the URI the chain recorded and checked against their on-chain digests like a proposal;
-        several are averaged in slot order (:func:`cohep.combine.adopted`).
+        several are averaged in slot order (:func:`cohep.combine.adopted`), and with a server step
+        (``server_lr`` != 1) the step is taken from the weights the round started from.
         """
         coord = self.coordinator
         key = accepted if accepted is not None else coord.accepted_digest()
@@ -112,13 +117,17 @@ class Participant:
         r = coord.accepted_round()
         if r is None:
             chosen = [(self.initial_uri, key)]
+            parts = [self._weights(uri, d) for uri, d in chosen]
+            weights, digest = adopted(parts, [key])
         else:
             chosen = [(s.uri, s.digest) for s in coord.round_state(r).slots if s.accepted]
-        parts = [self._weights(uri, d) for uri, d in chosen]
-        weights, digest = adopted(parts, [d for _, d in chosen])
+            start = self._start_of(r) if self.server_lr != 1.0 else None
+            parts = [self._weights(uri, d) for uri, d in chosen]
+            weights, digest = adopted(parts, [d for _, d in chosen], start=start, server_lr=self.server_lr)
         if combination([d for _, d in chosen]) != key:  # the chain's record and its slots disagree
             raise IntegrityError(f"accepted digest {key.hex()[:16]} is not the combination of round "
                                  f"{r}'s accepted slots")
+        self._adopted, self._adopted_round = weights, -1 if r is None else r
         seen = self._seen.get(digest)
         scores = seen[1] if seen is not None else None
         self.learner.accept(weights)
@@ -128,6 +137,25 @@ class Participant:
         self.digest, self.key = digest, key
         self._seen.clear()
         return True
+
+    def _start_of(self, r: int) -> Weights:
+        """The weights accepted round ``r`` started from: those adopted after the last accepted round
+        before it. Held when this member adopted every accepted round so far; else (a restarted node,
+        or one that could not adopt for a while) rebuilt round by round from the initial weights or the
+        last it holds, each accepted round from its blobs on chain, checked like proposals."""
+        coord = self.coordinator
+        if self._adopted is None or self._adopted_round >= r:
+            w, q0 = self._weights(self.initial_uri, coord.settings().initial_digest), -1
+        else:
+            w, q0 = self._adopted, self._adopted_round
+        for q in range(q0 + 1, r):
+            st = coord.round_state(q)
+            if not st.accepted:
+                continue
+            chosen = [(s.uri, s.digest) for s in st.slots if s.accepted]
+            parts = [self._weights(uri, d) for uri, d in chosen]
+            w, _ = adopted(parts, [d for _, d in chosen], start=w, server_lr=self.server_lr)
+        return w
 
     def _weights(self, uri: str, digest: bytes) -> Weights:
         """A proposal's weights: the copy this member proposed or already checked, else fetched and
@@ -222,7 +250,8 @@ class Participant:
             return Duty(-1, reason=str(exc))
         if not all(all_finite(w) for w in parts):
             return Duty(-1, reason="a proposal has non-finite values: no average to judge")
-        weights, digest = adopted(parts, [s.digest for s in chosen])
+        start = self._adopted if self._adopted is not None else self.learner.current()
+        weights, digest = adopted(parts, [s.digest for s in chosen], start=start, server_lr=self.server_lr)
         return self._verdict(Duty(-1, digest=digest), weights, digest)
 
     def _colluded(self, proposer: str, approve: bool) -> bool:
