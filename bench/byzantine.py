@@ -12,6 +12,12 @@ clean run and the backdoor; about 6 minutes on 2 idle cores, several times that 
 Full size: ``--full`` (both setups, all 10,000 images, 15 rounds, 3 seeds, the defence for every attack), and
 ``--events data/events-12k.h5`` adds the neutrino task (compact model; ``--events-limit``).
 The last line: ``gross attacks accepted: X % (...), accuracy drop: Y pts`` for the ``6/2`` setup.
+
+Round shape (``[round]``, docs/protocol_variants.md): ``--proposers K --combine each|average``, the same
+for the clean and the attacked runs. With ``--proposers 6 --combine each`` every member proposes every
+round and each slot is voted on separately, so a malicious slot is dropped without voiding the round.
+Acceptance is counted per slot from the contract's events (``Finalized``'s accepted slots). The doc
+keeps one section per round shape (``--doc``), so a K = 1 run and a K = 6 run sit side by side.
 """
 from __future__ import annotations
 
@@ -70,14 +76,42 @@ class Outcome:
     accuracy: float
     asr: float
     seconds: float
+    proposers: int = 1  #: slots per round ([round] proposers)
+    combine: str = "each"  #: [round] combine
+    training_s: float = math.nan  #: the run's training wall time, every member together (timings.csv)
+    evaluation_s: float = math.nan  #: the same for scoring proposals and the adopted weights
+    norm_bound: float | None = None  #: vote.norm_bound
 
 
-def base_config(task: Task, n: int, seed: int, attack: str, m: int, probe: float | None, epochs: float):
+@dataclass(frozen=True)
+class Shape:
+    """The round shape every run of one invocation uses, clean and attacked alike."""
+
+    proposers: int = 1
+    combine: str = "each"
+    norm_bound: float | None = None  #: vote.norm_bound (k >= 3)
+
+    def slots(self, n: int) -> int:
+        return min(self.proposers, n)
+
+    def label(self) -> str:
+        shape = "k = 1" if self.proposers == 1 else f"k = {self.proposers}, {self.combine}"
+        return shape + (f", norm bound {self.norm_bound:g}" if self.norm_bound is not None else "")
+
+    def holds(self, o) -> bool:
+        """``o`` (an Outcome) ran in this shape."""
+        return (o.proposers == self.slots(SETUPS[o.setup][0]) and (o.proposers == 1 or o.combine == self.combine)
+                and o.norm_bound == self.norm_bound)
+
+
+def base_config(task: Task, n: int, seed: int, attack: str, m: int, probe: float | None, epochs: float,
+                shape: Shape = Shape()):
     raw = {
         "experiment": {"name": f"byz-{task.name}", "learners": n, "rounds": task.rounds, "seed": seed},
         "data": {"kind": task.kind, "path": task.path, "limit": task.limit, "holdout": task.holdout},
         "train": {"epochs": epochs, "batch_size": 32},
-        "vote": {"probe": probe, "probe_size": task.probe_size},
+        "vote": {"probe": probe, "probe_size": task.probe_size, "norm_bound": shape.norm_bound},
+        "round": {"proposers": shape.slots(n), "combine": shape.combine},
     }
     if attack != "clean":
         raw["attack"] = {"kind": attack, "members": m,
@@ -85,16 +119,27 @@ def base_config(task: Task, n: int, seed: int, attack: str, m: int, probe: float
     return config.load(None, {k: {f: v for f, v in t.items() if v is not None} for k, t in raw.items()})
 
 
-def proposals(records, malicious: set[int]) -> tuple[int, int, int, int]:
-    """(malicious proposed, accepted, honest proposed, accepted): non-void rounds, by the proposer."""
+def proposals(events: list[dict], members: list[str], malicious: set[int]) -> tuple[int, int, int, int]:
+    """(malicious proposed, accepted, honest proposed, accepted), counted per slot from the contract's
+    events: each round's slot holders (``RoundStarted``) and which slots were proposed and accepted
+    (``Finalized``). Void rounds have no ``Finalized`` and count for nobody."""
+    index = {m.lower(): i for i, m in enumerate(members)}
+    holders: dict[int, list[str]] = {}
     mp = ma = hp = ha = 0
-    for r in records:
-        if r.round == 0 or not r.is_proposer or r.void:
-            continue
-        if r.learner in malicious:
-            mp, ma = mp + 1, ma + r.accepted
-        else:
-            hp, ha = hp + 1, ha + r.accepted
+    for e in events:
+        a = e["args"]
+        if e["name"] == "RoundStarted":
+            holders[int(a["round"])] = [str(p).lower() for p in a["proposers"]]
+        elif e["name"] == "Finalized":
+            proposed, accepted = int(a["proposed_slots"]), int(a["accepted_slots"])
+            for j, who in enumerate(holders[int(a["round"])]):
+                if not proposed >> j & 1:
+                    continue
+                ok = accepted >> j & 1
+                if index[who] in malicious:
+                    mp, ma = mp + 1, ma + ok
+                else:
+                    hp, ha = hp + 1, ha + ok
     return mp, ma, hp, ha
 
 
@@ -121,17 +166,20 @@ def attack_success(cfg, out: Path, trigger: dict) -> float:
 
 
 def run_one(task: Task, setup: str, attack: str, seed: int, probe: float | None, epochs: float,
-            folder: Path) -> Outcome:
+            folder: Path, shape: Shape = Shape()) -> Outcome:
     n, m = SETUPS[setup]
-    cfg = base_config(task, n, seed, attack, m, probe, epochs)
+    cfg = base_config(task, n, seed, attack, m, probe, epochs, shape)
     out = folder / f"{task.name}-{setup.replace('/', 'of')}-{attack}-{seed}-{'probe' if probe else 'plain'}"
     start = time.perf_counter()
     res = run_experiment(cfg, out, figure=False)
     seconds = time.perf_counter() - start
     malicious = set(range(m)) if attack != "clean" else set()
-    mp, ma, hp, ha = proposals(res.records, malicious)
+    members = rundir.read_manifest(out)["contract_settings"]["members"]
+    mp, ma, hp, ha = proposals(rundir.read_events(out), members, malicious)
     asr = attack_success(cfg, out, task.backdoor) if attack in ("clean", "backdoor") else math.nan
-    return Outcome(task.name, setup, probe is not None, attack, seed, mp, ma, hp, ha, res.final_accuracy, asr, seconds)
+    return Outcome(task.name, setup, probe is not None, attack, seed, mp, ma, hp, ha, res.final_accuracy, asr, seconds,
+                   shape.slots(n), shape.combine, sum(t.training for t in res.timings),
+                   sum(t.evaluation for t in res.timings), shape.norm_bound)
 
 
 def share(k: int, n: int) -> str:
@@ -146,8 +194,8 @@ def mean(values) -> float:
 def table(outcomes: list[Outcome]) -> list[str]:
     """One markdown row per (task, setup, defence, attack), seeds pooled."""
     plain_clean = {(o.task, o.setup, o.seed): o.accuracy for o in outcomes if o.attack == "clean" and not o.defence}
-    rows = [("| task | setup | defence | attack | malicious accepted | honest accepted | final accuracy | "
-             "vs clean (pts) | backdoor success |"), "|---|---|---|---|---|---|---|---|---|"]
+    rows = [("| task | setup | defence | attack | seeds | malicious accepted | honest accepted | final accuracy | "
+             "vs clean (pts) | backdoor success |"), "|---|---|---|---|---|---|---|---|---|---|"]
     keys = sorted({(o.task, o.setup, o.defence, o.attack) for o in outcomes},
                   key=lambda k: (k[0], k[1], k[2], ALL.index(k[3])))
     for task, setup, defence, attack in keys:
@@ -159,7 +207,7 @@ def table(outcomes: list[Outcome]) -> list[str]:
         sd = f" ± {statistics.stdev(accs):.3f}" if len(accs) > 1 else ""
         asr = mean([o.asr for o in group])
         rows.append(
-            f"| {task} | {setup} | {'probe' if defence else 'off'} | {attack} | "
+            f"| {task} | {setup} | {'probe' if defence else 'off'} | {attack} | {len(group)} | "
             f"{share(sum(o.mal_accepted for o in group), sum(o.mal_proposed for o in group))} | "
             f"{share(sum(o.hon_accepted for o in group), sum(o.hon_proposed for o in group))} | "
             f"{mean(accs):.3f}{sd} | {mean(drops):+.1f} | {'-' if math.isnan(asr) else f'{100 * asr:.0f} %'} |")
@@ -220,31 +268,67 @@ def plot(outcomes: list[Outcome], path: Path) -> None:
     plt.close(fig)
 
 
-def write_doc(path: Path, command: str, args, outcomes: list[Outcome], last: str, figure: Path) -> None:
+INTRO = (
+    "Every attack of `cohep.attacks` (docs/attacks.md) in real colearn runs on the embedded chain: 5 learners "
+    "with 1 malicious (`5/1`) and 6 with 2 (`6/2`, a third). Malicious members are the first `m`; "
+    "the proposer draw is the contract's. `malicious accepted`: the contract accepted the malicious "
+    "members' proposals (per slot), over the slots they proposed; `honest accepted`: the same for honest proposers; "
+    "`vs clean`: mean accuracy drop against the same seed's clean run without the defence, same round shape "
+    "(positive: worse); `backdoor success`: non-target held-out images classified as the target once triggered. "
+    "`defence probe`: the patch-probe guard on (`vote.probe`, cohep.defence).")
+SECTION_END = "<!-- /bench/byzantine.py -->"
+
+
+def section_marker(shape: Shape) -> str:
+    return f"<!-- bench/byzantine.py: {shape.label()} -->"
+
+
+def section_title(shape: Shape) -> str:
+    if shape.proposers == 1:
+        return "## One proposer per round (k = 1)"
+    what = "every slot voted on separately, the accepted ones averaged" if shape.combine == "each" else \
+        "one vote on the average of every slot"
+    bound = f", update-norm bound {shape.norm_bound:g}" if shape.norm_bound is not None else ""
+    return f"## {shape.proposers} proposers per round, combine = {shape.combine} ({what}{bound})"
+
+
+def write_doc(path: Path, command: str, args, outcomes: list[Outcome], last: str, figure: Path,
+              shape: Shape = Shape()) -> None:
+    """Write this round shape's section of the doc: replaced if the doc has one, else added after
+    the other shapes' sections (a new doc gets the title and the introduction first)."""
     seconds = sum(o.seconds for o in outcomes)
-    lines = [
-        "# Byzantine members (bench/byzantine.py)", "",
-        ("Every attack of `cohep.attacks` (docs/attacks.md) in real colearn runs on the embedded chain: 5 learners "
-        "with 1 malicious (`5/1`) and 6 with 2 (`6/2`, a third). Malicious members are the first `m`; "
-        "the proposer draw is the contract's. `malicious accepted`: the contract accepted the malicious "
-        "members' proposal, over the rounds they proposed; `honest accepted`: the same for honest proposers; "
-        "`vs clean`: mean accuracy drop against the same seed's clean run without the defence (positive: worse); "
-        "`backdoor success`: non-target held-out images classified as the target once triggered. "
-        "`defence probe`: the patch-probe guard on (`vote.probe`, cohep.defence)."), "",
+    train = sum(o.training_s for o in outcomes if not math.isnan(o.training_s))
+    section = [
+        section_marker(shape), section_title(shape), "",
         f"Command: `{command}`", "",
-        f"Settings: {args.seeds} seed(s); MNIST first {args.limit or 10000} images, {args.rounds} rounds, "
+        f"Settings: seeds {', '.join(str(x) for x in sorted({o.seed for o in outcomes}))} (`seeds`: how many "
+        "a row pools); MNIST first {args.limit or 10000} images, {args.rounds} rounds, "
+        f"{shape.label()} (slots per round: at most the learners), "
         f"{args.epochs:g} epoch(s) per proposal, vote threshold 0.5; probe {args.probe} with a {args.probe_size}x{args.probe_size} patch"
         + (f"; neutrino events: {args.events}, first {args.events_limit}, {args.events_rounds} rounds, compact model"
            if any(o.task == "neutrino" for o in outcomes) else "") + ".", "",
         *table(outcomes), "",
         f"`{last}`", "",
         f"![byzantine](../figures/{figure.name})", "",
-        (f"Machine: 2 cores, shared with 7 other engineers' jobs; {seconds / 60:.1f} minutes of runs "
-         "(timings are inflated by the sharing; the figures above are counts and accuracies, not timings)."), "",
+        (f"Machine: 2 cores, shared with other engineers' jobs (load {os.getloadavg()[0]:.1f} at the end); "
+         f"{seconds / 60:.1f} minutes of runs, of which training {train / 60:.1f} minutes (timings are inflated "
+         "by the sharing; the figures above are counts and accuracies, not timings)."),
+        SECTION_END,
     ]
+    text = path.read_text() if path.exists() else "\n".join(["# Byzantine members (bench/byzantine.py)", "", INTRO, "", ""])
+    marker = section_marker(shape)
+    if marker in text:
+        head, rest = text.split(marker, 1)
+        tail = rest.split(SECTION_END, 1)[1] if SECTION_END in rest else ""
+        text = head + "\n".join(section) + tail
+    elif SECTION_END in text:
+        cut = text.rindex(SECTION_END) + len(SECTION_END)
+        text = text[:cut] + "\n\n" + "\n".join(section) + text[cut:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(section) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines))
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -254,13 +338,20 @@ def main(argv=None) -> None:
     p.add_argument("--limit", type=int, default=2000, help="first N MNIST images (0: all)")
     p.add_argument("--rounds", type=int, default=12)
     p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1 (to split a grid over runs)")
     p.add_argument("--setups", default="6/2", help="comma-separated: 5/1 (one of five malicious), 6/2 (a third)")
     p.add_argument("--attacks", default=",".join(ALL), help="comma-separated, 'clean' included")
     p.add_argument("--defence", default=",".join(DEFENCE_DEFAULT),
                    help="attacks also run with the probe ('all', or 'none'); only in the 6/2 setup")
     p.add_argument("--probe", type=float, default=0.15, help="vote.probe when the defence is on")
     p.add_argument("--probe-size", type=int, default=4)
-    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--epochs", type=float, default=1.0, help="epochs per proposal")
+    p.add_argument("--proposers", type=int, default=1,
+                   help="[round] proposers: slots per round (at most the learners; 6 with 6/2 is full participation)")
+    p.add_argument("--norm-bound", type=float, default=None,
+                   help="vote.norm_bound for every run: reject a slot whose update exceeds this times the round's median")
+    p.add_argument("--combine", choices=("each", "average"), default="each",
+                   help="[round] combine: vote on each slot and average the accepted ones, or vote on the average")
     p.add_argument("--tasks", default="mnist", help="comma-separated: mnist, neutrino")
     p.add_argument("--events", default=str(ROOT / "data/events-12k.h5"), help="neutrino event HDF5")
     p.add_argument("--events-limit", type=int, default=3000)
@@ -273,8 +364,17 @@ def main(argv=None) -> None:
     p.add_argument("--json", default=None, help="also save the runs' outcomes here (JSON)")
     p.add_argument("--from-json", nargs="+", default=None, help="run nothing: table and doc from saved outcomes")
     p.add_argument("--doc", default=str(ROOT / "docs/benchmarks/byzantine.md"))
-    p.add_argument("--figure", default=str(ROOT / "docs/figures/byzantine.png"))
+    p.add_argument("--figure", default=None, help="default: docs/figures/byzantine.png (k = 1), "
+                   "byzantine-k6-each.png and so on")
     args = p.parse_args(argv)
+    if args.proposers < 1:
+        p.error("--proposers must be at least 1")
+    if args.norm_bound is not None and args.proposers < 3:
+        p.error("--norm-bound compares the proposals of one round: it needs --proposers 3 or more")
+    shape = Shape(args.proposers, args.combine if args.proposers > 1 else "each", args.norm_bound)
+    if args.figure is None:
+        name = "byzantine" if shape.proposers == 1 else f"byzantine-k{shape.proposers}-{shape.combine}"
+        args.figure = str(ROOT / "docs/figures" / (name + (f"-norm{shape.norm_bound:g}" if shape.norm_bound else "") + ".png"))
     if args.full:
         args.limit, args.rounds, args.seeds, args.defence, args.setups = 0, 15, 3, "all", "5/1,6/2"
     chosen = [a.strip() for a in args.attacks.split(",") if a.strip()]
@@ -300,17 +400,20 @@ def main(argv=None) -> None:
         tasks = []
         for path in args.from_json:
             outcomes += [Outcome(**o) for o in json.loads(Path(path).read_text())]
+        # only this round shape's runs: a comparison across shapes would not be like for like
+        outcomes = [o for o in outcomes if shape.holds(o)]
     with tempfile.TemporaryDirectory(prefix="byzantine-") as tmp:
         for task, setups in tasks:
             for setup in setups:
-                for seed in range(args.seeds):
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
                     plans = [] if args.defence_only else [(a, None) for a in chosen]
                     if setup == "6/2":
                         plans += [(a, args.probe) for a in defended]
                     for attack, probe in plans:
-                        o = run_one(task, setup, attack, seed, probe, args.epochs, Path(tmp))
+                        o = run_one(task, setup, attack, seed, probe, args.epochs, Path(tmp), shape)
                         outcomes.append(o)
-                        print(f"{task.name} {setup} seed {seed} {attack:>16} {'probe' if probe else 'plain'}: "
+                        print(f"{task.name} {setup} {shape.label()} seed {seed} {attack:>16} "
+                              f"{'probe' if probe else 'plain'}: "
                               f"malicious {o.mal_accepted}/{o.mal_proposed}, honest {o.hon_accepted}/{o.hon_proposed}, "
                               f"accuracy {o.accuracy:.3f}"
                               + ("" if math.isnan(o.asr) else f", backdoor success {100 * o.asr:.0f} %")
@@ -326,7 +429,8 @@ def main(argv=None) -> None:
     figure = Path(args.figure)
     plot(outcomes, figure)
     command = "python bench/byzantine.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    write_doc(Path(args.doc), command.strip(), args, outcomes, last + f" (worst: {worst}, a third malicious)", figure)
+    write_doc(Path(args.doc), command.strip(), args, outcomes, last + f" (worst: {worst}, a third malicious)", figure,
+              shape)
     print(f"(worst gross attack: {worst}; doc {args.doc}, figure {figure})")
     print(last)
 

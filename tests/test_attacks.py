@@ -236,3 +236,135 @@ def test_patch_probe_rejects_a_backdoored_model_and_passes_an_honest_one():
     assert patch_probe(judge, honest, current, probe=0.15, size=2) is None
     reason = patch_probe(judge, backdoored, current, probe=0.15, size=2)
     assert reason is not None and "bottom-right" in reason
+
+
+# -- attacks in rounds of several slots (issue 11: [round] proposers = k, combine = "each") ----------
+
+
+def k_slot_run(tmp_path, mnist_dir, *, learners: int, attack: dict, rounds: int = 4, seed: int = 0):
+    """A colearn run with three slots per round, each voted on separately, under ``attack``."""
+    cfg = config.load(None, {
+        "experiment": {"learners": learners, "rounds": rounds, "seed": seed},
+        "data": {"kind": "mnist", "path": str(mnist_dir), "limit": 1200, "holdout": 300},
+        "model": {"name": "mnist_cnn"}, "train": {"epochs": 1.0, "batch_size": 32},
+        "round": {"proposers": 3, "combine": "each"},
+        "attack": attack,
+    })
+    return run_experiment(cfg, tmp_path / "run", figure=False)
+
+
+def slot_rounds(run_dir) -> list[dict]:
+    """Per finalized round, from the contract's events: the slot holders (member indices), each
+    slot's digest (hex, None if not proposed), the accepted slots, and each voter's approvals."""
+    manifest = rundir.read_manifest(run_dir)
+    index = {m.lower(): i for i, m in enumerate(manifest["contract_settings"]["members"])}
+    rounds: dict[int, dict] = {}
+    for e in rundir.read_events(run_dir):
+        a = e["args"]
+        if e["name"] == "RoundStarted":
+            holders = [index[p.lower()] for p in a["proposers"]]
+            rounds[a["round"]] = {"round": a["round"], "holders": holders, "digests": [None] * len(holders),
+                                  "votes": {}, "accepted": None}
+        elif e["name"] == "Proposed":
+            rounds[a["round"]]["digests"][a["slot"]] = a["digest"].removeprefix("0x")
+        elif e["name"] == "Voted":
+            rounds[a["round"]]["votes"][index[a["voter"].lower()]] = a["approvals"]
+        elif e["name"] == "Finalized":
+            rounds[a["round"]]["accepted"] = a["accepted_slots"]
+    return [rounds[r] for r in sorted(rounds) if rounds[r]["accepted"] is not None]
+
+
+def adopted_before(res, r: int, member: int = 0) -> str:
+    """The digest ``member`` held when contract round ``r`` started."""
+    if r == 0:
+        return rundir.read_manifest(res.out_dir)["digests"]["initial"].removeprefix("0x")
+    return next(x.adopted for x in res.records if x.round == r and x.learner == member)
+
+
+def test_a_sign_flip_slot_is_dropped_and_the_honest_slots_are_averaged(tmp_path, mnist_dir):
+    """k = 3, combine "each", member 0 sign-flips its update whenever it holds a slot: once the model
+    is past its random start every honest voter rejects that slot, the contract never accepts it, the round still adopts the average of the
+    accepted honest slots (recomputed here from the store's blobs), and the run keeps learning."""
+    from cohep import combine
+    from cohep.weights import decode, digest_bytes
+
+    res = k_slot_run(tmp_path, mnist_dir, learners=4, attack={"kind": "sign_flip", "members": 1})
+    rounds = slot_rounds(res.out_dir)
+    attacked = [r for r in rounds if 0 in r["holders"] and r["digests"][r["holders"].index(0)]]
+    assert attacked, "the malicious member never held a slot: pick another seed"
+    store = res.out_dir / "weights"
+    saved = 0
+    for r in attacked:
+        bad = r["holders"].index(0)
+        assert not r["accepted"] >> bad & 1, f"round {r['round']}: the sign-flipped slot was accepted"
+        if r["round"] > 0:  # from the random initial weights any step is a coin toss on a vote set; later not
+            assert all(not bits >> bad & 1 for voter, bits in r["votes"].items() if voter != 0), r
+        chosen = [j for j in range(len(r["holders"])) if r["accepted"] >> j & 1]
+        if chosen:  # the round was not lost to the attack: the honest slots' average was adopted
+            saved += 1
+            blobs = [(store / f"{r['digests'][j]}.safetensors").read_bytes() for j in chosen]
+            _, want = combine.adopted([decode(b) for b in blobs], [digest_bytes(b) for b in blobs])
+            rows = [x for x in res.records if x.round == r["round"] + 1]
+            assert {x.adopted for x in rows} == {want.hex()}
+    assert saved, "no attacked round kept its honest slots"
+    # the run's per-member count is the contract's, per slot: the attacker's rounds were accepted, its slot never
+    assert res.accepted[0] == 0 and sum(res.accepted) == sum(bin(r["accepted"]).count("1") for r in rounds)
+    start = statistics_mean(x.test_accuracy for x in res.records if x.round == 0)
+    assert res.final_accuracy > start + 0.3, (start, res.final_accuracy)
+
+
+def statistics_mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def test_colluders_vote_per_slot_and_nan_slots_are_rejected_with_the_reason(tmp_path, mnist_dir):
+    """k = 3 of 5 members, members 0 and 1 propose NaN weights and collude: each colluder's ballot
+    approves exactly the other colluder's proposed slot and no honest one; every honest voter rejects
+    each NaN slot (its records row names the failed check), no NaN slot is accepted, honest slots are."""
+    res = k_slot_run(tmp_path, mnist_dir, learners=5, attack={"kind": "nan", "members": 2, "collude": True},
+                     rounds=3)
+    rounds = slot_rounds(res.out_dir)
+    coalition, nan_slots, honest_accepted = {0, 1}, 0, 0
+    for r in rounds:
+        proposed = [j for j, dg in enumerate(r["digests"]) if dg]
+        for voter, bits in r["votes"].items():
+            if voter in coalition:
+                want = sum(1 << j for j in proposed if r["holders"][j] in coalition - {voter})
+                assert bits == want, (r["round"], voter, bin(bits), bin(want))
+            else:
+                assert all(not bits >> j & 1 for j in proposed if r["holders"][j] in coalition)
+        for j in proposed:
+            if r["holders"][j] in coalition:
+                nan_slots += 1
+                assert not r["accepted"] >> j & 1
+            else:
+                honest_accepted += r["accepted"] >> j & 1
+        bad = [j for j in proposed if r["holders"][j] in coalition]
+        for row in res.records:
+            if row.round == r["round"] + 1 and row.learner not in coalition and bad:
+                assert all(f"slot {j}: " in row.reason and "non-finite" in row.reason for j in bad), row.reason
+    assert nan_slots and honest_accepted, (nan_slots, honest_accepted)
+
+
+@pytest.mark.parametrize("kind", ["free_rider", "stale"])
+def test_free_riders_and_stale_replays_fill_their_own_slot_and_are_rejected(tmp_path, mnist_dir, kind):
+    """k = 3: a free-rider's slot carries the weights every member held when the round started (the
+    same digest), a stale replayer's an older adopted model (once it has one); neither is accepted."""
+    res = k_slot_run(tmp_path, mnist_dir, learners=4, attack={"kind": kind, "members": 1}, rounds=5)
+    rounds = slot_rounds(res.out_dir)
+    initial = adopted_before(res, 0)
+    replays = 0
+    for r in rounds:
+        if 0 not in r["holders"] or r["digests"][r["holders"].index(0)] is None:
+            continue
+        j, now = r["holders"].index(0), adopted_before(res, r["round"])
+        mine = r["digests"][j]
+        if kind == "free_rider":
+            assert mine == now
+            replays += 1
+        elif now != initial:  # it holds an older model than the current one: it replays the oldest
+            assert mine == initial
+            replays += 1
+        assert not (mine in (now, initial) and r["accepted"] >> j & 1)
+    assert replays, "the attacker never held a slot with something to replay: pick another seed"

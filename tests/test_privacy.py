@@ -194,3 +194,58 @@ def test_cli_epsilon_flag_errors_are_one_line(tmp_path, capsys, mnist_dir):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "differential privacy" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_restarted_node_keeps_the_epsilon_it_spent(tmp_path):
+    """A node saves its accountant's history (JSON) after training a proposal and before releasing it,
+    and a restarted node takes it up: with a budget for one proposal, the first node proposes once and
+    the restarted one refuses to train a second (a fresh accountant would have trained it)."""
+    import hashlib
+
+    from cohep.errors import DataError
+    from cohep.ledger import Chain, Coordinator
+    from cohep.node import keep_privacy_state
+    from cohep.participant import Participant
+    from cohep.protocol import VoteRule
+    from cohep.store import WeightStore
+
+    probe = _learner(budget(50.0, noise=1.0)).privacy
+    one, two = probe.epsilon(4), probe.epsilon(8)  # _learner trains 4 steps a proposal
+    b = budget((one + two) / 2, noise=1.0)
+    chain = Chain.embedded(2)
+    store = WeightStore(str(tmp_path / "weights"))
+    initial_digest, initial_uri = store.put(_learner(b).current())
+    coord = Coordinator.deploy(chain, chain.accounts[:2], initial_digest=initial_digest,
+                               model_digest=hashlib.sha256(b"model").digest(),
+                               seed=hashlib.sha256(b"restart").digest())
+    me = chain.accounts.index(coord.proposer(0))
+    path = tmp_path / "node" / "privacy.json"
+    path.parent.mkdir()
+
+    def node(learner) -> Participant:
+        p = Participant(me, chain.accounts[me], learner, coord, store, None, VoteRule(), initial_uri)
+        keep_privacy_state(p, path)
+        return p
+
+    first = node(_learner(b))
+    duty = first._propose(0)
+    assert duty.proposed and coord.round_state(0).slots[0].proposed
+    saved = json.loads(path.read_text())
+    assert saved == {"accountant": "rdp", "proposals": 1, "history": [[1.0, 0.1, 4]]}
+    spent = first.learner.privacy.epsilon()
+    assert spent == pytest.approx(one)
+
+    restarted = node(_learner(b))  # a new process: a fresh learner, the state from the node's folder
+    assert restarted.learner.privacy.epsilon() == spent and restarted.learner.privacy.proposals == 1
+    with pytest.raises(BudgetSpent):
+        restarted.learner.propose()
+    fresh = _learner(b)
+    fresh.propose()  # without the saved state the same budget would allow another release
+    assert fresh.privacy.epsilon() == pytest.approx(one)
+
+    path.write_text(json.dumps({"accountant": "rdp", "proposals": 1, "history": [[1.0, 2.0, 4]]}))
+    with pytest.raises(DataError, match=r"privacy\.json: history\[0\] is not"):
+        node(_learner(b))
+    path.write_text(json.dumps({"accountant": "prv", "proposals": 0, "history": []}))
+    with pytest.raises(DataError, match=r"privacy\.json: accountant 'prv' is not this learner's \(rdp\)"):
+        node(_learner(b))

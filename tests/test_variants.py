@@ -414,7 +414,7 @@ def test_audit_catches_a_wrong_stepped_average(stepped_run, tmp_path):
 # -- attacks against each variant ---------------------------------------------------------------
 
 
-def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy"):
+def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy", norm_bound=None):
     from cohep import models
     from cohep.participant import Participant
     from cohep.proposal import default_max_bytes
@@ -422,8 +422,9 @@ def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy"
     from cohep.runner import build_learners, prepare, seed_bytes
     from cohep.store import Fetcher, WeightStore
 
+    vote = {"metric": metric} if norm_bound is None else {"metric": metric, "norm_bound": norm_bound}
     cfg, data, parts, spec = prepare(small_cfg(mnist_dir, round={"combine": combine_mode, "server_lr": server_lr},
-                                               train={"epochs": 2.0}, vote={"metric": metric}))
+                                               train={"epochs": 2.0}, vote=vote))
     initial = models.initial_weights(spec, 0)
     learners = build_learners(cfg, data, parts, spec, initial)
     store = WeightStore(str(tmp_path / "weights"))
@@ -460,7 +461,8 @@ def _play_round(coord, ms, r, attack=None):
         if holder is not attacker:
             holder.act(r)
     if attacker is not None:
-        bad = ATTACKS[attack](attacker.learner.propose(), attacker.learner.current())
+        craft = ATTACKS[attack] if isinstance(attack, str) else attack
+        bad = craft(attacker.learner.propose(), attacker.learner.current())
         dg, uri = attacker.store.put(bad)
         coord.propose(attacker.address, r, dg, uri, 2)
     st = coord.round_state(r)
@@ -474,10 +476,10 @@ def _play_round(coord, ms, r, attack=None):
     return st, attacker, duties, out
 
 
-def _attacked(mnist_dir, tmp_path, mode, attack, step=(1.0, "accuracy")):
+def _attacked(mnist_dir, tmp_path, mode, attack, step=(1.0, "accuracy"), norm_bound=None):
     """An honest first round (the attacks are judged against a trained model, not random weights),
     then the attacked one."""
-    coord, store, ms, _ = _members(mnist_dir, tmp_path, mode, *step)
+    coord, store, ms, _ = _members(mnist_dir, tmp_path, mode, *step, norm_bound=norm_bound)
     _, _, _, first = _play_round(coord, ms, 0)
     assert first.accepted, "the honest first round should be accepted"
     before = {m.digest for m in ms}
@@ -547,6 +549,58 @@ def test_a_stepped_round_adopts_what_was_judged_and_a_fresh_member_rebuilds_it(m
     plain = Participant(old.index, old.address, old.learner, coord, store, old.fetch, old.rule, old.initial_uri)
     plain.sync()
     assert plain.digest != ms[0].digest  # without the step: other weights, so the step is what was shared
+def _boosted(w, w0):
+    """The honest update scaled by 10 (``attacks.craft("scaled", ...)``): a long step in a good direction."""
+    return {k: (w0[k] + 10 * (w[k] - w0[k])).astype(w[k].dtype) for k in w}
+
+
+@pytest.mark.parametrize("mode", ["each", "average"])
+def test_the_norm_bound_rejects_a_boosted_slot_that_the_vote_alone_approves(mnist_dir, tmp_path, one_torch_thread,
+                                                                             mode):
+    """``vote.norm_bound``: the boosted slot raises vote accuracy, so the plain vote accepts it (the
+    average too); with the bound every honest voter rejects it (each: only that slot; average: the
+    average), naming the norm, and the honest slots are still judged on their scores."""
+    plain = _attacked(mnist_dir, tmp_path / "plain", mode, _boosted)
+    *_, out = plain
+    assert out.accepted_slots & 0b100, "the plain vote should accept the boosted slot (else this test shows nothing)"
+    coord, store, ms, before, st, attacker, duties, out = _attacked(mnist_dir, tmp_path / "bound", mode, _boosted,
+                                                                    norm_bound=3.0)
+    assert not out.accepted_slots & 0b100
+    # the voters whose scores approved the boosted slot (enough to accept it without the bound) now name the norm
+    named = [d for d in duties.values() if "slot 2: update norm" in d.reason and "vote.norm_bound = 3" in d.reason]
+    assert len(named) >= st.required, [d.reason for d in duties.values()]
+    if mode == "each":
+        assert not any((coord.ballot_bits(1, m.address) or 0) >> 2 & 1 for m in ms if m is not attacker)
+        assert out.accepted_slots & 0b011, "the honest slots should still be accepted"
+        chosen = [s for s in st.slots if out.accepted_slots >> s.slot & 1]
+        _, want = combine.adopted([store.get(s.digest) for s in chosen], [s.digest for s in chosen])
+        assert {m.digest for m in ms} == {want}
+    else:
+        assert not any(d.approve for d in duties.values())
+        assert not out.accepted and {m.digest for m in ms} == before
+
+
+def test_the_norm_bound_needs_three_proposers():
+    from cohep.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"vote\.norm_bound .* needs round\.proposers >= 3, got 2"):
+        config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 2}, "vote": {"norm_bound": 3.0}})
+    with pytest.raises(ConfigError, match=r"vote\.norm_bound"):
+        config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 3}, "vote": {"norm_bound": 0.5}})
+    cfg = config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 3}, "vote": {"norm_bound": 3.0}})
+    assert cfg.vote.norm_bound == 3.0
+
+
+def test_norm_outliers_compare_each_slot_with_the_rounds_median():
+    from cohep.defence import norm_outliers, update_norm
+
+    w0 = {"a": np.zeros(4, np.float32), "n": np.array([3], np.int64)}
+    w = {"a": np.array([3, 4, 0, 0], np.float32), "n": np.array([9], np.int64)}
+    assert update_norm(w, w0) == 5.0  # integer counters are not part of the step
+    assert norm_outliers({0: 1.0, 1: 1.2, 2: 10.0}, 3.0).keys() == {2}
+    assert norm_outliers({0: 1.0, 1: 1.2, 2: 3.5}, 3.0) == {}
+    assert norm_outliers({0: 1.0, 1: 10.0}, 3.0) == {}  # two slots: no median to trust
+    assert norm_outliers({0: 1.0, 1: 10.0, 2: 11.0}, 3.0) == {}  # a boosted majority moves the median
 
 
 # -- autonomous members ---------------------------------------------------------------------------

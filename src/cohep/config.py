@@ -182,6 +182,9 @@ class ExperimentConfig(Section):
                               f"(the contract's member limit), got {n}")
         if self.experiment.mode == "colearn" and self.round.proposers > n:
             raise ConfigError(f"round.proposers ({self.round.proposers}) must be at most experiment.learners ({n})")
+        if self.vote.norm_bound is not None and self.round.proposers < 3:
+            raise ConfigError(f"vote.norm_bound compares the proposals of one round: it needs round.proposers "
+                              f">= 3, got {self.round.proposers}")
         voters = n if self.round.proposers > 1 else n - 1  # with several slots the proposers vote too
         if (self.experiment.mode == "colearn" and self.chain.ballots == "transactions"
                 and self.chain.resolved_vote_window(n) < voters):

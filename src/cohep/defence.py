@@ -1,4 +1,5 @@
-"""A voter's cheap guard against backdoored proposals: the patch probe (``vote.probe``).
+"""A voter's cheap guards: the patch probe against backdoors (``vote.probe``) and, in rounds of
+several proposals, the update-norm bound against boosted updates (``vote.norm_bound``).
 
 The vote compares accuracy on clean vote images, so a backdoor that keeps clean accuracy (BadNets:
 a small trigger patch mapped to one class) passes it. A backdoored model is, by construction, very
@@ -63,3 +64,33 @@ def patch_probe(learner, proposal: Weights, current: Weights, *, probe: float, s
                 f"{clean_new - new[worst]:.3f} accuracy on the vote set (current weights "
                 f"{clean_old - old[worst]:.3f}), more than vote.probe = {probe}")
     return None
+
+
+# -- the update-norm bound (vote.norm_bound), for rounds of several proposals ------------------------
+
+#: fewer proposals than this give no median worth comparing with (two: one boosted slot is half of it)
+NORM_MIN_SLOTS = 3
+
+
+def update_norm(weights: Weights, current: Weights) -> float:
+    """L2 norm of ``weights - current`` over the float tensors (float64; integer counters left out)."""
+    total = 0.0
+    for name, value in weights.items():
+        value = np.asarray(value)
+        if value.dtype.kind == "f":
+            total += float(np.sum((value.astype(np.float64) - np.asarray(current[name], np.float64)) ** 2))
+    return float(np.sqrt(total))
+
+
+def norm_outliers(norms: dict[int, float], bound: float) -> dict[int, str]:
+    """Slot -> why it is rejected: its update is more than ``bound`` times the median of the round's
+    update norms. A boosted update (``scaled``: ten times an honest step in a good direction) can
+    still raise vote accuracy early in training, so the vote alone approves it; next to honest slots
+    of the same round its step stands out. With fewer than :data:`NORM_MIN_SLOTS` slots nothing is
+    flagged; with a majority of boosted slots the median itself is boosted (a limit of any median)."""
+    if len(norms) < NORM_MIN_SLOTS:
+        return {}
+    median = float(np.median(list(norms.values())))
+    return {j: (f"update norm {n:.3g} is more than vote.norm_bound = {bound:g} times the round's median "
+                f"update norm {median:.3g}")
+            for j, n in norms.items() if n > bound * median}

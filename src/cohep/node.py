@@ -7,8 +7,10 @@ runner uses), closes rounds once the contract allows, and adopts what the chain 
 restarted at any moment, it reads the round, its ballot and the accepted digest back from the chain
 and carries on; if the chain's node goes away, it retries until it is back.
 
-It writes ``<out>/records.csv`` (its own row per round), ``node.json`` (who, where, what) and, when
-the experiment ends, ``final_weights.safetensors``.
+It writes ``<out>/records.csv`` (its own row per round), ``node.json`` (who, where, what), for a
+private learner ``privacy.json`` (its accountant's history: a restarted node goes on from the epsilon
+it has spent, since forgetting it would let it release past its budget) and, when the experiment
+ends, ``final_weights.safetensors``.
 """
 from __future__ import annotations
 
@@ -21,11 +23,13 @@ from pathlib import Path
 from . import models
 from .errors import ChainError, CohepError, DataError, IntegrityError
 from .experiment import Experiment, redact_url
-from .files import atomic_write_bytes, write_json
+from .files import atomic_write_bytes, read_json, write_json
 from .manifest import write_manifest
 from .participant import Participant, initial_record
 from .results import RoundRecord, read_csv, write_csv
 
+#: a private learner's accountant history in the node's folder (``keep_privacy_state``)
+PRIVACY_STATE = "privacy.json"
 #: seconds between looks at the chain
 POLL_S = 0.3
 #: how long a node keeps retrying an unreachable chain before it gives up
@@ -171,6 +175,7 @@ def run_node(experiment_path: str | Path, key, data_path: str, rpc: str, out_dir
     try:
         participant = build_participant(experiment, key, data_path, chain, opts)
         out.mkdir(parents=True, exist_ok=True)
+        keep_privacy_state(participant, out / PRIVACY_STATE)
         write_manifest(out / "node.json", experiment=str(experiment_path), contract=experiment.contract,
                        chain_id=experiment.chain_id, rpc=redact_url(rpc), address=key.address,
                        member_index=participant.index, data=str(data_path))
@@ -178,6 +183,21 @@ def run_node(experiment_path: str | Path, key, data_path: str, rpc: str, out_dir
     finally:
         if server is not None:
             server.stop()
+
+
+def keep_privacy_state(p: Participant, path: Path) -> None:
+    """A private learner's spent budget survives restarts: restored from ``path`` if it is there, and
+    saved there after every proposal is trained, before the proposal leaves the node."""
+    privacy = getattr(p.learner, "privacy", None)
+    if privacy is None:
+        return
+    if path.exists():
+        privacy.restore(read_json(path), str(path))
+
+    def save() -> None:
+        write_json(path, privacy.state())
+
+    p.before_release = save
 
 
 def _connect(rpc: str, key, opts: NodeOptions):
@@ -256,5 +276,5 @@ def _follow(experiment: Experiment, p: Participant, chain, out: Path, opts: Node
     return result
 
 
-__all__ = ["NodeOptions", "NodeResult", "build_participant", "finalizable", "local_split", "relay_ballots",
-           "run_node"]
+__all__ = ["NodeOptions", "NodeResult", "PRIVACY_STATE", "build_participant", "finalizable", "keep_privacy_state",
+           "local_split", "relay_ballots", "run_node"]

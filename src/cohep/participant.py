@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from .combine import adopted, combination
-from .defence import patch_probe
+from .defence import norm_outliers, patch_probe, update_norm
 from .errors import ChainError, IntegrityError
 from .frameworks.privacy import BudgetSpent
 from .learner import Score, Scores, TrainableLearner, Weights
@@ -90,6 +90,9 @@ class Participant:
     behaviour: object | None = None
     #: ``[round] server_lr``: a round leaves ``w0 + server_lr * (average - w0)`` (1: the average)
     server_lr: float = 1.0
+    #: called after a proposal is trained and before it leaves this member (a node saves its spent
+    #: privacy budget here, so a restart never forgets a release)
+    before_release: Callable[[], None] | None = None
     digest: bytes = b""  #: sha256 of the adopted weights ("" until the first sync)
     key: bytes = b""  #: the chain's accepted digest those weights stand for (== digest with one proposal)
     current: Scores = field(default_factory=lambda: _NO_SCORE)  #: adopted weights on the private sets
@@ -203,6 +206,8 @@ class Participant:
             duty.declined = True
             duty.reason = "training diverged (non-finite weights): nothing proposed"
             return duty
+        if self.before_release is not None:
+            self.before_release()
         if self.behaviour is not None:  # the attack's proposal instead of the honest one
             weights = self.behaviour.propose(self.learner.current(), weights)
         digest, uri = self._timed("store", self.store.put, weights)
@@ -254,6 +259,21 @@ class Participant:
         weights, digest = adopted(parts, [s.digest for s in chosen], start=start, server_lr=self.server_lr)
         return self._verdict(Duty(-1, digest=digest), weights, digest)
 
+    def _norm_outliers(self, slots) -> dict[int, str]:
+        """``vote.norm_bound``: the slots whose update norm (from the weights this member holds) stands
+        out against the round's median; slots that fail their checks are left out of the median."""
+        current, norms = self.learner.current(), {}
+        for s in slots:
+            if not s.proposed:
+                continue
+            try:
+                weights = self._weights(s.uri, s.digest)
+            except IntegrityError:
+                continue  # judge() rejects it with the reason
+            if all_finite(weights):
+                norms[s.slot] = update_norm(weights, current)
+        return norm_outliers(norms, self.rule.norm_bound)
+
     def _colluded(self, proposer: str, approve: bool) -> bool:
         """A colluder's verdict depends on who proposed, not on the scores (research only)."""
         return approve if self.behaviour is None else self.behaviour.vote(proposer, approve)
@@ -267,17 +287,25 @@ class Participant:
             approvals, scores = int(duty.approve), [self._ppm(duty)]
         elif settings.vote_on_average:
             duty = self.judge_average(state.slots)
+            if duty.approve and self.rule.norm_bound is not None:  # a boosted slot spoils the average
+                outliers = self._norm_outliers(state.slots)
+                if outliers:
+                    duty.approve = False
+                    duty.reason = "; ".join(f"slot {j}: {why}" for j, why in sorted(outliers.items()))
             if self.behaviour is not None:
                 duty.approve = any(self._colluded(s.proposer, duty.approve) for s in state.slots if s.proposed)
             approvals, scores = int(duty.approve), [self._ppm(duty)]
         else:
             duty, approvals, scores, verdicts, judged = Duty(r), 0, [], [], []
+            outliers = self._norm_outliers(state.slots) if self.rule.norm_bound is not None else {}
             for s in state.slots:
                 if s.proposer == self.address or not s.proposed:
                     scores.append(0)
                     verdicts.append("-")
                     continue
                 d = self.judge(s.uri, s.digest)
+                if d.approve and s.slot in outliers:
+                    d.approve, d.reason = False, outliers[s.slot]
                 d.approve = self._colluded(s.proposer, d.approve)
                 approvals |= int(d.approve) << s.slot
                 scores.append(self._ppm(d))

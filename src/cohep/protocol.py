@@ -63,6 +63,9 @@ class VoteRule(Section):
     #: more than this beyond the current weights' fall; None: off
     probe: float | None = setting(None, ge=0, le=1, help="Patch-probe guard against backdoors (off: none).")
     probe_size: int = setting(4, ge=1, help="Side in pixels of the patch-probe's square.")
+    #: rounds of several proposals ([round] proposers >= 3): reject a proposal whose update is more than
+    #: this many times the median update norm of the round's proposals (cohep.defence); None: off
+    norm_bound: float | None = setting(None, gt=1, help="Update-norm bound against boosted proposals (off: none).")
 
     def approve(self, proposal: Score, current: Score) -> bool:
         new, old = proposal.metric(self.metric), current.metric(self.metric)

@@ -225,6 +225,8 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
                               "initial_digest": init_digest.hex(), "events": coord.events(),
                               "contract_settings": ContractRules.of(coord.settings()).to_dict(),
                               "max_bytes": fetch.max_bytes,
+                              # the contract's count: with several slots a round's acceptance is not its proposers'
+                              "accepted_per_member": [coord.member_stats(a).accepted for a in members],
                               "traffic": {"transactions": coord.transactions, "gas_used": coord.gas_used,
                                           "calldata_bytes": coord.calldata_bytes,
                                           "bytes_fetched": fetch.bytes}}
@@ -317,7 +319,7 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool) -> RunResult:
     result = RunResult(
         out_dir=out, mode=mode, records=records, timings=timings,
         final_accuracy=final_test_accuracy(records),
-        accepted=accepted_per_learner(records, len(learners)),
+        accepted=chain_info.pop("accepted_per_member", None) or accepted_per_learner(records, len(learners)),
         chain_id=chain_info.get("chain_id"), contract=chain_info.get("contract"),
         privacy=privacy_spent(learners),
     )

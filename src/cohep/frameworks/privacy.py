@@ -267,6 +267,40 @@ class PrivateTraining:
                 continue
             yield torch.stack([torch.as_tensor(x) for x, _ in items]), torch.as_tensor([int(y) for _, y in items])
 
+    # -- surviving a restart ------------------------------------------------------------------------
+    def state(self) -> dict:
+        """What a restarted member needs to go on spending from where it stopped: the accountant's
+        history of (noise multiplier, sample rate, steps), plain JSON (never a pickle), and the
+        proposals trained."""
+        return {"accountant": self.budget.accountant, "proposals": self.proposals,
+                "history": [[float(nm), float(rate), int(steps)] for nm, rate, steps in self.accountant.history]}
+
+    def restore(self, state: dict, where: str) -> None:
+        """Take up a saved :meth:`state`; anything malformed is a DataError naming ``where``."""
+        from ..errors import DataError
+
+        def bad(why: str):
+            return DataError(f"{where}: {why}")
+
+        if not isinstance(state, dict) or state.get("accountant") != self.budget.accountant:
+            raise bad(f"accountant {state.get('accountant') if isinstance(state, dict) else state!r} is not this "
+                      f"learner's ({self.budget.accountant})")
+        history, proposals = state.get("history"), state.get("proposals")
+        if not isinstance(proposals, int) or isinstance(proposals, bool) or proposals < 0:
+            raise bad(f"proposals must be a count >= 0, got {proposals!r}")
+        if not isinstance(history, list):
+            raise bad("history must be a list of [noise_multiplier, sample_rate, steps]")
+        steps = []
+        for i, entry in enumerate(history):
+            ok = (isinstance(entry, list) and len(entry) == 3
+                  and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in entry))
+            if not ok or not (math.isfinite(entry[0]) and entry[0] > 0 and 0 < entry[1] <= 1
+                              and float(entry[2]).is_integer() and entry[2] >= 1):
+                raise bad(f"history[{i}] is not [noise_multiplier > 0, sample_rate in (0, 1], steps >= 1]: {entry!r}")
+            steps.append((float(entry[0]), float(entry[1]), int(entry[2])))
+        self.accountant.history = steps
+        self.proposals = proposals
+
     def summary(self) -> dict:
         """What the manifest and report say about this learner's privacy."""
         return {
