@@ -81,6 +81,7 @@ class Outcome:
     training_s: float = math.nan  #: the run's training wall time, every member together (timings.csv)
     evaluation_s: float = math.nan  #: the same for scoring proposals and the adopted weights
     norm_bound: float | None = None  #: vote.norm_bound
+    load: float = math.nan  #: the machine's 1-minute load average when the run ended
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ def run_one(task: Task, setup: str, attack: str, seed: int, probe: float | None,
     asr = attack_success(cfg, out, task.backdoor) if attack in ("clean", "backdoor") else math.nan
     return Outcome(task.name, setup, probe is not None, attack, seed, mp, ma, hp, ha, res.final_accuracy, asr, seconds,
                    shape.slots(n), shape.combine, sum(t.training for t in res.timings),
-                   sum(t.evaluation for t in res.timings), shape.norm_bound)
+                   sum(t.evaluation for t in res.timings), shape.norm_bound, os.getloadavg()[0])
 
 
 def share(k: int, n: int) -> str:
@@ -279,6 +280,13 @@ INTRO = (
 SECTION_END = "<!-- /bench/byzantine.py -->"
 
 
+def load_note(outcomes: list[Outcome]) -> str:
+    loads = [o.load for o in outcomes if not math.isnan(o.load)]
+    if not loads:
+        return f"load {os.getloadavg()[0]:.1f} when the doc was written"
+    return f"load {min(loads):.1f} to {max(loads):.1f} as the runs ended"
+
+
 def section_marker(shape: Shape) -> str:
     return f"<!-- bench/byzantine.py: {shape.label()} -->"
 
@@ -301,8 +309,9 @@ def write_doc(path: Path, command: str, args, outcomes: list[Outcome], last: str
     section = [
         section_marker(shape), section_title(shape), "",
         f"Command: `{command}`", "",
+        *[line for note in args.note for line in (note, "")],
         f"Settings: seeds {', '.join(str(x) for x in sorted({o.seed for o in outcomes}))} (`seeds`: how many "
-        "a row pools); MNIST first {args.limit or 10000} images, {args.rounds} rounds, "
+        f"a row pools); MNIST first {args.limit or 10000} images, {args.rounds} rounds, "
         f"{shape.label()} (slots per round: at most the learners), "
         f"{args.epochs:g} epoch(s) per proposal, vote threshold 0.5; probe {args.probe} with a {args.probe_size}x{args.probe_size} patch"
         + (f"; neutrino events: {args.events}, first {args.events_limit}, {args.events_rounds} rounds, compact model"
@@ -310,7 +319,7 @@ def write_doc(path: Path, command: str, args, outcomes: list[Outcome], last: str
         *table(outcomes), "",
         f"`{last}`", "",
         f"![byzantine](../figures/{figure.name})", "",
-        (f"Machine: 2 cores, shared with other engineers' jobs (load {os.getloadavg()[0]:.1f} at the end); "
+        (f"Machine: 2 cores, shared with other engineers' jobs ({load_note(outcomes)}); "
          f"{seconds / 60:.1f} minutes of runs, of which training {train / 60:.1f} minutes (timings are inflated "
          "by the sharing; the figures above are counts and accuracies, not timings)."),
         SECTION_END,
@@ -364,6 +373,8 @@ def main(argv=None) -> None:
     p.add_argument("--json", default=None, help="also save the runs' outcomes here (JSON)")
     p.add_argument("--from-json", nargs="+", default=None, help="run nothing: table and doc from saved outcomes")
     p.add_argument("--doc", default=str(ROOT / "docs/benchmarks/byzantine.md"))
+    p.add_argument("--note", action="append", default=[],
+                   help="a paragraph for the doc's section (e.g. the commands whose --json a --from-json merges)")
     p.add_argument("--figure", default=None, help="default: docs/figures/byzantine.png (k = 1), "
                    "byzantine-k6-each.png and so on")
     args = p.parse_args(argv)
