@@ -219,13 +219,14 @@ def headline(outcomes: list[Outcome], setup: str = "6/2") -> tuple[float, float,
     """(gross acceptance %, the worst gross attack's mean accuracy drop in points, which) without the defence."""
     plain = [o for o in outcomes if o.setup == setup and not o.defence]
     clean = {(o.task, o.seed): o.accuracy for o in plain if o.attack == "clean"}
-    gross = [o for o in plain if o.attack in attacks.GROSS and (o.task, o.seed) in clean]
-    proposed = sum(o.mal_proposed for o in gross)
-    accepted = 100 * sum(o.mal_accepted for o in gross) / proposed if proposed else math.nan
+    every = [o for o in plain if o.attack in attacks.GROSS]  # acceptance needs no clean run
+    proposed = sum(o.mal_proposed for o in every)
+    accepted = 100 * sum(o.mal_accepted for o in every) / proposed if proposed else math.nan
+    gross = [o for o in every if (o.task, o.seed) in clean]
     drops = {a: mean([100 * (clean[(o.task, o.seed)] - o.accuracy) for o in gross if o.attack == a])
              for a in attacks.GROSS if any(o.attack == a for o in gross)}
     if not drops:
-        return accepted, math.nan, "none run"
+        return accepted, math.nan, "no clean run to compare with"
     worst = max(drops, key=lambda a: drops[a])
     return accepted, drops[worst], worst
 
@@ -284,7 +285,8 @@ def load_note(outcomes: list[Outcome]) -> str:
     loads = [o.load for o in outcomes if not math.isnan(o.load)]
     if not loads:
         return f"load {os.getloadavg()[0]:.1f} when the doc was written"
-    return f"load {min(loads):.1f} to {max(loads):.1f} as the runs ended"
+    return (f"load {min(loads):.1f} to {max(loads):.1f} as the runs ended"
+            + (f", recorded for {len(loads)} of {len(outcomes)} runs" if len(loads) < len(outcomes) else ""))
 
 
 def section_marker(shape: Shape) -> str:
@@ -439,7 +441,9 @@ def main(argv=None) -> None:
     last = f"gross attacks accepted: {gross:.0f} % ({GROSS_LABEL}), accuracy drop: {drop:.1f} pts"
     figure = Path(args.figure)
     plot(outcomes, figure)
-    command = "python bench/byzantine.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    given = list(argv if argv is not None else sys.argv[1:])
+    shown = [a for i, a in enumerate(given) if a != "--note" and (i == 0 or given[i - 1] != "--note")]  # notes: below
+    command = "python bench/byzantine.py " + " ".join(shlex.quote(a) for a in shown)
     write_doc(Path(args.doc), command.strip(), args, outcomes, last + f" (worst: {worst}, a third malicious)", figure,
               shape)
     print(f"(worst gross attack: {worst}; doc {args.doc}, figure {figure})")
