@@ -185,6 +185,22 @@ def assemble(results: list[dict], *, full: bool) -> None:
     write_atomic(PAGE, "\n".join(lines))
 
 
+def reassemble() -> None:
+    """docs/benchmarks.md with every section re-read (a bench run by hand rewrote its section), the
+    summary of the last ``make bench`` kept as it was, and a line that says so."""
+    old = PAGE.read_text() if PAGE.exists() else "# Benchmarks\n\n"
+    summary = old.split('<a id="', 1)[0].rstrip()
+    note = (f"Sections re-read from docs/benchmarks/ on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
+            f"commit {commit()} (`python bench/run_all.py --assemble`); the table above is the last `make bench`.")
+    summary = "\n".join(ln for ln in summary.splitlines() if not ln.startswith("Sections re-read from"))
+    lines = [summary, "", note, ""]
+    for b in BENCHES:
+        section = SECTIONS / f"{b.name}.md"
+        lines += [f'<a id="{b.name}"></a>', ""]
+        lines += [section.read_text().rstrip() if section.exists() else f"## {b.name}\n\nNot run yet.", ""]
+    write_atomic(PAGE, "\n".join(lines))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mnist", default=str(ROOT.parent / "shared" / "data" / "mnist"),
@@ -193,7 +209,13 @@ def main() -> int:
                     help="simulated neutrino events for the benchmarks that need them (made small if missing)")
     ap.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(b.name for b in BENCHES)}")
     ap.add_argument("--full", action="store_true", help="each benchmark at its full size (hours on a CPU)")
+    ap.add_argument("--assemble", action="store_true",
+                    help="run nothing: rebuild docs/benchmarks.md from the recorded sections, keeping the last summary")
     args = ap.parse_args()
+    if args.assemble:
+        reassemble()
+        print(f"wrote {PAGE.relative_to(ROOT)} from {SECTIONS.relative_to(ROOT)}/*.md")
+        return 0
     names = [n for n in args.only.split(",") if n]
     unknown = sorted(set(names) - {b.name for b in BENCHES})
     if unknown:
