@@ -1,14 +1,13 @@
 """Data-set quality: the measures over recorded rounds, degraded learners, and Shapley by retraining."""
 import json
 import math
-from itertools import combinations
 
 import numpy as np
 import pytest
 
 from cohep import config, quality
 from cohep.cli import main
-from cohep.degrade import DegradeSection, apply
+from cohep.degrade import DegradeSection
 from cohep.errors import ConfigError, DataError
 from cohep.results import RoundRecord
 from cohep.runner import prepare, run_experiment
