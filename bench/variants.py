@@ -4,7 +4,7 @@ Variants (``--variants``, comma-separated names): ``k1`` today's round (one prop
 ``avg5e`` five proposers of 1/5 epoch each, one vote on their average (equal client-epochs with
 FedAvg's one client-epoch per round); ``avg5`` five proposers of one epoch each, vote on the average
 (full participation); ``each5e`` five proposers of 1/5 epoch, a vote on each, the accepted ones
-averaged. Suffixes, in this order: ``-sLR`` a server step (``[round] server_lr = LR``: the round
+averaged; ``avg2e`` two proposers of half an epoch, vote on the average (equal client-epochs). Suffixes, in this order: ``-sLR`` a server step (``[round] server_lr = LR``: the round
 leaves ``w0 + LR (average - w0)``; ``avg5e-s5`` adds five 1/5-epoch updates, about one sequential
 client-epoch); ``-loss`` the vote on the vote-set loss instead of accuracy (``[vote] metric = "loss"``:
 continuous, so small real improvements pass; ``avg5-loss``); ``+prox`` adds ``train.proximal_mu = 0.01``. Every run is audited (``cohep audit``:
@@ -37,6 +37,7 @@ VARIANTS = {
     "avg5e": {"round": {"proposers": 5, "combine": "average"}, "train": {"epochs": 0.2}},
     "avg5": {"round": {"proposers": 5, "combine": "average"}, "train": {"epochs": 1.0}},
     "each5e": {"round": {"proposers": 5, "combine": "each"}, "train": {"epochs": 0.2}},
+    "avg2e": {"round": {"proposers": 2, "combine": "average"}, "train": {"epochs": 0.5}},
 }
 #: FedAvg's figures from docs/benchmarks/vs_flower.md (Flower 1.41, same CNN, splits and initial weights;
 #: mean of 3 seeds, 20 rounds)
