@@ -298,8 +298,8 @@ def write_doc(args, lines, matrices, three) -> None:
            (f"Command: `{cmd.strip()}` ({args.events} events per detector: 60 % train, 15 % vote, 25 % test; "
            f"matrix models {args.epochs} proposals of 1 epoch; {args.rounds} rounds per three-learner run; "
            f"vertex region +-{args.shift} pixels; seed {args.seed})."), "",
-           ("Machine: 2 cores, shared with 7 other engineers' jobs while this ran (load average well above 2): "
-           "times are inflated, accuracies are not affected."), "", *lines, "",
+           (f"Machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end of the run "
+           "(other jobs inflate the times, not the accuracies)."), "", *lines, "",
            "![transfer matrix](../figures/transfer.png)", ""]
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.doc.with_suffix(".tmp")
