@@ -119,15 +119,13 @@ class Participant:
             return False
         r = coord.accepted_round()
         if r is None:
-            chosen = [(self.initial_uri, key)]
-            parts = [self._weights(uri, d) for uri, d in chosen]
-            weights, digest = adopted(parts, [key])
+            digests = [key]
+            weights, digest = adopted([self._weights(self.initial_uri, key)], digests)
         else:
-            chosen = [(s.uri, s.digest) for s in coord.round_state(r).slots if s.accepted]
             start = self._start_of(r) if self.server_lr != 1.0 else None
-            parts = [self._weights(uri, d) for uri, d in chosen]
-            weights, digest = adopted(parts, [d for _, d in chosen], start=start, server_lr=self.server_lr)
-        if combination([d for _, d in chosen]) != key:  # the chain's record and its slots disagree
+            parts, digests = self._accepted_slots(coord.round_state(r))
+            weights, digest = adopted(parts, digests, start=start, server_lr=self.server_lr)
+        if combination(digests) != key:  # the chain's record and its slots disagree
             raise IntegrityError(f"accepted digest {key.hex()[:16]} is not the combination of round "
                                  f"{r}'s accepted slots")
         self._adopted, self._adopted_round = weights, -1 if r is None else r
@@ -155,10 +153,15 @@ class Participant:
             st = coord.round_state(q)
             if not st.accepted:
                 continue
-            chosen = [(s.uri, s.digest) for s in st.slots if s.accepted]
-            parts = [self._weights(uri, d) for uri, d in chosen]
-            w, _ = adopted(parts, [d for _, d in chosen], start=w, server_lr=self.server_lr)
+            parts, digests = self._accepted_slots(st)
+            w, _ = adopted(parts, digests, start=w, server_lr=self.server_lr)
         return w
+
+    def _accepted_slots(self, state) -> tuple[list[Weights], list[bytes]]:
+        """An accepted round's accepted slots in slot order: their weights (held, or fetched by the
+        URI on chain and checked against the digest) and their digests."""
+        chosen = [(s.uri, s.digest) for s in state.slots if s.accepted]
+        return [self._weights(uri, d) for uri, d in chosen], [d for _, d in chosen]
 
     def _weights(self, uri: str, digest: bytes) -> Weights:
         """A proposal's weights: the copy this member proposed or already checked, else fetched and
