@@ -45,20 +45,16 @@ os.environ.setdefault("COHEP_PROGRESS", "0")
 from cohep import config, rundir
 from cohep.baselines.flower import FlowerPlan, run_flower, shutdown
 from cohep.runner import run_experiment
+from variants import variant  # bench/variants.py, beside this script
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TARGET = 0.95
 
-#: cohep systems: name -> config overrides on top of the bench's config (docs/protocol_variants.md)
-COHEP_SYSTEMS: dict[str, dict] = {
-    "cohep": {},
-    "cohep-avg2e-loss": {"round": {"proposers": 2, "combine": "average"}, "train": {"epochs": 0.5},
-                         "vote": {"metric": "loss"}},
-    "cohep-avg5e-loss": {"round": {"proposers": 5, "combine": "average"}, "train": {"epochs": 0.2},
-                         "vote": {"metric": "loss"}},
-    "cohep-avg5-loss": {"round": {"proposers": 5, "combine": "average"}, "vote": {"metric": "loss"}},
-}
+#: cohep systems: name -> config overrides on top of the bench's config; the round shapes are
+#: bench/variants.py's, by the names it measured them under (docs/protocol_variants.md)
+COHEP_SYSTEMS: dict[str, dict] = {"cohep": {}, **{f"cohep-{name}": variant(name)
+                                                  for name in ("avg2e-loss", "avg5e-loss", "avg5-loss")}}
 #: the cohep systems at FedAvg-1's compute (one client-epoch a round), best first: the last line reports the first measured
 EQUAL_COMPUTE = ("cohep-avg2e-loss", "cohep-avg5e-loss", "cohep")
 #: Flower systems: name -> plan (FedAvg, clients trained per round; None: all)
