@@ -82,6 +82,7 @@ class Outcome:
     evaluation_s: float = math.nan  #: the same for scoring proposals and the adopted weights
     norm_bound: float | None = None  #: vote.norm_bound
     load: float = math.nan  #: the machine's 1-minute load average when the run ended
+    peer_margin: float | None = None  #: vote.peer_margin
 
 
 @dataclass(frozen=True)
@@ -91,18 +92,20 @@ class Shape:
     proposers: int = 1
     combine: str = "each"
     norm_bound: float | None = None  #: vote.norm_bound (k >= 3)
+    peer_margin: float | None = None  #: vote.peer_margin (k >= 3, each)
 
     def slots(self, n: int) -> int:
         return min(self.proposers, n)
 
     def label(self) -> str:
         shape = "k = 1" if self.proposers == 1 else f"k = {self.proposers}, {self.combine}"
-        return shape + (f", norm bound {self.norm_bound:g}" if self.norm_bound is not None else "")
+        return (shape + (f", norm bound {self.norm_bound:g}" if self.norm_bound is not None else "")
+                + (f", peer margin {self.peer_margin:g}" if self.peer_margin is not None else ""))
 
     def holds(self, o) -> bool:
         """``o`` (an Outcome) ran in this shape."""
         return (o.proposers == self.slots(SETUPS[o.setup][0]) and (o.proposers == 1 or o.combine == self.combine)
-                and o.norm_bound == self.norm_bound)
+                and o.norm_bound == self.norm_bound and o.peer_margin == self.peer_margin)
 
 
 def base_config(task: Task, n: int, seed: int, attack: str, m: int, probe: float | None, epochs: float,
@@ -111,7 +114,8 @@ def base_config(task: Task, n: int, seed: int, attack: str, m: int, probe: float
         "experiment": {"name": f"byz-{task.name}", "learners": n, "rounds": task.rounds, "seed": seed},
         "data": {"kind": task.kind, "path": task.path, "limit": task.limit, "holdout": task.holdout},
         "train": {"epochs": epochs, "batch_size": 32},
-        "vote": {"probe": probe, "probe_size": task.probe_size, "norm_bound": shape.norm_bound},
+        "vote": {"probe": probe, "probe_size": task.probe_size, "norm_bound": shape.norm_bound,
+                 "peer_margin": shape.peer_margin},
         "round": {"proposers": shape.slots(n), "combine": shape.combine},
     }
     if attack != "clean":
@@ -180,11 +184,16 @@ def run_one(task: Task, setup: str, attack: str, seed: int, probe: float | None,
     asr = attack_success(cfg, out, task.backdoor) if attack in ("clean", "backdoor") else math.nan
     return Outcome(task.name, setup, probe is not None, attack, seed, mp, ma, hp, ha, res.final_accuracy, asr, seconds,
                    shape.slots(n), shape.combine, sum(t.training for t in res.timings),
-                   sum(t.evaluation for t in res.timings), shape.norm_bound, os.getloadavg()[0])
+                   sum(t.evaluation for t in res.timings), shape.norm_bound, os.getloadavg()[0], shape.peer_margin)
+
+
+def percent(x: float) -> str:
+    """A share in percent that never rounds a non-zero count to 0 (1 of 600 is 0.2 %, not 0 %)."""
+    return f"{x:.1f}" if 0 < x < 1 else f"{x:.0f}"
 
 
 def share(k: int, n: int) -> str:
-    return f"{k}/{n} ({100 * k / n:.0f} %)" if n else "-"
+    return f"{k}/{n} ({percent(100 * k / n)} %)" if n else "-"
 
 
 def mean(values) -> float:
@@ -299,6 +308,7 @@ def section_title(shape: Shape) -> str:
     what = "every slot voted on separately, the accepted ones averaged" if shape.combine == "each" else \
         "one vote on the average of every slot"
     bound = f", update-norm bound {shape.norm_bound:g}" if shape.norm_bound is not None else ""
+    bound += f", peer margin {shape.peer_margin:g}" if shape.peer_margin is not None else ""
     return f"## {shape.proposers} proposers per round, combine = {shape.combine} ({what}{bound})"
 
 
@@ -361,6 +371,8 @@ def main(argv=None) -> None:
                    help="[round] proposers: slots per round (at most the learners; 6 with 6/2 is full participation)")
     p.add_argument("--norm-bound", type=float, default=None,
                    help="vote.norm_bound for every run: reject a slot whose update exceeds this times the round's median")
+    p.add_argument("--peer-margin", type=float, default=None,
+                   help="vote.peer_margin for every run: reject a slot scoring this far below the round's median")
     p.add_argument("--combine", choices=("each", "average"), default="each",
                    help="[round] combine: vote on each slot and average the accepted ones, or vote on the average")
     p.add_argument("--tasks", default="mnist", help="comma-separated: mnist, neutrino")
@@ -384,10 +396,14 @@ def main(argv=None) -> None:
         p.error("--proposers must be at least 1")
     if args.norm_bound is not None and args.proposers < 3:
         p.error("--norm-bound compares the proposals of one round: it needs --proposers 3 or more")
-    shape = Shape(args.proposers, args.combine if args.proposers > 1 else "each", args.norm_bound)
+    if args.peer_margin is not None and (args.proposers < 3 or args.combine != "each"):
+        p.error("--peer-margin compares the slots of one round voted one by one: it needs --proposers 3 or more "
+                "and --combine each")
+    shape = Shape(args.proposers, args.combine if args.proposers > 1 else "each", args.norm_bound, args.peer_margin)
     if args.figure is None:
         name = "byzantine" if shape.proposers == 1 else f"byzantine-k{shape.proposers}-{shape.combine}"
-        args.figure = str(ROOT / "docs/figures" / (name + (f"-norm{shape.norm_bound:g}" if shape.norm_bound else "") + ".png"))
+        args.figure = str(ROOT / "docs/figures" / (name + (f"-norm{shape.norm_bound:g}" if shape.norm_bound else "")
+                                                   + (f"-peer{shape.peer_margin:g}" if shape.peer_margin else "") + ".png"))
     if args.full:
         args.limit, args.rounds, args.seeds, args.defence, args.setups = 0, 15, 3, "all", "5/1,6/2"
     chosen = [a.strip() for a in args.attacks.split(",") if a.strip()]
@@ -438,7 +454,7 @@ def main(argv=None) -> None:
     print()
     print("\n".join(table(outcomes)))
     gross, drop, worst = headline(outcomes, "6/2" if any(o.setup == "6/2" for o in outcomes) else outcomes[0].setup)
-    last = f"gross attacks accepted: {gross:.0f} % ({GROSS_LABEL}), accuracy drop: {drop:.1f} pts"
+    last = f"gross attacks accepted: {percent(gross)} % ({GROSS_LABEL}), accuracy drop: {drop:.1f} pts"
     figure = Path(args.figure)
     plot(outcomes, figure)
     given = list(argv if argv is not None else sys.argv[1:])

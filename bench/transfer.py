@@ -1,7 +1,7 @@
 """Cross-detector transfer: does a model trained on one detector's events classify another's?
 
     .venv/bin/python bench/transfer.py                    # default size (about 10 min on 2 shared cores)
-    .venv/bin/python bench/transfer.py --events 4000 --epochs 8 --rounds 12    # full size
+    .venv/bin/python bench/transfer.py --events 4000 --epochs 8 --rounds 12 --seeds 1,2,3   # full size
 
 Detectors: the realistic presets ``microboone_surface`` (3 mm pitch, 273 V/cm, cosmics, 10 % bad
 channels, ADC), ``protodune_sp`` and ``dune_fd`` (4.7-4.8 mm pitch, +-35.7 deg, bipolar induction,
@@ -20,7 +20,8 @@ written channels-last to an NPZ and read in with ``cohep import`` (another group
 
 Prints the tables and, last, ``worst off-diagonal drop: X pts`` (the largest drop from the
 diagonal, train-A-test-A, to train-A-test-B, over the three presets and the imported format) of
-the augmented matrix.
+the augmented matrix; with ``--seeds`` the matrix is the mean over the training seeds (one seed's
+entries move by up to 10 points at the full size, docs/physics.md).
 Writes docs/benchmarks/transfer.md and docs/figures/transfer.png.
 """
 from __future__ import annotations
@@ -123,6 +124,9 @@ def main() -> None:
     ap.add_argument("--shift", type=int, default=15, help="vertex region: +- pixels in rows and columns")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seeds", default=None,
+                    help="comma-separated training seeds for the matrix (default: --seed); the matrix shown is "
+                         "their mean, the headline its worst drop; the three-learner runs use the first")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default: all cores; 1 on a machine shared with other jobs)")
@@ -153,29 +157,37 @@ def main() -> None:
     first = data[PRESETS[0]]
     specs = {v: ModelSpec("compact", tuple(int(s) for s in first.input_shape), len(first.class_names), dict(p))
              for v, (p, _a) in VARIANTS.items()}
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+    args.seed = seeds[0]
     initial = {v: models.initial_weights(spec, args.seed) for v, spec in specs.items()}
 
-    def learner(cfg, train, vote, test, i, variant="augmented"):
-        return models.build_learner(specs[variant], train, vote, test, cfg.train, seed=learner_seed(args.seed, i),
-                                    initial=initial[variant])
+    def learner(cfg, train, vote, test, i, variant="augmented", seed=None):
+        seed = args.seed if seed is None else seed
+        start = initial[variant] if seed == args.seed else models.initial_weights(specs[variant], seed)
+        return models.build_learner(specs[variant], train, vote, test, cfg.train, seed=learner_seed(seed, i),
+                                    initial=start)
 
     scorers = {v: learner(experiment(args, "individual", 1, v), sets[PRESETS[0]][0], sets[PRESETS[0]][1], None, 99, v)
                for v in VARIANTS}
     scorer = scorers["augmented"]
 
-    # 1. the matrix
-    matrices = {}
+    # 1. the matrix, once per training seed; shown as the mean over seeds
+    matrices, per_seed = {}, {}
     t0 = time.perf_counter()
     for variant in (args.variants.split(",") if "matrix" in args.parts else []):
-        matrix = {}
-        for a in files:
-            cfg = experiment(args, "individual", 1, variant).replace(experiment={"rounds": args.epochs})
-            lr = learner(cfg, sets[a][0], sets[a][1], None, 0, variant)
-            run_alone(cfg, [lr])
-            matrix[a] = score_all(scorers[variant], lr.current(), tests)
-            print(f"[{variant}] trained on {SHORT[a]}: " + ", ".join(f"{SHORT[b]} {v:.3f}" for b, v in matrix[a].items()),
-                  flush=True)
-        matrices[variant] = matrix
+        per_seed[variant] = {}
+        for seed in seeds:
+            matrix = {}
+            for a in files:
+                cfg = experiment(args, "individual", 1, variant).replace(
+                    experiment={"rounds": args.epochs, "seed": seed})
+                lr = learner(cfg, sets[a][0], sets[a][1], None, 0, variant, seed=seed)
+                run_alone(cfg, [lr])
+                matrix[a] = score_all(scorers[variant], lr.current(), tests)
+                print(f"[{variant} seed {seed}] trained on {SHORT[a]}: "
+                      + ", ".join(f"{SHORT[b]} {v:.3f}" for b, v in matrix[a].items()), flush=True)
+            per_seed[variant][seed] = matrix
+        matrices[variant] = mean_matrix(list(per_seed[variant].values()))
     t_matrix = time.perf_counter() - t0
 
     # 2. three learners, one detector each
@@ -185,7 +197,7 @@ def main() -> None:
         three_learners(args, sets, tests, learner, specs, initial, scorer, three)
     t_three = time.perf_counter() - t0
 
-    lines = report(args, matrices, three, t_sim, t_matrix, t_three, time.perf_counter() - t_all)
+    lines = report(args, matrices, three, t_sim, t_matrix, t_three, time.perf_counter() - t_all, per_seed)
     print("\n".join(lines))
     write_doc(args, lines, matrices, three)
     if matrices:
@@ -215,21 +227,34 @@ def three_learners(args, sets, tests, learner, specs, initial, scorer, three) ->
     three["centralised"] = [score_all(scorer, central.current(), {k: tests[k] for k in PRESETS})]
 
 
+def mean_matrix(matrices: list[dict]) -> dict:
+    """Cell by cell mean of several seeds' matrices (same rows and columns)."""
+    return {a: {b: float(np.mean([m[a][b] for m in matrices])) for b in matrices[0][a]} for a in matrices[0]}
+
+
 def worst_drop(matrix: dict) -> float:
     return max(100 * (matrix[a][a] - matrix[a][b]) for a in matrix for b in matrix[a] if b != a)
 
 
-def report(args, matrices, three, t_sim, t_matrix, t_three, t_all) -> list[str]:
+def report(args, matrices, three, t_sim, t_matrix, t_three, t_all, per_seed=None) -> list[str]:
     out = []
     for variant, m in matrices.items():
         names = list(m)
-        out += [f"### Train on A (rows), test on B (columns): {variant}", "",
+        runs = (per_seed or {}).get(variant, {})
+        title = f"{variant}, mean of seeds {', '.join(map(str, runs))}" if len(runs) > 1 else variant
+        out += [f"### Train on A (rows), test on B (columns): {title}", "",
                 "| train \\ test | " + " | ".join(SHORT[b] for b in names) + " | worst drop (pts) |",
                 "|---|" + "---|" * (len(names) + 1)]
         for a in names:
             drop = max(100 * (m[a][a] - m[a][b]) for b in names if b != a)
             out.append(f"| {SHORT[a]} | " + " | ".join(
                 (f"**{m[a][b]:.3f}**" if a == b else f"{m[a][b]:.3f}") for b in names) + f" | {drop:.1f} |")
+        if len(runs) > 1:
+            spread = {a: {b: 100 * float(np.std([r[a][b] for r in runs.values()])) for b in names} for a in names}
+            out += ["", "Seed-to-seed standard deviation of each cell (pts): " + "; ".join(
+                f"{SHORT[a]}: " + " ".join(f"{spread[a][b]:.1f}" for b in names) for a in names) + ".",
+                    "Worst drop of each seed's own matrix: " + ", ".join(
+                f"seed {s} {worst_drop(r):.1f}" for s, r in runs.items()) + " pts."]
         out += ["", f"worst off-diagonal drop ({variant}): {worst_drop(m):.1f} pts", ""]
     if three:
         out += three_table(three)
@@ -295,7 +320,7 @@ def write_doc(args, lines, matrices, three) -> None:
            "discussion."), "",
            (f"Command: `{cmd.strip()}` ({args.events} events per detector: 60 % train, 15 % vote, 25 % test; "
            f"matrix models {args.epochs} proposals of 1 epoch; {args.rounds} rounds per three-learner run; "
-           f"vertex region +-{args.shift} pixels; seed {args.seed})."), "",
+           f"vertex region +-{args.shift} pixels; seed {args.seeds or args.seed})."), "",
            (f"Machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end of the run "
            "(other jobs inflate the times, not the accuracies)."), "", *lines, "",
            "![transfer matrix](../figures/transfer.png)", ""]

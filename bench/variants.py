@@ -7,7 +7,8 @@ FedAvg's one client-epoch per round); ``avg5`` five proposers of one epoch each,
 averaged; ``avg2e`` two proposers of half an epoch, vote on the average (equal client-epochs). Suffixes, in this order: ``-sLR`` a server step (``[round] server_lr = LR``: the round
 leaves ``w0 + LR (average - w0)``; ``avg5e-s5`` adds five 1/5-epoch updates, about one sequential
 client-epoch); ``-loss`` the vote on the vote-set loss instead of accuracy (``[vote] metric = "loss"``:
-continuous, so small real improvements pass; ``avg5-loss``); ``+prox`` adds ``train.proximal_mu = 0.01``. Every run is audited (``cohep audit``:
+continuous, so small real improvements pass; ``avg5-loss``), or ``-either`` the vote that approves when
+accuracy or loss improves (``metric = "accuracy_or_loss"``); ``+prox`` adds ``train.proximal_mu = 0.01``. Every run is audited (``cohep audit``:
 the averaged digests recomputed from the blobs). Prints one line per run and, last, the mean final
 accuracy of each variant and split.
 
@@ -45,20 +46,20 @@ FEDAVG = {("dirichlet", "1 client"): 0.894, ("iid", "1 client"): 0.979,
           ("dirichlet", "5 clients"): 0.983, ("iid", "5 clients"): 0.987}
 
 
-_NAME = re.compile(r"^(?P<base>[a-z0-9]+?)(?:-s(?P<lr>[0-9]+(?:\.[0-9]+)?))?(?P<loss>-loss)?(?P<prox>\+prox)?$")
+_NAME = re.compile(r"^(?P<base>[a-z0-9]+?)(?:-s(?P<lr>[0-9]+(?:\.[0-9]+)?))?(?P<loss>-loss|-either)?(?P<prox>\+prox)?$")
 
 
 def variant(name: str) -> dict:
-    """A variant's config sections from its name: ``BASE[-sLR][-loss][+prox]``."""
+    """A variant's config sections from its name: ``BASE[-sLR][-loss|-either][+prox]``."""
     m = _NAME.match(name)
     if m is None or m["base"] not in VARIANTS:
         raise SystemExit(f"unknown variant {name!r} (known: {', '.join(VARIANTS)}, each with optional -sLR, "
-                         "-loss, +prox)")
+                         "-loss or -either, +prox)")
     v = {k: dict(s) for k, s in VARIANTS[m["base"]].items()}
     if m["lr"]:
         v["round"]["server_lr"] = float(m["lr"])
     if m["loss"]:
-        v["vote"] = {"metric": "loss"}
+        v["vote"] = {"metric": "loss" if m["loss"] == "-loss" else "accuracy_or_loss"}
     if m["prox"]:
         v["train"]["proximal_mu"] = 0.01
     return v

@@ -22,6 +22,18 @@ def test_vote_rule_loss_is_lower_is_better():
     assert not rule.approve(Score(0.9, 0.6), Score(0.1, 0.5))
 
 
+def test_vote_rule_accuracy_or_loss_approves_when_either_improves_and_records_accuracy():
+    rule = VoteRule("accuracy_or_loss")
+    assert rule.approve(Score(0.80, 0.9), Score(0.79, 0.5))  # accuracy up, loss up: the late-round case
+    assert rule.approve(Score(0.79, 0.4), Score(0.79, 0.5))  # accuracy tied, loss down
+    assert not rule.approve(Score(0.79, 0.5), Score(0.79, 0.5))  # neither improves
+    assert not rule.approve(Score(0.10, 9.0), Score(0.79, 0.5))  # a gross update worsens both
+    assert not VoteRule("accuracy_or_loss", margin=0.05).approve(Score(0.82, 0.47), Score(0.79, 0.5))
+    assert rule.score(Score(0.8, 0.3)) == 0.8  # what goes on chain: higher is better
+    assert not rule.finite(Score(0.8, float("nan")))  # a NaN loss is a reject with a reason, not an approval
+    assert VoteRule("accuracy").finite(Score(0.8, float("nan")))
+
+
 @pytest.mark.parametrize("voters,threshold,expected", [
     (1, 0.5, 1), (2, 0.5, 1), (4, 0.5, 2), (4, 1.0, 4), (4, 0.0, 1), (3, 2 / 3, 2), (6, 2 / 3, 4), (3, 0.75, 3),
     (63, 1 / 3, 21),

@@ -414,7 +414,7 @@ def test_audit_catches_a_wrong_stepped_average(stepped_run, tmp_path):
 # -- attacks against each variant ---------------------------------------------------------------
 
 
-def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy", norm_bound=None):
+def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy", norm_bound=None, peer_margin=None):
     from cohep import models
     from cohep.participant import Participant
     from cohep.proposal import default_max_bytes
@@ -422,7 +422,8 @@ def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy"
     from cohep.runner import build_learners, prepare, seed_bytes
     from cohep.store import Fetcher, WeightStore
 
-    vote = {"metric": metric} if norm_bound is None else {"metric": metric, "norm_bound": norm_bound}
+    vote = {"metric": metric, "norm_bound": norm_bound, "peer_margin": peer_margin}
+    vote = {k: v for k, v in vote.items() if v is not None}
     cfg, data, parts, spec = prepare(small_cfg(mnist_dir, round={"combine": combine_mode, "server_lr": server_lr},
                                                train={"epochs": 2.0}, vote=vote))
     initial = models.initial_weights(spec, 0)
@@ -601,6 +602,51 @@ def test_norm_outliers_compare_each_slot_with_the_rounds_median():
     assert norm_outliers({0: 1.0, 1: 1.2, 2: 3.5}, 3.0) == {}
     assert norm_outliers({0: 1.0, 1: 10.0}, 3.0) == {}  # two slots: no median to trust
     assert norm_outliers({0: 1.0, 1: 10.0, 2: 11.0}, 3.0) == {}  # a boosted majority moves the median
+
+
+def _timid(w, w0):
+    """A tenth of the honest update: from random weights it beats them (so the plain vote approves),
+    with a step far shorter than any honest one (so the norm bound cannot flag it), and it scores far
+    below the round's honest proposals, as random re-initialised weights do in round 0."""
+    return {k: (w0[k] + 0.1 * (w[k] - w0[k])).astype(w[k].dtype) for k in w}
+
+
+def test_the_peer_margin_rejects_a_slot_that_beats_random_weights_but_not_its_peers(mnist_dir, tmp_path,
+                                                                                    one_torch_thread):
+    """``vote.peer_margin``: in round 0 the current weights are random, so "better than the current
+    weights" is no bar; the timid slot passes the vote and the norm bound, and with the margin every
+    honest voter rejects it for scoring far below the median of the round's slots, naming the margin;
+    the honest slots are accepted and adopted."""
+    coord, store, ms, _ = _members(mnist_dir, tmp_path / "plain", "each", norm_bound=3.0)
+    *_, out = _play_round(coord, ms, 0, _timid)
+    assert out.accepted_slots & 0b100, "the vote with the norm bound should accept the timid slot (else this shows nothing)"
+    coord, store, ms, _ = _members(mnist_dir, tmp_path / "peer", "each", norm_bound=3.0, peer_margin=0.1)
+    st, attacker, duties, out = _play_round(coord, ms, 0, _timid)
+    assert not out.accepted_slots & 0b100 and out.accepted_slots & 0b011
+    named = [d for d in duties.values() if "slot 2: vote-set score" in d.reason and "vote.peer_margin = 0.1" in d.reason]
+    assert len(named) >= st.required, [d.reason for d in duties.values()]
+    chosen = [s for s in st.slots if out.accepted_slots >> s.slot & 1]
+    _, want = combine.adopted([store.get(s.digest) for s in chosen], [s.digest for s in chosen])
+    assert {m.digest for m in ms} == {want}
+
+
+def test_the_peer_margin_needs_three_proposers_voted_one_by_one():
+    from cohep.errors import ConfigError
+
+    for bad in ({"proposers": 2}, {"proposers": 3, "combine": "average"}):
+        with pytest.raises(ConfigError, match=r"vote\.peer_margin .* needs round\.proposers >= 3 and round\.combine"):
+            config.from_dict({"experiment": {"learners": 4}, "round": bad, "vote": {"peer_margin": 0.1}})
+    with pytest.raises(ConfigError, match=r"vote\.peer_margin"):
+        config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 3}, "vote": {"peer_margin": 0}})
+
+
+def test_score_outliers_compare_each_slot_with_the_rounds_median():
+    from cohep.defence import score_outliers
+
+    assert score_outliers({0: 0.80, 1: 0.78, 3: 0.11}, 0.1).keys() == {3}
+    assert score_outliers({0: 0.80, 1: 0.78, 3: 0.71}, 0.1) == {}
+    assert score_outliers({0: 0.80, 3: 0.11}, 0.1) == {}  # two slots: no median to trust
+    assert score_outliers({0: 0.30, 1: 0.32, 2: 2.5}, 0.5, lower_is_better=True).keys() == {2}  # the loss
 
 
 # -- autonomous members ---------------------------------------------------------------------------

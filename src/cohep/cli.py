@@ -265,7 +265,7 @@ def run(
     batch_size: Optional[int] = typer.Option(None, help="Training batch size."),
     lr: Optional[float] = typer.Option(None, help="Learning rate."),
     lr_schedule: Optional[str] = typer.Option(None, help="Within a proposal: constant | cosine."),
-    metric: Optional[str] = typer.Option(None, help="Vote metric: accuracy | loss."),
+    metric: Optional[str] = typer.Option(None, help="Vote metric: accuracy | loss | accuracy_or_loss."),
     margin: Optional[float] = typer.Option(None, help="Required improvement to approve."),
     threshold: Optional[float] = typer.Option(None, help="Fraction of other learners that must approve."),
     rpc: Optional[str] = typer.Option(None, "--rpc", help="Ethereum JSON-RPC URL (default: embedded chain)."),

@@ -185,6 +185,10 @@ class ExperimentConfig(Section):
         if self.vote.norm_bound is not None and self.round.proposers < 3:
             raise ConfigError(f"vote.norm_bound compares the proposals of one round: it needs round.proposers "
                               f">= 3, got {self.round.proposers}")
+        if self.vote.peer_margin is not None and (self.round.proposers < 3 or self.round.combine != "each"):
+            raise ConfigError(f"vote.peer_margin compares the proposals of one round voted on one by one: it needs "
+                              f"round.proposers >= 3 and round.combine = \"each\", got {self.round.proposers} "
+                              f"and {self.round.combine!r}")
         voters = n if self.round.proposers > 1 else n - 1  # with several slots the proposers vote too
         if (self.experiment.mode == "colearn" and self.chain.ballots == "transactions"
                 and self.chain.resolved_vote_window(n) < voters):

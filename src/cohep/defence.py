@@ -1,5 +1,6 @@
 """A voter's cheap guards: the patch probe against backdoors (``vote.probe``) and, in rounds of
-several proposals, the update-norm bound against boosted updates (``vote.norm_bound``).
+several proposals, the update-norm bound against boosted updates (``vote.norm_bound``) and the peer
+margin against proposals that score far below the round's others (``vote.peer_margin``).
 
 The vote compares accuracy on clean vote images, so a backdoor that keeps clean accuracy (BadNets:
 a small trigger patch mapped to one class) passes it. A backdoored model is, by construction, very
@@ -94,3 +95,25 @@ def norm_outliers(norms: dict[int, float], bound: float) -> dict[int, str]:
     return {j: (f"update norm {n:.3g} is more than vote.norm_bound = {bound:g} times the round's median "
                 f"update norm {median:.3g}")
             for j, n in norms.items() if n > bound * median}
+
+
+# -- the peer margin (vote.peer_margin), for rounds of several proposals voted on one by one ------
+
+def score_outliers(scores: dict[int, float], margin: float, *, lower_is_better: bool = False) -> dict[int, str]:
+    """Slot -> why it is rejected: its score on this voter's vote set is more than ``margin`` worse than
+    the median score of the round's slots this voter judged.
+
+    Why: at the random start the current weights score at chance, so "better than the current weights"
+    is a coin toss for any junk proposal (random re-initialised weights got 4 of 5 approvals in round 0
+    of a 6-proposer MNIST run, and their update is not long enough for the norm bound). Honest
+    proposals of the same round score far above chance; next to them the junk stands out. Honest
+    proposals of one round differ little on IID data; class-skewed groups need a wider margin. With
+    fewer than :data:`NORM_MIN_SLOTS` slots nothing is flagged, and the median stays honest while
+    honest slots are a majority of those judged."""
+    if len(scores) < NORM_MIN_SLOTS:
+        return {}
+    median = float(np.median(list(scores.values())))
+    worse = (lambda v: v > median + margin) if lower_is_better else (lambda v: v < median - margin)
+    return {j: (f"vote-set score {v:.4g} is more than vote.peer_margin = {margin:g} worse than the median "
+                f"{median:.4g} of the round's proposals")
+            for j, v in scores.items() if worse(v)}

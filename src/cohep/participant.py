@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from .combine import adopted, combination
-from .defence import norm_outliers, patch_probe, update_norm
+from .defence import norm_outliers, patch_probe, score_outliers, update_norm
 from .errors import ChainError, IntegrityError
 from .frameworks.privacy import BudgetSpent
 from .learner import Score, Scores, TrainableLearner, Weights
@@ -232,8 +232,7 @@ class Participant:
 
     def _verdict(self, duty: Duty, weights: Weights, digest: bytes) -> Duty:
         duty.scores = self._timed("evaluation", self.learner.evaluate, weights)
-        score = self.rule.score(duty.scores.vote)
-        if not math.isfinite(score):
+        if not self.rule.finite(duty.scores.vote):
             duty.reason = f"non-finite {self.rule.metric} on the vote set"
             return duty
         duty.approve = self.rule.approve(duty.scores.vote, self.current.vote)
@@ -277,6 +276,28 @@ class Participant:
                 norms[s.slot] = update_norm(weights, current)
         return norm_outliers(norms, self.rule.norm_bound)
 
+    def _peer_outliers(self, slots, judged: dict[int, "Duty"]) -> dict[int, str]:
+        """``vote.peer_margin``: the slots whose vote-set score stands out low against the round's median.
+        The median is over every slot of the round with a score, this member's own proposal included
+        (scored on its vote set like the others: with three slots a proposer judges only two); slots
+        that failed their checks have no score and are left out."""
+        metric, scores = self.rule.peer_metric(), {}
+        for s in slots:
+            if not s.proposed:
+                continue
+            if s.slot in judged:
+                got = judged[s.slot].scores
+            elif s.proposer == self.address:
+                try:
+                    got = self._timed("evaluation", self.learner.evaluate, self._weights(s.uri, s.digest))
+                except IntegrityError:
+                    got = None
+            else:
+                got = None
+            if got is not None and math.isfinite(got.vote.metric(metric)):
+                scores[s.slot] = got.vote.metric(metric)
+        return score_outliers(scores, self.rule.peer_margin, lower_is_better=metric == "loss")
+
     def _colluded(self, proposer: str, approve: bool) -> bool:
         """A colluder's verdict depends on who proposed, not on the scores (research only)."""
         return approve if self.behaviour is None else self.behaviour.vote(proposer, approve)
@@ -301,12 +322,17 @@ class Participant:
         else:
             duty, approvals, scores, verdicts, judged = Duty(r), 0, [], [], []
             outliers = self._norm_outliers(state.slots) if self.rule.norm_bound is not None else {}
+            judged_slots = {s.slot: self.judge(s.uri, s.digest) for s in state.slots
+                            if s.proposer != self.address and s.proposed}
+            if self.rule.peer_margin is not None:
+                low = self._peer_outliers(state.slots, judged_slots)
+                outliers = {**low, **outliers}
             for s in state.slots:
-                if s.proposer == self.address or not s.proposed:
+                if s.slot not in judged_slots:
                     scores.append(0)
                     verdicts.append("-")
                     continue
-                d = self.judge(s.uri, s.digest)
+                d = judged_slots[s.slot]
                 if d.approve and s.slot in outliers:
                     d.approve, d.reason = False, outliers[s.slot]
                 d.approve = self._colluded(s.proposer, d.approve)

@@ -1,7 +1,8 @@
 """The vote rule every learner applies, and the threshold and score arithmetic of the contract.
 
 A learner approves a proposal iff its score on the learner's own private vote set beats the score of
-the learner's current weights by more than ``margin`` (higher accuracy, or lower loss). The rule is
+the learner's current weights by more than ``margin`` (higher accuracy, or lower loss; with
+``accuracy_or_loss``, either of the two). The rule is
 also the ``[vote]`` settings section: what a learner judges by and how many approvals the contract
 asks for are configured, validated and recorded together.
 """
@@ -56,7 +57,11 @@ class VoteRule(Section):
 
     section: ClassVar[str] = "vote"
 
-    metric: Literal["accuracy", "loss"] = setting("accuracy", help="Vote metric: accuracy | loss.")
+    #: accuracy_or_loss: approve when either improves. Late in training the loss on a small vote set can rise
+    #: while accuracy rises (sharper, over-confident outputs), which the loss vote rejects; the accuracy vote
+    #: rejects real gains smaller than one vote image. A gross update worsens both, so it is still rejected.
+    metric: Literal["accuracy", "loss", "accuracy_or_loss"] = setting(
+        "accuracy", help="Vote metric: accuracy | loss | accuracy_or_loss (either improves).")
     margin: float = setting(0.0, ge=0, help="Required improvement to approve.")
     threshold: float = setting(0.5, ge=0, le=1, help="Fraction of the other learners that must approve.")
     #: the backdoor guard (cohep.defence): reject a proposal whose accuracy on patched vote images falls
@@ -66,12 +71,29 @@ class VoteRule(Section):
     #: rounds of several proposals ([round] proposers >= 3): reject a proposal whose update is more than
     #: this many times the median update norm of the round's proposals (cohep.defence); None: off
     norm_bound: float | None = setting(None, gt=1, help="Update-norm bound against boosted proposals (off: none).")
+    #: rounds of several proposals voted one by one ([round] proposers >= 3, combine = "each"): reject a
+    #: proposal whose vote-set score is more than this worse than the median of the round's proposals
+    #: (accuracy; loss for metric = "loss"); None: off
+    peer_margin: float | None = setting(None, gt=0, help="Reject a proposal scoring this far below the round's median (off: none).")
 
     def approve(self, proposal: Score, current: Score) -> bool:
+        if self.metric == "accuracy_or_loss":
+            return (proposal.accuracy > current.accuracy + self.margin
+                    or proposal.loss < current.loss - self.margin)
         new, old = proposal.metric(self.metric), current.metric(self.metric)
         if self.metric == "loss":
             return new < old - self.margin
         return new > old + self.margin
 
     def score(self, s: Score) -> float:
-        return s.metric(self.metric)
+        """The score recorded on chain (higher is better except for ``loss``): accuracy for the
+        combined rule, whose loss half is not finite-checked by the score (see ``finite``)."""
+        return s.metric("accuracy" if self.metric == "accuracy_or_loss" else self.metric)
+
+    def peer_metric(self) -> str:
+        """What the peer margin compares: the vote metric, accuracy for the combined rule."""
+        return "loss" if self.metric == "loss" else "accuracy"
+
+    def finite(self, s: Score) -> bool:
+        """Whether every quantity the rule reads is a number (a NaN loss must not approve by accident)."""
+        return math.isfinite(s.accuracy) and (self.metric == "accuracy" or math.isfinite(s.loss))

@@ -41,6 +41,7 @@ _REVERTS = (ContractLogicError, _TesterRevert)
 
 URI_MAX_BYTES = 256
 MAX_MEMBERS = 64
+#: the contract's events, all of which the client decodes (tests/test_ledger.py checks them against the ABI)
 EVENT_NAMES = ("RoundStarted", "Proposed", "Voted", "Finalized", "RoundVoided", "Suspended", "Rejoined",
                "BallotSkipped")
 _NO_ACCEPTANCE = 2**256 - 1  # contract's accepted_round while the initial digest stands
@@ -391,10 +392,6 @@ class Coordinator(ContractClient):
         self.w3: Web3 = chain.w3
         art = artifact or load_artifact()
         self._c = self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=art["abi"])
-        self._topics = {
-            bytes(Web3.to_bytes(hexstr=self._c.events[name]().topic)): name
-            for name in EVENT_NAMES
-        }
         self._settings: Settings | None = None
         self._fixed_gas = EMBEDDED_TX_GAS if chain.kind == "embedded" else None
         self.seconds = 0.0
@@ -696,10 +693,10 @@ class Coordinator(ContractClient):
         for log in logs:
             if log["address"] != self.address or not log["topics"]:
                 continue
-            topics = [bytes(t) for t in log["topics"]]
-            if self._topics.get(topics[0]) is None:
+            decoded = self._codec.event([bytes(t) for t in log["topics"]], bytes(log["data"]))
+            if decoded is None:  # not one of the ABI's events (EVENT_NAMES)
                 continue
-            name, args = self._codec.event(topics, bytes(log["data"]))
+            name, args = decoded
             out.append(ChainEvent(
                 name=name,
                 block=int(log["blockNumber"]),

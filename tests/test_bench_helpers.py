@@ -1,0 +1,44 @@
+"""Small pure helpers of the benchmark scripts whose figures go into docs/: a wrong one misreports."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def byzantine():
+    return _load("byzantine")
+
+
+@pytest.fixture(scope="module")
+def transfer():
+    return _load("transfer")
+
+
+def test_a_nonzero_share_never_prints_as_zero(byzantine):
+    assert byzantine.share(2, 600) == "2/600 (0.3 %)"  # one random slot in round 0 must show
+    assert byzantine.share(0, 120) == "0/120 (0 %)"
+    assert byzantine.share(1, 40) == "1/40 (2 %)"
+    assert byzantine.share(0, 0) == "-"
+
+
+def test_the_matrix_of_several_seeds_is_their_mean_and_its_worst_drop_is_from_the_diagonal(transfer):
+    a = {"x": {"x": 0.8, "y": 0.7}, "y": {"x": 0.6, "y": 0.9}}
+    b = {"x": {"x": 0.6, "y": 0.7}, "y": {"x": 0.8, "y": 0.7}}
+    mean = transfer.mean_matrix([a, b])
+    assert mean["x"] == pytest.approx({"x": 0.7, "y": 0.7}) and mean["y"] == pytest.approx({"x": 0.7, "y": 0.8})
+    assert transfer.worst_drop(a) == pytest.approx(30.0)  # y: 0.9 at home, 0.6 on x
+    assert transfer.worst_drop(mean) == pytest.approx(10.0)  # not the mean of the seeds' worst drops (30, -10)
