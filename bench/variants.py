@@ -46,7 +46,7 @@ FEDAVG = {("dirichlet", "1 client"): 0.894, ("iid", "1 client"): 0.979,
           ("dirichlet", "5 clients"): 0.983, ("iid", "5 clients"): 0.987}
 
 
-_NAME = re.compile(r"^(?P<base>[a-z0-9]+?)(?:-s(?P<lr>[0-9]+(?:\.[0-9]+)?))?(?P<loss>-loss|-either)?(?P<prox>\+prox)?$")
+_NAME = re.compile(r"^(?P<base>[a-z0-9]+?)(?:-s(?P<lr>[0-9]+(?:\.[0-9]+)?))?(?P<vote>-loss|-either)?(?P<prox>\+prox)?$")
 
 
 def variant(name: str) -> dict:
@@ -58,8 +58,8 @@ def variant(name: str) -> dict:
     v = {k: dict(s) for k, s in VARIANTS[m["base"]].items()}
     if m["lr"]:
         v["round"]["server_lr"] = float(m["lr"])
-    if m["loss"]:
-        v["vote"] = {"metric": "loss" if m["loss"] == "-loss" else "accuracy_or_loss"}
+    if m["vote"]:
+        v["vote"] = {"metric": "loss" if m["vote"] == "-loss" else "accuracy_or_loss"}
     if m["prox"]:
         v["train"]["proximal_mu"] = 0.01
     return v
