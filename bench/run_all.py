@@ -1,6 +1,6 @@
 """Run every benchmark at a size that fits a short session, and regenerate docs/benchmarks.md.
 
-    python bench/run_all.py [--mnist ../shared/data/mnist] [--only ledger,vs_flower] [--full]
+    python bench/run_all.py [--mnist ../shared/data/mnist] [--only ledger,vs_flower] [--full] [--gpu auto]
 
 Why one driver: the figures in docs/ must come from the code as it is, by one command (`make
 bench`). Each benchmark runs as its own process (a crash or a missed target in one does not stop
@@ -10,6 +10,10 @@ starts with a summary: per benchmark its exit status, wall time and last line (t
 issue asks for). Defaults are sized so the whole set finishes in under 20 minutes on 2 CPU cores;
 ``--full`` runs each at the size its docstring names (hours on a CPU). Timings depend on the
 machine: the page says which one.
+
+With a CUDA device (``--gpu auto``, the default, looks for one) the benchmarks of the neutrino task
+run it at full size instead of their short size (``Bench.gpu``: the paper's 12,000 events, every
+model, 3 seeds), on a full simulated set made once if missing; the MNIST ones keep their short size.
 """
 
 from __future__ import annotations
@@ -42,10 +46,18 @@ class Bench:
     needs_mnist: bool = False
     writes_section: bool = False  # the script writes docs/benchmarks/<name>.md itself
     events_flag: str = ""  # the flag that takes the neutrino event file, for benchmarks that need one
+    #: the neutrino task at full size, run instead of ``quick`` when a GPU is lent (``--gpu``)
+    gpu: tuple[str, ...] = ()
+    gpu_events_flag: str = ""  # the flag that takes the event file at the GPU size only
 
-    def command(self, *, full: bool, mnist: str, events: str) -> list[str]:
-        args = list(self.full if full else self.quick)
-        if not full and self.writes_section:  # a short run must not overwrite the recorded full-size results
+    def size(self, *, full: bool, gpu: bool) -> str:
+        """Which of the sizes runs: "full", "gpu" (the neutrino task at full size) or "quick"."""
+        return "full" if full else "gpu" if gpu and self.gpu else "quick"
+
+    def command(self, *, full: bool, mnist: str, events: str, gpu: bool = False) -> list[str]:
+        size = self.size(full=full, gpu=gpu)
+        args = list({"full": self.full, "gpu": self.gpu, "quick": self.quick}[size])
+        if size == "quick" and self.writes_section:  # a short run must not overwrite the recorded full-size results
             script = (HERE / f"{self.name}.py").read_text()
             if '"--doc"' in script:
                 args += ["--doc", str(QUICK / "benchmarks" / f"{self.name}.md")]
@@ -55,15 +67,17 @@ class Bench:
                 args += ["--no-doc"]
         if self.needs_mnist:
             args += ["--data", mnist]
-        if self.events_flag:
-            args += [self.events_flag, events]
+        flag = self.events_flag or (self.gpu_events_flag if size == "gpu" else "")
+        if flag:
+            args += [flag, events]
         return [sys.executable, str(HERE / f"{self.name}.py"), *args]
 
 
 BENCHES: tuple[Bench, ...] = (
     Bench("simulate", "LArTPC simulator throughput and memory", ("--events", "3000"), ()),
     Bench("train_throughput", "training and inference events/s of the compact model",
-          ("--models", "compact", "--steps", "10", "--repeats", "2"), ()),
+          ("--models", "compact", "--steps", "10", "--repeats", "2"), (),
+          gpu=("--repeats", "3")),
     Bench("chain_round", "gas and wall time of one round on the embedded chain", ("--rounds", "5"), ()),
     Bench("store_stream", "streaming a large blob through BlobServer and the Fetcher",
           ("--mb", "64", "--repeats", "1"), ()),
@@ -85,7 +99,11 @@ BENCHES: tuple[Bench, ...] = (
           needs_mnist=True, writes_section=True),
     Bench("byzantine", "does the vote stop Byzantine members (every attack)",
           ("--limit", "1500", "--rounds", "6", "--attacks", "clean,sign_flip,noise,scaled,nan,random,backdoor",
-           "--defence", "clean"), ("--full",), needs_mnist=True, writes_section=True),
+           "--defence", "clean"), ("--full",), needs_mnist=True, writes_section=True,
+          gpu=("--tasks", "neutrino", "--events-limit", "0", "--events-rounds", "15", "--events-setups", "6/2",
+               "--seeds", "3", "--proposers", "6", "--combine", "each", "--norm-bound", "3", "--peer-margin", "0.3",
+               "--attacks", "clean,sign_flip,noise,scaled,nan,random,backdoor", "--defence", "clean,backdoor"),
+          gpu_events_flag="--events"),
     Bench("flower_attacks", "cohep against Flower's robust strategies under attack",
           ("--rounds", "4", "--limit", "2000", "--attacks", "sign_flip"),
           ("--seeds", "3", "--rounds", "20", "--limit", "0", "--holdout", "2000",
@@ -96,12 +114,25 @@ BENCHES: tuple[Bench, ...] = (
           needs_mnist=True, writes_section=True),
     Bench("augment_transfer", "which augmentation and normalisation transfer to another detector",
           ("--train-events", "1200", "--test-events", "400", "--other-events", "300", "--epochs", "2"), (),
-          writes_section=True, events_flag="--data"),
+          writes_section=True, events_flag="--data",
+          gpu=("--train-events", "8000", "--test-events", "2000", "--other-events", "2000", "--epochs", "8")),
     Bench("transfer", "train on one detector preset, test on the others; 3 learners with one detector each",
           ("--events", "600", "--epochs", "2", "--rounds", "3", "--variants", "augmented"),
           ("--events", "4000", "--epochs", "8", "--rounds", "12", "--variants", "augmented", "--seeds", "1,2,3"),
-          writes_section=True),
+          writes_section=True,
+          gpu=("--events", "4000", "--epochs", "8", "--rounds", "12", "--variants", "augmented", "--seeds", "1,2,3")),
 )
+
+
+def gpu_lent(choice: str) -> bool:
+    """``--gpu``: yes, no, or auto (torch sees a CUDA device; no torch, no GPU)."""
+    if choice != "auto":
+        return choice == "yes"
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
 
 
 def last_line(text: str) -> str:
@@ -109,8 +140,8 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def run(bench: Bench, *, full: bool, mnist: str, events: str) -> dict:
-    cmd = bench.command(full=full, mnist=mnist, events=events)
+def run(bench: Bench, *, full: bool, mnist: str, events: str, gpu: bool = False) -> dict:
+    cmd = bench.command(full=full, mnist=mnist, events=events, gpu=gpu)
     shown = " ".join(["python", *(str(Path(c).relative_to(ROOT)) if c.startswith(str(ROOT)) else c for c in cmd[1:])])
     print(f"== {bench.name}: {shown}", flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -124,7 +155,7 @@ def run(bench: Bench, *, full: bool, mnist: str, events: str) -> dict:
     if not bench.writes_section or not section.exists():
         write_atomic(section, f"## {bench.name}: {bench.what}\n\n`{shown}`\n\n```\n{out.rstrip()}\n```\n")
     return {"bench": bench, "command": shown, "rc": proc.returncode, "wall": wall, "last": last_line(proc.stdout),
-            "output": out.rstrip()}
+            "output": out.rstrip(), "size": bench.size(full=full, gpu=gpu)}
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -169,7 +200,8 @@ def assemble(results: list[dict], *, full: bool) -> None:
     for b in BENCHES:
         r = ran.get(b.name)
         if r:
-            lines.append(f"| [{b.name}](#{b.name}) | {b.what} | {r['rc']} | {r['wall']:.0f} s | {r['last'].replace('|', '/')} |")
+            what = b.what + (" (neutrino task, full size, GPU)" if r.get("size") == "gpu" else "")
+            lines.append(f"| [{b.name}](#{b.name}) | {what} | {r['rc']} | {r['wall']:.0f} s | {r['last'].replace('|', '/')} |")
         else:
             lines.append(f"| [{b.name}](#{b.name}) | {b.what} | not run | | |")
     total = sum(r["wall"] for r in results)
@@ -179,7 +211,8 @@ def assemble(results: list[dict], *, full: bool) -> None:
         lines += [f'<a id="{b.name}"></a>', ""]
         lines += [section.read_text().rstrip() if section.exists() else f"## {b.name}\n\nNot run yet.", ""]
         r = ran.get(b.name)
-        if r and b.writes_section and not full:  # the recorded section is the full size; this run's output too
+        if r and b.writes_section and r.get("size", "full" if full else "quick") == "quick":
+            # the recorded section is the full size; this run's short output goes under it
             tail = "\n".join(r["output"].splitlines()[-40:])
             lines += ["<details><summary>This invocation's short run: <code>" + r["command"] + "</code></summary>",
                       "", "```", tail, "```", "", "</details>", ""]
@@ -210,6 +243,8 @@ def main() -> int:
                     help="simulated neutrino events for the benchmarks that need them (made small if missing)")
     ap.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(b.name for b in BENCHES)}")
     ap.add_argument("--full", action="store_true", help="each benchmark at its full size (hours on a CPU)")
+    ap.add_argument("--gpu", choices=("auto", "yes", "no"), default="auto",
+                    help="run the neutrino task at full size (auto: when torch sees a CUDA device)")
     ap.add_argument("--assemble", action="store_true",
                     help="run nothing: rebuild docs/benchmarks.md from the recorded sections, keeping the last summary")
     args = ap.parse_args()
@@ -227,14 +262,21 @@ def main() -> int:
         print(f"run_all: --mnist: {args.mnist} is not a folder with the MNIST IDX files "
               "(download them, or pass --only without the MNIST benchmarks)", file=sys.stderr)
         return 2
+    gpu = gpu_lent(args.gpu) and not args.full
     events = args.events
+    if gpu and any(b.gpu for b in chosen) and not Path(events).is_file():  # the full set, made once
+        print(f"== GPU: simulating the paper's 12,000 events into {events}", flush=True)
+        subprocess.run([sys.executable, "-m", "cohep", "simulate", "--events", "12000", "--out", events,
+                        "--seed", "1"], cwd=ROOT, check=True)
     if any(b.events_flag for b in chosen) and not Path(events).is_file():
         events = str(ROOT / "runs" / "bench" / "events-3k.h5")
         if not Path(events).is_file():  # a user has no events yet: simulate a small set once
             print(f"== simulating 3,000 events into {events}", flush=True)
             subprocess.run([sys.executable, "-m", "cohep", "simulate", "--events", "3000", "--out", events,
                             "--seed", "1"], cwd=ROOT, check=True)
-    results = [run(b, full=args.full, mnist=args.mnist, events=events) for b in chosen]
+    if gpu:
+        print("== a CUDA device is lent: the neutrino benchmarks run at full size", flush=True)
+    results = [run(b, full=args.full, mnist=args.mnist, events=events, gpu=gpu) for b in chosen]
     assemble(results, full=args.full)
     print(f"wrote {PAGE.relative_to(ROOT)}: {len(results)} benchmarks, "
           f"{sum(r['wall'] for r in results) / 60:.1f} min, {sum(r['rc'] not in (0, 1) for r in results)} failed")

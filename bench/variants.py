@@ -46,20 +46,23 @@ FEDAVG = {("dirichlet", "1 client"): 0.894, ("iid", "1 client"): 0.979,
           ("dirichlet", "5 clients"): 0.983, ("iid", "5 clients"): 0.987}
 
 
-_NAME = re.compile(r"^(?P<base>[a-z0-9]+?)(?:-s(?P<lr>[0-9]+(?:\.[0-9]+)?))?(?P<vote>-loss|-either)?(?P<prox>\+prox)?$")
+_NAME = re.compile(r"^(?P<base>[a-z0-9]+?)(?:-s(?P<lr>[0-9]+(?:\.[0-9]+)?))?(?P<vote>-loss|-either)?(?:-tol(?P<tol>[0-9]+(?:\.[0-9]+)?))?(?P<prox>\+prox)?$")
 
 
 def variant(name: str) -> dict:
-    """A variant's config sections from its name: ``BASE[-sLR][-loss|-either][+prox]``."""
+    """A variant's config sections from its name: ``BASE[-sLR][-loss|-either][-tolT][+prox]``
+    (``-tolT``: ``[vote] margin = -T``, a tolerated regression)."""
     m = _NAME.match(name)
     if m is None or m["base"] not in VARIANTS:
         raise SystemExit(f"unknown variant {name!r} (known: {', '.join(VARIANTS)}, each with optional -sLR, "
-                         "-loss or -either, +prox)")
+                         "-loss or -either, -tolT, +prox)")
     v = {k: dict(s) for k, s in VARIANTS[m["base"]].items()}
     if m["lr"]:
         v["round"]["server_lr"] = float(m["lr"])
     if m["vote"]:
         v["vote"] = {"metric": "loss" if m["vote"] == "-loss" else "accuracy_or_loss"}
+    if m["tol"]:
+        v.setdefault("vote", {})["margin"] = -float(m["tol"])
     if m["prox"]:
         v["train"]["proximal_mu"] = 0.01
     return v

@@ -42,3 +42,23 @@ def test_the_matrix_of_several_seeds_is_their_mean_and_its_worst_drop_is_from_th
     assert mean["x"] == pytest.approx({"x": 0.7, "y": 0.7}) and mean["y"] == pytest.approx({"x": 0.7, "y": 0.8})
     assert transfer.worst_drop(a) == pytest.approx(30.0)  # y: 0.9 at home, 0.6 on x
     assert transfer.worst_drop(mean) == pytest.approx(10.0)  # not the mean of the seeds' worst drops (30, -10)
+
+
+def test_make_bench_runs_the_neutrino_task_at_full_size_when_a_gpu_is_lent():
+    run_all = _load("run_all")
+    benches = {b.name: b for b in run_all.BENCHES}
+    byz = benches["byzantine"].command(full=False, mnist="m", events="ev.h5", gpu=True)
+    assert byz[byz.index("--tasks") + 1] == "neutrino" and byz[byz.index("--events") + 1] == "ev.h5"
+    assert byz[byz.index("--events-limit") + 1] == "0" and "--doc" not in byz  # writes the recorded section
+    quick = benches["byzantine"].command(full=False, mnist="m", events="ev.h5", gpu=False)
+    assert "--events" not in quick and "--doc" in quick  # the short run keeps off the recorded section
+    transfer = benches["transfer"].command(full=False, mnist="m", events="ev.h5", gpu=True)
+    assert transfer[transfer.index("--events") + 1] == "4000"
+    # an MNIST benchmark keeps its short size on a GPU
+    assert benches["variants"].size(full=False, gpu=True) == "quick"
+    assert benches["variants"].size(full=True, gpu=True) == "full"
+    assert run_all.gpu_lent("yes") and not run_all.gpu_lent("no")
+    for b in run_all.BENCHES:  # every flag of the GPU size is one the script parses
+        source = (BENCH / f"{b.name}.py").read_text()
+        for flag in [a for a in b.gpu if a.startswith("--")] + ([b.gpu_events_flag] if b.gpu_events_flag else []):
+            assert f'"{flag}"' in source, f"{b.name}: {flag}"

@@ -34,6 +34,19 @@ def test_vote_rule_accuracy_or_loss_approves_when_either_improves_and_records_ac
     assert VoteRule("accuracy").finite(Score(0.8, float("nan")))
 
 
+def test_a_negative_margin_tolerates_a_small_regression_and_still_rejects_a_gross_one():
+    tol = VoteRule("accuracy_or_loss", margin=-0.005)
+    assert tol.approve(Score(0.979, 0.070), Score(0.982, 0.068))  # 0.3 points down, loss up 0.002: neutral
+    assert tol.approve(Score(0.982, 0.068), Score(0.982, 0.068))  # a tie (the strict rule rejects it)
+    assert not tol.approve(Score(0.970, 0.090), Score(0.982, 0.068))  # beyond the tolerance on both
+    assert not tol.approve(Score(0.10, 9.0), Score(0.982, 0.068))  # gross
+    assert VoteRule("loss", margin=-0.01).approve(Score(0, 0.509), Score(0, 0.5))
+    assert not VoteRule("loss", margin=-0.01).approve(Score(0, 0.511), Score(0, 0.5))
+    assert not VoteRule("accuracy", margin=-0.01).approve(Score(0.689, 0), Score(0.7, 0))
+    with pytest.raises(ConfigError, match="margin"):
+        config.from_dict({"vote": {"margin": -2}})
+
+
 @pytest.mark.parametrize("voters,threshold,expected", [
     (1, 0.5, 1), (2, 0.5, 1), (4, 0.5, 2), (4, 1.0, 4), (4, 0.0, 1), (3, 2 / 3, 2), (6, 2 / 3, 4), (3, 0.75, 3),
     (63, 1 / 3, 21),

@@ -266,7 +266,7 @@ def run(
     lr: Optional[float] = typer.Option(None, help="Learning rate."),
     lr_schedule: Optional[str] = typer.Option(None, help="Within a proposal: constant | cosine."),
     metric: Optional[str] = typer.Option(None, help="Vote metric: accuracy | loss | accuracy_or_loss."),
-    margin: Optional[float] = typer.Option(None, help="Required improvement to approve."),
+    margin: Optional[float] = typer.Option(None, help="Required improvement to approve (negative: the regression tolerated)."),
     threshold: Optional[float] = typer.Option(None, help="Fraction of other learners that must approve."),
     rpc: Optional[str] = typer.Option(None, "--rpc", help="Ethereum JSON-RPC URL (default: embedded chain)."),
     ballots: Optional[str] = typer.Option(None, "--ballots", help="transactions | signed (EIP-712 ballots, one transaction a round)."),

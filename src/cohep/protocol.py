@@ -2,7 +2,9 @@
 
 A learner approves a proposal iff its score on the learner's own private vote set beats the score of
 the learner's current weights by more than ``margin`` (higher accuracy, or lower loss; with
-``accuracy_or_loss``, either of the two). The rule is
+``accuracy_or_loss``, either of the two). A negative margin is a tolerance: a proposal no worse than
+the current weights by that much is approved, so the neutral rounds of a converged model are not
+lost to vote-set noise, while a gross update (far worse on both) is still rejected. The rule is
 also the ``[vote]`` settings section: what a learner judges by and how many approvals the contract
 asks for are configured, validated and recorded together.
 """
@@ -62,7 +64,10 @@ class VoteRule(Section):
     #: rejects real gains smaller than one vote image. A gross update worsens both, so it is still rejected.
     metric: Literal["accuracy", "loss", "accuracy_or_loss"] = setting(
         "accuracy", help="Vote metric: accuracy | loss | accuracy_or_loss (either improves).")
-    margin: float = setting(0.0, ge=0, help="Required improvement to approve.")
+    #: negative: the regression a voter tolerates (e.g. -0.005: up to half a point of accuracy, or 0.005 of
+    #: loss); late rounds of full participation are often neutral on a few hundred vote images, and the
+    #: strict rule rejects them where FedAvg would keep them (docs/protocol_variants.md)
+    margin: float = setting(0.0, ge=-1, le=1, help="Required improvement to approve (negative: the regression tolerated).")
     threshold: float = setting(0.5, ge=0, le=1, help="Fraction of the other learners that must approve.")
     #: the backdoor guard (cohep.defence): reject a proposal whose accuracy on patched vote images falls
     #: more than this beyond the current weights' fall; None: off
