@@ -31,6 +31,7 @@ test: $(STAMP)
 
 # Every benchmark at a size that finishes in under 20 minutes on 2 cores; regenerates docs/benchmarks.md.
 # MNIST: the folder with the t10k IDX files; `make bench BENCH_ARGS=--full` for the full sizes.
+# With a CUDA device the neutrino benchmarks run at full size (`BENCH_ARGS=--gpu no`: short).
 MNIST ?= ../shared/data/mnist
 bench: $(STAMP)
 	$(PY) bench/run_all.py --mnist $(MNIST) $(BENCH_ARGS)

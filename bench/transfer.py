@@ -99,6 +99,9 @@ VARIANTS = {
     "wide": ({"normalise": "event"}, {**AUGMENT, "pitch_scale": 0.4, "dead_wires": 0.1}),
     # the same plus cosmic-muon tracks overlaid on the training events (0.5 a window: uB's rate here)
     "cosmics": ({"normalise": "event"}, {**AUGMENT, "cosmics": 0.5}),
+    # the augmented set-up plus view dropout: each view blanked with probability 0.25, so the model
+    # cannot lean on the induction planes, whose wire angles and signal shape differ between presets
+    "views": ({"normalise": "event"}, {**AUGMENT, "view_dropout": 0.25}),
 }
 
 

@@ -129,6 +129,20 @@ def test_cosmic_overlay_follows_its_rate_crosses_the_window_and_scales_with_the_
     assert torch.equal(augment(x, ALL, _gen(9)), augment(x, AugmentConfig(**{**ALL.__dict__, "cosmics": 0.0}), _gen(9)))
 
 
+def test_view_dropout_blanks_whole_views_at_its_rate_and_never_a_whole_event():
+    x = _events(600)
+    out = augment(x, only(view_dropout=0.3), _gen(10))
+    present = out.amax(dim=(2, 3)) > 0
+    # a kept view is the view unchanged, a dropped one is empty
+    for e, v in zip(*torch.nonzero(present, as_tuple=True)):
+        assert torch.equal(out[e, v], x[e, v])
+    assert present.any(dim=1).all()
+    # P(dropped) = 0.3, except that an event losing all three keeps them (0.3^3 of the events)
+    expected = 0.3 - 0.3 ** 3
+    assert abs(float((~present).float().mean()) - expected) < 0.03
+    assert AugmentConfig().view_dropout == 0.0 and only(view_dropout=0.3).active
+
+
 def test_augment_section_is_validated_by_name():
     cfg = config.from_dict({"train": {"augment": {"vertex_shift": 5, "charge_scale": 0.2}}})
     assert cfg.train.augment == AugmentConfig(vertex_shift=5, charge_scale=0.2)

@@ -26,8 +26,15 @@ channels and one noise level, and learns them as if they were physics. Each swit
   drawn per view. Each pixel on it gets the event's own track-pixel charge (the per-event scale of
   :func:`cohep.models.normalise.event_scale`, so no unit is assumed) times the track length in the
   pixel, smeared like ``noise``. A model trained without cosmics reads them as part of the event.
+* ``view_dropout`` (probability): each view of an event is blanked with this probability (an event
+  that would lose every view keeps them all). The views differ most between detectors in the
+  induction planes: MicroBooNE's wires at +-60 degrees with deconvolved (unipolar) charge against
+  ProtoDUNE-SP's and DUNE's +-35.7 degrees with raw bipolar signals, while the collection plane is
+  vertical and unipolar in all three. A model that must also classify from fewer views cannot lean
+  on one induction plane's look (docs/physics.md).
 
-They are applied in that order (geometry first, then charge, then the readout, then the overlay) to the ``[N, V, H, W]``
+They are applied in that order (geometry first, then charge, then the readout, then the overlay, then
+the view dropout) to the ``[N, V, H, W]``
 batch (``H`` wires, ``W`` drift time) in the one training loop (:mod:`cohep.frameworks.base`), before
 the framework's own preprocessing, so torch and Keras models, central training and every
 collaborative proposal get the same augmentation. It is on by default for wire-plane events (batches
@@ -61,6 +68,7 @@ class AugmentConfig(Section):
     dead_wires: float = setting(0.02, ge=0, lt=1, help="Probability that a wire (image row) is dead (0: off).")
     noise: float = setting(0.1, ge=0, le=1, help="Relative charge smearing of non-zero pixels (0: off).")
     cosmics: float = setting(0.0, ge=0, le=10, help="Mean number of cosmic-muon tracks overlaid per event (0: off).")
+    view_dropout: float = setting(0.0, ge=0, lt=1, help="Probability that a view of an event is blanked (0: off).")
     enabled: bool = setting(True, help="false: no augmentation at all.")
     #: batches with fewer views are left alone: MNIST digits and a group's own one-view images are
     #: not wire-plane events, and a vertex or a wire means nothing there
@@ -69,7 +77,7 @@ class AugmentConfig(Section):
     @property
     def active(self) -> bool:
         return self.enabled and bool(self.vertex_shift or self.charge_scale or self.pitch_scale or self.dead_wires
-                                     or self.noise or self.cosmics)
+                                     or self.noise or self.cosmics or self.view_dropout)
 
     def applies_to(self, x: torch.Tensor) -> bool:
         """Whether a training batch ``[N, V, H, W]`` gets augmented: active, and enough views."""
@@ -153,6 +161,10 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> 
         out.mul_(alive.to(out.device, out.dtype)[..., None])
     if cfg.cosmics:
         _overlay_tracks(out, cfg, generator)
+    if cfg.view_dropout:
+        kept = torch.rand(n, v, generator=generator) >= cfg.view_dropout
+        kept[~kept.any(dim=1)] = True  # never a blank event
+        out.mul_(kept.to(out.device, out.dtype)[..., None, None])
     return out
 
 
