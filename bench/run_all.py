@@ -77,7 +77,7 @@ BENCHES: tuple[Bench, ...] = (
     Bench("simulate", "LArTPC simulator throughput and memory", ("--events", "3000"), ()),
     Bench("train_throughput", "training and inference events/s of the compact model",
           ("--models", "compact", "--steps", "10", "--repeats", "2"), (),
-          gpu=("--repeats", "3")),
+          gpu=("--repeats", "3", "--device", "cuda")),
     Bench("chain_round", "gas and wall time of one round on the embedded chain", ("--rounds", "5"), ()),
     Bench("store_stream", "streaming a large blob through BlobServer and the Fetcher",
           ("--mb", "64", "--repeats", "1"), ()),
