@@ -240,6 +240,14 @@ def headline(outcomes: list[Outcome], setup: str = "6/2") -> tuple[float, float,
     return accepted, drops[worst], worst
 
 
+def headline_line(gross: float, drop: float) -> str:
+    """The bench's last line; says what is missing instead of printing "nan" (no gross attack ran,
+    or no clean run to compare with)."""
+    accepted = f"{percent(gross)} %" if not math.isnan(gross) else "none run"
+    lost = f"{drop:.1f} pts" if not math.isnan(drop) else "no gross attack with a clean run to compare"
+    return f"gross attacks accepted: {accepted} ({GROSS_LABEL}), accuracy drop: {lost}"
+
+
 def plot(outcomes: list[Outcome], path: Path) -> None:
     import matplotlib
 
@@ -454,7 +462,7 @@ def main(argv=None) -> None:
     print()
     print("\n".join(table(outcomes)))
     gross, drop, worst = headline(outcomes, "6/2" if any(o.setup == "6/2" for o in outcomes) else outcomes[0].setup)
-    last = f"gross attacks accepted: {percent(gross)} % ({GROSS_LABEL}), accuracy drop: {drop:.1f} pts"
+    last = headline_line(gross, drop)
     figure = Path(args.figure)
     plot(outcomes, figure)
     given = list(argv if argv is not None else sys.argv[1:])

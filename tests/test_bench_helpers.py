@@ -35,6 +35,13 @@ def test_a_nonzero_share_never_prints_as_zero(byzantine):
     assert byzantine.share(0, 0) == "-"
 
 
+def test_the_last_line_says_what_was_not_run_instead_of_nan(byzantine):
+    assert byzantine.headline_line(0.0, 0.5).startswith("gross attacks accepted: 0 % (")
+    assert byzantine.headline_line(0.0, 0.5).endswith("accuracy drop: 0.5 pts")
+    line = byzantine.headline_line(float("nan"), float("nan"))
+    assert "nan" not in line and "none run" in line
+
+
 def test_the_matrix_of_several_seeds_is_their_mean_and_its_worst_drop_is_from_the_diagonal(transfer):
     a = {"x": {"x": 0.8, "y": 0.7}, "y": {"x": 0.6, "y": 0.9}}
     b = {"x": {"x": 0.6, "y": 0.7}, "y": {"x": 0.8, "y": 0.7}}
