@@ -89,19 +89,20 @@ def split(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 #: The training set-ups of the matrix: as cohep trained before (fixed log1p input scale, no
 #: augmentation); with per-event charge normalisation plus training-time augmentation of what
 #: differs between detectors (vertex position, gain, pitch, dead wires, charge resolution: AUGMENT);
-#: and two variations of the augmented one that were tried (docs/physics.md).
+#: and variations of the augmented one that were tried (docs/physics.md). Each is (model params,
+#: ``[train.augment]``, other ``[train]`` settings).
 AUGMENT = {"vertex_shift": 15, "charge_scale": 0.3, "pitch_scale": 0.3, "dead_wires": 0.05, "noise": 0.1}
 VARIANTS = {
-    "plain": ({}, {}),
-    "augmented": ({"normalise": "event"}, AUGMENT),
+    "plain": ({}, {}, {}),
+    "augmented": ({"normalise": "event"}, AUGMENT, {}),
     # wider pitch and dead-wire ranges: +-40 % covers uB's 3 mm against the others' 4.7-4.8 mm (0.63),
     # 10 % dead wires uB's 8 % dead and 2 % noisy channels
-    "wide": ({"normalise": "event"}, {**AUGMENT, "pitch_scale": 0.4, "dead_wires": 0.1}),
+    "wide": ({"normalise": "event"}, {**AUGMENT, "pitch_scale": 0.4, "dead_wires": 0.1}, {}),
     # the same plus cosmic-muon tracks overlaid on the training events (0.5 a window: uB's rate here)
-    "cosmics": ({"normalise": "event"}, {**AUGMENT, "cosmics": 0.5}),
+    "cosmics": ({"normalise": "event"}, {**AUGMENT, "cosmics": 0.5}, {}),
     # the augmented set-up plus view dropout: each view blanked with probability 0.25, so the model
     # cannot lean on the induction planes, whose wire angles and signal shape differ between presets
-    "views": ({"normalise": "event"}, {**AUGMENT, "view_dropout": 0.25}),
+    "views": ({"normalise": "event"}, {**AUGMENT, "view_dropout": 0.25}, {}),
     # the augmented set-up with the learning rate annealed (cosine) within each one-epoch proposal:
     # a proposal ends at a small step instead of mid-stride, so the kept weights depend less on the seed
     "cosine": ({"normalise": "event"}, AUGMENT, {"lr_schedule": "cosine"}),
@@ -109,11 +110,11 @@ VARIANTS = {
 
 
 def experiment(args, mode: str, learners: int, variant: str = "augmented"):
-    params, augment, *train = VARIANTS[variant]
+    params, augment, train = VARIANTS[variant]
     return config.load(None, {
         "experiment": {"learners": learners, "rounds": args.rounds, "seed": args.seed, "mode": mode},
         "model": {"name": "compact", "params": params},
-        "train": {"epochs": 1.0, "batch_size": 32, "lr": args.lr, "augment": augment, **(train[0] if train else {})},
+        "train": {"epochs": 1.0, "batch_size": 32, "lr": args.lr, "augment": augment, **train},
     })
 
 
@@ -162,7 +163,7 @@ def main() -> None:
     tests = {k: s[2] for k, s in sets.items()}
     first = data[PRESETS[0]]
     specs = {v: ModelSpec("compact", tuple(int(s) for s in first.input_shape), len(first.class_names), dict(p))
-             for v, (p, *_rest) in VARIANTS.items()}
+             for v, (p, _augment, _train) in VARIANTS.items()}
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
     args.seed = seeds[0]
     initial = {v: models.initial_weights(spec, args.seed) for v, spec in specs.items()}
