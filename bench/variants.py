@@ -6,7 +6,8 @@ FedAvg's one client-epoch per round); ``avg5`` five proposers of one epoch each,
 (full participation); ``each5e`` five proposers of 1/5 epoch, a vote on each, the accepted ones
 averaged; ``avg2e`` two proposers of half an epoch, vote on the average (equal client-epochs). Suffixes, in this order: ``-sLR`` a server step (``[round] server_lr = LR``: the round
 leaves ``w0 + LR (average - w0)``; ``avg5e-s5`` adds five 1/5-epoch updates, about one sequential
-client-epoch); ``-loss`` the vote on the vote-set loss instead of accuracy (``[vote] metric = "loss"``:
+client-epoch); ``-ex`` the accepted proposals averaged by the training examples each declares
+(``[round] weighting = "examples"``, FedAvg's weighting, capped); ``-loss`` the vote on the vote-set loss instead of accuracy (``[vote] metric = "loss"``:
 continuous, so small real improvements pass; ``avg5-loss``), or ``-either`` the vote that approves when
 accuracy or loss improves (``metric = "accuracy_or_loss"``); ``+prox`` adds ``train.proximal_mu = 0.01``. Every run is audited (``cohep audit``:
 the averaged digests recomputed from the blobs). Prints one line per run and, last, the mean final
@@ -46,19 +47,21 @@ FEDAVG = {("dirichlet", "1 client"): 0.894, ("iid", "1 client"): 0.979,
           ("dirichlet", "5 clients"): 0.983, ("iid", "5 clients"): 0.987}
 
 
-_NAME = re.compile(r"^(?P<base>[a-z0-9]+?)(?:-s(?P<lr>[0-9]+(?:\.[0-9]+)?))?(?P<vote>-loss|-either)?(?:-tol(?P<tol>[0-9]+(?:\.[0-9]+)?))?(?P<prox>\+prox)?$")
+_NAME = re.compile(r"^(?P<base>[a-z0-9]+?)(?:-s(?P<lr>[0-9]+(?:\.[0-9]+)?))?(?P<ex>-ex)?(?P<vote>-loss|-either)?(?:-tol(?P<tol>[0-9]+(?:\.[0-9]+)?))?(?P<prox>\+prox)?$")
 
 
 def variant(name: str) -> dict:
-    """A variant's config sections from its name: ``BASE[-sLR][-loss|-either][-tolT][+prox]``
+    """A variant's config sections from its name: ``BASE[-sLR][-ex][-loss|-either][-tolT][+prox]``
     (``-tolT``: ``[vote] margin = -T``, a tolerated regression)."""
     m = _NAME.match(name)
     if m is None or m["base"] not in VARIANTS:
-        raise SystemExit(f"unknown variant {name!r} (known: {', '.join(VARIANTS)}, each with optional -sLR, "
+        raise SystemExit(f"unknown variant {name!r} (known: {', '.join(VARIANTS)}, each with optional -sLR, -ex, "
                          "-loss or -either, -tolT, +prox)")
     v = {k: dict(s) for k, s in VARIANTS[m["base"]].items()}
     if m["lr"]:
         v["round"]["server_lr"] = float(m["lr"])
+    if m["ex"]:
+        v["round"]["weighting"] = "examples"
     if m["vote"]:
         v["vote"] = {"metric": "loss" if m["vote"] == "-loss" else "accuracy_or_loss"}
     if m["tol"]:

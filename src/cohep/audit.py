@@ -10,7 +10,10 @@ voters' reason, noted). A round with several accepted proposals leaves their ave
 what every member recorded adopting and the weights the experiment ended with. With a server step
 (``[round] server_lr`` != 1, read from the run's manifest or the experiment file) a round's weights
 depend on the weights it started from, so the audit chains the recomputation from the initial weights
-(in the store under the contract's initial digest) through every accepted round. Any disagreement is
+(in the store under the contract's initial digest) through every accepted round. With
+``[round] weighting = "examples"`` the average is weighted by the example counts the blobs declare
+(inside the blob, so the verified digest covers them), clipped as every member clips them. Any
+disagreement is
 a finding; ``cohep audit`` exits 1 if there is one.
 
 It runs on a live chain (an experiment file and an RPC URL) or on a finished run directory, which
@@ -249,7 +252,8 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
 
 
 def verify_blobs(report: AuditReport, fetch: Callable[[str, bytes], object], mirrors: list = (), *,
-                 initial=None, server_lr: float = 1.0) -> None:
+                 initial=None, server_lr: float = 1.0, weighting: str = "equal",
+                 weight_cap: float = 2.0) -> None:
     """Re-fetch every proposal by its URI and re-verify it; only accepted ones must verify.
 
     ``mirrors`` are (fetch, WeightStore) pairs of other stores to try by digest when a recorded URI
@@ -258,7 +262,8 @@ def verify_blobs(report: AuditReport, fetch: Callable[[str, bytes], object], mir
     accepted proposals in slot order) are recomputed: their sha256 is the round's ``adopted``. With
     ``server_lr`` != 1 each round steps from the previous round's weights, starting at ``initial``;
     a round that cannot be recomputed (an accepted blob that does not verify, a finding already)
-    leaves every later round unrecomputed too.
+    leaves every later round unrecomputed too. ``weighting`` and ``weight_cap``: the run's
+    ``[round]`` settings of the same names (how every member weighed the accepted proposals).
     """
     from .combine import adopted
 
@@ -294,20 +299,28 @@ def verify_blobs(report: AuditReport, fetch: Callable[[str, bytes], object], mir
             continue
         if all(j in weights for j in chosen) and (server_lr == 1.0 or start is not None):
             start, d = adopted([weights[j] for j in chosen], [bytes.fromhex(st["slots"][j][0]) for j in chosen],
-                               start=start, server_lr=server_lr)
+                               start=start, server_lr=server_lr, weighting=weighting, weight_cap=weight_cap)
             st["adopted"] = d.hex()
             report.adopted_digest = d.hex()
         else:
             start = None  # the chain of stepped rounds is broken here
 
 
-def server_lr_of(config: dict | None, where) -> float:
-    """``[round] server_lr`` of a run's recorded config (1 when absent: runs before it existed)."""
+def policy_of(config: dict | None, where) -> dict:
+    """How a run's rounds combined their proposals, from its recorded config: ``[round] server_lr``,
+    ``weighting`` and ``weight_cap`` (their defaults when absent: runs before they existed)."""
     section = config.get("round") if isinstance(config, dict) else None
-    raw = section.get("server_lr", 1.0) if isinstance(section, dict) else 1.0
+    section = section if isinstance(section, dict) else {}
+    raw = section.get("server_lr", 1.0)
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw <= 0:
         raise DataError(f"{where}: config.round.server_lr must be a finite number > 0, got {raw!r}")
-    return float(raw)
+    weighting = section.get("weighting", "equal")
+    if weighting not in ("equal", "examples"):
+        raise DataError(f"{where}: config.round.weighting must be 'equal' or 'examples', got {weighting!r}")
+    cap = section.get("weight_cap", 2.0)
+    if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not math.isfinite(cap) or cap < 1:
+        raise DataError(f"{where}: config.round.weight_cap must be a finite number >= 1, got {cap!r}")
+    return {"server_lr": float(raw), "weighting": weighting, "weight_cap": float(cap)}
 
 
 def _from_mirror(mirrors, digest: bytes):
@@ -352,7 +365,7 @@ def audit_run(run_dir: str | Path) -> AuditReport:
                               bytes.fromhex(rules.initial_digest))
     verify_blobs(report, Fetcher(allowed=[store], max_bytes=manifest.get("max_bytes") or 2**31,
                                  reference=reference).fetch,
-                 initial=reference, server_lr=server_lr_of(manifest.get("config"), p / rundir.MANIFEST))
+                 initial=reference, **policy_of(manifest.get("config"), p / rundir.MANIFEST))
     digests = manifest.get("digests") or {}
     if digests.get("chain_accepted") != report.final_digest:
         report.findings.append(f"the manifest's accepted digest {str(digests.get('chain_accepted'))[:16]} is not "
@@ -409,7 +422,8 @@ def audit_chain(experiment_path: str | Path, rpc: str, mirrors: list[str] | None
     probe = Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes)
     reference = probe.fetch(exp.initial_uri, bytes.fromhex(exp.initial_digest))
     verify_blobs(report, Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes, reference=reference).fetch,
-                 _mirrors(mirrors, exp.max_bytes, reference), initial=reference, server_lr=exp.config.round.server_lr)
+                 _mirrors(mirrors, exp.max_bytes, reference), initial=reference, server_lr=exp.config.round.server_lr,
+                 weighting=exp.config.round.weighting, weight_cap=exp.config.round.weight_cap)
     on_chain = coord.accepted_digest().hex()
     if on_chain != report.final_digest:
         report.findings.append(f"the contract holds {on_chain[:16]}, the replay ends at {report.final_digest[:16]}")

@@ -239,7 +239,7 @@ RUN_FLAGS = {
     "lr_schedule": "train.lr_schedule", "device": "train.device", "metric": "vote.metric",
     "margin": "vote.margin", "threshold": "vote.threshold", "rpc": "chain.rpc", "store": "store.url",
     "proposers": "round.proposers", "combine": "round.combine", "server_lr": "round.server_lr",
-    "proximal_mu": "train.proximal_mu",
+    "weighting": "round.weighting", "proximal_mu": "train.proximal_mu",
     "ballots": "chain.ballots",
     "epsilon": "privacy.epsilon",
     "attack": "attack.kind", "malicious": "attack.members",
@@ -275,6 +275,8 @@ def run(
     proposers: Optional[int] = typer.Option(None, help="Distinct proposers per round (k)."),
     combine: Optional[str] = typer.Option(None, help="each | average: vote on each proposal, or on their average."),
     server_lr: Optional[float] = typer.Option(None, "--server-lr", help="Server step: a round leaves w0 + s (average - w0) (1: the average)."),
+    weighting: Optional[str] = typer.Option(None, "--weighting", help="equal | examples: average the accepted proposals "
+                                            "equally, or by the training examples each declares (capped)."),
     proximal_mu: Optional[float] = typer.Option(None, "--proximal-mu", help="FedProx proximal term mu (0: none)."),
     epsilon: Optional[float] = typer.Option(None, help="Each learner's DP epsilon budget ([privacy]; needs opacus)."),
     attack: Optional[str] = typer.Option(None, "--attack", help="RESEARCH ONLY: malicious members run this attack "

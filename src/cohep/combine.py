@@ -18,6 +18,14 @@ one client-epoch would. ``[round] server_lr`` (s) scales the step the round take
 every member holds), computed in float32 in a fixed order, so every member and the audit again reach
 the same bytes. s = 1 is the plain average, bit for bit (the step is skipped, not computed).
 
+A plain average weighs a member with 300 examples like one with 3,000; on class-skewed data FedAvg's
+example-weighted average starts several points higher. ``[round] weighting = "examples"`` weighs each
+accepted proposal by the training examples its proposer declared inside the blob (so the on-chain digest
+covers the declaration). A declaration is untrusted: each count is clipped to ``weight_cap`` times the
+median of the round's declared counts (an undeclared proposal counts as one example), so a member that
+inflates its count gains at most that factor over an honest median member, and its proposal still
+faces the vote.
+
 The contract cannot average, so it records an identity instead: the accepted slot's digest, or
 sha256 chained over the accepted slots' digests in slot order (:func:`combination`); the adopted
 weights' own sha256 is recomputed off chain from the blobs, each checked against its digest first.
@@ -48,6 +56,10 @@ class RoundSection(Section):
     combine: Literal["each", "average"] = setting("each", help="each | average")
     #: the round leaves w0 + server_lr * (average - w0); 1: the average itself
     server_lr: float = setting(1.0, gt=0, le=64, help="Server step on the averaged update (1: the average).")
+    #: "equal": every accepted proposal counts the same; "examples": by its declared training examples
+    weighting: Literal["equal", "examples"] = setting("equal", help="equal | examples")
+    #: "examples": a declared count weighs at most weight_cap times the round's median declaration
+    weight_cap: float = setting(2.0, ge=1, le=1000, help="Cap on a declared count, in round medians.")
 
 
 def combination(digests: Sequence[bytes]) -> bytes:
@@ -61,18 +73,36 @@ def combination(digests: Sequence[bytes]) -> bytes:
     return h
 
 
-def average(proposals: Sequence[Weights]) -> Weights:
+def shares(declared: Sequence[int | None], cap: float) -> list[float]:
+    """Each proposal's share of an example-weighted average: its declared count (None: 1), clipped to
+    ``cap`` times the median declaration, over the clipped total. float64 throughout, so every member
+    computes the same shares."""
+    if not declared:
+        raise ValueError("no proposals to weigh")
+    if not (math.isfinite(cap) and cap >= 1):
+        raise ValueError(f"weight_cap must be a finite number >= 1, got {cap!r}")
+    counts = np.array([1 if n is None else n for n in declared], np.float64)
+    counts = np.minimum(counts, np.float64(cap) * np.median(counts))
+    return [float(c) for c in counts / counts.sum()]
+
+
+def average(proposals: Sequence[Weights], weights: Sequence[float] | None = None) -> Weights:
     """The average of proposals (same names, shapes and dtypes: checked blobs are) in their order.
 
-    Float tensors: float32 sum in the given order, divided by the count, cast back to the dtype.
-    Integer tensors: int64 sum floor-divided by the count. Bool tensors: the first proposal's.
+    Float tensors: float32 sum in the given order, divided by the count, cast back to the dtype; with
+    ``weights`` (the proposals' shares, from :func:`shares`) the float32 sum of share x proposal in
+    order instead. Integer tensors: int64 sum floor-divided by the count (counters, not directions:
+    never weighted). Bool tensors: the first proposal's.
     """
     if not proposals:
         raise ValueError("nothing to average")
+    if weights is not None and len(weights) != len(proposals):
+        raise ValueError("one weight per proposal")
     first = proposals[0]
     if len(proposals) == 1:
         return {k: np.array(v, copy=True) for k, v in first.items()}
     m = len(proposals)
+    factors = None if weights is None else [np.float32(w) for w in weights]
     out: dict[str, np.ndarray] = {}
     for name, ref in first.items():
         ref = np.asarray(ref)
@@ -86,6 +116,11 @@ def average(proposals: Sequence[Weights]) -> Weights:
             for p in parts[1:]:
                 acc = acc + p.astype(np.int64)
             out[name] = (acc // m).astype(ref.dtype)
+        elif factors is not None:
+            acc = factors[0] * parts[0].astype(np.float32)
+            for f, p in zip(factors[1:], parts[1:]):
+                acc = acc + f * p.astype(np.float32)
+            out[name] = acc.astype(ref.dtype)
         else:
             acc = parts[0].astype(np.float32)
             for p in parts[1:]:
@@ -116,23 +151,30 @@ def step(start: Weights, target: Weights, server_lr: float) -> Weights:
 
 
 def adopted(proposals: Sequence[Weights], digests: Sequence[bytes], *, start: Weights | None = None,
-            server_lr: float = 1.0) -> tuple[Weights, bytes]:
+            server_lr: float = 1.0, weighting: str = "equal", weight_cap: float = 2.0) -> tuple[Weights, bytes]:
     """The weights a round leaves and their sha256 (canonically encoded, so every member gets the
-    same digest). ``server_lr = 1``: the one accepted proposal as is, or the average of several.
+    same digest). ``server_lr = 1``: the one accepted proposal as is, or the average of several
+    (``weighting = "examples"``: weighted by the counts the proposals declare, see :func:`shares`).
     Otherwise the round's step from ``start`` (the weights it began from) is scaled:
     ``start + server_lr * (average - start)``."""
+    from .weights import declared_examples
     from .weights import digest as weights_digest
 
     if len(proposals) != len(digests) or not proposals:
         raise ValueError("one digest per accepted proposal, at least one")
     if not (math.isfinite(server_lr) and server_lr > 0):
         raise ValueError(f"server_lr must be a finite number > 0, got {server_lr!r}")
+    if weighting not in ("equal", "examples"):
+        raise ValueError(f"weighting must be 'equal' or 'examples', got {weighting!r}")
+    portions = None
+    if weighting == "examples" and len(proposals) > 1:
+        portions = shares([declared_examples(p) for p in proposals], weight_cap)
     if server_lr == 1.0:
         if len(proposals) == 1:
             return proposals[0], bytes(digests[0])
-        avg = average(proposals)
+        avg = average(proposals, portions)
         return avg, weights_digest(avg)
     if start is None:
         raise ValueError("a server step needs the round's start weights")
-    out = step(start, average(proposals), server_lr)
+    out = step(start, average(proposals, portions), server_lr)
     return out, weights_digest(out)

@@ -66,6 +66,11 @@ class Learner(abc.ABC):
     def current(self) -> Weights:
         """The current weights (a copy the caller may keep)."""
 
+    def examples(self) -> int | None:
+        """The training examples a proposal is trained from: declared with it, for an example-weighted
+        average (``[round] weighting = "examples"``). None: not known (nothing is declared)."""
+        return None
+
     def close(self) -> None:  # pragma: no cover - optional hook
         """Release resources (open files, devices)."""
 

@@ -107,7 +107,8 @@ def build_participant(experiment: Experiment, key, data_path: str, chain, opts: 
                                    seed=learner_seed(cfg.experiment.seed, index), initial=initial,
                                    privacy=budget and dataclasses.replace(budget, secret=True))  # seed is public
     p = Participant(index, key.address, learner, coord, store, fetch.fetch, cfg.vote, experiment.initial_uri,
-                    server_lr=cfg.round.server_lr)
+                    server_lr=cfg.round.server_lr,
+                    weighting=cfg.round.weighting, weight_cap=cfg.round.weight_cap)
     if cfg.chain.ballots == "signed":
         from .ballotbox import BallotBox
 

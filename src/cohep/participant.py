@@ -26,6 +26,7 @@ from .frameworks.privacy import BudgetSpent
 from .learner import Score, Scores, TrainableLearner, Weights
 from .protocol import VoteRule, to_ppm
 from .results import RoundRecord
+from .weights import Declared
 
 #: fetch(uri, digest) -> checked weights; raises IntegrityError (a ProposalRejected) with a reason
 Fetch = Callable[[str, bytes], Weights]
@@ -90,6 +91,9 @@ class Participant:
     behaviour: object | None = None
     #: ``[round] server_lr``: a round leaves ``w0 + server_lr * (average - w0)`` (1: the average)
     server_lr: float = 1.0
+    #: ``[round] weighting`` and ``weight_cap``: equal shares, or by the example counts proposals declare
+    weighting: str = "equal"
+    weight_cap: float = 2.0
     #: called after a proposal is trained and before it leaves this member (a node saves its spent
     #: privacy budget here, so a restart never forgets a release)
     before_release: Callable[[], None] | None = None
@@ -124,7 +128,7 @@ class Participant:
         else:
             start = self._start_of(r) if self.server_lr != 1.0 else None
             parts, digests = self._accepted_slots(coord.round_state(r))
-            weights, digest = adopted(parts, digests, start=start, server_lr=self.server_lr)
+            weights, digest = adopted(parts, digests, start=start, **self._policy())
         if combination(digests) != key:  # the chain's record and its slots disagree
             raise IntegrityError(f"accepted digest {key.hex()[:16]} is not the combination of round "
                                  f"{r}'s accepted slots")
@@ -138,6 +142,10 @@ class Participant:
         self.digest, self.key = digest, key
         self._seen.clear()
         return True
+
+    def _policy(self) -> dict:
+        """How this round's accepted proposals combine (:func:`cohep.combine.adopted`'s keywords)."""
+        return {"server_lr": self.server_lr, "weighting": self.weighting, "weight_cap": self.weight_cap}
 
     def _start_of(self, r: int) -> Weights:
         """The weights accepted round ``r`` started from: those adopted after the last accepted round
@@ -154,7 +162,7 @@ class Participant:
             if not st.accepted:
                 continue
             parts, digests = self._accepted_slots(st)
-            w, _ = adopted(parts, digests, start=w, server_lr=self.server_lr)
+            w, _ = adopted(parts, digests, start=w, **self._policy())
         return w
 
     def _accepted_slots(self, state) -> tuple[list[Weights], list[bytes]]:
@@ -213,7 +221,9 @@ class Participant:
             self.before_release()
         if self.behaviour is not None:  # the attack's proposal instead of the honest one
             weights = self.behaviour.propose(self.learner.current(), weights)
-        digest, uri = self._timed("store", self.store.put, weights)
+        examples = self.learner.examples() if self.weighting == "examples" else None
+        digest, uri = self._timed("store", self.store.put, weights, examples)
+        weights = Declared(weights, examples)  # as every other member will read it from the blob
         self.coordinator.propose(self.address, r, digest, uri, slot)
         duty.proposed, duty.digest = True, digest
         duty.scores = self._timed("evaluation", self.learner.evaluate, weights)
@@ -258,7 +268,7 @@ class Participant:
         if not all(all_finite(w) for w in parts):
             return Duty(-1, reason="a proposal has non-finite values: no average to judge")
         start = self._adopted if self._adopted is not None else self.learner.current()
-        weights, digest = adopted(parts, [s.digest for s in chosen], start=start, server_lr=self.server_lr)
+        weights, digest = adopted(parts, [s.digest for s in chosen], start=start, **self._policy())
         return self._verdict(Duty(-1, digest=digest), weights, digest)
 
     def _norm_outliers(self, slots) -> dict[int, str]:

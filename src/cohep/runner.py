@@ -168,7 +168,8 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
     fetch = Fetcher(allowed=[store.base_uri], max_bytes=default_max_bytes(initial), reference=initial)
     behaviours = cfg.attack.behaviours(members, cfg.experiment.seed)  # research only: [attack]
     members_ = [Participant(i, members[i], lr, coord, store, fetch.fetch, rule, init_uri, behaviour=behaviours[i],
-                            server_lr=cfg.round.server_lr)
+                            server_lr=cfg.round.server_lr,
+                            weighting=cfg.round.weighting, weight_cap=cfg.round.weight_cap)
                 for i, lr in enumerate(learners)]
     ballots: list = []  # signed mode: this round's ballots, submitted in one transaction
     for m in members_:

@@ -82,10 +82,11 @@ class WeightStore:
     def uri(self, digest: bytes) -> str:
         return f"{self.base_uri}/{digest.hex()}.safetensors"
 
-    def put(self, weights: Weights) -> tuple[bytes, str]:
-        """Store weights; returns (32-byte digest, URI). Idempotent: same weights, same blob."""
+    def put(self, weights: Weights, examples: int | None = None) -> tuple[bytes, str]:
+        """Store weights (with the example count their proposer declares, if any); returns (32-byte
+        digest, URI). Idempotent: same weights and declaration, same blob."""
         start = time.perf_counter()
-        blob = wts.encode(weights)
+        blob = wts.encode(weights, examples)
         d = wts.digest_bytes(blob)
         path = self._path(d.hex())
         if not self.fs.exists(path):

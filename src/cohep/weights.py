@@ -52,6 +52,24 @@ _BRACKETS = re.compile(r"[\[\]{}]")
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 #: Counting chunk for value checks: bounded temporaries whatever the tensor size.
 _CHUNK_ELEMENTS = 1 << 20
+#: The largest example count a proposer may declare (``[round] weighting = "examples"``): far above
+#: any data set, far below where a float64 share would lose integer precision.
+MAX_EXAMPLES = 10**12
+
+
+class Declared(dict):
+    """Weights as a proposer sent them, with what it declared beside them: ``examples``, the number of
+    training examples behind the update (None: not declared). A dict, so whatever takes weights takes
+    these; the declaration is inside the blob, so the on-chain digest covers it."""
+
+    def __init__(self, weights=(), examples: int | None = None):
+        super().__init__(weights)
+        self.examples = examples
+
+
+def declared_examples(weights: Weights) -> int | None:
+    """The example count a proposal declared (None: none declared, or weights that never travelled)."""
+    return getattr(weights, "examples", None)
 
 
 def show(name: str, limit: int = 80) -> str:
@@ -62,15 +80,25 @@ def show(name: str, limit: int = 80) -> str:
     return text + ("..." if len(name) > limit else "")
 
 
-def encode(weights: Weights) -> bytes:
-    """Serialise to safetensors; the model's parameter order travels in the header metadata."""
+def encode(weights: Weights, examples: int | None = None) -> bytes:
+    """Serialise to safetensors; the model's parameter order travels in the header metadata, and with
+    it the training examples the proposer declares behind the update (``examples``, optional)."""
+    if examples is not None and not _examples_ok(examples):
+        raise ValueError(f"examples must be an integer within 1..{MAX_EXAMPLES:,}, got {examples!r}")
     arrays = {name: np.asarray(value, order="C") for name, value in weights.items()}  # keeps 0-d shapes
-    metadata = {_META_KEY: _order_metadata(list(arrays))}
+    metadata = {_META_KEY: _order_metadata(list(arrays), examples)}
     return _st_save(arrays, metadata=metadata)
 
 
-def _order_metadata(order: list[str]) -> str:
-    return json.dumps({"format": _FORMAT, "order": order}, separators=(",", ":"))
+def _examples_ok(value: Any) -> bool:
+    return type(value) is int and 1 <= value <= MAX_EXAMPLES
+
+
+def _order_metadata(order: list[str], examples: int | None = None) -> str:
+    meta: dict[str, Any] = {"format": _FORMAT, "order": order}
+    if examples is not None:
+        meta["examples"] = examples
+    return json.dumps(meta, separators=(",", ":"))
 
 
 class _Malformed(Exception):
@@ -118,8 +146,8 @@ def _int_list(value: Any, length: int | None = None) -> bool:
             and all(type(v) is int and v >= 0 for v in value))
 
 
-def _parse_header(blob) -> tuple[int, list[tuple[str, np.dtype, tuple, int, int]], list[str]]:
-    """Validate the header; returns (data start, [(name, dtype, shape, begin, end)], order)."""
+def _parse_header(blob) -> tuple[int, list[tuple[str, np.dtype, tuple, int, int]], list[str], int | None]:
+    """Validate the header; returns (data start, [(name, dtype, shape, begin, end)], order, examples)."""
     size = len(blob)
     if size < 8:
         raise _Malformed(f"blob is {size} bytes, too short for a safetensors header")
@@ -166,8 +194,8 @@ def _parse_header(blob) -> tuple[int, list[tuple[str, np.dtype, tuple, int, int]
                              f"its data offsets span {end - begin:,}")
         entries.append((name, dtype, tuple(shape), begin, end))
     _check_layout(entries, data_len)
-    order = _check_metadata(metadata, [e[0] for e in entries])
-    return 8 + n, entries, order
+    order, examples = _check_metadata(metadata, [e[0] for e in entries])
+    return 8 + n, entries, order, examples
 
 
 def _check_layout(entries, data_len: int) -> None:
@@ -183,8 +211,9 @@ def _check_layout(entries, data_len: int) -> None:
         raise _Malformed(f"the data has {data_len - position:,} bytes after the last tensor")
 
 
-def _check_metadata(metadata: Any, names: list[str]) -> list[str]:
-    """The cohep metadata, exactly as encode writes it: the model's parameter order."""
+def _check_metadata(metadata: Any, names: list[str]) -> tuple[list[str], int | None]:
+    """The cohep metadata, exactly as encode writes it: the model's parameter order and the declared
+    example count (if any)."""
     if metadata is None:
         raise _Malformed("no cohep metadata (the parameter order)")
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
@@ -198,6 +227,9 @@ def _check_metadata(metadata: Any, names: list[str]) -> list[str]:
     meta = _loads(text, "cohep metadata")
     if not isinstance(meta, dict) or meta.get("format") != _FORMAT or not isinstance(meta.get("order"), list):
         raise _Malformed(f"non-canonical metadata: not a {_FORMAT} parameter order")
+    examples = meta.get("examples")
+    if "examples" in meta and not _examples_ok(examples):
+        raise _Malformed(f"declared examples must be an integer within 1..{MAX_EXAMPLES:,}")
     order = meta["order"]
     if not all(isinstance(o, str) for o in order):
         raise _Malformed("non-canonical metadata: the order holds non-strings")
@@ -212,9 +244,9 @@ def _check_metadata(metadata: Any, names: list[str]) -> list[str]:
         which = f"leaves out {show(missing[0])}" if missing else \
             f"lists {show(next(o for o in order if o not in held))}, which the blob does not hold"
         raise _Malformed(f"non-canonical metadata: the order {which}")
-    if text != _order_metadata(order):
+    if text != _order_metadata(order, examples):
         raise _Malformed("non-canonical metadata: not written the way encode writes it")
-    return order
+    return order, examples
 
 
 def _bool_bytes_ok(array: np.ndarray) -> bool:
@@ -222,15 +254,16 @@ def _bool_bytes_ok(array: np.ndarray) -> bool:
     return all(not np.any(flat[i : i + _CHUNK_ELEMENTS] > 1) for i in range(0, flat.size, _CHUNK_ELEMENTS))
 
 
-def decode(blob: bytes | bytearray | memoryview) -> dict[str, np.ndarray]:
-    """Parse a cohep weights blob (canonical safetensors) into ordered weights.
+def decode(blob: bytes | bytearray | memoryview) -> Declared:
+    """Parse a cohep weights blob (canonical safetensors) into ordered weights, with the example count
+    the proposer declared (``Declared.examples``).
 
     Any malformed blob raises IntegrityError("malformed weights blob: <one-line reason>"). From a
     writable buffer (bytearray) the arrays are views into it, so a fetched blob is not copied again;
     from bytes (read-only) each tensor is copied, so the arrays are always writable.
     """
     try:
-        start, entries, order = _parse_header(blob)
+        start, entries, order, examples = _parse_header(blob)
         writable = not memoryview(blob).readonly
         arrays = {}
         for name, dtype, shape, begin, end in entries:
@@ -244,7 +277,7 @@ def decode(blob: bytes | bytearray | memoryview) -> dict[str, np.ndarray]:
             if dtype.kind == "b" and not _bool_bytes_ok(array):
                 raise _Malformed(f"{show(name)}: bool tensor holds bytes other than 0 and 1")
             arrays[name] = array
-        return {name: arrays[name] for name in order}
+        return Declared({name: arrays[name] for name in order}, examples)
     except _Malformed as exc:
         raise IntegrityError(f"malformed weights blob: {exc}") from None
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError, MemoryError) as exc:

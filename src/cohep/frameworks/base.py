@@ -235,6 +235,9 @@ class FrameworkLearner(TrainableLearner):
             self.privacy.proposals += 1
         return self.live_weights()
 
+    def examples(self) -> int | None:
+        return len(self.train_set) or None
+
     def evaluate(self, weights: Weights) -> Scores:
         self.load_live(weights)
         vote = self.score(self.vote_set)
