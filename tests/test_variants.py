@@ -13,7 +13,7 @@ from cohep.audit import audit_run
 from cohep.errors import ChainError
 from cohep.ledger import Chain, Coordinator
 from cohep.ledger.draw import proposer_indices
-from cohep.weights import decode, digest, digest_bytes
+from cohep.weights import MAX_EXAMPLES, decode, digest, digest_bytes
 
 SEED = hashlib.sha256(b"cohep variants seed").digest()
 INITIAL = hashlib.sha256(b"initial weights").digest()
@@ -415,7 +415,7 @@ def test_audit_catches_a_wrong_stepped_average(stepped_run, tmp_path):
 
 
 def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy", margin=None, norm_bound=None,
-             peer_margin=None):
+             peer_margin=None, weighting="equal"):
     from cohep import models
     from cohep.participant import Participant
     from cohep.proposal import default_max_bytes
@@ -425,7 +425,8 @@ def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy"
 
     vote = {"metric": metric, "margin": margin, "norm_bound": norm_bound, "peer_margin": peer_margin}
     vote = {k: v for k, v in vote.items() if v is not None}
-    cfg, data, parts, spec = prepare(small_cfg(mnist_dir, round={"combine": combine_mode, "server_lr": server_lr},
+    cfg, data, parts, spec = prepare(small_cfg(mnist_dir, round={"combine": combine_mode, "server_lr": server_lr,
+                                                                 "weighting": weighting},
                                                train={"epochs": 2.0}, vote=vote))
     initial = models.initial_weights(spec, 0)
     learners = build_learners(cfg, data, parts, spec, initial)
@@ -436,8 +437,8 @@ def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy"
                                initial_digest=init_digest, model_digest=spec.digest(), proposers=3,
                                combine=combine_mode)
     fetch = Fetcher(allowed=[store.base_uri], max_bytes=default_max_bytes(initial), reference=initial)
-    ms = [Participant(i, chain.accounts[i], lr, coord, store, fetch.fetch, cfg.vote, init_uri, server_lr=server_lr)
-          for i, lr in enumerate(learners)]
+    ms = [Participant(i, chain.accounts[i], lr, coord, store, fetch.fetch, cfg.vote, init_uri, server_lr=server_lr,
+                      weighting=weighting) for i, lr in enumerate(learners)]
     for m in ms:
         m.sync()
     return coord, store, ms, initial
@@ -465,7 +466,8 @@ def _play_round(coord, ms, r, attack=None):
     if attacker is not None:
         craft = ATTACKS[attack] if isinstance(attack, str) else attack
         bad = craft(attacker.learner.propose(), attacker.learner.current())
-        dg, uri = attacker.store.put(bad)
+        # under example weighting the attacker also declares the largest count it may: the cap bounds it
+        dg, uri = attacker.store.put(bad, MAX_EXAMPLES if attacker.weighting == "examples" else None)
         coord.propose(attacker.address, r, dg, uri, 2)
     st = coord.round_state(r)
     duties = {m.index: m.act(r, st) for m in ms if m is not attacker}
@@ -481,7 +483,8 @@ def _play_round(coord, ms, r, attack=None):
 def _attacked(mnist_dir, tmp_path, mode, attack, step=(1.0, "accuracy"), norm_bound=None):
     """An honest first round (the attacks are judged against a trained model, not random weights),
     then the attacked one."""
-    coord, store, ms, _ = _members(mnist_dir, tmp_path, mode, *step, norm_bound=norm_bound)
+    coord, store, ms, _ = _members(mnist_dir, tmp_path, mode, *step[:3], norm_bound=norm_bound,
+                                   weighting=step[3] if len(step) > 3 else "equal")
     _, _, _, first = _play_round(coord, ms, 0)
     assert first.accepted, "the honest first round should be accepted"
     before = {m.digest for m in ms}
@@ -490,35 +493,39 @@ def _attacked(mnist_dir, tmp_path, mode, attack, step=(1.0, "accuracy"), norm_bo
 
 #: (server_lr, vote metric[, margin]) the attack tests run with: today's round; a step of 3 (three
 #: proposers' updates summed); a step of 2 with the vote on the loss; the vote that approves when
-#: accuracy or loss improves, tolerating a regression of 0.005 (the variants of docs/protocol_variants.md)
-STEPS = [(1.0, "accuracy"), (3.0, "accuracy"), (2.0, "loss"), (1.0, "accuracy_or_loss", -0.005)]
-STEP_IDS = [f"s{s[0]:g}-{s[1]}" + (f"-tol{-s[2]:g}" if len(s) > 2 else "") for s in STEPS]
+#: accuracy or loss improves, tolerating a regression of 0.005; the same with the accepted proposals
+#: weighted by their declared example counts, the attacker declaring the most it may (the variants of
+#: docs/protocol_variants.md)
+STEPS = [(1.0, "accuracy"), (3.0, "accuracy"), (2.0, "loss"), (1.0, "accuracy_or_loss", -0.005),
+         (1.0, "accuracy_or_loss", -0.005, "examples")]
+STEP_IDS = [f"s{s[0]:g}-{s[1]}" + (f"-tol{-s[2]:g}" if len(s) > 2 else "") + ("-ex" if len(s) > 3 else "")
+            for s in STEPS]
 
 
 @pytest.mark.parametrize("step", STEPS, ids=STEP_IDS)
 @pytest.mark.parametrize("attack", list(ATTACKS))
 def test_each_leaves_a_rejected_slot_out_of_the_average(mnist_dir, tmp_path, one_torch_thread, attack, step):
     coord, store, ms, before, st, attacker, _, out = _attacked(mnist_dir, tmp_path, "each", attack, step)
-    server_lr = step[0]
+    server_lr, weighting = step[0], step[3] if len(step) > 3 else "equal"
     assert not out.accepted_slots & 0b100, f"{attack} accepted"
     approvals = [(coord.ballot_bits(1, m.address) or 0) >> 2 & 1 for m in ms if m is not attacker]
     assert sum(approvals) < st.required, approvals
     chosen = [s for s in st.slots if out.accepted_slots >> s.slot & 1]
     if chosen:  # the honest slots the voters accepted, averaged (and stepped) without the attacked one
-        w0 = _after_round_0(coord, store, server_lr)
+        w0 = _after_round_0(coord, store, server_lr, weighting)
         _, want = combine.adopted([store.get(s.digest) for s in chosen], [s.digest for s in chosen],
-                                  start=w0, server_lr=server_lr)
+                                  start=w0, server_lr=server_lr, weighting=weighting)
         assert {m.digest for m in ms} == {want}
     else:
         assert {m.digest for m in ms} == before
 
 
-def _after_round_0(coord, store, server_lr):
+def _after_round_0(coord, store, server_lr, weighting="equal"):
     """The weights round 0 left, recomputed from the store: round 1's start."""
     initial = store.get(coord.settings().initial_digest)
     chosen = [s for s in coord.round_state(0).slots if s.accepted]
     return combine.adopted([store.get(s.digest) for s in chosen], [s.digest for s in chosen],
-                           start=initial, server_lr=server_lr)[0]
+                           start=initial, server_lr=server_lr, weighting=weighting)[0]
 
 
 @pytest.mark.parametrize("step", STEPS, ids=STEP_IDS)
