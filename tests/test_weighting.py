@@ -61,12 +61,18 @@ def test_a_malformed_declaration_is_a_one_line_reason(meta, reason):
 
 
 def test_shares_follow_the_declared_counts_within_the_cap():
-    assert combine.shares([100, 300], cap=2.0) == [0.25, 0.75]  # median 200: 300 is within 2x
+    assert combine.shares([100, 150], cap=2.0) == [0.4, 0.6]  # lower median 100: 150 is within 2x
+    assert combine.shares([100, 200, 300], cap=2.0) == pytest.approx([1 / 6, 2 / 6, 3 / 6])  # median 200
+    assert combine.shares([100, 300], cap=2.0) == pytest.approx([1 / 3, 2 / 3])  # 300 clipped to 2 x 100
     assert combine.shares([7, 7, 7], cap=2.0) == pytest.approx([1 / 3] * 3)
     # a liar declaring a billion counts as cap x the round's median, no more
     liar = combine.shares([100, 100, 100, 100, 10**9], cap=2.0)
     assert liar[-1] == pytest.approx(200 / 600) and liar[0] == pytest.approx(100 / 600)
     assert combine.shares([100, 100, 100, 100, 10**9], cap=4.0)[-1] == pytest.approx(400 / 800)
+    # two proposals: the lower median is the honest one, so a liar beside it gets two thirds, not all
+    assert combine.shares([500, 10**12], cap=2.0) == pytest.approx([1 / 3, 2 / 3])
+    assert combine.shares([500, 500, 10**12, 10**12], cap=2.0) == pytest.approx([1 / 6, 1 / 6, 1 / 3, 1 / 3])
+    assert combine.low_median([3, 1, 2]) == 2 and combine.low_median([4, 1]) == 1
     # nothing declared counts as one example: an undeclared proposal barely moves the average
     assert combine.shares([None, 1000, 1000], cap=2.0)[0] == pytest.approx(1 / 2001)
     assert combine.shares([None, None], cap=2.0) == [0.5, 0.5]

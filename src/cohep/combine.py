@@ -20,11 +20,11 @@ the same bytes. s = 1 is the plain average, bit for bit (the step is skipped, no
 
 A plain average weighs a member with 300 examples like one with 3,000; on class-skewed data FedAvg's
 example-weighted average starts several points higher. ``[round] weighting = "examples"`` weighs each
-accepted proposal by the training examples its proposer declared inside the blob (so the on-chain digest
-covers the declaration). A declaration is untrusted: each count is clipped to ``weight_cap`` times the
-median of the round's declared counts (an undeclared proposal counts as one example), so a member that
-inflates its count gains at most that factor over an honest median member, and its proposal still
-faces the vote.
+accepted proposal by the training examples its proposer declared inside the blob (so the on-chain
+digest covers the declaration). A declaration is untrusted: each count is clipped to ``weight_cap``
+times the lower median of the declared counts being averaged (an undeclared proposal counts as one
+example), so a member that inflates its count gains at most that factor over an honest median
+member, and its proposal still faces the vote.
 
 The contract cannot average, so it records an identity instead: the accepted slot's digest, or
 sha256 chained over the accepted slots' digests in slot order (:func:`combination`); the adopted
@@ -58,7 +58,7 @@ class RoundSection(Section):
     server_lr: float = setting(1.0, gt=0, le=64, help="Server step on the averaged update (1: the average).")
     #: "equal": every accepted proposal counts the same; "examples": by its declared training examples
     weighting: Literal["equal", "examples"] = setting("equal", help="equal | examples")
-    #: "examples": a declared count weighs at most weight_cap times the round's median declaration
+    #: "examples": a declared count weighs at most weight_cap times the lower median declaration
     weight_cap: float = setting(2.0, ge=1, le=1000, help="Cap on a declared count, in round medians.")
 
 
@@ -73,16 +73,24 @@ def combination(digests: Sequence[bytes]) -> bytes:
     return h
 
 
+def low_median(values) -> float:
+    """The lower of the two middle values (the middle one for an odd count): with two proposals the
+    smaller declaration, so one liar beside one honest member cannot lift the cap (a mean of the two
+    would follow the lie)."""
+    ordered = sorted(float(v) for v in values)
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def shares(declared: Sequence[int | None], cap: float) -> list[float]:
     """Each proposal's share of an example-weighted average: its declared count (None: 1), clipped to
-    ``cap`` times the median declaration, over the clipped total. float64 throughout, so every member
-    computes the same shares."""
+    ``cap`` times the lower median declaration, over the clipped total. float64 throughout, so every
+    member computes the same shares."""
     if not declared:
         raise ValueError("no proposals to weigh")
     if not (math.isfinite(cap) and cap >= 1):
         raise ValueError(f"weight_cap must be a finite number >= 1, got {cap!r}")
     counts = np.array([1 if n is None else n for n in declared], np.float64)
-    counts = np.minimum(counts, np.float64(cap) * np.median(counts))
+    counts = np.minimum(counts, np.float64(cap) * low_median(counts))
     return [float(c) for c in counts / counts.sum()]
 
 
