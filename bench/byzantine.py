@@ -83,6 +83,10 @@ class Outcome:
     norm_bound: float | None = None  #: vote.norm_bound
     load: float = math.nan  #: the machine's 1-minute load average when the run ended
     peer_margin: float | None = None  #: vote.peer_margin
+    metric: str | None = None  #: vote.metric (None: the default, accuracy)
+    margin: float | None = None  #: vote.margin (None: the default, 0)
+    weighting: str | None = None  #: [round] weighting (None: the default, equal)
+    split: str | None = None  #: data.split (None: the default, IID)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,10 @@ class Shape:
     combine: str = "each"
     norm_bound: float | None = None  #: vote.norm_bound (k >= 3)
     peer_margin: float | None = None  #: vote.peer_margin (k >= 3, each)
+    metric: str | None = None  #: vote.metric (None: the default)
+    margin: float | None = None  #: vote.margin (None: the default)
+    weighting: str | None = None  #: [round] weighting (None: the default)
+    split: str | None = None  #: data.split (None: the default; "dirichlet" uses alpha 0.5)
 
     def slots(self, n: int) -> int:
         return min(self.proposers, n)
@@ -100,23 +108,29 @@ class Shape:
     def label(self) -> str:
         shape = "k = 1" if self.proposers == 1 else f"k = {self.proposers}, {self.combine}"
         return (shape + (f", norm bound {self.norm_bound:g}" if self.norm_bound is not None else "")
-                + (f", peer margin {self.peer_margin:g}" if self.peer_margin is not None else ""))
+                + (f", peer margin {self.peer_margin:g}" if self.peer_margin is not None else "")
+                + (f", vote on {self.metric}" if self.metric is not None else "")
+                + (f", margin {self.margin:g}" if self.margin is not None else "")
+                + (f", weighting {self.weighting}" if self.weighting is not None else "")
+                + (f", {self.split} split" if self.split is not None else ""))
 
     def holds(self, o) -> bool:
         """``o`` (an Outcome) ran in this shape."""
         return (o.proposers == self.slots(SETUPS[o.setup][0]) and (o.proposers == 1 or o.combine == self.combine)
-                and o.norm_bound == self.norm_bound and o.peer_margin == self.peer_margin)
+                and o.norm_bound == self.norm_bound and o.peer_margin == self.peer_margin
+                and (o.metric, o.margin, o.weighting, o.split) == (self.metric, self.margin, self.weighting, self.split))
 
 
 def base_config(task: Task, n: int, seed: int, attack: str, m: int, probe: float | None, epochs: float,
                 shape: Shape = Shape()):
     raw = {
         "experiment": {"name": f"byz-{task.name}", "learners": n, "rounds": task.rounds, "seed": seed},
-        "data": {"kind": task.kind, "path": task.path, "limit": task.limit, "holdout": task.holdout},
+        "data": {"kind": task.kind, "path": task.path, "limit": task.limit, "holdout": task.holdout,
+                 "split": shape.split, "alpha": 0.5 if shape.split == "dirichlet" else None},
         "train": {"epochs": epochs, "batch_size": 32},
         "vote": {"probe": probe, "probe_size": task.probe_size, "norm_bound": shape.norm_bound,
-                 "peer_margin": shape.peer_margin},
-        "round": {"proposers": shape.slots(n), "combine": shape.combine},
+                 "peer_margin": shape.peer_margin, "metric": shape.metric, "margin": shape.margin},
+        "round": {"proposers": shape.slots(n), "combine": shape.combine, "weighting": shape.weighting},
     }
     if attack != "clean":
         raw["attack"] = {"kind": attack, "members": m,
@@ -184,7 +198,8 @@ def run_one(task: Task, setup: str, attack: str, seed: int, probe: float | None,
     asr = attack_success(cfg, out, task.backdoor) if attack in ("clean", "backdoor") else math.nan
     return Outcome(task.name, setup, probe is not None, attack, seed, mp, ma, hp, ha, res.final_accuracy, asr, seconds,
                    shape.slots(n), shape.combine, sum(t.training for t in res.timings),
-                   sum(t.evaluation for t in res.timings), shape.norm_bound, os.getloadavg()[0], shape.peer_margin)
+                   sum(t.evaluation for t in res.timings), shape.norm_bound, os.getloadavg()[0], shape.peer_margin,
+                   shape.metric, shape.margin, shape.weighting, shape.split)
 
 
 def percent(x: float) -> str:
@@ -317,6 +332,9 @@ def section_title(shape: Shape) -> str:
         "one vote on the average of every slot"
     bound = f", update-norm bound {shape.norm_bound:g}" if shape.norm_bound is not None else ""
     bound += f", peer margin {shape.peer_margin:g}" if shape.peer_margin is not None else ""
+    bound += "".join(f", {name} {value}" for name, value in (("vote on", shape.metric), ("margin", shape.margin),
+                                                              ("weighting", shape.weighting), ("split", shape.split))
+                     if value is not None)
     return f"## {shape.proposers} proposers per round, combine = {shape.combine} ({what}{bound})"
 
 
@@ -383,6 +401,14 @@ def main(argv=None) -> None:
                    help="vote.peer_margin for every run: reject a slot scoring this far below the round's median")
     p.add_argument("--combine", choices=("each", "average"), default="each",
                    help="[round] combine: vote on each slot and average the accepted ones, or vote on the average")
+    p.add_argument("--metric", default=None, choices=("accuracy", "loss", "accuracy_or_loss"),
+                   help="vote.metric for every run (default: the config's, accuracy)")
+    p.add_argument("--margin", type=float, default=None,
+                   help="vote.margin for every run (negative: a tolerated regression)")
+    p.add_argument("--weighting", default=None, choices=("equal", "examples"),
+                   help="[round] weighting for every run: average accepted proposals equally or by declared examples")
+    p.add_argument("--split", default=None, choices=("iid", "dirichlet"),
+                   help="data.split for every run (dirichlet: alpha 0.5; default: the config's, IID)")
     p.add_argument("--tasks", default="mnist", help="comma-separated: mnist, neutrino")
     p.add_argument("--events", default=str(ROOT / "data/events-12k.h5"), help="neutrino event HDF5")
     p.add_argument("--events-limit", type=int, default=3000)
@@ -407,9 +433,12 @@ def main(argv=None) -> None:
     if args.peer_margin is not None and (args.proposers < 3 or args.combine != "each"):
         p.error("--peer-margin compares the slots of one round voted one by one: it needs --proposers 3 or more "
                 "and --combine each")
-    shape = Shape(args.proposers, args.combine if args.proposers > 1 else "each", args.norm_bound, args.peer_margin)
+    shape = Shape(args.proposers, args.combine if args.proposers > 1 else "each", args.norm_bound, args.peer_margin,
+                  args.metric, args.margin, args.weighting, args.split)
     if args.figure is None:
         name = "byzantine" if shape.proposers == 1 else f"byzantine-k{shape.proposers}-{shape.combine}"
+        name += "".join(f"-{v}" for v in (shape.metric, shape.weighting, shape.split) if v is not None)
+        name += f"-margin{shape.margin:g}" if shape.margin is not None else ""
         args.figure = str(ROOT / "docs/figures" / (name + (f"-norm{shape.norm_bound:g}" if shape.norm_bound else "")
                                                    + (f"-peer{shape.peer_margin:g}" if shape.peer_margin else "") + ".png"))
     if args.full:
