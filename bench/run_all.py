@@ -99,7 +99,7 @@ BENCHES: tuple[Bench, ...] = (
     Bench("variants", "several proposers a round and the vote on their average, against FedAvg's figures",
           ("--rounds", "5", "--seeds", "0", "--splits", "dirichlet", "--variants", "avg2e-loss"),
           ("--rounds", "20", "--seeds", "0,1,2", "--splits", "dirichlet,iid", "--variants",
-           "avg5e,avg5,avg5e-loss,avg5-loss,k1-loss,avg2e-loss"),
+           "avg5e,avg5,avg5e-loss,avg5-loss,k1-loss,avg2e-loss,avg5-ex-either-tol0.005"),
           needs_mnist=True, writes_section=True),
     Bench("byzantine", "does the vote stop Byzantine members (every attack)",
           ("--limit", "1500", "--rounds", "6", "--attacks", "clean,sign_flip,noise,scaled,nan,random,backdoor",
