@@ -87,6 +87,7 @@ class Outcome:
     margin: float | None = None  #: vote.margin (None: the default, 0)
     weighting: str | None = None  #: [round] weighting (None: the default, equal)
     split: str | None = None  #: data.split (None: the default, IID)
+    judge: str | None = None  #: vote.judge (None: the default, each slot alone)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class Shape:
     margin: float | None = None  #: vote.margin (None: the default)
     weighting: str | None = None  #: [round] weighting (None: the default)
     split: str | None = None  #: data.split (None: the default; "dirichlet" uses alpha 0.5)
+    judge: str | None = None  #: vote.judge (None: the default)
 
     def slots(self, n: int) -> int:
         return min(self.proposers, n)
@@ -112,13 +114,15 @@ class Shape:
                 + (f", vote on {self.metric}" if self.metric is not None else "")
                 + (f", margin {self.margin:g}" if self.margin is not None else "")
                 + (f", weighting {self.weighting}" if self.weighting is not None else "")
-                + (f", {self.split} split" if self.split is not None else ""))
+                + (f", {self.split} split" if self.split is not None else "")
+                + (f", judge {self.judge}" if self.judge is not None else ""))
 
     def holds(self, o) -> bool:
         """``o`` (an Outcome) ran in this shape."""
         return (o.proposers == self.slots(SETUPS[o.setup][0]) and (o.proposers == 1 or o.combine == self.combine)
                 and o.norm_bound == self.norm_bound and o.peer_margin == self.peer_margin
-                and (o.metric, o.margin, o.weighting, o.split) == (self.metric, self.margin, self.weighting, self.split))
+                and (o.metric, o.margin, o.weighting, o.split, o.judge)
+                == (self.metric, self.margin, self.weighting, self.split, self.judge))
 
 
 def base_config(task: Task, n: int, seed: int, attack: str, m: int, probe: float | None, epochs: float,
@@ -129,7 +133,8 @@ def base_config(task: Task, n: int, seed: int, attack: str, m: int, probe: float
                  "split": shape.split, "alpha": 0.5 if shape.split == "dirichlet" else None},
         "train": {"epochs": epochs, "batch_size": 32},
         "vote": {"probe": probe, "probe_size": task.probe_size, "norm_bound": shape.norm_bound,
-                 "peer_margin": shape.peer_margin, "metric": shape.metric, "margin": shape.margin},
+                 "peer_margin": shape.peer_margin, "metric": shape.metric, "margin": shape.margin,
+                 "judge": shape.judge},
         "round": {"proposers": shape.slots(n), "combine": shape.combine, "weighting": shape.weighting},
     }
     if attack != "clean":
@@ -199,7 +204,7 @@ def run_one(task: Task, setup: str, attack: str, seed: int, probe: float | None,
     return Outcome(task.name, setup, probe is not None, attack, seed, mp, ma, hp, ha, res.final_accuracy, asr, seconds,
                    shape.slots(n), shape.combine, sum(t.training for t in res.timings),
                    sum(t.evaluation for t in res.timings), shape.norm_bound, os.getloadavg()[0], shape.peer_margin,
-                   shape.metric, shape.margin, shape.weighting, shape.split)
+                   shape.metric, shape.margin, shape.weighting, shape.split, shape.judge)
 
 
 def percent(x: float) -> str:
@@ -333,7 +338,8 @@ def section_title(shape: Shape) -> str:
     bound = f", update-norm bound {shape.norm_bound:g}" if shape.norm_bound is not None else ""
     bound += f", peer margin {shape.peer_margin:g}" if shape.peer_margin is not None else ""
     bound += "".join(f", {name} {value}" for name, value in (("vote on", shape.metric), ("margin", shape.margin),
-                                                              ("weighting", shape.weighting), ("split", shape.split))
+                                                              ("weighting", shape.weighting), ("split", shape.split),
+                                                              ("judge", shape.judge))
                      if value is not None)
     return f"## {shape.proposers} proposers per round, combine = {shape.combine} ({what}{bound})"
 
@@ -409,6 +415,8 @@ def main(argv=None) -> None:
                    help="[round] weighting for every run: average accepted proposals equally or by declared examples")
     p.add_argument("--split", default=None, choices=("iid", "dirichlet"),
                    help="data.split for every run (dirichlet: alpha 0.5; default: the config's, IID)")
+    p.add_argument("--judge", default=None, choices=("alone", "screened_average"),
+                   help="vote.judge for every run (screened_average: the slots that pass the screens judged by their average)")
     p.add_argument("--tasks", default="mnist", help="comma-separated: mnist, neutrino")
     p.add_argument("--events", default=str(ROOT / "data/events-12k.h5"), help="neutrino event HDF5")
     p.add_argument("--events-limit", type=int, default=3000)
@@ -434,10 +442,10 @@ def main(argv=None) -> None:
         p.error("--peer-margin compares the slots of one round voted one by one: it needs --proposers 3 or more "
                 "and --combine each")
     shape = Shape(args.proposers, args.combine if args.proposers > 1 else "each", args.norm_bound, args.peer_margin,
-                  args.metric, args.margin, args.weighting, args.split)
+                  args.metric, args.margin, args.weighting, args.split, args.judge)
     if args.figure is None:
         name = "byzantine" if shape.proposers == 1 else f"byzantine-k{shape.proposers}-{shape.combine}"
-        name += "".join(f"-{v}" for v in (shape.metric, shape.weighting, shape.split) if v is not None)
+        name += "".join(f"-{v}" for v in (shape.metric, shape.weighting, shape.split, shape.judge) if v is not None)
         name += f"-margin{shape.margin:g}" if shape.margin is not None else ""
         args.figure = str(ROOT / "docs/figures" / (name + (f"-norm{shape.norm_bound:g}" if shape.norm_bound else "")
                                                    + (f"-peer{shape.peer_margin:g}" if shape.peer_margin else "") + ".png"))

@@ -74,15 +74,17 @@ def test_make_bench_runs_the_neutrino_task_at_full_size_when_a_gpu_is_lent():
 def test_the_byzantine_bench_runs_the_full_participation_variant(byzantine, tmp_path):
     """``--metric --margin --weighting --split``: the protocol-variant settings reach every run's config,
     and outcomes of another variant are never pooled with this one's."""
-    shape = byzantine.Shape(5, "average", metric="accuracy_or_loss", margin=-0.005, weighting="examples",
-                            split="dirichlet")
+    shape = byzantine.Shape(5, "each", metric="accuracy_or_loss", margin=-0.005, weighting="examples",
+                            split="dirichlet", judge="screened_average")
     task = byzantine.Task("mnist", "mnist", str(tmp_path), 100, 2, 0.2, {}, 4)
     cfg = byzantine.base_config(task, 5, 0, "sign_flip", 1, None, 1.0, shape)
     assert (cfg.vote.metric, cfg.vote.margin, cfg.round.weighting, cfg.round.proposers, cfg.round.combine) == \
-        ("accuracy_or_loss", -0.005, "examples", 5, "average")
+        ("accuracy_or_loss", -0.005, "examples", 5, "each")
+    assert cfg.vote.judge == "screened_average"
     assert (cfg.data.split, cfg.data.alpha) == ("dirichlet", 0.5)
-    plain = byzantine.base_config(task, 5, 0, "sign_flip", 1, None, 1.0, byzantine.Shape(5, "average"))
-    assert (plain.vote.metric, plain.round.weighting, plain.data.split) == ("accuracy", "equal", "iid")
-    outcome = byzantine.Outcome("mnist", "5/1", False, "clean", 0, 0, 0, 5, 5, 0.9, float("nan"), 1.0, 5, "average")
-    assert byzantine.Shape(5, "average").holds(outcome) and not shape.holds(outcome)
+    plain = byzantine.base_config(task, 5, 0, "sign_flip", 1, None, 1.0, byzantine.Shape(5, "each"))
+    assert (plain.vote.metric, plain.round.weighting, plain.data.split, plain.vote.judge) == \
+        ("accuracy", "equal", "iid", "alone")
+    outcome = byzantine.Outcome("mnist", "5/1", False, "clean", 0, 0, 0, 5, 5, 0.9, float("nan"), 1.0, 5, "each")
+    assert byzantine.Shape(5, "each").holds(outcome) and not shape.holds(outcome)
     assert "weighting examples" in shape.label() and "dirichlet" in byzantine.section_title(shape)

@@ -415,7 +415,7 @@ def test_audit_catches_a_wrong_stepped_average(stepped_run, tmp_path):
 
 
 def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy", margin=None, norm_bound=None,
-             peer_margin=None, weighting="equal"):
+             peer_margin=None, weighting="equal", judge=None):
     from cohep import models
     from cohep.participant import Participant
     from cohep.proposal import default_max_bytes
@@ -423,7 +423,7 @@ def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy"
     from cohep.runner import build_learners, prepare, seed_bytes
     from cohep.store import Fetcher, WeightStore
 
-    vote = {"metric": metric, "margin": margin, "norm_bound": norm_bound, "peer_margin": peer_margin}
+    vote = {"metric": metric, "margin": margin, "norm_bound": norm_bound, "peer_margin": peer_margin, "judge": judge}
     vote = {k: v for k, v in vote.items() if v is not None}
     cfg, data, parts, spec = prepare(small_cfg(mnist_dir, round={"combine": combine_mode, "server_lr": server_lr,
                                                                  "weighting": weighting},
@@ -589,6 +589,73 @@ def test_the_norm_bound_rejects_a_boosted_slot_that_the_vote_alone_approves(mnis
     else:
         assert not any(d.approve for d in duties.values())
         assert not out.accepted and {m.digest for m in ms} == before
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_the_screened_average_keeps_a_gross_slot_out_and_adopts_the_others(mnist_dir, tmp_path, one_torch_thread,
+                                                                          attack):
+    """``vote.judge = "screened_average"`` (combine each, norm bound 3): the sign-flipped x10 slot is a norm
+    outlier and the NaN slot fails the checks, so neither enters the average the voters judge; every
+    honest voter gives both honest slots the same verdict (their average's), and the members adopt the
+    average of the accepted ones."""
+    coord, store, ms, _ = _members(mnist_dir, tmp_path, "each", norm_bound=3.0, judge="screened_average")
+    assert _play_round(coord, ms, 0)[3].accepted, "the honest first round should be accepted"
+    st, attacker, duties, out = _play_round(coord, ms, 1, attack)
+    assert not out.accepted_slots & 0b100, f"{attack} accepted"
+    assert out.accepted_slots == 0b011, "the honest slots' average should be accepted"
+    for m in ms:
+        if m is attacker:
+            continue
+        bits, own = coord.ballot_bits(1, m.address) or 0, st.slot_of(m.address)
+        verdicts = {bits >> j & 1 for j in (0, 1) if j != own}
+        assert len(verdicts) == 1, (m.index, bin(bits))  # one verdict for the screened slots: their average's
+        assert not bits >> 2 & 1
+    assert all("slot 2" in d.reason for d in duties.values() if d is not None), [d.reason for d in duties.values()]
+    chosen = [s for s in st.slots if out.accepted_slots >> s.slot & 1]
+    _, want = combine.adopted([store.get(s.digest) for s in chosen], [s.digest for s in chosen])
+    assert {m.digest for m in ms} == {want}
+
+
+def test_the_screened_average_accepts_slots_that_lose_alone_but_win_together(mnist_dir, tmp_path, one_torch_thread):
+    """Two slots pulled apart by the same large perturbation in opposite directions (w + d, w - d) lose
+    on every vote set alone, as class-skewed updates do; their average with a third slot is the honest
+    update, which wins. "alone" rejects the pair; "screened_average" accepts all three."""
+    outcomes = {}
+    for judge in ("alone", "screened_average"):
+        coord, store, ms, _ = _members(mnist_dir, tmp_path / judge, "each", judge=judge)
+        assert _play_round(coord, ms, 0)[3].accepted
+        st = coord.round_state(1)
+        holder = next(m for m in ms if m.address == st.slots[2].proposer)
+        w = holder.learner.propose()
+        rng = np.random.default_rng(5)
+        d = {k: (rng.normal(size=v.shape) * 0.15).astype(v.dtype) if v.dtype.kind == "f" else np.zeros_like(v)
+             for k, v in w.items()}
+        crafted = [{k: w[k] + d[k] for k in w}, {k: w[k] - d[k] for k in w}, w]
+        for s in st.slots:
+            m = next(x for x in ms if x.address == s.proposer)
+            dg, uri = store.put(crafted[s.slot])
+            coord.propose(m.address, 1, dg, uri, s.slot)
+        st = coord.round_state(1)
+        duties = {m.index: m.act(1, st) for m in ms}
+        out = ms[0].finalize(1)
+        for m in ms:
+            m.sync()
+        outcomes[judge] = out.accepted_slots
+        if judge == "alone":
+            alone = [duties[m.index].verdicts for m in ms]
+    assert not outcomes["alone"] & 0b011, ("alone should reject the perturbed pair", alone)
+    assert outcomes["screened_average"] == 0b111
+
+
+def test_the_screened_average_needs_slots_voted_one_by_one():
+    from cohep.errors import ConfigError
+
+    for bad in ({"proposers": 1}, {"proposers": 3, "combine": "average"}):
+        with pytest.raises(ConfigError, match=r"^vote\.judge = \"screened_average\" .* needs round\.proposers >= 2"):
+            config.from_dict({"experiment": {"learners": 4}, "round": bad, "vote": {"judge": "screened_average"}})
+    with pytest.raises(ConfigError, match=r"^vote\.judge"):
+        config.from_dict({"vote": {"judge": "median"}})
+    assert config.from_dict({}).vote.judge == "alone"
 
 
 def test_the_norm_bound_needs_three_proposers():

@@ -189,6 +189,10 @@ class ExperimentConfig(Section):
             raise ConfigError(f"vote.peer_margin compares the proposals of one round voted on one by one: it needs "
                               f"round.proposers >= 3 and round.combine = \"each\", got {self.round.proposers} "
                               f"and {self.round.combine!r}")
+        if self.vote.judge == "screened_average" and (self.round.proposers < 2 or self.round.combine != "each"):
+            raise ConfigError(f"vote.judge = \"screened_average\" judges the slots of one round voted on one by one: "
+                              f"it needs round.proposers >= 2 and round.combine = \"each\", got {self.round.proposers} "
+                              f"and {self.round.combine!r}")
         voters = n if self.round.proposers > 1 else n - 1  # with several slots the proposers vote too
         if (self.experiment.mode == "colearn" and self.chain.ballots == "transactions"
                 and self.chain.resolved_vote_window(n) < voters):

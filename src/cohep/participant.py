@@ -271,6 +271,32 @@ class Participant:
         weights, digest = adopted(parts, [s.digest for s in chosen], start=start, **self._policy())
         return self._verdict(Duty(-1, digest=digest), weights, digest)
 
+    def _screened_average(self, slots, judged: dict[int, Duty], outliers: dict[int, str]) -> tuple[set[int], Duty]:
+        """``vote.judge = "screened_average"``: the slots that pass every screen (checked, a finite score
+        on this member's vote set, not a norm or peer outlier; this member's own proposal passes by
+        itself unless it is an outlier), and the verdict on their average (weighted and stepped as the
+        round combines), judged like a proposal (so the backdoor probe, if on, judges the average)."""
+        passed = []
+        for s in slots:
+            if not s.proposed or s.slot in outliers:
+                continue
+            if s.slot in judged:
+                d = judged[s.slot]
+                if d.scores is None or not self.rule.finite(d.scores.vote):
+                    continue  # failed a check, or scored non-finite (the probe, if on, judges the average)
+            elif s.proposer != self.address:
+                continue
+            passed.append(s)
+        if not passed:
+            return set(), Duty(-1, reason="no slot passed the screens")
+        try:
+            parts = [self._weights(s.uri, s.digest) for s in passed]
+        except IntegrityError as exc:  # held or checked above; a failure here is still a reason
+            return set(), Duty(-1, reason=str(exc))
+        start = self._adopted if self._adopted is not None else self.learner.current()
+        weights, digest = adopted(parts, [s.digest for s in passed], start=start, **self._policy())
+        return {s.slot for s in passed}, self._verdict(Duty(-1, digest=digest), weights, digest)
+
     def _norm_outliers(self, slots) -> dict[int, str]:
         """``vote.norm_bound``: the slots whose update norm (from the weights this member holds) stands
         out against the round's median; slots that fail their checks are left out of the median."""
@@ -337,12 +363,20 @@ class Participant:
             if self.rule.peer_margin is not None:
                 low = self._peer_outliers(state.slots, judged_slots)
                 outliers = {**low, **outliers}
+            average = self._screened_average(state.slots, judged_slots, outliers) \
+                if self.rule.judge == "screened_average" else None
             for s in state.slots:
                 if s.slot not in judged_slots:
                     scores.append(0)
                     verdicts.append("-")
                     continue
                 d = judged_slots[s.slot]
+                if average is not None and s.slot in average[0]:  # screened in: the average decides
+                    d.approve = average[1].approve
+                    d.reason = "" if d.approve else \
+                        average[1].reason or "the average of the screened slots does not beat the current weights"
+                elif average is not None:  # screened out: why (the outlier, the failed check or score)
+                    d.approve, d.reason = False, outliers.get(s.slot) or d.reason or "screened out"
                 if d.approve and s.slot in outliers:
                     d.approve, d.reason = False, outliers[s.slot]
                 d.approve = self._colluded(s.proposer, d.approve)
@@ -355,6 +389,8 @@ class Participant:
                     duty.reason = "; ".join(x for x in (duty.reason, f"slot {s.slot}: {d.reason}") if x)
             duty.approve, duty.verdicts = approvals != 0, "/".join(verdicts)
             duty.scores = _mean_scores(judged) if judged else None
+            if average is not None and average[1].scores is not None:
+                duty.scores = average[1].scores  # what this member's verdicts rest on
         if self.post_ballot is None:
             self.coordinator.vote_slots(self.address, r, approvals, scores)
         else:  # signed ballots: the same approvals and scores, submitted by someone in one batch

@@ -80,6 +80,15 @@ class VoteRule(Section):
     #: proposal whose vote-set score is more than this worse than the median of the round's proposals
     #: (accuracy; loss for metric = "loss"); None: off
     peer_margin: float | None = setting(None, gt=0, help="Reject a proposal scoring this far below the round's median (off: none).")
+    #: rounds of several proposals voted one by one (combine = "each"): "alone" judges each proposal on its
+    #: own; "screened_average" approves every proposal that passes the screens (the checks, a finite score,
+    #: norm_bound, peer_margin) iff the average of all that pass (this member's own included, weighted as the
+    #: round weighs) beats the current weights, and rejects the rest. On class-skewed data each update
+    #: alone drags towards its member's classes and loses on the others' vote sets while their average
+    #: wins; screening keeps a gross slot out of that average instead of spoiling it (as combine =
+    #: "average" does: one bad slot there rejects the whole round, every round it proposes)
+    judge: Literal["alone", "screened_average"] = setting(
+        "alone", help="Each slot judged alone, or the screened slots judged by their average.")
 
     def approve(self, proposal: Score, current: Score) -> bool:
         if self.metric == "accuracy_or_loss":
