@@ -7,7 +7,10 @@ FedAvg's one client-epoch per round); ``avg5`` five proposers of one epoch each,
 averaged; ``avg2e`` two proposers of half an epoch, vote on the average (equal client-epochs). Suffixes, in this order: ``-sLR`` a server step (``[round] server_lr = LR``: the round
 leaves ``w0 + LR (average - w0)``; ``avg5e-s5`` adds five 1/5-epoch updates, about one sequential
 client-epoch); ``-ex`` the accepted proposals averaged by the training examples each declares
-(``[round] weighting = "examples"``, FedAvg's weighting, capped); ``-loss`` the vote on the vote-set loss instead of accuracy (``[vote] metric = "loss"``:
+(``[round] weighting = "examples"``, FedAvg's weighting, capped); ``-scr`` the screened average
+(``[vote] judge = "screened_average"`` with ``norm_bound = 3`` and ``peer_margin = 0.3``; with
+``each5``: every member proposes, each slot is screened, the screened ones judged by their
+average); ``-loss`` the vote on the vote-set loss instead of accuracy (``[vote] metric = "loss"``:
 continuous, so small real improvements pass; ``avg5-loss``), or ``-either`` the vote that approves when
 accuracy or loss improves (``metric = "accuracy_or_loss"``); ``+prox`` adds ``train.proximal_mu = 0.01``. Every run is audited (``cohep audit``:
 the averaged digests recomputed from the blobs). Prints one line per run and, last, the mean final
@@ -40,6 +43,7 @@ VARIANTS = {
     "avg5": {"round": {"proposers": 5, "combine": "average"}, "train": {"epochs": 1.0}},
     "each5e": {"round": {"proposers": 5, "combine": "each"}, "train": {"epochs": 0.2}},
     "avg2e": {"round": {"proposers": 2, "combine": "average"}, "train": {"epochs": 0.5}},
+    "each5": {"round": {"proposers": 5, "combine": "each"}, "train": {"epochs": 1.0}},
 }
 #: FedAvg's figures from docs/benchmarks/vs_flower.md (Flower 1.41, same CNN, splits and initial weights;
 #: mean of 3 seeds, 20 rounds)
@@ -47,23 +51,25 @@ FEDAVG = {("dirichlet", "1 client"): 0.894, ("iid", "1 client"): 0.979,
           ("dirichlet", "5 clients"): 0.983, ("iid", "5 clients"): 0.987}
 
 
-_NAME = re.compile(r"^(?P<base>[a-z0-9]+?)(?:-s(?P<lr>[0-9]+(?:\.[0-9]+)?))?(?P<ex>-ex)?(?P<vote>-loss|-either)?(?:-tol(?P<tol>[0-9]+(?:\.[0-9]+)?))?(?P<prox>\+prox)?$")
+_NAME = re.compile(r"^(?P<base>[a-z0-9]+?)(?:-s(?P<lr>[0-9]+(?:\.[0-9]+)?))?(?P<ex>-ex)?(?P<scr>-scr)?(?P<vote>-loss|-either)?(?:-tol(?P<tol>[0-9]+(?:\.[0-9]+)?))?(?P<prox>\+prox)?$")
 
 
 def variant(name: str) -> dict:
-    """A variant's config sections from its name: ``BASE[-sLR][-ex][-loss|-either][-tolT][+prox]``
+    """A variant's config sections from its name: ``BASE[-sLR][-ex][-scr][-loss|-either][-tolT][+prox]``
     (``-tolT``: ``[vote] margin = -T``, a tolerated regression)."""
     m = _NAME.match(name)
     if m is None or m["base"] not in VARIANTS:
-        raise SystemExit(f"unknown variant {name!r} (known: {', '.join(VARIANTS)}, each with optional -sLR, -ex, "
+        raise SystemExit(f"unknown variant {name!r} (known: {', '.join(VARIANTS)}, each with optional -sLR, -ex, -scr, "
                          "-loss or -either, -tolT, +prox)")
     v = {k: dict(s) for k, s in VARIANTS[m["base"]].items()}
     if m["lr"]:
         v["round"]["server_lr"] = float(m["lr"])
     if m["ex"]:
         v["round"]["weighting"] = "examples"
+    if m["scr"]:
+        v["vote"] = {"judge": "screened_average", "norm_bound": 3.0, "peer_margin": 0.3}
     if m["vote"]:
-        v["vote"] = {"metric": "loss" if m["vote"] == "-loss" else "accuracy_or_loss"}
+        v.setdefault("vote", {})["metric"] = "loss" if m["vote"] == "-loss" else "accuracy_or_loss"
     if m["tol"]:
         v.setdefault("vote", {})["margin"] = -float(m["tol"])
     if m["prox"]:

@@ -55,7 +55,8 @@ TARGET = 0.95
 #: bench/variants.py's, by the names it measured them under (docs/protocol_variants.md)
 COHEP_SYSTEMS: dict[str, dict] = {"cohep": {}, **{f"cohep-{name}": variant(name)
                                                   for name in ("avg2e-loss", "avg5e-loss", "avg5-loss",
-                                                               "avg5-ex-either-tol0.005")}}
+                                                               "avg5-ex-either-tol0.005",
+                                                               "each5-ex-scr-either-tol0.005")}}
 #: the cohep systems at FedAvg-1's compute (one client-epoch a round), best first: the last line reports the first measured
 EQUAL_COMPUTE = ("cohep-avg2e-loss", "cohep-avg5e-loss", "cohep")
 #: Flower systems: name -> plan (FedAvg, clients trained per round; None: all)
