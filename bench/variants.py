@@ -8,7 +8,8 @@ averaged; ``avg2e`` two proposers of half an epoch, vote on the average (equal c
 leaves ``w0 + LR (average - w0)``; ``avg5e-s5`` adds five 1/5-epoch updates, about one sequential
 client-epoch); ``-ex`` the accepted proposals averaged by the training examples each declares
 (``[round] weighting = "examples"``, FedAvg's weighting, capped); ``-scr`` the screened average
-(``[vote] judge = "screened_average"`` with ``norm_bound = 3`` and ``peer_margin = 0.3``; with
+(``[vote] judge = "screened_average"`` with ``norm_bound = 3``, ``peer_margin = 0.3`` and
+``direction_floor = 0``; with
 ``each5``: every member proposes, each slot is screened, the screened ones judged by their
 average); ``-loss`` the vote on the vote-set loss instead of accuracy (``[vote] metric = "loss"``:
 continuous, so small real improvements pass; ``avg5-loss``), or ``-either`` the vote that approves when
@@ -67,7 +68,7 @@ def variant(name: str) -> dict:
     if m["ex"]:
         v["round"]["weighting"] = "examples"
     if m["scr"]:
-        v["vote"] = {"judge": "screened_average", "norm_bound": 3.0, "peer_margin": 0.3}
+        v["vote"] = {"judge": "screened_average", "norm_bound": 3.0, "peer_margin": 0.3, "direction_floor": 0.0}
     if m["vote"]:
         v.setdefault("vote", {})["metric"] = "loss" if m["vote"] == "-loss" else "accuracy_or_loss"
     if m["tol"]:

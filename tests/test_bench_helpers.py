@@ -75,12 +75,12 @@ def test_the_byzantine_bench_runs_the_full_participation_variant(byzantine, tmp_
     """``--metric --margin --weighting --split``: the protocol-variant settings reach every run's config,
     and outcomes of another variant are never pooled with this one's."""
     shape = byzantine.Shape(5, "each", metric="accuracy_or_loss", margin=-0.005, weighting="examples",
-                            split="dirichlet", judge="screened_average")
+                            split="dirichlet", judge="screened_average", direction_floor=0.0)
     task = byzantine.Task("mnist", "mnist", str(tmp_path), 100, 2, 0.2, {}, 4)
     cfg = byzantine.base_config(task, 5, 0, "sign_flip", 1, None, 1.0, shape)
     assert (cfg.vote.metric, cfg.vote.margin, cfg.round.weighting, cfg.round.proposers, cfg.round.combine) == \
         ("accuracy_or_loss", -0.005, "examples", 5, "each")
-    assert cfg.vote.judge == "screened_average"
+    assert (cfg.vote.judge, cfg.vote.direction_floor) == ("screened_average", 0.0)
     assert (cfg.data.split, cfg.data.alpha) == ("dirichlet", 0.5)
     plain = byzantine.base_config(task, 5, 0, "sign_flip", 1, None, 1.0, byzantine.Shape(5, "each"))
     assert (plain.vote.metric, plain.round.weighting, plain.data.split, plain.vote.judge) == \

@@ -415,7 +415,7 @@ def test_audit_catches_a_wrong_stepped_average(stepped_run, tmp_path):
 
 
 def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy", margin=None, norm_bound=None,
-             peer_margin=None, weighting="equal", judge=None):
+             peer_margin=None, weighting="equal", judge=None, direction_floor=None):
     from cohep import models
     from cohep.participant import Participant
     from cohep.proposal import default_max_bytes
@@ -423,7 +423,8 @@ def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy"
     from cohep.runner import build_learners, prepare, seed_bytes
     from cohep.store import Fetcher, WeightStore
 
-    vote = {"metric": metric, "margin": margin, "norm_bound": norm_bound, "peer_margin": peer_margin, "judge": judge}
+    vote = {"metric": metric, "margin": margin, "norm_bound": norm_bound, "peer_margin": peer_margin, "judge": judge,
+            "direction_floor": direction_floor}
     vote = {k: v for k, v in vote.items() if v is not None}
     cfg, data, parts, spec = prepare(small_cfg(mnist_dir, round={"combine": combine_mode, "server_lr": server_lr,
                                                                  "weighting": weighting},
@@ -647,6 +648,45 @@ def test_the_screened_average_accepts_slots_that_lose_alone_but_win_together(mni
     assert outcomes["screened_average"] == 0b111
 
 
+def _negated(w, w0):
+    """The honest update reversed, same norm: what the byzantine bench's ``sign_flip`` proposes."""
+    return {k: (w0[k] - (w[k] - w0[k])).astype(w[k].dtype) if w[k].dtype.kind == "f" else w[k] for k in w}
+
+
+def test_the_direction_floor_keeps_a_reversed_update_out_of_the_screened_average(mnist_dir, tmp_path,
+                                                                                  one_torch_thread):
+    """A reversed update has an honest norm (the norm bound passes it); ``vote.direction_floor = 0`` names
+    it (it points against the others' summed update) and the screened average of the honest slots is
+    accepted and adopted."""
+    coord, _, ms, _ = _members(mnist_dir, tmp_path / "bound", "each", judge="screened_average", norm_bound=3.0)
+    assert _play_round(coord, ms, 0)[3].accepted
+    assert _play_round(coord, ms, 1, _negated)[3].accepted_slots & 0b100, \
+        "the norm bound alone should pass the reversed slot (else this test shows nothing)"
+    coord_d, store_d, ms_d, _ = _members(mnist_dir, tmp_path / "floor", "each", judge="screened_average",
+                                         norm_bound=3.0, direction_floor=0.0)
+    assert _play_round(coord_d, ms_d, 0)[3].accepted
+    st, attacker, duties, out = _play_round(coord_d, ms_d, 1, _negated)
+    assert out.accepted_slots == 0b011, bin(out.accepted_slots)
+    named = [d for d in duties.values() if "slot 2: update direction" in d.reason and "direction_floor = 0" in d.reason]
+    assert len(named) >= st.required, [d.reason for d in duties.values()]
+    chosen = [s for s in st.slots if out.accepted_slots >> s.slot & 1]
+    _, want = combine.adopted([store_d.get(s.digest) for s in chosen], [s.digest for s in chosen])
+    assert {m.digest for m in ms_d} == {want}
+
+
+def test_direction_outliers_flag_an_update_against_the_others():
+    from cohep.defence import direction_outliers
+
+    rng = np.random.default_rng(0)
+    shared = rng.normal(size=1000)
+    honest = {j: shared + rng.normal(size=1000) for j in range(4)}  # skewed: half their own, half shared
+    assert direction_outliers(honest, 0.0) == {}
+    flagged = direction_outliers({**honest, 4: -honest[0]}, 0.0)
+    assert list(flagged) == [4] and "below vote.direction_floor = 0" in flagged[4]
+    assert direction_outliers({0: shared, 1: -shared}, 0.0) == {}  # two slots: no reference to speak of
+    assert 0 in direction_outliers({0: np.zeros(1000), 1: shared, 2: shared}, 0.5)  # no update: cosine 0
+
+
 def test_the_screened_average_needs_slots_voted_one_by_one():
     from cohep.errors import ConfigError
 
@@ -660,6 +700,11 @@ def test_the_screened_average_needs_slots_voted_one_by_one():
 
 def test_the_norm_bound_needs_three_proposers():
     from cohep.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"vote\.direction_floor .* needs round\.proposers >= 3, got 2"):
+        config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 2}, "vote": {"direction_floor": 0}})
+    with pytest.raises(ConfigError, match=r"^vote\.direction_floor"):
+        config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 3}, "vote": {"direction_floor": 2}})
 
     with pytest.raises(ConfigError, match=r"vote\.norm_bound .* needs round\.proposers >= 3, got 2"):
         config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 2}, "vote": {"norm_bound": 3.0}})

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from .combine import adopted, combination
-from .defence import norm_outliers, patch_probe, score_outliers, update_norm
+from .defence import direction_outliers, flat_update, norm_outliers, patch_probe, score_outliers, update_norm
 from .errors import ChainError, IntegrityError
 from .frameworks.privacy import BudgetSpent
 from .learner import Score, Scores, TrainableLearner, Weights
@@ -297,10 +297,11 @@ class Participant:
         weights, digest = adopted(parts, [s.digest for s in passed], start=start, **self._policy())
         return {s.slot for s in passed}, self._verdict(Duty(-1, digest=digest), weights, digest)
 
-    def _norm_outliers(self, slots) -> dict[int, str]:
-        """``vote.norm_bound``: the slots whose update norm (from the weights this member holds) stands
-        out against the round's median; slots that fail their checks are left out of the median."""
-        current, norms = self.learner.current(), {}
+    def _update_outliers(self, slots) -> dict[int, str]:
+        """``vote.norm_bound`` and ``vote.direction_floor``: the slots whose update (from the weights this
+        member holds) stands out against the round's others: its norm against their median, its
+        direction against their sum; slots that fail their checks are left out of both."""
+        current, checked = self.learner.current(), {}
         for s in slots:
             if not s.proposed:
                 continue
@@ -309,8 +310,14 @@ class Participant:
             except IntegrityError:
                 continue  # judge() rejects it with the reason
             if all_finite(weights):
-                norms[s.slot] = update_norm(weights, current)
-        return norm_outliers(norms, self.rule.norm_bound)
+                checked[s.slot] = weights
+        out: dict[int, str] = {}
+        if self.rule.direction_floor is not None:
+            out.update(direction_outliers({j: flat_update(w, current) for j, w in checked.items()},
+                                          self.rule.direction_floor))
+        if self.rule.norm_bound is not None:
+            out.update(norm_outliers({j: update_norm(w, current) for j, w in checked.items()}, self.rule.norm_bound))
+        return out
 
     def _peer_outliers(self, slots, judged: dict[int, "Duty"]) -> dict[int, str]:
         """``vote.peer_margin``: the slots whose vote-set score stands out low against the round's median.
@@ -347,8 +354,9 @@ class Participant:
             approvals, scores = int(duty.approve), [self._ppm(duty)]
         elif settings.vote_on_average:
             duty = self.judge_average(state.slots)
-            if duty.approve and self.rule.norm_bound is not None:  # a boosted slot spoils the average
-                outliers = self._norm_outliers(state.slots)
+            if duty.approve and (self.rule.norm_bound is not None or self.rule.direction_floor is not None):
+                # a boosted or reversed slot spoils the average
+                outliers = self._update_outliers(state.slots)
                 if outliers:
                     duty.approve = False
                     duty.reason = "; ".join(f"slot {j}: {why}" for j, why in sorted(outliers.items()))
@@ -357,7 +365,8 @@ class Participant:
             approvals, scores = int(duty.approve), [self._ppm(duty)]
         else:
             duty, approvals, scores, verdicts, judged = Duty(r), 0, [], [], []
-            outliers = self._norm_outliers(state.slots) if self.rule.norm_bound is not None else {}
+            outliers = self._update_outliers(state.slots) \
+                if self.rule.norm_bound is not None or self.rule.direction_floor is not None else {}
             judged_slots = {s.slot: self.judge(s.uri, s.digest) for s in state.slots
                             if s.proposer != self.address and s.proposed}
             if self.rule.peer_margin is not None:

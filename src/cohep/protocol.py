@@ -80,6 +80,11 @@ class VoteRule(Section):
     #: proposal whose vote-set score is more than this worse than the median of the round's proposals
     #: (accuracy; loss for metric = "loss"); None: off
     peer_margin: float | None = setting(None, gt=0, help="Reject a proposal scoring this far below the round's median (off: none).")
+    #: rounds of several proposals ([round] proposers >= 3): reject a proposal whose update's cosine with the
+    #: summed updates of the round's other proposals is below this (cohep.defence; 0: it points against
+    #: them, as a sign-flipped update does); None: off
+    direction_floor: float | None = setting(None, ge=-1, le=1,
+                                            help="Reject a proposal whose update points against the others' (off: none).")
     #: rounds of several proposals voted one by one (combine = "each"): "alone" judges each proposal on its
     #: own; "screened_average" approves every proposal that passes the screens (the checks, a finite score,
     #: norm_bound, peer_margin) iff the average of all that pass (this member's own included, weighted as the
