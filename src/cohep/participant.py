@@ -299,8 +299,10 @@ class Participant:
 
     def _update_outliers(self, slots) -> dict[int, str]:
         """``vote.norm_bound`` and ``vote.direction_floor``: the slots whose update (from the weights this
-        member holds) stands out against the round's others: its norm against their median, its
-        direction against their sum; slots that fail their checks are left out of both."""
+        member holds) stands out against the round's others: its norm against their median, then its
+        direction against the sum of the others that are not norm outliers (a re-initialised slot's
+        update is so long that it would set the direction for everyone); slots that fail their checks
+        are left out of both."""
         current, checked = self.learner.current(), {}
         for s in slots:
             if not s.proposed:
@@ -312,11 +314,11 @@ class Participant:
             if all_finite(weights):
                 checked[s.slot] = weights
         out: dict[int, str] = {}
-        if self.rule.direction_floor is not None:
-            out.update(direction_outliers({j: flat_update(w, current) for j, w in checked.items()},
-                                          self.rule.direction_floor))
         if self.rule.norm_bound is not None:
             out.update(norm_outliers({j: update_norm(w, current) for j, w in checked.items()}, self.rule.norm_bound))
+        if self.rule.direction_floor is not None:  # among the rest: a huge random update would swamp the sum
+            rest = {j: flat_update(w, current) for j, w in checked.items() if j not in out}
+            out.update(direction_outliers(rest, self.rule.direction_floor))
         return out
 
     def _peer_outliers(self, slots, judged: dict[int, "Duty"]) -> dict[int, str]:
