@@ -674,6 +674,22 @@ def test_the_direction_floor_keeps_a_reversed_update_out_of_the_screened_average
     assert {m.digest for m in ms_d} == {want}
 
 
+def _reinitialised(w, w0):
+    rng = np.random.default_rng(9)
+    return {k: (rng.normal(size=v.shape) * 0.5).astype(v.dtype) if v.dtype.kind == "f" else v for k, v in w.items()}
+
+
+def test_a_norm_outlier_does_not_set_the_direction_for_the_honest_slots(mnist_dir, tmp_path, one_torch_thread):
+    """A re-initialised slot's update is many times an honest one: the norm bound names it, and the
+    direction floor then compares the honest slots with each other only, so they are accepted."""
+    coord, store, ms, _ = _members(mnist_dir, tmp_path, "each", judge="screened_average", norm_bound=3.0,
+                                   direction_floor=0.0)
+    assert _play_round(coord, ms, 0)[3].accepted
+    st, attacker, duties, out = _play_round(coord, ms, 1, _reinitialised)
+    assert out.accepted_slots == 0b011, ([d.reason for d in duties.values()], bin(out.accepted_slots))
+    assert not any("update direction" in d.reason for d in duties.values())
+
+
 def test_direction_outliers_flag_an_update_against_the_others():
     from cohep.defence import direction_outliers
 
