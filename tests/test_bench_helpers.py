@@ -88,3 +88,17 @@ def test_the_byzantine_bench_runs_the_full_participation_variant(byzantine, tmp_
     outcome = byzantine.Outcome("mnist", "5/1", False, "clean", 0, 0, 0, 5, 5, 0.9, float("nan"), 1.0, 5, "each")
     assert byzantine.Shape(5, "each").holds(outcome) and not shape.holds(outcome)
     assert "weighting examples" in shape.label() and "dirichlet" in byzantine.section_title(shape)
+
+
+def test_variant_names_spell_their_settings():
+    """bench/variants.py names: what a name promises is what the config gets (a misparse misreports)."""
+    variants = _load("variants")
+    v = variants.variant("each5-ex-scr0.1-either-tol0.005")
+    assert v["round"] == {"proposers": 5, "combine": "each", "weighting": "examples"}
+    assert v["vote"] == {"judge": "screened_average", "norm_bound": 3.0, "peer_margin": 0.3,
+                         "direction_floor": -0.1, "metric": "accuracy_or_loss", "margin": -0.005}
+    assert variants.variant("each5-ex-scr-either")["vote"]["direction_floor"] == 0.0
+    assert variants.variant("avg5-ex-loss") == {"round": {"proposers": 5, "combine": "average", "weighting": "examples"},
+                                                "train": {"epochs": 1.0}, "vote": {"metric": "loss"}}
+    with pytest.raises(SystemExit):
+        variants.variant("avg5-either-ex")  # suffixes in their order only
