@@ -21,7 +21,6 @@ keeps the chain's event log (``chain_events.jsonl``) and its weight store.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -308,19 +307,18 @@ def verify_blobs(report: AuditReport, fetch: Callable[[str, bytes], object], mir
 
 def policy_of(config: dict | None, where) -> dict:
     """How a run's rounds combined their proposals, from its recorded config: ``[round] server_lr``,
-    ``weighting`` and ``weight_cap`` (their defaults when absent: runs before they existed)."""
+    ``weighting`` and ``weight_cap``, checked by the rules the config itself follows (their defaults
+    when absent: runs before they existed)."""
+    from .combine import RoundSection
+    from .errors import ConfigError
+
     section = config.get("round") if isinstance(config, dict) else None
-    section = section if isinstance(section, dict) else {}
-    raw = section.get("server_lr", 1.0)
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw <= 0:
-        raise DataError(f"{where}: config.round.server_lr must be a finite number > 0, got {raw!r}")
-    weighting = section.get("weighting", "equal")
-    if weighting not in ("equal", "examples"):
-        raise DataError(f"{where}: config.round.weighting must be 'equal' or 'examples', got {weighting!r}")
-    cap = section.get("weight_cap", 2.0)
-    if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not math.isfinite(cap) or cap < 1:
-        raise DataError(f"{where}: config.round.weight_cap must be a finite number >= 1, got {cap!r}")
-    return {"server_lr": float(raw), "weighting": weighting, "weight_cap": float(cap)}
+    known = {k: v for k, v in section.items() if k in ("server_lr", "weighting", "weight_cap")} \
+        if isinstance(section, dict) else {}
+    try:
+        return RoundSection.from_mapping(known, where="config.round").policy()
+    except ConfigError as exc:
+        raise DataError(f"{where}: {exc}") from None
 
 
 def _from_mirror(mirrors, digest: bytes):
@@ -422,8 +420,7 @@ def audit_chain(experiment_path: str | Path, rpc: str, mirrors: list[str] | None
     probe = Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes)
     reference = probe.fetch(exp.initial_uri, bytes.fromhex(exp.initial_digest))
     verify_blobs(report, Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes, reference=reference).fetch,
-                 _mirrors(mirrors, exp.max_bytes, reference), initial=reference, server_lr=exp.config.round.server_lr,
-                 weighting=exp.config.round.weighting, weight_cap=exp.config.round.weight_cap)
+                 _mirrors(mirrors, exp.max_bytes, reference), initial=reference, **exp.config.round.policy())
     on_chain = coord.accepted_digest().hex()
     if on_chain != report.final_digest:
         report.findings.append(f"the contract holds {on_chain[:16]}, the replay ends at {report.final_digest[:16]}")

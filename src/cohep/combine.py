@@ -61,6 +61,10 @@ class RoundSection(Section):
     #: "examples": a declared count weighs at most weight_cap times the lower median declaration
     weight_cap: float = setting(2.0, ge=1, le=1000, help="Cap on a declared count, in round medians.")
 
+    def policy(self) -> dict:
+        """What this section tells :func:`adopted` (its keywords): how a round's accepted proposals combine."""
+        return {"server_lr": self.server_lr, "weighting": self.weighting, "weight_cap": self.weight_cap}
+
 
 def combination(digests: Sequence[bytes]) -> bytes:
     """The contract's identity of a set of proposals in slot order: one digest as is; several
