@@ -57,6 +57,21 @@ COHEP_SYSTEMS: dict[str, dict] = {"cohep": {}, **{f"cohep-{name}": variant(name)
                                                   for name in ("avg2e-loss", "avg5e-loss", "avg5-loss",
                                                                "avg5-ex-either-tol0.005",
                                                                "each5-ex-scr-either-tol0.005")}}
+
+
+def cohep_system(name: str) -> dict | None:
+    """A cohep system's config overrides: a listed one, or ``cohep-VARIANT`` for any name that
+    bench/variants.py parses (``cohep-each5-ex-scr0.1-either-tol0.005``); None if neither."""
+    if name in COHEP_SYSTEMS:
+        return COHEP_SYSTEMS[name]
+    if not name.startswith("cohep-"):
+        return None
+    try:
+        return variant(name.removeprefix("cohep-"))
+    except SystemExit:
+        return None
+
+
 #: the cohep systems at FedAvg-1's compute (one client-epoch a round), best first: the last line reports the first measured
 EQUAL_COMPUTE = ("cohep-avg2e-loss", "cohep-avg5e-loss", "cohep")
 #: Flower systems: name -> plan (FedAvg, clients trained per round; None: all)
@@ -223,9 +238,11 @@ def main() -> int:
     ap.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "vs_flower.png"))
     args = ap.parse_args()
     systems = args.systems.split(",")
-    unknown = [s for s in systems if s not in COHEP_SYSTEMS and s not in FLOWER_SYSTEMS]
+    unknown = [s for s in systems if s not in FLOWER_SYSTEMS and cohep_system(s) is None]
     if unknown:
-        ap.error(f"unknown system {unknown[0]} (known: {', '.join([*COHEP_SYSTEMS, *FLOWER_SYSTEMS])})")
+        ap.error(f"unknown system {unknown[0]} (known: {', '.join([*COHEP_SYSTEMS, *FLOWER_SYSTEMS])}, "
+                 "or cohep-VARIANT for any name bench/variants.py parses)")
+    COHEP_SYSTEMS.update({s: cohep_system(s) for s in systems if s not in FLOWER_SYSTEMS})
     out = Path(args.out)
     results: list[Measure] = []
     if args.merge:

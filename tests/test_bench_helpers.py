@@ -102,3 +102,15 @@ def test_variant_names_spell_their_settings():
                                                 "train": {"epochs": 1.0}, "vote": {"metric": "loss"}}
     with pytest.raises(SystemExit):
         variants.variant("avg5-either-ex")  # suffixes in their order only
+
+
+def test_vs_flower_takes_any_variant_name_as_a_cohep_system(monkeypatch):
+    """``--systems cohep-VARIANT`` runs the variant bench/variants.py spells, and nothing else is taken."""
+    monkeypatch.syspath_prepend(str(BENCH))  # as when run as a script: bench/variants.py beside it
+    vs = _load("vs_flower")
+    variants = _load("variants")
+    assert vs.cohep_system("cohep") == {}
+    assert vs.cohep_system("cohep-each5-ex-scr0.1-either-tol0.005") == variants.variant("each5-ex-scr0.1-either-tol0.005")
+    assert vs.cohep_system("cohep-each5-ex-scr0.1-either-tol0.005")["vote"]["direction_floor"] == -0.1
+    assert vs.cohep_system("cohep-nonsense") is None
+    assert vs.cohep_system("fedavg-all") is None
