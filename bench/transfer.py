@@ -106,6 +106,9 @@ VARIANTS = {
     # the augmented set-up with the learning rate annealed (cosine) within each one-epoch proposal:
     # a proposal ends at a small step instead of mid-stride, so the kept weights depend less on the seed
     "cosine": ({"normalise": "event"}, AUGMENT, {"lr_schedule": "cosine"}),
+    # the augmented set-up, each proposal the mean of its second half's iterates ([train] average_tail):
+    # flat minima transfer across domains (SWAD, Cha et al. 2021) and depend less on the seed
+    "swa": ({"normalise": "event"}, AUGMENT, {"average_tail": 0.5}),
 }
 
 

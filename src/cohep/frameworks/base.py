@@ -23,7 +23,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -35,6 +35,36 @@ from .training import TrainConfig, make_optimizer, set_lr
 
 if TYPE_CHECKING:
     from .privacy import PrivateTraining
+
+
+class IterateMean:
+    """The running mean of the weights after each step from ``start`` on (``[train] average_tail``).
+
+    Float arrays (parameters, and batch-norm running statistics, whose mean approximates the
+    statistics of the mean weights) are averaged in float64; other arrays (step counters) keep their
+    last value."""
+
+    def __init__(self, start: int) -> None:
+        self.start, self.count = start, 0
+        self._sum: dict[str, np.ndarray] = {}
+        self._dtypes: dict[str, np.dtype] = {}
+
+    def add(self, step: int, read: Callable[[], Weights]) -> None:
+        """Count the weights after ``step`` (0-based) if it is in the tail; ``read`` is only called then."""
+        if step < self.start:
+            return
+        self.count += 1
+        for k, v in read().items():
+            if np.issubdtype(v.dtype, np.floating):
+                self._dtypes[k] = v.dtype
+                self._sum[k] = self._sum[k] + v if k in self._sum else v.astype(np.float64)
+            else:
+                self._sum[k] = np.array(v, copy=True)
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The mean, each float array in its own dtype (the last value of the others)."""
+        return {k: (s / self.count).astype(self._dtypes[k]) if k in self._dtypes else s
+                for k, s in self._sum.items()}
 
 
 class FrameworkLearner(TrainableLearner):
@@ -157,6 +187,7 @@ class FrameworkLearner(TrainableLearner):
         # FedProx: a proposal's objective adds mu/2 ||w - w_start||^2 (under DP-SGD, Opacus clips and
         # noises the per-example gradients of the loss only, so the proximal pull does not reach it)
         anchor = self._anchor() if scheduled and cfg.proximal_mu > 0 else None
+        mean = IterateMean(total - cfg.averaged_steps(total)) if scheduled and cfg.average_tail > 0 else None
         with self._scope(training=True), self._private_scope(private):
             for x, y in batches:
                 if variations is not None and variations.applies_to(x):  # training batches only
@@ -175,8 +206,12 @@ class FrameworkLearner(TrainableLearner):
                 if private:
                     self.privacy.step()
                 losses.append(float(loss.detach()))
+                if mean is not None:
+                    mean.add(len(losses) - 1, self.live_weights)
                 if on_batch is not None:
                     on_batch(self._probabilities(out.detach()).cpu(), y.cpu(), losses[-1])
+        if mean is not None and mean.count:
+            self.load_live(mean.weights())
         return losses
 
     def _anchor(self) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:

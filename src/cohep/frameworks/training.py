@@ -34,6 +34,12 @@ class TrainConfig(Section):
     lr_schedule: Literal["constant", "cosine"] = setting("constant", help="Within a proposal: constant | cosine.")
     lr_floor: float = setting(0.0, ge=0, le=1)
     max_steps: int | None = setting(None, ge=1)  #: optional cap on optimizer steps per proposal
+    #: stochastic weight averaging (Izmailov et al. 2018, arXiv:1803.05407) within a proposal: propose
+    #: the mean of the weights after each of the proposal's last ``average_tail`` (a fraction) of steps
+    #: instead of the last weights. The mean sits in a flatter region of the loss, which is what holds
+    #: on data the proposal was not trained on (other members' vote sets, other detectors; Cha et al.
+    #: 2021, arXiv:2102.08604). 0: the last weights.
+    average_tail: float = setting(0.0, ge=0, lt=1, help="Propose the mean weights over this last fraction of steps (0: off).")
     #: FedProx: a proposal's loss gains mu/2 * ||w - w_start||^2 over the trainable parameters, w_start
     #: being the adopted weights it trains from; keeps a member's update near the shared model on
     #: class-skewed data (0: plain training)
@@ -56,6 +62,10 @@ class TrainConfig(Section):
         per_epoch = max(1, math.ceil(n_items / self.batch_size))
         total = max(1, int(round(epochs * per_epoch)))
         return total if self.max_steps is None else min(total, self.max_steps)
+
+    def averaged_steps(self, total: int) -> int:
+        """How many of a proposal's ``total`` steps end in weights that enter the mean (0: no averaging)."""
+        return 0 if self.average_tail == 0 else max(1, int(round(self.average_tail * total)))
 
     def lr_at(self, step: int, total: int) -> float:
         """The learning rate for optimizer step ``step`` (0-based) of a proposal of ``total`` steps."""
