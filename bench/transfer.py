@@ -109,6 +109,10 @@ VARIANTS = {
     # the augmented set-up, each proposal the mean of its second half's iterates ([train] average_tail):
     # flat minima transfer across domains (SWAD, Cha et al. 2021) and depend less on the seed
     "swa": ({"normalise": "event"}, AUGMENT, {"average_tail": 0.5}),
+    # the augmented set-up with bipolar induction signals folded (|x|: both lobes count as charge)
+    # instead of half-dropped by max(x, 0): PDSP's and FD's raw induction planes then read closer to
+    # uB's unipolar ones (model.params.bipolar)
+    "fold": ({"normalise": "event", "bipolar": "fold"}, AUGMENT, {}),
 }
 
 

@@ -224,3 +224,31 @@ def test_models_take_the_normalise_param_and_reject_unknown_modes(one_torch_thre
     for name in ("compact", "resnet50v2"):
         with pytest.raises(ConfigError, match="model.params.normalise must be one of log1p, event"):
             initial_weights(ModelSpec(name, (3, 32, 32), 3, {"normalise": "zscore"}), 0)
+
+
+def test_bipolar_fold_counts_both_lobes_and_leaves_unipolar_data_alone():
+    """model.params.bipolar: "drop" keeps max(x, 0), "fold" |x|; identical on non-negative images."""
+    uni = _events(4)
+    bi = uni.clone()
+    bi[:, :2, :, 1:] -= uni[:, :2, :, :-1]  # a negative lobe one tick after every induction-plane hit
+    for mode in ("log1p", "event"):
+        assert torch.equal(normalise(uni, mode, bipolar="fold"), normalise(uni, mode, bipolar="drop"))
+        assert torch.equal(normalise(bi, mode, bipolar="fold"), normalise(bi.abs(), mode))
+    dropped, folded = normalise(bi, "log1p"), normalise(bi, "log1p", bipolar="fold")
+    assert (folded[:, :2] > 0).sum() > (dropped[:, :2] > 0).sum()  # the second lobe now counts
+    assert torch.equal(folded[:, 2], dropped[:, 2])  # the unipolar collection plane is unchanged
+
+
+@pytest.mark.parametrize("name", ["compact", "resnet50v2"])
+def test_bipolar_is_a_checked_model_param(name):
+    """Checked, and wired into the model's input: the same weights score bipolar events differently."""
+    x = torch.rand(4, 3, 32, 32) * 40 - 20  # half the pixels negative
+    data = TensorDataset(x, torch.tensor([0, 1, 2, 0]))
+    start = initial_weights(ModelSpec(name, (3, 32, 32), 3), 0)
+    probs = {}
+    for bipolar in ("drop", "fold"):
+        spec = ModelSpec(name, (3, 32, 32), 3, {"bipolar": bipolar})
+        probs[bipolar] = build_learner(spec, None, None, None, TrainConfig(), seed=0, initial=start).predict(data)[0]
+    assert not np.allclose(probs["drop"], probs["fold"])
+    with pytest.raises(ConfigError, match="model.params.bipolar"):
+        build_learner(ModelSpec(name, (3, 32, 32), 3, {"bipolar": "abs"}), None, None, None, TrainConfig(), seed=0)

@@ -52,7 +52,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .fit import DataFit
-from .normalise import check_mode
+from .normalise import check_bipolar, check_mode
 from .normalise import normalise as normalise_input
 from .registry import register_model
 
@@ -84,6 +84,7 @@ class CompactMultiViewCNN(nn.Module):
         input_scale: float = DEFAULT_INPUT_SCALE,
         flip_time: bool = True,
         normalise: str = DEFAULT_NORMALISE,
+        bipolar: str = "drop",
     ):
         super().__init__()
         if len(widths) != 3 or any(int(w) <= 0 for w in widths):
@@ -95,6 +96,7 @@ class CompactMultiViewCNN(nn.Module):
         w0, w1, w2 = (int(w) for w in widths)
         v = int(n_views)
         self.mode = check_mode(normalise)
+        self.bipolar = check_bipolar(bipolar)
         self.input_scale = float(input_scale)
         self.flip_time = bool(flip_time)
         self.n_views = v
@@ -115,7 +117,7 @@ class CompactMultiViewCNN(nn.Module):
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """The ``normalise`` mode's input (:mod:`cohep.models.normalise`) in one new tensor."""
-        return normalise_input(x, self.mode, self.input_scale)
+        return normalise_input(x, self.mode, self.input_scale, self.bipolar)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """Training only: mirror each event along drift time (the last axis) with probability 1/2.
@@ -140,7 +142,7 @@ class CompactMultiViewCNN(nn.Module):
         return self.head(pooled)
 
 
-_KNOWN_PARAMS = ("widths", "joint", "hidden", "dropout", "patch", "input_scale", "flip_time", "normalise")
+_KNOWN_PARAMS = ("widths", "joint", "hidden", "dropout", "patch", "input_scale", "flip_time", "normalise", "bipolar")
 
 
 def _min_side(params) -> int:

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import ConfigError
 from .fit import DataFit
-from .normalise import check_mode, normalise
+from .normalise import check_bipolar, check_mode, normalise
 from .registry import register_model
 
 DEFAULT_INPUT_SCALE = 1.0  #: as the compact model: one charge unit (1 ke- for simulated files)
@@ -36,10 +36,11 @@ def _application(constructor_name: str, spec):
     """Build ``keras.applications.<constructor_name>`` for the spec (random weights from the Keras seed)."""
     import keras  # lazy: only Keras models pay for the import
 
-    unknown = sorted(set(spec.params) - {"input_scale", "normalise"})
+    unknown = sorted(set(spec.params) - {"input_scale", "normalise", "bipolar"})
     if unknown:
-        raise ConfigError(f"model {spec.name}: unknown params {', '.join(unknown)} (known: input_scale, normalise)")
+        raise ConfigError(f"model {spec.name}: unknown params {', '.join(unknown)} (known: input_scale, normalise, bipolar)")
     check_mode(spec.params.get("normalise", DEFAULT_NORMALISE))
+    check_bipolar(spec.params.get("bipolar", "drop"))
     return getattr(keras.applications, constructor_name)(
         include_top=True,
         weights=None,
@@ -55,9 +56,10 @@ def normalise_input(spec) -> Callable[[torch.Tensor], torch.Tensor]:
     if not scale > 0:
         raise ConfigError(f"model.params.input_scale must be > 0, got {scale!r}")
     mode = check_mode(spec.params.get("normalise", DEFAULT_NORMALISE))
+    bipolar = check_bipolar(spec.params.get("bipolar", "drop"))
 
     def preprocess(x: torch.Tensor) -> torch.Tensor:
-        return normalise(x, mode, scale).permute(0, 2, 3, 1).contiguous()
+        return normalise(x, mode, scale, bipolar).permute(0, 2, 3, 1).contiguous()
 
     return preprocess
 

@@ -17,6 +17,13 @@ so the cut removes noise hits and the residue of zero suppression whatever the s
 and ``s`` is close to the typical charge of a track pixel: on 500 events of ``events-12k.h5`` its
 median is 51 ke- (5-95 %: 35-83 ke-), 49 / 45 / 61 ke- for NC / numu CC / nue CC events, against 85
 (53-156) ke- and 80 / 74 / 111 ke- for the charge-weighted mean itself.
+
+Negative pixels (the second lobe of a raw bipolar induction signal; a deconvolved or unipolar readout
+has none) enter by ``model.params.bipolar``: ``"drop"`` (the default: ``max(x, 0)``, as above) keeps
+only the first lobe, ``"fold"`` takes ``|x|``, so both lobes count as charge. A track on a bipolar
+induction plane then reads as a track two lobes wide instead of a half-erased one, which is closer
+to the unipolar (deconvolved) induction planes of a detector such as MicroBooNE; for unipolar data the
+two are identical.
 """
 from __future__ import annotations
 
@@ -32,6 +39,17 @@ MODES = ("log1p", "event")
 EVENT_REFERENCE = 50.0
 #: pixels under this fraction of the charge-weighted mean do not enter ``s``
 EVENT_CUT = 0.1
+
+
+Bipolar = Literal["drop", "fold"]
+BIPOLAR = ("drop", "fold")
+
+
+def check_bipolar(value) -> str:
+    """``value`` if it names how negative pixels enter, else one line naming ``model.params.bipolar``."""
+    if value not in BIPOLAR:
+        raise ConfigError(f"model.params.bipolar must be one of {', '.join(BIPOLAR)}, got {value!r}")
+    return value
 
 
 def check_mode(mode) -> str:
@@ -50,9 +68,9 @@ def event_scale(z: torch.Tensor) -> torch.Tensor:
     return (flat * keep).sum(1) / keep.sum(1).clamp_min(1)
 
 
-def normalise(x: torch.Tensor, mode: str = "log1p", input_scale: float = 1.0) -> torch.Tensor:
+def normalise(x: torch.Tensor, mode: str = "log1p", input_scale: float = 1.0, bipolar: str = "drop") -> torch.Tensor:
     """The network input for charge images ``x`` ``[N, ...]``, as a new float tensor."""
-    z = torch.relu(x.float())
+    z = x.float().abs() if bipolar == "fold" else torch.relu(x.float())
     if mode == "event":
         s = event_scale(z)
         factor = torch.where(s > 0, EVENT_REFERENCE / s.clamp_min(torch.finfo(z.dtype).tiny), torch.zeros_like(s))
