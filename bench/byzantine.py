@@ -30,7 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("COHEP_PROGRESS", "0")
@@ -89,6 +89,7 @@ class Outcome:
     split: str | None = None  #: data.split (None: the default, IID)
     judge: str | None = None  #: vote.judge (None: the default, each slot alone)
     direction_floor: float | None = None  #: vote.direction_floor
+    mal_rounds: list = field(default_factory=list)  #: the rounds in which a malicious slot was accepted
 
 
 @dataclass(frozen=True)
@@ -147,11 +148,13 @@ def base_config(task: Task, n: int, seed: int, attack: str, m: int, probe: float
 
 
 def proposals(events: list[dict], members: list[str], malicious: set[int]) -> tuple[int, int, int, int]:
-    """(malicious proposed, accepted, honest proposed, accepted), counted per slot from the contract's
+    """(malicious proposed, accepted, honest proposed, accepted, the rounds of the accepted malicious
+    slots), counted per slot from the contract's
     events: each round's slot holders (``RoundStarted``) and which slots were proposed and accepted
     (``Finalized``). Void rounds have no ``Finalized`` and count for nobody."""
     index = {m.lower(): i for i, m in enumerate(members)}
     holders: dict[int, list[str]] = {}
+    rounds: list[int] = []
     mp = ma = hp = ha = 0
     for e in events:
         a = e["args"]
@@ -165,9 +168,11 @@ def proposals(events: list[dict], members: list[str], malicious: set[int]) -> tu
                 ok = accepted >> j & 1
                 if index[who] in malicious:
                     mp, ma = mp + 1, ma + ok
+                    if ok:
+                        rounds.append(int(a["round"]))
                 else:
                     hp, ha = hp + 1, ha + ok
-    return mp, ma, hp, ha
+    return mp, ma, hp, ha, rounds
 
 
 def attack_success(cfg, out: Path, trigger: dict) -> float:
@@ -202,12 +207,13 @@ def run_one(task: Task, setup: str, attack: str, seed: int, probe: float | None,
     seconds = time.perf_counter() - start
     malicious = set(range(m)) if attack != "clean" else set()
     members = rundir.read_manifest(out)["contract_settings"]["members"]
-    mp, ma, hp, ha = proposals(rundir.read_events(out), members, malicious)
+    mp, ma, hp, ha, mal_rounds = proposals(rundir.read_events(out), members, malicious)
     asr = attack_success(cfg, out, task.backdoor) if attack in ("clean", "backdoor") else math.nan
     return Outcome(task.name, setup, probe is not None, attack, seed, mp, ma, hp, ha, res.final_accuracy, asr, seconds,
                    shape.slots(n), shape.combine, sum(t.training for t in res.timings),
                    sum(t.evaluation for t in res.timings), shape.norm_bound, os.getloadavg()[0], shape.peer_margin,
-                   shape.metric, shape.margin, shape.weighting, shape.split, shape.judge, shape.direction_floor)
+                   shape.metric, shape.margin, shape.weighting, shape.split, shape.judge, shape.direction_floor,
+                   mal_rounds)
 
 
 def percent(x: float) -> str:
@@ -495,7 +501,8 @@ def main(argv=None) -> None:
                         outcomes.append(o)
                         print(f"{task.name} {setup} {shape.label()} seed {seed} {attack:>16} "
                               f"{'probe' if probe else 'plain'}: "
-                              f"malicious {o.mal_accepted}/{o.mal_proposed}, honest {o.hon_accepted}/{o.hon_proposed}, "
+                              f"malicious {o.mal_accepted}/{o.mal_proposed}"
+                              f"{' (rounds ' + ', '.join(map(str, o.mal_rounds)) + ')' if o.mal_rounds else ''}, honest {o.hon_accepted}/{o.hon_proposed}, "
                               f"accuracy {o.accuracy:.3f}"
                               + ("" if math.isnan(o.asr) else f", backdoor success {100 * o.asr:.0f} %")
                               + f" ({o.seconds:.0f} s)", flush=True)

@@ -114,3 +114,13 @@ def test_vs_flower_takes_any_variant_name_as_a_cohep_system(monkeypatch):
     assert vs.cohep_system("cohep-each5-ex-scr0.1-either-tol0.005")["vote"]["direction_floor"] == -0.1
     assert vs.cohep_system("cohep-nonsense") is None
     assert vs.cohep_system("fedavg-all") is None
+
+
+def test_byzantine_counts_slots_per_holder_and_names_the_rounds_a_malicious_slot_got_in(byzantine):
+    events = [{"name": "RoundStarted", "args": {"round": 1, "proposers": ["0xA", "0xB"]}},
+              {"name": "Finalized", "args": {"round": 1, "proposed_slots": 0b11, "accepted_slots": 0b10}},
+              {"name": "RoundStarted", "args": {"round": 2, "proposers": ["0xB", "0xA"]}},  # void: no Finalized
+              {"name": "RoundStarted", "args": {"round": 3, "proposers": ["0xB", "0xA"]}},
+              {"name": "Finalized", "args": {"round": 3, "proposed_slots": 0b10, "accepted_slots": 0b10}}]
+    # member 0 (0xa) is malicious: slot 0 in round 1 (rejected), slot 1 in round 3 (accepted); B only in round 1
+    assert byzantine.proposals(events, ["0xa", "0xb"], {0}) == (2, 1, 1, 1, [3])
