@@ -5,6 +5,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -124,3 +125,16 @@ def test_byzantine_counts_slots_per_holder_and_names_the_rounds_a_malicious_slot
               {"name": "Finalized", "args": {"round": 3, "proposed_slots": 0b10, "accepted_slots": 0b10}}]
     # member 0 (0xa) is malicious: slot 0 in round 1 (rejected), slot 1 in round 3 (accepted); B only in round 1
     assert byzantine.proposals(events, ["0xa", "0xb"], {0}) == (2, 1, 1, 1, [3])
+
+
+def test_update_directions_measures_the_cosine_the_direction_floor_compares(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    directions = _load("update_directions")
+    from cohep.defence import direction_outliers
+
+    ups = {0: np.array([1.0, 0.0]), 1: np.array([1.0, 1.0]), 2: np.array([0.0, 1.0])}
+    cos = directions.cosines_with_the_rest(ups)
+    assert cos[0] == pytest.approx(1 / np.sqrt(5)) and cos[2] == pytest.approx(1 / np.sqrt(5))
+    assert cos[1] == pytest.approx(1.0)
+    # the floor rejects exactly the slots whose measured cosine is under it
+    assert set(direction_outliers(ups, floor=0.5)) == {j for j, c in cos.items() if c < 0.5} == {0, 2}

@@ -1,0 +1,72 @@
+"""How much the members' updates of one round agree: the direction floor's evidence.
+
+For a split of MNIST t10k over ``--learners`` members (the vs_flower set-up: Dirichlet alpha = 0.5 or
+IID, 2,000 images held out), every member trains one epoch from the same weights, and each update's
+cosine with the sum of the others is printed (what ``[vote] direction_floor`` compares), with member 0's
+update negated (the sign-flip attack) and replaced by random re-initialised weights (the random attack).
+From the initial weights (round 1) and, with ``--from``, from trained weights (for example a run's
+``final_weights.safetensors``): late in training on class-skewed data the honest cosines sit near zero,
+where a negated update sits too (docs/attacks.md).
+
+    python bench/update_directions.py --data ../shared/data/mnist --seeds 0,1 --from runs/x/final_weights.safetensors
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent / "src"), str(HERE)]
+
+from cohep import attacks, models, weights  # noqa: E402
+from cohep.defence import flat_update  # noqa: E402
+from cohep.runner import build_learners, prepare  # noqa: E402
+from vs_flower import base_config  # noqa: E402
+
+
+def cosines_with_the_rest(updates: dict[int, np.ndarray]) -> dict[int, float]:
+    """Each update's cosine with the sum of the others (as ``cohep.defence.direction_outliers``)."""
+    total = sum(updates.values())
+    out = {}
+    for j, u in updates.items():
+        rest = total - u
+        den = float(np.linalg.norm(u) * np.linalg.norm(rest))
+        out[j] = float(u @ rest) / den if den > 0 else 0.0
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="../shared/data/mnist", help="folder of the MNIST idx files")
+    ap.add_argument("--split", default="dirichlet", choices=("iid", "dirichlet"))
+    ap.add_argument("--learners", type=int, default=5)
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--from", dest="start", type=Path, default=None,
+                    help="also start from these weights (safetensors, cohep.weights encoding)")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    for seed in (int(s) for s in args.seeds.split(",")):
+        cfg, data, parts, spec = prepare(base_config(args.data, args.split, seed, 20, args.learners))
+        starts = {"initial": models.initial_weights(spec, seed)}
+        if args.start is not None:
+            starts["--from"] = weights.decode(args.start.read_bytes())
+        for name, w0 in starts.items():
+            updates = {i: flat_update(lr.propose(), w0)
+                       for i, lr in enumerate(build_learners(cfg, data, parts, spec, w0))}
+            honest = cosines_with_the_rest(updates)
+            flipped = cosines_with_the_rest({**updates, 0: -updates[0]})[0]
+            junk = attacks.craft("random", w0, w0, rng=np.random.default_rng(seed))
+            random = cosines_with_the_rest({**updates, 0: flat_update(junk, w0)})[0]
+            print(f"{args.split} seed {seed}, from the {name} weights: honest "
+                  + " ".join(f"{c:+.3f}" for c in honest.values())
+                  + f" (median {np.median(list(honest.values())):+.3f}); member 0 negated {flipped:+.3f}, "
+                    f"random {random:+.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
