@@ -113,6 +113,9 @@ VARIANTS = {
     # instead of half-dropped by max(x, 0): PDSP's and FD's raw induction planes then read closer to
     # uB's unipolar ones (model.params.bipolar)
     "fold": ({"normalise": "event", "bipolar": "fold"}, AUGMENT, {}),
+    # the augmented set-up reading the collection plane alone (model.params.planes): it is vertical and
+    # unipolar in every preset, where the induction planes' angles and signal shape differ
+    "collection": ({"normalise": "event", "planes": [2]}, AUGMENT, {}),
 }
 
 

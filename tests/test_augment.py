@@ -252,3 +252,23 @@ def test_bipolar_is_a_checked_model_param(name):
     assert not np.allclose(probs["drop"], probs["fold"])
     with pytest.raises(ConfigError, match="model.params.bipolar"):
         build_learner(ModelSpec(name, (3, 32, 32), 3, {"bipolar": "abs"}), None, None, None, TrainConfig(), seed=0)
+
+
+def test_planes_reads_only_the_chosen_views():
+    """model.params.planes = [2]: the induction planes do not change the output, the collection plane does."""
+    spec = ModelSpec("compact", (3, 32, 32), 3, {"planes": [2]})
+    learner = build_learner(spec, None, None, None, TrainConfig(), seed=0)
+    x = torch.rand(4, 3, 32, 32) * 40
+    other = x.clone()
+    other[:, :2] = torch.rand(4, 2, 32, 32) * 400  # other induction planes, another charge scale
+    changed = x.clone()
+    changed[:, 2] = changed[:, 2].flip(-1)
+    p = [learner.predict(TensorDataset(v, torch.zeros(4, dtype=torch.long)))[0] for v in (x, other, changed)]
+    np.testing.assert_allclose(p[0], p[1], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(p[0], p[2])
+
+
+@pytest.mark.parametrize("planes", [[], [3], [2, 2], "2", [True]])
+def test_bad_planes_are_one_line_naming_the_field(planes):
+    with pytest.raises(ConfigError, match="model.params.planes"):
+        build_learner(ModelSpec("compact", (3, 32, 32), 3, {"planes": planes}), None, None, None, TrainConfig(), seed=0)

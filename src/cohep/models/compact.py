@@ -36,6 +36,11 @@ chosen for sparse images and CPU training:
    torch's global generator, which the torch adapter seeds per proposal, so runs stay reproducible;
    evaluation mode never flips.
 
+Options for other detectors (docs/physics.md): ``bipolar`` (how a raw bipolar induction signal's
+negative lobe enters, :mod:`cohep.models.normalise`) and ``planes`` (the views the model reads, for
+example ``[2]`` for the collection plane alone, whose look is the same in every LArTPC; the others
+are zeroed before the per-event scale is taken).
+
 Every convolution is followed by batch norm (its running statistics are part of the weights) and
 ReLU. The model runs channels-last, which oneDNN executes 1.5-2x faster on CPU.
 
@@ -85,6 +90,7 @@ class CompactMultiViewCNN(nn.Module):
         flip_time: bool = True,
         normalise: str = DEFAULT_NORMALISE,
         bipolar: str = "drop",
+        planes: Sequence[int] | None = None,
     ):
         super().__init__()
         if len(widths) != 3 or any(int(w) <= 0 for w in widths):
@@ -97,6 +103,12 @@ class CompactMultiViewCNN(nn.Module):
         v = int(n_views)
         self.mode = check_mode(normalise)
         self.bipolar = check_bipolar(bipolar)
+        read = list(range(v)) if planes is None else planes
+        if (not isinstance(read, (list, tuple)) or not read or len(set(read)) != len(read)
+                or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < v for i in read)):
+            raise ConfigError(f"model.params.planes must be distinct view indices in 0..{v - 1}, got {planes!r}")
+        #: the views the model does not read: zeroed on the way in (a collection-plane-only model: [2])
+        self.blanked = [i for i in range(v) if i not in read]
         self.input_scale = float(input_scale)
         self.flip_time = bool(flip_time)
         self.n_views = v
@@ -117,6 +129,9 @@ class CompactMultiViewCNN(nn.Module):
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """The ``normalise`` mode's input (:mod:`cohep.models.normalise`) in one new tensor."""
+        if self.blanked:  # before normalising, so that the per-event scale comes from the planes read
+            x = x.clone()
+            x[:, self.blanked] = 0
         return normalise_input(x, self.mode, self.input_scale, self.bipolar)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,7 +157,8 @@ class CompactMultiViewCNN(nn.Module):
         return self.head(pooled)
 
 
-_KNOWN_PARAMS = ("widths", "joint", "hidden", "dropout", "patch", "input_scale", "flip_time", "normalise", "bipolar")
+_KNOWN_PARAMS = ("widths", "joint", "hidden", "dropout", "patch", "input_scale", "flip_time", "normalise", "bipolar",
+                 "planes")
 
 
 def _min_side(params) -> int:
