@@ -151,6 +151,8 @@ def main() -> None:
     ap.add_argument("--three-train", type=int, default=None,
                     help="train events per learner in the three-learner runs (default: all of its 60 %%)")
     ap.add_argument("--parts", default="matrix,three", help="matrix, three (the three-learner runs), or both")
+    ap.add_argument("--three-variant", default="augmented", choices=list(VARIANTS),
+                    help="the training set-up of the three-learner runs")
     ap.add_argument("--data", type=Path, default=None, help="keep or reuse the simulated files in this folder")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks" / "transfer.md")
     args = ap.parse_args()
@@ -186,7 +188,6 @@ def main() -> None:
 
     scorers = {v: learner(experiment(args, "individual", 1, v), sets[PRESETS[0]][0], sets[PRESETS[0]][1], None, 99, v)
                for v in VARIANTS}
-    scorer = scorers["augmented"]
 
     # 1. the matrix, once per training seed; shown as the mean over seeds
     matrices, per_seed = {}, {}
@@ -211,7 +212,7 @@ def main() -> None:
     t0 = time.perf_counter()
     three = {}
     if "three" in args.parts:
-        three_learners(args, sets, tests, learner, specs, initial, scorer, three)
+        three_learners(args, sets, tests, learner, specs, initial, scorers[args.three_variant], three)
     t_three = time.perf_counter() - t0
 
     lines = report(args, matrices, three, t_sim, t_matrix, t_three, time.perf_counter() - t_all, per_seed)
@@ -226,20 +227,21 @@ def three_learners(args, sets, tests, learner, specs, initial, scorer, three) ->
     """colearn, individual and centralised runs of three learners with one detector each."""
     if args.three_train:
         sets = {k: (Subset(s[0], range(min(args.three_train, len(s[0])))), *s[1:]) for k, s in sets.items()}
-    cfg = experiment(args, "colearn", 3)
-    lrs = [learner(cfg, sets[k][0], sets[k][1], sets[k][2], i) for i, k in enumerate(PRESETS)]
+    v = args.three_variant
+    cfg = experiment(args, "colearn", 3, v)
+    lrs = [learner(cfg, sets[k][0], sets[k][1], sets[k][2], i, v) for i, k in enumerate(PRESETS)]
     with tempfile.TemporaryDirectory() as store_dir:
-        run_colearn(cfg, lrs, specs["augmented"], initial["augmented"], WeightStore(store_dir))
+        run_colearn(cfg, lrs, specs[v], initial[v], WeightStore(store_dir))
     three["colearn"] = [score_all(scorer, lr.current(), {k: tests[k] for k in PRESETS}) for lr in lrs]
     print("colearn done", flush=True)
-    cfg = experiment(args, "individual", 3)
-    lrs = [learner(cfg, sets[k][0], sets[k][1], sets[k][2], i) for i, k in enumerate(PRESETS)]
+    cfg = experiment(args, "individual", 3, v)
+    lrs = [learner(cfg, sets[k][0], sets[k][1], sets[k][2], i, v) for i, k in enumerate(PRESETS)]
     run_alone(cfg, lrs)
     three["individual"] = [score_all(scorer, lr.current(), {k: tests[k] for k in PRESETS}) for lr in lrs]
     print("individual done", flush=True)
-    cfg = experiment(args, "centralised", 1)
+    cfg = experiment(args, "centralised", 1, v)
     central = learner(cfg, ConcatDataset([sets[k][0] for k in PRESETS]), ConcatDataset([sets[k][1] for k in PRESETS]),
-                      None, 0)
+                      None, 0, v)
     run_alone(cfg, [central])
     three["centralised"] = [score_all(scorer, central.current(), {k: tests[k] for k in PRESETS})]
 
