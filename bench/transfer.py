@@ -276,14 +276,14 @@ def report(args, matrices, three, t_sim, t_matrix, t_three, t_all, per_seed=None
                 f"seed {s} {worst_drop(r):.1f}" for s, r in runs.items()) + " pts."]
         out += ["", f"worst off-diagonal drop ({variant}): {worst_drop(m):.1f} pts", ""]
     if three:
-        out += three_table(three)
+        out += three_table(three, getattr(args, "three_variant", "augmented"))
     out += [(f"time: simulation {t_sim:.0f} s, matrix {t_matrix:.0f} s, three-learner runs {t_three:.0f} s, "
             f"total {t_all:.0f} s")]
     return out
 
 
-def three_table(three) -> list[str]:
-    out = ["### Three learners, one detector each (accuracy on each detector's test set)", "",
+def three_table(three, variant: str = "augmented") -> list[str]:
+    out = [f"### Three learners, one detector each (accuracy on each detector's test set; set-up: {variant})", "",
             "| mode | learner (own detector) | uB | PDSP | FD | mean on the other two |", "|---|---|---|---|---|---|"]
     for mode, rows in three.items():
         for i, r in enumerate(rows):
