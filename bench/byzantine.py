@@ -90,6 +90,7 @@ class Outcome:
     judge: str | None = None  #: vote.judge (None: the default, each slot alone)
     direction_floor: float | None = None  #: vote.direction_floor
     mal_rounds: list = field(default_factory=list)  #: the rounds in which a malicious slot was accepted
+    direction_share: float | None = None  #: vote.direction_share
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class Shape:
     split: str | None = None  #: data.split (None: the default; "dirichlet" uses alpha 0.5)
     judge: str | None = None  #: vote.judge (None: the default)
     direction_floor: float | None = None  #: vote.direction_floor (k >= 3)
+    direction_share: float | None = None  #: vote.direction_share (with the floor)
 
     def slots(self, n: int) -> int:
         return min(self.proposers, n)
@@ -119,14 +121,16 @@ class Shape:
                 + (f", weighting {self.weighting}" if self.weighting is not None else "")
                 + (f", {self.split} split" if self.split is not None else "")
                 + (f", judge {self.judge}" if self.judge is not None else "")
-                + (f", direction floor {self.direction_floor:g}" if self.direction_floor is not None else ""))
+                + (f", direction floor {self.direction_floor:g}" if self.direction_floor is not None else "")
+                + (f", direction share {self.direction_share:g}" if self.direction_share is not None else ""))
 
     def holds(self, o) -> bool:
         """``o`` (an Outcome) ran in this shape."""
         return (o.proposers == self.slots(SETUPS[o.setup][0]) and (o.proposers == 1 or o.combine == self.combine)
                 and o.norm_bound == self.norm_bound and o.peer_margin == self.peer_margin
-                and (o.metric, o.margin, o.weighting, o.split, o.judge, o.direction_floor)
-                == (self.metric, self.margin, self.weighting, self.split, self.judge, self.direction_floor))
+                and (o.metric, o.margin, o.weighting, o.split, o.judge, o.direction_floor, o.direction_share)
+                == (self.metric, self.margin, self.weighting, self.split, self.judge, self.direction_floor,
+                    self.direction_share))
 
 
 def base_config(task: Task, n: int, seed: int, attack: str, m: int, probe: float | None, epochs: float,
@@ -138,7 +142,8 @@ def base_config(task: Task, n: int, seed: int, attack: str, m: int, probe: float
         "train": {"epochs": epochs, "batch_size": 32},
         "vote": {"probe": probe, "probe_size": task.probe_size, "norm_bound": shape.norm_bound,
                  "peer_margin": shape.peer_margin, "metric": shape.metric, "margin": shape.margin,
-                 "judge": shape.judge, "direction_floor": shape.direction_floor},
+                 "judge": shape.judge, "direction_floor": shape.direction_floor,
+                 "direction_share": shape.direction_share},
         "round": {"proposers": shape.slots(n), "combine": shape.combine, "weighting": shape.weighting},
     }
     if attack != "clean":
@@ -213,7 +218,7 @@ def run_one(task: Task, setup: str, attack: str, seed: int, probe: float | None,
                    shape.slots(n), shape.combine, sum(t.training for t in res.timings),
                    sum(t.evaluation for t in res.timings), shape.norm_bound, os.getloadavg()[0], shape.peer_margin,
                    shape.metric, shape.margin, shape.weighting, shape.split, shape.judge, shape.direction_floor,
-                   mal_rounds)
+                   mal_rounds, shape.direction_share)
 
 
 def percent(x: float) -> str:
@@ -349,7 +354,8 @@ def section_title(shape: Shape) -> str:
     bound += "".join(f", {name} {value}" for name, value in (("vote on", shape.metric), ("margin", shape.margin),
                                                               ("weighting", shape.weighting), ("split", shape.split),
                                                               ("judge", shape.judge),
-                                                              ("direction floor", shape.direction_floor))
+                                                              ("direction floor", shape.direction_floor),
+                                                              ("direction share", shape.direction_share))
                      if value is not None)
     return f"## {shape.proposers} proposers per round, combine = {shape.combine} ({what}{bound})"
 
@@ -429,6 +435,9 @@ def main(argv=None) -> None:
                    help="vote.judge for every run (screened_average: the slots that pass the screens judged by their average)")
     p.add_argument("--direction-floor", type=float, default=None,
                    help="vote.direction_floor for every run: reject a slot whose update points against the others' sum")
+    p.add_argument("--direction-share", type=float, default=None,
+                   help="vote.direction_share (with --direction-floor): raise the floor by this share of the round's "
+                        "median cosine")
     p.add_argument("--tasks", default="mnist", help="comma-separated: mnist, neutrino")
     p.add_argument("--events", default=str(ROOT / "data/events-12k.h5"), help="neutrino event HDF5")
     p.add_argument("--events-limit", type=int, default=3000)
@@ -454,12 +463,14 @@ def main(argv=None) -> None:
         p.error("--peer-margin compares the slots of one round voted one by one: it needs --proposers 3 or more "
                 "and --combine each")
     shape = Shape(args.proposers, args.combine if args.proposers > 1 else "each", args.norm_bound, args.peer_margin,
-                  args.metric, args.margin, args.weighting, args.split, args.judge, args.direction_floor)
+                  args.metric, args.margin, args.weighting, args.split, args.judge, args.direction_floor,
+                  args.direction_share)
     if args.figure is None:
         name = "byzantine" if shape.proposers == 1 else f"byzantine-k{shape.proposers}-{shape.combine}"
         name += "".join(f"-{v}" for v in (shape.metric, shape.weighting, shape.split, shape.judge) if v is not None)
         name += f"-margin{shape.margin:g}" if shape.margin is not None else ""
         name += f"-dir{shape.direction_floor:g}" if shape.direction_floor is not None else ""
+        name += f"-share{shape.direction_share:g}" if shape.direction_share is not None else ""
         args.figure = str(ROOT / "docs/figures" / (name + (f"-norm{shape.norm_bound:g}" if shape.norm_bound else "")
                                                    + (f"-peer{shape.peer_margin:g}" if shape.peer_margin else "") + ".png"))
     if args.full:

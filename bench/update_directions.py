@@ -9,6 +9,9 @@ From the initial weights (round 1) and, with ``--from``, from trained weights (f
 where a negated update sits too (docs/attacks.md).
 
     python bench/update_directions.py --data ../shared/data/mnist --seeds 0,1 --from runs/x/final_weights.safetensors
+    python bench/update_directions.py --events events-3k.h5 --events-limit 3000 --learners 6 --epochs 2 --split iid
+
+(``--events``: the neutrino task as ``bench/byzantine.py`` runs it, compact model, 20 % held out.)
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "src"), str(HERE)]
 
-from cohep import attacks, models, weights  # noqa: E402
+from cohep import attacks, config, models, weights  # noqa: E402
 from cohep.defence import flat_update  # noqa: E402
 from cohep.runner import build_learners, prepare  # noqa: E402
 from vs_flower import base_config  # noqa: E402
@@ -44,6 +47,9 @@ def main() -> None:
     ap.add_argument("--split", default="dirichlet", choices=("iid", "dirichlet"))
     ap.add_argument("--learners", type=int, default=5)
     ap.add_argument("--seeds", default="0")
+    ap.add_argument("--events", default=None, help="an events HDF5 file: the neutrino task instead of MNIST")
+    ap.add_argument("--events-limit", type=int, default=None)
+    ap.add_argument("--epochs", type=float, default=1.0, help="epochs per update")
     ap.add_argument("--from", dest="start", type=Path, default=None,
                     help="also start from these weights (safetensors, cohep.weights encoding)")
     args = ap.parse_args()
@@ -51,7 +57,15 @@ def main() -> None:
 
     torch.set_num_threads(1)
     for seed in (int(s) for s in args.seeds.split(",")):
-        cfg, data, parts, spec = prepare(base_config(args.data, args.split, seed, 20, args.learners))
+        if args.events:
+            cfg = config.load(None, {
+                "experiment": {"learners": args.learners, "seed": seed},
+                "data": {"kind": "events", "path": args.events, "limit": args.events_limit, "holdout": 0.2,
+                         "split": args.split, **({"alpha": 0.5} if args.split == "dirichlet" else {})},
+                "train": {"epochs": args.epochs, "batch_size": 32}})
+        else:
+            cfg = base_config(args.data, args.split, seed, 20, args.learners, train={"epochs": args.epochs})
+        cfg, data, parts, spec = prepare(cfg)
         starts = {"initial": models.initial_weights(spec, seed)}
         if args.start is not None:
             starts["--from"] = weights.decode(args.start.read_bytes())

@@ -415,7 +415,7 @@ def test_audit_catches_a_wrong_stepped_average(stepped_run, tmp_path):
 
 
 def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy", margin=None, norm_bound=None,
-             peer_margin=None, weighting="equal", judge=None, direction_floor=None):
+             peer_margin=None, weighting="equal", judge=None, direction_floor=None, direction_share=0.0):
     from cohep import models
     from cohep.participant import Participant
     from cohep.proposal import default_max_bytes
@@ -424,7 +424,7 @@ def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy"
     from cohep.store import Fetcher, WeightStore
 
     vote = {"metric": metric, "margin": margin, "norm_bound": norm_bound, "peer_margin": peer_margin, "judge": judge,
-            "direction_floor": direction_floor}
+            "direction_floor": direction_floor, "direction_share": direction_share or None}
     vote = {k: v for k, v in vote.items() if v is not None}
     cfg, data, parts, spec = prepare(small_cfg(mnist_dir, round={"combine": combine_mode, "server_lr": server_lr,
                                                                  "weighting": weighting},
@@ -690,6 +690,34 @@ def test_a_norm_outlier_does_not_set_the_direction_for_the_honest_slots(mnist_di
     assert not any("update direction" in d.reason for d in duties.values())
 
 
+def test_the_direction_share_keeps_a_random_slot_out_that_the_floor_passes(mnist_dir, tmp_path, one_torch_thread):
+    """Round 1, a slot re-drawn at random (the ``random`` attack: each tensor from a normal with its
+    own mean and spread, so its update has an honest length): its cosine with the others is near 0,
+    above a floor of -0.1, and the screened average with it still beats the round's start, so it is
+    adopted (as in a class-skewed MNIST run: 1 of 20 rounds). With the share the
+    floor rises with the honest slots' agreement: the random slot is named, the honest two adopted."""
+    from cohep import attacks
+
+    def random(w, w0):
+        return attacks.craft("random", w0, w, rng=np.random.default_rng(3))
+
+    coord, _, ms, _ = _members(mnist_dir, tmp_path / "floor", "each", judge="screened_average", direction_floor=-0.1)
+    assert _play_round(coord, ms, 0)[3].accepted
+    st, _, duties, out = _play_round(coord, ms, 1, random)
+    assert not any("update direction" in d.reason for d in duties.values())
+    assert out.accepted_slots & 0b100, "the floor alone should let the random slot in (else this shows nothing)"
+    coord, store, ms, _ = _members(mnist_dir, tmp_path / "share", "each", judge="screened_average",
+                                   direction_floor=-0.1, direction_share=0.5)
+    assert _play_round(coord, ms, 0)[3].accepted
+    st, _, duties, out = _play_round(coord, ms, 1, random)
+    assert out.accepted_slots == 0b011, ([d.reason for d in duties.values()], bin(out.accepted_slots))
+    named = [d for d in duties.values() if "slot 2: update direction" in d.reason and "direction_share 0.5" in d.reason]
+    assert len(named) >= st.required, [d.reason for d in duties.values()]
+    chosen = [s for s in st.slots if out.accepted_slots >> s.slot & 1]
+    _, want = combine.adopted([store.get(s.digest) for s in chosen], [s.digest for s in chosen])
+    assert {m.digest for m in ms} == {want}
+
+
 def test_direction_outliers_flag_an_update_against_the_others():
     from cohep.defence import direction_outliers
 
@@ -701,6 +729,39 @@ def test_direction_outliers_flag_an_update_against_the_others():
     assert list(flagged) == [4] and "below vote.direction_floor = 0" in flagged[4]
     assert direction_outliers({0: shared, 1: -shared}, 0.0) == {}  # two slots: no reference to speak of
     assert 0 in direction_outliers({0: np.zeros(1000), 1: shared, 2: shared}, 0.5)  # no update: cosine 0
+
+
+def test_the_direction_share_raises_the_floor_with_the_rounds_agreement():
+    """Early in training honest updates agree (cosines ~+0.8 on the neutrino task) and a random
+    re-initialised one sits near 0: above a floor of 0 or -0.1, under the raised floor. When the
+    round's updates barely agree (late, class-skewed) the raised floor is about the floor itself."""
+    from cohep.defence import direction_outliers
+
+    rng = np.random.default_rng(1)
+    shared = rng.normal(size=4000)
+    honest = {j: 2 * shared + rng.normal(size=4000) for j in range(5)}  # cosines with the others' sum ~0.9
+    junk = rng.normal(size=4000)
+    junk += 0.05 * shared * np.linalg.norm(junk) / np.linalg.norm(shared)  # a faint positive cosine
+    slots = {**honest, 5: junk}
+    assert direction_outliers(slots, -0.1) == {}
+    flagged = direction_outliers(slots, -0.1, 0.5)
+    assert list(flagged) == [5]
+    assert "vote.direction_share 0.5 x the round's median cosine" in flagged[5]
+    # late and class-skewed: nearly orthogonal honest updates, one of them slightly negative
+    loose = {j: rng.normal(size=4000) for j in range(5)}
+    assert direction_outliers(loose, -0.1, 0.5) == direction_outliers(loose, -0.1) == {}
+
+
+def test_the_direction_share_needs_the_floor():
+    from cohep.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^vote\.direction_share raises vote\.direction_floor"):
+        config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 3, "combine": "each"},
+                          "vote": {"direction_share": 0.5}})
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ConfigError, match=r"vote\.direction_share"):
+            config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 3, "combine": "each"},
+                              "vote": {"direction_floor": 0.0, "direction_share": bad}})
 
 
 def test_the_screened_average_needs_slots_voted_one_by_one():

@@ -188,6 +188,8 @@ class ExperimentConfig(Section):
         if self.vote.direction_floor is not None and self.round.proposers < 3:
             raise ConfigError(f"vote.direction_floor compares the proposals of one round: it needs round.proposers "
                               f">= 3, got {self.round.proposers}")
+        if self.vote.direction_share and self.vote.direction_floor is None:
+            raise ConfigError("vote.direction_share raises vote.direction_floor: set the floor too")
         if self.vote.peer_margin is not None and (self.round.proposers < 3 or self.round.combine != "each"):
             raise ConfigError(f"vote.peer_margin compares the proposals of one round voted on one by one: it needs "
                               f"round.proposers >= 3 and round.combine = \"each\", got {self.round.proposers} "

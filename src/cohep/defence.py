@@ -106,7 +106,7 @@ def flat_update(weights: Weights, current: Weights) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def direction_outliers(updates: dict[int, np.ndarray], floor: float) -> dict[int, str]:
+def direction_outliers(updates: dict[int, np.ndarray], floor: float, share: float = 0.0) -> dict[int, str]:
     """Slot -> why it is rejected: the cosine between its update and the sum of the other slots' updates
     is below ``floor``.
 
@@ -120,15 +120,19 @@ def direction_outliers(updates: dict[int, np.ndarray], floor: float) -> dict[int
     if len(updates) < NORM_MIN_SLOTS:
         return {}
     total = sum(updates.values())
-    out = {}
+    cosines = {}
     for j, u in updates.items():
         rest = total - u
         denominator = float(np.linalg.norm(u) * np.linalg.norm(rest))
-        cosine = float(u @ rest) / denominator if denominator > 0 else 0.0
-        if cosine < floor:
-            out[j] = (f"update direction: cosine {cosine:.3g} with the other slots' summed update is below "
-                      f"vote.direction_floor = {floor:g}")
-    return out
+        cosines[j] = float(u @ rest) / denominator if denominator > 0 else 0.0
+    # ``share``: the floor rises with the round's agreement (median over every slot compared, this one
+    # included; it stays honest while honest slots are a majority of them)
+    median = float(np.median(list(cosines.values())))
+    bar = floor + share * max(median, 0.0)
+    why = (f"vote.direction_floor = {floor:g}" if bar == floor else
+           f"vote.direction_floor {floor:g} + vote.direction_share {share:g} x the round's median cosine {median:.3g}")
+    return {j: f"update direction: cosine {c:.3g} with the other slots' summed update is below {why}"
+            for j, c in cosines.items() if c < bar}
 
 
 # -- the peer margin (vote.peer_margin), for rounds of several proposals voted on one by one ------

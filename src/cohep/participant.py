@@ -318,7 +318,7 @@ class Participant:
             out.update(norm_outliers({j: update_norm(w, current) for j, w in checked.items()}, self.rule.norm_bound))
         if self.rule.direction_floor is not None:  # among the rest: a huge random update would swamp the sum
             rest = {j: flat_update(w, current) for j, w in checked.items() if j not in out}
-            out.update(direction_outliers(rest, self.rule.direction_floor))
+            out.update(direction_outliers(rest, self.rule.direction_floor, self.rule.direction_share))
         return out
 
     def _peer_outliers(self, slots, judged: dict[int, "Duty"]) -> dict[int, str]:

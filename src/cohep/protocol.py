@@ -85,6 +85,12 @@ class VoteRule(Section):
     #: them, as a sign-flipped update does); None: off
     direction_floor: float | None = setting(None, ge=-1, le=1,
                                             help="Reject a proposal whose update points against the others' (off: none).")
+    #: with direction_floor: the floor rises by this share of the round's median cosine (when positive), so
+    #: a slot must agree with the others at least this share as much as the typical slot does. Early in
+    #: training honest updates agree strongly (cosines +0.3 to +0.9) and a random or negated one sits at
+    #: or below 0; late on class-skewed data they are near 0 and the floor alone decides (cohep.defence)
+    direction_share: float = setting(0.0, ge=0, lt=1,
+                                     help="Raise the direction floor by this share of the round's median cosine.")
     #: rounds of several proposals voted one by one (combine = "each"): "alone" judges each proposal on its
     #: own; "screened_average" approves every proposal that passes the screens (the checks, a finite score,
     #: norm_bound, peer_margin) iff the average of all that pass (this member's own included, weighted as the
