@@ -25,20 +25,9 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "src"), str(HERE)]
 
 from cohep import attacks, config, models, weights  # noqa: E402
-from cohep.defence import flat_update  # noqa: E402
+from cohep.defence import direction_cosines, flat_update  # noqa: E402
 from cohep.runner import build_learners, prepare  # noqa: E402
 from vs_flower import base_config  # noqa: E402
-
-
-def cosines_with_the_rest(updates: dict[int, np.ndarray]) -> dict[int, float]:
-    """Each update's cosine with the sum of the others (as ``cohep.defence.direction_outliers``)."""
-    total = sum(updates.values())
-    out = {}
-    for j, u in updates.items():
-        rest = total - u
-        den = float(np.linalg.norm(u) * np.linalg.norm(rest))
-        out[j] = float(u @ rest) / den if den > 0 else 0.0
-    return out
 
 
 def main() -> None:
@@ -72,10 +61,10 @@ def main() -> None:
         for name, w0 in starts.items():
             updates = {i: flat_update(lr.propose(), w0)
                        for i, lr in enumerate(build_learners(cfg, data, parts, spec, w0))}
-            honest = cosines_with_the_rest(updates)
-            flipped = cosines_with_the_rest({**updates, 0: -updates[0]})[0]
+            honest = direction_cosines(updates)
+            flipped = direction_cosines({**updates, 0: -updates[0]})[0]
             junk = attacks.craft("random", w0, w0, rng=np.random.default_rng(seed))
-            random = cosines_with_the_rest({**updates, 0: flat_update(junk, w0)})[0]
+            random = direction_cosines({**updates, 0: flat_update(junk, w0)})[0]
             print(f"{args.split} seed {seed}, from the {name} weights: honest "
                   + " ".join(f"{c:+.3f}" for c in honest.values())
                   + f" (median {np.median(list(honest.values())):+.3f}); member 0 negated {flipped:+.3f}, "

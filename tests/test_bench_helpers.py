@@ -127,14 +127,12 @@ def test_byzantine_counts_slots_per_holder_and_names_the_rounds_a_malicious_slot
     assert byzantine.proposals(events, ["0xa", "0xb"], {0}) == (2, 1, 1, 1, [3])
 
 
-def test_update_directions_measures_the_cosine_the_direction_floor_compares(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    directions = _load("update_directions")
-    from cohep.defence import direction_outliers
+def test_direction_cosines_are_what_the_floor_compares():
+    from cohep.defence import direction_cosines, direction_outliers
 
     ups = {0: np.array([1.0, 0.0]), 1: np.array([1.0, 1.0]), 2: np.array([0.0, 1.0])}
-    cos = directions.cosines_with_the_rest(ups)
+    cos = direction_cosines(ups)
     assert cos[0] == pytest.approx(1 / np.sqrt(5)) and cos[2] == pytest.approx(1 / np.sqrt(5))
     assert cos[1] == pytest.approx(1.0)
-    # the floor rejects exactly the slots whose measured cosine is under it
+    # the floor rejects exactly the slots whose cosine is under it
     assert set(direction_outliers(ups, floor=0.5)) == {j for j, c in cos.items() if c < 0.5} == {0, 2}

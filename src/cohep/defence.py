@@ -106,6 +106,17 @@ def flat_update(weights: Weights, current: Weights) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
+def direction_cosines(updates: dict[int, np.ndarray]) -> dict[int, float]:
+    """Slot -> the cosine between its update and the sum of the other slots' updates (0 for no update)."""
+    total = sum(updates.values())
+    out = {}
+    for j, u in updates.items():
+        rest = total - u
+        denominator = float(np.linalg.norm(u) * np.linalg.norm(rest))
+        out[j] = float(u @ rest) / denominator if denominator > 0 else 0.0
+    return out
+
+
 def direction_outliers(updates: dict[int, np.ndarray], floor: float, share: float = 0.0) -> dict[int, str]:
     """Slot -> why it is rejected: the cosine between its update and the sum of the other slots' updates
     is below ``floor``.
@@ -119,12 +130,7 @@ def direction_outliers(updates: dict[int, np.ndarray], floor: float, share: floa
     is the other's whole reference)."""
     if len(updates) < NORM_MIN_SLOTS:
         return {}
-    total = sum(updates.values())
-    cosines = {}
-    for j, u in updates.items():
-        rest = total - u
-        denominator = float(np.linalg.norm(u) * np.linalg.norm(rest))
-        cosines[j] = float(u @ rest) / denominator if denominator > 0 else 0.0
+    cosines = direction_cosines(updates)
     # ``share``: the floor rises with the round's agreement (median over every slot compared, this one
     # included; it stays honest while honest slots are a majority of them)
     median = float(np.median(list(cosines.values())))
