@@ -99,6 +99,9 @@ def test_variant_names_spell_their_settings():
     assert v["vote"] == {"judge": "screened_average", "norm_bound": 3.0, "peer_margin": 0.3,
                          "direction_floor": -0.1, "metric": "accuracy_or_loss", "margin": -0.005}
     assert variants.variant("each5-ex-scr-either")["vote"]["direction_floor"] == 0.0
+    shared = variants.variant("each5-ex-scr0.1h0.5-either-tol0.005")["vote"]
+    assert (shared["direction_floor"], shared["direction_share"]) == (-0.1, 0.5)
+    assert "direction_share" not in variants.variant("each5-ex-scr0.1-either")["vote"]
     assert variants.variant("avg5-ex-loss") == {"round": {"proposers": 5, "combine": "average", "weighting": "examples"},
                                                 "train": {"epochs": 1.0}, "vote": {"metric": "loss"}}
     with pytest.raises(SystemExit):
