@@ -277,7 +277,7 @@ def report(args, matrices, three, t_sim, t_matrix, t_three, t_all, per_seed=None
                 f"seed {s} {worst_drop(r):.1f}" for s, r in runs.items()) + " pts."]
         out += ["", f"worst off-diagonal drop ({variant}): {worst_drop(m):.1f} pts", ""]
     if three:
-        out += three_table(three, getattr(args, "three_variant", "augmented"))
+        out += three_table(three, args.three_variant)
     out += [(f"time: simulation {t_sim:.0f} s, matrix {t_matrix:.0f} s, three-learner runs {t_three:.0f} s, "
             f"total {t_all:.0f} s")]
     return out

@@ -238,11 +238,12 @@ def main() -> int:
     ap.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "vs_flower.png"))
     args = ap.parse_args()
     systems = args.systems.split(",")
-    unknown = [s for s in systems if s not in FLOWER_SYSTEMS and cohep_system(s) is None]
+    chosen = {s: cohep_system(s) for s in systems if s not in FLOWER_SYSTEMS}
+    unknown = [s for s, overrides in chosen.items() if overrides is None]
     if unknown:
         ap.error(f"unknown system {unknown[0]} (known: {', '.join([*COHEP_SYSTEMS, *FLOWER_SYSTEMS])}, "
                  "or cohep-VARIANT for any name bench/variants.py parses)")
-    COHEP_SYSTEMS.update({s: cohep_system(s) for s in systems if s not in FLOWER_SYSTEMS})
+    COHEP_SYSTEMS.update(chosen)
     out = Path(args.out)
     results: list[Measure] = []
     if args.merge:

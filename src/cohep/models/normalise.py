@@ -41,7 +41,6 @@ EVENT_REFERENCE = 50.0
 EVENT_CUT = 0.1
 
 
-Bipolar = Literal["drop", "fold"]
 BIPOLAR = ("drop", "fold")
 
 
