@@ -91,6 +91,7 @@ class Outcome:
     direction_floor: float | None = None  #: vote.direction_floor
     mal_rounds: list = field(default_factory=list)  #: the rounds in which a malicious slot was accepted
     direction_share: float | None = None  #: vote.direction_share
+    strikes: int | None = None  #: vote.strikes
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class Shape:
     judge: str | None = None  #: vote.judge (None: the default)
     direction_floor: float | None = None  #: vote.direction_floor (k >= 3)
     direction_share: float | None = None  #: vote.direction_share (with the floor)
+    strikes: int | None = None  #: vote.strikes (with a negative floor)
 
     def slots(self, n: int) -> int:
         return min(self.proposers, n)
@@ -122,15 +124,17 @@ class Shape:
                 + (f", {self.split} split" if self.split is not None else "")
                 + (f", judge {self.judge}" if self.judge is not None else "")
                 + (f", direction floor {self.direction_floor:g}" if self.direction_floor is not None else "")
-                + (f", direction share {self.direction_share:g}" if self.direction_share is not None else ""))
+                + (f", direction share {self.direction_share:g}" if self.direction_share is not None else "")
+                + (f", strikes {self.strikes}" if self.strikes is not None else ""))
 
     def holds(self, o) -> bool:
         """``o`` (an Outcome) ran in this shape."""
         return (o.proposers == self.slots(SETUPS[o.setup][0]) and (o.proposers == 1 or o.combine == self.combine)
                 and o.norm_bound == self.norm_bound and o.peer_margin == self.peer_margin
-                and (o.metric, o.margin, o.weighting, o.split, o.judge, o.direction_floor, o.direction_share)
+                and (o.metric, o.margin, o.weighting, o.split, o.judge, o.direction_floor, o.direction_share,
+                     o.strikes)
                 == (self.metric, self.margin, self.weighting, self.split, self.judge, self.direction_floor,
-                    self.direction_share))
+                    self.direction_share, self.strikes))
 
 
 def base_config(task: Task, n: int, seed: int, attack: str, m: int, probe: float | None, epochs: float,
@@ -143,7 +147,7 @@ def base_config(task: Task, n: int, seed: int, attack: str, m: int, probe: float
         "vote": {"probe": probe, "probe_size": task.probe_size, "norm_bound": shape.norm_bound,
                  "peer_margin": shape.peer_margin, "metric": shape.metric, "margin": shape.margin,
                  "judge": shape.judge, "direction_floor": shape.direction_floor,
-                 "direction_share": shape.direction_share},
+                 "direction_share": shape.direction_share, "strikes": shape.strikes},
         "round": {"proposers": shape.slots(n), "combine": shape.combine, "weighting": shape.weighting},
     }
     if attack != "clean":
@@ -218,7 +222,7 @@ def run_one(task: Task, setup: str, attack: str, seed: int, probe: float | None,
                    shape.slots(n), shape.combine, sum(t.training for t in res.timings),
                    sum(t.evaluation for t in res.timings), shape.norm_bound, os.getloadavg()[0], shape.peer_margin,
                    shape.metric, shape.margin, shape.weighting, shape.split, shape.judge, shape.direction_floor,
-                   mal_rounds, shape.direction_share)
+                   mal_rounds, shape.direction_share, shape.strikes)
 
 
 def percent(x: float) -> str:
@@ -355,7 +359,8 @@ def section_title(shape: Shape) -> str:
                                                               ("weighting", shape.weighting), ("split", shape.split),
                                                               ("judge", shape.judge),
                                                               ("direction floor", shape.direction_floor),
-                                                              ("direction share", shape.direction_share))
+                                                              ("direction share", shape.direction_share),
+                                                              ("strikes", shape.strikes))
                      if value is not None)
     return f"## {shape.proposers} proposers per round, combine = {shape.combine} ({what}{bound})"
 
@@ -438,6 +443,9 @@ def main(argv=None) -> None:
     p.add_argument("--direction-share", type=float, default=None,
                    help="vote.direction_share (with --direction-floor): raise the floor by this share of the round's "
                         "median cosine")
+    p.add_argument("--strikes", type=int, default=None,
+                   help="vote.strikes (with a negative --direction-floor): a member screened out in this many rounds "
+                        "is held to a direction floor of 0")
     p.add_argument("--tasks", default="mnist", help="comma-separated: mnist, neutrino")
     p.add_argument("--events", default=str(ROOT / "data/events-12k.h5"), help="neutrino event HDF5")
     p.add_argument("--events-limit", type=int, default=3000)
@@ -464,13 +472,14 @@ def main(argv=None) -> None:
                 "and --combine each")
     shape = Shape(args.proposers, args.combine if args.proposers > 1 else "each", args.norm_bound, args.peer_margin,
                   args.metric, args.margin, args.weighting, args.split, args.judge, args.direction_floor,
-                  args.direction_share)
+                  args.direction_share, args.strikes)
     if args.figure is None:
         name = "byzantine" if shape.proposers == 1 else f"byzantine-k{shape.proposers}-{shape.combine}"
         name += "".join(f"-{v}" for v in (shape.metric, shape.weighting, shape.split, shape.judge) if v is not None)
         name += f"-margin{shape.margin:g}" if shape.margin is not None else ""
         name += f"-dir{shape.direction_floor:g}" if shape.direction_floor is not None else ""
         name += f"-share{shape.direction_share:g}" if shape.direction_share is not None else ""
+        name += f"-strikes{shape.strikes}" if shape.strikes is not None else ""
         args.figure = str(ROOT / "docs/figures" / (name + (f"-norm{shape.norm_bound:g}" if shape.norm_bound else "")
                                                    + (f"-peer{shape.peer_margin:g}" if shape.peer_margin else "") + ".png"))
     if args.full:

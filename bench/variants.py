@@ -9,7 +9,7 @@ leaves ``w0 + LR (average - w0)``; ``avg5e-s5`` adds five 1/5-epoch updates, abo
 client-epoch); ``-ex`` the accepted proposals averaged by the training examples each declares
 (``[round] weighting = "examples"``, FedAvg's weighting, capped); ``-scr`` the screened average
 (``[vote] judge = "screened_average"`` with ``norm_bound = 3``, ``peer_margin = 0.3`` and
-``direction_floor = 0``; ``-scrF``: the floor at -F; ``-scrFhS``: and ``direction_share = S``; with
+``direction_floor = 0``; ``-scrF``: the floor at -F; ``-scrFhS``: and ``direction_share = S``; ``-scrFhSkN``: and ``strikes = N``; with
 ``each5``: every member proposes, each slot is screened, the screened ones judged by their
 average); ``-loss`` the vote on the vote-set loss instead of accuracy (``[vote] metric = "loss"``:
 continuous, so small real improvements pass; ``avg5-loss``), or ``-either`` the vote that approves when
@@ -52,7 +52,7 @@ FEDAVG = {("dirichlet", "1 client"): 0.894, ("iid", "1 client"): 0.979,
           ("dirichlet", "5 clients"): 0.983, ("iid", "5 clients"): 0.987}
 
 
-_NAME = re.compile(r"^(?P<base>[a-z0-9]+?)(?:-s(?P<lr>[0-9]+(?:\.[0-9]+)?))?(?P<ex>-ex)?(?P<scr>-scr(?P<floor>[0-9]+(?:\.[0-9]+)?)?(?:h(?P<share>[0-9]+(?:\.[0-9]+)?))?)?(?P<vote>-loss|-either)?(?:-tol(?P<tol>[0-9]+(?:\.[0-9]+)?))?(?P<prox>\+prox)?$")
+_NAME = re.compile(r"^(?P<base>[a-z0-9]+?)(?:-s(?P<lr>[0-9]+(?:\.[0-9]+)?))?(?P<ex>-ex)?(?P<scr>-scr(?P<floor>[0-9]+(?:\.[0-9]+)?)?(?:h(?P<share>[0-9]+(?:\.[0-9]+)?))?(?:k(?P<strikes>[0-9]+))?)?(?P<vote>-loss|-either)?(?:-tol(?P<tol>[0-9]+(?:\.[0-9]+)?))?(?P<prox>\+prox)?$")
 
 
 def variant(name: str) -> dict:
@@ -72,6 +72,8 @@ def variant(name: str) -> dict:
                      "direction_floor": -float(m["floor"]) if m["floor"] else 0.0}
         if m["share"]:
             v["vote"]["direction_share"] = float(m["share"])
+        if m["strikes"]:
+            v["vote"]["strikes"] = int(m["strikes"])
     if m["vote"]:
         v.setdefault("vote", {})["metric"] = "loss" if m["vote"] == "-loss" else "accuracy_or_loss"
     if m["tol"]:

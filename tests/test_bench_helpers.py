@@ -102,6 +102,10 @@ def test_variant_names_spell_their_settings():
     shared = variants.variant("each5-ex-scr0.1h0.5-either-tol0.005")["vote"]
     assert (shared["direction_floor"], shared["direction_share"]) == (-0.1, 0.5)
     assert "direction_share" not in variants.variant("each5-ex-scr0.1-either")["vote"]
+    struck = variants.variant("each5-ex-scr0.1h0.5k3-either-tol0.005")["vote"]
+    assert (struck["direction_floor"], struck["direction_share"], struck["strikes"]) == (-0.1, 0.5, 3)
+    assert variants.variant("each5-ex-scr0.1k2-either")["vote"]["strikes"] == 2
+    assert "strikes" not in shared
     assert variants.variant("avg5-ex-loss") == {"round": {"proposers": 5, "combine": "average", "weighting": "examples"},
                                                 "train": {"epochs": 1.0}, "vote": {"metric": "loss"}}
     with pytest.raises(SystemExit):

@@ -415,7 +415,8 @@ def test_audit_catches_a_wrong_stepped_average(stepped_run, tmp_path):
 
 
 def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy", margin=None, norm_bound=None,
-             peer_margin=None, weighting="equal", judge=None, direction_floor=None, direction_share=0.0):
+             peer_margin=None, weighting="equal", judge=None, direction_floor=None, direction_share=0.0,
+             strikes=None):
     from cohep import models
     from cohep.participant import Participant
     from cohep.proposal import default_max_bytes
@@ -424,7 +425,7 @@ def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy"
     from cohep.store import Fetcher, WeightStore
 
     vote = {"metric": metric, "margin": margin, "norm_bound": norm_bound, "peer_margin": peer_margin, "judge": judge,
-            "direction_floor": direction_floor, "direction_share": direction_share or None}
+            "direction_floor": direction_floor, "direction_share": direction_share or None, "strikes": strikes}
     vote = {k: v for k, v in vote.items() if v is not None}
     cfg, data, parts, spec = prepare(small_cfg(mnist_dir, round={"combine": combine_mode, "server_lr": server_lr,
                                                                  "weighting": weighting},
@@ -455,11 +456,13 @@ ATTACKS = {
 # it, in both modes (measured; docs/protocol_variants.md). The vote judges accuracy, not step size.
 
 
-def _play_round(coord, ms, r, attack=None):
-    """Round r: every slot trains honestly, except slot 2 whose holder proposes its update crafted
-    by ``attack``; every voter judges, the round is closed and every member adopts the outcome."""
+def _play_round(coord, ms, r, attack=None, by=None):
+    """Round r: every slot trains honestly, except slot 2 (or the slot of the member at address ``by``)
+    whose holder proposes its update crafted by ``attack``; every voter judges, the round is closed
+    and every member adopts the outcome."""
     st = coord.round_state(r)
-    attacker = next(m for m in ms if m.address == st.slots[2].proposer) if attack else None
+    bad_slot = 2 if by is None else next(s.slot for s in st.slots if s.proposer == by)
+    attacker = next(m for m in ms if m.address == st.slots[bad_slot].proposer) if attack else None
     for s in st.slots:
         holder = next(m for m in ms if m.address == s.proposer)
         if holder is not attacker:
@@ -469,12 +472,13 @@ def _play_round(coord, ms, r, attack=None):
         bad = craft(attacker.learner.propose(), attacker.learner.current())
         # under example weighting the attacker also declares the largest count it may: the cap bounds it
         dg, uri = attacker.store.put(bad, MAX_EXAMPLES if attacker.weighting == "examples" else None)
-        coord.propose(attacker.address, r, dg, uri, 2)
+        coord.propose(attacker.address, r, dg, uri, bad_slot)
     st = coord.round_state(r)
     duties = {m.index: m.act(r, st) for m in ms if m is not attacker}
     if attacker is not None:  # it votes too (every member of a several-slot round does): approves all it may
         average = coord.settings().vote_on_average
-        coord.vote_slots(attacker.address, r, 1 if average else st.proposed_slots & ~0b100, [0] * (1 if average else 3))
+        coord.vote_slots(attacker.address, r, 1 if average else st.proposed_slots & ~(1 << bad_slot),
+                         [0] * (1 if average else 3))
     out = ms[0].finalize(r)
     for m in ms:
         m.sync()
@@ -752,6 +756,62 @@ def test_the_direction_share_raises_the_floor_with_the_rounds_agreement():
     assert direction_outliers(loose, -0.1, 0.5) == direction_outliers(loose, -0.1) == {}
 
 
+def _tilted(w, w0, alpha=0.15, seed=5):
+    """The member's own update replaced by noise of the same length per tensor, tilted a little against
+    its honest update: early in training the honest update agrees with the others', so the tilted one's
+    cosine with them sits a little below 0 (between a floor of -0.1 and 0)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k, v in w.items():
+        if v.dtype.kind != "f":
+            out[k] = v
+            continue
+        u = np.asarray(v, np.float64) - np.asarray(w0[k], np.float64)
+        noise = rng.normal(size=u.shape)
+        noise *= np.linalg.norm(u) / max(float(np.linalg.norm(noise)), 1e-30)
+        out[k] = (w0[k] - alpha * u + np.sqrt(1 - alpha ** 2) * noise).astype(v.dtype)
+    return out
+
+
+def test_a_struck_member_is_held_to_a_direction_floor_of_0(mnist_dir, tmp_path, one_torch_thread):
+    """A member screened out once (a sign-flipped x10 slot: a norm outlier) later sends an update whose
+    cosine with the others is a little below 0. A floor of -0.1 gives it the benefit of the doubt; with
+    ``vote.strikes = 1`` every honest voter holds it to 0 and names why; the honest slots keep theirs."""
+    for strikes in (None, 1):
+        coord, store, ms, _ = _members(mnist_dir, tmp_path / f"s{strikes}", "each", judge="screened_average",
+                                       norm_bound=3.0, direction_floor=-0.1, strikes=strikes)
+        assert _play_round(coord, ms, 0)[3].accepted
+        _, attacker, _, out = _play_round(coord, ms, 1, "sign-flip x10")
+        assert not out.accepted_slots & 0b100
+        r = 2
+        while attacker.address not in {s.proposer for s in coord.round_state(r).slots}:
+            _play_round(coord, ms, r)
+            r += 1
+        st, _, duties, out = _play_round(coord, ms, r, _tilted, by=attacker.address)
+        bad = next(s.slot for s in st.slots if s.proposer == attacker.address)
+        reasons = [d.reason for d in duties.values()]
+        named = [x for x in reasons if f"slot {bad}: update direction" in x]
+        assert not any(f"slot {j}: update direction" in x for x in reasons for j in range(3) if j != bad), reasons
+        if strikes is None:
+            assert not named, ("the floor of -0.1 alone should pass the tilted slot (else this shows nothing)", reasons)
+            continue
+        assert len(named) >= st.required and all("held at 0 for a struck member (vote.strikes)" in x for x in named), reasons
+        assert not out.accepted_slots >> bad & 1, bin(out.accepted_slots)
+
+
+def test_direction_outliers_hold_struck_slots_to_0():
+    from cohep.defence import direction_outliers
+
+    rng = np.random.default_rng(2)
+    shared = rng.normal(size=4000)
+    slots = {j: shared + 2 * rng.normal(size=4000) for j in range(4)}
+    tilted = rng.normal(size=4000)
+    slots[4] = tilted - 0.1 * shared * np.linalg.norm(tilted) / np.linalg.norm(shared)  # a cosine a little below 0
+    assert direction_outliers(slots, -0.1) == {}
+    assert list(direction_outliers(slots, -0.1, strict={4})) == [4]
+    assert direction_outliers(slots, -0.1, strict={0, 1}) == {}  # agreeing slots pass the strict floor too
+
+
 def test_the_direction_share_needs_the_floor():
     from cohep.errors import ConfigError
 
@@ -762,6 +822,18 @@ def test_the_direction_share_needs_the_floor():
         with pytest.raises(ConfigError, match=r"vote\.direction_share"):
             config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 3, "combine": "each"},
                               "vote": {"direction_floor": 0.0, "direction_share": bad}})
+
+
+def test_the_strikes_need_a_negative_floor():
+    from cohep.errors import ConfigError
+
+    base = {"experiment": {"learners": 4}, "round": {"proposers": 3, "combine": "each"}}
+    for vote in ({"strikes": 2}, {"strikes": 2, "direction_floor": 0.0}):
+        with pytest.raises(ConfigError, match=r"^vote\.strikes holds a struck member to a direction floor of 0"):
+            config.from_dict({**base, "vote": vote})
+    with pytest.raises(ConfigError, match=r"vote\.strikes"):
+        config.from_dict({**base, "vote": {"strikes": 0, "direction_floor": -0.1}})
+    assert config.from_dict({**base, "vote": {"strikes": 3, "direction_floor": -0.1}}).vote.strikes == 3
 
 
 def test_the_screened_average_needs_slots_voted_one_by_one():

@@ -190,6 +190,9 @@ class ExperimentConfig(Section):
                               f">= 3, got {self.round.proposers}")
         if self.vote.direction_share and self.vote.direction_floor is None:
             raise ConfigError("vote.direction_share raises vote.direction_floor: set the floor too")
+        if self.vote.strikes is not None and (self.vote.direction_floor is None or self.vote.direction_floor >= 0):
+            raise ConfigError("vote.strikes holds a struck member to a direction floor of 0: it needs a negative "
+                              "vote.direction_floor")
         if self.vote.peer_margin is not None and (self.round.proposers < 3 or self.round.combine != "each"):
             raise ConfigError(f"vote.peer_margin compares the proposals of one round voted on one by one: it needs "
                               f"round.proposers >= 3 and round.combine = \"each\", got {self.round.proposers} "

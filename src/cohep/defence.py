@@ -19,6 +19,8 @@ moves the weights about as far as honest training: 1.96 against 1.77 in L2 on MN
 """
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 from .learner import Weights
@@ -117,7 +119,8 @@ def direction_cosines(updates: dict[int, np.ndarray]) -> dict[int, float]:
     return out
 
 
-def direction_outliers(updates: dict[int, np.ndarray], floor: float, share: float = 0.0) -> dict[int, str]:
+def direction_outliers(updates: dict[int, np.ndarray], floor: float, share: float = 0.0,
+                       strict: Collection[int] = ()) -> dict[int, str]:
     """Slot -> why it is rejected: the cosine between its update and the sum of the other slots' updates
     is below ``floor``.
 
@@ -127,18 +130,26 @@ def direction_outliers(updates: dict[int, np.ndarray], floor: float, share: floa
     averages on class-skewed MNIST, 2 points lost). Honest updates of one round, even from
     class-skewed groups, share most of their direction (what every class needs); a negated one points
     against their sum. With fewer than :data:`NORM_MIN_SLOTS` slots nothing is flagged (two slots: each
-    is the other's whole reference)."""
+    is the other's whole reference). The slots in ``strict`` (members struck out, ``vote.strikes``) are
+    held to a floor of at least 0."""
     if len(updates) < NORM_MIN_SLOTS:
         return {}
     cosines = direction_cosines(updates)
     # ``share``: the floor rises with the round's agreement (median over every slot compared, this one
     # included; it stays honest while honest slots are a majority of them)
     median = float(np.median(list(cosines.values())))
-    bar = floor + share * max(median, 0.0)
-    why = (f"vote.direction_floor = {floor:g}" if bar == floor else
-           f"vote.direction_floor {floor:g} + vote.direction_share {share:g} x the round's median cosine {median:.3g}")
-    return {j: f"update direction: cosine {c:.3g} with the other slots' summed update is below {why}"
-            for j, c in cosines.items() if c < bar}
+    raise_by = share * max(median, 0.0)
+    out = {}
+    for j, c in cosines.items():
+        base = max(floor, 0.0) if j in strict else floor
+        if c >= base + raise_by:
+            continue
+        why = "vote.direction_floor" + (f" {floor:g}, held at 0 for a struck member (vote.strikes)," if base != floor
+                                        else f" = {floor:g}" if not raise_by else f" {floor:g}")
+        if raise_by:
+            why += f" + vote.direction_share {share:g} x the round's median cosine {median:.3g}"
+        out[j] = f"update direction: cosine {c:.3g} with the other slots' summed update is below {why}"
+    return out
 
 
 # -- the peer margin (vote.peer_margin), for rounds of several proposals voted on one by one ------

@@ -105,6 +105,8 @@ class Participant:
     _duty: dict = field(default_factory=dict, repr=False)  #: round -> Duty
     _adopted: Weights | None = field(default=None, repr=False)  #: the adopted weights (a round's start)
     _adopted_round: int = field(default=-1, repr=False)  #: the accepted round they came from (-1: initial)
+    #: ``vote.strikes``: proposer address -> the rounds in which this member screened its slot out
+    _strikes: dict = field(default_factory=dict, repr=False)
 
     # -- adopting ------------------------------------------------------------------------------
     def sync(self, accepted: bytes | None = None) -> bool:
@@ -302,11 +304,14 @@ class Participant:
         member holds) stands out against the round's others: its norm against their median, then its
         direction against the sum of the others that are not norm outliers (a re-initialised slot's
         update is so long that it would set the direction for everyone); slots that fail their checks
-        are left out of both."""
-        current, checked = self.learner.current(), {}
+        are left out of both. With ``vote.strikes`` a member whose slot was screened out here (a failed
+        check, the norm or the direction) in that many earlier rounds is held to a direction floor of 0.
+        Call once a round: it counts the strikes."""
+        current, checked, proposer = self.learner.current(), {}, {}
         for s in slots:
             if not s.proposed:
                 continue
+            proposer[s.slot] = s.proposer
             try:
                 weights = self._weights(s.uri, s.digest)
             except IntegrityError:
@@ -318,7 +323,13 @@ class Participant:
             out.update(norm_outliers({j: update_norm(w, current) for j, w in checked.items()}, self.rule.norm_bound))
         if self.rule.direction_floor is not None:  # among the rest: a huge random update would swamp the sum
             rest = {j: flat_update(w, current) for j, w in checked.items() if j not in out}
-            out.update(direction_outliers(rest, self.rule.direction_floor, self.rule.direction_share))
+            strikes = self.rule.strikes
+            struck = {j for j, a in proposer.items() if strikes is not None and self._strikes.get(a, 0) >= strikes}
+            out.update(direction_outliers(rest, self.rule.direction_floor, self.rule.direction_share, struck))
+        if self.rule.strikes is not None:
+            for j, a in proposer.items():
+                if j in out or j not in checked:
+                    self._strikes[a] = self._strikes.get(a, 0) + 1
         return out
 
     def _peer_outliers(self, slots, judged: dict[int, "Duty"]) -> dict[int, str]:
@@ -356,10 +367,10 @@ class Participant:
             approvals, scores = int(duty.approve), [self._ppm(duty)]
         elif settings.vote_on_average:
             duty = self.judge_average(state.slots)
-            if duty.approve and (self.rule.norm_bound is not None or self.rule.direction_floor is not None):
-                # a boosted or reversed slot spoils the average
+            if self.rule.norm_bound is not None or self.rule.direction_floor is not None:
+                # a boosted or reversed slot spoils the average (screened every round: the strikes count)
                 outliers = self._update_outliers(state.slots)
-                if outliers:
+                if outliers and duty.approve:
                     duty.approve = False
                     duty.reason = "; ".join(f"slot {j}: {why}" for j, why in sorted(outliers.items()))
             if self.behaviour is not None:
