@@ -119,12 +119,24 @@ VARIANTS = {
 }
 
 
-def experiment(args, mode: str, learners: int, variant: str = "augmented"):
+#: the colearn round of the three-learner runs (``--three-round``): ``one`` proposer a round (the paper's
+#: round: each learner's data reaches the shared model one epoch in three rounds), or ``all`` three each
+#: round, their one-epoch proposals averaged by declared examples and the average voted on with a
+#: tolerance of 0.005 (the full-participation shape level with FedAvg on MNIST, docs/protocol_variants.md)
+THREE_ROUNDS = {
+    "one": {},
+    "all": {"round": {"proposers": 3, "combine": "average", "weighting": "examples"},
+            "vote": {"metric": "accuracy_or_loss", "margin": -0.005}},
+}
+
+
+def experiment(args, mode: str, learners: int, variant: str = "augmented", round_shape: str = "one"):
     params, augment, train = VARIANTS[variant]
     return config.load(None, {
         "experiment": {"learners": learners, "rounds": args.rounds, "seed": args.seed, "mode": mode},
         "model": {"name": "compact", "params": params},
         "train": {"epochs": 1.0, "batch_size": 32, "lr": args.lr, "augment": augment, **train},
+        **(THREE_ROUNDS[round_shape] if mode == "colearn" else {}),
     })
 
 
@@ -154,9 +166,17 @@ def main() -> None:
     ap.add_argument("--parts", default="matrix,three", help="matrix, three (the three-learner runs), or both")
     ap.add_argument("--three-variant", default="collection", choices=list(VARIANTS),
                     help="the training set-up of the three-learner runs")
+    ap.add_argument("--three-modes", default="colearn,individual,centralised",
+                    help="which three-learner runs (comma-separated; the individual and centralised runs do not "
+                         "depend on --three-round, so one run of them serves both)")
+    ap.add_argument("--three-round", default="one", choices=list(THREE_ROUNDS),
+                    help="the colearn round of the three-learner runs: one proposer a round, or all three "
+                         "(averaged by examples, the average voted on)")
     ap.add_argument("--data", type=Path, default=None, help="keep or reuse the simulated files in this folder")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks" / "transfer.md")
     args = ap.parse_args()
+    if not set(args.three_modes.split(",")) <= {"colearn", "individual", "centralised"}:
+        ap.error(f"--three-modes takes colearn, individual and centralised, got {args.three_modes!r}")
     torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     t_all = time.perf_counter()
     tmp = tempfile.TemporaryDirectory()
@@ -228,18 +248,22 @@ def three_learners(args, sets, tests, learner, specs, initial, scorer, three) ->
     """colearn, individual and centralised runs of three learners with one detector each."""
     if args.three_train:
         sets = {k: (Subset(s[0], range(min(args.three_train, len(s[0])))), *s[1:]) for k, s in sets.items()}
-    v = args.three_variant
-    cfg = experiment(args, "colearn", 3, v)
-    lrs = [learner(cfg, sets[k][0], sets[k][1], sets[k][2], i, v) for i, k in enumerate(PRESETS)]
-    with tempfile.TemporaryDirectory() as store_dir:
-        run_colearn(cfg, lrs, specs[v], initial[v], WeightStore(store_dir))
-    three["colearn"] = [score_all(scorer, lr.current(), {k: tests[k] for k in PRESETS}) for lr in lrs]
-    print("colearn done", flush=True)
-    cfg = experiment(args, "individual", 3, v)
-    lrs = [learner(cfg, sets[k][0], sets[k][1], sets[k][2], i, v) for i, k in enumerate(PRESETS)]
-    run_alone(cfg, lrs)
-    three["individual"] = [score_all(scorer, lr.current(), {k: tests[k] for k in PRESETS}) for lr in lrs]
-    print("individual done", flush=True)
+    v, modes = args.three_variant, set(args.three_modes.split(","))
+    if "colearn" in modes:
+        cfg = experiment(args, "colearn", 3, v, args.three_round)
+        lrs = [learner(cfg, sets[k][0], sets[k][1], sets[k][2], i, v) for i, k in enumerate(PRESETS)]
+        with tempfile.TemporaryDirectory() as store_dir:
+            run_colearn(cfg, lrs, specs[v], initial[v], WeightStore(store_dir))
+        three["colearn"] = [score_all(scorer, lr.current(), {k: tests[k] for k in PRESETS}) for lr in lrs]
+        print("colearn done", flush=True)
+    if "individual" in modes:
+        cfg = experiment(args, "individual", 3, v)
+        lrs = [learner(cfg, sets[k][0], sets[k][1], sets[k][2], i, v) for i, k in enumerate(PRESETS)]
+        run_alone(cfg, lrs)
+        three["individual"] = [score_all(scorer, lr.current(), {k: tests[k] for k in PRESETS}) for lr in lrs]
+        print("individual done", flush=True)
+    if "centralised" not in modes:
+        return
     cfg = experiment(args, "centralised", 1, v)
     central = learner(cfg, ConcatDataset([sets[k][0] for k in PRESETS]), ConcatDataset([sets[k][1] for k in PRESETS]),
                       None, 0, v)
@@ -277,20 +301,23 @@ def report(args, matrices, three, t_sim, t_matrix, t_three, t_all, per_seed=None
                 f"seed {s} {worst_drop(r):.1f}" for s, r in runs.items()) + " pts."]
         out += ["", f"worst off-diagonal drop ({variant}): {worst_drop(m):.1f} pts", ""]
     if three:
-        out += three_table(three, args.three_variant)
+        out += three_table(three, args.three_variant, args.three_round)
     out += [(f"time: simulation {t_sim:.0f} s, matrix {t_matrix:.0f} s, three-learner runs {t_three:.0f} s, "
             f"total {t_all:.0f} s")]
     return out
 
 
-def three_table(three, variant: str = "augmented") -> list[str]:
-    out = [f"### Three learners, one detector each (accuracy on each detector's test set; set-up: {variant})", "",
+def three_table(three, variant: str = "augmented", round_shape: str = "one") -> list[str]:
+    shape = "" if round_shape == "one" else f", colearn round: {round_shape} propose"
+    out = [f"### Three learners, one detector each (accuracy on each detector's test set; set-up: {variant}{shape})", "",
             "| mode | learner (own detector) | uB | PDSP | FD | mean on the other two |", "|---|---|---|---|---|---|"]
     for mode, rows in three.items():
         for i, r in enumerate(rows):
             who = "one model, all data" if mode == "centralised" else SHORT[PRESETS[i]]
             others = [r[k] for j, k in enumerate(PRESETS) if j != i] if mode != "centralised" else list(r.values())
             out.append(f"| {mode} | {who} | " + " | ".join(f"{r[k]:.3f}" for k in PRESETS) + f" | {np.mean(others):.3f} |")
+    if not {"colearn", "individual"} <= set(three):
+        return out + [""]
     beats = []
     for i, k in enumerate(PRESETS):
         c, s = three["colearn"][i], three["individual"][i]

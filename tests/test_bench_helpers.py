@@ -52,6 +52,21 @@ def test_the_matrix_of_several_seeds_is_their_mean_and_its_worst_drop_is_from_th
     assert transfer.worst_drop(mean) == pytest.approx(10.0)  # not the mean of the seeds' worst drops (30, -10)
 
 
+def test_the_three_learner_colearn_round_can_take_every_learner_each_round(transfer):
+    """--three-round all: the colearn runs get three proposers averaged by examples and the tolerant vote;
+    the individual and centralised runs (their references) do not change."""
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(rounds=2, seed=1, lr=2e-3)
+    every = transfer.experiment(args, "colearn", 3, "collection", "all")
+    assert (every.round.proposers, every.round.combine, every.round.weighting) == (3, "average", "examples")
+    assert (every.vote.metric, every.vote.margin) == ("accuracy_or_loss", -0.005)
+    assert every.model.params["planes"] == [2]
+    assert transfer.experiment(args, "colearn", 3, "collection").round.proposers == 1
+    assert transfer.experiment(args, "individual", 3, "collection", "all") == \
+        transfer.experiment(args, "individual", 3, "collection")
+
+
 def test_make_bench_runs_the_neutrino_task_at_full_size_when_a_gpu_is_lent():
     run_all = _load("run_all")
     benches = {b.name: b for b in run_all.BENCHES}
