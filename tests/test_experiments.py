@@ -52,3 +52,14 @@ def test_degraded_simulations_are_valid(path):
 
     cfg, ref = load_config(path), SimulationConfig()
     assert cfg.detector != ref.detector or cfg.flux != ref.flux
+
+
+def test_the_guarded_full_participation_config_is_the_measured_shape():
+    """experiments/guarded_full_participation.toml is the shape measured level with FedAvg-5 with no gross
+    attack accepted (bench/variants.py's each5-ex-scr0.1h0.5k3-either-tol0.005)."""
+    cfg = config.load(Path(__file__).resolve().parents[1] / "experiments" / "guarded_full_participation.toml")
+    assert (cfg.experiment.learners, cfg.round.proposers, cfg.round.combine, cfg.round.weighting) == (5, 5, "each", "examples")
+    v = cfg.vote
+    assert (v.metric, v.margin, v.judge) == ("accuracy_or_loss", -0.005, "screened_average")
+    assert (v.norm_bound, v.peer_margin, v.direction_floor, v.direction_share, v.strikes) == (3.0, 0.3, -0.1, 0.5, 3)
+    assert cfg.train.epochs == 1.0 and cfg.data.split == "dirichlet"
