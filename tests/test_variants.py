@@ -783,6 +783,17 @@ def test_a_struck_member_is_held_to_a_direction_floor_of_0(mnist_dir, tmp_path, 
         assert _play_round(coord, ms, 0)[3].accepted
         _, attacker, _, out = _play_round(coord, ms, 1, "sign-flip x10")
         assert not out.accepted_slots & 0b100
+        if strikes is not None:  # every honest member restarts (a node's strikes.json), forgetting nothing
+            from cohep.node import keep_strikes
+
+            for m in ms:
+                if m is attacker:
+                    continue
+                assert m.strikes() == {attacker.address: [1]}, m.strikes()
+                keep_strikes(m, tmp_path / f"strikes-{m.index}.json")()
+                m._strikes = {}
+                keep_strikes(m, tmp_path / f"strikes-{m.index}.json")
+                assert m.strikes() == {attacker.address: [1]}
         r = 2
         while attacker.address not in {s.proposer for s in coord.round_state(r).slots}:
             _play_round(coord, ms, r)
@@ -797,6 +808,19 @@ def test_a_struck_member_is_held_to_a_direction_floor_of_0(mnist_dir, tmp_path, 
             continue
         assert len(named) >= st.required and all("held at 0 for a struck member (vote.strikes)" in x for x in named), reasons
         assert not out.accepted_slots >> bad & 1, bin(out.accepted_slots)
+
+
+def test_a_nodes_strikes_file_is_checked(tmp_path):
+    from cohep.errors import DataError
+    from cohep.participant import Participant
+    from cohep.protocol import VoteRule
+
+    p = Participant(0, "0xme", None, None, None, None, VoteRule(direction_floor=-0.1, strikes=2), "")
+    p.restore_strikes({"0xab": [3, 1]}, "strikes.json")
+    assert p.strikes() == {"0xab": [1, 3]}
+    for bad in ([1, 2], {"0xab": [-1]}, {"0xab": ["1"]}, {"0xab": 1}, {"0xab": [True]}):
+        with pytest.raises(DataError, match=r"^strikes\.json: expected"):
+            p.restore_strikes(bad, "strikes.json")
 
 
 def test_direction_outliers_hold_struck_slots_to_0():

@@ -9,8 +9,9 @@ and carries on; if the chain's node goes away, it retries until it is back.
 
 It writes ``<out>/records.csv`` (its own row per round), ``node.json`` (who, where, what), for a
 private learner ``privacy.json`` (its accountant's history: a restarted node goes on from the epsilon
-it has spent, since forgetting it would let it release past its budget) and, when the experiment
-ends, ``final_weights.safetensors``.
+it has spent, since forgetting it would let it release past its budget), with ``vote.strikes``
+``strikes.json`` (the rounds in which it screened each member out, so a restart does not give a struck
+member the benefit of the doubt again) and, when the experiment ends, ``final_weights.safetensors``.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from . import models
 from .errors import ChainError, CohepError, DataError, IntegrityError
@@ -30,6 +32,8 @@ from .results import RoundRecord, read_csv, write_csv
 
 #: a private learner's accountant history in the node's folder (``keep_privacy_state``)
 PRIVACY_STATE = "privacy.json"
+#: ``vote.strikes``: the rounds in which this node screened each member's slot out (``keep_strikes``)
+STRIKES_STATE = "strikes.json"
 #: seconds between looks at the chain
 POLL_S = 0.3
 #: how long a node keeps retrying an unreachable chain before it gives up
@@ -177,10 +181,11 @@ def run_node(experiment_path: str | Path, key, data_path: str, rpc: str, out_dir
         participant = build_participant(experiment, key, data_path, chain, opts)
         out.mkdir(parents=True, exist_ok=True)
         keep_privacy_state(participant, out / PRIVACY_STATE)
+        save_strikes = keep_strikes(participant, out / STRIKES_STATE)
         write_manifest(out / "node.json", experiment=str(experiment_path), contract=experiment.contract,
                        chain_id=experiment.chain_id, rpc=redact_url(rpc), address=key.address,
                        member_index=participant.index, data=str(data_path))
-        return _follow(experiment, participant, chain, out, opts)
+        return _follow(experiment, participant, chain, out, opts, save_strikes)
     finally:
         if server is not None:
             server.stop()
@@ -201,6 +206,25 @@ def keep_privacy_state(p: Participant, path: Path) -> None:
     p.before_release = save
 
 
+def keep_strikes(p: Participant, path: Path) -> Callable[[], None]:
+    """``vote.strikes`` survive restarts: restored from ``path`` if it is there; the function returned
+    saves them there when they changed (the node calls it after each of its turns)."""
+    if p.rule.strikes is None:
+        return lambda: None
+    saved = [{}]  # what the file holds
+    if path.exists():
+        p.restore_strikes(read_json(path), str(path))
+        saved[0] = p.strikes()
+
+    def save() -> None:
+        now = p.strikes()
+        if now != saved[0]:
+            write_json(path, now)
+            saved[0] = now
+
+    return save
+
+
 def _connect(rpc: str, key, opts: NodeOptions):
     from .ledger import Chain
 
@@ -214,7 +238,8 @@ def _connect(rpc: str, key, opts: NodeOptions):
             time.sleep(1.0)
 
 
-def _follow(experiment: Experiment, p: Participant, chain, out: Path, opts: NodeOptions) -> NodeResult:
+def _follow(experiment: Experiment, p: Participant, chain, out: Path, opts: NodeOptions,
+            save_strikes: Callable[[], None] = lambda: None) -> NodeResult:
     coord = p.coordinator
     rounds = experiment.config.experiment.rounds
     records_path = out / "records.csv"
@@ -241,6 +266,7 @@ def _follow(experiment: Experiment, p: Participant, chain, out: Path, opts: Node
             if r >= rounds:
                 break
             p.act(r)
+            save_strikes()
             state = coord.round_state(r)
             if p.post_ballot is not None and relay_ballots(p, state, chain.block_number()) is not None:
                 state = coord.round_state(r)
@@ -277,5 +303,5 @@ def _follow(experiment: Experiment, p: Participant, chain, out: Path, opts: Node
     return result
 
 
-__all__ = ["NodeOptions", "NodeResult", "PRIVACY_STATE", "build_participant", "finalizable", "keep_privacy_state",
-           "local_split", "relay_ballots", "run_node"]
+__all__ = ["NodeOptions", "NodeResult", "PRIVACY_STATE", "STRIKES_STATE", "build_participant", "finalizable",
+           "keep_privacy_state", "keep_strikes", "local_split", "relay_ballots", "run_node"]

@@ -21,7 +21,7 @@ import numpy as np
 
 from .combine import adopted, combination
 from .defence import direction_outliers, flat_update, norm_outliers, patch_probe, score_outliers, update_norm
-from .errors import ChainError, IntegrityError
+from .errors import ChainError, DataError, IntegrityError
 from .frameworks.privacy import BudgetSpent
 from .learner import Score, Scores, TrainableLearner, Weights
 from .protocol import VoteRule, to_ppm
@@ -299,14 +299,28 @@ class Participant:
         weights, digest = adopted(parts, [s.digest for s in passed], start=start, **self._policy())
         return {s.slot for s in passed}, self._verdict(Duty(-1, digest=digest), weights, digest)
 
-    def _update_outliers(self, slots) -> dict[int, str]:
+    # -- the record (vote.strikes) --------------------------------------------------------------
+    def strikes(self) -> dict[str, list[int]]:
+        """Proposer address -> the rounds in which this member screened its slot out (a node saves it,
+        so a restart does not give a struck member the benefit of the doubt again)."""
+        return {a: sorted(rs) for a, rs in sorted(self._strikes.items())}
+
+    def restore_strikes(self, saved, source: str) -> None:
+        """Take back what :meth:`strikes` returned; anything else is one line naming ``source``."""
+        if not isinstance(saved, dict) or not all(
+                isinstance(a, str) and isinstance(rs, list) and all(type(x) is int and x >= 0 for x in rs)
+                for a, rs in saved.items()):
+            raise DataError(f"{source}: expected {{member address: [round, ...]}} with rounds >= 0")
+        self._strikes = {a: set(rs) for a, rs in saved.items()}
+
+    def _update_outliers(self, slots, r: int) -> dict[int, str]:
         """``vote.norm_bound`` and ``vote.direction_floor``: the slots whose update (from the weights this
         member holds) stands out against the round's others: its norm against their median, then its
         direction against the sum of the others that are not norm outliers (a re-initialised slot's
         update is so long that it would set the direction for everyone); slots that fail their checks
         are left out of both. With ``vote.strikes`` a member whose slot was screened out here (a failed
-        check, the norm or the direction) in that many earlier rounds is held to a direction floor of 0.
-        Call once a round: it counts the strikes."""
+        check, the norm or the direction) in that many earlier rounds is held to a direction floor of 0;
+        round ``r`` is recorded as a strike for each slot screened out now."""
         current, checked, proposer = self.learner.current(), {}, {}
         for s in slots:
             if not s.proposed:
@@ -324,12 +338,13 @@ class Participant:
         if self.rule.direction_floor is not None:  # among the rest: a huge random update would swamp the sum
             rest = {j: flat_update(w, current) for j, w in checked.items() if j not in out}
             strikes = self.rule.strikes
-            struck = {j for j, a in proposer.items() if strikes is not None and self._strikes.get(a, 0) >= strikes}
+            struck = {j for j, a in proposer.items()
+                      if strikes is not None and len(self._strikes.get(a, set()) - {r}) >= strikes}
             out.update(direction_outliers(rest, self.rule.direction_floor, self.rule.direction_share, struck))
         if self.rule.strikes is not None:
             for j, a in proposer.items():
-                if j in out or j not in checked:
-                    self._strikes[a] = self._strikes.get(a, 0) + 1
+                if j in out or j not in checked:  # a set of rounds: a vote retried after a restart counts once
+                    self._strikes.setdefault(a, set()).add(r)
         return out
 
     def _peer_outliers(self, slots, judged: dict[int, "Duty"]) -> dict[int, str]:
@@ -369,7 +384,7 @@ class Participant:
             duty = self.judge_average(state.slots)
             if self.rule.norm_bound is not None or self.rule.direction_floor is not None:
                 # a boosted or reversed slot spoils the average (screened every round: the strikes count)
-                outliers = self._update_outliers(state.slots)
+                outliers = self._update_outliers(state.slots, r)
                 if outliers and duty.approve:
                     duty.approve = False
                     duty.reason = "; ".join(f"slot {j}: {why}" for j, why in sorted(outliers.items()))
@@ -378,7 +393,7 @@ class Participant:
             approvals, scores = int(duty.approve), [self._ppm(duty)]
         else:
             duty, approvals, scores, verdicts, judged = Duty(r), 0, [], [], []
-            outliers = self._update_outliers(state.slots) \
+            outliers = self._update_outliers(state.slots, r) \
                 if self.rule.norm_bound is not None or self.rule.direction_floor is not None else {}
             judged_slots = {s.slot: self.judge(s.uri, s.digest) for s in state.slots
                             if s.proposer != self.address and s.proposed}
