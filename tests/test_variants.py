@@ -834,6 +834,8 @@ def test_direction_outliers_hold_struck_slots_to_0():
     assert direction_outliers(slots, -0.1) == {}
     assert list(direction_outliers(slots, -0.1, strict={4})) == [4]
     assert direction_outliers(slots, -0.1, strict={0, 1}) == {}  # agreeing slots pass the strict floor too
+    assert direction_outliers(slots, -0.1, strict={4})[4].endswith(
+        "below vote.direction_floor -0.1 held at 0 for a struck member (vote.strikes)")
 
 
 def test_the_direction_share_needs_the_floor():

@@ -144,8 +144,9 @@ def direction_outliers(updates: dict[int, np.ndarray], floor: float, share: floa
         base = max(floor, 0.0) if j in strict else floor
         if c >= base + raise_by:
             continue
-        why = "vote.direction_floor" + (f" {floor:g}, held at 0 for a struck member (vote.strikes)," if base != floor
-                                        else f" = {floor:g}" if not raise_by else f" {floor:g}")
+        why = f"vote.direction_floor {floor:g}" if base != floor or raise_by else f"vote.direction_floor = {floor:g}"
+        if base != floor:
+            why += " held at 0 for a struck member (vote.strikes)"
         if raise_by:
             why += f" + vote.direction_share {share:g} x the round's median cosine {median:.3g}"
         out[j] = f"update direction: cosine {c:.3g} with the other slots' summed update is below {why}"
