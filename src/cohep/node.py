@@ -211,16 +211,17 @@ def keep_strikes(p: Participant, path: Path) -> Callable[[], None]:
     saves them there when they changed (the node calls it after each of its turns)."""
     if p.rule.strikes is None:
         return lambda: None
-    saved = [{}]  # what the file holds
+    saved: dict = {}  # what the file holds
     if path.exists():
         p.restore_strikes(read_json(path), str(path))
-        saved[0] = p.strikes()
+        saved = p.strikes()
 
     def save() -> None:
+        nonlocal saved
         now = p.strikes()
-        if now != saved[0]:
+        if now != saved:
             write_json(path, now)
-            saved[0] = now
+            saved = now
 
     return save
 

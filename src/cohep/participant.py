@@ -338,8 +338,8 @@ class Participant:
         if self.rule.direction_floor is not None:  # among the rest: a huge random update would swamp the sum
             rest = {j: flat_update(w, current) for j, w in checked.items() if j not in out}
             strikes = self.rule.strikes
-            struck = {j for j, a in proposer.items()
-                      if strikes is not None and len(self._strikes.get(a, set()) - {r}) >= strikes}
+            struck = set() if strikes is None else \
+                {j for j, a in proposer.items() if len(self._strikes.get(a, set()) - {r}) >= strikes}
             out.update(direction_outliers(rest, self.rule.direction_floor, self.rule.direction_share, struck))
         if self.rule.strikes is not None:
             for j, a in proposer.items():
@@ -382,8 +382,9 @@ class Participant:
             approvals, scores = int(duty.approve), [self._ppm(duty)]
         elif settings.vote_on_average:
             duty = self.judge_average(state.slots)
-            if self.rule.norm_bound is not None or self.rule.direction_floor is not None:
-                # a boosted or reversed slot spoils the average (screened every round: the strikes count)
+            screens = self.rule.norm_bound is not None or self.rule.direction_floor is not None
+            if screens and (duty.approve or self.rule.strikes is not None):
+                # a boosted or reversed slot spoils the average (with strikes, screened every round: they count)
                 outliers = self._update_outliers(state.slots, r)
                 if outliers and duty.approve:
                     duty.approve = False

@@ -91,9 +91,9 @@ class VoteRule(Section):
     #: or below 0; late on class-skewed data they are near 0 and the floor alone decides (cohep.defence)
     direction_share: float = setting(0.0, ge=0, lt=1,
                                      help="Raise the direction floor by this share of the round's median cosine.")
-    #: with a negative direction_floor: a member whose slots this voter screened out (norm bound or direction)
-    #: in this many earlier rounds loses the benefit of the doubt the negative floor gives; its slots need a
-    #: cosine of at least 0 (plus the share) from then on. Late on class-skewed data an honest update and a
+    #: with a negative direction_floor: a member whose slots this voter screened out (a failed check, the norm
+    #: bound or the direction) in this many earlier rounds loses the benefit of the doubt the negative floor
+    #: gives; its slots need a cosine of at least 0 (plus the share) from then on. Late on class-skewed data an honest update and a
     #: negated one are both near 0, so a floor that keeps every honest slot passes some negated ones; a
     #: member that sends negated updates every round is screened out early, where they point clearly
     #: against the others (cosines -0.3 to -0.6), and is held to the strict floor when they no longer do.
