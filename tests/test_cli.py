@@ -77,6 +77,13 @@ def test_help_still_exits_zero(capsys):
     assert main(["--help"]) == 0 and "simulate" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command, section", [("train", "[central]"), ("deploy", "[vote]"), ("compete", "[[competition.entries]]")])
+def test_help_keeps_the_toml_section_names(command, section, capsys):
+    """Square brackets in option help are rich markup unless escaped: the section names must print."""
+    assert main([command, "--help"]) == 0
+    assert section in " ".join(capsys.readouterr().out.replace("│", " ").split())
+
+
 def test_bad_lr_schedule_names_the_field(tmp_path, capsys, mnist_dir):
     code, err = run_cli(["run", "--data", str(mnist_dir), "--lr-schedule", "steps", "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "train.lr_schedule" in err and err.count("\n") == 0

@@ -173,7 +173,7 @@ TRAIN_FLAGS = {
 @app.command()
 def train(
     data: Optional[Path] = typer.Argument(None, help="Data file: HDF5 events (cohep simulate / cohep import) or MNIST."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment TOML ([data], [model], [train], [central]); flags override it."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment TOML (\\[data], \\[model], \\[train], \\[central]); flags override it."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see `cohep models`; default: the one that fits the data)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Training epochs (default: 10)."),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Validation share (< 1) or count (>= 1), stratified (default: 0.2)."),
@@ -278,7 +278,7 @@ def run(
     weighting: Optional[str] = typer.Option(None, "--weighting", help="equal | examples: average the accepted proposals "
                                             "equally, or by the training examples each declares (capped)."),
     proximal_mu: Optional[float] = typer.Option(None, "--proximal-mu", help="FedProx proximal term mu (0: none)."),
-    epsilon: Optional[float] = typer.Option(None, help="Each learner's DP epsilon budget ([privacy]; needs opacus)."),
+    epsilon: Optional[float] = typer.Option(None, help="Each learner's DP epsilon budget (\\[privacy]; needs opacus)."),
     attack: Optional[str] = typer.Option(None, "--attack", help="RESEARCH ONLY: malicious members run this attack "
                                          "(see docs/attacks.md); the manifest and records.csv say so."),
     malicious: Optional[int] = typer.Option(None, "--malicious", help="RESEARCH ONLY: how many members (the first N) "
@@ -311,7 +311,7 @@ def deploy(
     store: str = typer.Option(..., "--store", help="Store URL for the initial weights (readable by every member)."),
     shared_store: Optional[str] = typer.Option(None, "--shared-store", help="A store every member may use (default: --store)."),
     out: Path = typer.Option(Path("experiment.json"), "--out", "-o", help="The shared experiment file to write."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment TOML ([experiment], [model], [train], [vote], [chain], [data] shares)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment TOML (\\[experiment], \\[model], \\[train], \\[vote], \\[chain], \\[data] shares)."),
     name: Optional[str] = typer.Option(None, "--name", help="Experiment name."),
     rounds: Optional[int] = typer.Option(None, "--rounds", "-r", help="Number of rounds."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed: initial weights and the proposer draw."),
@@ -468,12 +468,12 @@ def quality(
 
 @app.command()
 def compete(
-    config: Path = typer.Option(..., "--config", "-c", help="Experiment TOML with [[competition.entries]] (name, model, params, owner)."),
+    config: Path = typer.Option(..., "--config", "-c", help="Experiment TOML with \\[\\[competition.entries]] (name, model, params, owner)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Competition directory (default runs/<name>-competition)."),
     training: Optional[str] = typer.Option(None, "--training", help="colearn (through the protocol) | owner (by its owner alone)."),
     rounds: Optional[int] = typer.Option(None, "--rounds", "-r", help="Budget: rounds per entry."),
     seconds: Optional[float] = typer.Option(None, "--seconds", help="Budget: wall-clock seconds per entry."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data path (overrides [data] path)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data path (overrides \\[data] path)."),
     no_figure: bool = typer.Option(False, "--no-figure", help="Skip the heat map."),
 ) -> None:
     """Entries compete on one task at an equal budget; every member scores the others' entries on chain."""
