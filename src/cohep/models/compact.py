@@ -172,7 +172,7 @@ def _min_side(params) -> int:
 @register_model(
     "compact",
     framework="torch",
-    description="compact multi-view CNN for sparse wire-plane images (default; 0.32 M parameters, log1p input)",
+    description="compact multi-view CNN for sparse wire-plane images (default; 0.32 M parameters, per-event normalised input)",
     fits=DataFit(min_side=_min_side),
 )
 def build_compact(spec) -> CompactMultiViewCNN:
