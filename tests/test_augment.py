@@ -268,6 +268,22 @@ def test_planes_reads_only_the_chosen_views():
     assert not np.allclose(p[0], p[2])
 
 
+def test_planes_builds_the_network_for_the_views_read():
+    """A view the model does not read costs nothing: one read view has a third of the per-view filters,
+    and the views read in another order are another model (the order is the channels')."""
+    from cohep.models.compact import CompactMultiViewCNN
+
+    count = [sum(t.numel() for t in CompactMultiViewCNN(3, 3, planes=p).parameters())
+             for p in (None, [0, 1, 2], [0, 2], [2])]
+    assert count[0] == count[1] > count[2] > count[3]
+    assert CompactMultiViewCNN(3, 3, planes=[2]).features[0].in_channels == 1
+    assert CompactMultiViewCNN(3, 3, planes=[0, 1, 2]).read is None
+    m = CompactMultiViewCNN(3, 3, planes=[2, 0]).eval()
+    x = torch.rand(2, 3, 32, 32) * 40
+    with torch.no_grad():
+        assert torch.equal(m.normalise(x), CompactMultiViewCNN(3, 3).normalise(x[:, [2, 0]]))
+
+
 @pytest.mark.parametrize("planes", [[], [3], [2, 2], "2", [True]])
 def test_bad_planes_are_one_line_naming_the_field(planes):
     with pytest.raises(ConfigError, match="model.params.planes"):
