@@ -96,7 +96,7 @@ def moved(data: TensorDataset, pixels: int, seed: int) -> TensorDataset:
 def train(variant: str, train_set, args, out: Path) -> dict:
     """The variant's learner, trained (or read back from ``out``); ``train_set()`` loads the events."""
     mode, aug = VARIANTS[variant]
-    spec = ModelSpec("compact", (3, 200, 200), 3, {"normalise": mode})
+    spec = ModelSpec("compact", (3, 200, 200), 3, {"normalise": mode, "planes": "all"})  # as measured in docs/
     cfg = TrainConfig(batch_size=32, lr=args.lr, augment=aug)
     weights = out / f"{variant}-{args.train_events}-{args.epochs}-{args.seed}.safetensors"
     if weights.exists() and not args.retrain:

@@ -131,7 +131,7 @@ def main() -> None:
                 # augmentation and per-event normalisation, today's defaults, are made to hide
                 # exactly the detector differences these cases plant
                 train = {"epochs": 1.0, "batch_size": 32, "lr": 2e-3, "augment": {"enabled": False}}
-            model = {"name": "mnist_cnn"} if case in CASES else {"name": "compact", "params": {"normalise": "log1p"}}
+            model = {"name": "mnist_cnn"} if case in CASES else {"name": "compact", "params": {"normalise": "log1p", "planes": "all"}}
             cfg = config.load(None, {
                 "experiment": {"learners": n, "rounds": args.rounds, "seed": seed}, "data": data,
                 "model": model, "train": train,

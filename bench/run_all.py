@@ -75,7 +75,7 @@ class Bench:
 
 
 #: the transfer benchmark's full size, which is also its size on a GPU (it simulates its own detectors)
-TRANSFER_FULL = ("--events", "4000", "--epochs", "8", "--rounds", "12", "--variants", "augmented,collection",
+TRANSFER_FULL = ("--events", "4000", "--epochs", "8", "--rounds", "15", "--variants", "augmented,collection",
                  "--seeds", "1,2,3")
 
 BENCHES: tuple[Bench, ...] = (

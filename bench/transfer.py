@@ -1,7 +1,7 @@
 """Cross-detector transfer: does a model trained on one detector's events classify another's?
 
     .venv/bin/python bench/transfer.py                    # default size (about 10 min on 2 shared cores)
-    .venv/bin/python bench/transfer.py --events 4000 --epochs 8 --rounds 12 --seeds 1,2,3   # full size
+    .venv/bin/python bench/transfer.py --events 4000 --epochs 8 --rounds 15 --seeds 1,2,3   # full size
 
 Detectors: the realistic presets ``microboone_surface`` (3 mm pitch, 273 V/cm, cosmics, 10 % bad
 channels, ADC), ``protodune_sp`` and ``dune_fd`` (4.7-4.8 mm pitch, +-35.7 deg, bipolar induction,
@@ -10,17 +10,20 @@ format ``import``: DUNE-FD geometry with MicroBooNE's pitch (3 mm, 2 wires a pix
 written channels-last to an NPZ and read in with ``cohep import`` (another group's files).
 
 1. **Matrix**: a compact model trained on detector A (``--epochs`` proposals, each kept only if it
-   scores better on A's vote set), tested on every detector B; ``plain`` (the model's fixed log1p
-   input scale, no augmentation) and ``augmented`` (per-event charge normalisation and
-   ``[train.augment]``: vertex shift, gain, pitch, dead wires, charge resolution).
+   scores better on A's vote set), tested on every detector B, for each set-up of ``VARIANTS``:
+   ``collection`` (the model's defaults: the collection plane alone, per-event charge normalisation,
+   ``[train.augment]``: vertex shift, gain, pitch, dead wires, charge resolution), ``augmented`` (the
+   same reading all three planes), ``plain`` (three planes, fixed log1p input scale, no
+   augmentation) and the variations tried on the way.
 2. **The paper's setting made real**: 3 learners, one per detector (microboone_surface,
-   protodune_sp, dune_fd), in colearn (the protocol with the contract), individual (each alone)
-   and centralised (one model on all three train sets) modes, ``--rounds`` rounds each, with the
-   augmented set-up; every final model scored on all three detectors' test sets.
+   protodune_sp, dune_fd), in colearn (the protocol with the contract; by default every learner
+   proposes each round, ``--three-round``), individual (each alone) and centralised (one model on
+   all three train sets) modes, ``--rounds`` rounds each, with the ``--three-variant`` set-up; every
+   final model scored on all three detectors' test sets.
 
 Prints the tables and, last, ``worst off-diagonal drop: X pts`` (the largest drop from the
 diagonal, train-A-test-A, to train-A-test-B, over the three presets and the imported format) of
-the augmented matrix; with ``--seeds`` the matrix is the mean over the training seeds (one seed's
+the collection matrix (else the augmented one); with ``--seeds`` the matrix is the mean over the training seeds (one seed's
 entries move by up to 10 points at the full size, docs/physics.md).
 Writes docs/benchmarks/transfer.md and docs/figures/transfer.png.
 """
@@ -86,33 +89,34 @@ def split(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return idx[:a], idx[a:b], idx[b:]
 
 
-#: The training set-ups of the matrix: as cohep trained before (fixed log1p input scale, no
-#: augmentation); with per-event charge normalisation plus training-time augmentation of what
-#: differs between detectors (vertex position, gain, pitch, dead wires, charge resolution: AUGMENT);
-#: and variations of the augmented one that were tried (docs/physics.md). Each is (model params,
-#: ``[train.augment]``, other ``[train]`` settings).
+#: The training set-ups of the matrix: as cohep trained before (fixed log1p input scale, all three
+#: planes, no augmentation); all three planes with per-event charge normalisation plus training-time
+#: augmentation of what differs between detectors (vertex position, gain, pitch, dead wires, charge
+#: resolution: AUGMENT); variations of that augmented one that were tried (docs/physics.md); and the
+#: collection plane alone (today's model default). Each is (model params, ``[train.augment]``, other
+#: ``[train]`` settings).
 AUGMENT = {"vertex_shift": 15, "charge_scale": 0.3, "pitch_scale": 0.3, "dead_wires": 0.05, "noise": 0.1}
 VARIANTS = {
-    "plain": ({}, {}, {}),
-    "augmented": ({"normalise": "event"}, AUGMENT, {}),
+    "plain": ({"normalise": "log1p", "planes": "all"}, {"enabled": False}, {}),
+    "augmented": ({"normalise": "event", "planes": "all"}, AUGMENT, {}),
     # wider pitch and dead-wire ranges: +-40 % covers uB's 3 mm against the others' 4.7-4.8 mm (0.63),
     # 10 % dead wires uB's 8 % dead and 2 % noisy channels
-    "wide": ({"normalise": "event"}, {**AUGMENT, "pitch_scale": 0.4, "dead_wires": 0.1}, {}),
+    "wide": ({"normalise": "event", "planes": "all"}, {**AUGMENT, "pitch_scale": 0.4, "dead_wires": 0.1}, {}),
     # the same plus cosmic-muon tracks overlaid on the training events (0.5 a window: uB's rate here)
-    "cosmics": ({"normalise": "event"}, {**AUGMENT, "cosmics": 0.5}, {}),
+    "cosmics": ({"normalise": "event", "planes": "all"}, {**AUGMENT, "cosmics": 0.5}, {}),
     # the augmented set-up plus view dropout: each view blanked with probability 0.25, so the model
     # cannot lean on the induction planes, whose wire angles and signal shape differ between presets
-    "views": ({"normalise": "event"}, {**AUGMENT, "view_dropout": 0.25}, {}),
+    "views": ({"normalise": "event", "planes": "all"}, {**AUGMENT, "view_dropout": 0.25}, {}),
     # the augmented set-up with the learning rate annealed (cosine) within each one-epoch proposal:
     # a proposal ends at a small step instead of mid-stride, so the kept weights depend less on the seed
-    "cosine": ({"normalise": "event"}, AUGMENT, {"lr_schedule": "cosine"}),
+    "cosine": ({"normalise": "event", "planes": "all"}, AUGMENT, {"lr_schedule": "cosine"}),
     # the augmented set-up, each proposal the mean of its second half's iterates ([train] average_tail):
     # flat minima transfer across domains (SWAD, Cha et al. 2021) and depend less on the seed
-    "swa": ({"normalise": "event"}, AUGMENT, {"average_tail": 0.5}),
+    "swa": ({"normalise": "event", "planes": "all"}, AUGMENT, {"average_tail": 0.5}),
     # the augmented set-up with bipolar induction signals folded (|x|: both lobes count as charge)
     # instead of half-dropped by max(x, 0): PDSP's and FD's raw induction planes then read closer to
     # uB's unipolar ones (model.params.bipolar)
-    "fold": ({"normalise": "event", "bipolar": "fold"}, AUGMENT, {}),
+    "fold": ({"normalise": "event", "planes": "all", "bipolar": "fold"}, AUGMENT, {}),
     # the augmented set-up reading the collection plane alone (model.params.planes): it is vertical and
     # unipolar in every preset, where the induction planes' angles and signal shape differ
     "collection": ({"normalise": "event", "planes": [2]}, AUGMENT, {}),
@@ -169,7 +173,7 @@ def main() -> None:
     ap.add_argument("--three-modes", default="colearn,individual,centralised",
                     help="which three-learner runs (comma-separated; the individual and centralised runs do not "
                          "depend on --three-round, so one run of them serves both)")
-    ap.add_argument("--three-round", default="one", choices=list(THREE_ROUNDS),
+    ap.add_argument("--three-round", default="all", choices=list(THREE_ROUNDS),
                     help="the colearn round of the three-learner runs: one proposer a round, or all three "
                          "(averaged by examples, the average voted on)")
     ap.add_argument("--data", type=Path, default=None, help="keep or reuse the simulated files in this folder")

@@ -51,7 +51,9 @@ def main() -> None:
                 "experiment": {"learners": args.learners, "seed": seed},
                 "data": {"kind": "events", "path": args.events, "limit": args.events_limit, "holdout": 0.2,
                          "split": args.split, **({"alpha": 0.5} if args.split == "dirichlet" else {})},
-                "train": {"epochs": args.epochs, "batch_size": 32}})
+                "train": {"epochs": args.epochs, "batch_size": 32},
+                # as bench/byzantine.py: the figures in docs/ read all three planes
+                "model": {"name": "compact", "params": {"planes": "all"}}})
         else:
             cfg = base_config(args.data, args.split, seed, 20, args.learners, train={"epochs": args.epochs})
         cfg, data, parts, spec = prepare(cfg)

@@ -274,17 +274,24 @@ def test_planes_builds_the_network_for_the_views_read():
     from cohep.models.compact import CompactMultiViewCNN
 
     count = [sum(t.numel() for t in CompactMultiViewCNN(3, 3, planes=p).parameters())
-             for p in (None, [0, 1, 2], [0, 2], [2])]
-    assert count[0] == count[1] > count[2] > count[3]
-    assert CompactMultiViewCNN(3, 3, planes=[2]).features[0].in_channels == 1
+             for p in ("all", [0, 1, 2], [0, 2], [2], "collection")]
+    assert count[0] == count[1] > count[2] > count[3] == count[4]
+    assert CompactMultiViewCNN(3, 3).features[0].in_channels == 1  # the default: the collection plane
     assert CompactMultiViewCNN(3, 3, planes=[0, 1, 2]).read is None
     m = CompactMultiViewCNN(3, 3, planes=[2, 0]).eval()
     x = torch.rand(2, 3, 32, 32) * 40
     with torch.no_grad():
-        assert torch.equal(m.normalise(x), CompactMultiViewCNN(3, 3).normalise(x[:, [2, 0]]))
+        assert torch.equal(m.normalise(x), CompactMultiViewCNN(3, 3, planes="all").normalise(x[:, [2, 0]]))
 
 
-@pytest.mark.parametrize("planes", [[], [3], [2, 2], "2", [True]])
+def test_views_read_names_the_collection_plane_last():
+    from cohep.models.compact import views_read
+
+    assert views_read("collection", 3) == [2] and views_read("collection", 1) == [0]
+    assert views_read("all", 3) == [0, 1, 2] and views_read((1, 0), 3) == [1, 0]
+
+
+@pytest.mark.parametrize("planes", [[], [3], [2, 2], "2", [True], "induction", None])
 def test_bad_planes_are_one_line_naming_the_field(planes):
     with pytest.raises(ConfigError, match="model.params.planes"):
         build_learner(ModelSpec("compact", (3, 32, 32), 3, {"planes": planes}), None, None, None, TrainConfig(), seed=0)

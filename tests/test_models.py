@@ -113,7 +113,9 @@ def test_keras_applications_have_the_documented_parameter_counts():
 def test_compact_model_is_small_and_takes_paper_sized_events():
     spec = ModelSpec("compact", (3, 200, 200), 3)
     learner = build_learner(spec, None, None, None, TrainConfig(), seed=0)
-    assert learner.n_parameters() == 317_939 < 1_000_000
+    assert learner.n_parameters() == 128_339 < 1_000_000  # the collection plane alone (the default)
+    assert build_learner(ModelSpec("compact", (3, 200, 200), 3, {"planes": "all"}), None, None, None, TrainConfig(),
+                         seed=0).n_parameters() == 317_939
     with torch.no_grad():
         out = learner.model.eval()(torch.rand(2, 3, 200, 200) * 100)
     assert out.shape == (2, 3) and torch.isfinite(out).all()
@@ -122,11 +124,11 @@ def test_compact_model_is_small_and_takes_paper_sized_events():
 def test_compact_normalises_inside_the_model():
     from cohep.models.compact import CompactMultiViewCNN
 
-    model = CompactMultiViewCNN(normalise="log1p")  # input_scale 1 charge unit (ke- for simulated files)
+    model = CompactMultiViewCNN(normalise="log1p", planes="all")  # input_scale 1 charge unit (ke- for simulated files)
     x = torch.tensor([[-50.0, 0.0, 17.0, 3000.0]])
     expected = torch.log1p(torch.tensor([[0.0, 0.0, 17.0, 3000.0]]))
     assert torch.allclose(model.normalise(x), expected)
-    scaled = CompactMultiViewCNN(input_scale=1000.0, normalise="log1p")
+    scaled = CompactMultiViewCNN(input_scale=1000.0, normalise="log1p", planes="all")
     assert torch.allclose(scaled.normalise(x * 1000), expected)
 
 
