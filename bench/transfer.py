@@ -158,8 +158,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--seeds", default=None,
-                    help="comma-separated training seeds for the matrix (default: --seed); the matrix shown is "
-                         "their mean, the headline its worst drop; the three-learner runs use the first")
+                    help="comma-separated training seeds (default: --seed); the matrix shown is their mean, the "
+                         "headline its worst drop; the three-learner runs are made once per seed and shown with "
+                         "their mean")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default: all cores; 1 on a machine shared with other jobs)")
@@ -235,9 +236,10 @@ def main() -> None:
 
     # 2. three learners, one detector each
     t0 = time.perf_counter()
-    three = {}
-    if "three" in args.parts:
-        three_learners(args, sets, tests, learner, specs, initial, scorers[args.three_variant], three)
+    three = {}  # seed -> mode -> one row per learner
+    for seed in (seeds if "three" in args.parts else []):
+        three[seed] = {}
+        three_learners(args, sets, tests, learner, specs, seed, scorers[args.three_variant], three[seed])
     t_three = time.perf_counter() - t0
 
     lines = report(args, matrices, three, t_sim, t_matrix, t_three, time.perf_counter() - t_all, per_seed)
@@ -248,29 +250,33 @@ def main() -> None:
         print(f"worst off-diagonal drop: {worst_drop(matrices[final]):.1f} pts")
 
 
-def three_learners(args, sets, tests, learner, specs, initial, scorer, three) -> None:
-    """colearn, individual and centralised runs of three learners with one detector each."""
+def three_learners(args, sets, tests, learner, specs, seed, scorer, three) -> None:
+    """colearn, individual and centralised runs of three learners with one detector each, from ``seed``."""
     if args.three_train:
         sets = {k: (Subset(s[0], range(min(args.three_train, len(s[0])))), *s[1:]) for k, s in sets.items()}
     v, modes = args.three_variant, set(args.three_modes.split(","))
+
+    def setting(mode, n, round_shape="one"):
+        return experiment(args, mode, n, v, round_shape).replace(experiment={"seed": seed})
+
     if "colearn" in modes:
-        cfg = experiment(args, "colearn", 3, v, args.three_round)
-        lrs = [learner(cfg, sets[k][0], sets[k][1], sets[k][2], i, v) for i, k in enumerate(PRESETS)]
+        cfg = setting("colearn", 3, args.three_round)
+        lrs = [learner(cfg, sets[k][0], sets[k][1], sets[k][2], i, v, seed) for i, k in enumerate(PRESETS)]
         with tempfile.TemporaryDirectory() as store_dir:
-            run_colearn(cfg, lrs, specs[v], initial[v], WeightStore(store_dir))
+            run_colearn(cfg, lrs, specs[v], models.initial_weights(specs[v], seed), WeightStore(store_dir))
         three["colearn"] = [score_all(scorer, lr.current(), {k: tests[k] for k in PRESETS}) for lr in lrs]
-        print("colearn done", flush=True)
+        print(f"seed {seed}: colearn done", flush=True)
     if "individual" in modes:
-        cfg = experiment(args, "individual", 3, v)
-        lrs = [learner(cfg, sets[k][0], sets[k][1], sets[k][2], i, v) for i, k in enumerate(PRESETS)]
+        cfg = setting("individual", 3)
+        lrs = [learner(cfg, sets[k][0], sets[k][1], sets[k][2], i, v, seed) for i, k in enumerate(PRESETS)]
         run_alone(cfg, lrs)
         three["individual"] = [score_all(scorer, lr.current(), {k: tests[k] for k in PRESETS}) for lr in lrs]
-        print("individual done", flush=True)
+        print(f"seed {seed}: individual done", flush=True)
     if "centralised" not in modes:
         return
-    cfg = experiment(args, "centralised", 1, v)
+    cfg = setting("centralised", 1)
     central = learner(cfg, ConcatDataset([sets[k][0] for k in PRESETS]), ConcatDataset([sets[k][1] for k in PRESETS]),
-                      None, 0, v)
+                      None, 0, v, seed)
     run_alone(cfg, [central])
     three["centralised"] = [score_all(scorer, central.current(), {k: tests[k] for k in PRESETS})]
 
@@ -304,30 +310,49 @@ def report(args, matrices, three, t_sim, t_matrix, t_three, t_all, per_seed=None
                     "Worst drop of each seed's own matrix: " + ", ".join(
                 f"seed {s} {worst_drop(r):.1f}" for s, r in runs.items()) + " pts."]
         out += ["", f"worst off-diagonal drop ({variant}): {worst_drop(m):.1f} pts", ""]
-    if three:
-        out += three_table(three, args.three_variant, args.three_round)
+    for seed, runs in three.items():
+        out += three_table(runs, args.three_variant, args.three_round, f"seed {seed}")
+    if len(three) > 1:
+        out += three_table(mean_three(list(three.values())), args.three_variant, args.three_round,
+                           f"mean of seeds {', '.join(map(str, three))}")
+        out += ["Per seed, learners that beat their individual selves on both other detectors: " + ", ".join(
+            f"seed {seed} {sum(beats(runs))}/3" for seed, runs in three.items() if beats(runs)) + ".", ""]
     out += [(f"time: simulation {t_sim:.0f} s, matrix {t_matrix:.0f} s, three-learner runs {t_three:.0f} s, "
             f"total {t_all:.0f} s")]
     return out
 
 
-def three_table(three, variant: str = "augmented", round_shape: str = "one") -> list[str]:
+def mean_three(runs: list[dict]) -> dict:
+    """Entry by entry mean of several seeds' three-learner results (the modes all seeds have)."""
+    modes = [m for m in runs[0] if all(m in r for r in runs)]
+    return {m: [{k: float(np.mean([r[m][i][k] for r in runs])) for k in runs[0][m][i]} for i in range(len(runs[0][m]))]
+            for m in modes}
+
+
+def beats(three: dict) -> list[bool]:
+    """Per learner: does the colearn model score above that learner's individual model on both detectors
+    the learner does not hold (strictly)? Empty without both modes."""
+    if not {"colearn", "individual"} <= set(three):
+        return []
+    return [all(three["colearn"][i][o] > three["individual"][i][o] for j, o in enumerate(PRESETS) if j != i)
+            for i in range(len(PRESETS))]
+
+
+def three_table(three, variant: str = "augmented", round_shape: str = "one", which: str = "") -> list[str]:
     shape = "" if round_shape == "one" else f", colearn round: {round_shape} propose"
-    out = [f"### Three learners, one detector each (accuracy on each detector's test set; set-up: {variant}{shape})", "",
+    which = f"{which}; " if which else ""
+    out = [f"### Three learners, one detector each ({which}accuracy on each detector's test set; set-up: {variant}{shape})", "",
             "| mode | learner (own detector) | uB | PDSP | FD | mean on the other two |", "|---|---|---|---|---|---|"]
     for mode, rows in three.items():
         for i, r in enumerate(rows):
             who = "one model, all data" if mode == "centralised" else SHORT[PRESETS[i]]
             others = [r[k] for j, k in enumerate(PRESETS) if j != i] if mode != "centralised" else list(r.values())
             out.append(f"| {mode} | {who} | " + " | ".join(f"{r[k]:.3f}" for k in PRESETS) + f" | {np.mean(others):.3f} |")
-    if not {"colearn", "individual"} <= set(three):
+    won = beats(three)
+    if not won:
         return out + [""]
-    beats = []
-    for i, k in enumerate(PRESETS):
-        c, s = three["colearn"][i], three["individual"][i]
-        beats.append(all(c[o] > s[o] for j, o in enumerate(PRESETS) if j != i))
     out += ["", (f"colearn learner beats its individual self on both other detectors: "
-            f"{sum(beats)}/3 ({', '.join(SHORT[k] + (' yes' if b else ' no') for k, b in zip(PRESETS, beats))})"), ""]
+            f"{sum(won)}/3 ({', '.join(SHORT[k] + (' yes' if b else ' no') for k, b in zip(PRESETS, won))})"), ""]
     return out
 
 

@@ -52,6 +52,23 @@ def test_the_matrix_of_several_seeds_is_their_mean_and_its_worst_drop_is_from_th
     assert transfer.worst_drop(mean) == pytest.approx(10.0)  # not the mean of the seeds' worst drops (30, -10)
 
 
+def test_three_learner_seeds_are_averaged_and_a_learner_must_beat_its_individual_self_on_both_others(transfer):
+    u, p, f = transfer.PRESETS
+    colearn = {u: 0.75, p: 0.75, f: 0.80}
+
+    def run(uB_on_PDSP):  # one seed: the individual uB model scores uB_on_PDSP on PDSP
+        return {"colearn": [colearn] * 3,
+                "individual": [{u: 0.9, p: uB_on_PDSP, f: 0.70}, {u: 0.70, p: 0.9, f: 0.70}, {u: 0.75, p: 0.70, f: 0.9}]}
+    assert transfer.beats(run(0.74)) == [True, True, False]  # FD's individual ties colearn on uB: no
+    assert transfer.beats(run(0.76)) == [False, True, False]
+    mean = transfer.mean_three([run(0.74), run(0.78)])
+    assert mean["individual"][0][p] == pytest.approx(0.76) and mean["colearn"][2] == pytest.approx(colearn)
+    assert transfer.beats(mean) == [False, True, False]
+    assert transfer.beats({"colearn": [colearn] * 3}) == []
+    lines = transfer.three_table(mean, "collection", "all", "mean of seeds 1, 2")
+    assert "mean of seeds 1, 2" in lines[0] and any("1/3 (uB no, PDSP yes, FD no)" in line for line in lines)
+
+
 def test_the_three_learner_colearn_round_can_take_every_learner_each_round(transfer):
     """--three-round all: the colearn runs get three proposers averaged by examples and the tolerant vote;
     the individual and centralised runs (their references) do not change."""
