@@ -39,9 +39,9 @@ chosen for sparse images and CPU training:
 8. **The collection plane alone by default** (``planes``): its look is the same in every LArTPC
    (vertical wires, unipolar charge), where the induction planes' wire angles and signal shape differ
    between detectors and a model that reads them learns one detector's readout. Trained on one
-   detector preset and tested on another, the collection-plane model lost at most 3.5 points, the
-   three-plane model up to 9.6; on the paper's 10,000 / 2,000 events it was as accurate at home
-   (best epoch 0.837 against 0.828) and trained 2.2x faster (docs/physics.md). ``planes = "all"``
+   detector preset and tested on another, the collection-plane model lost at most 3.6 points (mean
+   of 3 seeds), the three-plane model up to 9.6; on the paper's 10,000 / 2,000 events it was as
+   accurate at home (best epoch 0.837 against 0.828) and trained 2.2x faster (docs/physics.md). ``planes = "all"``
    reads U, V and Y, or a list names the views. The network is built for the views it reads: the
    others never enter it, not even the per-event scale, and cost nothing.
 
