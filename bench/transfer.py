@@ -23,8 +23,9 @@ written channels-last to an NPZ and read in with ``cohep import`` (another group
 
 Prints the tables and, last, ``worst off-diagonal drop: X pts`` (the largest drop from the
 diagonal, train-A-test-A, to train-A-test-B, over the three presets and the imported format) of
-the collection matrix (else the augmented one); with ``--seeds`` the matrix is the mean over the training seeds (one seed's
-entries move by up to 10 points at the full size, docs/physics.md).
+the collection matrix (else the augmented one); with ``--seeds`` the matrix is the mean over the
+training seeds (one seed's entries move by up to 10 points at the full size, docs/physics.md) and
+the three-learner runs are made for each seed and shown with their mean.
 Writes docs/benchmarks/transfer.md and docs/figures/transfer.png.
 """
 from __future__ import annotations
