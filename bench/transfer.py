@@ -31,6 +31,7 @@ Writes docs/benchmarks/transfer.md and docs/figures/transfer.png.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -208,16 +209,20 @@ def main() -> None:
              for v, (p, _augment, _train) in VARIANTS.items()}
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
     args.seed = seeds[0]
-    initial = {v: models.initial_weights(spec, args.seed) for v, spec in specs.items()}
+
+    @functools.cache
+    def start(variant: str, seed: int):
+        """The initial weights of a set-up and seed, built once however many learners share them."""
+        return models.initial_weights(specs[variant], seed)
 
     def learner(cfg, train, vote, test, i, variant="augmented", seed=None):
         seed = args.seed if seed is None else seed
-        start = initial[variant] if seed == args.seed else models.initial_weights(specs[variant], seed)
         return models.build_learner(specs[variant], train, vote, test, cfg.train, seed=learner_seed(seed, i),
-                                    initial=start)
+                                    initial=start(variant, seed))
 
+    used = (args.variants.split(",") if "matrix" in args.parts else []) + [args.three_variant]
     scorers = {v: learner(experiment(args, "individual", 1, v), sets[PRESETS[0]][0], sets[PRESETS[0]][1], None, 99, v)
-               for v in VARIANTS}
+               for v in dict.fromkeys(used)}
 
     # 1. the matrix, once per training seed; shown as the mean over seeds
     matrices, per_seed = {}, {}
@@ -243,7 +248,8 @@ def main() -> None:
     three = {}  # seed -> mode -> one row per learner
     for seed in (seeds if "three" in args.parts else []):
         three[seed] = {}
-        three_learners(args, sets, tests, learner, specs, seed, scorers[args.three_variant], three[seed])
+        three_learners(args, sets, tests, learner, specs[args.three_variant], start(args.three_variant, seed), seed,
+                       scorers[args.three_variant], three[seed])
     t_three = time.perf_counter() - t0
 
     lines = report(args, matrices, three, t_sim, t_matrix, t_three, time.perf_counter() - t_all, per_seed)
@@ -254,8 +260,9 @@ def main() -> None:
         print(f"worst off-diagonal drop: {worst_drop(matrices[final]):.1f} pts")
 
 
-def three_learners(args, sets, tests, learner, specs, seed, scorer, three) -> None:
-    """colearn, individual and centralised runs of three learners with one detector each, from ``seed``."""
+def three_learners(args, sets, tests, learner, spec, initial, seed, scorer, three) -> None:
+    """colearn, individual and centralised runs of three learners with one detector each, from ``seed``
+    (``initial``: the set-up's initial weights for it)."""
     if args.three_train:
         sets = {k: (Subset(s[0], range(min(args.three_train, len(s[0])))), *s[1:]) for k, s in sets.items()}
     v, modes = args.three_variant, set(args.three_modes.split(","))
@@ -267,7 +274,7 @@ def three_learners(args, sets, tests, learner, specs, seed, scorer, three) -> No
         cfg = setting("colearn", 3, args.three_round)
         lrs = [learner(cfg, sets[k][0], sets[k][1], sets[k][2], i, v, seed) for i, k in enumerate(PRESETS)]
         with tempfile.TemporaryDirectory() as store_dir:
-            run_colearn(cfg, lrs, specs[v], models.initial_weights(specs[v], seed), WeightStore(store_dir))
+            run_colearn(cfg, lrs, spec, initial, WeightStore(store_dir))
         three["colearn"] = [score_all(scorer, lr.current(), {k: tests[k] for k in PRESETS}) for lr in lrs]
         print(f"seed {seed}: colearn done", flush=True)
     if "individual" in modes:
@@ -319,8 +326,10 @@ def report(args, matrices, three, t_sim, t_matrix, t_three, t_all, per_seed=None
     if len(three) > 1:
         out += three_table(mean_three(list(three.values())), args.three_variant, args.three_round,
                            f"mean of seeds {', '.join(map(str, three))}")
-        out += ["Per seed, learners that beat their individual selves on both other detectors: " + ", ".join(
-            f"seed {seed} {sum(beats(runs))}/3" for seed, runs in three.items() if beats(runs)) + ".", ""]
+        counted = [f"seed {seed} {sum(beats(runs))}/3" for seed, runs in three.items() if beats(runs)]
+        if counted:
+            out += ["Per seed, learners that beat their individual selves on both other detectors: "
+                    + ", ".join(counted) + ".", ""]
     out += [(f"time: simulation {t_sim:.0f} s, matrix {t_matrix:.0f} s, three-learner runs {t_three:.0f} s, "
             f"total {t_all:.0f} s")]
     return out

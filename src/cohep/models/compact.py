@@ -41,8 +41,8 @@ chosen for sparse images and CPU training:
    between detectors and a model that reads them learns one detector's readout. Trained on one
    detector preset and tested on another, the collection-plane model lost at most 3.6 points (mean
    of 3 seeds), the three-plane model up to 9.6; on the paper's 10,000 / 2,000 events it was as
-   accurate at home (best epoch 0.837 against 0.828) and trained 2.2x faster (docs/physics.md). ``planes = "all"``
-   reads U, V and Y, or a list names the views. The network is built for the views it reads: the
+   accurate at home (best epoch 0.837 against 0.828) and trained 2.2x faster (docs/physics.md).
+   ``planes = "all"`` reads U, V and Y, or a list names the views. The network is built for the views it reads: the
    others never enter it, not even the per-event scale, and cost nothing.
 
 Another option for other detectors: ``bipolar`` (how a raw bipolar induction signal's negative lobe
@@ -135,7 +135,7 @@ class CompactMultiViewCNN(nn.Module):
         read = views_read(planes, v)
         #: the views the model reads, in order; ``None`` when it reads all (a collection-plane model: [2]).
         #: The network is built for these alone: a view it does not read costs nothing.
-        self.read = None if list(read) == list(range(v)) else list(read)
+        self.read = None if read == list(range(v)) else read
         n = len(read)
         self.input_scale = float(input_scale)
         self.flip_time = bool(flip_time)
