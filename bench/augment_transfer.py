@@ -38,7 +38,7 @@ from cohep.datasets.events import EventFile
 from cohep.frameworks.augment import AugmentConfig, augment
 from cohep.frameworks.training import TrainConfig
 from cohep.models import ModelSpec, build_learner
-from cohep.weights import decode, encode
+from cohep.wire.weights import decode, encode
 
 ROOT = Path(__file__).resolve().parents[1]
 AUGMENT_ON = AugmentConfig(vertex_shift=8, charge_scale=0.3, pitch_scale=0.2, dead_wires=0.02, noise=0.1)

@@ -1,11 +1,11 @@
-"""Does the vote stop Byzantine members? Every attack of ``cohep.attacks`` in real colearn runs.
+"""Does the vote stop Byzantine members? Every attack of ``cohep.research.attacks`` in real colearn runs.
 
 Setups: 5 learners with 1 malicious (``5/1``) and 6 with 2 (``6/2``, a third). For each attack and
 seed, one run; the same seed's clean run (nobody malicious) is the reference. Per attack: the share
 of the malicious members' proposals the contract accepted, the share of the honest members'
 proposals accepted, the final test accuracy against the clean run, and for the backdoor the attack
 success rate (non-target test images classified as the target once triggered). With ``--defence``
-the same runs again with the patch-probe guard on (``vote.probe``, cohep.defence).
+the same runs again with the patch-probe guard on (``vote.probe``, cohep.protocol.screens).
 
 Default (MNIST t10k, first 2,000 images, the 6/2 setup, 12 rounds, 1 seed, the defence for the
 clean run and the backdoor; about 6 minutes on 2 idle cores, several times that when they are shared): ``python bench/byzantine.py --data ../shared/data/mnist``.
@@ -40,10 +40,16 @@ sys.path[:0] = [str(ROOT / "src")]
 
 import numpy as np  # noqa: E402
 
-from cohep import attacks, config, models, rundir, weights  # noqa: E402
-from cohep.runner import prepare, run_experiment  # noqa: E402
+from cohep.config import research as catalogue
+from cohep.research import attacks
+from cohep.config import experiment as config
+from cohep import models
+from cohep.outputs import rundir
+from cohep.wire import weights  # noqa: E402
+from cohep.run.local import run_experiment  # noqa: E402
+from cohep.run.tasks import prepare
 
-ALL = ("clean", *attacks.ATTACKS)
+ALL = ("clean", *catalogue.ATTACKS)
 #: attacks run with the defence in the default size (the full size runs them all)
 DEFENCE_DEFAULT = ("clean", "backdoor")
 SETUPS = {"5/1": (5, 1), "6/2": (6, 2)}
@@ -268,12 +274,12 @@ def headline(outcomes: list[Outcome], setup: str = "6/2") -> tuple[float, float,
     """(gross acceptance %, the worst gross attack's mean accuracy drop in points, which) without the defence."""
     plain = [o for o in outcomes if o.setup == setup and not o.defence]
     clean = {(o.task, o.seed): o.accuracy for o in plain if o.attack == "clean"}
-    every = [o for o in plain if o.attack in attacks.GROSS]  # acceptance needs no clean run
+    every = [o for o in plain if o.attack in catalogue.GROSS]  # acceptance needs no clean run
     proposed = sum(o.mal_proposed for o in every)
     accepted = 100 * sum(o.mal_accepted for o in every) / proposed if proposed else math.nan
     gross = [o for o in every if (o.task, o.seed) in clean]
     drops = {a: mean([100 * (clean[(o.task, o.seed)] - o.accuracy) for o in gross if o.attack == a])
-             for a in attacks.GROSS if any(o.attack == a for o in gross)}
+             for a in catalogue.GROSS if any(o.attack == a for o in gross)}
     if not drops:
         return accepted, math.nan, "no clean run to compare with"
     worst = max(drops, key=lambda a: drops[a])
@@ -296,7 +302,7 @@ def plot(outcomes: list[Outcome], path: Path) -> None:
 
     tasks = sorted({o.task for o in outcomes})
     fig, axes = plt.subplots(len(tasks), 2, figsize=(12, 3.6 * len(tasks)), squeeze=False)
-    names = list(attacks.ATTACKS)
+    names = list(catalogue.ATTACKS)
     for row, task in zip(axes, tasks):
         for setup_i, setup in enumerate(sorted({o.setup for o in outcomes if o.task == task})):
             for defence in (False, True):
@@ -328,13 +334,13 @@ def plot(outcomes: list[Outcome], path: Path) -> None:
 
 
 INTRO = (
-    "Every attack of `cohep.attacks` (docs/attacks.md) in real colearn runs on the embedded chain: 5 learners "
+    "Every attack of `cohep.research.attacks` (docs/attacks.md) in real colearn runs on the embedded chain: 5 learners "
     "with 1 malicious (`5/1`) and 6 with 2 (`6/2`, a third). Malicious members are the first `m`; "
     "the proposer draw is the contract's. `malicious accepted`: the contract accepted the malicious "
     "members' proposals (per slot), over the slots they proposed; `honest accepted`: the same for honest proposers; "
     "`vs clean`: mean accuracy drop against the same seed's clean run without the defence, same round shape "
     "(positive: worse); `backdoor success`: non-target held-out images classified as the target once triggered. "
-    "`defence probe`: the patch-probe guard on (`vote.probe`, cohep.defence).")
+    "`defence probe`: the patch-probe guard on (`vote.probe`, cohep.protocol.screens).")
 SECTION_END = "<!-- /bench/byzantine.py -->"
 
 

@@ -5,7 +5,7 @@ CNN, initial weights and local training on both sides (see ``bench/vs_flower.py`
 the first member(s) of ``[attack]`` on both sides: in cohep it crafts its proposal when drawn (and
 votes honestly); in Flower its client sends the crafted update every round it is sampled. Flower's
 robust strategies need every client's update, so every Flower system here trains all clients every
-round (5 client-epochs a round against cohep's 1). Attacks are ``cohep.attacks``' weight attacks that
+round (5 client-epochs a round against cohep's 1). Attacks are ``cohep.research.attacks``' weight attacks that
 a stateless Flower client can play (``stale`` and ``little_is_enough`` replay adopted weights, which a
 Flower client rebuilt every round does not keep) and the data attack ``label_flip``.
 
@@ -36,7 +36,7 @@ from vs_flower import (
     write_json,
 )
 
-from cohep.baselines.flower import FlowerPlan, shutdown
+from cohep.studies.baselines.flower import FlowerPlan, shutdown
 
 FLOWER_SYSTEMS = {"FedAvg": FlowerPlan("fedavg"), "FedMedian": FlowerPlan("fedmedian"),
                   "FedTrimmedAvg": FlowerPlan("fedtrimmedavg"), "Krum": FlowerPlan("krum")}
@@ -147,9 +147,9 @@ def main() -> int:
           f"`mnist_cnn`, {args.rounds} rounds, seeds {', '.join(str(s) for s in range(args.seeds))}; final test "
           f"accuracy on the {args.holdout} held-out images (mean ± sd over seeds). Both sides get the same split, initial "
           "weights, local training (one pass over a learner's train share per client-epoch) and attacker "
-          "(`cohep.attacks`: a weight attack crafts from the honest update, `label_flip` trains on flipped labels). "
+          "(`cohep.research.attacks`: a weight attack crafts from the honest update, `label_flip` trains on flipped labels). "
           "cohep: one proposer a round, the attacker crafts when drawn, every other member votes on its vote set. "
-          "Flower 1.41 (simulation engine, its own strategies, `cohep.baselines.flower`): every client trains "
+          "Flower 1.41 (simulation engine, its own strategies, `cohep.studies.baselines.flower`): every client trains "
           "every round (robust aggregation needs them all: 5 client-epochs a round); Krum assumes "
           f"{max(1, args.malicious)} attacker(s), FedTrimmedAvg cuts 20 % at each end. "
           + ("" if args.merge else f"Bench time {time.perf_counter() - started:.0f} s.")), "", "Command:"],

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from cohep import config
-from cohep.runner import STAGES, run_experiment
+from cohep.config import experiment as config
+from cohep.run.local import STAGES, run_experiment
 
 HERE = Path(__file__).resolve().parent
 

@@ -8,7 +8,7 @@ members, ``mnist_cnn``, one pass per proposal) run by ``cohep node`` processes o
 0.25 s) and by the in-process runner on the embedded chain. Per round: wall time, chain time (all
 members' JSON-RPC calls and transactions, summed), transactions and blob bytes fetched.
 
-Part 2: the fault matrix of ``cohep.localnet.run_drills`` (3 honest nodes and one dishonest member);
+Part 2: the fault matrix of ``cohep.testing.localnet.run_drills`` (3 honest nodes and one dishonest member);
 one row per case and, last, ``faults survived: X/Y, audit: clean|FAILED``.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ def digits(n: int = 1200):
 
 
 def nodes_run(members: int, rounds: int, work: Path) -> dict:
-    from cohep.localnet import LocalNet, split_npz
+    from cohep.testing.localnet import LocalNet, split_npz
 
     root = work / f"nodes{members}"
     shutil.rmtree(root, ignore_errors=True)
@@ -63,8 +63,8 @@ def nodes_run(members: int, rounds: int, work: Path) -> dict:
 def runner_run(members: int, rounds: int, work: Path) -> dict:
     import numpy as np
 
-    from cohep import config
-    from cohep.runner import run_experiment
+    from cohep.config import experiment as config
+    from cohep.run.local import run_experiment
 
     x, y = digits()
     path = work / "pooled.npz"
@@ -101,7 +101,7 @@ def main() -> None:
                   f"{r['gas']:>10.0f} {r['bytes'] / 1e6:>16.2f}", flush=True)
     if args.no_faults:
         return
-    from cohep.localnet import Adversary, LocalNet, drill_table, run_drills, split_npz
+    from cohep.testing.localnet import Adversary, LocalNet, drill_table, run_drills, split_npz
 
     root = work / "faults"
     shutil.rmtree(root, ignore_errors=True)

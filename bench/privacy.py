@@ -26,9 +26,9 @@ sys.path[:0] = [str(ROOT / "src")]
 
 import torch  # noqa: E402
 
-from cohep import config  # noqa: E402
-from cohep.files import atomic_write_text  # noqa: E402
-from cohep.runner import run_experiment  # noqa: E402
+from cohep.config import experiment as config  # noqa: E402
+from cohep.core.files import atomic_write_text  # noqa: E402
+from cohep.run.local import run_experiment  # noqa: E402
 
 
 def parse(argv=None) -> argparse.Namespace:

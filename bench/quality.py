@@ -34,8 +34,9 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 import numpy as np
 import torch
 
-from cohep import config, quality
-from cohep.runner import run_experiment
+from cohep.config import experiment as config
+from cohep.studies import quality
+from cohep.run.local import run_experiment
 
 CHEAP = ("acceptance", "gain", "delta", "agreement", "offset", "combined")
 CASES = {"flip5": (5, {"label_flip": 1.0}), "tenth5": (5, {"keep": 0.1}), "flip3": (3, {"label_flip": 0.5})}

@@ -21,8 +21,10 @@ sys.path[:0] = [str(ROOT / "src")]
 
 import numpy as np  # noqa: E402
 
-from cohep import combine, config, models  # noqa: E402
-from cohep.runner import build_learners, prepare  # noqa: E402
+from cohep.protocol import combine
+from cohep.config import experiment as config
+from cohep import models  # noqa: E402
+from cohep.run.tasks import build_learners, prepare  # noqa: E402
 
 
 def norm(a, b) -> float:

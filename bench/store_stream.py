@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cohep import weights as wts
-from cohep.blobserver import BlobServer
-from cohep.proposal import default_max_bytes
-from cohep.store import Fetcher, WeightStore
+from cohep.wire import weights as wts
+from cohep.wire.server import BlobServer
+from cohep.wire.checks import default_max_bytes
+from cohep.wire.store import Fetcher, WeightStore
 
 
 def _status(field: str) -> int:

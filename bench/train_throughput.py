@@ -115,7 +115,7 @@ def main(argv=None) -> int:
               f"{r['train_events_per_s']:.2f} ({r['train_events_per_s_median']:.2f}) | "
               f"{r['inference_events_per_s']:.2f} ({r['inference_events_per_s_median']:.2f}) | {ratio} |")
     if args.json:
-        from cohep.files import atomic_write_text
+        from cohep.core.files import atomic_write_text
 
         atomic_write_text(args.json, json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2) + "\n")
     return 0

@@ -47,12 +47,15 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Subset
 
-from cohep import config, models
+from cohep.config import experiment as config
+from cohep import models
 from cohep.datasets.source import load_data
-from cohep.lartpc import DetectorConfig, SimulationConfig, simulate
+from cohep.lartpc import DetectorConfig, SimulationConfig
+from cohep.lartpc import simulate
 from cohep.models.spec import ModelSpec
-from cohep.runner import learner_seed, run_alone, run_colearn
-from cohep.store import WeightStore
+from cohep.run.local import run_alone, run_colearn
+from cohep.run.tasks import learner_seed
+from cohep.wire.store import WeightStore
 
 PRESETS = ("microboone_surface", "protodune_sp", "dune_fd")
 SHORT = {"microboone_surface": "uB", "protodune_sp": "PDSP", "dune_fd": "FD", "import": "import"}

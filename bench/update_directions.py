@@ -24,9 +24,12 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "src"), str(HERE)]
 
-from cohep import attacks, config, models, weights  # noqa: E402
-from cohep.defence import direction_cosines, flat_update  # noqa: E402
-from cohep.runner import build_learners, prepare  # noqa: E402
+from cohep.research import attacks
+from cohep.config import experiment as config
+from cohep import models
+from cohep.wire import weights  # noqa: E402
+from cohep.protocol.screens import direction_cosines, flat_update  # noqa: E402
+from cohep.run.tasks import build_learners, prepare  # noqa: E402
 from vs_flower import base_config  # noqa: E402
 
 
@@ -40,7 +43,7 @@ def main() -> None:
     ap.add_argument("--events-limit", type=int, default=None)
     ap.add_argument("--epochs", type=float, default=1.0, help="epochs per update")
     ap.add_argument("--from", dest="start", type=Path, default=None,
-                    help="also start from these weights (safetensors, cohep.weights encoding)")
+                    help="also start from these weights (safetensors, cohep.wire.weights encoding)")
     args = ap.parse_args()
     import torch
 

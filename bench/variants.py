@@ -34,9 +34,9 @@ os.environ.setdefault("COHEP_PROGRESS", "0")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src")]
 
-from cohep import config  # noqa: E402
-from cohep.audit import audit_run  # noqa: E402
-from cohep.runner import run_experiment  # noqa: E402
+from cohep.config import experiment as config  # noqa: E402
+from cohep.run.audit import audit_run  # noqa: E402
+from cohep.run.local import run_experiment  # noqa: E402
 
 VARIANTS = {
     "k1": {"round": {"proposers": 1, "combine": "each"}, "train": {"epochs": 1.0}},

@@ -3,7 +3,7 @@
 Both sides come from one experiment config: the same split indices (IID, Dirichlet alpha = 0.5), the
 same initial weights and the same local training (one client-epoch = one pass over a learner's train
 share with the ``[train]`` optimizer). cohep runs its protocol (``runner.run_experiment``, embedded
-chain); Flower runs its simulation engine (``cohep.baselines.flower``). Systems:
+chain); Flower runs its simulation engine (``cohep.studies.baselines.flower``). Systems:
 
 * ``cohep``: one proposer a round (1 client-epoch per round), every other member votes;
 * ``cohep-avg2e-loss``: two proposers of half an epoch each, one vote on their average, judged on
@@ -42,9 +42,10 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("COHEP_PROGRESS", "0")
 
-from cohep import config, rundir
-from cohep.baselines.flower import FlowerPlan, run_flower, shutdown
-from cohep.runner import run_experiment
+from cohep.config import experiment as config
+from cohep.outputs import rundir
+from cohep.studies.baselines.flower import FlowerPlan, run_flower, shutdown
+from cohep.run.local import run_experiment
 from variants import variant  # bench/variants.py, beside this script
 
 HERE = Path(__file__).resolve().parent
@@ -286,7 +287,7 @@ def main() -> int:
          f"2,000 held out for testing), `mnist_cnn`, {rounds} rounds, seeds {seed_names}, "
          "one client-epoch = one pass over a learner's train share (Adam, lr 1e-3, batch 32). Both sides get the "
          "same split indices and initial weights from one experiment config; Flower 1.41's simulation engine "
-         "(Ray) runs the clients and its FedAvg aggregates (`cohep.baselines.flower`). Accuracy is on the "
+         "(Ray) runs the clients and its FedAvg aggregates (`cohep.studies.baselines.flower`). Accuracy is on the "
          "held-out images (cohep: the mean over learners of their share of them, the same thing). "
          + ("" if args.merge else f"Bench time {time.perf_counter() - started:.0f} s.")), "", "Command:"],
         command, tables, fig,

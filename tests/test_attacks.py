@@ -1,5 +1,5 @@
-"""Byzantine members (cohep.attacks): each attack produces what it claims, the [attack] section is
-checked, a gross attack is rejected end to end in a real run, and the patch probe (cohep.defence)
+"""Byzantine members (cohep.research.attacks): each attack produces what it claims, the [attack] section is
+checked, a gross attack is rejected end to end in a real run, and the patch probe (cohep.protocol.screens)
 catches a backdoor that an honest model does not trip."""
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from cohep import attacks, config, rundir
-from cohep.defence import patch_probe
-from cohep.errors import ConfigError
+from cohep.config import research as catalogue
+from cohep.research import attacks
+from cohep.config import experiment as config
+from cohep.outputs import rundir
+from cohep.protocol.screens import patch_probe
+from cohep.core.errors import ConfigError
 from cohep.frameworks.training import TrainConfig
 from cohep.models import ModelSpec, build_learner, initial_weights
-from cohep.runner import run_experiment
-from cohep.weights import equal
+from cohep.run.local import run_experiment
+from cohep.wire.weights import equal
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -38,7 +41,7 @@ def floats(w):
     return {k: v.astype(np.float64) for k, v in w.items() if v.dtype.kind == "f"}
 
 
-@pytest.mark.parametrize("name", attacks.WEIGHT_ATTACKS)
+@pytest.mark.parametrize("name", catalogue.WEIGHT_ATTACKS)
 def test_every_weight_attack_keeps_the_model_layout_and_leaves_its_inputs(name):
     current, honest = pair()
     before = ({k: v.copy() for k, v in current.items()}, {k: v.copy() for k, v in honest.items()})
@@ -285,8 +288,8 @@ def test_a_sign_flip_slot_is_dropped_and_the_honest_slots_are_averaged(tmp_path,
     """k = 3, combine "each", member 0 sign-flips its update whenever it holds a slot: once the model
     is past its random start every honest voter rejects that slot, the contract never accepts it, the round still adopts the average of the
     accepted honest slots (recomputed here from the store's blobs), and the run keeps learning."""
-    from cohep import combine
-    from cohep.weights import decode, digest_bytes
+    from cohep.protocol import combine
+    from cohep.wire.weights import decode, digest_bytes
 
     res = k_slot_run(tmp_path, mnist_dir, learners=4, attack={"kind": "sign_flip", "members": 1})
     rounds = slot_rounds(res.out_dir)

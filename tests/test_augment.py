@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from cohep import config
-from cohep.errors import ConfigError
+from cohep.config import experiment as config
+from cohep.core.errors import ConfigError
 from cohep.frameworks.augment import AugmentConfig, augment
 from cohep.frameworks.training import TrainConfig
 from cohep.models import ModelSpec, build_learner, initial_weights
-from cohep.models.normalise import EVENT_REFERENCE, event_scale, normalise
+from cohep.frameworks.normalise import EVENT_REFERENCE, event_scale, normalise
 
 H = W = 40
 

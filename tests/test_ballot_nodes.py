@@ -15,8 +15,8 @@ import urllib.request
 import pytest
 from eth_account import Account
 
-from cohep.ballotbox import BallotBox, ballot_name
-from cohep.blobserver import BlobServer
+from cohep.wire.ballotbox import BallotBox, ballot_name
+from cohep.wire.server import BlobServer
 from cohep.ledger import ballots as B
 
 CONTRACT = "0x" + "ab" * 20
@@ -79,7 +79,7 @@ def test_blobserver_serves_ballots_and_nothing_beside(tmp_path):
 def signed_net(tmp_path_factory):
     from conftest import synthetic_digits
 
-    from cohep.localnet import LocalNet, split_npz
+    from cohep.testing.localnet import LocalNet, split_npz
 
     root = tmp_path_factory.mktemp("signednet")
     data = split_npz(*synthetic_digits(600, seed=1), root / "data", 3)

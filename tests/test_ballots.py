@@ -15,8 +15,8 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
-from cohep import config
-from cohep.errors import ConfigError, IntegrityError
+from cohep.config import experiment as config
+from cohep.core.errors import ConfigError, IntegrityError
 from cohep.ledger import Chain, Coordinator
 from cohep.ledger import ballots as B
 from cohep.ledger.coordinator import EMBEDDED_BATCH_GAS

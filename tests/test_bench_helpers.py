@@ -167,7 +167,7 @@ def test_byzantine_counts_slots_per_holder_and_names_the_rounds_a_malicious_slot
 
 
 def test_direction_cosines_are_what_the_floor_compares():
-    from cohep.defence import direction_cosines, direction_outliers
+    from cohep.protocol.screens import direction_cosines, direction_outliers
 
     ups = {0: np.array([1.0, 0.0]), 1: np.array([1.0, 1.0]), 2: np.array([0.0, 1.0])}
     cos = direction_cosines(ups)

@@ -13,10 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from cohep import weights as wts
-from cohep.blobserver import BlobServer
-from cohep.proposal import ProposalRejected, default_max_bytes
-from cohep.store import CHUNK_BYTES, Fetcher, WeightStore
+from cohep.wire import weights as wts
+from cohep.wire.server import BlobServer
+from cohep.wire.checks import ProposalRejected, default_max_bytes
+from cohep.wire.store import CHUNK_BYTES, Fetcher, WeightStore
 
 
 def weights(seed=0, n=1000):

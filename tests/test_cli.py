@@ -11,7 +11,7 @@ import pytest
 import cohep
 from cohep.cli import main
 from cohep.datasets.events import EventFile
-from cohep.results import read_csv
+from cohep.protocol.records import read_csv
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

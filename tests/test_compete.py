@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from cohep import config
+from cohep.config import experiment as config
 from cohep.cli import main
-from cohep.competition import Standing, parse_entries, rank, run_competition
-from cohep.errors import ChainError, ConfigError
+from cohep.studies.competition import Standing, parse_entries, rank, run_competition
+from cohep.core.errors import ChainError, ConfigError
 from cohep.ledger import Chain
 from cohep.ledger.competition import CompetitionLedger
 

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from cohep.errors import ChainError
+from cohep.core.errors import ChainError
 from cohep.ledger import Chain, Coordinator, MemberStats
 from cohep.ledger.artifact import load_artifact
 from cohep.ledger.draw import proposer_index
@@ -380,7 +380,7 @@ def test_settings_round_trip(chain):
 
 def test_score_is_bounded(chain):
     """|score_ppm| <= 10**15, what to_ppm clamps to; anything wider is refused."""
-    from cohep.protocol import to_ppm
+    from cohep.protocol.vote import to_ppm
 
     c = deploy(chain, n=5)
     c.propose(c.proposer(0), 0, digest_of("w"), URI)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cohep.datasets.mnist import load_mnist, read_idx
-from cohep.errors import DataError
+from cohep.core.errors import DataError
 
 
 def test_synthetic_idx_files_read_back(mnist_dir):

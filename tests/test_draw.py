@@ -17,10 +17,10 @@ import pytest
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from cohep.errors import ChainError, IntegrityError
+from cohep.core.errors import ChainError, IntegrityError
 from cohep.ledger import Chain, Coordinator
 from cohep.ledger.draw import permutation, proposer_index
-from cohep.weights import decode, digest_bytes, encode
+from cohep.wire.weights import decode, digest_bytes, encode
 
 SEED = hashlib.sha256(b"draw seed").digest()
 INITIAL = hashlib.sha256(b"initial").digest()

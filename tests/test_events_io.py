@@ -7,7 +7,7 @@ import pytest
 import cohep
 from cohep.cli import main
 from cohep.datasets.events import CLASS_NAMES, VIEW_NAMES, EventDataset, EventFile, EventWriter, import_npz
-from cohep.errors import DataError
+from cohep.core.errors import DataError
 
 
 def _write(path, n=10, shape=(3, 16, 12), dtype="float16", labels=None, seed=0):

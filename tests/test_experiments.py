@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from cohep import config, models
+from cohep.config import experiment as config
+from cohep import models
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.toml"))
 FIG4 = [p for p in EXPERIMENTS if p.stem.startswith("fig4")]

@@ -12,11 +12,12 @@ import sys
 import numpy as np
 import pytest
 
-from cohep import config, models
-from cohep.baselines import flower
-from cohep.baselines.flower import FlowerPlan, client_task, client_update, run_flower
-from cohep.errors import CohepError, ConfigError
-from cohep.runner import prepare
+from cohep.config import experiment as config
+from cohep import models
+from cohep.studies.baselines import flower
+from cohep.studies.baselines.flower import FlowerPlan, client_task, client_update, run_flower
+from cohep.core.errors import CohepError, ConfigError
+from cohep.run.tasks import prepare
 
 
 def tiny_cfg(mnist_dir, learners=3, rounds=1, **sections):

@@ -7,10 +7,10 @@ import torch
 from torch.utils.data import TensorDataset
 
 from cohep.frameworks.training import TrainConfig
-from cohep.learner import TrainableLearner
+from cohep.frameworks.learner import TrainableLearner
 from cohep.models import ModelSpec, build_learner, initial_weights
 from cohep.models.image_cnn import ImageCNN, default_stages
-from cohep.weights import equal
+from cohep.wire.weights import equal
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -81,7 +81,7 @@ def test_input_normalisation_is_exact_from_the_first_batch():
 
 
 def test_rejects_bad_params():
-    from cohep.errors import ConfigError
+    from cohep.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown params depth"):
         initial_weights(ModelSpec("image_cnn", (1, 8, 8), 2, {"depth": 3}), 0)

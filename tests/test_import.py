@@ -21,7 +21,7 @@ from cohep.datasets.importer import (
     rebin_matrix,
     track_like,
 )
-from cohep.errors import CohepError, ConfigError, DataError
+from cohep.core.errors import CohepError, ConfigError, DataError
 
 
 def write_maps(folder: Path, maps: np.ndarray, labels, dtype="uint8", info_extra="2.5 1.1\n") -> Path:

@@ -7,14 +7,14 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from cohep.errors import ConfigError
+from cohep.core.errors import ConfigError
 from cohep.frameworks.base import FrameworkLearner
 from cohep.frameworks.torch import TorchLearner
 from cohep.frameworks.training import TrainConfig
-from cohep.learner import TrainableLearner
+from cohep.frameworks.learner import TrainableLearner
 from cohep.models import ModelSpec, build_learner, initial_weights
-from cohep.store import WeightStore
-from cohep.weights import decode, encode, equal
+from cohep.wire.store import WeightStore
+from cohep.wire.weights import decode, encode, equal
 
 keras = pytest.importorskip("keras")
 

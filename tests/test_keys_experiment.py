@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from cohep import keys
-from cohep.errors import CohepError, DataError
-from cohep.experiment import Experiment, redact_url
+from cohep.run import keys
+from cohep.core.errors import CohepError, DataError
+from cohep.run.experiment_file import Experiment, redact_url
 
 
 def test_keystore_round_trip_and_wrong_password(tmp_path):
@@ -55,7 +55,7 @@ def test_rpc_urls_are_redacted(url, shown):
 
 
 def _experiment_dict():
-    from cohep.config import load, to_toml_dict
+    from cohep.config.experiment import load, to_toml_dict
     from cohep.models import ModelSpec
 
     spec = ModelSpec("mnist_cnn", (1, 28, 28), 10)
@@ -107,9 +107,9 @@ def test_not_a_member(tmp_path):
 
 def test_a_run_manifest_never_holds_an_rpc_secret(tmp_path, mnist_dir, one_torch_thread):
     """A run against a real node whose URL carries credentials: the manifest keeps host and port only."""
-    from cohep import config
+    from cohep.config import experiment as config
     from cohep.ledger.anvil import Anvil
-    from cohep.runner import run_experiment
+    from cohep.run.local import run_experiment
 
     with Anvil() as anvil:
         url = f"http://alice:pa55word@127.0.0.1:{anvil.port}/?apikey=0123456789abcdef"
@@ -123,8 +123,8 @@ def test_a_run_manifest_never_holds_an_rpc_secret(tmp_path, mnist_dir, one_torch
 
 
 def test_deploy_refuses_the_degrade_research_switch(tmp_path, mnist_dir):
-    from cohep import config
-    from cohep.deploy import MemberSpec, deploy
+    from cohep.config import experiment as config
+    from cohep.run.deploy import MemberSpec, deploy
 
     cfg = config.load(None, {"degrade": {"learner": 0, "label_flip": 0.3}})
     members = [MemberSpec("0x" + "01" * 20), MemberSpec("0x" + "02" * 20)]
@@ -138,8 +138,8 @@ def test_deploy_reads_an_event_file_as_events(tmp_path):
     """``data.kind = auto`` follows the --data file: an HDF5 event file deploys the compact model."""
     from test_train_evaluate import write_event_file
 
-    from cohep import config
-    from cohep.deploy import MemberSpec, deploy
+    from cohep.config import experiment as config
+    from cohep.run.deploy import MemberSpec, deploy
     from cohep.ledger.anvil import Anvil, dev_private_keys
 
     data = write_event_file(tmp_path / "events.h5", n=12)

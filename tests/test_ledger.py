@@ -17,7 +17,7 @@ import pytest
 from eth_account import Account
 from web3 import Web3
 
-from cohep.errors import ChainError
+from cohep.core.errors import ChainError
 from cohep.ledger import Chain, Coordinator, Outcome, load_artifact
 from cohep.ledger.coordinator import EMBEDDED_TX_GAS, EVENT_NAMES, _send
 

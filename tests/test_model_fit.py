@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from cohep.errors import ConfigError
+from cohep.core.errors import ConfigError
 from cohep.models import DataFit, ModelSpec, check_fits, get
 
 

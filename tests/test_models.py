@@ -14,11 +14,11 @@ import torch
 from torch.utils.data import TensorDataset
 
 from cohep import models
-from cohep.errors import CohepError, ConfigError
+from cohep.core.errors import CohepError, ConfigError
 from cohep.frameworks.training import TrainConfig
-from cohep.learner import TrainableLearner
+from cohep.frameworks.learner import TrainableLearner
 from cohep.models import DataFit, ModelSpec, available, build_learner, default_for, get, initial_weights, register_model
-from cohep.weights import equal
+from cohep.wire.weights import equal
 
 #: small input shapes so every model trains a step in seconds (the Keras giants need >= 32 px);
 #: image_cnn gets an odd one: 5 views, 13 x 37, 2 classes
@@ -177,7 +177,7 @@ def test_importing_cohep_models_does_not_import_keras():
         "import sys, cohep, cohep.models as m; m.available(); m.get('resnet50v2');"
         "m.check_fits(m.ModelSpec('resnet50v2', (3, 32, 32), 3));"
         "m.initial_weights(m.ModelSpec('image_cnn', (1, 8, 8), 2), 0);"
-        "import cohep.cli, cohep.train, cohep.evaluation;"
+        "import cohep.cli, cohep.central.train, cohep.central.evaluation;"
         "sys.exit(1 if 'keras' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
@@ -188,7 +188,7 @@ def test_importing_cohep_models_does_not_import_keras():
 
 
 def test_the_learner_interface_is_framework_free():
-    code = "import sys, cohep.learner; sys.exit(1 if 'torch' in sys.modules or 'keras' in sys.modules else 0)"
+    code = "import sys, cohep.frameworks.learner; sys.exit(1 if 'torch' in sys.modules or 'keras' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

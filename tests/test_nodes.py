@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from cohep.localnet import PASSWORD, Adversary, LocalNet, drill_table, run_drills, split_npz
+from cohep.testing.localnet import PASSWORD, Adversary, LocalNet, drill_table, run_drills, split_npz
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_audit_cli_on_the_chain(drills):
 def test_a_node_refuses_what_does_not_fit_with_one_line(drills, tmp_path, digits):
     import numpy as np
 
-    from cohep import keys
+    from cohep.run import keys
 
     net, _ = drills
     env = {"COHEP_KEYSTORE_PASSWORD": PASSWORD, "COHEP_PROGRESS": "0", "PATH": "/usr/bin:/bin"}

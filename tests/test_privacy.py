@@ -10,9 +10,10 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from cohep import config, models
+from cohep.config import experiment as config
+from cohep import models
 from cohep.cli import main
-from cohep.errors import ConfigError
+from cohep.core.errors import ConfigError
 from cohep.frameworks.privacy import (
     Budget,
     BudgetSpent,
@@ -21,8 +22,9 @@ from cohep.frameworks.privacy import (
 )
 from cohep.frameworks.training import TrainConfig
 from cohep.models import ModelSpec
-from cohep.results import read_csv
-from cohep.runner import load_task, run_experiment
+from cohep.protocol.records import read_csv
+from cohep.run.local import run_experiment
+from cohep.run.tasks import load_task
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -202,12 +204,12 @@ def test_a_restarted_node_keeps_the_epsilon_it_spent(tmp_path):
     the restarted one refuses to train a second (a fresh accountant would have trained it)."""
     import hashlib
 
-    from cohep.errors import DataError
+    from cohep.core.errors import DataError
     from cohep.ledger import Chain, Coordinator
-    from cohep.node import keep_privacy_state
-    from cohep.participant import Participant
-    from cohep.protocol import VoteRule
-    from cohep.store import WeightStore
+    from cohep.run.node import keep_privacy_state
+    from cohep.protocol.participant import Participant
+    from cohep.protocol.vote import VoteRule
+    from cohep.wire.store import WeightStore
 
     probe = _learner(budget(50.0, noise=1.0)).privacy
     one, two = probe.epsilon(4), probe.epsilon(8)  # _learner trains 4 steps a proposal

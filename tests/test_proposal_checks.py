@@ -10,9 +10,9 @@ import re
 import numpy as np
 import pytest
 
-from cohep import weights as wts
-from cohep.errors import IntegrityError
-from cohep.proposal import (
+from cohep.wire import weights as wts
+from cohep.core.errors import IntegrityError
+from cohep.wire.checks import (
     ProposalRejected,
     check_blob,
     check_stream,
@@ -130,7 +130,7 @@ def test_non_finite_values(value, count):
 
 
 def test_non_finite_counted_across_chunks(monkeypatch):
-    from cohep import proposal
+    from cohep.wire import checks as proposal
 
     monkeypatch.setattr(proposal, "CHUNK_ELEMENTS", 7)  # 216 values in 31 slices
     w = model()

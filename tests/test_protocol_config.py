@@ -1,11 +1,11 @@
 import pytest
 
-from cohep import config
-from cohep.errors import ConfigError
-from cohep.learner import Score
+from cohep.config import experiment as config
+from cohep.core.errors import ConfigError
+from cohep.frameworks.learner import Score
 from fractions import Fraction
 
-from cohep.protocol import VoteRule, required_approvals, threshold_fraction, to_ppm
+from cohep.protocol.vote import VoteRule, required_approvals, threshold_fraction, to_ppm
 
 
 def test_vote_rule_accuracy_and_margin():
@@ -125,7 +125,7 @@ def test_one_default_per_setting():
 
 @pytest.mark.parametrize("value, expected", [(0.2, 0.2), (0, 0), (2000, 2000), (2000.0, 2000), (0.999, 0.999)])
 def test_a_share_is_a_fraction_or_a_count_parsed_in_one_place(value, expected):
-    from cohep.settings import share_count
+    from cohep.core.settings import share_count
 
     cfg = config.from_dict({"data": {"holdout": value}, "central": {"val_fraction": value}})
     assert cfg.data.holdout == expected and type(cfg.data.holdout) is type(expected)
@@ -180,7 +180,7 @@ def test_cli_flags_map_to_settings_declaratively():
 
 
 def test_simulation_and_demo_settings_use_the_same_loader():
-    from cohep.demo import DemoSettings
+    from cohep.run.demo import DemoSettings
     from cohep.lartpc import SimulationConfig
 
     with pytest.raises(ConfigError, match=r"^detector\.wires_per_pixel must be an integer"):

@@ -5,12 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from cohep import config, quality
+from cohep.config import experiment as config
+from cohep.studies import quality
 from cohep.cli import main
-from cohep.degrade import DegradeSection
-from cohep.errors import ConfigError, DataError
-from cohep.results import RoundRecord
-from cohep.runner import prepare, run_experiment
+from cohep.research.degrade import DegradeSection
+from cohep.core.errors import ConfigError, DataError
+from cohep.protocol.records import RoundRecord
+from cohep.run.local import run_experiment
+from cohep.run.tasks import prepare
 
 from conftest import synthetic_digits, write_mnist_idx
 

@@ -10,17 +10,11 @@ import numpy as np
 import pytest
 
 from cohep.datasets.events import EventFile
-from cohep.errors import ConfigError
-from cohep.lartpc import (
-    DETECTORS,
-    DetectorConfig,
-    Readout,
-    SimulationConfig,
-    cosmics,
-    default_config,
-    realism,
-    simulate,
-)
+from cohep.core.errors import ConfigError
+from cohep.lartpc import DETECTORS, DetectorConfig, Readout, SimulationConfig, default_config
+from cohep.lartpc import cosmics
+from cohep.lartpc import realism
+from cohep.lartpc import simulate
 from cohep.lartpc import constants as C
 from cohep.lartpc.simulate import EventSimulator
 

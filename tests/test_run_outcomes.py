@@ -10,8 +10,8 @@ from fractions import Fraction
 
 import pytest
 
-from cohep import config
-from cohep.runner import run_experiment
+from cohep.config import experiment as config
+from cohep.run.local import run_experiment
 
 
 def cfg(mnist_dir, learners, rounds, seed, **vote):

@@ -9,11 +9,11 @@ import fsspec
 import numpy as np
 import pytest
 
-from cohep import config
-from cohep.errors import ConfigError
-from cohep.results import read_csv
-from cohep.runner import run_experiment
-from cohep.weights import decode, digest_bytes
+from cohep.config import experiment as config
+from cohep.core.errors import ConfigError
+from cohep.protocol.records import read_csv
+from cohep.run.local import run_experiment
+from cohep.wire.weights import decode, digest_bytes
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -266,7 +266,7 @@ def test_failed_run_creates_no_directory(tmp_path, mnist_dir):
 def test_signed_ballots_give_the_same_run_in_three_transactions_a_round(tmp_path, mnist_dir, colearn_run,
                                                                         one_torch_thread):
     """``[chain] ballots = "signed"``: the same votes, submitted by the proposer in one transaction."""
-    from cohep.audit import audit_run
+    from cohep.run.audit import audit_run
 
     _, out = colearn_run
     signed = run_experiment(small_cfg(mnist_dir, chain={"ballots": "signed"}), tmp_path / "signed", figure=False)

@@ -11,8 +11,9 @@ import pytest
 import cohep
 from cohep.cli import main
 from cohep.datasets.events import EventFile
-from cohep.errors import CohepError, ConfigError
-from cohep.lartpc import DetectorConfig, SimulationConfig, load_config, simulate
+from cohep.core.errors import CohepError, ConfigError
+from cohep.lartpc import DetectorConfig, SimulationConfig, load_config
+from cohep.lartpc import simulate
 from cohep.lartpc.simulate import TRUTH_FIELDS, assign_labels
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from cohep.datasets.splits import assign
-from cohep.errors import ConfigError
+from cohep.core.errors import ConfigError
 
 #: 1,000 items, 100 per class, in a shuffled order; the last 200 are held out.
 LABELS = np.random.default_rng(3).permutation(np.repeat(np.arange(10), 100))

@@ -13,9 +13,9 @@ from fractions import Fraction
 
 import pytest
 
-from cohep.errors import ChainError
+from cohep.core.errors import ChainError
 from cohep.ledger import Chain, Coordinator
-from cohep.protocol import VoteRule, required_approvals, threshold_fraction, to_ppm
+from cohep.protocol.vote import VoteRule, required_approvals, threshold_fraction, to_ppm
 
 SEED = hashlib.sha256(b"threshold seed").digest()
 INITIAL = hashlib.sha256(b"initial").digest()

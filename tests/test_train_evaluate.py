@@ -8,14 +8,14 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from cohep.checkpoint import resolve as resolve_source
+from cohep.outputs.checkpoint import resolve as resolve_source
 from cohep.cli import main
-from cohep.errors import ConfigError
+from cohep.core.errors import ConfigError
 from cohep.frameworks.training import TrainConfig
-from cohep.metrics import ClassificationMetrics
+from cohep.central.metrics import ClassificationMetrics
 from cohep.models import ModelSpec
-from cohep.train import split_validation, train_central
-from cohep.weights import encode
+from cohep.central.train import split_validation, train_central
+from cohep.wire.weights import encode
 
 CLASS_NAMES = ("NC", "numu_CC", "nue_CC")
 SHAPE = (3, 32, 32)
@@ -146,9 +146,9 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
 
 
 def test_evaluate_a_run_directory(tmp_path, capsys):
-    from cohep.evaluation import evaluate
+    from cohep.central.evaluation import evaluate
     from cohep.models import initial_weights
-    from cohep.weights import digest
+    from cohep.wire.weights import digest
 
     data = write_event_file(tmp_path / "events.h5", n=12)
     spec = ModelSpec("compact", SHAPE, 3)
@@ -237,7 +237,7 @@ def test_cli_train_from_a_config_file_with_flag_overrides(tmp_path, capsys):
 
 def test_a_checkpoint_whose_weights_do_not_fit_its_model_is_one_line(tmp_path, capsys):
     """Weights of another architecture under a checkpoint's spec: refused before any scoring."""
-    from cohep import checkpoint
+    from cohep.outputs import checkpoint
     from cohep.models import initial_weights
 
     data = write_event_file(tmp_path / "events.h5", n=12)

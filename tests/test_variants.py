@@ -8,12 +8,13 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from cohep import combine, config
-from cohep.audit import audit_run
-from cohep.errors import ChainError
+from cohep.protocol import combine
+from cohep.config import experiment as config
+from cohep.run.audit import audit_run
+from cohep.core.errors import ChainError
 from cohep.ledger import Chain, Coordinator
 from cohep.ledger.draw import proposer_indices
-from cohep.weights import MAX_EXAMPLES, decode, digest, digest_bytes
+from cohep.wire.weights import MAX_EXAMPLES, decode, digest, digest_bytes
 
 SEED = hashlib.sha256(b"cohep variants seed").digest()
 INITIAL = hashlib.sha256(b"initial weights").digest()
@@ -261,13 +262,13 @@ def small_cfg(mnist_dir, **over):
 
 @pytest.fixture(scope="module")
 def average_run(tmp_path_factory, mnist_dir, one_torch_thread_module):
-    from cohep.runner import run_experiment
+    from cohep.run.local import run_experiment
 
     return run_experiment(small_cfg(mnist_dir), tmp_path_factory.mktemp("avg") / "run", figure=False)
 
 
 def test_averaged_digest_is_recomputed_by_every_member_and_the_audit(average_run):
-    from cohep import rundir
+    from cohep.outputs import rundir
 
     res = average_run
     events = rundir.read_events(res.out_dir)
@@ -296,7 +297,7 @@ def test_signed_ballots_play_the_same_k_slot_run(average_run, mnist_dir, tmp_pat
     and scores) as EIP-712 messages, one submit_ballots a round, the same records, a clean audit."""
     import json
 
-    from cohep.runner import run_experiment
+    from cohep.run.local import run_experiment
 
     signed = run_experiment(small_cfg(mnist_dir, chain={"ballots": "signed"}), tmp_path / "signed", figure=False)
     assert (tmp_path / "signed" / "records.csv").read_bytes() == (average_run.out_dir / "records.csv").read_bytes()
@@ -314,8 +315,8 @@ def test_audit_catches_a_wrong_average(average_run, tmp_path):
     import dataclasses
     import shutil
 
-    from cohep import rundir
-    from cohep.results import read_csv, write_csv
+    from cohep.outputs import rundir
+    from cohep.protocol.records import read_csv, write_csv
 
     run = tmp_path / "run"
     shutil.copytree(average_run.out_dir, run)
@@ -330,7 +331,7 @@ def test_audit_catches_a_wrong_average(average_run, tmp_path):
 def stepped_run(tmp_path_factory, mnist_dir, one_torch_thread_module):
     """Three proposers, the vote on the average, a server step of 2, the vote on the loss (continuous,
     so that what a voter judged and what it adopted can be told apart by their scores)."""
-    from cohep.runner import run_experiment
+    from cohep.run.local import run_experiment
 
     cfg = small_cfg(mnist_dir, round={"server_lr": 2.0}, vote={"metric": "loss"})
     return run_experiment(cfg, tmp_path_factory.mktemp("step") / "run", figure=False)
@@ -347,7 +348,7 @@ def _blobs(run_dir, events, r):
 def test_stepped_average_is_recomputed_by_every_member_and_the_audit(stepped_run):
     import json
 
-    from cohep import rundir
+    from cohep.outputs import rundir
 
     res = stepped_run
     manifest = json.loads((res.out_dir / "manifest.json").read_text())
@@ -384,8 +385,8 @@ def test_audit_catches_a_wrong_stepped_average(stepped_run, tmp_path):
     import json
     import shutil
 
-    from cohep import rundir
-    from cohep.results import read_csv, write_csv
+    from cohep.outputs import rundir
+    from cohep.protocol.records import read_csv, write_csv
 
     run = tmp_path / "run"
     shutil.copytree(stepped_run.out_dir, run)
@@ -405,7 +406,7 @@ def test_audit_catches_a_wrong_stepped_average(stepped_run, tmp_path):
     assert not report.clean and any("final_weights" in f for f in report.findings)
     manifest["config"]["round"]["server_lr"] = -2
     (run / "manifest.json").write_text(json.dumps(manifest))
-    from cohep.errors import DataError
+    from cohep.core.errors import DataError
 
     with pytest.raises(DataError, match=r"manifest\.json: config\.round\.server_lr"):
         audit_run(run)
@@ -418,11 +419,11 @@ def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy"
              peer_margin=None, weighting="equal", judge=None, direction_floor=None, direction_share=0.0,
              strikes=None):
     from cohep import models
-    from cohep.participant import Participant
-    from cohep.proposal import default_max_bytes
-    from cohep.protocol import threshold_fraction
-    from cohep.runner import build_learners, prepare, seed_bytes
-    from cohep.store import Fetcher, WeightStore
+    from cohep.protocol.participant import Participant
+    from cohep.wire.checks import default_max_bytes
+    from cohep.protocol.vote import threshold_fraction
+    from cohep.run.tasks import build_learners, prepare, seed_bytes
+    from cohep.wire.store import Fetcher, WeightStore
 
     vote = {"metric": metric, "margin": margin, "norm_bound": norm_bound, "peer_margin": peer_margin, "judge": judge,
             "direction_floor": direction_floor, "direction_share": direction_share or None, "strikes": strikes}
@@ -548,7 +549,7 @@ def test_a_stepped_round_adopts_what_was_judged_and_a_fresh_member_rebuilds_it(m
     """server_lr 3: the member holding no slot judged the stepped average it then adopts; a member
     that starts afresh after two rounds (a restarted node: no weights held) rebuilds the same weights
     from the initial weights and the accepted blobs on chain, round by round."""
-    from cohep.participant import Participant
+    from cohep.protocol.participant import Participant
 
     coord, store, ms, initial = _members(mnist_dir, tmp_path, "average", 3.0)
     for r in range(2):
@@ -700,7 +701,7 @@ def test_the_direction_share_keeps_a_random_slot_out_that_the_floor_passes(mnist
     above a floor of -0.1, and the screened average with it still beats the round's start, so it is
     adopted (as in a class-skewed MNIST run: 1 of 20 rounds). With the share the
     floor rises with the honest slots' agreement: the random slot is named, the honest two adopted."""
-    from cohep import attacks
+    from cohep.research import attacks
 
     def random(w, w0):
         return attacks.craft("random", w0, w, rng=np.random.default_rng(3))
@@ -723,7 +724,7 @@ def test_the_direction_share_keeps_a_random_slot_out_that_the_floor_passes(mnist
 
 
 def test_direction_outliers_flag_an_update_against_the_others():
-    from cohep.defence import direction_outliers
+    from cohep.protocol.screens import direction_outliers
 
     rng = np.random.default_rng(0)
     shared = rng.normal(size=1000)
@@ -739,7 +740,7 @@ def test_the_direction_share_raises_the_floor_with_the_rounds_agreement():
     """Early in training honest updates agree (cosines ~+0.8 on the neutrino task) and a random
     re-initialised one sits near 0: above a floor of 0 or -0.1, under the raised floor. When the
     round's updates barely agree (late, class-skewed) the raised floor is about the floor itself."""
-    from cohep.defence import direction_outliers
+    from cohep.protocol.screens import direction_outliers
 
     rng = np.random.default_rng(1)
     shared = rng.normal(size=4000)
@@ -784,7 +785,7 @@ def test_a_struck_member_is_held_to_a_direction_floor_of_0(mnist_dir, tmp_path, 
         _, attacker, _, out = _play_round(coord, ms, 1, "sign-flip x10")
         assert not out.accepted_slots & 0b100
         if strikes is not None:  # every honest member restarts (a node's strikes.json), forgetting nothing
-            from cohep.node import keep_strikes
+            from cohep.run.node import keep_strikes
 
             for m in ms:
                 if m is attacker:
@@ -811,9 +812,9 @@ def test_a_struck_member_is_held_to_a_direction_floor_of_0(mnist_dir, tmp_path, 
 
 
 def test_a_nodes_strikes_file_is_checked(tmp_path):
-    from cohep.errors import DataError
-    from cohep.participant import Participant
-    from cohep.protocol import VoteRule
+    from cohep.core.errors import DataError
+    from cohep.protocol.participant import Participant
+    from cohep.protocol.vote import VoteRule
 
     p = Participant(0, "0xme", None, None, None, None, VoteRule(direction_floor=-0.1, strikes=2), "")
     p.restore_strikes({"0xab": [3, 1]}, "strikes.json")
@@ -824,7 +825,7 @@ def test_a_nodes_strikes_file_is_checked(tmp_path):
 
 
 def test_direction_outliers_hold_struck_slots_to_0():
-    from cohep.defence import direction_outliers
+    from cohep.protocol.screens import direction_outliers
 
     rng = np.random.default_rng(2)
     shared = rng.normal(size=4000)
@@ -839,7 +840,7 @@ def test_direction_outliers_hold_struck_slots_to_0():
 
 
 def test_the_direction_share_needs_the_floor():
-    from cohep.errors import ConfigError
+    from cohep.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"^vote\.direction_share raises vote\.direction_floor"):
         config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 3, "combine": "each"},
@@ -851,7 +852,7 @@ def test_the_direction_share_needs_the_floor():
 
 
 def test_the_strikes_need_a_negative_floor():
-    from cohep.errors import ConfigError
+    from cohep.core.errors import ConfigError
 
     base = {"experiment": {"learners": 4}, "round": {"proposers": 3, "combine": "each"}}
     for vote in ({"strikes": 2}, {"strikes": 2, "direction_floor": 0.0}):
@@ -863,7 +864,7 @@ def test_the_strikes_need_a_negative_floor():
 
 
 def test_the_screened_average_needs_slots_voted_one_by_one():
-    from cohep.errors import ConfigError
+    from cohep.core.errors import ConfigError
 
     for bad in ({"proposers": 1}, {"proposers": 3, "combine": "average"}):
         with pytest.raises(ConfigError, match=r"^vote\.judge = \"screened_average\" .* needs round\.proposers >= 2"):
@@ -874,7 +875,7 @@ def test_the_screened_average_needs_slots_voted_one_by_one():
 
 
 def test_the_norm_bound_needs_three_proposers():
-    from cohep.errors import ConfigError
+    from cohep.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"vote\.direction_floor .* needs round\.proposers >= 3, got 2"):
         config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 2}, "vote": {"direction_floor": 0}})
@@ -890,7 +891,7 @@ def test_the_norm_bound_needs_three_proposers():
 
 
 def test_norm_outliers_compare_each_slot_with_the_rounds_median():
-    from cohep.defence import norm_outliers, update_norm
+    from cohep.protocol.screens import norm_outliers, update_norm
 
     w0 = {"a": np.zeros(4, np.float32), "n": np.array([3], np.int64)}
     w = {"a": np.array([3, 4, 0, 0], np.float32), "n": np.array([9], np.int64)}
@@ -928,7 +929,7 @@ def test_the_peer_margin_rejects_a_slot_that_beats_random_weights_but_not_its_pe
 
 
 def test_the_peer_margin_needs_three_proposers_voted_one_by_one():
-    from cohep.errors import ConfigError
+    from cohep.core.errors import ConfigError
 
     for bad in ({"proposers": 2}, {"proposers": 3, "combine": "average"}):
         with pytest.raises(ConfigError, match=r"vote\.peer_margin .* needs round\.proposers >= 3 and round\.combine"):
@@ -938,7 +939,7 @@ def test_the_peer_margin_needs_three_proposers_voted_one_by_one():
 
 
 def test_score_outliers_compare_each_slot_with_the_rounds_median():
-    from cohep.defence import score_outliers
+    from cohep.protocol.screens import score_outliers
 
     assert score_outliers({0: 0.80, 1: 0.78, 3: 0.11}, 0.1).keys() == {3}
     assert score_outliers({0: 0.80, 1: 0.78, 3: 0.71}, 0.1) == {}
@@ -955,7 +956,7 @@ def test_nodes_on_anvil_play_rounds_with_two_proposers(tmp_path, server_lr):
     server step: every node adopts the same weights every round, and the audit recomputes them."""
     from conftest import synthetic_digits
 
-    from cohep.localnet import LocalNet, split_npz
+    from cohep.testing.localnet import LocalNet, split_npz
 
     data = split_npz(*synthetic_digits(900, seed=1), tmp_path / "data", 3)
     settings = {"experiment": {"rounds": 3}, "model": {"name": "mnist_cnn"},
@@ -979,7 +980,7 @@ def test_nodes_on_anvil_play_rounds_with_two_proposers(tmp_path, server_lr):
 
 
 def test_round_section_is_checked_with_one_line():
-    from cohep.errors import ConfigError
+    from cohep.core.errors import ConfigError
 
     cfg = config.from_dict({"experiment": {"learners": 3}, "round": {"proposers": 3, "combine": "average"}})
     assert (cfg.round.proposers, cfg.round.combine) == (3, "average")

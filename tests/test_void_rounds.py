@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from cohep import config
-from cohep.results import read_csv
-from cohep.runner import all_finite, run_experiment
+from cohep.config import experiment as config
+from cohep.protocol.records import read_csv
+from cohep.run.local import all_finite, run_experiment
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from cohep import config
-from cohep.errors import ConfigError
+from cohep.config import experiment as config
+from cohep.core.errors import ConfigError
 from cohep.frameworks.base import IterateMean
 from cohep.frameworks.training import TrainConfig
 from cohep.models import ModelSpec, build_learner, initial_weights

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import save as st_save
 
-from cohep import combine, config
-from cohep.audit import audit_run
-from cohep.errors import ConfigError, DataError, IntegrityError
-from cohep.weights import MAX_EXAMPLES, Declared, decode, declared_examples, digest, digest_bytes, encode
+from cohep.protocol import combine
+from cohep.config import experiment as config
+from cohep.run.audit import audit_run
+from cohep.core.errors import ConfigError, DataError, IntegrityError
+from cohep.wire.weights import MAX_EXAMPLES, Declared, decode, declared_examples, digest, digest_bytes, encode
 
 W = {"b": np.arange(3, dtype=np.float32), "a": np.ones((2, 2), np.float32)}
 
@@ -107,7 +108,7 @@ def test_the_weighted_average_is_fixed_order_float32_and_counters_stay_equal():
 def test_a_liars_inflated_count_gains_at_most_the_cap_through_store_and_fetch(tmp_path):
     """Declarations go through the store and the checked fetch like the weights: what a member reads
     from another's blob is the count that blob declares, and the cap holds whatever it says."""
-    from cohep.store import Fetcher, WeightStore
+    from cohep.wire.store import Fetcher, WeightStore
 
     store = WeightStore(str(tmp_path / "w"))
     fetch = Fetcher(allowed=[store.base_uri], max_bytes=1 << 20, reference=W)
@@ -160,14 +161,14 @@ def _cfg(mnist_dir, **round_):
 
 @pytest.fixture(scope="module")
 def weighted_run(tmp_path_factory, mnist_dir, one_torch_thread_module):
-    from cohep.runner import run_experiment
+    from cohep.run.local import run_experiment
 
     return run_experiment(_cfg(mnist_dir), tmp_path_factory.mktemp("weighted") / "run", figure=False)
 
 
 def test_a_weighted_run_declares_each_proposers_train_set_and_every_member_and_the_audit_agree(weighted_run,
                                                                                                mnist_dir):
-    from cohep import rundir
+    from cohep.outputs import rundir
 
     res = weighted_run
     events = rundir.read_events(res.out_dir)
@@ -179,7 +180,7 @@ def test_a_weighted_run_declares_each_proposers_train_set_and_every_member_and_t
     hexes = [dg.hex() if isinstance(dg, (bytes, bytearray)) else str(dg).removeprefix("0x") for _, dg, _ in slots]
     parts = [decode((store / f"{h}.safetensors").read_bytes()) for h in hexes]
     # each proposer declared its own training set, and on a Dirichlet split they differ
-    from cohep.runner import prepare
+    from cohep.run.tasks import prepare
 
     manifest = json.loads((res.out_dir / "manifest.json").read_text())
     sizes = [len(p.train) for p in prepare(_cfg(mnist_dir))[2]]  # the learners' training sets

@@ -4,10 +4,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cohep import weights as wts
-from cohep.errors import IntegrityError
-from cohep.proposal import ProposalRejected
-from cohep.store import Fetcher, WeightStore, fetch, parse_place
+from cohep.wire import weights as wts
+from cohep.core.errors import IntegrityError
+from cohep.wire.checks import ProposalRejected
+from cohep.wire.store import Fetcher, WeightStore, fetch, parse_place
 
 
 def sample_weights(seed=0):
@@ -219,7 +219,7 @@ def test_only_http_stores_allowed_refuses_local_files(tmp_path):
 
 
 def test_bad_allowed_store_is_a_configuration_error():
-    from cohep.errors import CohepError
+    from cohep.core.errors import CohepError
 
     with pytest.raises(CohepError, match="unusable allowed store 'http://u@h/s'"):
         Fetcher(["http://u@h/s"], 1000)

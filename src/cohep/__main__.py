@@ -1,3 +1,3 @@
-from .cli import main
+from cohep.cli import main
 
 main()

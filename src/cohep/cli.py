@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from .errors import CohepError
+from cohep.core.errors import CohepError
 
 app = typer.Typer(
     name="cohep",
@@ -24,7 +24,7 @@ app = typer.Typer(
 @app.command()
 def version() -> None:
     """Print the cohep version."""
-    from . import __version__
+    from cohep import __version__
 
     typer.echo(__version__)
 
@@ -42,7 +42,7 @@ def simulate(
     config: Optional[Path] = typer.Option(None, "--config", help="TOML simulation configuration."),
 ) -> None:
     """Simulate LArTPC neutrino events (NC / numu CC / nue CC, three wire-plane views) to HDF5."""
-    from .lartpc.simulate import default_config, load_config, simulate as run_simulation
+    from cohep.lartpc.simulate import default_config, load_config, simulate as run_simulation
 
     cfg = load_config(config, detector=detector) if config else default_config(detector or "microboone")
     path = run_simulation(events, out, seed=seed, workers=workers, config=cfg, progress=True)
@@ -56,7 +56,7 @@ def show(
     out: Path = typer.Option(Path("event.png"), "--out", "-o", help="Output PNG."),
 ) -> None:
     """Draw one event's three wire-plane views with its truth (the paper's Figure 3)."""
-    from .plots.events import event_display
+    from cohep.outputs.plots.events import event_display
 
     typer.echo(f"wrote {event_display(data, event, out)}")
 
@@ -89,7 +89,7 @@ def import_(
     limit: Optional[int] = typer.Option(None, "--limit", help="Import only the first N events."),
 ) -> None:
     """Import other pipelines' events into the HDF5 event format: resample, calibrate, centre."""
-    from .datasets.importer import ImportSettings, import_events, parse_label_map, parse_sizes
+    from cohep.datasets.importer import ImportSettings, import_events, parse_label_map, parse_sizes
 
     values = {
         "format": format, "images": images, "labels": labels, "axes": axes,
@@ -116,7 +116,7 @@ def demo(
     workers: int = typer.Option(2, help="Simulation worker processes."),
 ) -> None:
     """Simulate neutrino events and learn from them collaboratively (the `make demo` job)."""
-    from .demo import DemoSettings, run_demo
+    from cohep.run.demo import DemoSettings, run_demo
 
     result, files = run_demo(out, DemoSettings(events=events, learners=learners, rounds=rounds, seed=seed, workers=workers))
     _print_run_summary(result)
@@ -127,7 +127,7 @@ def demo(
 @app.command()
 def models() -> None:
     """List the registered models (name, framework, description)."""
-    from .models import registry
+    from cohep.models import registry
 
     for name in registry.available():
         entry = registry.get(name)
@@ -151,8 +151,8 @@ def _parse_params(items: list[str]) -> dict:
 
 def _settings(config: Optional[Path], flags: dict[str, object], params: list[str] | None = None):
     """The experiment settings: the config file, then each flag as an override of its ``section.field``."""
-    from . import config as cfgmod
-    from .settings import dotted, merge
+    from cohep.config import experiment as cfgmod
+    from cohep.core.settings import dotted, merge
 
     overrides = dotted({k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()})
     if params:
@@ -188,7 +188,7 @@ def train(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: runs/train-<model>)."),
 ) -> None:
     """Train one model centrally: per-epoch curves, best-epoch checkpoint, Figure 4."""
-    from .train import train_from_config
+    from cohep.central.train import train_from_config
 
     values = locals()
     cfg = _settings(config, {TRAIN_FLAGS[k]: values[k] for k in TRAIN_FLAGS}, param)
@@ -220,7 +220,7 @@ def evaluate(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
 ) -> None:
     """Score trained weights on an event file: accuracy, per-class efficiency and purity, confusion."""
-    from .evaluation import evaluate as run_evaluation
+    from cohep.central.evaluation import evaluate as run_evaluation
 
     report = run_evaluation(source, data, out_json=json_out, plot=plot, batch_size=batch_size, device=device)
     typer.echo(report.text())
@@ -286,7 +286,7 @@ def run(
     no_figure: bool = typer.Option(False, "--no-figure", help="Skip the PNG figure."),
 ) -> None:
     """Run a collaborative (or baseline) experiment; writes records, manifest, figure and report."""
-    from .runner import run_experiment
+    from cohep.run.local import run_experiment
 
     values = locals()
     cfg = _settings(config, {RUN_FLAGS[k]: values[k] for k in RUN_FLAGS})
@@ -323,8 +323,8 @@ def deploy(
     ballots: Optional[str] = typer.Option(None, "--ballots", help="transactions | signed (nodes pass EIP-712 ballots through their stores)."),
 ) -> None:
     """Deploy an experiment for a list of members on any JSON-RPC chain; writes the shared experiment file."""
-    from . import keys
-    from .deploy import MemberSpec, deploy as run_deploy
+    from cohep.run import keys
+    from cohep.run.deploy import MemberSpec, deploy as run_deploy
 
     values = locals()
     cfg = _settings(config, {DEPLOY_FLAGS[k]: values[k] for k in DEPLOY_FLAGS})
@@ -349,8 +349,8 @@ def node(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ) -> None:
     """Take part in a deployed experiment as one autonomous member, until its last round."""
-    from . import keys
-    from .node import NodeOptions, run_node
+    from cohep.run import keys
+    from cohep.run.node import NodeOptions, run_node
 
     key = keys.load(keystore, keys.password(what=f"keystore {keystore}"))
     opts = NodeOptions(poll_s=poll, store=store, serve=serve, public_url=public_url, quiet=quiet)
@@ -368,9 +368,9 @@ def status(
     interval: float = typer.Option(2.0, "--interval", min=0.1, help="Seconds between refreshes with --watch."),
 ) -> None:
     """Rounds, proposers, votes and outcomes of a deployed experiment, as the chain records them."""
-    from .experiment import Experiment
-    from .ledger import Chain, Coordinator
-    from .status import show
+    from cohep.run.experiment_file import Experiment
+    from cohep.ledger import Chain, Coordinator
+    from cohep.run.status import show
 
     exp = Experiment.read(experiment)
     coord = Coordinator.at(Chain.connect(rpc, 0), exp.contract)
@@ -387,7 +387,7 @@ def audit(
     mirror: list[str] = typer.Option([], "--mirror", help="Another store holding copies of members' blobs (by digest), for blobs no longer served; repeatable."),
 ) -> None:
     """Replay the contract's rules over the chain's events, re-verify every blob; exit 1 on any mismatch."""
-    from .audit import audit_chain, audit_run
+    from cohep.run.audit import audit_chain, audit_run
 
     if (run_dir is None) == (experiment is None):
         raise CohepError("give a run directory, or --experiment FILE with --rpc URL")
@@ -411,7 +411,7 @@ def keys_new(
     """Create an encrypted keystore (password from $COHEP_KEYSTORE_PASSWORD or a prompt)."""
     import os
 
-    from . import keys
+    from cohep.run import keys
 
     secret = keys.password(confirm=True)
     key = None
@@ -425,7 +425,7 @@ def keys_new(
 @keys_app.command("address")
 def keys_address(keystore: Path = typer.Argument(..., help="Keystore file.")) -> None:
     """Print the address of a keystore (no password needed)."""
-    from . import keys
+    from cohep.run import keys
 
     typer.echo(keys.address_of(keystore))
 
@@ -443,8 +443,8 @@ def quality(
     """Per-learner data-set quality from the recorded rounds (worst first): acceptance, gain, agreement, score offset."""
     import json
 
-    from . import quality as q
-    from .files import atomic_write_text
+    from cohep.studies import quality as q
+    from cohep.core.files import atomic_write_text
 
     if (run_dir is None) == (experiment is None):
         raise CohepError("give a run directory, or --experiment FILE with --rpc URL")
@@ -477,7 +477,7 @@ def compete(
     no_figure: bool = typer.Option(False, "--no-figure", help="Skip the heat map."),
 ) -> None:
     """Entries compete on one task at an equal budget; every member scores the others' entries on chain."""
-    from .competition import run_competition
+    from cohep.studies.competition import run_competition
 
     cfg = _settings(config, {"competition.training": training, "experiment.rounds": rounds,
                              "experiment.max_seconds": seconds, "data.path": data})

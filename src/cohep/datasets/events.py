@@ -11,7 +11,7 @@ Layout (the one format every data set enters through, docs/architecture.md)::
 Writing is atomic (a temporary name renamed on a clean exit) and, for a fixed content, byte for
 byte reproducible: no object timestamps, chunks written in order, ``created`` taken from
 ``SOURCE_DATE_EPOCH`` when set.  Reading validates the file and raises
-:class:`cohep.errors.DataError` naming the file and the problem.
+:class:`cohep.core.errors.DataError` naming the file and the problem.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import DataError
-from ..files import atomic_path
+from cohep.core.errors import DataError
+from cohep.core.files import atomic_path
 
 CLASS_NAMES = ("NC", "numu_CC", "nue_CC")
 VIEW_NAMES = ("U", "V", "Y")
@@ -259,7 +259,7 @@ def _json_default(obj):
 
 
 def _cohep_version() -> str:
-    from .. import __version__
+    from cohep import __version__
 
     return __version__
 

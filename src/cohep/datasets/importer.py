@@ -26,7 +26,7 @@ and then, per event, in this order:
    factor for all planes (the geometric mean of the planes' ratios) or one per plane.
 
 Every option is a field of :class:`ImportSettings` (validated, errors name ``import.<field>``); a
-problem in the source is one :class:`~cohep.errors.DataError` line naming the file. The output is
+problem in the source is one :class:`~cohep.core.errors.DataError` line naming the file. The output is
 written under a temporary name and renamed at the end, and records what was done in its attributes
 (``import`` JSON, ``calibration_factor``, ``mip_peak_source``).
 """
@@ -43,9 +43,9 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from ..settings import Section, setting
-from .events import (
+from cohep.core.errors import ConfigError, DataError
+from cohep.core.settings import Section, setting
+from cohep.datasets.events import (
     VIEW_NAMES,
     EventWriter,
     _short,
@@ -362,7 +362,7 @@ def _npz_source(path: Path, settings: ImportSettings) -> _Source:
 
 def _npz_arrays(path: Path, settings: ImportSettings, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """NPZ images as ``[N, V, W, T]`` laid out by ``axes`` (or read_npz's rules), labels through ``label_map``."""
-    from .events import IMPORT_SHAPES, _load_npz, to_nvhw
+    from cohep.datasets.events import IMPORT_SHAPES, _load_npz, to_nvhw
 
     with _load_npz(path) as data:
         for key in (settings.images, settings.labels):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from ..files import atomic_write_bytes
+from cohep.core.errors import DataError
+from cohep.core.files import atomic_write_bytes
 
 #: The copy Keras' ``keras.datasets.mnist`` downloads (same 70,000 images as LeCun & Cortes').
 MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from ..errors import ConfigError
-from ..settings import share_count
+from cohep.core.errors import ConfigError
+from cohep.core.settings import share_count
 
 DATA_KINDS = ("mnist", "events")
 #: Subsets up to this many bytes (float32) are held in memory; larger ones stream from disk.
@@ -52,7 +52,7 @@ def _from_arrays(kind: str, source: str, x: np.ndarray, y: np.ndarray, class_nam
 def load_data(kind: str, path: str | None, *, limit: int | None = None) -> LabelledData:
     """Open a data set by kind ("mnist" or "events"); ``limit`` keeps the first N items."""
     if kind == "mnist":
-        from .mnist import load_mnist
+        from cohep.datasets.mnist import load_mnist
 
         x, y = load_mnist(path)
         if limit:
@@ -61,7 +61,7 @@ def load_data(kind: str, path: str | None, *, limit: int | None = None) -> Label
     if kind == "events":
         if not path:
             raise ConfigError("data.path is required for events data (an HDF5 file from `cohep simulate` or `cohep import`)")
-        from .events import EventDataset, EventFile
+        from cohep.datasets.events import EventDataset, EventFile
 
         with EventFile(path) as f:
             labels = np.asarray(f.labels, dtype=np.int64)

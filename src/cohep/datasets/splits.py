@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
+from cohep.core.errors import ConfigError
 
 SPLITS = ("iid", "dirichlet")
 

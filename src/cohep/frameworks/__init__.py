@@ -1,1 +1,1 @@
-"""Adapters that make a framework's model a ``cohep.learner.Learner``."""
+"""Adapters that make a framework's model a ``cohep.frameworks.learner.Learner``."""

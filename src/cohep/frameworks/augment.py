@@ -24,7 +24,7 @@ channels and one noise level, and learns them as if they were physics. Each swit
   (MicroBooNE: about one in a 200 x 200 window, docs/physics.md). Each crosses the window edge to
   edge; its drift-time span is shared by the views (they share the time axis) and its wire span is
   drawn per view. Each pixel on it gets the event's own track-pixel charge (the per-event scale of
-  :func:`cohep.models.normalise.event_scale`, so no unit is assumed) times the track length in the
+  :func:`cohep.frameworks.normalise.event_scale`, so no unit is assumed) times the track length in the
   pixel, smeared like ``noise``. A model trained without cosmics reads them as part of the event.
 * ``view_dropout`` (probability): each view of an event is blanked with this probability (an event
   that would lose every view keeps them all). The views differ most between detectors in the
@@ -51,8 +51,8 @@ from typing import ClassVar
 
 import torch
 
-from ..datasets.events import VERTEX_FRACTION
-from ..settings import Section, setting
+from cohep.datasets.events import VERTEX_FRACTION
+from cohep.core.settings import Section, setting
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> 
 
 def _overlay_tracks(out: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> None:
     """In place: Poisson(``cfg.cosmics``) straight edge-to-edge tracks per event (module docstring)."""
-    from ..models.normalise import event_scale
+    from cohep.frameworks.normalise import event_scale
 
     n, v, h, w = out.shape
     counts = torch.poisson(torch.full((n,), float(cfg.cosmics)), generator=generator).long()

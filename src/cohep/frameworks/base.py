@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
-from ..learner import BatchCallback, Score, Scores, TrainableLearner, Weights, copy_weights
-from .augment import augment
-from .batches import iterate_batches
-from .training import TrainConfig, make_optimizer, set_lr
+from cohep.frameworks.learner import BatchCallback, Score, Scores, TrainableLearner, Weights, copy_weights
+from cohep.frameworks.augment import augment
+from cohep.frameworks.batches import iterate_batches
+from cohep.frameworks.training import TrainConfig, make_optimizer, set_lr
 
 if TYPE_CHECKING:
-    from .privacy import PrivateTraining
+    from cohep.frameworks.privacy import PrivateTraining
 
 
 class IterateMean:

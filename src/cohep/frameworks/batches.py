@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
@@ -31,3 +32,11 @@ def iterate_batches(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
     for x, y in loader:
         yield x, torch.as_tensor(y)
+
+
+def as_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """A data set's images and labels as two tensors (a ``TensorDataset``'s own, else stacked item by item)."""
+    if isinstance(dataset, TensorDataset):
+        return dataset.tensors[0], dataset.tensors[1]
+    xs, ys = zip(*(dataset[j] for j in range(len(dataset))))  # type: ignore[arg-type]
+    return torch.stack([torch.as_tensor(v) for v in xs]), torch.as_tensor(np.asarray(ys))

@@ -18,7 +18,7 @@ collaborative learning on equal terms:
   non-trainable, e.g. batch-norm moving mean / variance), in the model's own order. Paths are stable
   for models whose layers are named explicitly (the Keras applications are); they must be unique.
   ``load_weights`` is strict on names and shapes. Weights travel through the same safetensors path
-  (:mod:`cohep.weights`) as torch ones.
+  (:mod:`cohep.wire.weights`) as torch ones.
 * **Determinism**: ``keras.utils.set_random_seed`` (Python, numpy, torch and Keras' global seed) before
   each proposal, plus a seeded torch generator for the batch order.
 * **Outputs**: softmax probabilities (Keras applications' default) or logits; detected from the last
@@ -36,11 +36,11 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError
-from ..learner import Weights
-from ..weights import mismatch
-from .base import FrameworkLearner
-from .training import TrainConfig
+from cohep.core.errors import ConfigError
+from cohep.frameworks.learner import Weights
+from cohep.wire.weights import mismatch
+from cohep.frameworks.base import FrameworkLearner
+from cohep.frameworks.training import TrainConfig
 
 _EPS = 1e-7  # Keras' epsilon for cross-entropy on probabilities
 

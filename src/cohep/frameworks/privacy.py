@@ -27,8 +27,8 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 
-from ..errors import CohepError, ConfigError
-from ..settings import Section, from_mapping, setting
+from cohep.core.errors import CohepError, ConfigError
+from cohep.core.settings import Section, from_mapping, setting
 
 #: fields a ``[privacy.learners.N]`` table may override
 PER_LEARNER = ("epsilon", "delta", "max_grad_norm", "noise_multiplier", "proposals")
@@ -277,7 +277,7 @@ class PrivateTraining:
 
     def restore(self, state: dict, where: str) -> None:
         """Take up a saved :meth:`state`; anything malformed is a DataError naming ``where``."""
-        from ..errors import DataError
+        from cohep.core.errors import DataError
 
         def bad(why: str):
             return DataError(f"{where}: {why}")

@@ -15,11 +15,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..learner import Weights
-from .base import FrameworkLearner
-from .batches import iterate_batches  # noqa: F401  (re-exported: callers batch through here)
-from .privacy import Budget, PrivateTraining
-from .training import TrainConfig, make_optimizer  # noqa: F401  (make_optimizer re-exported)
+from cohep.frameworks.learner import Weights
+from cohep.frameworks.base import FrameworkLearner
+from cohep.frameworks.batches import iterate_batches  # noqa: F401  (re-exported: callers batch through here)
+from cohep.frameworks.privacy import Budget, PrivateTraining
+from cohep.frameworks.training import TrainConfig, make_optimizer  # noqa: F401  (make_optimizer re-exported)
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -11,9 +11,9 @@ from typing import ClassVar, Literal
 
 import torch
 
-from ..errors import ConfigError
-from ..settings import Section, setting
-from .augment import AugmentConfig
+from cohep.core.errors import ConfigError
+from cohep.core.settings import Section, setting
+from cohep.frameworks.augment import AugmentConfig
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ channels, bipolar induction, ADC counts, the vertex estimate), ``simulate`` (con
 name ``simulate`` is the driver function, import the module as ``cohep.lartpc.simulate``).
 Units inside: MeV, cm, ns.
 """
-from .detector import DETECTORS, DetectorConfig, Readout, drift_velocity, recombination
-from .generator import CLASS_NAMES, MODE_NAMES, FluxConfig, Interaction, generate_interaction
-from .simulate import (
+from cohep.lartpc.detector import DETECTORS, DetectorConfig, Readout, drift_velocity, recombination
+from cohep.lartpc.generator import CLASS_NAMES, MODE_NAMES, FluxConfig, Interaction, generate_interaction
+from cohep.lartpc.simulate import (
     EventSimulator,
     SimulatedEvent,
     SimulationConfig,
@@ -24,8 +24,14 @@ from .simulate import (
     load_config,
     simulate,
 )
-from . import constants, cosmics, detector, generator, imaging, realism, transport
-from .transport import TransportResult, TransportSettings, material_tables
+from cohep.lartpc import constants
+from cohep.lartpc import cosmics
+from cohep.lartpc import detector
+from cohep.lartpc import generator
+from cohep.lartpc import imaging
+from cohep.lartpc import realism
+from cohep.lartpc import transport
+from cohep.lartpc.transport import TransportResult, TransportSettings, material_tables
 
 __all__ = [
     "CLASS_NAMES",

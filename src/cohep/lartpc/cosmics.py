@@ -29,9 +29,9 @@ import math
 
 import numpy as np
 
-from . import constants as C
-from .detector import DetectorConfig, ImageWindow, Readout
-from .transport import DEP_COLS, material_tables
+from cohep.lartpc import constants as C
+from cohep.lartpc.detector import DetectorConfig, ImageWindow, Readout
+from cohep.lartpc.transport import DEP_COLS, material_tables
 
 #: Step along a cosmic track (cm): the transport's default maximum step.
 STEP_CM = 0.3

@@ -31,9 +31,9 @@ from typing import ClassVar
 import numpy as np
 from numba import njit
 
-from ..errors import ConfigError
-from ..settings import Section, from_mapping
-from . import constants as C
+from cohep.core.errors import ConfigError
+from cohep.core.settings import Section, from_mapping
+from cohep.lartpc import constants as C
 
 DETECTORS = ("microboone", "protodune", "microboone_surface", "protodune_sp", "dune_fd")
 #: Realism fields: left out of ``to_dict`` while at their (off) default, so files made without them

@@ -27,9 +27,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..settings import Section
-from . import constants as C
+from cohep.core.errors import ConfigError
+from cohep.core.settings import Section
+from cohep.lartpc import constants as C
 
 #: Class labels (index = label); the HDF5 format and the classifier use the same order.
 CLASS_NAMES = ("NC", "numu_CC", "nue_CC")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .detector import DetectorConfig, ImageWindow
+from cohep.lartpc.detector import DetectorConfig, ImageWindow
 
 
 def _uniform(seed: int, plane: int, wires: np.ndarray, salt: int) -> np.ndarray:

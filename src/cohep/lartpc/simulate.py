@@ -20,14 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CohepError, ConfigError
-from ..settings import Section, from_mapping, read_toml, setting
-from . import constants as C
-from . import cosmics, realism
-from .detector import DetectorConfig, ImageWindow, Readout
-from .generator import CLASS_NAMES, FluxConfig, Interaction, generate_interaction, sample_energy
-from .imaging import ELECTRONS_PER_UNIT, IMAGE_UNIT, digitise, store
-from .transport import CODE_OF_PDG, TransportResult, TransportSettings, material_tables, transport
+from cohep.core.errors import CohepError, ConfigError
+from cohep.core.settings import Section, from_mapping, read_toml, setting
+from cohep.lartpc import constants as C
+from cohep.lartpc import cosmics
+from cohep.lartpc import realism
+from cohep.lartpc.detector import DetectorConfig, ImageWindow, Readout
+from cohep.lartpc.generator import CLASS_NAMES, FluxConfig, Interaction, generate_interaction, sample_energy
+from cohep.lartpc.imaging import ELECTRONS_PER_UNIT, IMAGE_UNIT, digitise, store
+from cohep.lartpc.transport import CODE_OF_PDG, TransportResult, TransportSettings, material_tables, transport
 
 #: Stages timed per event (seconds summed over events; the benchmark reports their shares).
 STAGES = ("generate", "transport", "detector", "imaging", "compress")
@@ -378,7 +379,7 @@ def _init_worker(config: SimulationConfig, seed: int) -> None:
 
 
 def _run_chunk(sim: EventSimulator, start: int, labels: np.ndarray):
-    from ..datasets.events import encode_chunk
+    from cohep.datasets.events import encode_chunk
 
     dtype = sim.config.image_dtype
     chunks, truth_rows = [], []
@@ -436,7 +437,7 @@ def simulate(
     Identical file content for any ``workers``.  ``timings``, if given, is filled with seconds per
     stage (summed over events, i.e. CPU time across workers), ``write`` and ``wall``.
     """
-    from ..datasets.events import EventWriter
+    from cohep.datasets.events import EventWriter
 
     if isinstance(n_events, bool) or not isinstance(n_events, (int, np.integer)) or n_events < 1:
         raise CohepError(f"number of events must be a positive integer, got {n_events!r}")
@@ -457,7 +458,7 @@ def simulate(
     target = Path(out_path)
     if target.is_dir():
         raise CohepError(f"cannot write {target}: it is a directory")
-    from ..progress import progress as progress_bar
+    from cohep.core.progress import progress as progress_bar
 
     # the pool is forked before the HDF5 file is opened, so no worker inherits an open file
     pool = _make_pool(workers, config, seed) if workers > 1 else None

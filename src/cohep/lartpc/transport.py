@@ -42,9 +42,9 @@ from typing import ClassVar
 import numpy as np
 from numba import njit
 
-from ..errors import ConfigError
-from ..settings import Section
-from . import constants as C
+from cohep.core.errors import ConfigError
+from cohep.core.settings import Section
+from cohep.lartpc import constants as C
 
 # ---------------------------------------------------------------------------------------------
 # Particle codes used inside the transport (index into the arrays below)

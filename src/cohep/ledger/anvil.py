@@ -17,7 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ..errors import ChainError
+from cohep.core.errors import ChainError
 
 ANVIL_ENV = "COHEP_ANVIL"
 ANVIL_PACKAGE = "@foundry-rs/anvil-linux-amd64"

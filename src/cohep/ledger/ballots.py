@@ -31,7 +31,7 @@ import coincurve
 from eth_utils import keccak
 from web3 import Web3
 
-from cohep.errors import IntegrityError
+from cohep.core.errors import IntegrityError
 
 EIP712_NAME = "cohep Coordinator"
 EIP712_VERSION = "3"

@@ -14,7 +14,7 @@ from web3 import Web3
 from web3.exceptions import Web3Exception
 from web3.types import RPCEndpoint
 
-from cohep.errors import ChainError
+from cohep.core.errors import ChainError
 
 CONNECT_TIMEOUT_S = 3.0
 REQUEST_TIMEOUT_S = 60.0

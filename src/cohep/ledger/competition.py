@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from web3 import Web3
 
-from cohep.errors import ChainError
+from cohep.core.errors import ChainError
 from cohep.ledger.artifact import load_artifact
 from cohep.ledger.chain import Chain
 from cohep.ledger.coordinator import EMBEDDED_TX_GAS, URI_MAX_BYTES, ContractClient, _b32, _send

@@ -21,7 +21,7 @@ from eth_utils.abi import event_abi_to_log_topic, function_abi_to_4byte_selector
 from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3Exception
 
-from cohep.errors import ChainError
+from cohep.core.errors import ChainError
 from cohep.ledger.artifact import load_artifact
 from cohep.ledger.chain import Chain
 
@@ -429,7 +429,7 @@ class Coordinator(ContractClient):
             raise ChainError(f"at most {MAX_MEMBERS} members, got {len(members)}")
         if not isinstance(threshold, Rational):  # a float would deploy its binary noise, or fail
             raise TypeError(f"threshold must be a Fraction, got {type(threshold).__name__} "
-                            "(use cohep.protocol.threshold_fraction)")
+                            "(use cohep.protocol.vote.threshold_fraction)")
         threshold = Fraction(threshold)
         if threshold < 0:
             raise ChainError(f"threshold must be >= 0, got {threshold}")

@@ -3,9 +3,9 @@
 The registry comes first; importing each model module after it registers that module's models
 (Keras itself is imported only when a Keras model is built).
 """
-from . import registry
-from .fit import DataFit
-from .registry import (
+from cohep.models import registry
+from cohep.models.fit import DataFit
+from cohep.models.registry import (
     ModelEntry,
     available,
     build_learner,
@@ -15,9 +15,12 @@ from .registry import (
     initial_weights,
     register_model,
 )
-from .spec import ModelSpec
+from cohep.models.spec import ModelSpec
 
-from . import compact, image_cnn, keras_apps, mnist_cnn  # noqa: E402,F401  (they register themselves)
+from cohep.models import compact
+from cohep.models import image_cnn
+from cohep.models import keras_apps
+from cohep.models import mnist_cnn  # noqa: E402,F401  (they register themselves)
 
 __all__ = [
     "DataFit", "ModelEntry", "ModelSpec", "available", "build_learner", "check_fits", "default_for",

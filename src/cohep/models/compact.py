@@ -3,7 +3,7 @@
 Input: ``[N, V, H, W]`` charge images (V views, by default U, V, Y at 200 x 200), mostly zero. Design,
 chosen for sparse images and CPU training:
 
-1. **Normalisation inside the model** (``normalise``, :mod:`cohep.models.normalise`): by default
+1. **Normalisation inside the model** (``normalise``, :mod:`cohep.frameworks.normalise`): by default
    (``"event"``, what transfers best to other detectors) each event is divided by its own charge
    scale and mapped to cohep's typical one first, so gain and unit do not matter; with ``"log1p"``:
    ``log1p(max(x, 0) / input_scale)``, ``input_scale`` = 1 in the
@@ -46,7 +46,7 @@ chosen for sparse images and CPU training:
    others never enter it, not even the per-event scale, and cost nothing.
 
 Another option for other detectors: ``bipolar`` (how a raw bipolar induction signal's negative lobe
-enters, :mod:`cohep.models.normalise`), which matters only when the induction planes are read.
+enters, :mod:`cohep.frameworks.normalise`), which matters only when the induction planes are read.
 
 Every convolution is followed by batch norm (its running statistics are part of the weights) and
 ReLU. The model runs channels-last, which oneDNN executes 1.5-2x faster on CPU.
@@ -63,11 +63,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from .fit import DataFit
-from .normalise import check_bipolar, check_mode
-from .normalise import normalise as normalise_input
-from .registry import register_model
+from cohep.core.errors import ConfigError
+from cohep.models.fit import DataFit
+from cohep.frameworks.normalise import check_bipolar, check_mode
+from cohep.frameworks.normalise import normalise as normalise_input
+from cohep.models.registry import register_model
 
 DEFAULT_INPUT_SCALE = 1.0  #: one charge unit of the file (1 ke- for `cohep simulate` output)
 DEFAULT_NORMALISE = "event"  #: or "log1p"; "event" transfers best (docs/benchmarks/augment_transfer.md)
@@ -155,7 +155,7 @@ class CompactMultiViewCNN(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """The ``normalise`` mode's input (:mod:`cohep.models.normalise`) in one new tensor."""
+        """The ``normalise`` mode's input (:mod:`cohep.frameworks.normalise`) in one new tensor."""
         if self.read is not None:  # before normalising, so that the per-event scale comes from the planes read
             x = x[:, self.read]
         return normalise_input(x, self.mode, self.input_scale, self.bipolar)

@@ -30,9 +30,9 @@ import math
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from .fit import DataFit
-from .registry import register_model
+from cohep.core.errors import ConfigError
+from cohep.models.fit import DataFit
+from cohep.models.registry import register_model
 
 _KNOWN_PARAMS = ("width", "stages", "dropout")
 #: the input batch norm's variance floor: batch norm's usual 1e-5 would damp inputs whose standard

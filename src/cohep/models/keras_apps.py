@@ -7,7 +7,7 @@ importing cohep never imports Keras.
 
 The applications carry no input preprocessing when ``weights=None``; the Keras adapter feeds them
 ``log1p(max(x, 0) / input_scale)`` or its per-event form (``normalise``, the same normalisation as
-the compact model, :mod:`cohep.models.normalise`) transposed to ``[N, H, W, C]``. Both need images of at least 32 x 32 (five
+the compact model, :mod:`cohep.frameworks.normalise`) transposed to ``[N, H, W, C]``. Both need images of at least 32 x 32 (five
 stride-2 stages).
 """
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Callable
 
 import torch
 
-from ..errors import ConfigError
-from .fit import DataFit
-from .normalise import check_bipolar, check_mode, normalise
-from .registry import register_model
+from cohep.core.errors import ConfigError
+from cohep.models.fit import DataFit
+from cohep.frameworks.normalise import check_bipolar, check_mode, normalise
+from cohep.models.registry import register_model
 
 DEFAULT_INPUT_SCALE = 1.0  #: as the compact model: one charge unit (1 ke- for simulated files)
 DEFAULT_NORMALISE = "event"  #: as the compact model (``model.params.normalise``)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from .fit import DataFit
-from .registry import register_model
+from cohep.core.errors import ConfigError
+from cohep.models.fit import DataFit
+from cohep.models.registry import register_model
 
 _KNOWN_PARAMS = ("width", "dropout")
 

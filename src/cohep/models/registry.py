@@ -17,14 +17,14 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
-from ..errors import ConfigError
-from ..frameworks import keras as keras_framework
-from ..frameworks import torch as torch_framework
-from ..frameworks.privacy import Budget, check_model, dp_builder
-from ..frameworks.training import TrainConfig
-from ..learner import TrainableLearner, Weights
-from .fit import DataFit
-from .spec import ModelSpec
+from cohep.core.errors import ConfigError
+from cohep.frameworks import keras as keras_framework
+from cohep.frameworks import torch as torch_framework
+from cohep.frameworks.privacy import Budget, check_model, dp_builder
+from cohep.frameworks.training import TrainConfig
+from cohep.frameworks.learner import TrainableLearner, Weights
+from cohep.models.fit import DataFit
+from cohep.models.spec import ModelSpec
 
 __all__ = [
     "FRAMEWORKS", "ModelEntry", "ModelSpec", "available", "build_learner", "check_fits", "default_for",

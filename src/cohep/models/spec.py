@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..errors import ConfigError
+from cohep.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

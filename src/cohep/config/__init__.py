@@ -1,0 +1,1 @@
+"""What an experiment file can say: its sections, assembled and validated once."""

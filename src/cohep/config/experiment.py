@@ -1,0 +1,255 @@
+"""The experiment settings: one TOML file, sections declared here, read by ``cohep run`` and ``cohep train``.
+
+Each table of the file is a :class:`~cohep.core.settings.Section`; the same file can hold what a
+collaborative run needs (``[experiment]``, ``[data]``, ``[model]``, ``[train]``, ``[vote]``,
+``[chain]``, ``[store]``, ``[privacy]``) and what central training adds (``[central]``). CLI flags are overrides of
+``section.field`` (see ``cli.py``); every value is validated once, when its section is built.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from cohep.protocol.combine import RoundSection
+from cohep.core.errors import ConfigError
+from cohep.frameworks.privacy import PrivacySection
+from cohep.frameworks.training import TrainConfig
+from cohep.protocol.vote import VoteRule
+from cohep.config.research import AttackSection, DegradeSection
+from cohep.core.settings import Section, Share, from_mapping, merge, read_toml, setting
+
+__all__ = ["ExperimentConfig", "load", "from_dict", "merge"]
+
+
+@dataclass(frozen=True)
+class ExperimentSection(Section):
+    """``[experiment]``: what runs and how it is seeded."""
+
+    section: ClassVar[str] = "experiment"
+
+    name: str = setting("experiment", help="Run name (default run directory runs/<name>).")
+    mode: Literal["colearn", "individual", "centralised"] = setting("colearn", help="colearn | individual | centralised")
+    learners: int = setting(3, ge=1, help="Number of learners.")
+    rounds: int = setting(10, ge=1, help="Number of rounds.")
+    seed: int = setting(0, ge=0, help="Seed: the same seed and config give the same records.")
+    #: stop after the round that passes this many seconds of wall time (a budget; None: all rounds)
+    max_seconds: float | None = setting(None, gt=0, help="Wall-clock budget: no round starts after it.")
+
+    def check(self) -> None:
+        if self.mode == "colearn" and self.learners < 2:
+            raise ConfigError("experiment.learners must be at least 2 for colearn mode")
+
+
+@dataclass(frozen=True)
+class DataSection(Section):
+    """``[data]``: the pooled data set and how it is dealt out to learners."""
+
+    section: ClassVar[str] = "data"
+
+    #: ``auto``: an ``.h5`` / ``.hdf5`` path is an event file, anything else MNIST (IDX folder or npz)
+    kind: Literal["auto", "mnist", "events"] = setting("auto", help="auto | mnist | events")
+    path: str | None = setting(None, help="Data path: MNIST folder or npz, or an HDF5 event file.")
+    #: items at the end held out for testing: a fraction, or a count
+    holdout: Share = setting(0.2, help="Held-out test items: a count, or a fraction < 1.")
+    split: Literal["iid", "dirichlet"] = setting("iid", help="iid | dirichlet")
+    alpha: float = setting(0.5, gt=0, help="Dirichlet alpha for class-skewed splits.")
+    vote_fraction: float = setting(0.2, gt=0, lt=1, help="Share of each learner's data kept as its vote set.")
+    limit: int | None = setting(None, ge=1, help="Use only the first N items.")
+
+    def resolved_kind(self) -> str:
+        """The data kind, with ``auto`` decided by the path."""
+        if self.kind != "auto":
+            return self.kind
+        if self.path and Path(self.path).suffix.lower() in (".h5", ".hdf5", ".hdf"):
+            return "events"
+        return "mnist"
+
+
+@dataclass(frozen=True)
+class ModelSection(Section):
+    """``[model]``: the architecture every learner trains (``cohep models`` lists them)."""
+
+    section: ClassVar[str] = "model"
+
+    #: None: the registry's default for the data's shape (compact for event images)
+    name: str | None = setting(None, help="Model name (see `cohep models`; default: the one that fits the data).")
+    params: dict = setting(factory=dict)
+
+
+#: the vote window's floor in blocks when it follows the member count
+DEFAULT_VOTE_WINDOW = 50
+#: the contract's member limit (Coordinator.vy MAX_MEMBERS)
+MAX_MEMBERS = 64
+
+
+@dataclass(frozen=True)
+class ChainSection(Section):
+    """``[chain]``: where the coordinator contract runs."""
+
+    section: ClassVar[str] = "chain"
+
+    rpc: str | None = setting(None, help="Ethereum JSON-RPC URL (default: embedded chain).")  #: None: in-process EVM
+    proposal_window: int = setting(50, ge=1, le=1_000_000)  #: blocks (the contract's bound)
+    #: blocks; None: follows the member count (:meth:`resolved_vote_window`)
+    vote_window: int | None = setting(None, ge=1, le=1_000_000,
+                                      help="Blocks voters have to vote (default: max(50, 2 (members - 1))).")
+    max_missed: int = setting(3, ge=1, help="Duties a member may miss in a row before the contract suspends it.")
+    #: "transactions": each voter sends vote(); "signed": EIP-712 ballots, one submit_ballots per round
+    ballots: Literal["transactions", "signed"] = setting(
+        "transactions", help="transactions | signed (EIP-712 ballots, one transaction carries them all)")
+
+    def resolved_vote_window(self, members: int) -> int:
+        """The vote window, by default twice the voters' count (at least 50 blocks): on an
+        auto-mining chain each vote transaction takes a block, and the rest is slack for retries."""
+        if self.vote_window is not None:
+            return self.vote_window
+        return max(DEFAULT_VOTE_WINDOW, 2 * (members - 1))
+
+
+@dataclass(frozen=True)
+class StoreSection(Section):
+    """``[store]``: where proposed weights are kept, by digest."""
+
+    section: ClassVar[str] = "store"
+
+    url: str | None = setting(None, help="Weight store URL (default: <run dir>/weights).")
+
+
+@dataclass(frozen=True)
+class CentralSection(Section):
+    """``[central]``: what ``cohep train`` adds: epochs, the validation split, the output folder."""
+
+    section: ClassVar[str] = "central"
+
+    epochs: int = setting(10, ge=1, help="Training epochs.")
+    val_fraction: Share = setting(0.2, help="Validation share (< 1) or count (>= 1), stratified.")
+    val: str | None = setting(None, help="Separate validation HDF5 file (instead of --val-fraction).")
+    #: training-set events re-scored after each epoch (comparable with validation); None: all
+    train_eval: int | None = setting(2000, ge=1)
+    out: str | None = setting(None, help="Output folder (default: runs/train-<model>).")
+
+
+@dataclass(frozen=True)
+class CompetitionSection(Section):
+    """``[competition]``: entries (a registered model with params, each owned by a member) compete on
+    the experiment's task at an equal budget, and every other member scores every entry."""
+
+    section: ClassVar[str] = "competition"
+
+    #: ``[[competition.entries]]`` tables: name, model, params (optional), owner (member index)
+    entries: tuple[dict, ...] = ()
+    #: "colearn": each entry is trained through the protocol by all members; "owner": by its owner alone
+    training: Literal["colearn", "owner"] = setting("colearn", help="colearn | owner")
+    bootstrap: int = setting(1000, ge=10)  #: resamples of the vote events for each entry's interval
+
+
+@dataclass(frozen=True)
+class ExperimentConfig(Section):
+    """Every section of an experiment file."""
+
+    section: ClassVar[str] = ""  # file level: its tables are named bare
+
+    experiment: ExperimentSection = setting(factory=ExperimentSection)
+    data: DataSection = setting(factory=DataSection)
+    model: ModelSection = setting(factory=ModelSection)
+    train: TrainConfig = setting(factory=TrainConfig)
+    vote: VoteRule = setting(factory=VoteRule)
+    round: RoundSection = setting(factory=RoundSection)
+    chain: ChainSection = setting(factory=ChainSection)
+    store: StoreSection = setting(factory=StoreSection)
+    central: CentralSection = setting(factory=CentralSection)
+    degrade: DegradeSection = setting(factory=DegradeSection)
+    competition: CompetitionSection = setting(factory=CompetitionSection)
+    privacy: PrivacySection = setting(factory=PrivacySection)
+    attack: AttackSection = setting(factory=AttackSection)
+
+    def check(self) -> None:
+        n = self.experiment.learners
+        if self.privacy.active and self.experiment.mode != "colearn":
+            raise ConfigError(f"privacy: only colearn proposals are trained privately, experiment.mode is "
+                              f"{self.experiment.mode}")
+        self.privacy.check_learners(n)
+        if self.attack.active:
+            if self.experiment.mode != "colearn":
+                raise ConfigError(f"attack.kind needs experiment.mode colearn, got {self.experiment.mode}")
+            self.attack.malicious(n)
+        if self.experiment.mode == "colearn" and n > MAX_MEMBERS:
+            raise ConfigError(f"experiment.learners must be at most {MAX_MEMBERS} for colearn mode "
+                              f"(the contract's member limit), got {n}")
+        if self.experiment.mode == "colearn" and self.round.proposers > n:
+            raise ConfigError(f"round.proposers ({self.round.proposers}) must be at most experiment.learners ({n})")
+        if self.vote.norm_bound is not None and self.round.proposers < 3:
+            raise ConfigError(f"vote.norm_bound compares the proposals of one round: it needs round.proposers "
+                              f">= 3, got {self.round.proposers}")
+        if self.vote.direction_floor is not None and self.round.proposers < 3:
+            raise ConfigError(f"vote.direction_floor compares the proposals of one round: it needs round.proposers "
+                              f">= 3, got {self.round.proposers}")
+        if self.vote.direction_share and self.vote.direction_floor is None:
+            raise ConfigError("vote.direction_share raises vote.direction_floor: set the floor too")
+        if self.vote.strikes is not None and (self.vote.direction_floor is None or self.vote.direction_floor >= 0):
+            raise ConfigError("vote.strikes holds a struck member to a direction floor of 0: it needs a negative "
+                              "vote.direction_floor")
+        if self.vote.peer_margin is not None and (self.round.proposers < 3 or self.round.combine != "each"):
+            raise ConfigError(f"vote.peer_margin compares the proposals of one round voted on one by one: it needs "
+                              f"round.proposers >= 3 and round.combine = \"each\", got {self.round.proposers} "
+                              f"and {self.round.combine!r}")
+        if self.vote.judge == "screened_average" and (self.round.proposers < 2 or self.round.combine != "each"):
+            raise ConfigError(f"vote.judge = \"screened_average\" judges the slots of one round voted on one by one: "
+                              f"it needs round.proposers >= 2 and round.combine = \"each\", got {self.round.proposers} "
+                              f"and {self.round.combine!r}")
+        voters = n if self.round.proposers > 1 else n - 1  # with several slots the proposers vote too
+        if (self.experiment.mode == "colearn" and self.chain.ballots == "transactions"
+                and self.chain.resolved_vote_window(n) < voters):
+            # each vote is its own transaction; on an auto-mining chain each takes a block
+            raise ConfigError(
+                f"chain.vote_window ({self.chain.vote_window} blocks) must be at least the voters "
+                f"({voters}: learners{' - 1' if voters < n else ''})"
+            )
+
+    def replace(self, **sections: dict) -> "ExperimentConfig":
+        """A copy with some fields overridden: ``replace(train={"epochs": 2})``."""
+        return from_dict(merge(self.to_dict(), sections))
+
+
+#: table name -> section class, for every table an experiment file may hold
+SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(ExperimentConfig)[f.name] for f in fields(ExperimentConfig)}
+
+
+def from_dict(raw: dict) -> ExperimentConfig:
+    """Build and validate from nested tables (a parsed TOML file, or a manifest's ``config``)."""
+    if not isinstance(raw, dict):
+        raise ConfigError("a config must be a table of sections")
+    for key, value in raw.items():
+        if key not in SECTIONS:
+            raise ConfigError(f"unknown section [{key}] (known: {', '.join(SECTIONS)})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{key}] must be a table, got {value!r}")
+    return from_mapping(ExperimentConfig, raw)
+
+
+def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Read a TOML file (optional), apply overrides (nested dict), validate; errors name the file."""
+    raw = read_toml(path) if path is not None else {}
+    if path is None:
+        return from_dict(merge(raw, overrides or {}))
+    try:
+        from_dict(raw)  # the file alone first, so its own mistakes are reported against it
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return from_dict(merge(raw, overrides or {}))
+
+
+def to_toml_dict(cfg: ExperimentConfig) -> dict:
+    """The config as plain nested tables without None values (TOML has no null)."""
+
+    def strip(obj):
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items() if v is not None}
+        if isinstance(obj, tuple):
+            return list(obj)
+        return obj
+
+    return strip(dataclasses.asdict(cfg))

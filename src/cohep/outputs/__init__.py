@@ -1,0 +1,1 @@
+"""What a run leaves behind (records, manifest, checkpoints, report, figures) and how it is read back."""

@@ -1,0 +1,427 @@
+"""``cohep audit``: check an experiment from its chain's event log alone, trusting nobody.
+
+The audit replays the contract's rules in Python over the recorded events: it recomputes who had to
+propose each round (the seeded draw over the members active at the round's start), who could vote,
+how many approvals were required, the outcome from the recorded ballots, every missed duty and every
+suspension. It re-fetches every proposed blob from the store its URI names and re-verifies it against
+the digest on chain (an accepted blob that does not verify is a failure; a rejected one is the
+voters' reason, noted). A round with several accepted proposals leaves their average
+(``combine.adopted``): the audit recomputes its sha256 from the verified blobs and checks it against
+what every member recorded adopting and the weights the experiment ended with. With a server step
+(``[round] server_lr`` != 1, read from the run's manifest or the experiment file) a round's weights
+depend on the weights it started from, so the audit chains the recomputation from the initial weights
+(in the store under the contract's initial digest) through every accepted round. With
+``[round] weighting = "examples"`` the average is weighted by the example counts the blobs declare
+(inside the blob, so the verified digest covers them), clipped as every member clips them. Any
+disagreement is
+a finding; ``cohep audit`` exits 1 if there is one.
+
+It runs on a live chain (an experiment file and an RPC URL) or on a finished run directory, which
+keeps the chain's event log (``chain_events.jsonl``) and its weight store.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterable
+
+from cohep.core.errors import DataError, IntegrityError
+from cohep.protocol.vote import required_approvals
+
+
+@dataclass
+class ContractRules:
+    """What the contract was deployed with (its settings view)."""
+
+    members: list[str]
+    threshold: Fraction
+    max_missed: int
+    seed: bytes
+    initial_digest: str  #: hex
+    proposers: int = 1  #: slots per round
+    vote_on_average: bool = False  #: combine "average"
+
+    @classmethod
+    def of(cls, settings) -> "ContractRules":
+        return cls([m.lower() for m in settings.members], Fraction(settings.threshold_num, settings.threshold_den),
+                   int(settings.max_missed), bytes(settings.seed), bytes(settings.initial_digest).hex(),
+                   int(settings.proposers), bool(settings.vote_on_average))
+
+    def to_dict(self) -> dict:
+        return {"members": self.members, "threshold_num": self.threshold.numerator,
+                "threshold_den": self.threshold.denominator, "max_missed": self.max_missed,
+                "seed": self.seed.hex(), "initial_digest": self.initial_digest,
+                "proposers": self.proposers, "vote_on_average": self.vote_on_average}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ContractRules":
+        try:
+            return cls([str(m).lower() for m in d["members"]], Fraction(int(d["threshold_num"]), int(d["threshold_den"])),
+                       int(d["max_missed"]), bytes.fromhex(str(d["seed"]).removeprefix("0x")),
+                       str(d["initial_digest"]).removeprefix("0x"), int(d.get("proposers", 1)),
+                       bool(d.get("vote_on_average", False)))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            raise DataError(f"malformed contract settings ({exc.__class__.__name__}: {exc})") from None
+
+
+@dataclass
+class AuditReport:
+    rounds: int = 0
+    proposals: int = 0
+    accepted: int = 0
+    voided: int = 0
+    suspensions: int = 0
+    blobs_verified: int = 0
+    final_digest: str = ""
+    #: sha256 of the weights the last accepted round left (its average when several were accepted);
+    #: set by verify_blobs, which has the blobs
+    adopted_digest: str = ""
+    findings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    #: the replayed rounds: round -> proposers, active set, voters, required, ballots, slots, outcome
+    replayed: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings
+
+    def text(self) -> str:
+        lines = [f"{self.rounds} rounds: {self.proposals} proposals, {self.accepted} accepted, {self.voided} void, "
+                 f"{self.suspensions} suspensions; {self.blobs_verified} blobs re-verified; "
+                 f"final weights {self.final_digest[:16] or '-'}"]
+        lines += [f"note: {n}" for n in self.notes]
+        lines += [f"MISMATCH: {f}" for f in self.findings]
+        lines.append("audit: clean" if self.clean else f"audit: FAILED ({len(self.findings)} findings)")
+        return "\n".join(lines)
+
+
+def _hex(value) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    return str(value).lower().removeprefix("0x")
+
+
+def _event(e) -> tuple[str, dict]:
+    if isinstance(e, dict):
+        return e["name"], e["args"]
+    return e.name, e.args
+
+
+def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = None) -> AuditReport:
+    """Recompute every round from the events in chain order; disagreements become findings."""
+    from cohep.protocol.combine import combination
+    from cohep.ledger.draw import proposer_indices
+
+    report = report or AuditReport()
+    n = len(rules.members)
+    index = {m: i for i, m in enumerate(rules.members)}
+    active = [True] * n
+    in_a_row = [0] * n
+    expected_suspensions: list[tuple[int, int]] = []
+    rounds = report.replayed
+    accepted_digest = rules.initial_digest
+
+    def find(text: str) -> None:
+        report.findings.append(text)
+
+    def miss(i: int, r: int) -> None:
+        in_a_row[i] += 1
+        if in_a_row[i] >= rules.max_missed and active[i]:
+            active[i] = False
+            expected_suspensions.append((i, r))
+
+    def member(value) -> int:
+        return index.get("0x" + _hex(value), -1)
+
+    for e in events:
+        name, a = _event(e)
+        if name == "RoundStarted":
+            r = int(a["round"])
+            picks = proposer_indices(rules.seed, n, r, active, rules.proposers)
+            named = [member(x) for x in a["proposers"]] if "proposers" in a else [member(a["proposer"])]
+            if named != picks[:len(named)] or ("proposers" in a and len(named) != len(picks)):
+                find(f"round {r + 1}: the chain named members {named} to propose, the draw gives {picks}")
+            snapshot = list(active)
+            n_active = sum(snapshot)
+            voters = {i for i in range(n) if snapshot[i] and (len(picks) > 1 or i != picks[0])}
+            average = rules.vote_on_average and len(picks) > 1
+            need = required_approvals(n_active if average else max(0, n_active - 1), rules.threshold)
+            for key, value in (("eligible", len(voters)), ("required", need)):
+                if key in a and int(a[key]) != value:
+                    find(f"round {r + 1}: {key} {a[key]} on chain, {value} by the rules")
+            rounds[r] = {"proposer": picks[0], "proposers": picks, "active": snapshot, "voters": voters,
+                         "required": need, "average": average, "ballots": {}, "slots": {}, "digest": None,
+                         "accepted": False, "accepted_slots": []}
+        elif name == "Proposed":
+            r = int(a["round"])
+            st = rounds.get(r)
+            if st is None:
+                find(f"round {r + 1}: a proposal before the round started")
+                continue
+            j = int(a.get("slot", 0))
+            if j >= len(st["proposers"]) or member(a["proposer"]) != st["proposers"][j] or j in st["slots"]:
+                find(f"round {r + 1}: slot {j} proposed by {a['proposer']}, not its drawn proposer (or twice)")
+                continue
+            st["slots"][j] = (_hex(a["digest"]), a["uri"])
+            in_a_row[st["proposers"][j]] = 0
+            report.proposals += 1
+        elif name == "Voted":
+            r = int(a["round"])
+            st = rounds.get(r)
+            v = member(a["voter"])
+            if st is None or not st["slots"]:
+                find(f"round {r + 1}: a vote without a proposal")
+                continue
+            if v not in st["voters"] or v in st["ballots"]:
+                find(f"round {r + 1}: a vote from {a['voter']}, who could not vote (again)")
+                continue
+            bits = int(a["approvals"]) if "approvals" in a else int(bool(a["approve"]))
+            own = {j for j, p in enumerate(st["proposers"]) if p == v}
+            allowed = {0} if st["average"] else set(st["slots"]) - own
+            if any(bits >> j & 1 and j not in allowed for j in range(bits.bit_length())):
+                find(f"round {r + 1}: {a['voter']} approved a slot it could not approve")
+            st["ballots"][v] = bits
+            in_a_row[v] = 0
+        elif name in ("Finalized", "RoundVoided"):
+            r = int(a["round"])
+            st = rounds.get(r)
+            if st is None:
+                find(f"round {r + 1}: closed but never started")
+                continue
+            report.rounds += 1
+            silent = {p for j, p in enumerate(st["proposers"]) if j not in st["slots"]} if any(st["active"]) else set()
+            if name == "RoundVoided":
+                report.voided += 1
+                if st["slots"]:
+                    find(f"round {r + 1}: voided although a proposal was recorded")
+                for i in sorted(silent):
+                    miss(i, r)
+                continue
+            proposed = sorted(st["slots"])
+            if st["average"]:
+                approvals = [sum(b & 1 for b in st["ballots"].values())]
+                chosen = proposed if approvals[0] >= st["required"] else []
+            else:
+                approvals = [sum(b >> j & 1 for b in st["ballots"].values()) for j in range(len(st["proposers"]))]
+                chosen = [j for j in proposed if approvals[j] >= st["required"]]
+            accepted = bool(chosen)
+            digest = combination([bytes.fromhex(st["slots"][j][0]) for j in (chosen or proposed)]).hex()
+            mask = sum(1 << j for j in chosen)
+            on_chain = {"approvals": a.get("approvals"), "votes": a.get("votes"), "required": a.get("required"),
+                        "accepted": a.get("accepted"), "digest": _hex(a["digest"]) if "digest" in a else None,
+                        "accepted_slots": a.get("accepted_slots")}
+            recomputed = {"approvals": approvals, "votes": len(st["ballots"]), "required": st["required"],
+                          "accepted": accepted, "digest": digest, "accepted_slots": mask}
+            for key, value in recomputed.items():
+                got = on_chain[key]
+                if got is None:
+                    continue
+                if isinstance(value, list):
+                    got = [int(x) for x in got] if isinstance(got, (list, tuple)) else [int(got)]
+                    value = value[:len(got)]
+                elif not isinstance(value, str):
+                    got = type(value)(got)
+                if got != value:
+                    find(f"round {r + 1}: {key} {got} on chain, {value} recomputed from the ballots")
+            st["accepted"], st["accepted_slots"], st["digest"] = accepted, chosen, digest
+            if accepted:
+                accepted_digest = digest
+                report.accepted += 1
+            for i in sorted(silent | (st["voters"] - set(st["ballots"]))):
+                miss(i, r)
+        elif name == "Suspended":
+            i = member(a["member"])
+            report.suspensions += 1
+            if (i, int(a["round"])) in expected_suspensions:
+                expected_suspensions.remove((i, int(a["round"])))
+            else:
+                find(f"member {i} suspended in round {int(a['round']) + 1} without {rules.max_missed} missed duties in a row")
+        elif name == "Rejoined":
+            i = member(a["member"])
+            if i < 0 or active[i]:
+                find(f"member {i} rejoined without being suspended")
+            else:
+                active[i], in_a_row[i] = True, 0
+    for i, r in expected_suspensions:
+        find(f"member {i} missed {rules.max_missed} duties in a row by round {r + 1} but was not suspended")
+    report.final_digest = accepted_digest
+    report.adopted_digest = accepted_digest
+    return report
+
+
+def verify_blobs(report: AuditReport, fetch: Callable[[str, bytes], object], mirrors: list = (), *,
+                 initial=None, server_lr: float = 1.0, weighting: str = "equal",
+                 weight_cap: float = 2.0) -> None:
+    """Re-fetch every proposal by its URI and re-verify it; only accepted ones must verify.
+
+    ``mirrors`` are (fetch, WeightStore) pairs of other stores to try by digest when a recorded URI
+    is no longer served (a member's node is gone): blobs are content-addressed, so any copy that
+    hashes to the digest is the blob. Each accepted round's adopted weights (the average of its
+    accepted proposals in slot order) are recomputed: their sha256 is the round's ``adopted``. With
+    ``server_lr`` != 1 each round steps from the previous round's weights, starting at ``initial``;
+    a round that cannot be recomputed (an accepted blob that does not verify, a finding already)
+    leaves every later round unrecomputed too. ``weighting`` and ``weight_cap``: the run's
+    ``[round]`` settings of the same names (how every member weighed the accepted proposals).
+    """
+    from cohep.protocol.combine import adopted
+
+    if server_lr != 1.0:
+        if initial is None:
+            raise ValueError("a server step needs the initial weights to chain the rounds from")
+        report.notes.append(f"server step {server_lr:g}: each accepted round's weights recomputed from the "
+                            "previous round's")
+    start = initial
+    for r, st in sorted(report.replayed.items()):
+        weights = {}
+        for j, (hexdigest, uri) in sorted(st["slots"].items()):
+            accepted = j in st["accepted_slots"]
+            digest = bytes.fromhex(hexdigest)
+            try:
+                try:
+                    weights[j] = fetch(uri, digest)
+                except IntegrityError as exc:
+                    if not str(exc).startswith("blob not available"):
+                        raise
+                    weights[j] = _from_mirror(mirrors, digest)
+                    if weights[j] is None:
+                        raise
+                report.blobs_verified += 1
+            except IntegrityError as exc:
+                where = f"round {r + 1}" + (f" slot {j}" if len(st["proposers"]) > 1 else "")
+                if accepted:
+                    report.findings.append(f"{where}: the accepted weights do not verify: {exc}")
+                else:
+                    report.notes.append(f"{where}: rejected proposal does not verify ({exc})")
+        chosen = st["accepted_slots"]
+        if not chosen:
+            continue
+        if all(j in weights for j in chosen) and (server_lr == 1.0 or start is not None):
+            start, d = adopted([weights[j] for j in chosen], [bytes.fromhex(st["slots"][j][0]) for j in chosen],
+                               start=start, server_lr=server_lr, weighting=weighting, weight_cap=weight_cap)
+            st["adopted"] = d.hex()
+            report.adopted_digest = d.hex()
+        else:
+            start = None  # the chain of stepped rounds is broken here
+
+
+def policy_of(config: dict | None, where) -> dict:
+    """How a run's rounds combined their proposals, from its recorded config: ``[round] server_lr``,
+    ``weighting`` and ``weight_cap``, checked by the rules the config itself follows (their defaults
+    when absent: runs before they existed)."""
+    from cohep.protocol.combine import RoundSection
+    from cohep.core.errors import ConfigError
+
+    section = config.get("round") if isinstance(config, dict) else None
+    known = {k: v for k, v in section.items() if k in ("server_lr", "weighting", "weight_cap")} \
+        if isinstance(section, dict) else {}
+    try:
+        return RoundSection.from_mapping(known, where="config.round").policy()
+    except ConfigError as exc:
+        raise DataError(f"{where}: {exc}") from None
+
+
+def _from_mirror(mirrors, digest: bytes):
+    for fetch, store in mirrors:
+        try:
+            return fetch(store.uri(digest), digest)
+        except IntegrityError:
+            continue
+    return None
+
+
+def _mirrors(urls, max_bytes: int, reference) -> list:
+    from cohep.wire.store import Fetcher, WeightStore
+
+    out = []
+    for url in urls or ():
+        store = WeightStore(url)
+        out.append((Fetcher(allowed=[store.base_uri], max_bytes=max_bytes, reference=reference).fetch, store))
+    return out
+
+
+def audit_run(run_dir: str | Path) -> AuditReport:
+    """Audit a finished run directory from its chain log, store and manifest."""
+    from cohep.outputs import rundir
+    from cohep.wire.store import Fetcher
+    from cohep.wire.weights import digest_bytes
+
+    p = Path(run_dir)
+    manifest = rundir.read_manifest(p)
+    if not isinstance(manifest.get("contract_settings"), dict):
+        raise DataError(f"{p / rundir.MANIFEST}: no contract settings (not a colearn run?)")
+    rules = ContractRules.from_dict(manifest["contract_settings"])
+    events = rundir.read_events(p)
+    report = replay(events, rules)
+    store = manifest.get("store")
+    if not isinstance(store, str):
+        raise DataError(f"{p / rundir.MANIFEST}: no store URL")
+    initial = Fetcher(allowed=[store], max_bytes=manifest.get("max_bytes") or 2**31)
+    from cohep.wire.store import WeightStore
+
+    reference = initial.fetch(WeightStore(store).uri(bytes.fromhex(rules.initial_digest)),
+                              bytes.fromhex(rules.initial_digest))
+    verify_blobs(report, Fetcher(allowed=[store], max_bytes=manifest.get("max_bytes") or 2**31,
+                                 reference=reference).fetch,
+                 initial=reference, **policy_of(manifest.get("config"), p / rundir.MANIFEST))
+    digests = manifest.get("digests") or {}
+    if digests.get("chain_accepted") != report.final_digest:
+        report.findings.append(f"the manifest's accepted digest {str(digests.get('chain_accepted'))[:16]} is not "
+                               f"the last accepted {report.final_digest[:16]}")
+    try:
+        final = digest_bytes(rundir.read_model(p).weights_path.read_bytes()).hex()
+    except OSError as exc:
+        raise DataError(f"cannot read the final weights of {p}: {exc}") from None
+    if final != report.adopted_digest:
+        report.findings.append(f"final_weights.safetensors ({final[:16]}) is not the last accepted weights "
+                               f"({report.adopted_digest[:16]}, recomputed from the accepted blobs)")
+    _check_records(p, report)
+    return report
+
+
+def _check_records(run_dir: Path, report: AuditReport) -> None:
+    """The run's own records must agree with the chain on each round's outcome."""
+    from cohep.outputs import rundir
+
+    adopted: dict[int, str | None] = {}
+    current = None  # before the first acceptance: the initial weights, checked against the manifest
+    for r in range(max(report.replayed, default=-1) + 1):  # the weights every member holds after round r
+        st = report.replayed.get(r)
+        if st is not None and st["accepted"]:
+            current = st.get("adopted")
+        adopted[r + 1] = current
+    for rec in rundir.read_records(run_dir):
+        st = report.replayed.get(rec.round - 1)
+        if rec.round == 0 or st is None:
+            continue
+        if rec.accepted != st["accepted"] or rec.void != (not st["slots"]) or rec.proposer != st["proposer"]:
+            report.findings.append(f"records.csv round {rec.round}, learner {rec.learner}: outcome or proposer "
+                                   "differs from the chain")
+            return
+        expected = adopted.get(rec.round)
+        if rec.adopted and expected is not None and rec.adopted != expected:
+            report.findings.append(f"records.csv round {rec.round}, learner {rec.learner}: adopted {rec.adopted[:16]}, "
+                                   f"the accepted blobs give {expected[:16]}")
+            return
+
+
+def audit_chain(experiment_path: str | Path, rpc: str, mirrors: list[str] | None = None) -> AuditReport:
+    """Audit a live (or finished) experiment on its chain, fetching blobs from the allowed stores
+    (and, for blobs no longer served there, from ``mirrors``: copies of members' stores)."""
+    from cohep.run.experiment_file import Experiment
+    from cohep.ledger import Chain, Coordinator
+    from cohep.wire.store import Fetcher
+
+    exp = Experiment.read(experiment_path)
+    chain = Chain.connect(rpc, 0)
+    coord = Coordinator.at(chain, exp.contract)
+    rules = ContractRules.of(coord.settings())
+    report = replay(coord.events(), rules)
+    probe = Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes)
+    reference = probe.fetch(exp.initial_uri, bytes.fromhex(exp.initial_digest))
+    verify_blobs(report, Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes, reference=reference).fetch,
+                 _mirrors(mirrors, exp.max_bytes, reference), initial=reference, **exp.config.round.policy())
+    on_chain = coord.accepted_digest().hex()
+    if on_chain != report.final_digest:
+        report.findings.append(f"the contract holds {on_chain[:16]}, the replay ends at {report.final_digest[:16]}")
+    return report

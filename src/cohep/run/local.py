@@ -1,0 +1,294 @@
+"""In-process research mode: N learners in one process, coordinated by the contract.
+
+Every round the contract names the proposer; the proposer trains and announces its digest on chain;
+every other learner fetches the weights by digest (verified), scores them on its private vote set and
+votes on chain; the contract finalises. The runner only reads the outcome from the chain's
+``Finalized`` event, it never decides acceptance itself. A proposer whose training diverges
+(non-finite weights) does not propose, and the contract voids the round once its proposal window
+has passed. ``individual`` and ``centralised`` modes run the same learners without sharing, as
+baselines.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cohep import models
+from cohep.outputs import rundir
+from cohep.research import attacks
+from cohep.run.tasks import build_learners, learner_seed, prepare, privacy_spent, seed_bytes
+from cohep.config.experiment import ExperimentConfig
+from cohep.datasets.splits import LearnerIndices
+from cohep.frameworks.learner import Scores
+from cohep.core.progress import line, progress
+from cohep.protocol.participant import Participant, all_finite, initial_record
+from cohep.protocol.vote import VoteRule
+from cohep.wire.checks import default_max_bytes
+from cohep.protocol.records import STAGES, RoundRecord, RoundTiming, accepted_per_learner, final_test_accuracy, time_shares
+from cohep.core.errors import ChainError
+from cohep.run.experiment_file import redact_url
+from cohep.wire.store import Fetcher, WeightStore
+from cohep.wire.weights import digest as weights_digest
+from cohep.wire.weights import encode
+
+__all__ = ["RunResult", "STAGES", "all_finite", "load_task", "prepare", "run_experiment", "learner_seed", "seed_bytes"]
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    mode: str
+    records: list[RoundRecord]
+    timings: list[RoundTiming]
+    final_accuracy: float
+    accepted: list[int]
+    chain_id: int | None = None
+    contract: str | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+    #: per private learner: budget, noise, spent epsilon, proposals, why it stopped (None: not private)
+    privacy: list[dict] | None = None
+
+    def time_shares(self) -> dict[str, float]:
+        return time_shares(self.timings)
+
+
+def _row(rnd, i, proposer, vote, accepted, void, rule, s_new: Scores | None, s_cur: Scores, s_after: Scores, digest):
+    return RoundRecord(
+        round=rnd, learner=i, proposer=proposer, is_proposer=(i == proposer), vote=vote,
+        accepted=accepted, void=void,
+        vote_score=rule.score(s_new.vote) if s_new else math.nan,
+        current_vote_score=rule.score(s_cur.vote),
+        proposal_test_accuracy=s_new.test.accuracy if s_new else math.nan,
+        test_accuracy=s_after.test.accuracy, test_loss=s_after.test.loss, digest=digest,
+    )
+
+
+def _initial_rows(learners, rule) -> tuple[list[Scores], list[RoundRecord]]:
+    current = [lr.evaluate(lr.current()) for lr in learners]
+    rows = [initial_record(i, rule, s) for i, s in enumerate(current)]
+    return current, rows
+
+
+def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
+    """The protocol proper: every member is a Participant, the same code an autonomous node runs.
+
+    The loop only sequences the members of one process (the proposer, then the voters, then anyone
+    closes the round); each participant reads its duty from the chain and votes on the digest and URI
+    the chain recorded, fetched and checked like any other member's blob.
+    """
+    from cohep.run.audit import ContractRules
+    from cohep.ledger import Chain, Coordinator
+    from cohep.protocol.vote import threshold_fraction
+
+    n, rule = len(learners), cfg.vote
+    chain = Chain.embedded(n) if cfg.chain.rpc is None else Chain.connect(cfg.chain.rpc, n)
+    members = list(chain.accounts[:n])
+    init_digest, init_uri = store.put(initial)
+    coord = Coordinator.deploy(
+        chain, members, threshold=threshold_fraction(rule.threshold),
+        proposal_window=cfg.chain.proposal_window, vote_window=cfg.chain.resolved_vote_window(n),
+        seed=seed_bytes(cfg.experiment.seed), initial_digest=init_digest, model_digest=spec.digest(),
+        max_missed=cfg.chain.max_missed, proposers=cfg.round.proposers, combine=cfg.round.combine,
+    )
+    fetch = Fetcher(allowed=[store.base_uri], max_bytes=default_max_bytes(initial), reference=initial)
+    behaviours = attacks.behaviours(cfg.attack, members, cfg.experiment.seed)  # research only: [attack]
+    members_ = [Participant(i, members[i], lr, coord, store, fetch.fetch, rule, init_uri, behaviour=behaviours[i],
+                            server_lr=cfg.round.server_lr,
+                            weighting=cfg.round.weighting, weight_cap=cfg.round.weight_cap)
+                for i, lr in enumerate(learners)]
+    ballots: list = []  # signed mode: this round's ballots, submitted in one transaction
+    for m in members_:
+        m.sync()
+        if cfg.chain.ballots == "signed":
+            m.post_ballot = ballots.append
+    records = [initial_record(m.index, rule, m.current, cfg.attack.kind if behaviours[m.index] else "")
+               for m in members_]
+    timings: list[RoundTiming] = []
+    start = time.perf_counter()
+    r, accepted = coord.round(), coord.accepted_digest()
+    for _ in range(cfg.experiment.rounds):
+        if _out_of_time(cfg, start):
+            break
+        chain0, store0 = coord.seconds, store.seconds
+        spent0 = [dict(m.seconds) for m in members_]
+        state = coord.round_state(r)
+        holders = [members.index(slot.proposer) for slot in state.slots]
+        before = [m.current for m in members_]
+        for p in holders:
+            members_[p].act(r, state)
+        state = coord.round_state(r)  # one read of the proposals for all voters
+        if not state.proposed:  # a proposer stayed silent: voting opens (or the round voids) after the window
+            _pass_block(chain, state.proposal_deadline)
+            state = coord.round_state(r)
+        if state.proposed:
+            # On the embedded chain only these votes mine blocks (within the window, which the config
+            # checks): one read serves every voter. A node's blocks come at its own pace: read each time.
+            block = chain.block_number() if chain.kind == "embedded" else None
+            for m in members_:
+                if m.address in state.voters:
+                    m.act(r, state, block)
+            if ballots:  # slot 0's proposer relays everyone's signed ballots
+                coord.submit_ballots(members[holders[0]], r, ballots)
+                ballots.clear()
+        outcome = members_[holders[0]].finalize(r)  # its Finalized event names the digest the contract accepted
+        if outcome.accepted:
+            accepted = outcome.digest
+        for m in members_:
+            m.sync(accepted)
+            records.append(m.record(r, outcome, before[m.index]))
+        t = RoundTiming(round=r + 1, chain=coord.seconds - chain0, store=store.seconds - store0)
+        for m, spent in zip(members_, spent0):
+            t.training += m.seconds["training"] - spent["training"]
+            t.evaluation += m.seconds["evaluation"] - spent["evaluation"]
+        timings.append(t)
+        r += 1  # finalize started the next round
+        _log_round(t.round, cfg.experiment.rounds, outcome.accepted, records[-n:], start)
+        if bar is not None:
+            bar.advance(1)
+    return records, timings, {"chain_id": chain.chain_id, "contract": coord.address,
+                              "chain": chain.kind, "accepted_digest": coord.accepted_digest().hex(),
+                              "adopted_digest": members_[0].digest.hex(),
+                              "initial_digest": init_digest.hex(), "events": coord.events(),
+                              "contract_settings": ContractRules.of(coord.settings()).to_dict(),
+                              "max_bytes": fetch.max_bytes,
+                              # the contract's count: with several slots a round's acceptance is not its proposers'
+                              "accepted_per_member": [coord.member_stats(a).accepted for a in members],
+                              "traffic": {"transactions": coord.transactions, "gas_used": coord.gas_used,
+                                          "calldata_bytes": coord.calldata_bytes,
+                                          "bytes_fetched": fetch.bytes}}
+
+
+def _out_of_time(cfg, start: float) -> bool:
+    """A wall-clock budget (``experiment.max_seconds``) is spent: no further round starts."""
+    limit = cfg.experiment.max_seconds
+    return limit is not None and time.perf_counter() - start >= limit
+
+
+def _pass_block(chain, deadline: int) -> None:
+    """Let the chain pass ``deadline``: mine on the embedded chain or a dev node, else wait."""
+    missing = deadline + 1 - chain.block_number()
+    if missing <= 0:
+        return
+    try:
+        chain.mine(missing)
+    except ChainError:  # a node that cannot mine on demand: blocks come at its own pace
+        chain.wait_blocks(missing)
+
+
+def _log_round(rnd: int, rounds: int, accepted: bool | None, rows: list[RoundRecord], start: float) -> None:
+    """``COHEP_PROGRESS=lines``: the round's outcome and mean test accuracy, one line."""
+    mean = sum(r.test_accuracy for r in rows) / max(1, len(rows))
+    verdict = "" if accepted is None else ("accepted, " if accepted else "rejected, ")
+    line(f"round {rnd}/{rounds}: {verdict}mean test accuracy {mean:.4f}, {time.perf_counter() - start:.0f} s")
+
+
+def run_alone(cfg, learners, bar=None):
+    """Baselines: each learner improves its own model, judged only by its own vote set."""
+    rule: VoteRule = cfg.vote
+    current, records = _initial_rows(learners, rule)
+    timings = []
+    started = time.perf_counter()
+    for rnd in range(1, cfg.experiment.rounds + 1):
+        if _out_of_time(cfg, started):
+            break
+        t = RoundTiming(round=rnd)
+        for i, lr in enumerate(learners):
+            start = time.perf_counter()
+            proposal = lr.propose()
+            t.training += time.perf_counter() - start
+            start = time.perf_counter()
+            s = lr.evaluate(proposal)
+            t.evaluation += time.perf_counter() - start
+            approve = all_finite(proposal) and rule.approve(s.vote, current[i].vote)
+            if approve:
+                lr.accept(proposal)
+            after = s if approve else current[i]
+            records.append(_row(rnd, i, i, "approve" if approve else "reject", approve, False, rule,
+                                s, current[i], after, weights_digest(proposal).hex()))
+            current[i] = after
+        timings.append(t)
+        _log_round(rnd, cfg.experiment.rounds, None, records[-len(learners):], started)
+        if bar is not None:
+            bar.advance(1)
+    return records, timings, {}
+
+
+def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, figure: bool = True) -> RunResult:
+    """Run one experiment and write its records, timings, manifest, figure, weights and report.
+
+    Everything is checked (data, model fit, split) before the run directory is made, and a run that
+    fails part-way leaves no directory behind.
+    """
+    cfg, data, parts, spec = prepare(cfg)
+    with rundir.created(out_dir) as out:
+        return _run(cfg, data, parts, spec, out, figure)
+
+
+def _run(cfg, data, parts, spec, out: Path, figure: bool) -> RunResult:
+    mode = cfg.experiment.mode
+    if mode == "centralised":
+        parts = [LearnerIndices(
+            np.sort(np.concatenate([p.train for p in parts])),
+            np.sort(np.concatenate([p.vote for p in parts])),
+            np.sort(np.concatenate([p.test for p in parts])),
+        )]
+    store = WeightStore(cfg.store.url or rundir.store_url(out))
+    initial = models.initial_weights(spec, cfg.experiment.seed, private=cfg.privacy.active)
+    learners = build_learners(cfg, data, parts, spec, initial)
+    with progress() as bars:
+        task = bars.add_task(f"{mode}: {len(learners)} learner(s)", total=cfg.experiment.rounds)
+        bar = _Advance(bars, task)
+        if mode == "colearn":
+            records, timings, chain_info = run_colearn(cfg, learners, spec, initial, store, bar)
+        else:
+            records, timings, chain_info = run_alone(cfg, learners, bar)
+    result = RunResult(
+        out_dir=out, mode=mode, records=records, timings=timings,
+        final_accuracy=final_test_accuracy(records),
+        accepted=chain_info.pop("accepted_per_member", None) or accepted_per_learner(records, len(learners)),
+        chain_id=chain_info.get("chain_id"), contract=chain_info.get("contract"),
+        privacy=privacy_spent(learners),
+    )
+    final = learners[0].current()
+    accepted = sorted({r.digest for r in records if r.accepted and r.round > 0},
+                      key=lambda d: min(r.round for r in records if r.digest == d))
+    outputs = rundir.RunOutputs(
+        mode=mode, records=records, timings=timings, final_weights_blob=encode(final),
+        events=chain_info.pop("events", None),
+        final_digest=weights_digest(final).hex(),
+        manifest=dict(
+            config=cfg.replace(chain={"rpc": redact_url(cfg.chain.rpc)}).to_dict(), seed=cfg.experiment.seed,
+            chain_id=result.chain_id, contract_address=result.contract, chain=redact_url(chain_info.get("chain")),
+            model=spec.to_dict(), model_digest=spec.digest().hex(),
+            data={"kind": data.kind, "source": data.source, "n_items": len(data),
+                  "class_names": data.class_names,
+                  "learners": [{"train": len(p.train), "vote": len(p.vote), "test": len(p.test)} for p in parts]},
+            digests={"initial": chain_info.get("initial_digest"), "accepted": accepted,
+                     "chain_accepted": chain_info.get("accepted_digest"),
+                     "adopted": chain_info.get("adopted_digest")},
+            store=store.base_uri, contract_settings=chain_info.get("contract_settings"),
+            max_bytes=chain_info.get("max_bytes"), traffic=chain_info.get("traffic"),
+            final_test_accuracy=result.final_accuracy, accepted_per_learner=result.accepted,
+            privacy=result.privacy,
+            attack={"kind": cfg.attack.kind, "malicious": list(cfg.attack.malicious(len(learners))),
+                    "collude": cfg.attack.collude} if cfg.attack.active else None,
+        ),
+    )
+    title = f"{cfg.experiment.name}: {mode}, {spec.name}" if figure else None
+    result.files.update(rundir.write(out, outputs, figure_title=title, metric=cfg.vote.metric))
+    from cohep.outputs.report import write_report
+
+    result.files["report"] = write_report(cfg, result, out / rundir.REPORT)
+    return result
+
+
+class _Advance:
+    def __init__(self, bars, task):
+        self.bars, self.task = bars, task
+
+    def advance(self, k: int) -> None:
+        self.bars.advance(self.task, k)

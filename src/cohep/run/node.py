@@ -1,0 +1,308 @@
+"""``cohep node``: one autonomous member, driven by the chain.
+
+A node holds one key (from an encrypted keystore), its own private data (which never leaves it) and
+nothing else that the chain and the stores cannot rebuild. It polls the contract, does its duty in
+the current round through a :class:`~cohep.protocol.participant.Participant` (the same code the in-process
+runner uses), closes rounds once the contract allows, and adopts what the chain accepted. Killed and
+restarted at any moment, it reads the round, its ballot and the accepted digest back from the chain
+and carries on; if the chain's node goes away, it retries until it is back.
+
+It writes ``<out>/records.csv`` (its own row per round), ``node.json`` (who, where, what), for a
+private learner ``privacy.json`` (its accountant's history: a restarted node goes on from the epsilon
+it has spent, since forgetting it would let it release past its budget), with ``vote.strikes``
+``strikes.json`` (the rounds in which it screened each member out, so a restart does not give a struck
+member the benefit of the doubt again) and, when the experiment ends, ``final_weights.safetensors``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from cohep import models
+from cohep.core.errors import ChainError, CohepError, DataError, IntegrityError
+from cohep.run.experiment_file import Experiment, redact_url
+from cohep.core.files import atomic_write_bytes, read_json, write_json
+from cohep.outputs.manifest import write_manifest
+from cohep.protocol.participant import Participant, initial_record
+from cohep.protocol.records import RoundRecord, read_csv, write_csv
+
+#: a private learner's accountant history in the node's folder (``keep_privacy_state``)
+PRIVACY_STATE = "privacy.json"
+#: ``vote.strikes``: the rounds in which this node screened each member's slot out (``keep_strikes``)
+STRIKES_STATE = "strikes.json"
+#: seconds between looks at the chain
+POLL_S = 0.3
+#: how long a node keeps retrying an unreachable chain before it gives up
+RECONNECT_S = 300.0
+
+
+@dataclass
+class NodeOptions:
+    poll_s: float = POLL_S
+    reconnect_s: float = RECONNECT_S
+    store: str | None = None  #: where this node puts its proposals (default: its store in the experiment)
+    serve: str | None = None  #: HOST:PORT to serve its own store folder over HTTP (read-only)
+    public_url: str | None = None  #: the URL its proposals are announced under (default: the store's)
+    quiet: bool = False
+
+
+@dataclass
+class NodeResult:
+    out_dir: Path
+    address: str
+    index: int
+    rounds: int
+    records: list[RoundRecord] = field(default_factory=list)
+    final_digest: str = ""
+
+
+def _log(opts: NodeOptions, text: str) -> None:
+    if not opts.quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+def local_split(data, experiment: Experiment, index: int):
+    """This member's private train / vote / test sets from its own file, seeded by the experiment."""
+    from cohep.datasets.source import holdout_indices
+    from cohep.datasets.splits import assign
+
+    cfg = experiment.config
+    part = assign(data.labels, 1, holdout=holdout_indices(len(data), cfg.data.holdout), method="iid",
+                  vote_fraction=cfg.data.vote_fraction, seed=cfg.experiment.seed + 7919 * (index + 1))[0]
+    return data.subset(part.train), data.subset(part.vote), data.subset(part.test) if len(part.test) else None
+
+
+def build_participant(experiment: Experiment, key, data_path: str, chain, opts: NodeOptions):
+    """Everything a node needs, checked: its data fits the model, the contract is the one named."""
+    from cohep.datasets.source import load_data
+    from cohep.ledger import Coordinator
+    from cohep.run.tasks import learner_seed
+    from cohep.wire.store import Fetcher, WeightStore
+
+    index = experiment.index_of(key.address)
+    if chain.chain_id != experiment.chain_id:
+        raise CohepError(f"the RPC node is on chain {chain.chain_id}, the experiment on {experiment.chain_id}")
+    cfg = experiment.config
+    mine = dataclasses.replace(cfg.data, path=str(data_path))  # this member's own file: its kind follows it
+    data = load_data(mine.resolved_kind(), data_path, limit=cfg.data.limit)
+    if list(data.class_names) != list(experiment.class_names):
+        raise DataError(f"{data_path}: classes {list(data.class_names)} differ from the experiment's "
+                        f"{list(experiment.class_names)}")
+    if tuple(data.input_shape) != tuple(experiment.model.input_shape):
+        raise DataError(f"{data_path}: images {list(data.input_shape)} differ from the experiment's "
+                        f"{list(experiment.model.input_shape)}")
+    models.check_fits(experiment.model, data.source)
+    coord = Coordinator.at(chain, experiment.contract)
+    settings = coord.settings()
+    if settings.initial_digest.hex() != experiment.initial_digest:
+        raise CohepError(f"contract {experiment.contract} holds another experiment (initial digest differs)")
+    store_url = opts.store or experiment.store_of(index)
+    store = WeightStore(store_url, public_url=opts.public_url)
+    probe = Fetcher(allowed=experiment.allowed_stores(), max_bytes=experiment.max_bytes)
+    initial = probe.fetch(experiment.initial_uri, bytes.fromhex(experiment.initial_digest))
+    fetch = Fetcher(allowed=experiment.allowed_stores(), max_bytes=experiment.max_bytes, reference=initial)
+    train, vote, test = local_split(data, experiment, index)
+    budget = cfg.privacy.budget(index, learners=len(experiment.members), rounds=cfg.experiment.rounds)
+    learner = models.build_learner(experiment.model, train, vote, test, cfg.train,
+                                   seed=learner_seed(cfg.experiment.seed, index), initial=initial,
+                                   privacy=budget and dataclasses.replace(budget, secret=True))  # seed is public
+    p = Participant(index, key.address, learner, coord, store, fetch.fetch, cfg.vote, experiment.initial_uri,
+                    server_lr=cfg.round.server_lr,
+                    weighting=cfg.round.weighting, weight_cap=cfg.round.weight_cap)
+    if cfg.chain.ballots == "signed":
+        from cohep.wire.ballotbox import BallotBox
+
+        stores = {m.address: experiment.store_of(i) for i, m in enumerate(experiment.members)}
+        p.ballot_box = BallotBox(store_url, stores, coord.ballot_domain())
+        p.post_ballot = p.ballot_box.post
+    return p
+
+
+def relay_ballots(p: Participant, state, block: int):
+    """Submit the round's signed ballots (read from the members' stores) that the chain has not
+    counted yet. Slot 0's proposer does as soon as every voter's ballot is in; any member does once half
+    the vote window has passed with ballots still uncounted (the proposer may be gone), so a few
+    duplicate ballots may reach the contract, which skips them. Returns the BallotBatch or None."""
+    if state.finalized or not state.proposed or state.votes >= state.eligible or block > state.vote_deadline:
+        return None
+    coord = p.coordinator
+    found = p.ballot_box.collect(state.round, state.voters)
+    fresh = [b for b in found if not state.votes or coord.ballot_bits(state.round, b.voter) is None]
+    if not fresh:
+        return None
+    complete = state.votes + len(fresh) >= state.eligible
+    late = block >= state.vote_deadline - (state.vote_deadline - state.proposed_block) // 2
+    if (p.address == state.proposer and (complete or late)) or late:
+        return coord.submit_ballots(p.address, state.round, fresh)
+    return None
+
+
+def _outcome(coord, r: int):
+    """Round ``r``'s outcome as the chain recorded it."""
+    from types import SimpleNamespace
+
+    from cohep.protocol.combine import combination
+
+    s = coord.round_state(r)
+    chosen = [x.digest for x in s.slots if (x.accepted if s.accepted else x.proposed)]
+    digest = combination(chosen) if chosen else s.digest
+    return SimpleNamespace(round=r, accepted=s.accepted, void=s.void, digest=digest, proposer=s.proposer)
+
+
+def finalizable(state, block: int) -> bool:
+    """Whether the contract would accept ``finalize`` for this round now."""
+    if state.finalized:
+        return False
+    if not state.proposed:
+        return block > state.proposal_deadline
+    return state.votes >= state.eligible or block > state.vote_deadline
+
+
+def run_node(experiment_path: str | Path, key, data_path: str, rpc: str, out_dir: str | Path,
+             opts: NodeOptions = NodeOptions()) -> NodeResult:
+    """Take part in the experiment until its last round is decided and adopted."""
+
+    experiment = Experiment.read(experiment_path)
+    out = Path(out_dir)
+    chain = _connect(rpc, key, opts)
+    server = None
+    if opts.serve:
+        from cohep.wire.server import BlobServer
+
+        host, _, port = opts.serve.rpartition(":")
+        folder = opts.store or experiment.store_of(experiment.index_of(key.address))
+        server = BlobServer(folder, host=host or "127.0.0.1", port=int(port)).start()
+        _log(opts, f"serving {folder} at {server.url}")
+    try:
+        participant = build_participant(experiment, key, data_path, chain, opts)
+        out.mkdir(parents=True, exist_ok=True)
+        keep_privacy_state(participant, out / PRIVACY_STATE)
+        save_strikes = keep_strikes(participant, out / STRIKES_STATE)
+        write_manifest(out / "node.json", experiment=str(experiment_path), contract=experiment.contract,
+                       chain_id=experiment.chain_id, rpc=redact_url(rpc), address=key.address,
+                       member_index=participant.index, data=str(data_path))
+        return _follow(experiment, participant, chain, out, opts, save_strikes)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def keep_privacy_state(p: Participant, path: Path) -> None:
+    """A private learner's spent budget survives restarts: restored from ``path`` if it is there, and
+    saved there after every proposal is trained, before the proposal leaves the node."""
+    privacy = getattr(p.learner, "privacy", None)
+    if privacy is None:
+        return
+    if path.exists():
+        privacy.restore(read_json(path), str(path))
+
+    def save() -> None:
+        write_json(path, privacy.state())
+
+    p.before_release = save
+
+
+def keep_strikes(p: Participant, path: Path) -> Callable[[], None]:
+    """``vote.strikes`` survive restarts: restored from ``path`` if it is there; the function returned
+    saves them there when they changed (the node calls it after each of its turns)."""
+    if p.rule.strikes is None:
+        return lambda: None
+    saved: dict = {}  # what the file holds
+    if path.exists():
+        p.restore_strikes(read_json(path), str(path))
+        saved = p.strikes()
+
+    def save() -> None:
+        nonlocal saved
+        now = p.strikes()
+        if now != saved:
+            write_json(path, now)
+            saved = now
+
+    return save
+
+
+def _connect(rpc: str, key, opts: NodeOptions):
+    from cohep.ledger import Chain
+
+    deadline = time.monotonic() + opts.reconnect_s
+    while True:
+        try:
+            return Chain.connect(rpc, 1, private_keys=[key.private_key])
+        except ChainError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
+def _follow(experiment: Experiment, p: Participant, chain, out: Path, opts: NodeOptions,
+            save_strikes: Callable[[], None] = lambda: None) -> NodeResult:
+    coord = p.coordinator
+    rounds = experiment.config.experiment.rounds
+    records_path = out / "records.csv"
+    records = read_csv(records_path) if records_path.exists() else []
+    result = NodeResult(out, p.address, p.index, rounds, records)
+    next_row = max((r.round for r in records), default=0)  # rows are 1-based rounds; 0 = initial
+    before = None
+    down_since = None
+    while True:
+        try:
+            p.sync()
+            if before is None:
+                before = p.current
+                if not records:
+                    records.append(initial_record(p.index, p.rule, p.current))
+            r = coord.round()
+            while next_row < min(r, rounds):  # rounds decided since we last looked
+                records.append(p.record(next_row, _outcome(coord, next_row), before))
+                before = p.current
+                next_row += 1
+                write_csv(records, records_path)
+                _log(opts, f"round {next_row}: {records[-1].vote or ('proposer' if records[-1].is_proposer else '-')}"
+                           f" {'accepted' if records[-1].accepted else 'void' if records[-1].void else 'rejected'}")
+            if r >= rounds:
+                break
+            p.act(r)
+            save_strikes()
+            state = coord.round_state(r)
+            if p.post_ballot is not None and relay_ballots(p, state, chain.block_number()) is not None:
+                state = coord.round_state(r)
+            if finalizable(state, chain.block_number()):
+                p.finalize(r)
+            down_since = None
+        except IntegrityError as exc:  # the accepted blob is not reachable yet: it cannot adopt, so wait
+            _log(opts, f"store: {exc} (retrying)")
+            time.sleep(1.0)
+            continue
+        except ChainError as exc:  # the chain's node is gone or a transaction failed: look again later
+            now = time.monotonic()
+            down_since = down_since or now
+            if now - down_since > opts.reconnect_s:
+                raise
+            _log(opts, f"chain: {exc} (retrying)")
+            time.sleep(1.0)
+            continue
+        time.sleep(opts.poll_s)
+    p.sync()
+    final = p.learner.current()
+    from cohep.wire.weights import digest, encode
+
+    atomic_write_bytes(out / "final_weights.safetensors", encode(final))
+    result.final_digest = digest(final).hex()
+    write_csv(records, records_path)
+    fetcher = getattr(p.fetch, "__self__", None)
+    write_json(out / "node_stats.json", {
+        "rounds": rounds, "chain_seconds": coord.seconds, "transactions": coord.transactions,
+        "gas_used": coord.gas_used, "bytes_fetched": getattr(fetcher, "bytes", None),
+        "fetch_seconds": getattr(fetcher, "seconds", None), **{f"{k}_seconds": v for k, v in p.seconds.items()},
+        "ballots_dropped": p.ballot_box.dropped if p.ballot_box is not None else None,
+    })
+    return result
+
+
+__all__ = ["NodeOptions", "NodeResult", "PRIVACY_STATE", "STRIKES_STATE", "build_participant", "finalizable",
+           "keep_privacy_state", "keep_strikes", "local_split", "relay_ballots", "run_node"]

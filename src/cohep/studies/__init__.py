@@ -1,0 +1,1 @@
+"""What runs tell: whose data helps, which architecture wins, what Flower gets on the same task."""

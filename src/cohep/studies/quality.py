@@ -1,0 +1,479 @@
+"""Data-set quality of each member, read from what a run already recorded (no retraining).
+
+A member's private data shows twice in the protocol: in its proposals (trained on its train set,
+judged by everyone else) and in its votes (its vote set judging others' proposals). So the measures
+are, per learner:
+
+* ``acceptance``: accepted / proposals, with a Wilson 95 % interval (few proposals per learner);
+* ``gain``: over its accepted proposals, the mean over the other learners of the oriented
+  ``vote_score - current_vote_score`` (what its accepted work brought to the others);
+* ``delta``: the same difference over *all* its proposals, accepted or not (how good its
+  proposals looked on the others' vote sets; rejected ones count too, so a member that is never
+  accepted still gets a value);
+* ``agreement``: share of its votes that matched the round's outcome (Wilson interval);
+* ``offset``: mean over the rounds it voted of its own oriented vote score minus the mean of the
+  other voters' scores of the same proposal: a member whose vote set is off (wrong labels, another
+  detector) scores the same weights differently from everyone else.
+
+Scores are oriented so that higher is better (for ``vote.metric = loss`` the sign is flipped). The
+``rank`` puts the worst first by the mean of the learners' standardised ``delta`` and ``offset``
+(see docs/quality.md for why those two and not agreement). ``chain_quality`` derives what the chain
+alone shows (proposals, acceptance, agreement, the voters' announced ``score_ppm``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cohep.core.errors import DataError
+from cohep.protocol.records import RoundRecord
+
+#: measures in the table, in order; ``combined`` ranks
+MEASURES = ("acceptance", "gain", "delta", "agreement", "offset", "combined")
+#: the measures the combined rank averages: neither can be bought by copying public ballots
+COMBINED = ("delta", "offset")
+
+
+def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float, float]:
+    """Proportion and Wilson score interval: sane for 0/n, n/n and the handful of trials a member gets."""
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    p = successes / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _mean_ci(values: list[float]) -> tuple[float, float, float]:
+    """Mean and a normal 95 % interval (NaN width for fewer than two values)."""
+    v = np.asarray([x for x in values if math.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return math.nan, math.nan, math.nan
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, math.nan, math.nan
+    half = 1.959964 * float(v.std(ddof=1)) / math.sqrt(len(v))
+    return m, m - half, m + half
+
+
+@dataclass
+class LearnerQuality:
+    """One learner's measures; ``*_lo`` / ``*_hi`` are 95 % intervals (NaN where undefined)."""
+
+    learner: int
+    proposals: int = 0
+    accepted: int = 0
+    acceptance: float = math.nan
+    acceptance_lo: float = math.nan
+    acceptance_hi: float = math.nan
+    gain: float = math.nan
+    gain_lo: float = math.nan
+    gain_hi: float = math.nan
+    delta: float = math.nan
+    delta_lo: float = math.nan
+    delta_hi: float = math.nan
+    votes: int = 0
+    agreed: int = 0
+    agreement: float = math.nan
+    agreement_lo: float = math.nan
+    agreement_hi: float = math.nan
+    offset: float = math.nan
+    offset_lo: float = math.nan
+    offset_hi: float = math.nan
+    combined: float = math.nan  #: mean standardised delta and offset; lower is worse
+    rank: int = 0  #: 1 = worst
+
+
+@dataclass
+class QualityReport:
+    """Per-learner measures, ranked worst first, with where they came from."""
+
+    learners: list[LearnerQuality]
+    source: str
+    rounds: int
+    metric: str = "accuracy"
+    notes: list[str] = field(default_factory=list)
+
+    def ranked(self) -> list[LearnerQuality]:
+        return sorted(self.learners, key=lambda q: q.rank)
+
+    def worst(self, measure: str = "combined") -> int:
+        """The learner a single measure ranks last (lowest value; NaN counts as unknown, not worst)."""
+        vals = [(getattr(q, measure), q.learner) for q in self.learners]
+        finite = [v for v in vals if math.isfinite(v[0])]
+        if not finite:
+            return -1
+        return min(finite)[1]
+
+    def to_dict(self) -> dict:
+        def clean(x):
+            return None if isinstance(x, float) and not math.isfinite(x) else x
+
+        return {"source": self.source, "rounds": self.rounds, "metric": self.metric, "notes": self.notes,
+                "combined_of": list(COMBINED),
+                "learners": [{k: clean(v) for k, v in asdict(q).items()} for q in self.ranked()]}
+
+    def text(self) -> str:
+        def f(x, d=3):
+            return "-" if not math.isfinite(x) else f"{x:+.{d}f}" if d else f"{x:.0f}"
+
+        def iv(p, lo, hi):
+            return "-" if not math.isfinite(p) else f"{p:.2f} [{lo:.2f},{hi:.2f}]"
+
+        head = (f"{'rank':>4} {'learner':>7} {'props':>5} {'acceptance [95%]':>18} {'gain':>7} {'delta':>7} "
+                f"{'votes':>5} {'agreement [95%]':>18} {'offset':>7} {'combined':>8}")
+        lines = [f"{self.source}: {self.rounds} rounds, vote metric {self.metric} (higher is better; worst first)",
+                 head]
+        for q in self.ranked():
+            lines.append(f"{q.rank:>4} {q.learner:>7} {q.proposals:>5} "
+                         f"{iv(q.acceptance, q.acceptance_lo, q.acceptance_hi):>18} {f(q.gain):>7} {f(q.delta):>7} "
+                         f"{q.votes:>5} {iv(q.agreement, q.agreement_lo, q.agreement_hi):>18} {f(q.offset):>7} "
+                         f"{f(q.combined, 2):>8}")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _rank(learners: list[LearnerQuality]) -> None:
+    """combined = mean over COMBINED of the learner's z-score among learners; rank 1 = lowest."""
+    zs = []
+    for m in COMBINED:
+        v = np.array([getattr(q, m) for q in learners], dtype=float)
+        ok = np.isfinite(v)
+        z = np.full(len(v), np.nan)
+        if ok.sum() >= 2:
+            sd = v[ok].std()
+            z[ok] = (v[ok] - v[ok].mean()) / sd if sd > 0 else 0.0
+        zs.append(z)
+    zs = np.array(zs)
+    for i, q in enumerate(learners):
+        col = zs[:, i][np.isfinite(zs[:, i])]
+        q.combined = float(col.mean()) if len(col) else math.nan
+    order = sorted(learners, key=lambda q: (q.combined if math.isfinite(q.combined) else math.inf, q.learner))
+    for k, q in enumerate(order, 1):
+        q.rank = k
+
+
+def from_records(records: list[RoundRecord], *, metric: str = "accuracy", source: str = "records") -> QualityReport:
+    """The measures from a run's records (one row per round and learner; round 0 is the start)."""
+    sign = -1.0 if metric == "loss" else 1.0
+    rows = [r for r in records if r.round > 0]
+    if not records:
+        raise DataError(f"{source}: no records")
+    n = max(r.learner for r in records) + 1
+    by_round: dict[int, list[RoundRecord]] = {}
+    for r in rows:
+        by_round.setdefault(r.round, []).append(r)
+    props = [[0, 0] for _ in range(n)]
+    gains: list[list[float]] = [[] for _ in range(n)]
+    deltas: list[list[float]] = [[] for _ in range(n)]
+    votes = [[0, 0] for _ in range(n)]
+    offsets: list[list[float]] = [[] for _ in range(n)]
+    void = 0
+    for rnd, rs in by_round.items():
+        if any(r.void for r in rs):
+            void += 1
+            continue
+        p = rs[0].proposer
+        accepted = rs[0].accepted
+        props[p][0] += 1
+        props[p][1] += accepted
+        judged = [r for r in rs if not r.is_proposer and r.vote and math.isfinite(r.vote_score)
+                  and math.isfinite(r.current_vote_score)]
+        if judged:
+            d = float(np.mean([sign * (r.vote_score - r.current_vote_score) for r in judged]))
+            deltas[p].append(d)
+            if accepted:
+                gains[p].append(d)
+        for r in rs:
+            if r.is_proposer or not r.vote:
+                continue
+            votes[r.learner][0] += 1
+            votes[r.learner][1] += (r.vote == "approve") == accepted
+        scored = [r for r in rs if not r.is_proposer and math.isfinite(r.vote_score)]
+        if len(scored) >= 2:
+            total = sum(r.vote_score for r in scored)
+            for r in scored:
+                others = (total - r.vote_score) / (len(scored) - 1)
+                offsets[r.learner].append(sign * (r.vote_score - others))
+    out = []
+    for i in range(n):
+        q = LearnerQuality(i, proposals=props[i][0], accepted=props[i][1], votes=votes[i][0], agreed=votes[i][1])
+        q.acceptance, q.acceptance_lo, q.acceptance_hi = wilson(props[i][1], props[i][0])
+        q.gain, q.gain_lo, q.gain_hi = _mean_ci(gains[i])
+        q.delta, q.delta_lo, q.delta_hi = _mean_ci(deltas[i])
+        q.agreement, q.agreement_lo, q.agreement_hi = wilson(votes[i][1], votes[i][0])
+        q.offset, q.offset_lo, q.offset_hi = _mean_ci(offsets[i])
+        out.append(q)
+    _rank(out)
+    notes = [f"{void} void round(s) left out"] if void else []
+    return QualityReport(out, source, len(by_round), metric, notes)
+
+
+def from_run(run_dir: str | Path) -> QualityReport:
+    """The measures of a finished run directory (its records and the vote metric in its manifest)."""
+    from cohep.outputs import rundir
+
+    manifest = rundir.read_manifest(run_dir)
+    if manifest.get("mode", "colearn") != "colearn":
+        raise DataError(f"{run_dir}: a {manifest.get('mode')} run has no proposals judged by others")
+    metric = ((manifest.get("config") or {}).get("vote") or {}).get("metric", "accuracy")
+    return from_records(rundir.read_records(run_dir), metric=metric, source=str(run_dir))
+
+
+def from_events(events: list, members: list[str], *, metric: str = "accuracy",
+                source: str = "chain") -> QualityReport:
+    """What the chain alone shows: proposals, acceptance, agreement, and the announced ``score_ppm``.
+
+    The chain has no "current score" per voter, so ``gain`` and ``delta`` stay empty; ``offset`` is
+    computed from the voters' announced scores (which a member may have chosen to announce, unlike
+    the scores a run records for itself). ``events`` are dicts or ``ChainEvent`` (name, args).
+    """
+    sign = -1.0 if metric == "loss" else 1.0
+    index = {m.lower(): i for i, m in enumerate(members)}
+    n = len(members)
+    props = [[0, 0] for _ in range(n)]
+    votes = [[0, 0] for _ in range(n)]
+    offsets: list[list[float]] = [[] for _ in range(n)]
+    ballots: dict[int, dict[int, tuple[bool, float]]] = {}
+    proposer: dict[int, int] = {}
+    rounds = set()
+
+    def who(addr) -> int:
+        i = index.get(str(addr).lower())
+        if i is None:
+            raise DataError(f"{source}: event from {addr}, not a member")
+        return i
+
+    for e in events:
+        name, args = (e["name"], e["args"]) if isinstance(e, dict) else (e.name, e.args)
+        r = int(args.get("round", -1))
+        if name == "Proposed":
+            proposer[r] = who(args["proposer"])
+        elif name == "Voted":
+            ballots.setdefault(r, {})[who(args["voter"])] = _slot0_ballot(args)
+        elif name == "Finalized":
+            rounds.add(r)
+            p, accepted = who(args["proposer"]), bool(args["accepted"])
+            props[p][0] += 1
+            props[p][1] += accepted
+            bs = ballots.get(r, {})
+            for v, (approve, _) in bs.items():
+                votes[v][0] += 1
+                votes[v][1] += approve == accepted
+            if len(bs) >= 2:
+                total = sum(s for _, s in bs.values())
+                for v, (_, s) in bs.items():
+                    offsets[v].append(sign * (s - (total - s) / (len(bs) - 1)))
+        elif name == "RoundVoided":
+            rounds.add(r)
+    out = []
+    for i in range(n):
+        q = LearnerQuality(i, proposals=props[i][0], accepted=props[i][1], votes=votes[i][0], agreed=votes[i][1])
+        q.acceptance, q.acceptance_lo, q.acceptance_hi = wilson(props[i][1], props[i][0])
+        q.agreement, q.agreement_lo, q.agreement_hi = wilson(votes[i][1], votes[i][0])
+        q.offset, q.offset_lo, q.offset_hi = _mean_ci(offsets[i])
+        out.append(q)
+    _rank(out)
+    return QualityReport(out, source, len(rounds), metric,
+                         ["from chain events only: gain and delta need the voters' current scores (records)"])
+
+
+def from_chain(experiment_path: str | Path, rpc: str) -> QualityReport:
+    """The live-chain variant: a deployed experiment's events, read from its contract."""
+    from cohep.run.experiment_file import Experiment
+    from cohep.ledger import Chain, Coordinator
+
+    exp = Experiment.read(experiment_path)
+    coord = Coordinator.at(Chain.connect(rpc, 0), exp.contract)
+    members = list(coord.settings().members)
+    return from_events(coord.events(), members, metric=exp.config.vote.metric, source=f"{exp.name} on {rpc}")
+
+
+def plot(report: QualityReport, path: str | Path) -> Path:
+    """Per-learner bars with 95 % intervals, one panel per measure (worst learner in red)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("acceptance", "acceptance rate"), ("delta", "score change of its proposals (others)"),
+              ("agreement", "vote agreement with outcome"), ("offset", "own score - other voters'")]
+    qs = sorted(report.learners, key=lambda q: q.learner)
+    worst = report.ranked()[0].learner if qs else -1
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
+    for ax, (m, title) in zip(axes, panels):
+        x = np.arange(len(qs))
+        v = np.array([getattr(q, m) for q in qs], dtype=float)
+        lo = np.array([getattr(q, m + "_lo") for q in qs], dtype=float)
+        hi = np.array([getattr(q, m + "_hi") for q in qs], dtype=float)
+        err = np.vstack([np.where(np.isfinite(lo), v - lo, 0), np.where(np.isfinite(hi), hi - v, 0)])
+        err = np.clip(np.nan_to_num(err), 0, None)  # Wilson bounds at 0 or 1 meet p up to rounding
+        colors = ["tab:red" if q.learner == worst else "tab:blue" for q in qs]
+        ax.bar(x, np.nan_to_num(v), yerr=np.nan_to_num(err), color=colors, capsize=3)
+        ax.set_xticks(x, [str(q.learner) for q in qs])
+        ax.set_xlabel("learner")
+        ax.set_title(title, fontsize=9)
+        ax.axhline(0, color="k", lw=0.5)
+    fig.suptitle(f"{Path(str(report.source)).name}: worst learner {worst} (combined rank)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# -- contribution by re-training (research mode) ---------------------------------------------------
+
+
+class Utility:
+    """A coalition's value, cached, counting the distinct evaluations and their seconds (the cost)."""
+
+    def __init__(self, fn, n: int):
+        self.fn, self.n = fn, n
+        self.cache: dict[frozenset, float] = {}
+        self.calls = 0  #: distinct non-empty coalitions evaluated (trainings, for a retraining utility)
+        self.seconds = 0.0
+
+    def __call__(self, coalition) -> float:
+        import time
+
+        key = frozenset(coalition)
+        if key not in self.cache:
+            t0 = time.perf_counter()
+            self.cache[key] = float(self.fn(key))
+            self.seconds += time.perf_counter() - t0
+            self.calls += bool(key)
+        return self.cache[key]
+
+
+def shapley_exact(u, n: int) -> list[float]:
+    """Exact Shapley values: the weighted mean marginal value over every coalition (2^n utilities)."""
+    from itertools import combinations
+
+    fact = [math.factorial(k) for k in range(n + 1)]
+    out = []
+    for i in range(n):
+        rest = [j for j in range(n) if j != i]
+        total = 0.0
+        for size in range(n):
+            w = fact[size] * fact[n - size - 1] / fact[n]
+            for s in combinations(rest, size):
+                total += w * (u(set(s) | {i}) - u(set(s)))
+        out.append(total)
+    return out
+
+
+def shapley_monte_carlo(u, n: int, permutations: int, *, seed: int = 0, tolerance: float = 0.0) -> list[float]:
+    """Permutation-sampling Shapley; with ``tolerance`` > 0, a permutation stops once its prefix is within
+    ``tolerance`` of the grand coalition's value (truncation: later marginals count as 0)."""
+    rng = np.random.default_rng(seed)
+    full = u(range(n)) if tolerance > 0 else math.nan
+    total = np.zeros(n)
+    for _ in range(permutations):
+        prefix: set[int] = set()
+        before = u(prefix)
+        for i in rng.permutation(n):
+            if tolerance > 0 and abs(full - before) < tolerance:
+                break
+            prefix.add(int(i))
+            after = u(prefix)
+            total[i] += after - before
+            before = after
+    return list(total / max(permutations, 1))
+
+
+def leave_one_out(u, n: int) -> list[float]:
+    """u(all) - u(all but i): n + 1 utilities, blind to redundancy between members."""
+    full = u(range(n))
+    return [full - u(set(range(n)) - {i}) for i in range(n)]
+
+
+@dataclass
+class Contributions:
+    """Per-learner values by method, and what each method cost (trainings, seconds)."""
+
+    values: dict[str, list[float]]
+    cost: dict[str, dict[str, float]]
+    utility: str
+
+    def to_dict(self) -> dict:
+        return {"values": self.values, "cost": self.cost, "utility": self.utility}
+
+    def text(self) -> str:
+        n = len(next(iter(self.values.values())))
+        lines = [f"contributions ({self.utility})", f"{'method':>14} " + " ".join(f"{f'L{i}':>8}" for i in range(n))
+                 + f" {'trainings':>9} {'seconds':>8}"]
+        for m, v in self.values.items():
+            c = self.cost[m]
+            lines.append(f"{m:>14} " + " ".join(f"{x:+8.4f}" for x in v) + f" {c['trainings']:>9.0f} {c['seconds']:>8.1f}")
+        return "\n".join(lines)
+
+
+def contributions(fn, n: int, *, permutations: int | None = None, seed: int = 0, tolerance: float = 0.0,
+                  utility: str = "utility") -> Contributions:
+    """Leave-one-out, and Shapley: exact up to 5 learners (or when ``permutations`` is None and n <= 5),
+    else Monte-Carlo with ``permutations`` (default 10 n). Each method counts its own cost (fresh cache)."""
+    values, cost = {}, {}
+    runs = [("leave_one_out", lambda u: leave_one_out(u, n))]
+    if permutations is None and n <= 5:
+        runs.append(("shapley_exact", lambda u: shapley_exact(u, n)))
+    else:
+        k = permutations or 10 * n
+        runs.append((f"shapley_mc{k}", lambda u: shapley_monte_carlo(u, n, k, seed=seed, tolerance=tolerance)))
+    for name, method in runs:
+        u = Utility(fn, n)
+        values[name] = [float(x) for x in method(u)]
+        cost[name] = {"trainings": u.calls, "seconds": u.seconds}
+    return Contributions(values, cost, utility)
+
+
+def retraining_utility(cfg, data, parts, spec):
+    """u(S): test accuracy on the whole held-out set of a model trained from the initial weights on the
+    pooled train sets of coalition S, with the run's [train] budget (one proposal's worth); u({}) is the
+    initial weights' accuracy. One seed for every coalition, so differences come from the data."""
+    from cohep import models
+    from cohep.run.tasks import learner_seed
+
+    test = data.subset(np.sort(np.concatenate([p.test for p in parts])))
+    initial = models.initial_weights(spec, cfg.experiment.seed)
+
+    def u(coalition: frozenset) -> float:
+        members = sorted(coalition) or list(range(len(parts)))
+        train = np.sort(np.concatenate([parts[i].train for i in members]))
+        vote = np.sort(np.concatenate([parts[i].vote for i in members]))
+        lr = models.build_learner(spec, data.subset(train), data.subset(vote), test, cfg.train,
+                                  seed=learner_seed(cfg.experiment.seed, 0), initial=initial)
+        weights = lr.propose() if coalition else initial
+        return lr.evaluate(weights).test.accuracy
+
+    return u
+
+
+def contributions_of_run(run_dir: str | Path, *, permutations: int | None = None, tolerance: float = 0.0) -> Contributions:
+    """Re-train coalitions of a finished run's learners on the data its manifest config names."""
+    from cohep.config import experiment as config
+    from cohep.outputs import rundir
+    from cohep.run.tasks import prepare
+
+    manifest = rundir.read_manifest(run_dir)
+    if not isinstance(manifest.get("config"), dict):
+        raise DataError(f"{run_dir}: the manifest records no config")
+    cfg, data, parts, spec = prepare(config.from_dict(manifest["config"]))
+    if not len(parts[0].test):
+        raise DataError(f"{run_dir}: the run held out no test items (data.holdout = 0), nothing to score coalitions on")
+    return contributions(retraining_utility(cfg, data, parts, spec), len(parts), permutations=permutations,
+                         seed=cfg.experiment.seed, tolerance=tolerance,
+                         utility=f"held-out accuracy after {cfg.train.epochs:g} epoch(s) on the coalition's data")
+
+
+def _slot0_ballot(args) -> tuple[bool, float]:
+    """A Voted event's approval and score of slot 0 (the only slot of a one-proposer round; v2 logs
+    carry approve / score_ppm, v3 an approval bitmap and one score per slot)."""
+    if "approvals" in args:
+        scores = list(args["scores_ppm"])
+        return bool(int(args["approvals"]) & 1), (int(scores[0]) if scores else 0) / 1e6
+    return bool(args["approve"]), int(args["score_ppm"]) / 1e6

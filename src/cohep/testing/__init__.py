@@ -1,0 +1,1 @@
+"""What tests and benchmarks share: a local Anvil network with node processes, synthetic data."""

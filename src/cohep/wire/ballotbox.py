@@ -1,0 +1,142 @@
+"""How signed ballots travel between nodes: each member's own store, under a fixed name.
+
+With ``[chain] ballots = "signed"`` a node does not send ``vote()``: it signs its EIP-712 ballot
+(``ledger/ballots.py``) and writes it into its own store as
+``ballots/<contract>/<round>/<voter>.json`` (addresses lower-case hex), temp name then rename, so a
+reader never sees half a file. Any node can then read every member's ballot from that member's store
+(the stores the experiment lists; ``blobserver.py`` serves these names too) and submit them in one
+``submit_ballots`` transaction.
+
+A ballot file is untrusted input. Only the voter's own ballot file in a store is read, capped in
+size, parsed strictly, and kept only if it is for this round and its EIP-712 signature recovers to
+that voter under this contract's domain; anything else is dropped here, and a ballot that got
+through anyway (a race, another node's batch) is skipped by the contract, never counted.
+"""
+from __future__ import annotations
+
+import os
+import stat
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Sequence
+from http.client import HTTPException
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import fsspec
+
+from cohep.core.errors import IntegrityError
+from cohep.ledger import ballots as B
+from cohep.wire.store import _is_loopback
+
+#: seconds to wait for one ballot file from another member's store
+READ_TIMEOUT_S = 5.0
+
+
+def ballot_name(contract: str, r: int, voter: str) -> str:
+    """The ballot's path inside a store (what ``blobserver`` also serves)."""
+    return f"ballots/{contract.lower()}/{int(r)}/{voter.lower()}.json"
+
+
+def _fs(url: str):
+    target = url.rstrip("/")
+    if target.startswith("file://"):
+        target = url2pathname(urlsplit(target).path)
+    return fsspec.core.url_to_fs(target)
+
+
+class BallotBox:
+    """Post this member's ballots to its own store; collect every member's from theirs.
+
+    ``own``: this member's store URL (where it writes); ``stores``: ``voter -> store URL`` where each
+    member's ballots are read (the experiment's ``store_of`` each member, as its URIs are announced).
+    """
+
+    def __init__(self, own: str, stores: dict[str, str], domain: B.Domain, *, timeout: float = READ_TIMEOUT_S):
+        self.own = own
+        self.stores = {v.lower(): url.rstrip("/") for v, url in stores.items()}
+        self.domain = domain
+        self.timeout = timeout
+        self.seconds = 0.0
+        self.dropped: list[str] = []  #: why ballot files were not kept (one line each)
+
+    def post(self, ballot: B.SignedBallot) -> None:
+        start = time.perf_counter()
+        try:
+            fs, root = _fs(self.own)
+            path = f"{root}/{ballot_name(self.domain.contract, ballot.round, ballot.voter)}"
+            fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            tmp = f"{path}.{uuid.uuid4().hex}.part"
+            with fs.open(tmp, "wb") as fh:
+                fh.write(ballot.to_json().encode())
+            fs.mv(tmp, path)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def collect(self, r: int, voters: Sequence[str]) -> list[B.SignedBallot]:
+        """The valid ballots of ``voters`` for round ``r`` that their stores hold now."""
+        start = time.perf_counter()
+        out = []
+        try:
+            for voter in voters:
+                url = self.stores.get(voter.lower())
+                if url is None:
+                    continue
+                try:
+                    text = self._read(url, ballot_name(self.domain.contract, r, voter))
+                except FileNotFoundError:
+                    continue  # not voted yet, or its store is away: the vote window decides
+                try:
+                    ballot = self.check(B.from_json(text), r, voter)
+                except IntegrityError as exc:
+                    self.dropped.append(f"{voter} round {r}: {exc}")
+                    continue
+                out.append(ballot)
+        finally:
+            self.seconds += time.perf_counter() - start
+        return out
+
+    def check(self, ballot: B.SignedBallot, r: int, voter: str) -> B.SignedBallot:
+        """The ballot, if it is ``voter``'s signed ballot for round ``r`` under this domain."""
+        if ballot.voter.lower() != voter.lower():
+            raise IntegrityError(f"ballot names voter {ballot.voter}")
+        if ballot.round != r:
+            raise IntegrityError(f"ballot is for round {ballot.round}")
+        signer = ballot.signer(self.domain)
+        if signer is None or signer.lower() != voter.lower():
+            raise IntegrityError("ballot signature does not recover to its voter")
+        return ballot
+
+    def _read(self, url: str, name: str) -> bytes:
+        """At most ``MAX_JSON_BYTES + 1`` bytes of one file; FileNotFoundError if it is not there."""
+        cap = B.MAX_JSON_BYTES + 1
+        scheme = urlsplit(url).scheme
+        if scheme in ("http", "https"):
+            request = urllib.request.Request(f"{url}/{name}", headers={"User-Agent": "cohep-ballots"})
+            direct = _is_loopback(urlsplit(url).hostname or "")
+            opener = urllib.request.build_opener(*([urllib.request.ProxyHandler({})] if direct else []))
+            try:
+                with opener.open(request, timeout=self.timeout) as resp:
+                    return resp.read(cap)
+            except (urllib.error.URLError, OSError, ValueError, HTTPException):
+                raise FileNotFoundError(name) from None
+        fs, root = _fs(url)
+        path = f"{root}/{name}"
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        if protocol in ("file", "local"):
+            # as the Fetcher: a FIFO under the name must not hang us, a planted link is not followed
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                raise FileNotFoundError(name) from None
+            with os.fdopen(fd, "rb", buffering=0) as fh:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise FileNotFoundError(name)
+                return fh.read(cap)
+        try:
+            with fs.open(path, "rb") as fh:
+                return fh.read(cap)
+        except Exception:  # noqa: BLE001 - any backend's error: the file is not to be had now
+            raise FileNotFoundError(name) from None

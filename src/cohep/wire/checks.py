@@ -1,0 +1,180 @@
+"""Checks on weights another member proposed, before anyone scores them.
+
+Everything a proposer sends is untrusted: the blob, its size, its tensor names, shapes, dtypes and
+values. Each check turns a failure into ``ProposalRejected(reason)``, a one-line reason the voter
+records with its reject vote, never a crash and never unbounded memory. The checks run cheapest and
+most fundamental first, so a reason names the first thing wrong:
+
+1. size: over ``max_bytes`` is refused before the blob is read whole (a stream stops at the cap);
+2. digest: sha256 of the bytes must equal the digest announced on chain;
+3. decode: well-formed canonical safetensors (``weights.decode``);
+4. names, shapes and dtypes against the reference (the model spec's own initial weights);
+5. values: every float finite (a NaN or inf would poison every learner that adopts it).
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from cohep.wire import weights as wts
+from cohep.core.errors import IntegrityError
+
+#: Reasons are recorded next to votes: one line, bounded.
+MAX_REASON_CHARS = 300
+#: Header allowance in ``default_max_bytes``: the JSON header of a model with a few hundred tensors.
+HEADER_SLACK = 64 * 1024
+#: Value checks run over slices of this many elements: bounded temporaries whatever the tensor size.
+CHUNK_ELEMENTS = 1 << 20
+
+
+class ProposalRejected(IntegrityError):
+    """A proposal failed a check; ``reason`` is the one line a voter records with its reject vote."""
+
+    def __init__(self, reason: str):
+        reason = " ".join(str(reason).split())
+        if len(reason) > MAX_REASON_CHARS:
+            reason = reason[: MAX_REASON_CHARS - 3] + "..."
+        super().__init__(reason)
+        self.reason = reason
+
+
+def size_text(n: int) -> str:
+    """Bytes for people: '912 MB', '64 MB', '1.05 kB', '17 bytes'."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"
+    return f"{n} bytes"
+
+
+def over_cap(size: int, max_bytes: int) -> str:
+    """'blob is 912 MB, over the 64 MB cap' (exact byte counts where the rounded ones look equal)."""
+    a, b = size_text(size), size_text(max_bytes)
+    if a == b:
+        a, b = f"{size:,} bytes", f"{max_bytes:,} bytes"
+    return f"blob is {a}, over the {b} cap"
+
+
+def _nbytes(ref: Any) -> int:
+    count = 1
+    for dim in ref.shape:
+        count *= int(dim)
+    return count * np.dtype(str(ref.dtype)).itemsize
+
+
+def default_max_bytes(reference: Mapping[str, Any]) -> int:
+    """The largest blob worth reading for this model: 1.05 x its tensor bytes plus header slack.
+
+    The canonical encoding of weights that fit the reference is its tensor bytes plus a JSON header
+    of about two names per tensor; anything much larger cannot pass the shape checks, so it is
+    refused by size before it is read whole.
+    """
+    data = sum(_nbytes(ref) for ref in reference.values())
+    names = sum(2 * len(name.encode("utf-8")) + 96 for name in reference)
+    return int(data * 1.05) + HEADER_SLACK + names
+
+
+def _names(candidate: Mapping[str, Any], reference: Mapping[str, Any]) -> str | None:
+    def listing(noun: str, names: list[str]) -> str:
+        shown = ", ".join(wts.show(n) for n in names[:3])
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        return f"{noun}{'s' if len(names) > 1 else ''} {shown}{more}"
+
+    missing = [n for n in reference if n not in candidate]
+    extra = [n for n in candidate if n not in reference]
+    parts = ([listing("missing tensor", missing)] if missing else []) + \
+            ([listing("unexpected tensor", extra)] if extra else [])
+    return "; ".join(parts) or None
+
+
+def _count_chunked(array: np.ndarray, bad) -> int:
+    """How many elements ``bad`` flags, in slices so temporaries stay O(chunk) for any tensor."""
+    flat = array.reshape(-1)
+    step = CHUNK_ELEMENTS
+    return sum(int(np.count_nonzero(bad(flat[i : i + step]))) for i in range(0, flat.size, step))
+
+
+def check_values(weights: Mapping[str, np.ndarray]) -> None:
+    """Every float value finite; raises ProposalRejected naming the first tensor that is not."""
+    for name, array in weights.items():
+        if array.dtype.kind == "f":
+            bad = _count_chunked(array, lambda part: ~np.isfinite(part))
+            if bad:
+                values = "value" if bad == 1 else "values"
+                raise ProposalRejected(f"{wts.show(name)} holds {bad} non-finite {values} (NaN or inf)")
+
+
+def check_weights(weights: Mapping[str, np.ndarray], reference: Mapping[str, Any] | None) -> None:
+    """Checks 4 and 5 on decoded weights: names, shapes, dtypes against ``reference``, then values."""
+    if reference is not None:
+        reason = _names(weights, reference) or wts.mismatch(weights, reference)
+        if reason:
+            raise ProposalRejected(reason)
+    check_values(weights)
+
+
+def _check_digest(actual: bytes, digest: bytes) -> None:
+    if not isinstance(digest, (bytes, bytearray)) or len(digest) != 32:
+        raise ProposalRejected("the announced digest is not 32 bytes")
+    if actual != bytes(digest):
+        raise ProposalRejected(f"digest mismatch: the blob hashes to {actual.hex()[:16]}..., "
+                               f"{bytes(digest).hex()[:16]}... was announced")
+
+
+def _decode(blob) -> dict[str, np.ndarray]:
+    try:
+        return wts.decode(blob)
+    except IntegrityError as exc:
+        raise ProposalRejected(str(exc)) from None
+
+
+def check_blob(blob: bytes, digest: bytes, reference: Mapping[str, Any] | None, *,
+               max_bytes: int) -> dict[str, np.ndarray]:
+    """All checks on a blob already in memory; returns the weights or raises ProposalRejected.
+
+    ``reference`` None skips the name/shape/dtype check (only when the model is not known).
+    """
+    if len(blob) > max_bytes:
+        raise ProposalRejected(over_cap(len(blob), max_bytes))
+    _check_digest(hashlib.sha256(blob).digest(), digest)
+    weights = _decode(blob)
+    check_weights(weights, reference)
+    return weights
+
+
+def check_stream(chunks: Iterable[bytes], digest: bytes, reference: Mapping[str, Any] | None, *,
+                 max_bytes: int, length: int | None = None) -> dict[str, np.ndarray]:
+    """All checks on a blob arriving in chunks, hashed as it comes; memory is the blob plus a chunk.
+
+    ``length`` is the size the transport announced (Content-Length, file size), itself untrusted:
+    over the cap is refused before the first chunk is read; otherwise the buffer is allocated once
+    and the stream must deliver exactly that many bytes. Without it the stream stops as soon as it
+    passes the cap. The weights returned are views into the one buffer (no second copy).
+    """
+    if length is not None and length > max_bytes:
+        raise ProposalRejected(over_cap(length, max_bytes))
+    buffer = bytearray(length) if length is not None else bytearray()
+    sha, received = hashlib.sha256(), 0
+    for chunk in chunks:
+        end = received + len(chunk)
+        if end > max_bytes:
+            raise ProposalRejected(f"blob is over the {size_text(max_bytes)} cap "
+                                   f"(stopped reading at {end:,} bytes)")
+        if length is not None:
+            if end > length:
+                raise ProposalRejected(f"blob not available: more than the {length:,} bytes announced arrived")
+            buffer[received:end] = chunk
+        else:
+            buffer += chunk
+        sha.update(chunk)
+        received = end
+    if length is not None and received != length:
+        raise ProposalRejected(f"blob not available: the transfer ended after {received:,} "
+                               f"of {length:,} bytes")
+    _check_digest(sha.digest(), digest)
+    weights = _decode(buffer)
+    check_weights(weights, reference)
+    return weights
