@@ -26,7 +26,8 @@ import numpy as np
 from cohep.wire import weights as wts
 from cohep.wire.server import BlobServer
 from cohep.wire.checks import default_max_bytes
-from cohep.wire.store import Fetcher, WeightStore
+from cohep.wire.fetch import Fetcher
+from cohep.wire.store import WeightStore
 
 
 def _status(field: str) -> int:

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from cohep.wire import weights as wts
-from cohep.wire.server import BlobServer
 from cohep.wire.checks import ProposalRejected, default_max_bytes
-from cohep.wire.store import CHUNK_BYTES, Fetcher, WeightStore
+from cohep.wire.fetch import CHUNK_BYTES, Fetcher
+from cohep.wire.server import BlobServer
+from cohep.wire.store import WeightStore
 
 
 def weights(seed=0, n=1000):

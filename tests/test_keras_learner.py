@@ -128,10 +128,10 @@ def test_keras_load_weights_is_strict():
     good = learner.current()
     missing = dict(good)
     missing.pop("bn/gamma")
-    with pytest.raises(ConfigError, match="missing bn/gamma"):
+    with pytest.raises(ConfigError, match="missing tensor bn/gamma"):
         learner.evaluate(missing)
     extra = dict(good, **{"bogus/kernel": np.zeros(1, np.float32)})
-    with pytest.raises(ConfigError, match="unexpected bogus/kernel"):
+    with pytest.raises(ConfigError, match="unexpected tensor bogus/kernel"):
         learner.evaluate(extra)
     wrong = dict(good, **{"head/bias": np.zeros(5, np.float32)})
     with pytest.raises(ConfigError, match="head/bias has shape"):

@@ -10,8 +10,8 @@ import re
 import numpy as np
 import pytest
 
-from cohep.wire import weights as wts
 from cohep.core.errors import IntegrityError
+from cohep.wire import weights as wts
 from cohep.wire.checks import (
     ProposalRejected,
     check_blob,
@@ -130,9 +130,7 @@ def test_non_finite_values(value, count):
 
 
 def test_non_finite_counted_across_chunks(monkeypatch):
-    from cohep.wire import checks as proposal
-
-    monkeypatch.setattr(proposal, "CHUNK_ELEMENTS", 7)  # 216 values in 31 slices
+    monkeypatch.setattr(wts, "CHUNK_ELEMENTS", 7)  # 216 values in 31 slices
     w = model()
     conv = w["conv.weight"].copy()
     conv.reshape(-1)[[0, 6, 7, 100, 215]] = [np.nan, np.inf, -np.inf, np.nan, np.inf]

@@ -423,7 +423,8 @@ def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy"
     from cohep.wire.checks import default_max_bytes
     from cohep.protocol.vote import threshold_fraction
     from cohep.run.tasks import build_learners, prepare, seed_bytes
-    from cohep.wire.store import Fetcher, WeightStore
+    from cohep.wire.fetch import Fetcher
+    from cohep.wire.store import WeightStore
 
     vote = {"metric": metric, "margin": margin, "norm_bound": norm_bound, "peer_margin": peer_margin, "judge": judge,
             "direction_floor": direction_floor, "direction_share": direction_share or None, "strikes": strikes}

@@ -108,7 +108,8 @@ def test_the_weighted_average_is_fixed_order_float32_and_counters_stay_equal():
 def test_a_liars_inflated_count_gains_at_most_the_cap_through_store_and_fetch(tmp_path):
     """Declarations go through the store and the checked fetch like the weights: what a member reads
     from another's blob is the count that blob declares, and the cap holds whatever it says."""
-    from cohep.wire.store import Fetcher, WeightStore
+    from cohep.wire.fetch import Fetcher
+    from cohep.wire.store import WeightStore
 
     store = WeightStore(str(tmp_path / "w"))
     fetch = Fetcher(allowed=[store.base_uri], max_bytes=1 << 20, reference=W)

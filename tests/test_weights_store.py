@@ -4,10 +4,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cohep.wire import weights as wts
 from cohep.core.errors import IntegrityError
+from cohep.wire import weights as wts
 from cohep.wire.checks import ProposalRejected
-from cohep.wire.store import Fetcher, WeightStore, fetch, parse_place
+from cohep.wire.fetch import Fetcher, fetch, parse_place
+from cohep.wire.store import WeightStore
 
 
 def sample_weights(seed=0):

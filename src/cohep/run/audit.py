@@ -331,7 +331,8 @@ def _from_mirror(mirrors, digest: bytes):
 
 
 def _mirrors(urls, max_bytes: int, reference) -> list:
-    from cohep.wire.store import Fetcher, WeightStore
+    from cohep.wire.fetch import Fetcher
+    from cohep.wire.store import WeightStore
 
     out = []
     for url in urls or ():
@@ -343,7 +344,7 @@ def _mirrors(urls, max_bytes: int, reference) -> list:
 def audit_run(run_dir: str | Path) -> AuditReport:
     """Audit a finished run directory from its chain log, store and manifest."""
     from cohep.outputs import rundir
-    from cohep.wire.store import Fetcher
+    from cohep.wire.fetch import Fetcher
     from cohep.wire.weights import digest_bytes
 
     p = Path(run_dir)
@@ -410,7 +411,7 @@ def audit_chain(experiment_path: str | Path, rpc: str, mirrors: list[str] | None
     (and, for blobs no longer served there, from ``mirrors``: copies of members' stores)."""
     from cohep.run.experiment_file import Experiment
     from cohep.ledger import Chain, Coordinator
-    from cohep.wire.store import Fetcher
+    from cohep.wire.fetch import Fetcher
 
     exp = Experiment.read(experiment_path)
     chain = Chain.connect(rpc, 0)

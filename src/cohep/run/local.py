@@ -31,7 +31,8 @@ from cohep.wire.checks import default_max_bytes
 from cohep.protocol.records import STAGES, RoundRecord, RoundTiming, accepted_per_learner, final_test_accuracy, time_shares
 from cohep.core.errors import ChainError
 from cohep.run.experiment_file import redact_url
-from cohep.wire.store import Fetcher, WeightStore
+from cohep.wire.fetch import Fetcher
+from cohep.wire.store import WeightStore
 from cohep.wire.weights import digest as weights_digest
 from cohep.wire.weights import encode
 

@@ -81,7 +81,8 @@ def build_participant(experiment: Experiment, key, data_path: str, chain, opts: 
     from cohep.datasets.source import load_data
     from cohep.ledger import Coordinator
     from cohep.run.tasks import learner_seed
-    from cohep.wire.store import Fetcher, WeightStore
+    from cohep.wire.fetch import Fetcher
+    from cohep.wire.store import WeightStore
 
     index = experiment.index_of(key.address)
     if chain.chain_id != experiment.chain_id:

@@ -264,7 +264,7 @@ class Adversary(threading.Thread):
             time.sleep(0.2)
 
     def _current(self) -> dict:
-        from cohep.wire.store import Fetcher
+        from cohep.wire.fetch import Fetcher
 
         exp = self.net.experiment
         return Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes).fetch(

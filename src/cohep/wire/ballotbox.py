@@ -4,7 +4,7 @@ With ``[chain] ballots = "signed"`` a node does not send ``vote()``: it signs it
 (``ledger/ballots.py``) and writes it into its own store as
 ``ballots/<contract>/<round>/<voter>.json`` (addresses lower-case hex), temp name then rename, so a
 reader never sees half a file. Any node can then read every member's ballot from that member's store
-(the stores the experiment lists; ``blobserver.py`` serves these names too) and submit them in one
+(the stores the experiment lists; ``server.py`` serves these names too) and submit them in one
 ``submit_ballots`` transaction.
 
 A ballot file is untrusted input. Only the voter's own ballot file in a store is read, capped in
@@ -14,37 +14,25 @@ through anyway (a race, another node's batch) is skipped by the contract, never 
 """
 from __future__ import annotations
 
-import os
-import stat
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Sequence
 from http.client import HTTPException
 from urllib.parse import urlsplit
-from urllib.request import url2pathname
-
-import fsspec
 
 from cohep.core.errors import IntegrityError
 from cohep.ledger import ballots as B
-from cohep.wire.store import _is_loopback
+from cohep.wire.fetch import is_loopback, open_regular
+from cohep.wire.store import filesystem, is_local, write_whole
 
 #: seconds to wait for one ballot file from another member's store
 READ_TIMEOUT_S = 5.0
 
 
 def ballot_name(contract: str, r: int, voter: str) -> str:
-    """The ballot's path inside a store (what ``blobserver`` also serves)."""
+    """The ballot's path inside a store (what ``server`` also serves)."""
     return f"ballots/{contract.lower()}/{int(r)}/{voter.lower()}.json"
-
-
-def _fs(url: str):
-    target = url.rstrip("/")
-    if target.startswith("file://"):
-        target = url2pathname(urlsplit(target).path)
-    return fsspec.core.url_to_fs(target)
 
 
 class BallotBox:
@@ -65,13 +53,10 @@ class BallotBox:
     def post(self, ballot: B.SignedBallot) -> None:
         start = time.perf_counter()
         try:
-            fs, root = _fs(self.own)
+            fs, root = filesystem(self.own)
             path = f"{root}/{ballot_name(self.domain.contract, ballot.round, ballot.voter)}"
             fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            tmp = f"{path}.{uuid.uuid4().hex}.part"
-            with fs.open(tmp, "wb") as fh:
-                fh.write(ballot.to_json().encode())
-            fs.mv(tmp, path)
+            write_whole(fs, path, ballot.to_json().encode())
         finally:
             self.seconds += time.perf_counter() - start
 
@@ -115,26 +100,25 @@ class BallotBox:
         scheme = urlsplit(url).scheme
         if scheme in ("http", "https"):
             request = urllib.request.Request(f"{url}/{name}", headers={"User-Agent": "cohep-ballots"})
-            direct = _is_loopback(urlsplit(url).hostname or "")
+            direct = is_loopback(urlsplit(url).hostname or "")
             opener = urllib.request.build_opener(*([urllib.request.ProxyHandler({})] if direct else []))
             try:
                 with opener.open(request, timeout=self.timeout) as resp:
                     return resp.read(cap)
             except (urllib.error.URLError, OSError, ValueError, HTTPException):
                 raise FileNotFoundError(name) from None
-        fs, root = _fs(url)
+        fs, root = filesystem(url)
         path = f"{root}/{name}"
-        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        if protocol in ("file", "local"):
+        if is_local(fs):
             # as the Fetcher: a FIFO under the name must not hang us, a planted link is not followed
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+                local = open_regular(path)
             except OSError:
                 raise FileNotFoundError(name) from None
-            with os.fdopen(fd, "rb", buffering=0) as fh:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise FileNotFoundError(name)
-                return fh.read(cap)
+            if local is None:
+                raise FileNotFoundError(name)
+            with local:
+                return local.read(cap)
         try:
             with fs.open(path, "rb") as fh:
                 return fh.read(cap)

@@ -1,4 +1,4 @@
-"""Checks on weights another member proposed, before anyone scores them.
+"""Checks on weights another member proposed, in the order a voter runs them before it scores them.
 
 Everything a proposer sends is untrusted: the blob, its size, its tensor names, shapes, dtypes and
 values. Each check turns a failure into ``ProposalRejected(reason)``, a one-line reason the voter
@@ -6,28 +6,27 @@ records with its reject vote, never a crash and never unbounded memory. The chec
 most fundamental first, so a reason names the first thing wrong:
 
 1. size: over ``max_bytes`` is refused before the blob is read whole (a stream stops at the cap);
-2. digest: sha256 of the bytes must equal the digest announced on chain;
+2. digest: sha256 of the bytes must equal the digest announced on chain (``weights.check_digest``);
 3. decode: well-formed canonical safetensors (``weights.decode``);
-4. names, shapes and dtypes against the reference (the model spec's own initial weights);
+4. names, shapes and dtypes against the reference, the model spec's own initial weights (``weights.mismatch``);
 5. values: every float finite (a NaN or inf would poison every learner that adopts it).
 """
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-from cohep.wire import weights as wts
 from cohep.core.errors import IntegrityError
+from cohep.wire import weights as wts
 
 #: Reasons are recorded next to votes: one line, bounded.
 MAX_REASON_CHARS = 300
 #: Header allowance in ``default_max_bytes``: the JSON header of a model with a few hundred tensors.
 HEADER_SLACK = 64 * 1024
-#: Value checks run over slices of this many elements: bounded temporaries whatever the tensor size.
-CHUNK_ELEMENTS = 1 << 20
 
 
 class ProposalRejected(IntegrityError):
@@ -77,31 +76,11 @@ def default_max_bytes(reference: Mapping[str, Any]) -> int:
     return int(data * 1.05) + HEADER_SLACK + names
 
 
-def _names(candidate: Mapping[str, Any], reference: Mapping[str, Any]) -> str | None:
-    def listing(noun: str, names: list[str]) -> str:
-        shown = ", ".join(wts.show(n) for n in names[:3])
-        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-        return f"{noun}{'s' if len(names) > 1 else ''} {shown}{more}"
-
-    missing = [n for n in reference if n not in candidate]
-    extra = [n for n in candidate if n not in reference]
-    parts = ([listing("missing tensor", missing)] if missing else []) + \
-            ([listing("unexpected tensor", extra)] if extra else [])
-    return "; ".join(parts) or None
-
-
-def _count_chunked(array: np.ndarray, bad) -> int:
-    """How many elements ``bad`` flags, in slices so temporaries stay O(chunk) for any tensor."""
-    flat = array.reshape(-1)
-    step = CHUNK_ELEMENTS
-    return sum(int(np.count_nonzero(bad(flat[i : i + step]))) for i in range(0, flat.size, step))
-
-
 def check_values(weights: Mapping[str, np.ndarray]) -> None:
     """Every float value finite; raises ProposalRejected naming the first tensor that is not."""
     for name, array in weights.items():
         if array.dtype.kind == "f":
-            bad = _count_chunked(array, lambda part: ~np.isfinite(part))
+            bad = wts.count_chunked(array, lambda part: ~np.isfinite(part))
             if bad:
                 values = "value" if bad == 1 else "values"
                 raise ProposalRejected(f"{wts.show(name)} holds {bad} non-finite {values} (NaN or inf)")
@@ -110,25 +89,31 @@ def check_values(weights: Mapping[str, np.ndarray]) -> None:
 def check_weights(weights: Mapping[str, np.ndarray], reference: Mapping[str, Any] | None) -> None:
     """Checks 4 and 5 on decoded weights: names, shapes, dtypes against ``reference``, then values."""
     if reference is not None:
-        reason = _names(weights, reference) or wts.mismatch(weights, reference)
+        reason = wts.mismatch(weights, reference)
         if reason:
             raise ProposalRejected(reason)
     check_values(weights)
 
 
-def _check_digest(actual: bytes, digest: bytes) -> None:
-    if not isinstance(digest, (bytes, bytearray)) or len(digest) != 32:
-        raise ProposalRejected("the announced digest is not 32 bytes")
-    if actual != bytes(digest):
-        raise ProposalRejected(f"digest mismatch: the blob hashes to {actual.hex()[:16]}..., "
-                               f"{bytes(digest).hex()[:16]}... was announced")
-
-
-def _decode(blob) -> dict[str, np.ndarray]:
+@contextmanager
+def rejecting() -> Iterator[None]:
+    """Within it, an IntegrityError (a check in ``weights``) becomes ProposalRejected, same reason."""
     try:
-        return wts.decode(blob)
+        yield
+    except ProposalRejected:
+        raise
     except IntegrityError as exc:
         raise ProposalRejected(str(exc)) from None
+
+
+def _checked(actual: bytes, digest: bytes, blob: bytes | bytearray,
+             reference: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+    """Checks 2 to 5 on a whole blob whose sha256 is ``actual``."""
+    with rejecting():
+        wts.check_digest(actual, digest)
+        weights = wts.decode(blob)
+    check_weights(weights, reference)
+    return weights
 
 
 def check_blob(blob: bytes, digest: bytes, reference: Mapping[str, Any] | None, *,
@@ -139,10 +124,7 @@ def check_blob(blob: bytes, digest: bytes, reference: Mapping[str, Any] | None, 
     """
     if len(blob) > max_bytes:
         raise ProposalRejected(over_cap(len(blob), max_bytes))
-    _check_digest(hashlib.sha256(blob).digest(), digest)
-    weights = _decode(blob)
-    check_weights(weights, reference)
-    return weights
+    return _checked(wts.digest_bytes(blob), digest, blob, reference)
 
 
 def check_stream(chunks: Iterable[bytes], digest: bytes, reference: Mapping[str, Any] | None, *,
@@ -174,7 +156,4 @@ def check_stream(chunks: Iterable[bytes], digest: bytes, reference: Mapping[str,
     if length is not None and received != length:
         raise ProposalRejected(f"blob not available: the transfer ended after {received:,} "
                                f"of {length:,} bytes")
-    _check_digest(sha.digest(), digest)
-    weights = _decode(buffer)
-    check_weights(weights, reference)
-    return weights
+    return _checked(sha.digest(), digest, buffer, reference)

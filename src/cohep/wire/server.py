@@ -1,6 +1,6 @@
-"""A read-only HTTP server for one content-addressed store folder.
+"""A read-only HTTP server over a node's local store folder: how other members reach what it proposes.
 
-A node runs it over its own ``WeightStore`` folder so the other members can fetch what it proposes
+A node runs it over its own ``WeightStore`` folder so the other members can fetch its blobs
 (``WeightStore(folder, public_url=server.url)`` announces URIs under it). It serves exactly
 ``GET``/``HEAD /<64 lowercase hex>.safetensors`` (and the signed ballots of ``ballotbox.py``,
 ``/ballots/<contract>/<round>/<voter>.json``) from that folder: the request path is matched
@@ -66,9 +66,12 @@ class _Handler(BaseHTTPRequestHandler):
         words = self.requestline.split()
         match = _BLOB_PATH.match(words[1]) if len(words) == 3 else None
         ballot = _BALLOT_PATH.match(words[1]) if len(words) == 3 and match is None else None
-        if match is None and ballot is None:
+        if match is not None:
+            name = f"{match.group(1)}.safetensors"
+        elif ballot is not None:
+            name = ballot.group(1)
+        else:
             return self._not_found()
-        name = f"{match.group(1)}.safetensors" if match else ballot.group(1)
         try:
             fd = os.open(self.folder / name, os.O_RDONLY | os.O_NONBLOCK | (os.O_NOFOLLOW if ballot else 0))
         except OSError:
@@ -99,6 +102,10 @@ class _Handler(BaseHTTPRequestHandler):
                     self.close_connection = True  # the client left; nothing to tell anyone
 
 
+class _ThreadingHTTPServer6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class BlobServer:
     """``BlobServer(folder).start()`` serves ``folder`` at ``.url`` until ``stop()`` (or as a context)."""
 
@@ -120,9 +127,7 @@ class BlobServer:
         if self._server is not None:
             return self
         handler = type("BlobHandler", (_Handler,), {"folder": self.folder})
-        server_class = ThreadingHTTPServer
-        if ":" in self.host:
-            server_class = type("ThreadingHTTPServer6", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6})
+        server_class = _ThreadingHTTPServer6 if ":" in self.host else ThreadingHTTPServer
         self._server = server_class((self.host, self.port), handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]

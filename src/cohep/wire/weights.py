@@ -1,4 +1,5 @@
-"""Weights on the wire: safetensors bytes and their canonical sha256 digest.
+"""Weights on the wire: safetensors bytes, their canonical sha256 digest, and the checks every blob
+from another member needs (malformed bytes, a digest other than announced, names/shapes/dtypes).
 
 Safetensors holds only raw arrays and a JSON header, so decoding untrusted bytes can never execute
 code (unlike pickle). Encoding is canonical: the same weights always give the same bytes, hence the
@@ -14,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -53,8 +54,8 @@ _REFUSED = {
 _TENSOR_FIELDS = {"dtype", "shape", "data_offsets"}
 _BRACKETS = re.compile(r"[\[\]{}]")
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-#: Counting chunk for value checks: bounded temporaries whatever the tensor size.
-_CHUNK_ELEMENTS = 1 << 20
+#: Value checks run over slices of this many elements: bounded temporaries whatever the tensor size.
+CHUNK_ELEMENTS = 1 << 20
 #: The largest example count a proposer may declare (``[round] weighting = "examples"``): far above
 #: any data set, far below where a float64 share would lose integer precision.
 MAX_EXAMPLES = 10**12
@@ -149,7 +150,11 @@ def _int_list(value: Any, length: int | None = None) -> bool:
             and all(type(v) is int and v >= 0 for v in value))
 
 
-def _parse_header(blob) -> tuple[int, list[tuple[str, np.dtype, tuple, int, int]], list[str], int | None]:
+#: One tensor as the header places it: (name, dtype, shape, begin, end), offsets into the data.
+_Entry = tuple[str, np.dtype, tuple[int, ...], int, int]
+
+
+def _parse_header(blob: bytes | bytearray | memoryview) -> tuple[int, list[_Entry], list[str], int | None]:
     """Validate the header; returns (data start, [(name, dtype, shape, begin, end)], order, examples)."""
     size = len(blob)
     if size < 8:
@@ -171,7 +176,7 @@ def _parse_header(blob) -> tuple[int, list[tuple[str, np.dtype, tuple, int, int]
         raise _Malformed("header is not a JSON object")
     metadata = header.pop("__metadata__", None)
     data_len = size - 8 - n
-    entries = []
+    entries: list[_Entry] = []
     for name, info in header.items():
         shown = show(name)
         if not isinstance(info, dict) or set(info) != _TENSOR_FIELDS:
@@ -201,9 +206,9 @@ def _parse_header(blob) -> tuple[int, list[tuple[str, np.dtype, tuple, int, int]
     return 8 + n, entries, order, examples
 
 
-def _check_layout(entries, data_len: int) -> None:
+def _check_layout(entries: list[_Entry], data_len: int) -> None:
     """Tensors must tile the data exactly: no overlap (one byte, two meanings), no gap, no tail."""
-    position, previous = 0, None
+    position, previous = 0, ""  # begin < position needs a previous tensor, so "" is never shown
     for name, _, _, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
         if begin < position:
             raise _Malformed(f"tensors {show(previous)} and {show(name)} overlap in the data")
@@ -252,9 +257,15 @@ def _check_metadata(metadata: Any, names: list[str]) -> tuple[list[str], int | N
     return order, examples
 
 
+def count_chunked(array: np.ndarray, bad: Callable[[np.ndarray], np.ndarray]) -> int:
+    """How many elements ``bad`` flags, in slices so temporaries stay O(chunk) for any tensor."""
+    flat = array.reshape(-1)
+    step = CHUNK_ELEMENTS
+    return sum(int(np.count_nonzero(bad(flat[i : i + step]))) for i in range(0, flat.size, step))
+
+
 def _bool_bytes_ok(array: np.ndarray) -> bool:
-    flat = array.reshape(-1).view(np.uint8)
-    return all(not np.any(flat[i : i + _CHUNK_ELEMENTS] > 1) for i in range(0, flat.size, _CHUNK_ELEMENTS))
+    return count_chunked(array.reshape(-1).view(np.uint8), lambda part: part > 1) == 0
 
 
 def decode(blob: bytes | bytearray | memoryview) -> Declared:
@@ -299,13 +310,19 @@ def digest(weights: Weights) -> bytes:
     return digest_bytes(encode(weights))
 
 
-def verify(blob: bytes, expected: bytes) -> None:
-    """Raise IntegrityError unless ``blob`` hashes to ``expected``."""
-    actual = digest_bytes(blob)
+def announced(digest: object) -> bytes:
+    """``digest`` as 32 bytes, else IntegrityError: an announced digest is untrusted input too."""
+    if not isinstance(digest, (bytes, bytearray)) or len(digest) != 32:
+        raise IntegrityError("the announced digest is not 32 bytes")
+    return bytes(digest)
+
+
+def check_digest(actual: bytes, digest: object) -> None:
+    """IntegrityError unless bytes that hash to ``actual`` are the blob announced as ``digest``."""
+    expected = announced(digest)
     if actual != expected:
-        raise IntegrityError(
-            f"weights digest mismatch: expected {expected.hex()}, got {actual.hex()}"
-        )
+        raise IntegrityError(f"digest mismatch: the blob hashes to {actual.hex()[:16]}..., "
+                             f"{expected.hex()[:16]}... was announced")
 
 
 def equal(a: Weights, b: Weights) -> bool:
@@ -318,7 +335,13 @@ def equal(a: Weights, b: Weights) -> bool:
     )
 
 
-def mismatch(candidate: Weights, reference: Weights) -> str | None:
+def _listing(noun: str, names: list[str]) -> str:
+    shown = ", ".join(show(n) for n in names[:3])
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return f"{noun}{'s' if len(names) > 1 else ''} {shown}{more}"
+
+
+def mismatch(candidate: Mapping[str, Any], reference: Mapping[str, Any]) -> str | None:
     """Why ``candidate`` cannot stand in for ``reference`` (names, shapes, dtypes), or None if it can.
 
     A reference is the model spec's own initial weights (or anything with ``shape`` and ``dtype``
@@ -328,11 +351,8 @@ def mismatch(candidate: Weights, reference: Weights) -> str | None:
     missing = [n for n in reference if n not in candidate]
     extra = [n for n in candidate if n not in reference]
     if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(map(show, missing[:3]))}{' ...' if len(missing) > 3 else ''}")
-        if extra:
-            parts.append(f"unexpected {', '.join(map(show, extra[:3]))}{' ...' if len(extra) > 3 else ''}")
+        parts = ([_listing("missing tensor", missing)] if missing else []) + \
+                ([_listing("unexpected tensor", extra)] if extra else [])
         return "; ".join(parts)
     for name, ref in reference.items():
         value = candidate[name]
