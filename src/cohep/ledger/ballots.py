@@ -198,8 +198,8 @@ def _int(raw: dict, name: str, lo: int, hi: int) -> int:
 def _word(raw: dict, name: str) -> bytes:
     value = raw.get(name)
     try:
-        out = bytes.fromhex(value.removeprefix("0x"))
-    except (AttributeError, ValueError):
+        out = bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else b""
+    except ValueError:
         out = b""
     if len(out) != 32:
         raise IntegrityError(f"ballot field {name} must be 32 bytes hex")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from web3 import Web3
@@ -15,6 +16,9 @@ from web3.exceptions import Web3Exception
 from web3.types import RPCEndpoint
 
 from cohep.core.errors import ChainError
+
+if TYPE_CHECKING:  # eth-tester is imported only when an embedded chain is made
+    from eth_tester import EthereumTester
 
 CONNECT_TIMEOUT_S = 3.0
 REQUEST_TIMEOUT_S = 60.0
@@ -28,7 +32,7 @@ class Chain:
     accounts: list[str]
     chain_id: int
     kind: str  # "embedded" or the RPC URL
-    _tester: object | None = field(default=None, repr=False)
+    _tester: EthereumTester | None = field(default=None, repr=False)
     #: address -> private key, for signing ballots locally (the embedded chain's, or those given)
     _keys: dict = field(default_factory=dict, repr=False)
 
@@ -48,7 +52,7 @@ class Chain:
         # validation (four eth_chainId requests a transaction), ENS names, gas price strategies.
         for name in ("validation", "ens_name_to_address", "gas_price_strategy"):
             w3.middleware_onion.remove(name)
-        accounts = [Web3.to_checksum_address(a) for a in w3.eth.accounts]
+        accounts: list[str] = [Web3.to_checksum_address(a) for a in w3.eth.accounts]
         keys = {k.public_key.to_checksum_address(): k for k in tester.backend.account_keys}
         return cls(w3, accounts, int(w3.eth.chain_id), "embedded", tester, keys)
 
@@ -121,7 +125,7 @@ class Chain:
             return ballots.sign(key, domain, r, approvals, scores_ppm)
         data = ballots.typed_data(domain, r, int(approvals), scores_ppm)
         try:
-            sig = self.w3.provider.make_request("eth_signTypedData_v4", [address, data])
+            sig = self.w3.provider.make_request(RPCEndpoint("eth_signTypedData_v4"), [address, data])
         except (Web3Exception, OSError) as exc:
             raise ChainError(f"{self.kind} cannot sign a ballot for {address}: {exc}") from None
         if "error" in sig:
@@ -146,7 +150,7 @@ class Chain:
             self._tester.mine_blocks(n)
             return
         for _ in range(n):
-            resp = self.w3.provider.make_request("evm_mine", [])
+            resp = self.w3.provider.make_request(RPCEndpoint("evm_mine"), [])
             if "error" in resp:
                 raise ChainError(f"node at {self.kind} cannot mine on demand (evm_mine): "
                                  f"{resp['error'].get('message', resp['error'])}")

@@ -13,7 +13,7 @@ from web3 import Web3
 from cohep.core.errors import ChainError
 from cohep.ledger.artifact import load_artifact
 from cohep.ledger.chain import Chain
-from cohep.ledger.coordinator import EMBEDDED_TX_GAS, URI_MAX_BYTES, ContractClient, _b32, _send
+from cohep.ledger.coordinator import EMBEDDED_TX_GAS, URI_MAX_BYTES, ContractClient, Receipt, _b32, _send
 
 CONTRACT = "Competition"
 
@@ -55,7 +55,7 @@ class CompetitionLedger(ContractClient):
     def address(self) -> str:
         return self._c.address
 
-    def _transact(self, name: str, sender: str, *args) -> dict:
+    def _transact(self, name: str, sender: str, *args) -> Receipt:
         t0 = time.perf_counter()
         try:
             receipt = _send(self.chain.w3, name, getattr(self._c.functions, name)(*args),

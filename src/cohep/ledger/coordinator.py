@@ -13,13 +13,17 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from numbers import Rational
-from typing import Any, Callable
+from collections.abc import Mapping
+from typing import Any, Callable, cast
 
 import eth_abi
 from eth_abi.exceptions import EncodingError
+from eth_typing import ABIEvent, ABIFunction, ChecksumAddress
 from eth_utils.abi import event_abi_to_log_topic, function_abi_to_4byte_selector
 from web3 import Web3
+from web3.contract import Contract
 from web3.exceptions import ContractLogicError, Web3Exception
+from web3.types import BlockIdentifier
 
 from cohep.core.errors import ChainError
 from cohep.ledger.artifact import load_artifact
@@ -38,6 +42,9 @@ except ImportError:  # pragma: no cover
         pass
 
 _REVERTS = (ContractLogicError, _TesterRevert)
+
+#: A transaction receipt in web3's shape: web3's own, or the embedded chain's built to match it.
+Receipt = Mapping[str, Any]
 
 URI_MAX_BYTES = 256
 MAX_MEMBERS = 64
@@ -218,9 +225,7 @@ def _plain(value: Any) -> Any:
 
 
 def _chain_error(what: str, reason: str) -> ChainError:
-    err = ChainError(f"{what} rejected by the contract: {reason}")
-    err.reason = reason  # type: ignore[attr-defined] - lets callers branch on the exact reason
-    return err
+    return ChainError(f"{what} rejected by the contract: {reason}")
 
 
 def _abi_type(param: dict) -> str:
@@ -269,7 +274,7 @@ class _Codec:
                 continue
             if entry["name"] in self.functions:  # an overload: this codec keys by name only
                 raise ValueError(f"ABI has two functions named {entry['name']}")
-            self.functions[entry["name"]] = (function_abi_to_4byte_selector(entry),
+            self.functions[entry["name"]] = (function_abi_to_4byte_selector(cast(ABIFunction, entry)),
                                              [_abi_type(i) for i in entry["inputs"]], _decoder(entry["outputs"]))
         self.events: dict[bytes, tuple[str, list[str], list[tuple[str, str, Callable | None]], Callable]] = {}
         for entry in abi:
@@ -277,7 +282,7 @@ class _Codec:
                 continue
             indexed = [(i["name"], _abi_type(i), _normaliser(i)) for i in entry["inputs"] if i["indexed"]]
             data = [i for i in entry["inputs"] if not i["indexed"]]
-            self.events[event_abi_to_log_topic(entry)] = (entry["name"], [i["name"] for i in data], indexed,
+            self.events[event_abi_to_log_topic(cast(ABIEvent, entry))] = (entry["name"], [i["name"] for i in data], indexed,
                                                          _decoder(data))
 
     def encode(self, name: str, args: tuple) -> bytes:
@@ -324,6 +329,8 @@ class _Encoded:
 
     def send_embedded(self, sender: str, gas: int) -> dict:
         """Send on the embedded chain (auto-mined at once); the receipt in web3's shape."""
+        if self.tester is None:
+            raise RuntimeError("send_embedded needs the embedded chain")
         tx_hash = self.tester.send_transaction({"from": sender, "to": self.to, "data": "0x" + self.data.hex(),
                                                 "gas": gas, **_TESTER_FEES})
         return _web3_receipt(self.tester.get_transaction_receipt(tx_hash))
@@ -355,6 +362,7 @@ class ContractClient:
 
     chain: Chain
     seconds: float
+    _c: Contract
 
     @property
     def _codec(self) -> _Codec:
@@ -477,7 +485,7 @@ class Coordinator(ContractClient):
         return cls(chain, address, art)
 
     @property
-    def address(self) -> str:
+    def address(self) -> ChecksumAddress:
         return self._c.address
 
     # -- views -----------------------------------------------------------------------
@@ -553,6 +561,7 @@ class Coordinator(ContractClient):
          accepted_slots) = self._call("round_info", r)
         s = self.settings()
         proposer = Web3.to_checksum_address(proposer)
+        slots: tuple[SlotState, ...]
         if n_slots == 1:
             slots = (SlotState(0, proposer, bool(proposed_slots & 1), bytes(digest), uri, int(approvals),
                                bool(accepted_slots & 1)),)
@@ -601,7 +610,7 @@ class Coordinator(ContractClient):
 
     # -- transactions ------------------------------------------------------------------
 
-    def _transact(self, name: str, sender: str, *args: Any, gas: int | None = None) -> dict:
+    def _transact(self, name: str, sender: str, *args: Any, gas: int | None = None) -> Receipt:
         what = f"{name}(round {args[0]})" if args else f"{name}()"
         t0 = time.perf_counter()
         try:
@@ -615,16 +624,16 @@ class Coordinator(ContractClient):
         self.calldata_bytes += len(fn.data)
         return receipt
 
-    def propose(self, sender: str, r: int, digest: bytes, uri: str, slot: int = 0) -> dict:
+    def propose(self, sender: str, r: int, digest: bytes, uri: str, slot: int = 0) -> Receipt:
         if len(uri.encode("utf-8")) > URI_MAX_BYTES:
             raise ChainError(f"weights URI longer than {URI_MAX_BYTES} bytes: {uri[:60]}...")
         return self._transact("propose", sender, int(r), int(slot), _b32(digest, "digest"), uri)
 
-    def vote(self, sender: str, r: int, approve: bool, score_ppm: int) -> dict:
+    def vote(self, sender: str, r: int, approve: bool, score_ppm: int) -> Receipt:
         """A one-slot round's (or the average's) vote: approve or reject, and the score."""
         return self.vote_slots(sender, r, int(bool(approve)), [int(score_ppm)])
 
-    def vote_slots(self, sender: str, r: int, approvals: int, scores_ppm: list[int]) -> dict:
+    def vote_slots(self, sender: str, r: int, approvals: int, scores_ppm: list[int]) -> Receipt:
         """One ballot over every slot: bit j of approvals approves slot j; one score per slot
         (combine "average": bit 0 and one score, the average's)."""
         if len(scores_ppm) > MAX_MEMBERS:
@@ -682,7 +691,7 @@ class Coordinator(ContractClient):
                 skipped.append((int(ev.args["index"]), ev.args["signer"], ev.args["reason"]))
         return BallotBatch(int(r), tuple(counted), tuple(skipped))
 
-    def rejoin(self, sender: str) -> dict:
+    def rejoin(self, sender: str) -> Receipt:
         """A suspended member (key recovered, node restarted) is active again from the next round."""
         return self._transact("rejoin", sender)
 
@@ -707,7 +716,7 @@ class Coordinator(ContractClient):
         return out
 
     def events(
-        self, from_block: int | None = None, to_block: int | str = "latest"
+        self, from_block: int | None = None, to_block: BlockIdentifier = "latest"
     ) -> list[ChainEvent]:
         """Every event of this contract in chain order: the audit trail of a run.
 
@@ -730,7 +739,7 @@ class Coordinator(ContractClient):
         return evs
 
 
-def _send(w3: Web3, what: str, fn: Any, sender: str, fixed_gas: int | None = None) -> dict:
+def _send(w3: Web3, what: str, fn: Any, sender: str, fixed_gas: int | None = None) -> Receipt:
     """Send, wait for the receipt, and turn any revert into ChainError with the reason.
 
     With fixed_gas (embedded chain) the transaction goes out as it is: no gas estimation (py-evm
@@ -742,7 +751,8 @@ def _send(w3: Web3, what: str, fn: Any, sender: str, fixed_gas: int | None = Non
     tester = getattr(w3.provider, "ethereum_tester", None) if fixed_gas is not None else None
     snapshot = tester.take_snapshot() if tester is not None else None
     try:
-        if tester is not None and isinstance(fn, _Encoded) and fn.tester is tester:
+        receipt: Receipt
+        if tester is not None and fixed_gas is not None and isinstance(fn, _Encoded) and fn.tester is tester:
             receipt = fn.send_embedded(sender, fixed_gas)
         else:
             if fixed_gas is None:
@@ -758,7 +768,7 @@ def _send(w3: Web3, what: str, fn: Any, sender: str, fixed_gas: int | None = Non
         # Reverted on chain (embedded: any revert; a node: the state changed after the estimate).
         reason = "reverted on chain (out of gas, or the state changed before it was mined)"
         at = receipt["blockNumber"]
-        if snapshot is not None:
+        if tester is not None and snapshot is not None:
             tester.revert_to_snapshot(snapshot)
             at = "pending"  # the block it was mined in: latest + 1 once it is undone
         try:
