@@ -84,6 +84,70 @@ def test_help_keeps_the_toml_section_names(command, section, capsys):
     assert section in " ".join(capsys.readouterr().out.replace("│", " ").split())
 
 
+def _settings_commands():
+    """(command name, its flag table, the section class the table's paths start from) of every
+    command whose flags are settings."""
+    from cohep import cli
+
+    return [(info.name or info.callback.__name__, info.cls.table, info.cls.sections())
+            for info in cli.app.registered_commands if issubclass(info.cls or object, cli._SettingsCommand)]
+
+
+def _help_text(command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # fewer wrapped cells; the join below undoes the rest
+    assert main([command, "--help"]) == 0
+    return " ".join(capsys.readouterr().out.replace("│", " ").split())
+
+
+def test_every_settings_command_is_found():
+    assert sorted(name for name, _, _ in _settings_commands()) == ["compete", "demo", "deploy", "import", "run", "train"]
+
+
+@pytest.mark.parametrize("command", ["compete", "demo", "deploy", "import", "run", "train"])
+def test_a_settings_flag_shows_its_fields_help_and_default(command, capsys, monkeypatch):
+    """The help of a settings flag is its field's help (nothing retyped in cli.py), followed by the
+    section's default where there is one."""
+    from cohep.core.settings import describe
+
+    (table, root), = [(t, r) for name, t, r in _settings_commands() if name == command]
+    text = _help_text(command, capsys, monkeypatch)
+    for flag, target in table.items():
+        doc = describe(root, target)
+        assert doc.help, f"{target} (--{flag}) has no help text"
+        shown = " ".join(doc.help.split())
+        if doc.default not in (None, ""):
+            shown += f" [default: {doc.default}]"
+        assert shown in text, (flag, shown)
+
+
+def test_a_settings_flag_lists_a_literals_choices(capsys, monkeypatch):
+    text = _help_text("run", capsys, monkeypatch)
+    assert "--mode [colearn|individual|centralised]" in text and "--combine [each|average]" in text
+
+
+def test_a_settings_flag_not_given_leaves_the_value_to_the_config_file(tmp_path):
+    """Flags default to None, so a config file's value stands unless the flag is given."""
+    import typer
+
+    from cohep import cli
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[vote]\nthreshold = 0.7\nmargin = 0.01\n[experiment]\nlearners = 4\n")
+    command = typer.main.get_command(cli.app).commands["run"]
+    params = command.make_context("run", ["--config", str(cfg), "--margin", "0.02", "-n", "5"]).params
+    assert params["threshold"] is None and params["margin"] == 0.02 and params["learners"] == 5
+    overrides = {cli.RUN_FLAGS[k]: params[k] for k in cli.RUN_FLAGS}
+    settings = cli._settings(cfg, overrides)
+    assert (settings.vote.threshold, settings.vote.margin, settings.experiment.learners) == (0.7, 0.02, 5)
+
+
+def test_the_version_command_does_not_import_the_sections():
+    """Settings flags are built when their command runs: the sections import torch."""
+    code = "import sys; from cohep.cli import main; main(['version']); print(sorted({'torch', 'cohep.config.experiment'} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines()[-1] == "[]"
+
+
 def test_bad_lr_schedule_names_the_field(tmp_path, capsys, mnist_dir):
     code, err = run_cli(["run", "--data", str(mnist_dir), "--lr-schedule", "steps", "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "train.lr_schedule" in err and err.count("\n") == 0

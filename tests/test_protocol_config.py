@@ -1,3 +1,5 @@
+import inspect
+
 import pytest
 
 from cohep.config import experiment as config
@@ -167,16 +169,25 @@ def test_a_config_round_trips_through_its_manifest_form():
 
 
 def test_cli_flags_map_to_settings_declaratively():
-    """Every `cohep run` / `cohep train` flag names a real section.field of the experiment config."""
-    import dataclasses
-
+    """Every entry of every ``*_FLAGS`` table of cli.py names a real field under its command's
+    sections, and a flag cli.py does not declare itself takes one plain value."""
     from cohep import cli
+    from cohep.core.settings import describe
 
-    sections = {name: {g.name for g in dataclasses.fields(cls)} for name, cls in config.SECTIONS.items()}
-    for table in (cli.RUN_FLAGS, cli.TRAIN_FLAGS):
+    commands = {id(info.cls.table): info for info in cli.app.registered_commands
+                if issubclass(info.cls or object, cli._SettingsCommand)}
+    tables = {name: table for name, table in vars(cli).items() if name.endswith("_FLAGS")}
+    assert {"RUN_FLAGS", "TRAIN_FLAGS", "DEPLOY_FLAGS"} <= set(tables)
+    for name, table in tables.items():
+        info = commands[id(table)]  # each table belongs to a command
+        declared = inspect.signature(info.callback).parameters
         for flag, target in table.items():
-            section, field = target.split(".")
-            assert field in sections[section], (flag, target)
+            doc = describe(info.cls.sections(), target)  # a KeyError names a path that is no field
+            assert flag in declared or doc.kind in (int, float, str), (name, flag, target)
+    with pytest.raises(KeyError):
+        describe(config.ExperimentConfig, "vote.no_such_field")
+    with pytest.raises(KeyError):
+        describe(config.ExperimentConfig, "votes.threshold")
 
 
 def test_simulation_and_demo_settings_use_the_same_loader():

@@ -139,7 +139,7 @@ def test_library_rejects_bad_arguments(tmp_path):
     with pytest.raises(ConfigError):
         DetectorConfig.preset("icarus")
     with pytest.raises(ConfigError):
-        SimulationConfig(image_height=3).validate()
+        SimulationConfig(image_height=3)
     assert not (tmp_path / "x.h5").exists()
 
 
@@ -218,7 +218,7 @@ def test_stored_config_reproduces_the_events(pair, tmp_path):
         seed = f.attrs["seed"]
         first = f.images(np.arange(3))
         labels = f.labels[:3]
-    assert cfg == SimulationConfig().validate()
+    assert cfg == SimulationConfig()
     from cohep.lartpc.simulate import EventSimulator
 
     sim = EventSimulator(cfg, seed)

@@ -4,13 +4,19 @@ Errors the user can fix (``CohepError``) print one line naming the file or field
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, ClassVar, Mapping, Optional
 
+import click
 import typer
+from rich.markup import escape
+from typer.core import TyperCommand, TyperOption
 
 from cohep.core.errors import CohepError
+from cohep.core.settings import describe
 
 app = typer.Typer(
     name="cohep",
@@ -27,6 +33,95 @@ def version() -> None:
     from cohep import __version__
 
     typer.echo(__version__)
+
+
+# -- flags that are settings: each declared once, as the section.field it overrides ------------
+#
+# A command's settings flags are a table, flag -> "section.field". Each flag's option (its type,
+# help, choices and the default shown) is built from that field, so `--help` says what the section
+# says; a flag not given is None, and the config file or the section's default decides.
+
+
+def _experiment_config() -> type:
+    from cohep.config.experiment import ExperimentConfig
+
+    return ExperimentConfig
+
+
+def _setting_help(doc) -> str:
+    """The field's help, safe from rich markup, with the section's default the way typer shows one."""
+    text = escape(doc.help)
+    if doc.default is not None and doc.default != "":
+        text += f" [dim]\\[default: {escape(str(doc.default))}][/dim]"
+    return text
+
+
+_CLICK_TYPES = {int: click.INT, float: click.FLOAT, str: click.STRING, bool: click.BOOL}
+
+
+def _setting_option(flag: str, doc, short: str | None) -> TyperOption:
+    if doc.kind is None:
+        raise TypeError(f"--{flag}: its field takes a list or a table; the command must declare and parse it")
+    decls = [flag, "--" + flag.replace("_", "-"), *([short] if short else [])]
+    metavar = f"[{'|'.join(map(str, doc.choices))}]" if doc.choices else None
+    return TyperOption(param_decls=decls, type=_CLICK_TYPES[doc.kind], default=None, help=_setting_help(doc),
+                       metavar=metavar)
+
+
+def _with_settings(params: list[click.Parameter], table: Mapping[str, str], short: Mapping[str, str],
+                   root: type) -> list[click.Parameter]:
+    """The command's own parameters, then one per flag of ``table`` in its order: the one the command
+    declares itself (to make it an argument or a path; its help comes from the field) or a new option."""
+    declared = {p.name: p for p in params}
+    out = [p for p in params if p.name not in table]
+    for flag, target in table.items():
+        doc = describe(root, target)
+        if flag in declared:
+            param = declared[flag]
+            param.help = param.help or _setting_help(doc)
+            out.append(param)
+        else:
+            out.append(_setting_option(flag, doc, short.get(flag)))
+    return out
+
+
+class _SettingsCommand(TyperCommand):
+    """A command whose settings flags are added when it parses its arguments or shows its help: the
+    sections import torch, and only the command that runs should pay for that (``cohep version`` stays quick)."""
+
+    table: ClassVar[Mapping[str, str]] = {}
+    short: ClassVar[Mapping[str, str]] = {}
+    sections: ClassVar[Callable[[], type]] = staticmethod(_experiment_config)
+    _complete = False
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if not self._complete:
+            self.params = _with_settings(self.params, self.table, self.short, self.sections())
+            self._complete = True
+        return super().get_params(ctx)
+
+
+def settings_command(table: Mapping[str, str], *, short: Mapping[str, str] | None = None,
+                     sections: Callable[[], type] = _experiment_config, name: str | None = None):
+    """``@app.command()`` for a command with settings flags: ``table`` maps each flag to the
+    ``section.field`` (under the class ``sections()`` returns) it overrides, ``short`` gives some an
+    alias. The command takes ``overrides``: every flag's value (None: not given) by its ``section.field``."""
+
+    def register(command: Callable) -> Callable:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "overrides"]
+
+        @functools.wraps(command)
+        def with_overrides(**values):
+            overrides = {target: values.get(flag) for flag, target in table.items()}
+            return command(**{p.name: values[p.name] for p in own}, overrides=overrides)
+
+        with_overrides.__signature__ = signature.replace(parameters=own)
+        kind = type(f"{command.__name__}_command", (_SettingsCommand,),
+                    {"table": table, "short": short or {}, "sections": staticmethod(sections)})
+        return app.command(name, cls=kind)(with_overrides)
+
+    return register
 
 
 # -- commands are added below, one per concept; keep each a thin wrapper over the library -------
@@ -61,64 +156,66 @@ def show(
     typer.echo(f"wrote {event_display(data, event, out)}")
 
 
-@app.command("import")
+def _import_settings() -> type:
+    from cohep.datasets.importer import ImportSettings
+
+    return ImportSettings
+
+
+#: ``cohep import`` flags -> the setting each one overrides (the flags are the fields' names)
+IMPORT_FLAGS = {name: name for name in (
+    "format", "images", "labels", "axes", "map_shape", "map_dtype", "map_suffix", "info_suffix", "label_line",
+    "label_map", "class_names", "flip", "wire_pitch_mm", "time_per_pixel_us", "drift_mm_us", "size", "vertex",
+    "charge_unit", "charge_factor", "calibrate", "calibration_events", "limit",
+)}
+
+
+@settings_command(IMPORT_FLAGS, sections=_import_settings, name="import")
 def import_(
     source: Path = typer.Argument(..., help="NPZ, HDF5, or a directory of zlib-compressed pixel maps (docs/import.md)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output HDF5 event file."),
-    class_names: Optional[str] = typer.Option(None, "--class-names", help="Comma-separated class names."),
-    format: Optional[str] = typer.Option(None, "--format", help="auto | npz | hdf5 | pixelmap."),
-    images: Optional[str] = typer.Option(None, "--images", help="NPZ key / HDF5 dataset of the images."),
-    labels: Optional[str] = typer.Option(None, "--labels", help="NPZ key / HDF5 dataset of the labels."),
-    axes: Optional[str] = typer.Option(None, "--axes", help="Axis letters N V W T, e.g. NVWT or NWTV."),
-    map_shape: Optional[str] = typer.Option(None, "--map-shape", help="Pixel maps: shape of one map, e.g. 3,500,500."),
-    map_dtype: Optional[str] = typer.Option(None, "--map-dtype", help="Pixel maps: uint8 | uint16 | float32."),
-    map_suffix: Optional[str] = typer.Option(None, "--map-suffix", help="Pixel maps: map file suffix (.gz)."),
-    info_suffix: Optional[str] = typer.Option(None, "--info-suffix", help="Pixel maps: label file suffix (.info)."),
-    label_line: Optional[int] = typer.Option(None, "--label-line", help="Pixel maps: label line of the .info (0 first)."),
-    label_map: Optional[str] = typer.Option(None, "--label-map", help="Source label -> class: 0=numu_CC,1=nue_CC,2=NC."),
-    flip: Optional[str] = typer.Option(None, "--flip", help="Axes to reverse: W and/or T."),
-    wire_pitch_mm: Optional[float] = typer.Option(None, "--wire-pitch-mm", help="Source pitch along the wires, mm."),
-    time_per_pixel_us: Optional[float] = typer.Option(None, "--time-per-pixel-us", help="Source time per pixel, us."),
-    drift_mm_us: Optional[float] = typer.Option(None, "--drift-mm-us", help="Source drift velocity, mm/us."),
-    size: Optional[str] = typer.Option(None, "--size", help="Output window H,W (e.g. 200,200)."),
-    vertex: Optional[str] = typer.Option(None, "--vertex", help="charge (vertex estimate) | none (centre)."),
-    charge_unit: Optional[str] = typer.Option(None, "--charge-unit", help="Name of the source charge unit."),
-    charge_factor: Optional[float] = typer.Option(None, "--charge-factor", help="Source unit -> ke- factor."),
-    calibrate: Optional[str] = typer.Option(None, "--calibrate", help="none | mip | mip-plane."),
-    calibration_events: Optional[int] = typer.Option(None, "--calibration-events", help="Events measured for mip."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Import only the first N events."),
+    # settings flags whose fields are lists or tables: taken as text, parsed below; help from the fields
+    class_names: Optional[str] = typer.Option(None, "--class-names"),
+    map_shape: Optional[str] = typer.Option(None, "--map-shape"),
+    label_map: Optional[str] = typer.Option(None, "--label-map"),
+    size: Optional[str] = typer.Option(None, "--size"),
+    *,
+    overrides: dict[str, object],
 ) -> None:
     """Import other pipelines' events into the HDF5 event format: resample, calibrate, centre."""
     from cohep.datasets.importer import ImportSettings, import_events, parse_label_map, parse_sizes
 
     values = {
-        "format": format, "images": images, "labels": labels, "axes": axes,
-        "map_shape": parse_sizes(map_shape, "map_shape"), "map_dtype": map_dtype, "map_suffix": map_suffix,
-        "info_suffix": info_suffix, "label_line": label_line, "label_map": parse_label_map(label_map),
-        "class_names": [s.strip() for s in class_names.split(",")] if class_names else None, "flip": flip,
-        "wire_pitch_mm": wire_pitch_mm, "time_per_pixel_us": time_per_pixel_us, "drift_mm_us": drift_mm_us,
-        "size": parse_sizes(size, "size"), "vertex": vertex, "charge_unit": charge_unit,
-        "charge_factor": charge_factor, "calibrate": calibrate, "calibration_events": calibration_events,
-        "limit": limit,
+        **overrides, "map_shape": parse_sizes(map_shape, "map_shape"), "label_map": parse_label_map(label_map),
+        "class_names": [s.strip() for s in class_names.split(",")] if class_names else None,
+        "size": parse_sizes(size, "size"),
     }
     settings = ImportSettings.from_mapping({k: v for k, v in values.items() if v is not None})
     for line in import_events(source, out, settings).lines():
         typer.echo(line)
 
 
-@app.command()
+def _demo_settings() -> type:
+    from cohep.run.demo import DemoSettings
+
+    return DemoSettings
+
+
+#: ``cohep demo`` flags -> the setting each one overrides
+DEMO_FLAGS = {name: name for name in ("events", "learners", "rounds", "seed", "workers")}
+
+
+@settings_command(DEMO_FLAGS, short={"learners": "-n", "rounds": "-r"}, sections=_demo_settings)
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Demo directory."),
-    events: int = typer.Option(3000, help="Events to simulate."),
-    learners: int = typer.Option(3, "--learners", "-n", help="Number of learners."),
-    rounds: int = typer.Option(15, "--rounds", "-r", help="Number of rounds."),
-    seed: int = typer.Option(0, help="Seed for simulation and learning."),
-    workers: int = typer.Option(2, help="Simulation worker processes."),
+    *,
+    overrides: dict[str, object],
 ) -> None:
     """Simulate neutrino events and learn from them collaboratively (the `make demo` job)."""
     from cohep.run.demo import DemoSettings, run_demo
 
-    result, files = run_demo(out, DemoSettings(events=events, learners=learners, rounds=rounds, seed=seed, workers=workers))
+    settings = DemoSettings.from_mapping({k: v for k, v in overrides.items() if v is not None})
+    result, files = run_demo(out, settings)
     _print_run_summary(result)
     for name, path in files.items():
         typer.echo(f"{name}: {path}")
@@ -163,35 +260,27 @@ def _settings(config: Optional[Path], flags: dict[str, object], params: list[str
 
 #: ``cohep train`` flags -> the setting each one overrides
 TRAIN_FLAGS = {
-    "data": "data.path", "val": "central.val", "out": "central.out", "model": "model.name",
-    "epochs": "central.epochs", "val_fraction": "central.val_fraction", "batch_size": "train.batch_size",
-    "lr": "train.lr", "optimizer": "train.optimizer", "seed": "experiment.seed", "limit": "data.limit",
-    "device": "train.device",
+    "data": "data.path", "model": "model.name", "epochs": "central.epochs", "val_fraction": "central.val_fraction",
+    "val": "central.val", "batch_size": "train.batch_size", "lr": "train.lr", "optimizer": "train.optimizer",
+    "seed": "experiment.seed", "limit": "data.limit", "device": "train.device", "out": "central.out",
 }
 
 
-@app.command()
+@settings_command(TRAIN_FLAGS, short={"model": "-m", "epochs": "-e", "batch_size": "-b"})
 def train(
-    data: Optional[Path] = typer.Argument(None, help="Data file: HDF5 events (cohep simulate / cohep import) or MNIST."),
+    # settings flags declared here for their shape (an argument, paths); their help is still the fields'
+    data: Optional[Path] = typer.Argument(None),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment TOML (\\[data], \\[model], \\[train], \\[central]); flags override it."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see `cohep models`; default: the one that fits the data)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Training epochs (default: 10)."),
-    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Validation share (< 1) or count (>= 1), stratified (default: 0.2)."),
-    val: Optional[Path] = typer.Option(None, "--val", help="Separate validation file (instead of --val-fraction)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Training batch size (default: 32)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default: 0.001)."),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam | adamw | sgd (default: adam)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed: initial weights, split, batch order (default: 0)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N events of DATA."),
     param: list[str] = typer.Option([], "--param", "-p", help="Model parameter KEY=VALUE (JSON value), repeatable."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda (default: auto)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: runs/train-<model>)."),
+    val: Optional[Path] = typer.Option(None, "--val"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o"),
+    *,
+    overrides: dict[str, object],
 ) -> None:
     """Train one model centrally: per-epoch curves, best-epoch checkpoint, Figure 4."""
     from cohep.central.train import train_from_config
 
-    values = locals()
-    cfg = _settings(config, {TRAIN_FLAGS[k]: values[k] for k in TRAIN_FLAGS}, param)
+    cfg = _settings(config, overrides, param)
 
     def show(row: dict) -> None:
         running = row.get("train_accuracy_running")
@@ -236,60 +325,26 @@ RUN_FLAGS = {
     "seed": "experiment.seed", "data": "data.path", "data_kind": "data.kind", "split": "data.split",
     "alpha": "data.alpha", "holdout": "data.holdout", "limit": "data.limit", "model": "model.name",
     "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
-    "lr_schedule": "train.lr_schedule", "device": "train.device", "metric": "vote.metric",
-    "margin": "vote.margin", "threshold": "vote.threshold", "rpc": "chain.rpc", "store": "store.url",
-    "proposers": "round.proposers", "combine": "round.combine", "server_lr": "round.server_lr",
-    "weighting": "round.weighting", "proximal_mu": "train.proximal_mu",
-    "ballots": "chain.ballots",
-    "epsilon": "privacy.epsilon",
-    "attack": "attack.kind", "malicious": "attack.members",
+    "lr_schedule": "train.lr_schedule", "metric": "vote.metric", "margin": "vote.margin",
+    "threshold": "vote.threshold", "rpc": "chain.rpc", "ballots": "chain.ballots", "store": "store.url",
+    "device": "train.device", "proposers": "round.proposers", "combine": "round.combine",
+    "server_lr": "round.server_lr", "weighting": "round.weighting", "proximal_mu": "train.proximal_mu",
+    "epsilon": "privacy.epsilon", "attack": "attack.kind", "malicious": "attack.members",
 }
 
 
-@app.command()
+@settings_command(RUN_FLAGS, short={"learners": "-n", "rounds": "-r", "model": "-m"})
 def run(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML experiment config."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<name>)."),
-    mode: Optional[str] = typer.Option(None, help="colearn | individual | centralised"),
-    learners: Optional[int] = typer.Option(None, "--learners", "-n", help="Number of learners."),
-    rounds: Optional[int] = typer.Option(None, "--rounds", "-r", help="Number of rounds."),
-    seed: Optional[int] = typer.Option(None, help="Experiment seed."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data path (MNIST folder / npz, or events HDF5)."),
-    data_kind: Optional[str] = typer.Option(None, "--data-kind", help="auto | mnist | events (auto: by the file name)"),
-    split: Optional[str] = typer.Option(None, help="iid | dirichlet"),
-    alpha: Optional[float] = typer.Option(None, help="Dirichlet alpha for class-skewed splits."),
-    holdout: Optional[float] = typer.Option(None, help="Held-out test items: a count, or a fraction < 1."),
-    limit: Optional[int] = typer.Option(None, help="Use only the first N items."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model name (see `cohep models`)."),
-    epochs: Optional[float] = typer.Option(None, help="Training passes per proposal."),
-    batch_size: Optional[int] = typer.Option(None, help="Training batch size."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate."),
-    lr_schedule: Optional[str] = typer.Option(None, help="Within a proposal: constant | cosine."),
-    metric: Optional[str] = typer.Option(None, help="Vote metric: accuracy | loss | accuracy_or_loss."),
-    margin: Optional[float] = typer.Option(None, help="Required improvement to approve (negative: the regression tolerated)."),
-    threshold: Optional[float] = typer.Option(None, help="Fraction of other learners that must approve."),
-    rpc: Optional[str] = typer.Option(None, "--rpc", help="Ethereum JSON-RPC URL (default: embedded chain)."),
-    ballots: Optional[str] = typer.Option(None, "--ballots", help="transactions | signed (EIP-712 ballots, one transaction a round)."),
-    store: Optional[str] = typer.Option(None, "--store", help="Weight store URL (default: <run dir>/weights)."),
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
-    proposers: Optional[int] = typer.Option(None, help="Distinct proposers per round (k)."),
-    combine: Optional[str] = typer.Option(None, help="each | average: vote on each proposal, or on their average."),
-    server_lr: Optional[float] = typer.Option(None, "--server-lr", help="Server step: a round leaves w0 + s (average - w0) (1: the average)."),
-    weighting: Optional[str] = typer.Option(None, "--weighting", help="equal | examples: average the accepted proposals "
-                                            "equally, or by the training examples each declares (capped)."),
-    proximal_mu: Optional[float] = typer.Option(None, "--proximal-mu", help="FedProx proximal term mu (0: none)."),
-    epsilon: Optional[float] = typer.Option(None, help="Each learner's DP epsilon budget (\\[privacy]; needs opacus)."),
-    attack: Optional[str] = typer.Option(None, "--attack", help="RESEARCH ONLY: malicious members run this attack "
-                                         "(see docs/attacks.md); the manifest and records.csv say so."),
-    malicious: Optional[int] = typer.Option(None, "--malicious", help="RESEARCH ONLY: how many members (the first N) "
-                                            "are malicious (default 1)."),
     no_figure: bool = typer.Option(False, "--no-figure", help="Skip the PNG figure."),
+    *,
+    overrides: dict[str, object],
 ) -> None:
     """Run a collaborative (or baseline) experiment; writes records, manifest, figure and report."""
     from cohep.run.local import run_experiment
 
-    values = locals()
-    cfg = _settings(config, {RUN_FLAGS[k]: values[k] for k in RUN_FLAGS})
+    cfg = _settings(config, overrides)
     result = run_experiment(cfg, out or Path("runs") / cfg.experiment.name, figure=not no_figure)
     _print_run_summary(result)
 
@@ -302,7 +357,7 @@ DEPLOY_FLAGS = {
 }
 
 
-@app.command()
+@settings_command(DEPLOY_FLAGS, short={"rounds": "-r"})
 def deploy(
     data: Path = typer.Option(..., "--data", help="A data file of the experiment's kind: only its image shape and class names are read."),
     member: list[str] = typer.Option(..., "--member", "-m", help="ADDRESS or ADDRESS=STORE_URL (where its proposals live); repeat for each member."),
@@ -312,22 +367,14 @@ def deploy(
     shared_store: Optional[str] = typer.Option(None, "--shared-store", help="A store every member may use (default: --store)."),
     out: Path = typer.Option(Path("experiment.json"), "--out", "-o", help="The shared experiment file to write."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment TOML (\\[experiment], \\[model], \\[train], \\[vote], \\[chain], \\[data] shares)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Experiment name."),
-    rounds: Optional[int] = typer.Option(None, "--rounds", "-r", help="Number of rounds."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed: initial weights and the proposer draw."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model name (default: the one that fits the data)."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Fraction of the other members that must approve."),
-    proposal_window: Optional[int] = typer.Option(None, "--proposal-window", help="Blocks a proposer has to propose."),
-    vote_window: Optional[int] = typer.Option(None, "--vote-window", help="Blocks voters have to vote."),
-    max_missed: Optional[int] = typer.Option(None, "--max-missed", help="Duties missed in a row before a member is suspended."),
-    ballots: Optional[str] = typer.Option(None, "--ballots", help="transactions | signed (nodes pass EIP-712 ballots through their stores)."),
+    *,
+    overrides: dict[str, object],
 ) -> None:
     """Deploy an experiment for a list of members on any JSON-RPC chain; writes the shared experiment file."""
     from cohep.run import keys
     from cohep.run.deploy import MemberSpec, deploy as run_deploy
 
-    values = locals()
-    cfg = _settings(config, {DEPLOY_FLAGS[k]: values[k] for k in DEPLOY_FLAGS})
+    cfg = _settings(config, overrides)
     key = keys.load(keystore, keys.password(what=f"keystore {keystore}"))
     exp = run_deploy(cfg, data_path=str(data), members=[MemberSpec.parse(m) for m in member], rpc=rpc,
                      deployer_key=key.private_key, store=store, shared_store=shared_store or store, out=out)
@@ -466,21 +513,25 @@ def quality(
         typer.echo(f"wrote {q.plot(report, plot)}")
 
 
-@app.command()
+#: ``cohep compete`` flags -> the setting each one overrides
+COMPETE_FLAGS = {
+    "training": "competition.training", "rounds": "experiment.rounds", "seconds": "experiment.max_seconds",
+    "data": "data.path",
+}
+
+
+@settings_command(COMPETE_FLAGS, short={"rounds": "-r"})
 def compete(
     config: Path = typer.Option(..., "--config", "-c", help="Experiment TOML with \\[\\[competition.entries]] (name, model, params, owner)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Competition directory (default runs/<name>-competition)."),
-    training: Optional[str] = typer.Option(None, "--training", help="colearn (through the protocol) | owner (by its owner alone)."),
-    rounds: Optional[int] = typer.Option(None, "--rounds", "-r", help="Budget: rounds per entry."),
-    seconds: Optional[float] = typer.Option(None, "--seconds", help="Budget: wall-clock seconds per entry."),
-    data: Optional[str] = typer.Option(None, "--data", help="Data path (overrides \\[data] path)."),
     no_figure: bool = typer.Option(False, "--no-figure", help="Skip the heat map."),
+    *,
+    overrides: dict[str, object],
 ) -> None:
     """Entries compete on one task at an equal budget; every member scores the others' entries on chain."""
     from cohep.studies.competition import run_competition
 
-    cfg = _settings(config, {"competition.training": training, "experiment.rounds": rounds,
-                             "experiment.max_seconds": seconds, "data.path": data})
+    cfg = _settings(config, overrides)
     board = run_competition(cfg, out or Path("runs") / f"{cfg.experiment.name}-competition", figure=not no_figure)
     typer.echo(board.text())
     typer.echo(f"scores recorded on chain {board.chain_id}, contract {board.contract}; "

@@ -1,9 +1,13 @@
-"""The experiment settings: one TOML file, sections declared here, read by ``cohep run`` and ``cohep train``.
+"""The experiment file: one TOML file read by ``cohep run``, ``train``, ``deploy`` and ``compete``.
 
-Each table of the file is a :class:`~cohep.core.settings.Section`; the same file can hold what a
-collaborative run needs (``[experiment]``, ``[data]``, ``[model]``, ``[train]``, ``[vote]``,
-``[chain]``, ``[store]``, ``[privacy]``) and what central training adds (``[central]``). CLI flags are overrides of
-``section.field`` (see ``cli.py``); every value is validated once, when its section is built.
+Each table of the file is a :class:`~cohep.core.settings.Section`. The sections of the mechanisms
+are declared next to them (``[train]`` in frameworks/training.py, ``[vote]`` in protocol/vote.py,
+``[round]`` in protocol/combine.py, ``[privacy]`` in frameworks/privacy.py, ``[attack]`` and
+``[degrade]`` in config/research.py); the ones that belong to no mechanism (``[experiment]``,
+``[data]``, ``[model]``, ``[chain]``, ``[store]``, ``[central]``, ``[competition]``) are declared
+here, and :class:`ExperimentConfig` assembles them all with the rules that span sections. CLI flags
+are overrides of ``section.field`` (the ``*_FLAGS`` tables in cli.py), and their help is the
+fields' help; every value is validated once, when its section is built.
 """
 from __future__ import annotations
 
@@ -30,8 +34,9 @@ class ExperimentSection(Section):
 
     section: ClassVar[str] = "experiment"
 
-    name: str = setting("experiment", help="Run name (default run directory runs/<name>).")
-    mode: Literal["colearn", "individual", "centralised"] = setting("colearn", help="colearn | individual | centralised")
+    name: str = setting("experiment", help="Experiment name (a local run's default directory is runs/<name>).")
+    mode: Literal["colearn", "individual", "centralised"] = setting(
+        "colearn", help="What runs: the protocol, each learner alone, or one model on the pooled data.")
     learners: int = setting(3, ge=1, help="Number of learners.")
     rounds: int = setting(10, ge=1, help="Number of rounds.")
     seed: int = setting(0, ge=0, help="Seed: the same seed and config give the same records.")
@@ -50,11 +55,11 @@ class DataSection(Section):
     section: ClassVar[str] = "data"
 
     #: ``auto``: an ``.h5`` / ``.hdf5`` path is an event file, anything else MNIST (IDX folder or npz)
-    kind: Literal["auto", "mnist", "events"] = setting("auto", help="auto | mnist | events")
+    kind: Literal["auto", "mnist", "events"] = setting("auto", help="Data kind (auto: by the file name).")
     path: str | None = setting(None, help="Data path: MNIST folder or npz, or an HDF5 event file.")
     #: items at the end held out for testing: a fraction, or a count
     holdout: Share = setting(0.2, help="Held-out test items: a count, or a fraction < 1.")
-    split: Literal["iid", "dirichlet"] = setting("iid", help="iid | dirichlet")
+    split: Literal["iid", "dirichlet"] = setting("iid", help="How items are dealt out: iid, or class-skewed (see alpha).")
     alpha: float = setting(0.5, gt=0, help="Dirichlet alpha for class-skewed splits.")
     vote_fraction: float = setting(0.2, gt=0, lt=1, help="Share of each learner's data kept as its vote set.")
     limit: int | None = setting(None, ge=1, help="Use only the first N items.")
@@ -92,14 +97,14 @@ class ChainSection(Section):
     section: ClassVar[str] = "chain"
 
     rpc: str | None = setting(None, help="Ethereum JSON-RPC URL (default: embedded chain).")  #: None: in-process EVM
-    proposal_window: int = setting(50, ge=1, le=1_000_000)  #: blocks (the contract's bound)
+    proposal_window: int = setting(50, ge=1, le=1_000_000, help="Blocks a proposer has to propose.")  #: the contract's bound
     #: blocks; None: follows the member count (:meth:`resolved_vote_window`)
     vote_window: int | None = setting(None, ge=1, le=1_000_000,
                                       help="Blocks voters have to vote (default: max(50, 2 (members - 1))).")
     max_missed: int = setting(3, ge=1, help="Duties a member may miss in a row before the contract suspends it.")
     #: "transactions": each voter sends vote(); "signed": EIP-712 ballots, one submit_ballots per round
     ballots: Literal["transactions", "signed"] = setting(
-        "transactions", help="transactions | signed (EIP-712 ballots, one transaction carries them all)")
+        "transactions", help="How votes reach the chain: a transaction each, or EIP-712 ballots, one transaction a round.")
 
     def resolved_vote_window(self, members: int) -> int:
         """The vote window, by default twice the voters' count (at least 50 blocks): on an
@@ -142,7 +147,8 @@ class CompetitionSection(Section):
     #: ``[[competition.entries]]`` tables: name, model, params (optional), owner (member index)
     entries: tuple[dict, ...] = ()
     #: "colearn": each entry is trained through the protocol by all members; "owner": by its owner alone
-    training: Literal["colearn", "owner"] = setting("colearn", help="colearn | owner")
+    training: Literal["colearn", "owner"] = setting(
+        "colearn", help="Who trains each entry: every member through the protocol, or its owner alone.")
     bootstrap: int = setting(1000, ge=10)  #: resamples of the vote events for each entry's interval
 
 

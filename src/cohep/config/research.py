@@ -92,8 +92,10 @@ class AttackSection(Section):
 
     section: ClassVar[str] = "attack"
 
-    kind: str | None = setting(None, help="Research only: the malicious members' attack (none: everyone is honest).")
-    members: int | tuple[int, ...] = setting(1, help="Malicious members: a count (the first N) or a list of indices.")
+    kind: str | None = setting(None, help="Research only: the attack malicious members run (see docs/attacks.md; "
+                                          "none: everyone is honest); the manifest and records.csv say so.")
+    members: int | tuple[int, ...] = setting(
+        1, help="Research only: the malicious members, a count (the first N) or a list of indices.")
     params: dict = setting(factory=dict)
     collude: bool = setting(False, help="Malicious voters approve the coalition and reject everyone else.")
 

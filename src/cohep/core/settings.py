@@ -3,9 +3,11 @@
 A section is a frozen dataclass that derives from :class:`Section`. Its fields' annotations are the
 schema: ``int``, ``float``, ``str``, ``bool``, ``X | None``, ``Literal[...]`` (a closed set of
 choices), ``tuple[...]``, ``dict``, a nested section, or :data:`Share` (a fraction or a count).
-Bounds go in :func:`setting`. Construction, whether from a TOML table, a JSON manifest, CLI flags or
-Python, coerces and checks every field and then runs the section's own cross-field ``check``; every
-error is one :class:`~cohep.core.errors.ConfigError` line that names ``section.field``.
+Bounds and the help text go in :func:`setting`. Construction, whether from a TOML table, a JSON
+manifest, CLI flags or Python, coerces and checks every field and then runs the section's own
+cross-field ``check``; every error is one :class:`~cohep.core.errors.ConfigError` line that names
+``section.field``. :func:`describe` tells the command line what a field is (help, default, choices),
+so a flag's help is the field's.
 
 Why one layer: a config file, the CLI and the library used to parse and validate the same values in
 different places with different defaults; now a value means the same thing wherever it comes from.
@@ -56,10 +58,6 @@ class Section:
 
     def check(self) -> None:
         """Cross-field rules; raise ConfigError naming ``section.field``."""
-
-    def validate(self):
-        """Every section is validated when it is built; kept so callers can chain it."""
-        return self
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -257,3 +255,51 @@ def help_of(cls: type, name: str) -> str:
         if f.name == name:
             return f.metadata.get("help", "")
     raise KeyError(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldDoc:
+    """What a user is told about one field, and the type one value of it takes on a command line."""
+
+    help: str
+    default: Any  #: the section's default; None where it has none or builds it with a factory
+    kind: type | None  #: int, float, str or bool; None for a list or a table
+    choices: tuple = ()  #: the closed set a ``Literal`` allows; empty: any value of ``kind``
+
+
+def describe(cls: type, path: str) -> FieldDoc:
+    """The field a dotted ``path`` names under section ``cls`` (``"train.lr"`` under the experiment
+    config), described for a command line; a KeyError names a path that is not a field."""
+    *parents, name = path.split(".")
+    for part in parents:
+        cls = _hints(cls).get(part)
+        if not (isinstance(cls, type) and issubclass(cls, Section)):
+            raise KeyError(path)
+    field = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    if field is None:
+        raise KeyError(path)
+    hint = _hints(cls)[name]
+    default = None if field.default is dataclasses.MISSING else field.default
+    return FieldDoc(help_of(cls, name), default, _one_value(hint), _choices(hint))
+
+
+def _one_value(hint: Any) -> type | None:
+    """The scalar type of one value of ``hint`` (a union's first scalar, a Literal's values' type), if any."""
+    origin = typing.get_origin(hint)
+    if origin is Annotated:
+        return _one_value(typing.get_args(hint)[0])
+    if origin in (typing.Union, types.UnionType):
+        return next(filter(None, map(_one_value, typing.get_args(hint))), None)
+    if origin is Literal:
+        kinds = {type(v) for v in typing.get_args(hint)}
+        return kinds.pop() if len(kinds) == 1 else None
+    return hint if hint in (int, float, str, bool) else None
+
+
+def _choices(hint: Any) -> tuple:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return typing.get_args(hint)
+    if origin in (Annotated, typing.Union, types.UnionType):
+        return next((c for c in map(_choices, typing.get_args(hint)) if c), ())
+    return ()

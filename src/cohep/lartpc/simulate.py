@@ -162,7 +162,7 @@ def load_config(path: str | os.PathLike, *, detector: str | None = None) -> Simu
 
 
 def default_config(detector: str = "microboone") -> SimulationConfig:
-    return SimulationConfig(detector=DetectorConfig.preset(detector)).validate()
+    return SimulationConfig(detector=DetectorConfig.preset(detector))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ class EventSimulator:
     """Simulates events of one data set (config + seed); keeps per-stage timings."""
 
     def __init__(self, config: SimulationConfig | None = None, seed: int = 0) -> None:
-        self.config = (config or SimulationConfig()).validate()
+        self.config = config or SimulationConfig()
         self.seed = int(seed)
         det = self.config.detector
         self.readout = Readout.from_config(det)
@@ -447,7 +447,7 @@ def simulate(
         raise CohepError(f"workers must be a non-negative integer (0: all cores), got {workers!r}")
     n_events, seed = int(n_events), int(seed)
     workers = int(workers) or (os.cpu_count() or 1)
-    config = (config or SimulationConfig()).validate()
+    config = config or SimulationConfig()
     labels = assign_labels(n_events, config.class_fractions, seed)
     starts = list(range(0, n_events, CHUNK_EVENTS))
     workers = max(1, min(workers, len(starts)))
