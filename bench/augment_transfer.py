@@ -21,10 +21,7 @@ sets; writes docs/benchmarks/augment_transfer.md.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,13 +31,15 @@ import torch
 from torch.utils.data import TensorDataset
 
 import cohep  # noqa: F401  (sets KERAS_BACKEND=torch)
+from cohep.core.files import atomic_write_bytes
 from cohep.datasets.events import EventFile
 from cohep.frameworks.augment import AugmentConfig, augment
 from cohep.frameworks.training import TrainConfig
 from cohep.models import ModelSpec, build_learner
+from cohep.testing import bench
 from cohep.wire.weights import decode, encode
 
-ROOT = Path(__file__).resolve().parents[1]
+HOME = bench.Home.of(__file__)
 AUGMENT_ON = AugmentConfig(vertex_shift=8, charge_scale=0.3, pitch_scale=0.2, dead_wires=0.02, noise=0.1)
 AUGMENT_OFF = AugmentConfig(enabled=False)
 VARIANTS = {
@@ -111,19 +110,13 @@ def train(variant: str, train_set, args, out: Path) -> dict:
         learner.train_steps(data, 1.0, seed=args.seed * 1000 + epoch, optimizer=optimizer)
         print(f"  {variant}: epoch {epoch + 1}/{args.epochs} done", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - start
-    tmp = weights.with_suffix(".part")
-    tmp.write_bytes(encode(learner.live_weights()))
-    os.replace(tmp, weights)
+    atomic_write_bytes(weights, encode(learner.live_weights()))
     return {"learner": learner, "seconds": seconds}
 
 
 def plot(table: dict, sets: list[str], variants: list[str], path: Path) -> Path:
     """Grouped bars: accuracy per test set, one bar per variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = bench.pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.6))
     width = 0.8 / len(variants)
     for k, v in enumerate(variants):
@@ -135,30 +128,30 @@ def plot(table: dict, sets: list[str], variants: list[str], path: Path) -> Path:
     ax.legend(fontsize=8, ncol=2)
     ax.set_title("compact model trained on cohep events, scored on another detector")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".part.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return bench.save_figure(fig, path)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, default=ROOT / "data" / "events-12k.h5")
+def parser():
+    p = bench.parser(__doc__)
+    p.add_argument("--data", type=Path, default=HOME.events, help="the training events (HDF5)")
     p.add_argument("--train-events", type=int, default=2400)
     p.add_argument("--test-events", type=int, default=1000)
     p.add_argument("--other-events", type=int, default=600)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
+    bench.add_seed(p, 0)
+    bench.add_threads(p, 1)
     p.add_argument("--variants", default=",".join(VARIANTS))
-    p.add_argument("--out", type=Path, default=ROOT / "runs" / "augment_transfer")
+    bench.add_out(p, HOME.root / "runs" / "augment_transfer", type=Path, help="trained weights and simulated files")
     p.add_argument("--retrain", action="store_true")
     p.add_argument("--train-only", action="store_true", help="train (and keep) the variants, score nothing")
-    p.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks" / "augment_transfer.md")
-    p.add_argument("--figure", type=Path, default=ROOT / "docs" / "figures" / "augment_transfer.png")
+    bench.add_doc(p, HOME.doc())
+    bench.add_figure(p, HOME.figures / "augment_transfer.png")
+    return p
+
+
+def main(argv=None) -> int:
+    p = parser()
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -193,16 +186,14 @@ def main(argv=None) -> int:
     }
     table = {v: {name: learners[v].score(ds).accuracy for name, ds in sets.items()} for v in variants}
     other_sets = [s for s in sets if s != "in-domain"]
-    header = "| variant | " + " | ".join(sets) + " | mean other |"
-    lines = [header, "|---" * (len(sets) + 2) + "|"]
     for v in variants:
-        mean_other = float(np.mean([table[v][s] for s in other_sets]))
-        table[v]["mean other"] = mean_other
-        lines.append(f"| {v} | " + " | ".join(f"{table[v][s]:.3f}" for s in sets) + f" | {mean_other:.3f} |")
+        table[v]["mean other"] = float(np.mean([table[v][s] for s in other_sets]))
+    lines = bench.table(("variant", *sets, "mean other"),
+                        [(v, *(f"{table[v][s]:.3f}" for s in [*sets, "mean other"])) for v in variants])
     best = max(variants, key=lambda v: table[v]["mean other"])
     figure = plot(table, list(sets), variants, args.figure)
     errors = {name: (0.5 / np.sqrt(len(ds))) for name, ds in sets.items()}  # binomial, at most
-    command = "python bench/augment_transfer.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = HOME.command(argv if argv is not None else sys.argv[1:])
     doc = [
         "# Transfer: augmentation and per-event normalisation (`bench/augment_transfer.py`)",
         "",
@@ -212,21 +203,18 @@ def main(argv=None) -> int:
          "ProtoDUNE-SP pitch and wire angles at 0.6 x the gain; imported = `cohep import` to the training "
          "pitch with MIP calibration and the charge-weighted vertex; vertex moved = up to +-10 pixels."),
         "",
-        "```", command.strip(), "```", "",
+        "```", command, "```", "",
         *lines, "",
         (f"Best mean accuracy over the other-detector sets: **{best}**. Statistical error of one accuracy "
          f"(binomial, at most): {', '.join(f'{k} +-{v:.3f}' for k, v in errors.items())}."),
         "",
         f"![accuracy per variant and test set](../figures/{figure.name})",
         "",
-        (f"Machine: {platform.machine()}, 2 cores, shared with 7 other engineers' jobs ({args.threads} torch "
-         "thread); accuracies do not depend on the load, training times would."),
+        (f"Machine: {bench.machine()} ({args.threads} torch thread(s), load average {bench.load_average():.1f}); "
+         "accuracies do not depend on the load, training times would."),
         "",
     ]
-    args.doc.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.doc.with_suffix(".part")
-    tmp.write_text("\n".join(doc))
-    os.replace(tmp, args.doc)
+    bench.write_doc(args.doc, "\n".join(doc))
     print("\n".join(lines))
     print(f"best transfer: {best} (mean other-detector accuracy {table[best]['mean other']:.3f})")
     return 0

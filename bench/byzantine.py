@@ -21,11 +21,9 @@ keeps one section per round shape (``--doc``), so a K = 1 run and a K = 6 run si
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import shlex
 import statistics
 import sys
 import tempfile
@@ -35,19 +33,21 @@ from pathlib import Path
 
 os.environ.setdefault("COHEP_PROGRESS", "0")
 os.environ.setdefault("KERAS_BACKEND", "torch")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src")]
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from cohep.config import research as catalogue
-from cohep.research import attacks
-from cohep.config import experiment as config
 from cohep import models
+from cohep.config import experiment as config
+from cohep.config import research as catalogue
+from cohep.frameworks.batches import as_tensors
 from cohep.outputs import rundir
-from cohep.wire import weights  # noqa: E402
-from cohep.run.local import run_experiment  # noqa: E402
+from cohep.research import attacks
+from cohep.run.local import run_experiment
 from cohep.run.tasks import prepare
+from cohep.testing import bench
+from cohep.wire import weights
+
+HOME = bench.Home.of(__file__)
 
 ALL = ("clean", *catalogue.ATTACKS)
 #: attacks run with the defence in the default size (the full size runs them all)
@@ -200,7 +200,7 @@ def attack_success(cfg, out: Path, trigger: dict) -> float:
     final = weights.decode((out / rundir.WEIGHTS).read_bytes())
     learner = models.build_learner(spec, ds, ds, None, cfg.train, seed=0, initial=final)
     learner.load_live(final)
-    x, y = attacks._tensors(ds)
+    x, y = as_tensors(ds)
     params = attacks.parameters("backdoor", trigger)
 
     def predict(images):
@@ -250,8 +250,7 @@ def mean(values) -> float:
 def table(outcomes: list[Outcome]) -> list[str]:
     """One markdown row per (task, setup, defence, attack), seeds pooled."""
     plain_clean = {(o.task, o.setup, o.seed): o.accuracy for o in outcomes if o.attack == "clean" and not o.defence}
-    rows = [("| task | setup | defence | attack | seeds | malicious accepted | honest accepted | final accuracy | "
-             "vs clean (pts) | backdoor success |"), "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = []
     keys = sorted({(o.task, o.setup, o.defence, o.attack) for o in outcomes},
                   key=lambda k: (k[0], k[1], k[2], ALL.index(k[3])))
     for task, setup, defence, attack in keys:
@@ -262,12 +261,12 @@ def table(outcomes: list[Outcome]) -> list[str]:
                  if (task, setup, o.seed) in plain_clean]
         sd = f" ± {statistics.stdev(accs):.3f}" if len(accs) > 1 else ""
         asr = mean([o.asr for o in group])
-        rows.append(
-            f"| {task} | {setup} | {'probe' if defence else 'off'} | {attack} | {len(group)} | "
-            f"{share(sum(o.mal_accepted for o in group), sum(o.mal_proposed for o in group))} | "
-            f"{share(sum(o.hon_accepted for o in group), sum(o.hon_proposed for o in group))} | "
-            f"{mean(accs):.3f}{sd} | {mean(drops):+.1f} | {'-' if math.isnan(asr) else f'{100 * asr:.0f} %'} |")
-    return rows
+        rows.append((task, setup, "probe" if defence else "off", attack, len(group),
+                     share(sum(o.mal_accepted for o in group), sum(o.mal_proposed for o in group)),
+                     share(sum(o.hon_accepted for o in group), sum(o.hon_proposed for o in group)),
+                     f"{mean(accs):.3f}{sd}", f"{mean(drops):+.1f}", "-" if math.isnan(asr) else f"{100 * asr:.0f} %"))
+    return bench.table(("task", "setup", "defence", "attack", "seeds", "malicious accepted", "honest accepted",
+                        "final accuracy", "vs clean (pts)", "backdoor success"), rows)
 
 
 def headline(outcomes: list[Outcome], setup: str = "6/2") -> tuple[float, float, str]:
@@ -295,11 +294,7 @@ def headline_line(gross: float, drop: float) -> str:
 
 
 def plot(outcomes: list[Outcome], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = bench.pyplot()
     tasks = sorted({o.task for o in outcomes})
     fig, axes = plt.subplots(len(tasks), 2, figsize=(12, 3.6 * len(tasks)), squeeze=False)
     names = list(catalogue.ATTACKS)
@@ -326,11 +321,7 @@ def plot(outcomes: list[Outcome], path: Path) -> None:
             ax.axhline(0, color="k", lw=0.5)
             ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    plt.close(fig)
+    bench.save_figure(fig, path)
 
 
 INTRO = (
@@ -341,7 +332,8 @@ INTRO = (
     "`vs clean`: mean accuracy drop against the same seed's clean run without the defence, same round shape "
     "(positive: worse); `backdoor success`: non-target held-out images classified as the target once triggered. "
     "`defence probe`: the patch-probe guard on (`vote.probe`, cohep.protocol.screens).")
-SECTION_END = "<!-- /bench/byzantine.py -->"
+#: the page's sections are the round shapes: ``<!-- bench/byzantine.py: LABEL -->`` ... ``<!-- /bench/byzantine.py -->``
+TAG = "bench/byzantine.py"
 
 
 def load_note(outcomes: list[Outcome]) -> str:
@@ -350,10 +342,6 @@ def load_note(outcomes: list[Outcome]) -> str:
         return f"load {os.getloadavg()[0]:.1f} when the doc was written"
     return (f"load {min(loads):.1f} to {max(loads):.1f} as the runs ended"
             + (f", recorded for {len(loads)} of {len(outcomes)} runs" if len(loads) < len(outcomes) else ""))
-
-
-def section_marker(shape: Shape) -> str:
-    return f"<!-- bench/byzantine.py: {shape.label()} -->"
 
 
 def section_title(shape: Shape) -> str:
@@ -376,11 +364,12 @@ def section_title(shape: Shape) -> str:
 def write_doc(path: Path, command: str, args, outcomes: list[Outcome], last: str, figure: Path,
               shape: Shape = Shape()) -> None:
     """Write this round shape's section of the doc: replaced if the doc has one, else added after
-    the other shapes' sections (a new doc gets the title and the introduction first)."""
+    the other shapes' sections (a new doc gets the title and the introduction first); the doc's
+    other text (its introduction, the notes after the sections) is kept."""
     seconds = sum(o.seconds for o in outcomes)
     train = sum(o.training_s for o in outcomes if not math.isnan(o.training_s))
     section = [
-        section_marker(shape), section_title(shape), "",
+        section_title(shape), "",
         f"Command: `{command}`", "",
         *[line for note in args.note for line in (note, "")],
         f"Settings: seeds {', '.join(str(x) for x in sorted({o.seed for o in outcomes}))} (`seeds`: how many "
@@ -392,35 +381,20 @@ def write_doc(path: Path, command: str, args, outcomes: list[Outcome], last: str
         *table(outcomes), "",
         f"`{last}`", "",
         f"![byzantine](../figures/{figure.name})", "",
-        (f"Machine: 2 cores, shared with other engineers' jobs ({load_note(outcomes)}); "
+        (f"Machine: {bench.machine()} ({load_note(outcomes)}); "
          f"{seconds / 60:.1f} minutes of runs, of which training {train / 60:.1f} minutes (timings are inflated "
-         "by the sharing; the figures above are counts and accuracies, not timings)."),
-        SECTION_END,
+         "when other jobs share the machine; the figures above are counts and accuracies, not timings)."),
     ]
-    text = path.read_text() if path.exists() else "\n".join(["# Byzantine members (bench/byzantine.py)", "", INTRO, "", ""])
-    marker = section_marker(shape)
-    if marker in text:
-        head, rest = text.split(marker, 1)
-        tail = rest.split(SECTION_END, 1)[1] if SECTION_END in rest else ""
-        text = head + "\n".join(section) + tail
-    elif SECTION_END in text:
-        cut = text.rindex(SECTION_END) + len(SECTION_END)
-        text = text[:cut] + "\n\n" + "\n".join(section) + text[cut:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(section) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    bench.write_doc(path, {shape.label(): "\n".join(section)}, tag=TAG, keep_head=True,
+                    head=f"# Byzantine members (bench/byzantine.py)\n\n{INTRO}")
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"), help="MNIST folder (IDX files)")
+def parser():
+    p = bench.parser(__doc__)
+    bench.add_mnist(p, HOME, help="MNIST folder (IDX files)")
     p.add_argument("--limit", type=int, default=2000, help="first N MNIST images (0: all)")
     p.add_argument("--rounds", type=int, default=12)
-    p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1 (to split a grid over runs)")
+    bench.add_seed_count(p, 1, first=True, help="seeds per run (the first ones from --first-seed)")
     p.add_argument("--setups", default="6/2", help="comma-separated: 5/1 (one of five malicious), 6/2 (a third)")
     p.add_argument("--attacks", default=",".join(ALL), help="comma-separated, 'clean' included")
     p.add_argument("--defence", default=",".join(DEFENCE_DEFAULT),
@@ -455,21 +429,25 @@ def main(argv=None) -> None:
                    help="vote.strikes (with a negative --direction-floor): a member screened out in this many rounds "
                         "is held to a direction floor of 0")
     p.add_argument("--tasks", default="mnist", help="comma-separated: mnist, neutrino")
-    p.add_argument("--events", default=str(ROOT / "data/events-12k.h5"), help="neutrino event HDF5")
+    p.add_argument("--events", default=str(HOME.events), help="neutrino event HDF5")
     p.add_argument("--events-limit", type=int, default=3000)
     p.add_argument("--events-rounds", type=int, default=8)
     p.add_argument("--events-setups", default="6/2")
-    p.add_argument("--full", action="store_true", help="both setups, all images, 15 rounds, 3 seeds, defence for all")
+    bench.add_full(p, "both setups, all images, 15 rounds, 3 seeds, defence for all")
     p.add_argument("--skip-clean", action="store_true",
                    help="no clean reference runs (another invocation's --json has them; combine with --from-json)")
     p.add_argument("--defence-only", action="store_true", help="only the runs with the defence on")
     p.add_argument("--json", default=None, help="also save the runs' outcomes here (JSON)")
     p.add_argument("--from-json", nargs="+", default=None, help="run nothing: table and doc from saved outcomes")
-    p.add_argument("--doc", default=str(ROOT / "docs/benchmarks/byzantine.md"))
+    bench.add_doc(p, HOME.doc())
     p.add_argument("--note", action="append", default=[],
                    help="a paragraph for the doc's section (e.g. the commands whose --json a --from-json merges)")
-    p.add_argument("--figure", default=None, help="default: docs/figures/byzantine.png (k = 1), "
-                   "byzantine-k6-each.png and so on")
+    bench.add_figure(p, None, help="default: docs/figures/byzantine.png (k = 1), byzantine-k6-each.png and so on")
+    return p
+
+
+def main(argv=None) -> int:
+    p = parser()
     args = p.parse_args(argv)
     if args.proposers < 1:
         p.error("--proposers must be at least 1")
@@ -488,8 +466,8 @@ def main(argv=None) -> None:
         name += f"-dir{shape.direction_floor:g}" if shape.direction_floor is not None else ""
         name += f"-share{shape.direction_share:g}" if shape.direction_share is not None else ""
         name += f"-strikes{shape.strikes}" if shape.strikes is not None else ""
-        args.figure = str(ROOT / "docs/figures" / (name + (f"-norm{shape.norm_bound:g}" if shape.norm_bound else "")
-                                                   + (f"-peer{shape.peer_margin:g}" if shape.peer_margin else "") + ".png"))
+        args.figure = HOME.figures / (name + (f"-norm{shape.norm_bound:g}" if shape.norm_bound else "")
+                                      + (f"-peer{shape.peer_margin:g}" if shape.peer_margin else "") + ".png")
     if args.full:
         args.limit, args.rounds, args.seeds, args.defence, args.setups = 0, 15, 3, "all", "5/1,6/2"
     chosen = [a.strip() for a in args.attacks.split(",") if a.strip()]
@@ -535,23 +513,21 @@ def main(argv=None) -> None:
                               + ("" if math.isnan(o.asr) else f", backdoor success {100 * o.asr:.0f} %")
                               + f" ({o.seconds:.0f} s)", flush=True)
                         if args.json:  # after every run, so a cut-off bench keeps what it did
-                            tmp_json = Path(args.json + ".tmp")
-                            tmp_json.write_text(json.dumps([asdict(x) for x in outcomes], indent=1))
-                            os.replace(tmp_json, args.json)
+                            bench.write_text(args.json, json.dumps([asdict(x) for x in outcomes], indent=1))
     print()
     print("\n".join(table(outcomes)))
     gross, drop, worst = headline(outcomes, "6/2" if any(o.setup == "6/2" for o in outcomes) else outcomes[0].setup)
     last = headline_line(gross, drop)
-    figure = Path(args.figure)
+    figure = args.figure
     plot(outcomes, figure)
     given = list(argv if argv is not None else sys.argv[1:])
     shown = [a for i, a in enumerate(given) if a != "--note" and (i == 0 or given[i - 1] != "--note")]  # notes: below
-    command = "python bench/byzantine.py " + " ".join(shlex.quote(a) for a in shown)
-    write_doc(Path(args.doc), command.strip(), args, outcomes, last + f" (worst: {worst}, a third malicious)", figure,
+    write_doc(args.doc, HOME.command(shown), args, outcomes, last + f" (worst: {worst}, a third malicious)", figure,
               shape)
     print(f"(worst gross attack: {worst}; doc {args.doc}, figure {figure})")
     print(last)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,27 +8,32 @@ with this script on commit 794f0ea, is printed next to the default workload for 
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import statistics
+import sys
 import time
 from fractions import Fraction
 
 from cohep.ledger import Chain, Coordinator
+from cohep.testing import bench
 
 #: v1 (commit 794f0ea), 5 members, 10 rounds: the same workload as this script's defaults.
 V1_GAS_5_MEMBERS = {"propose": 161_189, "vote": 72_449, "finalize": 186_575, "round": 694_708}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser():
+    ap = bench.parser(__doc__)
     ap.add_argument("--members", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=10)
-    args = ap.parse_args()
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     n = args.members
     chain = Chain.embedded(n)
     members = chain.accounts[:n]
-    h = lambda s: hashlib.sha256(s.encode()).digest()  # noqa: E731
+    h = lambda s: hashlib.sha256(s.encode()).digest()
     t0 = time.perf_counter()
     coord = Coordinator.deploy(chain, members, threshold=Fraction(1, 2), seed=h("seed"), initial_digest=h("init"),
                                model_digest=h("model"), vote_window=max(50, n), max_missed=3)
@@ -58,7 +63,8 @@ def main() -> None:
         print(f"  v1 contract, same run: {v1['round']:,} per round (median propose {v1['propose']:,}, "
               f"vote {v1['vote']:,}, finalize {v1['finalize']:,}); v2 / v1 = {per_round / v1['round']:.3f}")
     print(f"  wall time per round  : median {statistics.median(times) * 1000:.0f} ms, first {times[0] * 1000:.0f} ms")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

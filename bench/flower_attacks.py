@@ -12,31 +12,25 @@ Flower client rebuilt every round does not keep) and the data attack ``label_fli
 Writes ``docs/benchmarks/flower_attacks.md`` and ``docs/figures/flower_attacks.png``; the last line
 is the final accuracy per system, averaged over the attacks run.
 
-    PYTHONPATH=src python bench/flower_attacks.py                  # default: 1 seed, 5 rounds, 3,000 images
-    PYTHONPATH=src python bench/flower_attacks.py --seeds 3 --rounds 20 --limit 0 --holdout 2000 \\
+    python bench/flower_attacks.py                  # default: 1 seed, 5 rounds, 3,000 images
+    python bench/flower_attacks.py --seeds 3 --rounds 20 --limit 0 --holdout 2000 \\
         --attacks sign_flip,noise,scaled,random,nan,free_rider,label_flip             # the issue's size
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from vs_flower import (
-    ROOT,
-    Measure,
-    base_config,
-    commands_of,
-    measure_cohep,
-    measure_flower,
-    write_doc,
-    write_json,
-)
-
 from cohep.studies.baselines.flower import FlowerPlan, shutdown
+from cohep.testing import bench
+
+HOME = bench.Home.of(__file__)
+#: the comparison's machinery: the same task, measures and pages as bench/vs_flower.py
+vs_flower = bench.load_script(HOME.script.with_name("vs_flower.py"))
+Measure = vs_flower.Measure
 
 FLOWER_SYSTEMS = {"FedAvg": FlowerPlan("fedavg"), "FedMedian": FlowerPlan("fedmedian"),
                   "FedTrimmedAvg": FlowerPlan("fedtrimmedavg"), "Krum": FlowerPlan("krum")}
@@ -45,23 +39,19 @@ COHEP_SYSTEMS: dict[str, dict] = {"cohep": {}}
 
 
 def table(results: list[Measure], attacks: list[str], systems: list[str]) -> list[str]:
-    lines = ["| attack | " + " | ".join(systems) + " |", "|---|" + "---|" * len(systems)]
+    rows = []
     for attack in attacks:
         cells = []
         for system in systems:
             finals = [m.final for m in results if m.system == system and m.split == attack]
             sd = statistics.stdev(finals) if len(finals) > 1 else 0.0
             cells.append(f"{statistics.fmean(finals):.4f} ± {sd:.4f}" if finals else "")
-        lines.append(f"| {attack} | " + " | ".join(cells) + " |")
-    return lines
+        rows.append((attack, *cells))
+    return bench.table(("attack", *systems), rows)
 
 
 def plot(results: list[Measure], attacks: list[str], systems: list[str], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = bench.pyplot()
     cols = min(4, len(attacks))
     rows = -(-len(attacks) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
@@ -79,17 +69,14 @@ def plot(results: list[Measure], attacks: list[str], systems: list[str], path: P
     axes.flat[0].legend(loc="lower right", fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return bench.save_figure(fig, path)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"))
+def parser():
+    ap = bench.parser(__doc__)
+    bench.add_mnist(ap, HOME)
     ap.add_argument("--attacks", default="sign_flip,scaled")
-    ap.add_argument("--seeds", type=int, default=1)
+    bench.add_seed_count(ap, 1)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--learners", type=int, default=5)
     ap.add_argument("--malicious", type=int, default=1, help="the first N members attack")
@@ -99,50 +86,55 @@ def main() -> int:
     ap.add_argument("--systems", default=",".join([*COHEP_SYSTEMS, *FLOWER_SYSTEMS]))
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--merge", default=None, help="results.json files to assemble instead of running")
-    ap.add_argument("--out", default="runs/bench-flower-attacks")
-    ap.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks" / "flower_attacks.md"))
-    ap.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "flower_attacks.png"))
-    args = ap.parse_args()
+    bench.add_out(ap, "runs/bench-flower-attacks", type=Path)
+    bench.add_doc(ap, HOME.doc())
+    bench.add_figure(ap, HOME.figures / "flower_attacks.png")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = parser()
+    args = ap.parse_args(argv)
     attacks, systems = args.attacks.split(","), args.systems.split(",")
     unknown = [s for s in systems if s not in COHEP_SYSTEMS and s not in FLOWER_SYSTEMS]
     if unknown:
         ap.error(f"unknown system {unknown[0]} (known: {', '.join([*COHEP_SYSTEMS, *FLOWER_SYSTEMS])})")
-    out, results, started = Path(args.out), [], time.perf_counter()
+    out, results, started = args.out, [], time.perf_counter()
     if args.merge:
         results = [Measure(**m) for f in args.merge.split(",") for m in json.loads(Path(f).read_text())]
         attacks = list(dict.fromkeys(m.split for m in results))
         systems = [s for s in [*COHEP_SYSTEMS, *FLOWER_SYSTEMS] if any(m.system == s for m in results)]
-    command = "PYTHONPATH=src python bench/flower_attacks.py " + " ".join(sys.argv[1:])
+    command = HOME.command(sys.argv[1:] if argv is None else argv)
     try:
         for attack in attacks if not args.merge else ():
             for seed in range(args.seeds):
-                cfg = base_config(args.data, args.split, seed, args.rounds, args.learners,
-                                  attack={"kind": attack, "members": args.malicious},
-                                  data={"limit": args.limit or None, "holdout": args.holdout})
+                cfg = vs_flower.base_config(args.data, args.split, seed, args.rounds, args.learners,
+                                            attack={"kind": attack, "members": args.malicious},
+                                            data={"limit": args.limit or None, "holdout": args.holdout})
                 for system in systems:
                     t0 = time.perf_counter()
                     if system in COHEP_SYSTEMS:
-                        m = measure_cohep(system, cfg.replace(**COHEP_SYSTEMS[system]),
-                                          out / f"{system}-{attack}-{seed}")
+                        m = vs_flower.measure_cohep(system, cfg.replace(**COHEP_SYSTEMS[system]),
+                                                    out / f"{system}-{attack}-{seed}")
                     else:
-                        m = measure_flower(system, cfg, FLOWER_SYSTEMS[system], args.cpus)
+                        m = vs_flower.measure_flower(system, cfg, FLOWER_SYSTEMS[system], args.cpus)
                     m.split = attack  # the bench's axis is the attack; the split is the same for all
                     results.append(m)
-                    write_json(results, out / "results.json", command)  # kept if a later run fails
+                    vs_flower.write_json(results, out / "results.json", command)  # kept if a later run fails
                     print(f"{attack:<12} seed {seed} {system:<13} final {m.final:.4f}  "
                           f"({time.perf_counter() - t0:.0f} s)", flush=True)
     finally:
         shutdown()
     if args.merge:
-        command = "\n".join(filter(None, [commands_of(args.merge.split(",")), command]))
+        command = "\n".join(filter(None, [vs_flower.commands_of(args.merge.split(",")), command]))
     else:
-        write_json(results, out / "results.json", command)
+        vs_flower.write_json(results, out / "results.json", command)
     tables = table(results, attacks, systems)
     print("\n".join(tables))
     title = f"Under attack: {args.malicious} of {args.learners} malicious, {args.split}, MNIST t10k"
-    fig = plot(results, attacks, systems, Path(args.figure), title)
-    doc = write_doc(
-        Path(args.doc), "cohep vs Flower's robust strategies under attack",
+    fig = plot(results, attacks, systems, args.figure, title)
+    doc = bench.write_doc(args.doc, vs_flower.page(
+        args.doc, "cohep vs Flower's robust strategies under attack",
         [(f"MNIST t10k{f' (first {args.limit} images)' if args.limit else ''}, {args.learners} learners of which the first {args.malicious} malicious, {args.split} split, "
           f"`mnist_cnn`, {args.rounds} rounds, seeds {', '.join(str(s) for s in range(args.seeds))}; final test "
           f"accuracy on the {args.holdout} held-out images (mean ± sd over seeds). Both sides get the same split, initial "
@@ -157,7 +149,7 @@ def main() -> int:
         [("Not run through Flower: `stale` and `little_is_enough` (they replay adopted weights; a Flower client "
          "is rebuilt every round and keeps none), `backdoor` (clean accuracy does not show it), `collude` "
          "(Flower clients do not vote)."), "",
-         "Machine: 2 cores, shared (8 engineers at once); only accuracies are reported here."])
+         f"Machine: {bench.machine()}; only accuracies are reported here."]))
     print(f"\nwrote {doc}, {fig}" + ("" if args.merge else f", {out / 'results.json'}"))
     means = {s: statistics.fmean(m.final for m in results if m.system == s) for s in systems}
     print("under attack, final accuracy averaged over " + ", ".join(attacks) + ": "

@@ -27,9 +27,8 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
-import platform
 import statistics
+import subprocess
 import sys
 import time
 from fractions import Fraction
@@ -37,10 +36,17 @@ from pathlib import Path
 
 from cohep.ledger import Chain, Coordinator
 
-ROOT = Path(__file__).resolve().parents[1]
 MNIST_ROUND_S = 1.3  #: the fast MNIST round of the issue (chain included)
 TARGET = 0.05
 PHASES = ("propose", "votes", "finalize", "reads")
+
+
+def harness():
+    """The bench harness (cohep.testing.bench), imported only to write the page and its tables:
+    ``--before SRC`` runs this script on older code, whose measuring needs nothing but cohep.ledger."""
+    from cohep.testing import bench
+
+    return bench
 
 
 def h(text: str) -> bytes:
@@ -144,46 +150,46 @@ BEFORE: dict[int, tuple[int, float, float]] = {
 
 
 def table(rows: list[dict]) -> str:
-    lines = [("| chain | ballots | members | tx / round | gas / round | chain s / round | ms / tx | propose | votes | "
-              "finalize | reads | CPU s | share of 1.3 s: wall (CPU) | load |"),
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
+    bench = harness()
+
+    def row(r):
         share, cpu_share = r["total"] / MNIST_ROUND_S, r["cpu"] / MNIST_ROUND_S
-        lines.append(
-            f"| {r['chain']} | {r['mode']} | {r['n']} | {r['txs']:.0f} | {r['gas']:,.0f} | {r['total']:.3f} | "
-            f"{r['per_tx_ms']:.1f} | {r['propose']:.3f} | {r['votes']:.3f} | {r['finalize']:.3f} | {r['reads']:.3f} | "
-            f"{r['cpu']:.3f} | {100 * share:.1f} % ({100 * cpu_share:.1f} %{' ✓' if cpu_share < TARGET else ''}) | "
-            f"{r.get('load', float('nan')):.1f} |")
-    return "\n".join(lines)
+        return (r["chain"], r["mode"], r["n"], f"{r['txs']:.0f}", f"{r['gas']:,.0f}", f"{r['total']:.3f}",
+                f"{r['per_tx_ms']:.1f}", f"{r['propose']:.3f}", f"{r['votes']:.3f}", f"{r['finalize']:.3f}",
+                f"{r['reads']:.3f}", f"{r['cpu']:.3f}",
+                f"{100 * share:.1f} % ({100 * cpu_share:.1f} %{' ✓' if cpu_share < TARGET else ''})",
+                f"{r.get('load', float('nan')):.1f}")
+
+    return "\n".join(bench.table(
+        ("chain", "ballots", "members", "tx / round", "gas / round", "chain s / round", "ms / tx", "propose", "votes",
+         "finalize", "reads", "CPU s", "share of 1.3 s: wall (CPU)", "load"), map(row, rows), align="ll" + "r" * 12))
 
 
 def before_table(rows: list[dict]) -> str:
     after = {r["n"]: r for r in rows if (r["chain"], r["mode"]) == ("embedded", "transactions")}
     signed = {r["n"]: r for r in rows if (r["chain"], r["mode"]) == ("embedded", "signed")}
-    lines = [("| members | before: s / round (CPU s) | before: ms / tx | after, transactions: s / round (CPU s) | "
-              "after: ms / tx | after, signed: s / round (CPU s) |"), "|---:|---:|---:|---:|---:|---:|"]
+    bench = harness()
+    cells = []
     for n, (txs, wall, cpu) in sorted(BEFORE.items()):
         a, g = after.get(n), signed.get(n)
-        lines.append(f"| {n} | {wall:.3f} ({cpu:.3f}) | {1000 * wall / txs:.1f} | "
-                     + (f"{a['total']:.3f} ({a['cpu']:.3f}) | {a['per_tx_ms']:.1f} | " if a else "- | - | ")
-                     + (f"{g['total']:.3f} ({g['cpu']:.3f}) |" if g else "- |"))
-    return "\n".join(lines)
+        cells.append((n, f"{wall:.3f} ({cpu:.3f})", f"{1000 * wall / txs:.1f}",
+                      *((f"{a['total']:.3f} ({a['cpu']:.3f})", f"{a['per_tx_ms']:.1f}") if a else ("-", "-")),
+                      f"{g['total']:.3f} ({g['cpu']:.3f})" if g else "-"))
+    return "\n".join(bench.table(
+        ("members", "before: s / round (CPU s)", "before: ms / tx", "after, transactions: s / round (CPU s)",
+         "after: ms / tx", "after, signed: s / round (CPU s)"), cells, align="r" * 6))
 
 
 def change_table(rows: list[dict]) -> str:
     """Before and after, cell by cell, each pair measured back to back (--before)."""
-    lines = [("| chain | ballots | members | load | before: s / round (CPU s) | after: s / round (CPU s) | "
-              "CPU after / before | before: gas | after: gas | after: share of 1.3 s by CPU |"),
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        b = r.get("before")
-        if b is None:
-            continue
-        lines.append(f"| {r['chain']} | {r['mode']} | {r['n']} | {b['load']:.1f} / {r['load']:.1f} | "
-                     f"{b['total']:.3f} ({b['cpu']:.3f}) | {r['total']:.3f} ({r['cpu']:.3f}) | "
-                     f"{r['cpu'] / b['cpu']:.2f} | {b['gas']:,.0f} | {r['gas']:,.0f} | "
-                     f"{100 * r['cpu'] / MNIST_ROUND_S:.1f} % |")
-    return "\n".join(lines)
+    bench = harness()
+    cells = [(r["chain"], r["mode"], r["n"], f"{b['load']:.1f} / {r['load']:.1f}", f"{b['total']:.3f} ({b['cpu']:.3f})",
+              f"{r['total']:.3f} ({r['cpu']:.3f})", f"{r['cpu'] / b['cpu']:.2f}", f"{b['gas']:,.0f}", f"{r['gas']:,.0f}",
+              f"{100 * r['cpu'] / MNIST_ROUND_S:.1f} %") for r in rows if (b := r.get("before")) is not None]
+    return "\n".join(bench.table(
+        ("chain", "ballots", "members", "load", "before: s / round (CPU s)", "after: s / round (CPU s)",
+         "CPU after / before", "before: gas", "after: gas", "after: share of 1.3 s by CPU"), cells,
+        align="ll" + "r" * 8))
 
 
 #: what the profile of the signed-ballot round found and cut (measured while writing this change;
@@ -270,11 +276,8 @@ seconds, the fairer figure while the machine is shared.
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    bench = harness()
+    plt = bench.pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for chain in sorted({r["chain"] for r in rows}):
         for mode in sorted({r["mode"] for r in rows}):
@@ -296,13 +299,11 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
     ax1.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    bench.save_figure(fig, path)
 
 
 def write_doc(rows: list[dict], command: str, path: Path, figure: Path) -> None:
+    bench = harness()
     by = {(r["chain"], r["mode"], r["n"]): r for r in rows}
     shares = []
     for (chain, mode, n), r in sorted(by.items()):
@@ -325,7 +326,7 @@ Anvil (auto-mining, local dev keys), with one `vote()` transaction per voter (`[
 
 Command: `{command}`
 
-Machine: {platform.machine()}, 2 cores, shared with other engineers' jobs: the load average (1 min)
+Machine: {bench.machine()}; the load average (1 min)
 at the start of the cells ranged from {min(r['load'] for r in rows):.1f} to {max(r['load'] for r in rows):.1f}
 (the load column). Wall times are inflated and noisy under load (the CPU column, this process's CPU
 seconds, is less so; on Anvil most of the work is in the Anvil process and not in it). The lead
@@ -390,13 +391,11 @@ locally, or sending with a fixed gas cap instead of `eth_estimateGas`, would cut
 it is the RPC path every node uses, a stale nonce or fee on a real network fails, and without the
 estimate a reverting transaction is mined and paid for instead of refused.
 """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    bench.write_doc(path, text)
 
 
-def main() -> None:
+def parser():
+    # argparse alone, like the measuring: a child of --before parses these flags on older code
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--members", type=int, nargs="+", default=[3, 5, 10, 20, 64])
     ap.add_argument("--rounds", type=int, default=3, help="rounds timed per cell (after one warm-up round)")
@@ -406,8 +405,11 @@ def main() -> None:
     ap.add_argument("--old-reads", action="store_true", help="the runner's reads before this change (for the 'before' row)")
     ap.add_argument("--before", metavar="SRC", help="also measure each cell, just before, on the cohep in SRC")
     ap.add_argument("--json", action="store_true", help="print each row as one JSON line (what --before reads)")
-    args = ap.parse_args()
-    command = "python bench/ledger.py" + "".join(f" {a}" for a in sys.argv[1:])
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     rows = []
     for chain in args.chains:
         for mode in args.modes:
@@ -430,17 +432,19 @@ def main() -> None:
                       + (f"; before: {before['total']:.3f} s, cpu {before['cpu']:.3f}, {before['gas']:,.0f} gas"
                          if before else ""), flush=True)
     if args.json:
-        return
+        return 0
     if not args.no_doc:
-        figure = ROOT / "docs" / "figures" / "ledger.png"
+        home = harness().Home.of(__file__)
+        figure = home.figures / "ledger.png"
         plot(rows, figure)
-        write_doc(rows, command, ROOT / "docs" / "benchmarks" / "ledger.md", figure)
+        write_doc(rows, home.command(sys.argv[1:] if argv is None else argv), home.doc(), figure)
     last = next((r for r in rows if (r["chain"], r["mode"]) == ("embedded", "signed") and r["n"] == max(args.members)),
                 rows[-1])
     print(f"{last['chain']} chain, {last['mode']} ballots, {last['n']} members: {last['total']:.3f} s of chain time "
           f"per round ({last['cpu']:.3f} s CPU) = {100 * last['total'] / MNIST_ROUND_S:.1f} % "
           f"({100 * last['cpu'] / MNIST_ROUND_S:.1f} % by CPU) of a {MNIST_ROUND_S} s MNIST round (target 5 %)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

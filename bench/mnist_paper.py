@@ -8,26 +8,29 @@ Targets: accuracy >= 95 %, chain + store < 5 % of the round time.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 
 from cohep.config import experiment as config
 from cohep.run.local import STAGES, run_experiment
+from cohep.testing import bench
 
-HERE = Path(__file__).resolve().parent
+HOME = bench.Home.of(__file__)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data" / "mnist"))
-    ap.add_argument("--out", default="runs/bench-mnist")
+def parser():
+    ap = bench.parser(__doc__)
+    bench.add_mnist(ap, HOME)
+    bench.add_out(ap, "runs/bench-mnist")
     ap.add_argument("--learners", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    bench.add_seed(ap, 0)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     cfg = config.load(None, {
         "experiment": {"name": "mnist-paper", "learners": args.learners, "rounds": args.rounds, "seed": args.seed},
         "data": {"kind": "mnist", "path": args.data, "holdout": 2000, "split": "iid", "vote_fraction": 0.2},

@@ -13,7 +13,6 @@ one row per case and, last, ``faults survived: X/Y, audit: clean|FAILED``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -22,14 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("COHEP_PROGRESS", "0")
+
+from cohep.testing import bench
+from cohep.testing.synthetic import synthetic_digits
 
 
 def digits(n: int = 1200):
-    from conftest import synthetic_digits  # the tests' generator: no download, seeded
-
+    """The members' data: seeded synthetic digits (the tests' generator), nothing downloaded."""
     return synthetic_digits(n, seed=0)
 
 
@@ -83,13 +82,17 @@ def runner_run(members: int, rounds: int, work: Path) -> dict:
             "bytes": traffic["bytes_fetched"] / rounds, "train_s": sum(t.training for t in res.timings) / rounds}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser():
+    ap = bench.parser(__doc__)
     ap.add_argument("--members", type=int, nargs="*", default=[3, 5, 10])
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--no-faults", action="store_true")
     ap.add_argument("--work", type=Path, default=None)
-    args = ap.parse_args()
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="cohep-bench-nodes-"))
     print(f"work folder {work}; {os.cpu_count()} CPU cores")
     print(f"{'members':>7}  {'driver':<22} {'wall s/round':>12} {'chain s/round':>13} {'txs/round':>9} "
@@ -100,8 +103,14 @@ def main() -> None:
             print(f"{n:>7}  {name:<22} {r['wall_s']:>12.2f} {r['chain_s']:>13.3f} {r['txs']:>9.1f} "
                   f"{r['gas']:>10.0f} {r['bytes'] / 1e6:>16.2f}", flush=True)
     if args.no_faults:
-        return
-    from cohep.testing.localnet import Adversary, LocalNet, drill_table, run_drills, split_npz
+        return 0
+    from cohep.testing.localnet import (
+        Adversary,
+        LocalNet,
+        drill_table,
+        run_drills,
+        split_npz,
+    )
 
     root = work / "faults"
     shutil.rmtree(root, ignore_errors=True)
@@ -112,7 +121,8 @@ def main() -> None:
         drills = run_drills(net, log=lambda text: print(f"  {text}", flush=True))
     print(f"fault matrix: {time.perf_counter() - t0:.0f} s")
     print(drill_table(drills))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,29 +11,27 @@ shared cores); full size: ``--limit 10000 --rounds 20 --width 32``.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("COHEP_PROGRESS", "0")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src")]
 
-import torch  # noqa: E402
+import torch
 
-from cohep.config import experiment as config  # noqa: E402
-from cohep.core.files import atomic_write_text  # noqa: E402
-from cohep.run.local import run_experiment  # noqa: E402
+from cohep.config import experiment as config
+from cohep.run.local import run_experiment
+from cohep.testing import bench
+
+HOME = bench.Home.of(__file__)
 
 
-def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"), help="MNIST folder (t10k IDX files) or npz")
+def parser():
+    p = bench.parser(__doc__)
+    bench.add_mnist(p, HOME, help="MNIST folder (t10k IDX files) or npz")
     p.add_argument("--budgets", default="1,3,8,inf", help="comma-separated epsilon budgets; inf: no DP")
     p.add_argument("--learners", type=int, default=5)
     p.add_argument("--rounds", type=int, default=10)
@@ -48,17 +46,17 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--dp-momentum", type=float, default=0.0)
     p.add_argument("--max-grad-norm", type=float, default=1.0)
     p.add_argument("--width", type=int, default=8, help="mnist_cnn width (32: the model's default)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks" / "privacy.md"))
-    p.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "privacy_accuracy.png"))
-    return p.parse_args(argv)
+    bench.add_seed(p, 0)
+    bench.add_threads(p, 2)
+    bench.add_doc(p, HOME.doc())
+    bench.add_figure(p, HOME.figures / "privacy_accuracy.png")
+    return p
 
 
 def budgets(text: str) -> list[float]:
     out = [float(b) for b in text.split(",")]
     if any(not (b > 0) for b in out):
-        raise SystemExit("--budgets: every budget must be > 0 (inf for no privacy)")
+        raise ValueError("every budget must be > 0 (inf for no privacy)")
     return out
 
 
@@ -92,11 +90,7 @@ def one_run(args, epsilon: float, out: Path) -> dict:
 
 
 def plot(results: list[dict], path: Path, args) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = bench.pyplot()
     finite = [r for r in results if math.isfinite(r["epsilon"])]
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     if finite:
@@ -112,11 +106,7 @@ def plot(results: list[dict], path: Path, args) -> None:
     ax.set_title(f"MNIST colearn, {args.learners} learners, {args.rounds} rounds", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    bench.save_figure(fig, path, dpi=120)
 
 
 def write_doc(results: list[dict], args, command: str, path: Path, figure: Path) -> None:
@@ -138,47 +128,55 @@ def write_doc(results: list[dict], args, command: str, path: Path, figure: Path)
         "",
         f"```\n{command}\n```",
         "",
-        ("| epsilon budget | final test accuracy | proposals made | accepted | void rounds | noise multiplier "
-         "| mean epsilon spent | max epsilon spent | learners stopped | wall time (s) |"),
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *bench.table(("epsilon budget", "final test accuracy", "proposals made", "accepted", "void rounds",
+                      "noise multiplier", "mean epsilon spent", "max epsilon spent", "learners stopped",
+                      "wall time (s)"), [row(r) for r in results], align="r" * 10),
     ]
-    for r in results:
-        eps = "inf (no DP)" if math.isinf(r["epsilon"]) else f"{r['epsilon']:g}"
-        spent = "-" if math.isinf(r["spent"]) else f"{r['spent']:.3f}"
-        top = "-" if math.isinf(r["max_spent"]) else f"{r['max_spent']:.3f}"
-        noise = "-" if math.isinf(r["epsilon"]) else f"{r['noise']:.3f}"
-        lines.append(f"| {eps} | {r['accuracy']:.4f} | {r['proposed']} | {r['accepted']} | {r['void']} | {noise} "
-                     f"| {spent} | {top} | {r['stopped']} | {r['seconds']:.0f} |")
     rel = os.path.relpath(figure, path.parent)
     lines += [
         "",
         f"![accuracy against epsilon]({rel})",
         "",
-        ("Machine: 2 cores, shared with 7 other engineers' jobs while this ran: wall times are inflated "
-         "(the accuracies and epsilons are not: they follow from the seed)."),
+        (f"Machine: {bench.machine()}, load average {bench.load_average():.1f} at the end: other jobs inflate "
+         "the wall times (the accuracies and epsilons are not: they follow from the seed)."),
         "",
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, "\n".join(lines))
+    bench.write_doc(path, "\n".join(lines))
 
 
-def main(argv=None) -> None:
-    args = parse(argv)
+def row(r: dict) -> tuple:
+    """One budget's row of the results table."""
+    eps = "inf (no DP)" if math.isinf(r["epsilon"]) else f"{r['epsilon']:g}"
+    spent = "-" if math.isinf(r["spent"]) else f"{r['spent']:.3f}"
+    top = "-" if math.isinf(r["max_spent"]) else f"{r['max_spent']:.3f}"
+    noise = "-" if math.isinf(r["epsilon"]) else f"{r['noise']:.3f}"
+    return (eps, f"{r['accuracy']:.4f}", r["proposed"], r["accepted"], r["void"], noise, spent, top, r["stopped"],
+            f"{r['seconds']:.0f}")
+
+
+def main(argv=None) -> int:
+    ap = parser()
+    args = ap.parse_args(argv)
+    try:
+        chosen = budgets(args.budgets)
+    except ValueError as exc:
+        ap.error(f"--budgets: {exc}")
     torch.set_num_threads(args.threads)
-    command = "python bench/privacy.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = HOME.command(argv if argv is not None else sys.argv[1:])
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for eps in budgets(args.budgets):
+        for eps in chosen:
             r = one_run(args, eps, Path(tmp) / f"eps{eps:g}")
             results.append(r)
             print(f"epsilon {eps:g}: accuracy {r['accuracy']:.4f}, proposals {r['proposed']} "
                   f"(accepted {r['accepted']}, void {r['void']}), noise {r['noise']:.3f}, "
                   f"spent {r['spent']:.3f} (max {r['max_spent']:.3f}), stopped {r['stopped']}, {r['seconds']:.0f} s",
                   flush=True)
-    plot(results, Path(args.figure), args)
-    write_doc(results, args, command.strip(), Path(args.doc), Path(args.figure))
+    plot(results, args.figure, args)
+    write_doc(results, args, command, args.doc, args.figure)
     print("accuracy against epsilon: " + ", ".join(f"{r['epsilon']:g}: {r['accuracy']:.4f}" for r in results))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

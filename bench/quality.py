@@ -15,11 +15,8 @@ to ``docs/benchmarks/quality.md`` (a rerun replaces only the cases it ran) with 
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import re
-import shlex
 import shutil
 import sys
 import tempfile
@@ -28,23 +25,26 @@ from pathlib import Path
 
 os.environ.setdefault("COHEP_PROGRESS", "0")
 os.environ.setdefault("KERAS_BACKEND", "torch")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 import numpy as np
 import torch
 
 from cohep.config import experiment as config
-from cohep.studies import quality
 from cohep.run.local import run_experiment
+from cohep.studies import quality
+from cohep.testing import bench
+from cohep.testing.synthetic import synthetic_mnist
+
+HOME = bench.Home.of(__file__)
+ROOT = HOME.root
 
 CHEAP = ("acceptance", "gain", "delta", "agreement", "offset", "combined")
 CASES = {"flip5": (5, {"label_flip": 1.0}), "tenth5": (5, {"keep": 0.1}), "flip3": (3, {"label_flip": 0.5})}
 #: (b) a mis-configured detector, (d) another flux: the degraded learner's events come from its own
 #: simulation with this configuration (experiments/quality_<name>_sim.toml)
 EVENT_CASES = {"gain3": (3, "gain"), "deadplane3": (3, "deadplane"), "noise3": (3, "noise"), "flux3": (3, "flux")}
-DOC = ROOT / "docs" / "benchmarks" / "quality.md"
-FIGURES = ROOT / "docs" / "figures"
+#: the page's sections are the cases: ``<!-- case: NAME -->`` ... ``<!-- /case -->``
+TAG = "case"
 
 
 def sim_config_path(case: str) -> Path:
@@ -89,24 +89,26 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--first-seed", type=int, default=0, help="Seeds first-seed .. first-seed + seeds - 1 (split a long run).")
+def parser():
+    ap = bench.parser(__doc__)
+    bench.add_seed_count(ap, 10, first=True, help="seeds per case")
     ap.add_argument("--shapley-seeds", type=int, default=4, help="Digit cases: seeds with exact Shapley by retraining (the first ones).")
     # on events one seed's 11 trainings of the compact model took 24 minutes on the shared machine: opt-in
     ap.add_argument("--event-shapley-seeds", type=int, default=0, help="Event cases: seeds with exact Shapley (the first ones).")
     ap.add_argument("--rounds", type=int, default=10)
     # gain3 (about 5 more minutes) is opt-in: the default set finishes in about 11 minutes here
     ap.add_argument("--cases", default=",".join([*CASES, "deadplane3"]), help=f"of {', '.join([*CASES, *EVENT_CASES])}")
-    ap.add_argument("--doc", default=str(DOC), help="Results page to update (its other cases are kept); '' for none.")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    from conftest import synthetic_digits, write_mnist_idx
+    bench.add_doc(ap, HOME.doc(), optional=True,
+                  help="Results page to update (its other cases are kept); '' for none.")
+    return ap
 
+
+def main(argv=None) -> int:
+    ap = parser()
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="cohep-quality-"))
-    x, y = synthetic_digits(1200, seed=0)
-    mnist = write_mnist_idx(tmp / "mnist", x, y)
+    mnist = synthetic_mnist(tmp / "mnist", 1200, seed=0)
     t_all = time.perf_counter()
     wanted = args.cases.split(",")
     unknown = [c for c in wanted if c not in CASES and c not in EVENT_CASES]
@@ -167,16 +169,17 @@ def main() -> None:
         print(text)
     print(f"total {total:.0f} s")
     if args.doc:
-        command = "python bench/quality.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        command = HOME.command(sys.argv[1:] if argv is None else argv)
         for case, (found, *_rest) in summary.items():
-            plot_case(case, found, args.seeds, Path(args.doc).resolve().parent.parent / "figures" / f"quality-{case}.png")
+            plot_case(case, found, args.seeds, args.doc.resolve().parent.parent / "figures" / f"quality-{case}.png")
         sections = {case: text + f"\n![{case}](../figures/quality-{case}.png)\n" for case, text in sections.items()}
-        write_doc(Path(args.doc), sections, command=command.strip(), seconds=total)
+        write_doc(args.doc, sections, command=command, seconds=total)
         print(f"wrote {args.doc}")
     if "flip5" in summary:
         found = summary["flip5"][0]
         best = max(CHEAP, key=lambda m: (found[m], m == "combined"))
         print(f"degraded learner ranked last: {found[best]}/{args.seeds} seeds (best measure: {best})")
+    return 0
 
 
 def describe(case: str) -> str:
@@ -197,24 +200,21 @@ def case_section(case: str, found: dict, rho: dict, k: int, sec: dict, *, seeds:
               f"{sec['trainings']} trainings, {sec['shapley']:.0f} s. Chance of ranking a given learner last: "
               f"{seeds}/{n} = {seeds / n:.1f} of {seeds} seeds."),
              "",
-             f"| measure | ranked last | Spearman with exact Shapley ({k} seeds) |",
-             "|---|---|---|"]
-    for m in CHEAP:
-        r = [x for x in rho[m] if math.isfinite(x)]
-        lines.append(f"| {m} | {found[m]}/{seeds} | {np.mean(r):+.2f} (n={len(r)}) |" if r else
-                     f"| {m} | {found[m]}/{seeds} | - |")
-    for m in ("loo", "shapley"):
-        lines.append(f"| {m} (retraining) | {found[m]}/{k} | - |")
+             *bench.table(("measure", "ranked last", f"Spearman with exact Shapley ({k} seeds)"),
+                          [*((m, f"{found[m]}/{seeds}", spearman_cell(rho[m])) for m in CHEAP),
+                           *((f"{m} (retraining)", f"{found[m]}/{k}", "-") for m in ("loo", "shapley"))])]
     return "\n".join(lines) + "\n"
+
+
+def spearman_cell(values: list[float]) -> str:
+    """The mean of the finite correlations and how many there were, or "-" for none."""
+    r = [x for x in values if math.isfinite(x)]
+    return f"{np.mean(r):+.2f} (n={len(r)})" if r else "-"
 
 
 def plot_case(case: str, found: dict, seeds: int, path: Path) -> Path:
     """Bars: in how many seeds each cheap measure ranked the degraded learner last; chance as a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = bench.pyplot()
     n = CASES[case][0] if case in CASES else EVENT_CASES[case][0]
     fig, ax = plt.subplots(figsize=(5.5, 3))
     ax.bar(CHEAP, [found[m] for m in CHEAP], color=["tab:red" if m == "combined" else "tab:blue" for m in CHEAP])
@@ -225,30 +225,11 @@ def plot_case(case: str, found: dict, seeds: int, path: Path) -> Path:
     ax.legend(fontsize=8)
     ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
-
-
-_MARK = re.compile(r"^<!-- case: (\S+) -->$", re.MULTILINE)
-
-
-def merge_doc(old: str, header: str, sections: dict[str, str]) -> str:
-    """``header`` then every case section: those of ``old`` (between its ``<!-- case: x -->`` marks),
-    replaced by ``sections`` where a case was rerun, new cases appended; order of first appearance."""
-    kept: dict[str, str] = {}
-    marks = list(_MARK.finditer(old))
-    for a, b in zip(marks, marks[1:] + [None]):
-        kept[a.group(1)] = old[a.end():b.start() if b else len(old)].strip("\n") + "\n"
-    kept.update({case: text.strip("\n") + "\n" for case, text in sections.items()})
-    return header.rstrip("\n") + "\n\n" + "\n".join(f"<!-- case: {c} -->\n{t}" for c, t in kept.items())
+    return bench.save_figure(fig, path)
 
 
 def write_doc(path: Path, sections: dict[str, str], *, command: str, seconds: float) -> Path:
-    """Write (temp name, then rename) the results page, keeping the sections of cases not rerun."""
+    """The results page: this header, then every case's section, those of cases not rerun kept."""
     header = (
         "# Benchmark: data-set quality (`bench/quality.py`)\n\n"
         "Do the cheap quality measures (`src/cohep/quality.py`, docs/quality.md) rank a degraded learner "
@@ -258,17 +239,13 @@ def write_doc(path: Path, sections: dict[str, str], *, command: str, seconds: fl
         "learner's own 600 events (seed 7) from the named simulation file, `compact`, Adam 2e-3. One epoch "
         "per proposal. Exact Shapley = held-out accuracy after retraining every coalition (one proposal's "
         "budget) on the first seeds.\n\n"
-        "Machine: 2 cores, shared with 7 other engineers' jobs; one torch thread. Timings are inflated by "
-        "the sharing; the counts do not depend on it (every run is seeded).\n\n"
+        f"Machine: {bench.machine()}; one torch thread. Timings are inflated when other jobs share it; "
+        "the counts do not depend on it (every run is seeded).\n\n"
         f"Last command: `{command}` ({seconds:.0f} s). Each case below records the run that produced it; "
         "a rerun of some cases replaces only their sections.\n"
     )
-    old = path.read_text() if path.exists() else ""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(merge_doc(old, header, sections))
-    tmp.replace(path)
-    return path
+    return bench.write_doc(path, sections, head=header, tag=TAG)
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

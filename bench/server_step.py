@@ -6,39 +6,42 @@ MNIST t10k, 5 learners (the bench/variants.py split), each trains 0.2 epoch from
 mean vote-set accuracy and loss of ``w0 + s (average - w0)`` and how many of the five would approve
 it (accuracy, loss). The next round starts from the plain average (s = 1), as avg5e would.
 
-    PYTHONPATH=src python bench/server_step.py --split dirichlet
+    python bench/server_step.py --split dirichlet
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src")]
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from cohep.protocol import combine
+from cohep import models
 from cohep.config import experiment as config
-from cohep import models  # noqa: E402
-from cohep.run.tasks import build_learners, prepare  # noqa: E402
+from cohep.protocol import combine
+from cohep.run.tasks import build_learners, prepare
+from cohep.testing import bench
+
+HOME = bench.Home.of(__file__)
 
 
 def norm(a, b) -> float:
     return float(np.sqrt(sum(np.sum((np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64)) ** 2) for k in a)))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"))
+def parser():
+    ap = bench.parser(__doc__)
+    bench.add_mnist(ap, HOME)
     ap.add_argument("--split", default="dirichlet")
-    ap.add_argument("--seed", type=int, default=0)
+    bench.add_seed(ap, 0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", default="1,1.5,2,3,5")
-    args = ap.parse_args()
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     cfg = config.from_dict({"experiment": {"learners": 5, "rounds": args.rounds, "seed": args.seed},
                             "data": {"path": args.data, "split": args.split, "alpha": 0.5},
                             "round": {"proposers": 5, "combine": "average"}, "train": {"epochs": 0.2}})
@@ -62,7 +65,8 @@ def main() -> None:
         w0 = avg
         for lr in learners:
             lr.accept(w0)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

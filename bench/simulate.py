@@ -10,7 +10,6 @@ is reported separately.  Targets (issue): 12,000 events in under 60 s, peak memo
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -18,6 +17,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from cohep.testing import bench
 
 
 def _memory_tree(pid: int) -> tuple[int, int]:
@@ -89,15 +90,19 @@ def _load() -> str:
         return "n/a"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser():
+    ap = bench.parser(__doc__)
     ap.add_argument("--events", type=int, default=12000)
     ap.add_argument("--workers", type=int, default=0, help="0: all cores")
-    ap.add_argument("--seed", type=int, default=1)
+    bench.add_seed(ap, 1)
     ap.add_argument("--detector", default="microboone")
-    ap.add_argument("--out", type=Path, default=None, help="keep the file here (default: a temporary file)")
+    bench.add_out(ap, None, type=Path, help="keep the file here (default: a temporary file)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
 
     os.environ.setdefault("COHEP_PROGRESS", "0")
     t0 = time.perf_counter()
@@ -150,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     for k in list(STAGES) + ["write"]:
         print(f"    {k:<10} {timings[k]:8.2f} s  {100 * timings[k] / cpu_total:5.1f} %")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        bench.write_text(args.json, json.dumps(result, indent=2) + "\n")
     return 0
 
 

@@ -11,9 +11,9 @@ O(chunk). For contrast, the same blob read whole (``urlopen().read()``) and deco
 """
 from __future__ import annotations
 
-import argparse
 import gc
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cohep.testing import bench
 from cohep.wire import weights as wts
-from cohep.wire.server import BlobServer
 from cohep.wire.checks import default_max_bytes
 from cohep.wire.fetch import Fetcher
+from cohep.wire.server import BlobServer
 from cohep.wire.store import WeightStore
 
 
@@ -85,12 +86,16 @@ def measure(fn):
     return result, seconds, traced_peak - traced0, sampler.peak - rss0, hwm
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser():
+    ap = bench.parser(__doc__)
     ap.add_argument("--mb", type=int, default=256, help="blob size in MB (10^6 bytes), at least 200 for the record")
     ap.add_argument("--chunk-kib", type=int, default=1024, help="transfer chunk in KiB")
     ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     chunk = args.chunk_kib * 1024
 
     with tempfile.TemporaryDirectory(prefix="cohep-stream-") as tmp, BlobServer(tmp) as server:
@@ -136,7 +141,8 @@ def main() -> None:
         print(f"for contrast, read whole + decode from bytes: {size / 1e6 / seconds:,.0f} MB/s, "
               f"tracemalloc peak growth {traced / 1e6:,.1f} MB ({traced / size:.2f} x blob), "
               f"RSS {rss / 1e6:,.1f} MB ({rss / size:.2f} x blob)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,10 +13,7 @@ Keras giants take a few seconds per batch on CPU, so they run one timed step per
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
 import sys
 import time
 
@@ -27,17 +24,16 @@ from torch.utils.data import TensorDataset
 import cohep  # noqa: F401  (sets KERAS_BACKEND=torch before any keras import)
 from cohep.frameworks.training import TrainConfig
 from cohep.models import ModelSpec, build_learner, get
+from cohep.testing import bench
+from cohep.testing.synthetic import sparse_events as sparse_arrays
 
 SHAPE = (3, 200, 200)
 GIANTS = {"resnet50v2", "densenet169"}
 
 
 def sparse_events(n: int, seed: int = 0) -> TensorDataset:
-    rng = np.random.default_rng(seed)
-    x = np.zeros((n, *SHAPE), dtype=np.float32)
-    mask = rng.random(x.shape) < 0.03
-    x[mask] = rng.lognormal(np.log(17.0), 1.2, size=int(mask.sum()))  # ke-, like simulated files
-    return TensorDataset(torch.from_numpy(x), torch.from_numpy(rng.integers(0, 3, n)))
+    x, y = sparse_arrays(n, SHAPE, seed)
+    return TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
 
 
 def measure(name: str, *, batch: int, steps: int, infer_batches: int, device: str, repeats: int) -> dict:
@@ -75,18 +71,22 @@ def measure(name: str, *, batch: int, steps: int, infer_batches: int, device: st
     }
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser():
+    ap = bench.parser(__doc__)
     ap.add_argument("--models", default="compact,resnet50v2,densenet169")
     ap.add_argument("--batch", type=int, default=32, help="batch size for the compact model")
     ap.add_argument("--giant-batch", type=int, default=32, help="batch size for resnet50v2 / densenet169")
     ap.add_argument("--steps", type=int, default=20, help="timed training steps (compact)")
     ap.add_argument("--giant-steps", type=int, default=1, help="timed training steps (Keras giants)")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats; the table shows the best (and median)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--device", default="cpu")
+    bench.add_threads(ap, None, help="torch threads (default: torch's choice)")
+    bench.add_device(ap, "cpu")
     ap.add_argument("--json", default=None, help="also write the rows as JSON here")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
@@ -103,21 +103,19 @@ def main(argv=None) -> int:
         )
         rows.append(row)
     ref = next((r["train_events_per_s"] for r in rows if r["model"] == "resnet50v2"), None)
-    print(f"\nCPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    host = bench.machine()
+    print(f"\nCPU: {host.cpu}, {host.cores} cores, "
           f"torch {torch.__version__} with {torch.get_num_threads()} threads, device {args.device}, "
           f"events {SHAPE[0]} x {SHAPE[1]} x {SHAPE[2]}\n")
-    print("| model | framework | parameters | batch | train events/s best (median) "
-          "| inference events/s best (median) | train vs ResNet-50 V2 |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for r in rows:
-        ratio = f"{r['train_events_per_s'] / ref:.0f}x" if ref else "-"
-        print(f"| {r['model']} | {r['framework']} | {r['parameters']:,} | {r['batch']} | "
-              f"{r['train_events_per_s']:.2f} ({r['train_events_per_s_median']:.2f}) | "
-              f"{r['inference_events_per_s']:.2f} ({r['inference_events_per_s_median']:.2f}) | {ratio} |")
+    print("\n".join(bench.table(
+        ("model", "framework", "parameters", "batch", "train events/s best (median)",
+         "inference events/s best (median)", "train vs ResNet-50 V2"),
+        [(r["model"], r["framework"], f"{r['parameters']:,}", r["batch"],
+          f"{r['train_events_per_s']:.2f} ({r['train_events_per_s_median']:.2f})",
+          f"{r['inference_events_per_s']:.2f} ({r['inference_events_per_s_median']:.2f})",
+          f"{r['train_events_per_s'] / ref:.0f}x" if ref else "-") for r in rows], align="llrrrrr")))
     if args.json:
-        from cohep.core.files import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2) + "\n")
+        bench.write_text(args.json, json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2) + "\n")
     return 0
 
 

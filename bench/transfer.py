@@ -30,7 +30,6 @@ Writes docs/benchmarks/transfer.md and docs/figures/transfer.png.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import subprocess
@@ -40,22 +39,22 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("COHEP_PROGRESS", "0")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src")]
 
 import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Subset
 
-from cohep.config import experiment as config
 from cohep import models
+from cohep.config import experiment as config
 from cohep.datasets.source import load_data
-from cohep.lartpc import DetectorConfig, SimulationConfig
-from cohep.lartpc import simulate
+from cohep.lartpc import DetectorConfig, SimulationConfig, simulate
 from cohep.models.spec import ModelSpec
 from cohep.run.local import run_alone, run_colearn
 from cohep.run.tasks import learner_seed
+from cohep.testing import bench
 from cohep.wire.store import WeightStore
+
+HOME = bench.Home.of(__file__)
 
 PRESETS = ("microboone_surface", "protodune_sp", "dune_fd")
 SHORT = {"microboone_surface": "uB", "protodune_sp": "PDSP", "dune_fd": "FD", "import": "import"}
@@ -82,7 +81,7 @@ def simulate_sets(folder: Path, n: int, shift: int, workers: int) -> dict[str, P
     np.savez(npz, images=np.moveaxis(electrons, 1, -1), labels=np.asarray(["NC", "numu_CC", "nue_CC"])[y])
     h5 = folder / "import.h5"
     cli = [sys.executable, "-m", "cohep", "import", str(npz), "--out", str(h5)]
-    subprocess.run(cli, check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, stdout=subprocess.DEVNULL)
+    subprocess.run(cli, check=True, stdout=subprocess.DEVNULL)
     out["import"] = h5
     return out
 
@@ -157,21 +156,20 @@ def score_all(scorer, weights, tests: dict) -> dict[str, float]:
     return {k: scorer.score(ds).accuracy for k, ds in tests.items()}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser():
+    ap = bench.parser(__doc__, whole_doc=True)
     ap.add_argument("--events", type=int, default=900, help="events per detector (60 %% train, 15 %% vote, 25 %% test)")
     ap.add_argument("--epochs", type=int, default=3, help="proposals (1 epoch each) for the matrix models")
     ap.add_argument("--rounds", type=int, default=4, help="rounds of the colearn / individual / centralised runs")
     ap.add_argument("--shift", type=int, default=15, help="vertex region: +- pixels in rows and columns")
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--seeds", default=None,
-                    help="comma-separated training seeds (default: --seed); the matrix shown is their mean, the "
-                         "headline its worst drop; the three-learner runs are made once per seed and shown with "
-                         "their mean")
+    bench.add_seed(ap, 1)
+    bench.add_seed_list(ap, None,
+                        help="comma-separated training seeds (default: --seed); the matrix shown is their mean, the "
+                             "headline its worst drop; the three-learner runs are made once per seed and shown "
+                             "with their mean")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads (default: all cores; 1 on a machine shared with other jobs)")
+    bench.add_threads(ap, None, help="torch threads (default: all cores; 1 on a machine shared with other jobs)")
     ap.add_argument("--variants", default="augmented,collection", help=f"matrix set-ups, of {', '.join(VARIANTS)} "
                     "(the last line reports collection's when it ran: what transfers best)")
     ap.add_argument("--three-train", type=int, default=None,
@@ -186,8 +184,13 @@ def main() -> None:
                     help="the colearn round of the three-learner runs: one proposer a round, or all three "
                          "(averaged by examples, the average voted on)")
     ap.add_argument("--data", type=Path, default=None, help="keep or reuse the simulated files in this folder")
-    ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks" / "transfer.md")
-    args = ap.parse_args()
+    bench.add_doc(ap, HOME.doc())
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = parser()
+    args = ap.parse_args(argv)
     if not set(args.three_modes.split(",")) <= {"colearn", "individual", "centralised"}:
         ap.error(f"--three-modes takes colearn, individual and centralised, got {args.three_modes!r}")
     torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
@@ -210,7 +213,7 @@ def main() -> None:
     first = data[PRESETS[0]]
     specs = {v: ModelSpec("compact", tuple(int(s) for s in first.input_shape), len(first.class_names), dict(p))
              for v, (p, _augment, _train) in VARIANTS.items()}
-    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+    seeds = args.seeds or [args.seed]
     args.seed = seeds[0]
 
     @functools.cache
@@ -257,10 +260,11 @@ def main() -> None:
 
     lines = report(args, matrices, three, t_sim, t_matrix, t_three, time.perf_counter() - t_all, per_seed)
     print("\n".join(lines))
-    write_doc(args, lines, matrices, three)
+    write_doc(args, lines, matrices, three, HOME.command(sys.argv[1:] if argv is None else argv))
     if matrices:
         final = next((v for v in ("collection", "augmented") if v in matrices), next(iter(matrices)))
         print(f"worst off-diagonal drop: {worst_drop(matrices[final]):.1f} pts")
+    return 0
 
 
 def three_learners(args, sets, tests, learner, spec, initial, seed, scorer, three) -> None:
@@ -311,12 +315,9 @@ def report(args, matrices, three, t_sim, t_matrix, t_three, t_all, per_seed=None
         runs = (per_seed or {}).get(variant, {})
         title = f"{variant}, mean of seeds {', '.join(map(str, runs))}" if len(runs) > 1 else variant
         out += [f"### Train on A (rows), test on B (columns): {title}", "",
-                "| train \\ test | " + " | ".join(SHORT[b] for b in names) + " | worst drop (pts) |",
-                "|---|" + "---|" * (len(names) + 1)]
-        for a in names:
-            drop = max(100 * (m[a][a] - m[a][b]) for b in names if b != a)
-            out.append(f"| {SHORT[a]} | " + " | ".join(
-                (f"**{m[a][b]:.3f}**" if a == b else f"{m[a][b]:.3f}") for b in names) + f" | {drop:.1f} |")
+                *bench.table(("train \\ test", *(SHORT[b] for b in names), "worst drop (pts)"),
+                             [(SHORT[a], *((f"**{m[a][b]:.3f}**" if a == b else f"{m[a][b]:.3f}") for b in names),
+                               f"{max(100 * (m[a][a] - m[a][b]) for b in names if b != a):.1f}") for a in names])]
         if len(runs) > 1:
             spread = {a: {b: 100 * float(np.std([r[a][b] for r in runs.values()])) for b in names} for a in names}
             out += ["", "Seed-to-seed standard deviation of each cell (pts): " + "; ".join(
@@ -357,13 +358,14 @@ def beats(three: dict) -> list[bool]:
 def three_table(three, variant: str = "augmented", round_shape: str = "one", which: str = "") -> list[str]:
     shape = "" if round_shape == "one" else f", colearn round: {round_shape} propose"
     which = f"{which}; " if which else ""
-    out = [f"### Three learners, one detector each ({which}accuracy on each detector's test set; set-up: {variant}{shape})", "",
-            "| mode | learner (own detector) | uB | PDSP | FD | mean on the other two |", "|---|---|---|---|---|---|"]
+    cells = []
     for mode, rows in three.items():
         for i, r in enumerate(rows):
             who = "one model, all data" if mode == "centralised" else SHORT[PRESETS[i]]
             others = [r[k] for j, k in enumerate(PRESETS) if j != i] if mode != "centralised" else list(r.values())
-            out.append(f"| {mode} | {who} | " + " | ".join(f"{r[k]:.3f}" for k in PRESETS) + f" | {np.mean(others):.3f} |")
+            cells.append((mode, who, *(f"{r[k]:.3f}" for k in PRESETS), f"{np.mean(others):.3f}"))
+    out = [f"### Three learners, one detector each ({which}accuracy on each detector's test set; set-up: {variant}{shape})", "",
+           *bench.table(("mode", "learner (own detector)", "uB", "PDSP", "FD", "mean on the other two"), cells)]
     won = beats(three)
     if not won:
         return out + [""]
@@ -372,16 +374,12 @@ def three_table(three, variant: str = "augmented", round_shape: str = "one", whi
     return out
 
 
-def write_doc(args, lines, matrices, three) -> None:
+def write_doc(args, lines, matrices, three, cmd: str) -> None:
     fig = Path(args.doc).resolve().parent.parent / "figures" / "transfer.png"  # beside the doc's folder
     try:
         if not matrices:
             raise ImportError  # nothing to plot
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = bench.pyplot()
         ms = list(matrices.items())
         f, axes = plt.subplots(1, len(ms), figsize=(4.6 * len(ms), 4), squeeze=False)
         for ax, (variant, m) in zip(axes[0], ms):
@@ -398,29 +396,23 @@ def write_doc(args, lines, matrices, three) -> None:
                     ax.text(j, i, f"{arr[i, j]:.2f}", ha="center", va="center", color="w" if arr[i, j] < 0.7 else "k")
             f.colorbar(im, ax=ax, fraction=0.046)
         f.tight_layout()
-        fig.parent.mkdir(parents=True, exist_ok=True)
-        tmp = fig.with_suffix(".tmp.png")
-        f.savefig(tmp, dpi=110)
-        os.replace(tmp, fig)
+        bench.save_figure(f, fig)
     except ImportError:
         pass
-    cmd = "python bench/transfer.py " + " ".join(sys.argv[1:])
     doc = ["# Cross-detector transfer (`bench/transfer.py`)", "",
            ("What: the compact model trained on one detector preset and tested on the others (and on an "
            "imported pixel-map format), and three learners with one detector each in colearn, individual "
            "and centralised modes, each scored on all three detectors. See docs/physics.md for the "
            "discussion."), "",
-           (f"Command: `{cmd.strip()}` ({args.events} events per detector: 60 % train, 15 % vote, 25 % test; "
+           (f"Command: `{cmd}` ({args.events} events per detector: 60 % train, 15 % vote, 25 % test; "
            f"matrix models {args.epochs} proposals of 1 epoch; {args.rounds} rounds per three-learner run; "
-           f"vertex region +-{args.shift} pixels; seed {args.seeds or args.seed})."), "",
-           (f"Machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end of the run "
+           f"vertex region +-{args.shift} pixels; seed {','.join(map(str, args.seeds)) if args.seeds else args.seed})."),
+           "",
+           (f"Machine: {bench.machine()}, load average {bench.load_average():.1f} at the end of the run "
            "(other jobs inflate the times, not the accuracies)."), "", *lines, "",
            "![transfer matrix](../figures/transfer.png)", ""]
-    args.doc.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.doc.with_suffix(".tmp")
-    tmp.write_text("\n".join(doc))
-    os.replace(tmp, args.doc)
+    bench.write_doc(args.doc, "\n".join(doc))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

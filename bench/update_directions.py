@@ -15,40 +15,44 @@ where a negated update sits too (docs/attacks.md).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent / "src"), str(HERE)]
-
-from cohep.research import attacks
-from cohep.config import experiment as config
 from cohep import models
-from cohep.wire import weights  # noqa: E402
-from cohep.protocol.screens import direction_cosines, flat_update  # noqa: E402
-from cohep.run.tasks import build_learners, prepare  # noqa: E402
-from vs_flower import base_config  # noqa: E402
+from cohep.config import experiment as config
+from cohep.protocol.screens import direction_cosines, flat_update
+from cohep.research import attacks
+from cohep.run.tasks import build_learners, prepare
+from cohep.testing import bench
+from cohep.wire import weights
+
+HOME = bench.Home.of(__file__)
+#: the MNIST set-up of bench/vs_flower.py
+vs_flower = bench.load_script(HOME.script.with_name("vs_flower.py"))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="../shared/data/mnist", help="folder of the MNIST idx files")
+def parser():
+    ap = bench.parser(__doc__)
+    bench.add_mnist(ap, HOME, help="folder of the MNIST idx files")
     ap.add_argument("--split", default="dirichlet", choices=("iid", "dirichlet"))
     ap.add_argument("--learners", type=int, default=5)
-    ap.add_argument("--seeds", default="0")
+    bench.add_seed_list(ap, "0")
     ap.add_argument("--events", default=None, help="an events HDF5 file: the neutrino task instead of MNIST")
     ap.add_argument("--events-limit", type=int, default=None)
     ap.add_argument("--epochs", type=float, default=1.0, help="epochs per update")
     ap.add_argument("--from", dest="start", type=Path, default=None,
                     help="also start from these weights (safetensors, cohep.wire.weights encoding)")
-    args = ap.parse_args()
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in args.seeds:
         if args.events:
             cfg = config.load(None, {
                 "experiment": {"learners": args.learners, "seed": seed},
@@ -58,7 +62,7 @@ def main() -> None:
                 # as bench/byzantine.py: the figures in docs/ read all three planes
                 "model": {"name": "compact", "params": {"planes": "all"}}})
         else:
-            cfg = base_config(args.data, args.split, seed, 20, args.learners, train={"epochs": args.epochs})
+            cfg = vs_flower.base_config(args.data, args.split, seed, 20, args.learners, train={"epochs": args.epochs})
         cfg, data, parts, spec = prepare(cfg)
         starts = {"initial": models.initial_weights(spec, seed)}
         if args.start is not None:
@@ -74,7 +78,8 @@ def main() -> None:
                   + " ".join(f"{c:+.3f}" for c in honest.values())
                   + f" (median {np.median(list(honest.values())):+.3f}); member 0 negated {flipped:+.3f}, "
                     f"random {random:+.3f}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

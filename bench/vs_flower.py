@@ -23,13 +23,12 @@ round (median), bytes moved per round and cohep's chain and store share of its r
 system of ``EQUAL_COMPUTE`` that was measured on the Dirichlet split (``cohep-avg2e-loss``, then
 ``cohep-avg5e-loss``, then plain ``cohep``), named on the line before it; Y is ``fedavg-1``.
 
-    PYTHONPATH=src python bench/vs_flower.py                          # default: 1 seed, 10 rounds
-    PYTHONPATH=src python bench/vs_flower.py --seeds 3 --rounds 20    # the issue's size
-    PYTHONPATH=src python bench/vs_flower.py --seeds 3 --rounds 20 --splits dirichlet --systems cohep,fedavg-1
+    python bench/vs_flower.py                          # default: 1 seed, 10 rounds
+    python bench/vs_flower.py --seeds 3 --rounds 20    # the issue's size
+    python bench/vs_flower.py --seeds 3 --rounds 20 --splits dirichlet --systems cohep,fedavg-1
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -44,33 +43,28 @@ os.environ.setdefault("COHEP_PROGRESS", "0")
 
 from cohep.config import experiment as config
 from cohep.outputs import rundir
-from cohep.studies.baselines.flower import FlowerPlan, run_flower, shutdown
 from cohep.run.local import run_experiment
-from variants import variant  # bench/variants.py, beside this script
+from cohep.studies.baselines.flower import FlowerPlan, run_flower, shutdown
+from cohep.testing import bench
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+HOME = bench.Home.of(__file__)
 TARGET = 0.95
+#: the round shapes of bench/variants.py, by the names it measured them under (bench/variants.toml)
+VARIANTS = bench.overlays(HOME.script.with_name("variants.toml"))
 
-#: cohep systems: name -> config overrides on top of the bench's config; the round shapes are
-#: bench/variants.py's, by the names it measured them under (docs/protocol_variants.md)
-COHEP_SYSTEMS: dict[str, dict] = {"cohep": {}, **{f"cohep-{name}": variant(name)
+#: cohep systems: name -> config overrides on top of the bench's config (docs/protocol_variants.md)
+COHEP_SYSTEMS: dict[str, dict] = {"cohep": {}, **{f"cohep-{name}": VARIANTS[name]
                                                   for name in ("avg2e-loss", "avg5e-loss", "avg5-loss",
                                                                "avg5-ex-either-tol0.005",
                                                                "each5-ex-scr-either-tol0.005")}}
 
 
 def cohep_system(name: str) -> dict | None:
-    """A cohep system's config overrides: a listed one, or ``cohep-VARIANT`` for any name that
-    bench/variants.py parses (``cohep-each5-ex-scr0.1-either-tol0.005``); None if neither."""
+    """A cohep system's config overrides: a listed one, or ``cohep-VARIANT`` for any variant of
+    bench/variants.toml (``cohep-each5-ex-scr0.1-either-tol0.005``); None if neither."""
     if name in COHEP_SYSTEMS:
         return COHEP_SYSTEMS[name]
-    if not name.startswith("cohep-"):
-        return None
-    try:
-        return variant(name.removeprefix("cohep-"))
-    except SystemExit:
-        return None
+    return VARIANTS.get(name.removeprefix("cohep-")) if name.startswith("cohep-") else None
 
 
 #: the cohep systems at FedAvg-1's compute (one client-epoch a round), best first: the last line reports the first measured
@@ -156,25 +150,21 @@ def summary(ms: list[Measure]) -> dict:
 
 
 def table(results: list[Measure], split: str) -> list[str]:
-    lines = [("| system | client-epochs / round | final accuracy (mean ± sd) | rounds to 95 % | s / round (median) "
-             "| MB / round | chain share | store share |"), "|---|---|---|---|---|---|---|---|"]
+    rows = []
     for system in dict.fromkeys(m.system for m in results):
         ms = [m for m in results if m.system == system and m.split == split]
         if not ms:
             continue
         s = summary(ms)
         share = (lambda v: "" if v is None else f"{100 * v:.2f} %")
-        lines.append(f"| {system} | {s['client_epochs']:g} | {s['final']:.4f} ± {s['sd']:.4f} | {s['rounds_to']} "
-                     f"| {s['seconds']:.2f} | {s['mb']:.2f} | {share(s['chain'])} | {share(s['store'])} |")
-    return lines
+        rows.append((system, f"{s['client_epochs']:g}", f"{s['final']:.4f} ± {s['sd']:.4f}", s["rounds_to"],
+                     f"{s['seconds']:.2f}", f"{s['mb']:.2f}", share(s["chain"]), share(s["store"])))
+    return bench.table(("system", "client-epochs / round", "final accuracy (mean ± sd)", "rounds to 95 %",
+                        "s / round (median)", "MB / round", "chain share", "store share"), rows)
 
 
 def plot(results: list[Measure], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = bench.pyplot()
     splits = list(dict.fromkeys(m.split for m in results))
     fig, axes = plt.subplots(1, len(splits), figsize=(5.5 * len(splits), 4), squeeze=False)
     for ax, split in zip(axes[0], splits):
@@ -191,19 +181,13 @@ def plot(results: list[Measure], path: Path, title: str) -> Path:
         ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return bench.save_figure(fig, path)
 
 
 def write_json(results: list[Measure], path: Path, command: str) -> None:
     """The measures, and beside them (``command.txt``) the command that made them, for ``--merge``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for name, text in ((path.name, json.dumps([asdict(m) for m in results], indent=1)), ("command.txt", command)):
-        tmp = path.parent / f"{name}.part"
-        tmp.write_text(text)
-        tmp.replace(path.parent / name)
+    bench.write_text(path, json.dumps([asdict(m) for m in results], indent=1))
+    bench.write_text(path.parent / "command.txt", command)
 
 
 def commands_of(files: list[str]) -> str:
@@ -212,47 +196,50 @@ def commands_of(files: list[str]) -> str:
     return "\n".join(p.read_text().strip() for p in lines if p.exists())
 
 
-def write_doc(path: Path, title: str, intro: list[str], command: str, tables: list[str], figure: Path,
-              notes: list[str]) -> Path:
-    text = [f"# {title}", "", *intro, "", "```", command, "```", "", *tables, "",
-            f"![{title}]({os.path.relpath(figure, path.parent)})", "", *notes, ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
-    tmp.write_text("\n".join(text))
-    tmp.replace(path)
-    return path
+def page(path: Path, title: str, intro: list[str], command: str, tables: list[str], figure: Path,
+         notes: list[str]) -> str:
+    """A comparison's results page: what ran, the command, the tables, the figure, the notes."""
+    return "\n".join([f"# {title}", "", *intro, "", "```", command, "```", "", *tables, "",
+                      f"![{title}]({os.path.relpath(figure, path.parent)})", "", *notes, ""])
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"))
-    ap.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")
-    ap.add_argument("--seed-list", default=None, help="these seeds instead (one process per seed, then --merge)")
+def parser():
+    ap = bench.parser(__doc__)
+    bench.add_mnist(ap, HOME)
+    bench.add_seed_count(ap, 1)
+    ap.add_argument("--seed-list", type=bench.seed_list, default=None,
+                    help="these seeds instead (one process per seed, then --merge)")
     ap.add_argument("--merge", default=None, help="results.json files to assemble instead of running")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--learners", type=int, default=5)
     ap.add_argument("--splits", default="iid,dirichlet")
-    ap.add_argument("--systems", default=",".join([*COHEP_SYSTEMS, *FLOWER_SYSTEMS]))
+    ap.add_argument("--systems", default=",".join([*COHEP_SYSTEMS, *FLOWER_SYSTEMS]),
+                    help="comma-separated: the listed ones, or cohep-VARIANT for a variant of bench/variants.toml")
     ap.add_argument("--cpus", type=int, default=2, help="CPUs Flower's Ray engine may use (one client each)")
-    ap.add_argument("--out", default="runs/bench-vs-flower")
-    ap.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks" / "vs_flower.md"))
-    ap.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "vs_flower.png"))
-    args = ap.parse_args()
+    bench.add_out(ap, "runs/bench-vs-flower", type=Path)
+    bench.add_doc(ap, HOME.doc())
+    bench.add_figure(ap, HOME.figures / "vs_flower.png")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = parser()
+    args = ap.parse_args(argv)
     systems = args.systems.split(",")
     chosen = {s: cohep_system(s) for s in systems if s not in FLOWER_SYSTEMS}
     unknown = [s for s, overrides in chosen.items() if overrides is None]
     if unknown:
         ap.error(f"unknown system {unknown[0]} (known: {', '.join([*COHEP_SYSTEMS, *FLOWER_SYSTEMS])}, "
-                 "or cohep-VARIANT for any name bench/variants.py parses)")
+                 "or cohep-VARIANT for any variant of bench/variants.toml)")
     COHEP_SYSTEMS.update(chosen)
-    out = Path(args.out)
+    out = args.out
     results: list[Measure] = []
     if args.merge:
         results = [Measure(**m) for f in args.merge.split(",") for m in json.loads(Path(f).read_text())]
         systems = list(dict.fromkeys(m.system for m in results))
-    seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
+    seeds = args.seed_list or list(range(args.seeds))
     started = time.perf_counter()
-    command = "PYTHONPATH=src python bench/vs_flower.py " + " ".join(sys.argv[1:])
+    command = HOME.command(sys.argv[1:] if argv is None else argv)
     try:
         for split in args.splits.split(",") if not args.merge else ():
             for seed in seeds:
@@ -280,9 +267,9 @@ def main() -> int:
         tables += [f"### {SPLITS.get(split, split)}", "", *table(results, split), ""]
         print(f"\n{SPLITS.get(split, split)}")
         print("\n".join(table(results, split)))
-    fig = plot(results, Path(args.figure), f"cohep vs Flower FedAvg: MNIST t10k, {args.learners} learners")
-    doc = write_doc(
-        Path(args.doc), "cohep vs Flower FedAvg",
+    fig = plot(results, args.figure, f"cohep vs Flower FedAvg: MNIST t10k, {args.learners} learners")
+    doc = bench.write_doc(args.doc, page(
+        args.doc, "cohep vs Flower FedAvg",
         [(f"MNIST t10k (8,000 images dealt to {args.learners} learners, 20 % of each share its vote set, "
          f"2,000 held out for testing), `mnist_cnn`, {rounds} rounds, seeds {seed_names}, "
          "one client-epoch = one pass over a learner's train share (Adam, lr 1e-3, batch 32). Both sides get the "
@@ -295,10 +282,10 @@ def main() -> int:
          "serialisation); cohep, the proposal written to the store, every blob fetched (voters check it, then "
          "every member fetches the accepted one again) and the calldata of the round's transactions."),
          "",
-         ("Machine: 2 cores, shared (8 engineers were running tests at the same time), so wall times are "
-         "inflated and noisy; Flower's Ray engine runs up to 2 clients at once, cohep's runner runs its members one "
+         (f"Machine: {bench.machine()}, load average {bench.load_average():.1f} at the end: wall times are "
+         "inflated and noisy on a shared machine; Flower's Ray engine runs up to 2 clients at once, cohep's runner runs its members one "
          "after another in one process (every voter scores the proposal, which is in cohep's round time). "
-         "The first Flower round includes starting the Ray actors; the table gives medians.")])
+         "The first Flower round includes starting the Ray actors; the table gives medians.")]))
     print(f"\nwrote {doc}, {fig}" + ("" if args.merge else f", {out / 'results.json'}"))
     dirichlet = [m for m in results if m.split == "dirichlet"]
     system = next((s for s in EQUAL_COMPUTE if any(m.system == s for m in dirichlet)), None)

@@ -1,19 +1,16 @@
 """bench/quality.py's results page: a rerun of some cases replaces only their sections, written whole."""
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "quality.py"
+from cohep.testing import bench as harness
+
+BENCH = harness.Home.of(__file__).root / "bench" / "quality.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_quality", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return harness.load_script(BENCH)
 
 
 def test_doc_keeps_the_cases_a_rerun_did_not_touch(bench, tmp_path):
@@ -24,8 +21,20 @@ def test_doc_keeps_the_cases_a_rerun_did_not_touch(bench, tmp_path):
     assert "old flip3" in text and "new flux3" in text and "old flux3" not in text and "noise" in text
     assert text.index("### flip3") < text.index("### flux3") < text.index("### noise3")
     assert text.count("<!-- case: flux3 -->") == 1 and text.count("# Benchmark") == 1
-    assert "`second`" in text and "`first`" not in text and "2 cores, shared" in text
+    assert "`second`" in text and "`first`" not in text and f"{harness.machine().cores} cores" in text
     assert [p.name for p in page.parent.iterdir()] == ["quality.md"]  # no temp file left behind
+
+
+def test_a_rerun_on_the_recorded_page_keeps_its_other_cases(bench, tmp_path):
+    """docs/benchmarks/quality.md was written with start marks only: each case runs to the next mark."""
+    page = tmp_path / "quality.md"
+    page.write_text("# Benchmark: data-set quality\n\nOld header.\n\n<!-- case: flip5 -->\n### flip5\nkept\n\n"
+                    "![flip5](../figures/quality-flip5.png)\n\n<!-- case: flux3 -->\n### flux3\nold\n")
+    bench.write_doc(page, {"flux3": "### flux3\nnew\n"}, command="python bench/quality.py --cases flux3", seconds=3)
+    text = page.read_text()
+    assert "Old header" not in text and "`python bench/quality.py --cases flux3` (3 s)" in text
+    assert "### flip5\nkept\n\n![flip5](../figures/quality-flip5.png)\n<!-- /case -->" in text
+    assert "### flux3\nnew\n<!-- /case -->" in text and "old" not in text.split("<!-- case: flux3 -->")[1]
 
 
 def test_case_section_names_the_simulation_and_counts(bench):
@@ -37,6 +46,7 @@ def test_case_section_names_the_simulation_and_counts(bench):
     assert "quality_flux_sim.toml" in text and "mean_gev = 0.8" in text
     assert "| offset | 7/10 | +0.75 (n=2) |" in text and "| combined | 9/10 | - |" in text
     assert "| shapley (retraining) | 2/2 | - |" in text
+    assert "| measure | ranked last | Spearman with exact Shapley (2 seeds) |\n|---|---|---|" in text
 
 
 def test_ranked_last_is_strict(bench):
