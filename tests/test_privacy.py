@@ -206,9 +206,12 @@ def test_a_restarted_node_keeps_the_epsilon_it_spent(tmp_path):
 
     from cohep.core.errors import DataError
     from cohep.ledger import Chain, Coordinator
-    from cohep.run.node import keep_privacy_state
+    from cohep.protocol.combine import RoundSection
+    from cohep.protocol.member import MemberWiring
     from cohep.protocol.participant import Participant
     from cohep.protocol.vote import VoteRule
+    from cohep.run.node import keep_privacy_state
+    from cohep.wire.fetch import Fetcher
     from cohep.wire.store import WeightStore
 
     probe = _learner(budget(50.0, noise=1.0)).privacy
@@ -224,8 +227,11 @@ def test_a_restarted_node_keeps_the_epsilon_it_spent(tmp_path):
     path = tmp_path / "node" / "privacy.json"
     path.parent.mkdir()
 
+    wiring = MemberWiring(coord, store, Fetcher(allowed=[store.base_uri], max_bytes=1 << 20), VoteRule(),
+                          RoundSection().policy(), initial_uri)
+
     def node(learner) -> Participant:
-        p = Participant(me, chain.accounts[me], learner, coord, store, None, VoteRule(), initial_uri)
+        p = wiring.member(me, chain.accounts[me], learner)
         keep_privacy_state(p, path)
         return p
 

@@ -14,6 +14,7 @@ from cohep.run.audit import audit_run
 from cohep.core.errors import ChainError
 from cohep.ledger import Chain, Coordinator
 from cohep.ledger.draw import proposer_indices
+from cohep.protocol.view import RoundView
 from cohep.wire.weights import MAX_EXAMPLES, decode, digest, digest_bytes
 
 SEED = hashlib.sha256(b"cohep variants seed").digest()
@@ -419,7 +420,7 @@ def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy"
              peer_margin=None, weighting="equal", judge=None, direction_floor=None, direction_share=0.0,
              strikes=None):
     from cohep import models
-    from cohep.protocol.participant import Participant
+    from cohep.protocol.member import MemberWiring
     from cohep.wire.checks import default_max_bytes
     from cohep.protocol.vote import threshold_fraction
     from cohep.run.tasks import build_learners, prepare, seed_bytes
@@ -441,10 +442,10 @@ def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy"
                                initial_digest=init_digest, model_digest=spec.digest(), proposers=3,
                                combine=combine_mode)
     fetch = Fetcher(allowed=[store.base_uri], max_bytes=default_max_bytes(initial), reference=initial)
-    ms = [Participant(i, chain.accounts[i], lr, coord, store, fetch.fetch, cfg.vote, init_uri, server_lr=server_lr,
-                      weighting=weighting) for i, lr in enumerate(learners)]
+    wiring = MemberWiring(coord, store, fetch, cfg.vote, cfg.round.policy(), init_uri)
+    ms = [wiring.member(i, chain.accounts[i], lr) for i, lr in enumerate(learners)]
     for m in ms:
-        m.sync()
+        m.sync(coord.accepted_digest())
     return coord, store, ms, initial
 
 
@@ -468,22 +469,23 @@ def _play_round(coord, ms, r, attack=None, by=None):
     for s in st.slots:
         holder = next(m for m in ms if m.address == s.proposer)
         if holder is not attacker:
-            holder.act(r)
+            holder.act(RoundView.read(coord, r))
     if attacker is not None:
         craft = ATTACKS[attack] if isinstance(attack, str) else attack
         bad = craft(attacker.learner.propose(), attacker.learner.current())
         # under example weighting the attacker also declares the largest count it may: the cap bounds it
-        dg, uri = attacker.store.put(bad, MAX_EXAMPLES if attacker.weighting == "examples" else None)
+        dg, uri = attacker.store.put(bad, MAX_EXAMPLES if attacker.policy["weighting"] == "examples" else None)
         coord.propose(attacker.address, r, dg, uri, bad_slot)
-    st = coord.round_state(r)
-    duties = {m.index: m.act(r, st) for m in ms if m is not attacker}
+    view = RoundView.read(coord, r)
+    st = view.state
+    duties = {m.index: m.act(view) for m in ms if m is not attacker}
     if attacker is not None:  # it votes too (every member of a several-slot round does): approves all it may
         average = coord.settings().vote_on_average
         coord.vote_slots(attacker.address, r, 1 if average else st.proposed_slots & ~(1 << bad_slot),
                          [0] * (1 if average else 3))
     out = ms[0].finalize(r)
     for m in ms:
-        m.sync()
+        m.sync(coord.accepted_digest())
     return st, attacker, duties, out
 
 
@@ -550,7 +552,10 @@ def test_a_stepped_round_adopts_what_was_judged_and_a_fresh_member_rebuilds_it(m
     """server_lr 3: the member holding no slot judged the stepped average it then adopts; a member
     that starts afresh after two rounds (a restarted node: no weights held) rebuilds the same weights
     from the initial weights and the accepted blobs on chain, round by round."""
-    from cohep.protocol.participant import Participant
+    from cohep.protocol.combine import RoundSection
+    from cohep.protocol.member import MemberWiring
+    from cohep.wire.checks import default_max_bytes
+    from cohep.wire.fetch import Fetcher
 
     coord, store, ms, initial = _members(mnist_dir, tmp_path, "average", 3.0)
     for r in range(2):
@@ -561,11 +566,18 @@ def test_a_stepped_round_adopts_what_was_judged_and_a_fresh_member_rebuilds_it(m
             assert duties[judge.index].digest == judge.digest  # it adopted exactly what it judged
     assert coord.accepted_round() is not None, "no round accepted: nothing stepped"
     old = ms[1]
-    fresh = Participant(old.index, old.address, old.learner, coord, store, old.fetch, old.rule, old.initial_uri,
-                        server_lr=3.0)
-    assert fresh.sync() and fresh.digest == ms[0].digest
-    plain = Participant(old.index, old.address, old.learner, coord, store, old.fetch, old.rule, old.initial_uri)
-    plain.sync()
+
+    def restarted(server_lr: float):
+        fetch = Fetcher(allowed=[store.base_uri], max_bytes=default_max_bytes(initial), reference=initial)
+        policy = RoundSection(combine="average", server_lr=server_lr).policy()
+        initial_uri = store.uri(coord.settings().initial_digest)
+        wiring = MemberWiring(coord, store, fetch, old.rule, policy, initial_uri)
+        return wiring.member(old.index, old.address, old.learner)
+
+    fresh = restarted(3.0)
+    assert fresh.sync(coord.accepted_digest()) and fresh.digest == ms[0].digest
+    plain = restarted(1.0)
+    plain.sync(coord.accepted_digest())
     assert plain.digest != ms[0].digest  # without the step: other weights, so the step is what was shared
 def _boosted(w, w0):
     """The honest update scaled by 10 (``attacks.craft("scaled", ...)``): a long step in a good direction."""
@@ -642,11 +654,11 @@ def test_the_screened_average_accepts_slots_that_lose_alone_but_win_together(mni
             m = next(x for x in ms if x.address == s.proposer)
             dg, uri = store.put(crafted[s.slot])
             coord.propose(m.address, 1, dg, uri, s.slot)
-        st = coord.round_state(1)
-        duties = {m.index: m.act(1, st) for m in ms}
+        view = RoundView.read(coord, 1)
+        duties = {m.index: m.act(view) for m in ms}
         out = ms[0].finalize(1)
         for m in ms:
-            m.sync()
+            m.sync(coord.accepted_digest())
         outcomes[judge] = out.accepted_slots
         if judge == "alone":
             alone = [duties[m.index].verdicts for m in ms]
@@ -786,16 +798,17 @@ def test_a_struck_member_is_held_to_a_direction_floor_of_0(mnist_dir, tmp_path, 
         _, attacker, _, out = _play_round(coord, ms, 1, "sign-flip x10")
         assert not out.accepted_slots & 0b100
         if strikes is not None:  # every honest member restarts (a node's strikes.json), forgetting nothing
+            from cohep.protocol.strikes import Strikes
             from cohep.run.node import keep_strikes
 
             for m in ms:
                 if m is attacker:
                     continue
-                assert m.strikes() == {attacker.address: [1]}, m.strikes()
+                assert m.strikes.to_json() == {attacker.address: [1]}, m.strikes
                 keep_strikes(m, tmp_path / f"strikes-{m.index}.json")()
-                m._strikes = {}
+                m.strikes = Strikes()  # a restart: nothing in memory
                 keep_strikes(m, tmp_path / f"strikes-{m.index}.json")
-                assert m.strikes() == {attacker.address: [1]}
+                assert m.strikes.to_json() == {attacker.address: [1]}
         r = 2
         while attacker.address not in {s.proposer for s in coord.round_state(r).slots}:
             _play_round(coord, ms, r)
@@ -814,15 +827,12 @@ def test_a_struck_member_is_held_to_a_direction_floor_of_0(mnist_dir, tmp_path, 
 
 def test_a_nodes_strikes_file_is_checked(tmp_path):
     from cohep.core.errors import DataError
-    from cohep.protocol.participant import Participant
-    from cohep.protocol.vote import VoteRule
+    from cohep.protocol.strikes import Strikes
 
-    p = Participant(0, "0xme", None, None, None, None, VoteRule(direction_floor=-0.1, strikes=2), "")
-    p.restore_strikes({"0xab": [3, 1]}, "strikes.json")
-    assert p.strikes() == {"0xab": [1, 3]}
-    for bad in ([1, 2], {"0xab": [-1]}, {"0xab": ["1"]}, {"0xab": 1}, {"0xab": [True]}):
-        with pytest.raises(DataError, match=r"^strikes\.json: expected"):
-            p.restore_strikes(bad, "strikes.json")
+    assert Strikes.from_json({"0xab": [3, 1], "0x01": []}, "strikes.json").to_json() == {"0x01": [], "0xab": [1, 3]}
+    for bad in ([1, 2], {"0xab": [-1]}, {"0xab": ["1"]}, {"0xab": 1}, {"0xab": [True]}, {1: [2]}):
+        with pytest.raises(DataError, match=r"^strikes\.json: expected \{member address: \[round, \.\.\.\]\} with rounds >= 0$"):
+            Strikes.from_json(bad, "strikes.json")
 
 
 def test_direction_outliers_hold_struck_slots_to_0():

@@ -36,12 +36,38 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypedDict
 
 import numpy as np
 
-from cohep.frameworks.learner import Weights
 from cohep.core.settings import Section, setting
+from cohep.frameworks.learner import Weights
+from cohep.wire.weights import declared_examples
+from cohep.wire.weights import digest as weights_digest
+
+
+class Policy(TypedDict):
+    """How a round's accepted proposals combine (:meth:`RoundSection.policy`; :func:`combined`'s keywords)."""
+
+    server_lr: float
+    weighting: Literal["equal", "examples"]
+    weight_cap: float
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A proposal's weights and the training examples its proposer declared with them (None: none).
+
+    The count travels beside the weights, never on them: a copy of the weights (``dict(w)``) cannot
+    drop it, and what a member proposed, judged and adopted carries the count its blob declares."""
+
+    weights: Weights
+    examples: int | None = None
+
+    @classmethod
+    def decoded(cls, weights: Weights) -> Proposal:
+        """Weights as :func:`cohep.wire.weights.decode` returned them, with the count their blob declares."""
+        return cls(weights, declared_examples(weights))
 
 
 @dataclass(frozen=True)
@@ -61,9 +87,9 @@ class RoundSection(Section):
     #: "examples": a declared count weighs at most weight_cap times the lower median declaration
     weight_cap: float = setting(2.0, ge=1, le=1000, help="Cap on a declared count, in round medians.")
 
-    def policy(self) -> dict:
-        """What this section tells :func:`adopted` (its keywords): how a round's accepted proposals combine."""
-        return {"server_lr": self.server_lr, "weighting": self.weighting, "weight_cap": self.weight_cap}
+    def policy(self) -> Policy:
+        """What this section tells :func:`combined` (its keywords): how a round's accepted proposals combine."""
+        return Policy(server_lr=self.server_lr, weighting=self.weighting, weight_cap=self.weight_cap)
 
 
 def combination(digests: Sequence[bytes]) -> bytes:
@@ -124,10 +150,10 @@ def average(proposals: Sequence[Weights], weights: Sequence[float] | None = None
         if ref.dtype == np.bool_:
             out[name] = ref.copy()
         elif np.issubdtype(ref.dtype, np.integer):
-            acc = parts[0].astype(np.int64)
+            counts = parts[0].astype(np.int64)
             for p in parts[1:]:
-                acc = acc + p.astype(np.int64)
-            out[name] = (acc // m).astype(ref.dtype)
+                counts = counts + p.astype(np.int64)
+            out[name] = (counts // m).astype(ref.dtype)
         elif factors is not None:
             acc = factors[0] * parts[0].astype(np.float32)
             for f, p in zip(factors[1:], parts[1:]):
@@ -164,14 +190,19 @@ def step(start: Weights, target: Weights, server_lr: float) -> Weights:
 
 def adopted(proposals: Sequence[Weights], digests: Sequence[bytes], *, start: Weights | None = None,
             server_lr: float = 1.0, weighting: str = "equal", weight_cap: float = 2.0) -> tuple[Weights, bytes]:
+    """:func:`combined` of weights as decoded from their blobs (each with the count its blob declares):
+    what ``cohep audit`` recomputes from the blobs alone."""
+    return combined([Proposal.decoded(p) for p in proposals], digests, start=start, server_lr=server_lr,
+                    weighting=weighting, weight_cap=weight_cap)
+
+
+def combined(proposals: Sequence[Proposal], digests: Sequence[bytes], *, start: Weights | None = None,
+             server_lr: float = 1.0, weighting: str = "equal", weight_cap: float = 2.0) -> tuple[Weights, bytes]:
     """The weights a round leaves and their sha256 (canonically encoded, so every member gets the
     same digest). ``server_lr = 1``: the one accepted proposal as is, or the average of several
     (``weighting = "examples"``: weighted by the counts the proposals declare, see :func:`shares`).
     Otherwise the round's step from ``start`` (the weights it began from) is scaled:
     ``start + server_lr * (average - start)``."""
-    from cohep.wire.weights import declared_examples
-    from cohep.wire.weights import digest as weights_digest
-
     if len(proposals) != len(digests) or not proposals:
         raise ValueError("one digest per accepted proposal, at least one")
     if not (math.isfinite(server_lr) and server_lr > 0):
@@ -180,13 +211,14 @@ def adopted(proposals: Sequence[Weights], digests: Sequence[bytes], *, start: We
         raise ValueError(f"weighting must be 'equal' or 'examples', got {weighting!r}")
     portions = None
     if weighting == "examples" and len(proposals) > 1:
-        portions = shares([declared_examples(p) for p in proposals], weight_cap)
+        portions = shares([p.examples for p in proposals], weight_cap)
+    weights = [p.weights for p in proposals]
     if server_lr == 1.0:
-        if len(proposals) == 1:
-            return proposals[0], bytes(digests[0])
-        avg = average(proposals, portions)
+        if len(weights) == 1:
+            return weights[0], bytes(digests[0])
+        avg = average(weights, portions)
         return avg, weights_digest(avg)
     if start is None:
         raise ValueError("a server step needs the round's start weights")
-    out = step(start, average(proposals, portions), server_lr)
+    out = step(start, average(weights, portions), server_lr)
     return out, weights_digest(out)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import math
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
 from cohep.core.files import atomic_write_text
 
@@ -61,6 +64,26 @@ class RoundTiming:
         return self.training + self.evaluation + self.chain + self.store
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class Stopwatch:
+    """One member's wall time by stage (training, evaluation, store): the runner sums the members'
+    into each round's timing, a node reports its totals."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {"training": 0.0, "evaluation": 0.0, "store": 0.0}
+
+    def timed(self, stage: str, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """``fn(*args, **kwargs)``, its wall time added to ``stage``."""
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.seconds[stage] += time.perf_counter() - start
+
+
 def time_shares(timings: list[RoundTiming]) -> dict[str, float]:
     """Each stage's share of the total wall time."""
     total = sum(t.total for t in timings) or 1.0
@@ -99,7 +122,7 @@ def read_csv(path: str | Path) -> list[RoundRecord]:
     out = []
     with open(path, newline="") as fh:
         for row in csv.DictReader(fh):
-            vals = {}
+            vals: dict[str, Any] = {}
             for k, v in row.items():
                 t = types[k]
                 vals[k] = (v == "1") if t == "bool" else int(v) if t == "int" else float(v) if t == "float" else v

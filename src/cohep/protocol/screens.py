@@ -163,6 +163,25 @@ def direction_outliers(updates: dict[int, np.ndarray], floor: float, share: floa
     return out
 
 
+# -- both, as one voter applies them to a round --------------------------------------------------
+
+def update_outliers(checked: dict[int, Weights], current: Weights, *, norm_bound: float | None,
+                    direction_floor: float | None, direction_share: float = 0.0,
+                    struck: Collection[int] = ()) -> dict[int, str]:
+    """Slot -> why it is rejected, for the slots whose weights passed their checks (``checked``): its
+    update from ``current`` against the round's others, first its norm against their median
+    (``norm_bound``), then its direction against the sum of the others that are not norm outliers (a
+    re-initialised slot's update is so long that it would set the direction for everyone). None: that
+    screen is off. ``struck``: the slots held to a direction floor of at least 0 (``vote.strikes``)."""
+    out: dict[int, str] = {}
+    if norm_bound is not None:
+        out.update(norm_outliers({j: update_norm(w, current) for j, w in checked.items()}, norm_bound))
+    if direction_floor is not None:  # among the rest: a huge random update would swamp the sum
+        rest = {j: flat_update(w, current) for j, w in checked.items() if j not in out}
+        out.update(direction_outliers(rest, direction_floor, direction_share, struck))
+    return out
+
+
 # -- the peer margin (vote.peer_margin), for rounds of several proposals voted on one by one ------
 
 def score_outliers(scores: dict[int, float], margin: float, *, lower_is_better: bool = False) -> dict[int, str]:

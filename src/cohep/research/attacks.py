@@ -176,13 +176,14 @@ def attack_success(predict: Callable[[Any], np.ndarray], images, labels, *, targ
 
 @dataclass
 class Behaviour:
-    """What makes a member malicious: the seam a :class:`~cohep.protocol.participant.Participant` consults.
+    """What makes a member malicious: a :class:`cohep.protocol.misbehaviour.Misbehaviour`, the one seam
+    a :class:`~cohep.protocol.participant.Participant` consults (an honest member's is ``HONEST``).
 
     ``propose`` turns the honest proposal into the attack's (weight-space attacks; data attacks
     already trained on poisoned data, so they propose what they trained); ``vote`` overrides the
     honest verdict for colluders (every malicious member of the coalition approves the coalition's
     proposals and rejects the others'); ``adopted`` keeps the history ``stale`` and
-    ``little_is_enough`` need. An honest member has no behaviour at all.
+    ``little_is_enough`` need.
     """
 
     attack: str

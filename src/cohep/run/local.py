@@ -25,7 +25,9 @@ from cohep.config.experiment import ExperimentConfig
 from cohep.datasets.splits import LearnerIndices
 from cohep.frameworks.learner import Scores
 from cohep.core.progress import line, progress
-from cohep.protocol.participant import Participant, all_finite, initial_record
+from cohep.protocol.member import MemberWiring
+from cohep.protocol.participant import all_finite, initial_record
+from cohep.protocol.view import Decided, RoundView
 from cohep.protocol.vote import VoteRule
 from cohep.wire.checks import default_max_bytes
 from cohep.protocol.records import STAGES, RoundRecord, RoundTiming, accepted_per_learner, final_test_accuracy, time_shares
@@ -75,7 +77,8 @@ def _initial_rows(learners, rule) -> tuple[list[Scores], list[RoundRecord]]:
 
 
 def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
-    """The protocol proper: every member is a Participant, the same code an autonomous node runs.
+    """The protocol proper: every member is a Participant (built by ``MemberWiring``), the same code an
+    autonomous node runs.
 
     The loop only sequences the members of one process (the proposer, then the voters, then anyone
     closes the round); each participant reads its duty from the chain and votes on the digest and URI
@@ -97,20 +100,18 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
     )
     fetch = Fetcher(allowed=[store.base_uri], max_bytes=default_max_bytes(initial), reference=initial)
     behaviours = attacks.behaviours(cfg.attack, members, cfg.experiment.seed)  # research only: [attack]
-    members_ = [Participant(i, members[i], lr, coord, store, fetch.fetch, rule, init_uri, behaviour=behaviours[i],
-                            server_lr=cfg.round.server_lr,
-                            weighting=cfg.round.weighting, weight_cap=cfg.round.weight_cap)
-                for i, lr in enumerate(learners)]
     ballots: list = []  # signed mode: this round's ballots, submitted in one transaction
+    post = ballots.append if cfg.chain.ballots == "signed" else None
+    wiring = MemberWiring(coord, store, fetch, rule, cfg.round.policy(), init_uri)
+    members_ = [wiring.member(i, members[i], lr, misbehaviour=behaviours[i], post_ballot=post)
+                for i, lr in enumerate(learners)]
+    accepted = coord.accepted_digest()
     for m in members_:
-        m.sync()
-        if cfg.chain.ballots == "signed":
-            m.post_ballot = ballots.append
-    records = [initial_record(m.index, rule, m.current, cfg.attack.kind if behaviours[m.index] else "")
-               for m in members_]
+        m.sync(accepted)
+    records = [initial_record(m.index, rule, m.current, m.conduct.attack) for m in members_]
     timings: list[RoundTiming] = []
     start = time.perf_counter()
-    r, accepted = coord.round(), coord.accepted_digest()
+    r = coord.round()
     for _ in range(cfg.experiment.rounds):
         if _out_of_time(cfg, start):
             break
@@ -119,8 +120,8 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
         state = coord.round_state(r)
         holders = [members.index(slot.proposer) for slot in state.slots]
         before = [m.current for m in members_]
-        for p in holders:
-            members_[p].act(r, state)
+        for p in holders:  # each reads the block: the proposals before its own mined theirs
+            members_[p].act(RoundView(state, chain.block_number()))
         state = coord.round_state(r)  # one read of the proposals for all voters
         if not state.proposed:  # a proposer stayed silent: voting opens (or the round voids) after the window
             _pass_block(chain, state.proposal_deadline)
@@ -128,19 +129,20 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
         if state.proposed:
             # On the embedded chain only these votes mine blocks (within the window, which the config
             # checks): one read serves every voter. A node's blocks come at its own pace: read each time.
-            block = chain.block_number() if chain.kind == "embedded" else None
+            view = RoundView(state, chain.block_number())
             for m in members_:
                 if m.address in state.voters:
-                    m.act(r, state, block)
+                    m.act(view if chain.kind == "embedded" else RoundView(state, chain.block_number()))
             if ballots:  # slot 0's proposer relays everyone's signed ballots
                 coord.submit_ballots(members[holders[0]], r, ballots)
                 ballots.clear()
         outcome = members_[holders[0]].finalize(r)  # its Finalized event names the digest the contract accepted
         if outcome.accepted:
             accepted = outcome.digest
+        decided = Decided.of(outcome)
         for m in members_:
             m.sync(accepted)
-            records.append(m.record(r, outcome, before[m.index]))
+            records.append(m.record(decided, before[m.index]))
         t = RoundTiming(round=r + 1, chain=coord.seconds - chain0, store=store.seconds - store0)
         for m, spent in zip(members_, spent0):
             t.training += m.seconds["training"] - spent["training"]

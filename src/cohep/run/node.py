@@ -1,11 +1,12 @@
 """``cohep node``: one autonomous member, driven by the chain.
 
-A node holds one key (from an encrypted keystore), its own private data (which never leaves it) and
-nothing else that the chain and the stores cannot rebuild. It polls the contract, does its duty in
-the current round through a :class:`~cohep.protocol.participant.Participant` (the same code the in-process
-runner uses), closes rounds once the contract allows, and adopts what the chain accepted. Killed and
-restarted at any moment, it reads the round, its ballot and the accepted digest back from the chain
-and carries on; if the chain's node goes away, it retries until it is back.
+A node holds one key (from an encrypted keystore) and its own private data (which never leaves it);
+all else it knows the chain and the stores rebuild, but for the state files below. It polls the
+contract, does its duty in the current round through a :class:`~cohep.protocol.participant.Participant`
+(the same code the in-process runner uses), closes rounds once the contract allows, and adopts what
+the chain accepted. Killed and restarted at any moment, it reads the round, its ballot and the
+accepted digest back from the chain and carries on; if the chain's node goes away, it retries until
+it is back.
 
 It writes ``<out>/records.csv`` (its own row per round), ``node.json`` (who, where, what), for a
 private learner ``privacy.json`` (its accountant's history: a restarted node goes on from the epsilon
@@ -20,15 +21,22 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from cohep import models
 from cohep.core.errors import ChainError, CohepError, DataError, IntegrityError
 from cohep.run.experiment_file import Experiment, redact_url
 from cohep.core.files import atomic_write_bytes, read_json, write_json
 from cohep.outputs.manifest import write_manifest
+from cohep.protocol.member import MemberWiring
 from cohep.protocol.participant import Participant, initial_record
 from cohep.protocol.records import RoundRecord, read_csv, write_csv
+from cohep.protocol.strikes import Strikes
+from cohep.protocol.view import Decided, RoundView
+
+if TYPE_CHECKING:
+    from cohep.wire.ballotbox import BallotBox
+    from cohep.wire.fetch import Fetcher
 
 #: a private learner's accountant history in the node's folder (``keep_privacy_state``)
 PRIVACY_STATE = "privacy.json"
@@ -76,7 +84,17 @@ def local_split(data, experiment: Experiment, index: int):
     return data.subset(part.train), data.subset(part.vote), data.subset(part.test) if len(part.test) else None
 
 
-def build_participant(experiment: Experiment, key, data_path: str, chain, opts: NodeOptions):
+@dataclass
+class NodeMember:
+    """A node's member, and what the node reads beside it: its fetcher's traffic, its ballot box
+    (``[chain] ballots = "signed"``: where its ballots go and the others' are collected from)."""
+
+    participant: Participant
+    fetcher: Fetcher
+    ballot_box: BallotBox | None = None
+
+
+def build_node_member(experiment: Experiment, key, data_path: str, chain, opts: NodeOptions) -> NodeMember:
     """Everything a node needs, checked: its data fits the model, the contract is the one named."""
     from cohep.datasets.source import load_data
     from cohep.ledger import Coordinator
@@ -111,27 +129,27 @@ def build_participant(experiment: Experiment, key, data_path: str, chain, opts: 
     learner = models.build_learner(experiment.model, train, vote, test, cfg.train,
                                    seed=learner_seed(cfg.experiment.seed, index), initial=initial,
                                    privacy=budget and dataclasses.replace(budget, secret=True))  # seed is public
-    p = Participant(index, key.address, learner, coord, store, fetch.fetch, cfg.vote, experiment.initial_uri,
-                    server_lr=cfg.round.server_lr,
-                    weighting=cfg.round.weighting, weight_cap=cfg.round.weight_cap)
+    box = None
     if cfg.chain.ballots == "signed":
         from cohep.wire.ballotbox import BallotBox
 
         stores = {m.address: experiment.store_of(i) for i, m in enumerate(experiment.members)}
-        p.ballot_box = BallotBox(store_url, stores, coord.ballot_domain())
-        p.post_ballot = p.ballot_box.post
-    return p
+        box = BallotBox(store_url, stores, coord.ballot_domain())
+    wiring = MemberWiring(coord, store, fetch, cfg.vote, cfg.round.policy(), experiment.initial_uri)
+    p = wiring.member(index, key.address, learner, post_ballot=box.post if box is not None else None)
+    return NodeMember(p, fetch, box)
 
 
-def relay_ballots(p: Participant, state, block: int):
+def relay_ballots(p: Participant, box: BallotBox, state, block: int):
     """Submit the round's signed ballots (read from the members' stores) that the chain has not
     counted yet. Slot 0's proposer does as soon as every voter's ballot is in; any member does once half
     the vote window has passed with ballots still uncounted (the proposer may be gone), so a few
-    duplicate ballots may reach the contract, which skips them. Returns the BallotBatch or None."""
+    duplicate ballots may reach the contract, which skips them (``box``: this node's ballot box).
+    Returns the BallotBatch or None."""
     if state.finalized or not state.proposed or state.votes >= state.eligible or block > state.vote_deadline:
         return None
     coord = p.coordinator
-    found = p.ballot_box.collect(state.round, state.voters)
+    found = box.collect(state.round, state.voters)
     fresh = [b for b in found if not state.votes or coord.ballot_bits(state.round, b.voter) is None]
     if not fresh:
         return None
@@ -140,18 +158,6 @@ def relay_ballots(p: Participant, state, block: int):
     if (p.address == state.proposer and (complete or late)) or late:
         return coord.submit_ballots(p.address, state.round, fresh)
     return None
-
-
-def _outcome(coord, r: int):
-    """Round ``r``'s outcome as the chain recorded it."""
-    from types import SimpleNamespace
-
-    from cohep.protocol.combine import combination
-
-    s = coord.round_state(r)
-    chosen = [x.digest for x in s.slots if (x.accepted if s.accepted else x.proposed)]
-    digest = combination(chosen) if chosen else s.digest
-    return SimpleNamespace(round=r, accepted=s.accepted, void=s.void, digest=digest, proposer=s.proposer)
 
 
 def finalizable(state, block: int) -> bool:
@@ -179,14 +185,14 @@ def run_node(experiment_path: str | Path, key, data_path: str, rpc: str, out_dir
         server = BlobServer(folder, host=host or "127.0.0.1", port=int(port)).start()
         _log(opts, f"serving {folder} at {server.url}")
     try:
-        participant = build_participant(experiment, key, data_path, chain, opts)
+        node = build_node_member(experiment, key, data_path, chain, opts)
         out.mkdir(parents=True, exist_ok=True)
-        keep_privacy_state(participant, out / PRIVACY_STATE)
-        save_strikes = keep_strikes(participant, out / STRIKES_STATE)
+        keep_privacy_state(node.participant, out / PRIVACY_STATE)
+        save_strikes = keep_strikes(node.participant, out / STRIKES_STATE)
         write_manifest(out / "node.json", experiment=str(experiment_path), contract=experiment.contract,
                        chain_id=experiment.chain_id, rpc=redact_url(rpc), address=key.address,
-                       member_index=participant.index, data=str(data_path))
-        return _follow(experiment, participant, chain, out, opts, save_strikes)
+                       member_index=node.participant.index, data=str(data_path))
+        return _follow(experiment, node, chain, out, opts, save_strikes)
     finally:
         if server is not None:
             server.stop()
@@ -214,12 +220,12 @@ def keep_strikes(p: Participant, path: Path) -> Callable[[], None]:
         return lambda: None
     saved: dict = {}  # what the file holds
     if path.exists():
-        p.restore_strikes(read_json(path), str(path))
-        saved = p.strikes()
+        p.strikes = Strikes.from_json(read_json(path), str(path))
+        saved = p.strikes.to_json()
 
     def save() -> None:
         nonlocal saved
-        now = p.strikes()
+        now = p.strikes.to_json()
         if now != saved:
             write_json(path, now)
             saved = now
@@ -240,8 +246,9 @@ def _connect(rpc: str, key, opts: NodeOptions):
             time.sleep(1.0)
 
 
-def _follow(experiment: Experiment, p: Participant, chain, out: Path, opts: NodeOptions,
+def _follow(experiment: Experiment, node: NodeMember, chain, out: Path, opts: NodeOptions,
             save_strikes: Callable[[], None] = lambda: None) -> NodeResult:
+    p = node.participant
     coord = p.coordinator
     rounds = experiment.config.experiment.rounds
     records_path = out / "records.csv"
@@ -252,14 +259,14 @@ def _follow(experiment: Experiment, p: Participant, chain, out: Path, opts: Node
     down_since = None
     while True:
         try:
-            p.sync()
+            p.sync(coord.accepted_digest())
             if before is None:
                 before = p.current
                 if not records:
                     records.append(initial_record(p.index, p.rule, p.current))
             r = coord.round()
             while next_row < min(r, rounds):  # rounds decided since we last looked
-                records.append(p.record(next_row, _outcome(coord, next_row), before))
+                records.append(p.record(Decided.from_state(coord.round_state(next_row)), before))
                 before = p.current
                 next_row += 1
                 write_csv(records, records_path)
@@ -267,10 +274,11 @@ def _follow(experiment: Experiment, p: Participant, chain, out: Path, opts: Node
                            f" {'accepted' if records[-1].accepted else 'void' if records[-1].void else 'rejected'}")
             if r >= rounds:
                 break
-            p.act(r)
+            p.act(RoundView.read(coord, r))
             save_strikes()
             state = coord.round_state(r)
-            if p.post_ballot is not None and relay_ballots(p, state, chain.block_number()) is not None:
+            box = node.ballot_box
+            if box is not None and relay_ballots(p, box, state, chain.block_number()) is not None:
                 state = coord.round_state(r)
             if finalizable(state, chain.block_number()):
                 p.finalize(r)
@@ -288,22 +296,21 @@ def _follow(experiment: Experiment, p: Participant, chain, out: Path, opts: Node
             time.sleep(1.0)
             continue
         time.sleep(opts.poll_s)
-    p.sync()
+    p.sync(coord.accepted_digest())
     final = p.learner.current()
     from cohep.wire.weights import digest, encode
 
     atomic_write_bytes(out / "final_weights.safetensors", encode(final))
     result.final_digest = digest(final).hex()
     write_csv(records, records_path)
-    fetcher = getattr(p.fetch, "__self__", None)
     write_json(out / "node_stats.json", {
         "rounds": rounds, "chain_seconds": coord.seconds, "transactions": coord.transactions,
-        "gas_used": coord.gas_used, "bytes_fetched": getattr(fetcher, "bytes", None),
-        "fetch_seconds": getattr(fetcher, "seconds", None), **{f"{k}_seconds": v for k, v in p.seconds.items()},
-        "ballots_dropped": p.ballot_box.dropped if p.ballot_box is not None else None,
+        "gas_used": coord.gas_used, "bytes_fetched": node.fetcher.bytes,
+        "fetch_seconds": node.fetcher.seconds, **{f"{k}_seconds": v for k, v in p.seconds.items()},
+        "ballots_dropped": node.ballot_box.dropped if node.ballot_box is not None else None,
     })
     return result
 
 
-__all__ = ["NodeOptions", "NodeResult", "PRIVACY_STATE", "STRIKES_STATE", "build_participant", "finalizable",
+__all__ = ["NodeMember", "NodeOptions", "NodeResult", "PRIVACY_STATE", "STRIKES_STATE", "build_node_member", "finalizable",
            "keep_privacy_state", "keep_strikes", "local_split", "relay_ballots", "run_node"]

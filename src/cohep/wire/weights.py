@@ -62,18 +62,26 @@ MAX_EXAMPLES = 10**12
 
 
 class Declared(dict):
-    """Weights as a proposer sent them, with what it declared beside them: ``examples``, the number of
-    training examples behind the update (None: not declared). A dict, so whatever takes weights takes
-    these; the declaration is inside the blob, so the on-chain digest covers it."""
+    """Weights as a blob decoded them, with what the proposer declared beside them: ``examples``, the
+    number of training examples behind the update (None: not declared). A dict, so whatever takes
+    weights takes these; the declaration is inside the blob, so the on-chain digest covers it.
 
-    def __init__(self, weights=(), examples: int | None = None):
-        super().__init__(weights)
-        self.examples = examples
+    The count rides on this one object only: any copy (``dict(w)``, a learner's copy) drops it. So it
+    is read once, where a decoded blob enters the protocol (:func:`declared_examples`, into
+    ``cohep.protocol.combine.Proposal``), and travels beside the weights from there."""
+
+    def __init__(self, weights: Mapping[str, np.ndarray] | None = None, examples: int | None = None):
+        super().__init__(weights or {})
+        self._examples = examples
+
+    @property
+    def examples(self) -> int | None:
+        return self._examples
 
 
 def declared_examples(weights: Weights) -> int | None:
-    """The example count a proposal declared (None: none declared, or weights that never travelled)."""
-    return getattr(weights, "examples", None)
+    """The example count a decoded blob declared (None: none declared, or weights that never travelled)."""
+    return weights.examples if isinstance(weights, Declared) else None
 
 
 def show(name: str, limit: int = 80) -> str:

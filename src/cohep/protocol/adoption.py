@@ -1,0 +1,126 @@
+"""Adopting what the chain accepted, and the blobs a member holds while a round is open.
+
+A member's weights are the chain's accepted digest, fetched and checked: the accepted round's
+accepted proposals, reused if this member proposed or judged them, else fetched by the URI the
+chain recorded and checked against their on-chain digests like any proposal; several are averaged
+in slot order (:func:`cohep.protocol.combine.combined`). With a server step (``server_lr`` != 1)
+a round steps from the weights it started from: those adopted after the last accepted round before
+it, held if this member adopted every accepted round so far, else (a restarted node, or one that
+could not adopt for a while) rebuilt round by round from the blobs on chain.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from cohep.core.errors import IntegrityError
+from cohep.frameworks.learner import Scores, Weights
+from cohep.protocol.combine import Policy, Proposal, combination, combined
+from cohep.protocol.records import Stopwatch
+
+if TYPE_CHECKING:  # the chain client pulls in web3; these names serve only the annotations
+    from cohep.ledger.coordinator import Coordinator, RoundState
+
+
+class BlobSource(Protocol):
+    """Reads another member's blob by URI, checked against the digest (a ``cohep.wire`` Fetcher);
+    raises IntegrityError with the reason when any check fails."""
+
+    def fetch(self, uri: str, digest: bytes) -> Weights: ...
+
+
+@dataclass(frozen=True)
+class Held:
+    """A blob this member holds in the open round: the proposal, and its scores once judged."""
+
+    proposal: Proposal
+    scores: Scores | None = None
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """Weights just adopted, their sha256, and this member's scores of them if it judged exactly these."""
+
+    weights: Weights
+    digest: bytes
+    scores: Scores | None
+
+
+class Adoption:
+    """The weights this member holds for the chain's accepted digest, and the open round's blobs."""
+
+    def __init__(self, coordinator: Coordinator, source: BlobSource, initial_uri: str, policy: Policy,
+                 clock: Stopwatch):
+        self.coordinator, self.source, self.initial_uri = coordinator, source, initial_uri
+        self.policy, self.clock = policy, clock
+        self.digest = b""  #: sha256 of the adopted weights ("" until the first adoption)
+        self.key = b""  #: the chain's accepted digest they stand for (== digest with one proposal)
+        self.weights: Weights | None = None  #: the adopted weights (where the next round starts)
+        self.round = -1  #: the accepted round they came from (-1: the initial weights)
+        self._held: dict[bytes, Held] = {}
+
+    # -- the open round's blobs ------------------------------------------------------------------
+    def proposal(self, uri: str, digest: bytes) -> Proposal:
+        """A proposal: the copy this member proposed or already checked, else fetched and checked
+        against the digest (raises IntegrityError with the reason)."""
+        held = self._held.get(digest)
+        if held is not None:
+            return held.proposal
+        weights = self.clock.timed("store", self.source.fetch, uri, digest)
+        proposal = Proposal.decoded(weights)  # as the blob declared it
+        self._held[digest] = Held(proposal)
+        return proposal
+
+    def hold(self, digest: bytes, proposal: Proposal, scores: Scores) -> None:
+        """Keep what this member proposed or judged, with its scores, until the round is adopted."""
+        self._held[digest] = Held(proposal, scores)
+
+    def combine(self, proposals: list[Proposal], digests: list[bytes], start: Weights) -> tuple[Weights, bytes]:
+        """What a round of these proposals leaves from ``start``, as the round combines them."""
+        return combined(proposals, digests, start=start, **self.policy)
+
+    # -- adopting --------------------------------------------------------------------------------
+    def adopt(self, accepted: bytes) -> Adopted | None:
+        """Take the weights the chain's accepted digest stands for, if they are not held yet (None:
+        nothing changed). Raises IntegrityError when a blob fails its checks or the accepted round's
+        slots do not combine to the digest on chain; nothing changes then."""
+        if accepted == self.key:
+            return None
+        r = self.coordinator.accepted_round()
+        if r is None:
+            digests = [accepted]
+            weights, digest = combined([self.proposal(self.initial_uri, accepted)], digests)
+        else:
+            start = self._start_of(r) if self.policy["server_lr"] != 1.0 else None
+            parts, digests = self._accepted_slots(self.coordinator.round_state(r))
+            weights, digest = combined(parts, digests, start=start, **self.policy)
+        if combination(digests) != accepted:  # the chain's record and its slots disagree
+            raise IntegrityError(f"accepted digest {accepted.hex()[:16]} is not the combination of round "
+                                 f"{r}'s accepted slots")
+        held = self._held.get(digest)
+        self.weights, self.round = weights, -1 if r is None else r
+        self.digest, self.key = digest, accepted
+        self._held.clear()
+        return Adopted(weights, digest, held.scores if held is not None else None)
+
+    def _start_of(self, r: int) -> Weights:
+        """The weights accepted round ``r`` started from: those adopted after the last accepted round
+        before it, held or rebuilt from the initial weights (or the last held), each accepted round
+        from its blobs on chain, checked like proposals."""
+        if self.weights is None or self.round >= r:
+            initial = self.coordinator.settings().initial_digest
+            w, q0 = self.proposal(self.initial_uri, initial).weights, -1
+        else:
+            w, q0 = self.weights, self.round
+        for q in range(q0 + 1, r):
+            state = self.coordinator.round_state(q)
+            if not state.accepted:
+                continue
+            parts, digests = self._accepted_slots(state)
+            w, _ = combined(parts, digests, start=w, **self.policy)
+        return w
+
+    def _accepted_slots(self, state: RoundState) -> tuple[list[Proposal], list[bytes]]:
+        """An accepted round's accepted slots in slot order: their proposals and digests."""
+        chosen = [(s.uri, s.digest) for s in state.slots if s.accepted]
+        return [self.proposal(uri, d) for uri, d in chosen], [d for _, d in chosen]
