@@ -7,7 +7,7 @@ from cohep.core.errors import ConfigError
 from cohep.frameworks.learner import Score
 from fractions import Fraction
 
-from cohep.protocol.vote import VoteRule, required_approvals, threshold_fraction, to_ppm
+from cohep.protocol.vote import VoteRule, threshold_fraction, to_ppm
 
 
 def test_vote_rule_accuracy_and_margin():
@@ -47,14 +47,6 @@ def test_a_negative_margin_tolerates_a_small_regression_and_still_rejects_a_gros
     assert not VoteRule("accuracy", margin=-0.01).approve(Score(0.689, 0), Score(0.7, 0))
     with pytest.raises(ConfigError, match="margin"):
         config.from_dict({"vote": {"margin": -2}})
-
-
-@pytest.mark.parametrize("voters,threshold,expected", [
-    (1, 0.5, 1), (2, 0.5, 1), (4, 0.5, 2), (4, 1.0, 4), (4, 0.0, 1), (3, 2 / 3, 2), (6, 2 / 3, 4), (3, 0.75, 3),
-    (63, 1 / 3, 21),
-])
-def test_required_approvals_is_exact_and_at_least_one(voters, threshold, expected):
-    assert required_approvals(voters, threshold_fraction(threshold)) == expected
 
 
 def test_threshold_and_ppm():

@@ -1,97 +1,97 @@
-"""How votes become outcomes in real runs: the vote metric and margin each learner applies, and the
-share of the other learners that must approve (vote.threshold), read back from the run's records.
+"""How votes become outcomes: the vote metric and margin each learner applies, and the share of the
+other learners that must approve (vote.threshold).
 
-Each case's seed was chosen so that the rule under test decides at least one vote or round; the
-test asserts that such a decisive case occurs, so it cannot pass without exercising the rule.
+The rules are checked on canned inputs: scores for the vote, and one round's contract events for the
+outcome, replayed by the audit (``cohep.run.audit.replay``, the Python statement of the contract's
+rule) with the outcome right and wrong. One real run then shows that its records and its chain log
+follow both rules for the settings it was given.
 """
-import math
 from collections import defaultdict
 from fractions import Fraction
 
 import pytest
 
 from cohep.config import experiment as config
+from cohep.frameworks.learner import Score
+from cohep.ledger.draw import proposer_indices
+from cohep.outputs import rundir
+from cohep.protocol.vote import VoteRule, required_approvals, threshold_fraction
+from cohep.run.audit import ContractRules, audit_run, replay
 from cohep.run.local import run_experiment
 
+SEED = bytes(range(32))
+MEMBERS = [f"0x{i:040x}" for i in range(1, 6)]
 
-def cfg(mnist_dir, learners, rounds, seed, **vote):
-    return config.load(None, {
-        "experiment": {"learners": learners, "rounds": rounds, "seed": seed},
+
+def rules(learners: int, threshold: Fraction) -> ContractRules:
+    return ContractRules(MEMBERS[:learners], threshold, max_missed=3, seed=SEED, initial_digest="00" * 32)
+
+
+def one_round(learners: int, approvals: int, accepted: bool) -> list[dict]:
+    """Round 0's events as the contract logs them: the drawn proposer proposes, the first
+    ``approvals`` of the other members approve and the rest reject, the round closes ``accepted``."""
+    proposer = proposer_indices(SEED, learners, 0, [True] * learners)[0]
+    voters = [i for i in range(learners) if i != proposer]
+    return [
+        {"name": "RoundStarted", "args": {"round": 0, "proposer": MEMBERS[proposer]}},
+        {"name": "Proposed", "args": {"round": 0, "proposer": MEMBERS[proposer], "digest": "ab" * 32, "uri": "file:///b"}},
+        *({"name": "Voted", "args": {"round": 0, "voter": MEMBERS[v], "approve": k < approvals}}
+          for k, v in enumerate(voters)),
+        {"name": "Finalized", "args": {"round": 0, "accepted": accepted}},
+    ]
+
+
+def test_the_loss_vote_approves_only_beyond_the_margin():
+    rule = VoteRule("loss", margin=0.05)
+    assert rule.approve(Score(0.1, 0.90), Score(0.1, 1.0))  # 0.10 lower: beyond the margin
+    assert not rule.approve(Score(0.9, 0.97), Score(0.1, 1.0))  # 0.03 lower: within it (accuracy is not read)
+    assert not rule.approve(Score(0.9, 1.20), Score(0.1, 1.0))  # worse
+    assert rule.score(Score(0.9, 0.97)) == 0.97  # the loss is what the records and the chain carry
+
+
+@pytest.mark.parametrize(("learners", "threshold", "approvals", "accepted"), [
+    pytest.param(4, 1.0, 2, False, id="all-of-3-two-reject"),  # enough at 0.5
+    pytest.param(4, 1.0, 3, True, id="all-of-3"),
+    pytest.param(5, 0.25, 1, True, id="quarter-of-4-one"),  # 0.5 would need 2
+    pytest.param(4, 2 / 3, 2, True, id="two-thirds-of-3-two"),  # basis points (6667) would need 3
+    pytest.param(4, 0.0, 0, False, id="zero-none"),  # threshold 0 still needs one approval
+    pytest.param(4, 0.0, 1, True, id="zero-one"),
+])
+def test_the_outcome_is_the_approvals_against_the_threshold(learners, threshold, approvals, accepted):
+    frac = threshold_fraction(threshold)
+    assert (approvals >= required_approvals(learners - 1, frac)) == accepted
+    assert replay(one_round(learners, approvals, accepted), rules(learners, frac)).clean
+    wrong = replay(one_round(learners, approvals, not accepted), rules(learners, frac))
+    assert wrong.findings == [f"round 1: accepted {not accepted} on chain, {accepted} recomputed from the ballots"]
+
+
+def test_a_run_votes_and_decides_by_its_vote_section(tmp_path, mnist_dir, one_torch_thread):
+    """Loss with a margin, all 3 others must approve: every vote in the records follows the rule on the
+    recorded losses, every outcome the count; the contract was deployed with the threshold and its log
+    audits clean."""
+    rule = VoteRule("loss", margin=0.05, threshold=1.0)
+    cfg = config.load(None, {
+        "experiment": {"learners": 4, "rounds": 3, "seed": 0},
         "data": {"kind": "mnist", "path": str(mnist_dir), "limit": 600, "holdout": 100},
         "model": {"name": "mnist_cnn"},
         "train": {"epochs": 1.0, "batch_size": 32},
-        "vote": vote,
+        "vote": {"metric": rule.metric, "margin": rule.margin, "threshold": rule.threshold},
     })
-
-
-def rounds_of(records):
-    out = defaultdict(list)
-    for r in records:
-        if r.round > 0:
-            out[r.round].append(r)
-    return dict(sorted(out.items()))
-
-
-def required_approvals(threshold: float, n_learners: int) -> int:
-    """ceil(threshold x (n - 1)) computed exactly, for the threshold as written (2/3, not 0.6667)."""
-    exact = Fraction(threshold).limit_denominator(10_000) * (n_learners - 1)
-    return math.ceil(exact)
-
-
-def test_required_approvals_helper_is_exact():
-    assert required_approvals(2 / 3, 4) == 2  # basis points would give ceil(6667 * 3 / 10000) = 3
-    assert required_approvals(1 / 3, 4) == 1
-    assert required_approvals(0.1, 11) == 1
-    assert required_approvals(0.25, 5) == 1 and required_approvals(0.26, 5) == 2
-    assert required_approvals(1.0, 4) == 3 and required_approvals(0.0, 4) == 0
-
-
-def test_loss_metric_with_margin(tmp_path, mnist_dir, one_torch_thread):
-    """vote.metric = loss: approve iff the proposal's loss on my vote set is below mine minus the margin."""
-    margin = 0.05
-    res = run_experiment(cfg(mnist_dir, 3, 3, 0, metric="loss", margin=margin), tmp_path / "loss", figure=False)
-    decided_by_margin = approved = 0
-    for rnd, rows in rounds_of(res.records).items():
-        voters = [r for r in rows if not r.is_proposer]
-        assert len(voters) == 2
+    res = run_experiment(cfg, tmp_path / "run", figure=False)
+    settings = rundir.read_manifest(res.out_dir)["contract_settings"]
+    assert (settings["threshold_num"], settings["threshold_den"]) == (1, 1)
+    need = required_approvals(3, threshold_fraction(rule.threshold))
+    rounds = defaultdict(list)
+    for r in res.records:
+        rounds[r.round].append(r)
+    assert sorted(rounds) == [0, 1, 2, 3]
+    for rnd in (1, 2, 3):
+        voters = [r for r in rounds[rnd] if not r.is_proposer]
+        assert len(voters) == 3
         for r in voters:
-            assert (r.vote == "approve") == (r.vote_score < r.current_vote_score - margin), (rnd, r.learner)
-            decided_by_margin += r.vote == "reject" and 0 < r.current_vote_score - r.vote_score <= margin
-            approved += r.vote == "approve"
-        assert rows[0].accepted == any(r.vote == "approve" for r in voters)  # 1 of 2 at threshold 0.5
-    assert decided_by_margin >= 1, "a voter whose loss improved by less than the margin must reject"
-    assert approved >= 1
-    # the recorded scores are cross-entropy losses, not accuracies: positive, about ln 10 untrained
-    scores = [r.vote_score for r in res.records if r.round > 0] + [r.current_vote_score for r in res.records]
-    assert all(s > 0 for s in scores)
-    first = [r.current_vote_score for r in res.records if r.round == 0]
-    assert all(1.5 < s < 3.5 for s in first), first  # ln 10 = 2.30 for a 10-class guess
-    assert max(r.vote_score for r in res.records if r.round == 1) > 1.0
-
-
-@pytest.mark.parametrize(
-    ("learners", "threshold", "seed", "decisive"),
-    [
-        # all 3 others must approve; a round with 2 approvals (enough at 0.5) is rejected
-        pytest.param(4, 1.0, 3, 2, id="all-of-3"),
-        # a quarter of 4 others = 1 approval suffices (0.5 would need 2)
-        pytest.param(5, 0.25, 0, 1, id="quarter-of-4"),
-        # two thirds of 3 others = exactly 2 approvals (basis points, 6667 x 3 / 10000, would need 3)
-        pytest.param(4, 2 / 3, 1, 2, id="two-thirds-of-3"),
-    ],
-)
-def test_threshold_decides_outcomes(tmp_path, mnist_dir, one_torch_thread, learners, threshold, seed, decisive):
-    need = required_approvals(threshold, learners)
-    res = run_experiment(cfg(mnist_dir, learners, 4, seed, threshold=threshold), tmp_path / "t", figure=False)
-    seen = []
-    for rnd, rows in rounds_of(res.records).items():
-        voters = [r for r in rows if not r.is_proposer]
-        assert len(voters) == learners - 1 and all(r.vote in ("approve", "reject") for r in voters)
-        for r in voters:
-            assert (r.vote == "approve") == (r.vote_score > r.current_vote_score), (rnd, r.learner)
+            assert (r.vote == "approve") == rule.approve(Score(0.0, r.vote_score), Score(0.0, r.current_vote_score))
         approvals = sum(r.vote == "approve" for r in voters)
-        seen.append(approvals)
-        assert rows[0].accepted == (approvals >= need), (
-            f"round {rnd}: {approvals} of {learners - 1} approved, threshold {threshold} needs {need}, "
-            f"but the round was {'accepted' if rows[0].accepted else 'rejected'}")
-    assert decisive in seen, f"no round with {decisive} approvals (saw {seen}): the case tests nothing"
+        assert {r.accepted for r in rounds[rnd]} == {approvals >= need}, (rnd, approvals)
+    # the recorded scores are cross-entropy losses, not accuracies: about ln 10 = 2.30 untrained
+    assert all(1.5 < r.current_vote_score < 3.5 for r in rounds[0])
+    assert audit_run(res.out_dir).clean
