@@ -9,7 +9,7 @@ ANVIL     := .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 
 export KERAS_BACKEND := torch
 
-.PHONY: demo test bench clean venv
+.PHONY: demo test test-fast bench clean venv
 
 venv: $(STAMP)
 
@@ -29,7 +29,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# Every benchmark at a size that finishes in under 20 minutes on 2 cores; regenerates docs/benchmarks.md.
+# What needs neither Anvil, node processes, Ray nor a long training (the marks in pyproject.toml):
+# under 2 minutes on 2 cores, for the loop while editing; `make test` still runs everything.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not (anvil or nodes or ray or slow)"
+
+# Every benchmark at a size that finishes in under 20 minutes on 2 cores; summary in runs/bench/summary.md.
 # MNIST: the folder with the t10k IDX files; `make bench BENCH_ARGS=--full` for the full sizes.
 # With a CUDA device the neutrino benchmarks run at full size (`BENCH_ARGS=--gpu no`: short).
 MNIST ?= ../shared/data/mnist

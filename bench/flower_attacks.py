@@ -14,7 +14,7 @@ is the final accuracy per system, averaged over the attacks run.
 
     python bench/flower_attacks.py                  # default: 1 seed, 5 rounds, 3,000 images
     python bench/flower_attacks.py --seeds 3 --rounds 20 --limit 0 --holdout 2000 \\
-        --attacks sign_flip,noise,scaled,random,nan,free_rider,label_flip             # the issue's size
+        --attacks sign_flip,noise,scaled,random,nan,free_rider,label_flip             # the full size
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
     python bench/ledger.py --chains embedded --modes transactions --no-doc   # one cell (also runs on old code)
     python bench/ledger.py --before /tmp/before/src          # each cell also on older code, just before
 
-Every round is the contract traffic of one in-process round (``runner.run_colearn`` with
+Every round is the contract traffic of one in-process round (``cohep.run.local.run_colearn`` with
 ``Participant``), driven through the client directly so that no learning is timed: the runner reads
 the round's state, the drawn proposer proposes, the runner reads the state and the block number
 again (once for all voters: ``Participant.act``), then every voter votes: one ``vote()`` transaction
@@ -36,7 +36,7 @@ from pathlib import Path
 
 from cohep.ledger import Chain, Coordinator
 
-MNIST_ROUND_S = 1.3  #: the fast MNIST round of the issue (chain included)
+MNIST_ROUND_S = 1.3  #: the fast MNIST round the ledger target is set against (chain included)
 TARGET = 0.05
 PHASES = ("propose", "votes", "finalize", "reads")
 
@@ -319,7 +319,7 @@ def write_doc(rows: list[dict], command: str, path: Path, figure: Path) -> None:
     text = f"""# Ledger: chain cost of a round
 
 `bench/ledger.py`: the contract traffic of one in-process round (reads, propose, votes, finalize, as
-`runner.run_colearn` does it; no learning) for each member count, on the embedded py-evm chain and on
+`cohep.run.local.run_colearn` does it; no learning) for each member count, on the embedded py-evm chain and on
 Anvil (auto-mining, local dev keys), with one `vote()` transaction per voter (`[chain] ballots =
 "transactions"`) or EIP-712 signed ballots submitted by the proposer in one transaction
 (`ballots = "signed"`). Median round of several after a warm-up round.
@@ -334,7 +334,7 @@ re-runs timing-sensitive benches on an idle machine.
 
 {table(rows)}
 
-"share of 1.3 s": chain time of the round / 1.3 s, the fast MNIST round of issue 10 (target < 5 %),
+"share of 1.3 s": chain time of the round / 1.3 s, the fast MNIST round (target < 5 %),
 by wall time here and by this process's CPU time (✓: under 5 %). On the embedded chain all chain work
 is this process's, so its CPU time is what the wall time would be on an idle machine (CPU seconds
 are inflated somewhat too while 2 cores run ~30 jobs); on Anvil the node's own work is not in it.

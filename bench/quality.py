@@ -232,7 +232,7 @@ def write_doc(path: Path, sections: dict[str, str], *, command: str, seconds: fl
     """The results page: this header, then every case's section, those of cases not rerun kept."""
     header = (
         "# Benchmark: data-set quality (`bench/quality.py`)\n\n"
-        "Do the cheap quality measures (`src/cohep/quality.py`, docs/quality.md) rank a degraded learner "
+        "Do the cheap quality measures (`src/cohep/studies/quality.py`, docs/quality.md) rank a degraded learner "
         "last? Small colearn runs, many seeds; the degraded learner is `seed % learners`; \"ranked last\" = "
         "strictly lowest value (a tie is not a find). Digit cases: synthetic digits (1,200 items, 200 held "
         "out), `mnist_cnn`. Event cases: 2,400 simulated events (seed 2026), 400 held out, the degraded "

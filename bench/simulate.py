@@ -6,7 +6,7 @@
 Prints wall time, events/s, peak memory of the process tree (parent + workers, sampled from /proc
 every 0.1 s: PSS, and RSS summed over the processes) and the share of time per stage (CPU time summed over the workers).
 A warm-up of 16 events first loads (or compiles, on a fresh checkout) the Numba kernels; its time
-is reported separately.  Targets (issue): 12,000 events in under 60 s, peak memory under 2 GB.
+is reported separately.  Targets: 12,000 events in under 60 s, peak memory under 2 GB.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ averaged digests recomputed from the blobs). Prints one line per run and, last, 
 accuracy of each variant and split.
 
 Default (a few minutes here): MNIST t10k, 5 learners, 4 rounds, seed 0, the Dirichlet split, variants
-k1 and avg5e-loss. The issue's size: ``--rounds 20 --seeds 0,1,2 --splits dirichlet,iid``.
+k1 and avg5e-loss. The full size: ``--rounds 20 --seeds 0,1,2 --splits dirichlet,iid``.
 """
 from __future__ import annotations
 

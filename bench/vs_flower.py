@@ -2,7 +2,7 @@
 
 Both sides come from one experiment config: the same split indices (IID, Dirichlet alpha = 0.5), the
 same initial weights and the same local training (one client-epoch = one pass over a learner's train
-share with the ``[train]`` optimizer). cohep runs its protocol (``runner.run_experiment``, embedded
+share with the ``[train]`` optimizer). cohep runs its protocol (``cohep.run.local.run_experiment``, embedded
 chain); Flower runs its simulation engine (``cohep.studies.baselines.flower``). Systems:
 
 * ``cohep``: one proposer a round (1 client-epoch per round), every other member votes;
@@ -24,7 +24,7 @@ system of ``EQUAL_COMPUTE`` that was measured on the Dirichlet split (``cohep-av
 ``cohep-avg5e-loss``, then plain ``cohep``), named on the line before it; Y is ``fedavg-1``.
 
     python bench/vs_flower.py                          # default: 1 seed, 10 rounds
-    python bench/vs_flower.py --seeds 3 --rounds 20    # the issue's size
+    python bench/vs_flower.py --seeds 3 --rounds 20    # the full size
     python bench/vs_flower.py --seeds 3 --rounds 20 --splits dirichlet --systems cohep,fedavg-1
 """
 from __future__ import annotations
