@@ -182,6 +182,7 @@ def test_cli_flags_set_the_attack_section():
     assert cfg.attack.kind == "sign_flip" and cfg.attack.malicious(6) == (0, 1)
 
 
+@pytest.mark.slow
 def test_nan_proposals_are_rejected_end_to_end(tmp_path, mnist_dir):
     """A malicious member proposes NaN weights: every honest voter rejects them with the reason, the
     contract never accepts them, and its rows in records.csv name the attack."""
@@ -217,6 +218,7 @@ def blank_corner_digits(n: int, seed: int) -> TensorDataset:
     return TensorDataset(x, y)
 
 
+@pytest.mark.slow
 def test_patch_probe_rejects_a_backdoored_model_and_passes_an_honest_one():
     spec = ModelSpec("image_cnn", (1, 12, 12), 10)
     cfg = TrainConfig(batch_size=32, lr=3e-3)
@@ -284,6 +286,7 @@ def adopted_before(res, r: int, member: int = 0) -> str:
     return next(x.adopted for x in res.records if x.round == r and x.learner == member)
 
 
+@pytest.mark.slow
 def test_a_sign_flip_slot_is_dropped_and_the_honest_slots_are_averaged(tmp_path, mnist_dir):
     """k = 3, combine "each", member 0 sign-flips its update whenever it holds a slot: once the model
     is past its random start every honest voter rejects that slot, the contract never accepts it, the round still adopts the average of the
@@ -321,6 +324,7 @@ def statistics_mean(values) -> float:
     return sum(values) / len(values)
 
 
+@pytest.mark.slow
 def test_colluders_vote_per_slot_and_nan_slots_are_rejected_with_the_reason(tmp_path, mnist_dir):
     """k = 3 of 5 members, members 0 and 1 propose NaN weights and collude: each colluder's ballot
     approves exactly the other colluder's proposed slot and no honest one; every honest voter rejects
@@ -350,6 +354,7 @@ def test_colluders_vote_per_slot_and_nan_slots_are_rejected_with_the_reason(tmp_
     assert nan_slots and honest_accepted, (nan_slots, honest_accepted)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["free_rider", "stale"])
 def test_free_riders_and_stale_replays_fill_their_own_slot_and_are_rejected(tmp_path, mnist_dir, kind):
     """k = 3: a free-rider's slot carries the weights every member held when the round started (the

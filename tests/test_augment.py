@@ -158,7 +158,7 @@ def test_augment_section_is_validated_by_name():
     assert config.from_dict(config.to_toml_dict(cfg)) == cfg  # round-trips through the experiment file
 
 
-@pytest.mark.parametrize("name", ["compact", "resnet50v2"])
+@pytest.mark.parametrize("name", ["compact", pytest.param("resnet50v2", marks=pytest.mark.slow)])
 def test_training_augments_batches_only_reproducibly_for_torch_and_keras(name, one_torch_thread):
     shape = (3, 32, 32)
     rng = np.random.default_rng(0)
@@ -239,7 +239,7 @@ def test_bipolar_fold_counts_both_lobes_and_leaves_unipolar_data_alone():
     assert torch.equal(folded[:, 2], dropped[:, 2])  # the unipolar collection plane is unchanged
 
 
-@pytest.mark.parametrize("name", ["compact", "resnet50v2"])
+@pytest.mark.parametrize("name", ["compact", pytest.param("resnet50v2", marks=pytest.mark.slow)])
 def test_bipolar_is_a_checked_model_param(name):
     """Checked, and wired into the model's input: the same weights score bipolar events differently."""
     x = torch.rand(4, 3, 32, 32) * 40 - 20  # half the pixels negative

@@ -90,6 +90,9 @@ def signed_net(tmp_path_factory):
         yield net
 
 
+@pytest.mark.anvil
+@pytest.mark.nodes
+@pytest.mark.slow
 def test_nodes_vote_by_signed_ballots_through_their_stores(signed_net):
     net = signed_net
     coord = net.coordinator()

@@ -1,8 +1,10 @@
-"""Under CI=true a skipped test fails the run (conftest.py); locally a skip stays a skip.
+"""Under CI=true a skipped test fails the run (conftest.py); locally a skip stays a skip. And
+conftest.py marks tests by what they start, so ``make test-fast`` leaves them out.
 
 Each case runs pytest in a subprocess on generated test files, next to a copy of this suite's
 conftest.py, so the hooks under test are the real ones.
 """
+import ast
 import os
 import shutil
 import subprocess
@@ -108,3 +110,94 @@ def test_skips_stay_skips_outside_ci(suite, ci):
     assert proc.returncode == 0, out
     assert "1 passed, 5 skipped, 1 xfailed" in out.splitlines()[-1], out
     assert "skipped under CI" not in out
+
+
+# -- marks by what a test starts --------------------------------------------------------------
+
+MARKED_TESTS = {
+    "test_needs.py": '''
+import pytest
+
+
+@pytest.fixture(scope="module")
+def network():
+    from cohep.testing.localnet import LocalNet
+    yield LocalNet
+
+
+@pytest.fixture(scope="module")
+def colearn_run():
+    return None
+
+
+def test_plain():
+    pass
+
+
+def test_names_anvil():
+    from cohep.ledger.anvil import Anvil
+    assert Anvil
+
+
+def test_uses_a_network(network):
+    pass
+
+
+def test_reads_a_trained_run(colearn_run):
+    pass
+
+
+@pytest.mark.slow
+def test_marked_in_its_file():
+    pass
+''',
+    # a file listed in conftest.SLOW_ELSEWHERE: one test by name, one parameter of another
+    "test_draw.py": '''
+import pytest
+
+
+def test_real_rounds_follow_the_python_draw_through_suspensions():
+    pass
+
+
+@pytest.mark.parametrize("n", [8, 64])
+def test_contract_draw_equals_python(n):
+    pass
+''',
+}
+
+
+def collected(folder: Path, expression: str) -> set[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTEST_ADDOPTS")}
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "--co", "-p", "no:cacheprovider", "-W", "ignore",
+                           "--rootdir", str(folder), "-m", expression, str(folder)],
+                          cwd=folder, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode in (0, 5), proc.stdout + proc.stderr  # 5: nothing selected
+    return {line.split("::", 1)[1] for line in proc.stdout.splitlines() if "::" in line}
+
+
+def test_tests_are_marked_by_what_they_start(tmp_path):
+    shutil.copy(CONFTEST, tmp_path / "conftest.py")
+    for name, text in MARKED_TESTS.items():
+        (tmp_path / name).write_text(text)
+    assert collected(tmp_path, "anvil") == {"test_names_anvil", "test_uses_a_network"}
+    assert collected(tmp_path, "nodes") == {"test_uses_a_network"}
+    assert collected(tmp_path, "slow") == {"test_uses_a_network", "test_reads_a_trained_run", "test_marked_in_its_file",
+                                           "test_real_rounds_follow_the_python_draw_through_suspensions",
+                                           "test_contract_draw_equals_python[64]"}
+    assert collected(tmp_path, "not (anvil or nodes or ray or slow)") == {"test_plain", "test_contract_draw_equals_python[8]"}
+
+
+def test_every_test_and_fixture_the_conftest_names_exists():
+    """A renamed test would silently drop out of its mark: every name conftest.py lists is defined."""
+    import conftest
+
+    tests = CONFTEST.parent
+    defined = {path.name: {node.name for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.FunctionDef)}
+               for path in tests.glob("test_*.py")}
+    for module, names in conftest.SLOW_ELSEWHERE.items():
+        for name in names:
+            assert name.split("[")[0] in defined.get(module, ()), f"{module}::{name}"
+    for fixture in conftest.TRAINED_RUNS:
+        assert any(fixture in names for names in defined.values()), fixture

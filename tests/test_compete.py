@@ -65,6 +65,7 @@ def test_an_entry_that_does_not_fit_takes_no_part_with_its_reason(tmp_path, mnis
     assert "did not take part" in board.text() and board.standings[-1].name == "resnet"
 
 
+@pytest.mark.slow
 def test_owner_only_training_and_a_seconds_budget(tmp_path, mnist_dir):
     board = run_competition(duel_cfg(mnist_dir, [GOOD, POOR], competition={"training": "owner"},
                                      experiment={"rounds": 500, "max_seconds": 1.0}), tmp_path / "c", figure=False)

@@ -47,6 +47,7 @@ def ray_up():
     flower.shutdown()
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_fedavg_through_flower_averages_cohep_trained_clients(mnist_dir, one_torch_thread, ray_up):
     cfg = tiny_cfg(mnist_dir, learners=3, rounds=1)
@@ -65,6 +66,7 @@ def test_fedavg_through_flower_averages_cohep_trained_clients(mnist_dir, one_tor
     assert all(0.0 <= a <= 1.0 for a in res.accuracy)
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_krum_through_flower_keeps_an_honest_update_against_sign_flip(mnist_dir, one_torch_thread, ray_up):
     # Krum needs n > 2f + 2: five clients, one of them (member 0) sends its update negated ten times over

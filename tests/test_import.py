@@ -120,6 +120,7 @@ def simulated(tmp_path_factory) -> Path:
     return simulate(160, tmp_path_factory.mktemp("sim") / "ev.h5", seed=5, workers=1, progress=False)
 
 
+@pytest.mark.slow
 def test_mip_calibration_recovers_a_known_factor(simulated, tmp_path):
     with EventFile(simulated) as f:
         ke = f.images(np.arange(f.n_events)).astype(np.float32)

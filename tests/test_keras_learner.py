@@ -83,6 +83,7 @@ def test_weights_round_trip_bit_exactly_through_the_store(make, tmp_path):
     assert proposer.evaluate(proposal).vote == other.evaluate(fetched).vote
 
 
+@pytest.mark.slow
 def test_registry_keras_learner_round_trips_through_safetensors():
     spec = ModelSpec("resnet50v2", (3, 32, 32), 3)
     init = initial_weights(spec, 7)

@@ -105,6 +105,7 @@ def test_not_a_member(tmp_path):
     assert isinstance(DataError("x"), CohepError)
 
 
+@pytest.mark.anvil
 def test_a_run_manifest_never_holds_an_rpc_secret(tmp_path, mnist_dir, one_torch_thread):
     """A run against a real node whose URL carries credentials: the manifest keeps host and port only."""
     from cohep.config import experiment as config
@@ -134,6 +135,7 @@ def test_deploy_refuses_the_degrade_research_switch(tmp_path, mnist_dir):
     assert not (tmp_path / "e.json").exists() and not (tmp_path / "s").exists()
 
 
+@pytest.mark.anvil
 def test_deploy_reads_an_event_file_as_events(tmp_path):
     """``data.kind = auto`` follows the --data file: an HDF5 event file deploys the compact model."""
     from test_train_evaluate import write_event_file

@@ -73,6 +73,7 @@ def test_radiation_length_and_moliere_radius_constants():
     assert C.CONVERSION_LENGTH_CM == pytest.approx(18.0, rel=0.01)
 
 
+@pytest.mark.slow
 def test_photon_conversion_distance():
     """High-energy photons first interact after an exponential distance of mean 9/7 X0 = 18 cm."""
     res = _shoot(T.GAMMA, 2000.0, 1500, seed=7)

@@ -54,7 +54,8 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if get(n).framework == "keras" else n
+                                  for n in sorted(TINY)])
 def test_every_model_builds_and_trains_one_step(name, one_thread):
     assert name in available()
     shape, n_classes = TINY[name]
@@ -93,6 +94,7 @@ def _n_values(weights) -> int:
     return int(sum(np.prod(v.shape) for v in weights.values()))
 
 
+@pytest.mark.slow
 def test_keras_applications_have_the_documented_parameter_counts():
     # Keras documents 25,613,800 (ResNet50V2) and 14,307,880 (DenseNet169) parameters for the
     # 1000-class ImageNet top; the convolutional part is independent of the input size, so with a
@@ -172,6 +174,7 @@ def test_initial_weights_depend_on_seed_only():
     assert not equal(initial_weights(spec, 3), initial_weights(spec, 4))
 
 
+@pytest.mark.slow
 def test_importing_cohep_models_does_not_import_keras():
     code = (
         "import sys, cohep, cohep.models as m; m.available(); m.get('resnet50v2');"

@@ -16,6 +16,8 @@ import pytest
 
 from cohep.testing.localnet import PASSWORD, Adversary, LocalNet, drill_table, run_drills, split_npz
 
+pytestmark = [pytest.mark.anvil, pytest.mark.nodes, pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def digits():

@@ -122,11 +122,16 @@ def _round(c: Coordinator, r: int, approvals: int) -> tuple[bool, int]:
     return out.accepted, st.required
 
 
-@pytest.mark.parametrize("n", [2, 3, 4, 7])
-@pytest.mark.parametrize("share", SHARES, ids=lambda s: f"t{s:.3f}")
+#: (members, share) of real rounds: one voter, threshold 0 (one approval, where v1 accepted none),
+#: the issue's 2/3 of 3 and of 6 voters (2 and 4), all of them, and shares between; the count itself
+#: is checked against the contract for every group size and share above
+FLIPS = [(2, 0.0), (2, 1.0), (3, 0.0), (3, 0.5), (4, 2 / 3), (4, 1.0), (7, 2 / 3), (7, 1 / 3), (7, 0.75)]
+
+
+@pytest.mark.parametrize(("n", "share"), FLIPS, ids=[f"n{n}-t{s:.3f}" for n, s in FLIPS])
 def test_outcome_flips_at_the_required_count(chain, n, share):
-    """One approval short is rejected, the required count accepted; among the cases the issue's
-    (2/3 of 3 voters is 2, of 6 is 4) and threshold 0 (one approval, where v1 accepted none)."""
+    """One approval short is rejected, the required count accepted, and the voters who sided with
+    the outcome are credited."""
     frac = threshold_fraction(share)
     c = deploy(chain, n, frac)
     need = required_approvals(n - 1, frac)
