@@ -246,11 +246,12 @@ def test_patch_probe_rejects_a_backdoored_model_and_passes_an_honest_one():
 # -- attacks in rounds of several slots (issue 11: [round] proposers = k, combine = "each") ----------
 
 
-def k_slot_run(tmp_path, mnist_dir, *, learners: int, attack: dict, rounds: int = 4, seed: int = 0):
-    """A colearn run with three slots per round, each voted on separately, under ``attack``."""
+def k_slot_run(tmp_path, mnist_dir, *, learners: int, attack: dict, rounds: int = 4, seed: int = 0, limit: int = 1200):
+    """A colearn run with three slots per round, each voted on separately, under ``attack`` (on
+    ``limit`` digits, a quarter of them held out)."""
     cfg = config.load(None, {
         "experiment": {"learners": learners, "rounds": rounds, "seed": seed},
-        "data": {"kind": "mnist", "path": str(mnist_dir), "limit": 1200, "holdout": 300},
+        "data": {"kind": "mnist", "path": str(mnist_dir), "limit": limit, "holdout": limit // 4},
         "model": {"name": "mnist_cnn"}, "train": {"epochs": 1.0, "batch_size": 32},
         "round": {"proposers": 3, "combine": "each"},
         "attack": attack,
@@ -330,7 +331,7 @@ def test_colluders_vote_per_slot_and_nan_slots_are_rejected_with_the_reason(tmp_
     approves exactly the other colluder's proposed slot and no honest one; every honest voter rejects
     each NaN slot (its records row names the failed check), no NaN slot is accepted, honest slots are."""
     res = k_slot_run(tmp_path, mnist_dir, learners=5, attack={"kind": "nan", "members": 2, "collude": True},
-                     rounds=3)
+                     rounds=3, limit=600)
     rounds = slot_rounds(res.out_dir)
     coalition, nan_slots, honest_accepted = {0, 1}, 0, 0
     for r in rounds:
@@ -359,7 +360,7 @@ def test_colluders_vote_per_slot_and_nan_slots_are_rejected_with_the_reason(tmp_
 def test_free_riders_and_stale_replays_fill_their_own_slot_and_are_rejected(tmp_path, mnist_dir, kind):
     """k = 3: a free-rider's slot carries the weights every member held when the round started (the
     same digest), a stale replayer's an older adopted model (once it has one); neither is accepted."""
-    res = k_slot_run(tmp_path, mnist_dir, learners=4, attack={"kind": kind, "members": 1}, rounds=5)
+    res = k_slot_run(tmp_path, mnist_dir, learners=4, attack={"kind": kind, "members": 1}, rounds=5, limit=600)
     rounds = slot_rounds(res.out_dir)
     initial = adopted_before(res, 0)
     replays = 0

@@ -77,9 +77,8 @@ def test_blobserver_serves_ballots_and_nothing_beside(tmp_path):
 
 @pytest.fixture(scope="module")
 def signed_net(tmp_path_factory):
-    from conftest import synthetic_digits
-
     from cohep.testing.localnet import LocalNet, split_npz
+    from cohep.testing.synthetic import synthetic_digits
 
     root = tmp_path_factory.mktemp("signednet")
     data = split_npz(*synthetic_digits(600, seed=1), root / "data", 3)

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.anvil, pytest.mark.nodes, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def digits():
-    from conftest import synthetic_digits
+    from cohep.testing.synthetic import synthetic_digits
 
     return synthetic_digits(1200, seed=0)
 

@@ -13,8 +13,7 @@ from cohep.core.errors import ConfigError, DataError
 from cohep.protocol.records import RoundRecord
 from cohep.run.local import run_experiment
 from cohep.run.tasks import prepare
-
-from conftest import synthetic_digits, write_mnist_idx
+from cohep.testing.synthetic import synthetic_digits, write_mnist_idx
 
 
 def rec(rnd, learner, proposer, vote, accepted, score, current, void=False):
