@@ -825,16 +825,6 @@ def test_a_struck_member_is_held_to_a_direction_floor_of_0(mnist_dir, tmp_path, 
         assert not out.accepted_slots >> bad & 1, bin(out.accepted_slots)
 
 
-def test_a_nodes_strikes_file_is_checked(tmp_path):
-    from cohep.core.errors import DataError
-    from cohep.protocol.strikes import Strikes
-
-    assert Strikes.from_json({"0xab": [3, 1], "0x01": []}, "strikes.json").to_json() == {"0x01": [], "0xab": [1, 3]}
-    for bad in ([1, 2], {"0xab": [-1]}, {"0xab": ["1"]}, {"0xab": 1}, {"0xab": [True]}, {1: [2]}):
-        with pytest.raises(DataError, match=r"^strikes\.json: expected \{member address: \[round, \.\.\.\]\} with rounds >= 0$"):
-            Strikes.from_json(bad, "strikes.json")
-
-
 def test_direction_outliers_hold_struck_slots_to_0():
     from cohep.protocol.screens import direction_outliers
 

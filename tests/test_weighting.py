@@ -105,6 +105,27 @@ def test_the_weighted_average_is_fixed_order_float32_and_counters_stay_equal():
         combine.adopted(ws, digests, weighting="median")
 
 
+def test_the_count_travels_beside_the_weights_on_the_protocol_path():
+    """A decoded blob carries its count on the dict; any copy drops it. The protocol reads it once
+    (``Proposal.decoded``) and carries it beside the weights, so a copy of the weights cannot lose it."""
+    rng = np.random.default_rng(4)
+    ws = [decode(encode({"a": rng.normal(size=(2, 3)).astype(np.float32)}, n)) for n in (100, 300, 200)]
+    digests = [bytes([i]) * 32 for i in range(3)]
+    explicit = [combine.Proposal({k: v for k, v in w.items()}, n) for w, n in zip(ws, (100, 300, 200))]
+    assert [combine.Proposal.decoded(w).examples for w in ws] == [100, 300, 200]
+    weighted = combine.adopted(ws, digests, weighting="examples")
+    assert combine.combined(explicit, digests, weighting="examples")[1] == weighted[1]
+    copies = [dict(w) for w in ws]  # what a copy of the weights alone would weigh: every count lost
+    assert declared_examples(copies[0]) is None
+    lost = combine.adopted(copies, digests, weighting="examples")[1]
+    assert lost == combine.combined([combine.Proposal(c) for c in copies], digests, weighting="examples")[1]
+    assert lost != weighted[1]
+    with pytest.raises(AttributeError):
+        ws[0].examples = 5  # a declaration is what the blob says, not a field to overwrite
+    assert combine.RoundSection(weighting="examples").policy() == \
+        {"server_lr": 1.0, "weighting": "examples", "weight_cap": 2.0}
+
+
 def test_a_liars_inflated_count_gains_at_most_the_cap_through_store_and_fetch(tmp_path):
     """Declarations go through the store and the checked fetch like the weights: what a member reads
     from another's blob is the count that blob declares, and the cap holds whatever it says."""

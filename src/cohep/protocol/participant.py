@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # the chain client pulls in web3; these names serve only the 
     from cohep.ledger.ballots import SignedBallot
     from cohep.ledger.coordinator import Coordinator, Outcome
 
-__all__ = ["BlobStore", "Duty", "Participant", "all_finite", "initial_record"]
+__all__ = ["BlobStore", "Participant", "initial_record"]
 
 NO_SCORES = Scores(Score(math.nan, math.nan), Score(math.nan, math.nan))
 

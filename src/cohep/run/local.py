@@ -26,7 +26,8 @@ from cohep.datasets.splits import LearnerIndices
 from cohep.frameworks.learner import Scores
 from cohep.core.progress import line, progress
 from cohep.protocol.member import MemberWiring
-from cohep.protocol.participant import all_finite, initial_record
+from cohep.protocol.judge import all_finite
+from cohep.protocol.participant import initial_record
 from cohep.protocol.view import Decided, RoundView
 from cohep.protocol.vote import VoteRule
 from cohep.wire.checks import default_max_bytes
