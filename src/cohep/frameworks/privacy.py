@@ -73,7 +73,7 @@ class PrivacySection(Section):
 
     section: ClassVar[str] = "privacy"
 
-    epsilon: float | None = setting(None, gt=0, help="Each learner's epsilon budget (unset: no differential privacy).")
+    epsilon: float | None = setting(None, gt=0, help="Each learner's epsilon budget for DP-SGD, needs opacus (unset: no differential privacy).")
     #: None: min(1e-5, 1 / the learner's train-set size)
     delta: float | None = setting(None, gt=0, lt=1, help="Each learner's delta (default: min(1e-5, 1/n_train)).")
     max_grad_norm: float = setting(1.0, gt=0, help="Per-example gradient clipping norm.")
@@ -81,7 +81,7 @@ class PrivacySection(Section):
     noise_multiplier: float | None = setting(None, gt=0, help="Noise std / clipping norm (default: derived from the budget).")
     #: None: ceil(experiment.rounds / experiment.learners), one proposal per learner per n rounds
     proposals: int | None = setting(None, ge=1, help="Proposals per learner the derived noise is planned for.")
-    accountant: Literal["rdp", "prv"] = setting("rdp", help="Opacus accountant: rdp | prv")
+    accountant: Literal["rdp", "prv"] = setting("rdp", help="Opacus privacy accountant (Renyi DP or the PRV accountant).")
     learners: dict = setting(factory=dict)  #: learner index -> a table overriding PER_LEARNER fields
 
     @property

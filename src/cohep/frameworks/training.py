@@ -25,7 +25,7 @@ class TrainConfig(Section):
     epochs: float = setting(1.0, gt=0, help="Passes over the private train set per proposal (fractions allowed).")
     batch_size: int = setting(32, ge=1, help="Training batch size.")
     lr: float = setting(1e-3, gt=0, help="Learning rate.")
-    optimizer: Literal["adam", "adamw", "sgd"] = setting("adam", help="adam | adamw | sgd")
+    optimizer: Literal["adam", "adamw", "sgd"] = setting("adam", help="Optimizer of every proposal's training.")
     weight_decay: float = setting(0.0, ge=0)
     momentum: float = setting(0.9, ge=0, lt=1)  #: SGD only
     #: learning rate within one proposal: "constant", or "cosine" (anneals from ``lr`` to

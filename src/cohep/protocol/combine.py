@@ -79,11 +79,11 @@ class RoundSection(Section):
     proposers: int = setting(1, ge=1, le=64, help="Distinct proposers per round (k); at most the learners.")
     #: "each": vote on every proposal, adopt the average of the accepted ones;
     #: "average": vote once on the average of all proposals, adopt it if accepted
-    combine: Literal["each", "average"] = setting("each", help="each | average")
+    combine: Literal["each", "average"] = setting("each", help="Vote on each proposal, or on the average of all of them.")
     #: the round leaves w0 + server_lr * (average - w0); 1: the average itself
-    server_lr: float = setting(1.0, gt=0, le=64, help="Server step on the averaged update (1: the average).")
+    server_lr: float = setting(1.0, gt=0, le=64, help="Server step: a round leaves w0 + s (average - w0) (1: the average).")
     #: "equal": every accepted proposal counts the same; "examples": by its declared training examples
-    weighting: Literal["equal", "examples"] = setting("equal", help="equal | examples")
+    weighting: Literal["equal", "examples"] = setting("equal", help="Average accepted proposals equally, or by the training examples each declares (capped).")
     #: "examples": a declared count weighs at most weight_cap times the lower median declaration
     weight_cap: float = setting(2.0, ge=1, le=1000, help="Cap on a declared count, in round medians.")
 

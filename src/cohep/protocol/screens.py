@@ -1,6 +1,8 @@
-"""A voter's cheap guards: the patch probe against backdoors (``vote.probe``) and, in rounds of
-several proposals, the update-norm bound against boosted updates (``vote.norm_bound``) and the peer
-margin against proposals that score far below the round's others (``vote.peer_margin``).
+"""A voter's cheap guards, as pure functions: the patch probe against backdoors (``vote.probe``) and,
+in rounds of several proposals, the update-norm bound against boosted updates (``vote.norm_bound``),
+the peer margin against proposals that score far below the round's others (``vote.peer_margin``) and
+the direction floor against reversed or re-drawn updates (``vote.direction_floor`` with
+``vote.direction_share``). cohep.protocol.judge applies them to a round.
 
 The vote compares accuracy on clean vote images, so a backdoor that keeps clean accuracy (BadNets:
 a small trigger patch mapped to one class) passes it. A backdoored model is, by construction, very
@@ -14,8 +16,9 @@ Cost: 8 extra passes over the vote set (proposal and current weights, four corne
 proposal the vote would approve. What it does not stop: a trigger away from the corners, a blended
 or semantic trigger, a patch of another size or value than probed (see docs/attacks.md). It is the
 cheapest guard we found that separates a backdoored model that keeps clean accuracy from an honest
-one (tests/test_attacks.py); an update-norm bound does not (a backdoor trained on poisoned data
-moves the weights about as far as honest training: 1.96 against 1.77 in L2 on MNIST).
+one (tests/test_attacks.py); the norm bound does not separate them (a backdoor trained on poisoned
+data moves the weights about as far as honest training: 1.96 against 1.77 in L2 on MNIST): it is
+for boosted, noisy or re-initialised updates.
 """
 from __future__ import annotations
 

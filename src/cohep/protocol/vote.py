@@ -63,7 +63,7 @@ class VoteRule(Section):
     #: while accuracy rises (sharper, over-confident outputs), which the loss vote rejects; the accuracy vote
     #: rejects real gains smaller than one vote image. A gross update worsens both, so it is still rejected.
     metric: Literal["accuracy", "loss", "accuracy_or_loss"] = setting(
-        "accuracy", help="Vote metric: accuracy | loss | accuracy_or_loss (either improves).")
+        "accuracy", help="Vote metric (accuracy_or_loss: approve if either improves).")
     #: negative: the regression a voter tolerates (e.g. -0.005: up to half a point of accuracy, or 0.005 of
     #: loss); late rounds of full participation are often neutral on a few hundred vote images, and the
     #: strict rule rejects them where FedAvg would keep them (docs/protocol_variants.md)
