@@ -8,7 +8,8 @@ success rate (non-target test images classified as the target once triggered). W
 the same runs again with the patch-probe guard on (``vote.probe``, cohep.protocol.screens).
 
 Default (MNIST t10k, first 2,000 images, the 6/2 setup, 12 rounds, 1 seed, the defence for the
-clean run and the backdoor; about 6 minutes on 2 idle cores, several times that when they are shared): ``python bench/byzantine.py --data ../shared/data/mnist``.
+clean run and the backdoor; about 6 minutes on 2 idle cores, several times that when they are shared):
+``python bench/byzantine.py --data ../shared/data/mnist``.
 Full size: ``--full`` (both setups, all 10,000 images, 15 rounds, 3 seeds, the defence for every attack), and
 ``--events data/events-12k.h5`` adds the neutrino task (compact model; ``--events-limit``).
 The last line: ``gross attacks accepted: X % (...), accuracy drop: Y pts`` for the ``6/2`` setup.
@@ -375,7 +376,8 @@ def write_doc(path: Path, command: str, args, outcomes: list[Outcome], last: str
         f"Settings: seeds {', '.join(str(x) for x in sorted({o.seed for o in outcomes}))} (`seeds`: how many "
         f"a row pools); MNIST first {args.limit or 10000} images, {args.rounds} rounds, "
         f"{shape.label()} (slots per round: at most the learners), "
-        f"{args.epochs:g} epoch(s) per proposal, vote threshold 0.5; probe {args.probe} with a {args.probe_size}x{args.probe_size} patch"
+        f"{args.epochs:g} epoch(s) per proposal, vote threshold 0.5; "
+        f"probe {args.probe} with a {args.probe_size}x{args.probe_size} patch"
         + (f"; neutrino events: {args.events}, first {args.events_limit}, {args.events_rounds} rounds, compact model"
            if any(o.task == "neutrino" for o in outcomes) else "") + ".", "",
         *table(outcomes), "",
@@ -508,7 +510,8 @@ def main(argv=None) -> int:
                         print(f"{task.name} {setup} {shape.label()} seed {seed} {attack:>16} "
                               f"{'probe' if probe else 'plain'}: "
                               f"malicious {o.mal_accepted}/{o.mal_proposed}"
-                              f"{' (rounds ' + ', '.join(map(str, o.mal_rounds)) + ')' if o.mal_rounds else ''}, honest {o.hon_accepted}/{o.hon_proposed}, "
+                              f"{' (rounds ' + ', '.join(map(str, o.mal_rounds)) + ')' if o.mal_rounds else ''}, "
+                              f"honest {o.hon_accepted}/{o.hon_proposed}, "
                               f"accuracy {o.accuracy:.3f}"
                               + ("" if math.isnan(o.asr) else f", backdoor success {100 * o.asr:.0f} %")
                               + f" ({o.seconds:.0f} s)", flush=True)

@@ -33,7 +33,10 @@ def main(argv=None) -> int:
     n = args.members
     chain = Chain.embedded(n)
     members = chain.accounts[:n]
-    h = lambda s: hashlib.sha256(s.encode()).digest()
+
+    def h(s):
+        return hashlib.sha256(s.encode()).digest()
+
     t0 = time.perf_counter()
     coord = Coordinator.deploy(chain, members, threshold=Fraction(1, 2), seed=h("seed"), initial_digest=h("init"),
                                model_digest=h("model"), vote_window=max(50, n), max_missed=3)

@@ -135,7 +135,8 @@ def main(argv=None) -> int:
     fig = plot(results, attacks, systems, args.figure, title)
     doc = bench.write_doc(args.doc, vs_flower.page(
         args.doc, "cohep vs Flower's robust strategies under attack",
-        [(f"MNIST t10k{f' (first {args.limit} images)' if args.limit else ''}, {args.learners} learners of which the first {args.malicious} malicious, {args.split} split, "
+        [(f"MNIST t10k{f' (first {args.limit} images)' if args.limit else ''}, "
+          f"{args.learners} learners of which the first {args.malicious} malicious, {args.split} split, "
           f"`mnist_cnn`, {args.rounds} rounds, seeds {', '.join(str(s) for s in range(args.seeds))}; final test "
           f"accuracy on the {args.holdout} held-out images (mean ± sd over seeds). Both sides get the same split, initial "
           "weights, local training (one pass over a learner's train share per client-epoch) and attacker "

@@ -12,8 +12,9 @@ again (once for all voters: ``Participant.act``), then every voter votes: one ``
 each (``transactions``), or an EIP-712 ballot signed by its key and one ``submit_ballots`` by the
 proposer (``signed``); the proposer finalizes (its ``Finalized`` event names the accepted digest, so
 nothing is read after it). Two voters in three approve. Time goes to four phases: propose, votes
-(signing and the batch, or the vote transactions), finalize, reads. Chains: the embedded py-evm chain, and Anvil (auto-mining, local
-keys, as ``cohep node`` signs). The median round of ``--rounds`` after one warm-up round is reported.
+(signing and the batch, or the vote transactions), finalize, reads. Chains: the embedded py-evm chain,
+and Anvil (auto-mining, local keys, as ``cohep node`` signs). The median round of ``--rounds``
+after one warm-up round is reported.
 
 It writes docs/benchmarks/ledger.md and docs/figures/ledger.png unless --no-doc; the last line is the
 64-member signed round on the embedded chain against the 5 % target of a 1.3 s MNIST round.

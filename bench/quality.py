@@ -92,7 +92,8 @@ def spearman(a: list[float], b: list[float]) -> float:
 def parser():
     ap = bench.parser(__doc__)
     bench.add_seed_count(ap, 10, first=True, help="seeds per case")
-    ap.add_argument("--shapley-seeds", type=int, default=4, help="Digit cases: seeds with exact Shapley by retraining (the first ones).")
+    ap.add_argument("--shapley-seeds", type=int, default=4,
+                    help="Digit cases: seeds with exact Shapley by retraining (the first ones).")
     # on events one seed's 11 trainings of the compact model took 24 minutes on the shared machine: opt-in
     ap.add_argument("--event-shapley-seeds", type=int, default=0, help="Event cases: seeds with exact Shapley (the first ones).")
     ap.add_argument("--rounds", type=int, default=10)
@@ -134,7 +135,8 @@ def main(argv=None) -> int:
                 # augmentation and per-event normalisation, today's defaults, are made to hide
                 # exactly the detector differences these cases plant
                 train = {"epochs": 1.0, "batch_size": 32, "lr": 2e-3, "augment": {"enabled": False}}
-            model = {"name": "mnist_cnn"} if case in CASES else {"name": "compact", "params": {"normalise": "log1p", "planes": "all"}}
+            model = ({"name": "mnist_cnn"} if case in CASES
+                     else {"name": "compact", "params": {"normalise": "log1p", "planes": "all"}})
             cfg = config.load(None, {
                 "experiment": {"learners": n, "rounds": args.rounds, "seed": seed}, "data": data,
                 "model": model, "train": train,

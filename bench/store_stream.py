@@ -115,7 +115,7 @@ def main(argv=None) -> int:
               f"chunk {chunk // 1024} KiB, cap {fetcher.max_bytes / 1e6:.1f} MB")
 
         runs = []
-        for i in range(args.repeats):
+        for _i in range(args.repeats):
             out, seconds, traced, rss, hwm = measure(lambda: fetcher.fetch(uri, d))
             assert all(np.array_equal(out[n][:2], expected[n]) for n in expected), "fetched weights differ"
             runs.append((seconds, traced, rss, hwm))

@@ -150,13 +150,15 @@ def summary(ms: list[Measure]) -> dict:
 
 
 def table(results: list[Measure], split: str) -> list[str]:
+    def share(v):
+        return "" if v is None else f"{100 * v:.2f} %"
+
     rows = []
     for system in dict.fromkeys(m.system for m in results):
         ms = [m for m in results if m.system == system and m.split == split]
         if not ms:
             continue
         s = summary(ms)
-        share = (lambda v: "" if v is None else f"{100 * v:.2f} %")
         rows.append((system, f"{s['client_epochs']:g}", f"{s['final']:.4f} ± {s['sd']:.4f}", s["rounds_to"],
                      f"{s['seconds']:.2f}", f"{s['mb']:.2f}", share(s["chain"]), share(s["store"])))
     return bench.table(("system", "client-epochs / round", "final accuracy (mean ± sd)", "rounds to 95 %",
@@ -283,7 +285,8 @@ def main(argv=None) -> int:
          "every member fetches the accepted one again) and the calldata of the round's transactions."),
          "",
          (f"Machine: {bench.machine()}, load average {bench.load_average():.1f} at the end: wall times are "
-         "inflated and noisy on a shared machine; Flower's Ray engine runs up to 2 clients at once, cohep's runner runs its members one "
+         "inflated and noisy on a shared machine; Flower's Ray engine runs up to 2 clients at once, "
+         "cohep's runner runs its members one "
          "after another in one process (every voter scores the proposal, which is in cohep's round time). "
          "The first Flower round includes starting the Ray actors; the table gives medians.")]))
     print(f"\nwrote {doc}, {fig}" + ("" if args.merge else f", {out / 'results.json'}"))

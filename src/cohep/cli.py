@@ -8,7 +8,8 @@ import functools
 import inspect
 import sys
 from pathlib import Path
-from typing import Callable, ClassVar, Mapping, Optional
+from typing import ClassVar
+from collections.abc import Callable, Mapping
 
 import click
 import typer
@@ -133,8 +134,9 @@ def simulate(
     out: Path = typer.Option(..., "--out", "-o", help="Output HDF5 file."),
     seed: int = typer.Option(0, min=0, help="Seed: the same seed gives the same file content."),
     workers: int = typer.Option(0, min=0, help="Worker processes (0: all cores); the content does not depend on it."),
-    detector: Optional[str] = typer.Option(None, help="Detector preset: microboone (default), protodune, microboone_surface, protodune_sp or dune_fd."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML simulation configuration."),
+    detector: str | None = typer.Option(None, help="Detector preset: microboone (default), protodune, "
+                                        "microboone_surface, protodune_sp or dune_fd."),
+    config: Path | None = typer.Option(None, "--config", help="TOML simulation configuration."),
 ) -> None:
     """Simulate LArTPC neutrino events (NC / numu CC / nue CC, three wire-plane views) to HDF5."""
     from cohep.lartpc.simulate import default_config, load_config, simulate as run_simulation
@@ -175,10 +177,10 @@ def import_(
     source: Path = typer.Argument(..., help="NPZ, HDF5, or a directory of zlib-compressed pixel maps (docs/import.md)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output HDF5 event file."),
     # settings flags whose fields are lists or tables: taken as text, parsed below; help from the fields
-    class_names: Optional[str] = typer.Option(None, "--class-names"),
-    map_shape: Optional[str] = typer.Option(None, "--map-shape"),
-    label_map: Optional[str] = typer.Option(None, "--label-map"),
-    size: Optional[str] = typer.Option(None, "--size"),
+    class_names: str | None = typer.Option(None, "--class-names"),
+    map_shape: str | None = typer.Option(None, "--map-shape"),
+    label_map: str | None = typer.Option(None, "--label-map"),
+    size: str | None = typer.Option(None, "--size"),
     *,
     overrides: dict[str, object],
 ) -> None:
@@ -246,7 +248,7 @@ def _parse_params(items: list[str]) -> dict:
     return out
 
 
-def _settings(config: Optional[Path], flags: dict[str, object], params: list[str] | None = None):
+def _settings(config: Path | None, flags: dict[str, object], params: list[str] | None = None):
     """The experiment settings: the config file, then each flag as an override of its ``section.field``."""
     from cohep.config import experiment as cfgmod
     from cohep.core.settings import dotted, merge
@@ -269,11 +271,12 @@ TRAIN_FLAGS = {
 @settings_command(TRAIN_FLAGS, short={"model": "-m", "epochs": "-e", "batch_size": "-b"})
 def train(
     # settings flags declared here for their shape (an argument, paths); their help is still the fields'
-    data: Optional[Path] = typer.Argument(None),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment TOML (\\[data], \\[model], \\[train], \\[central]); flags override it."),
+    data: Path | None = typer.Argument(None),
+    config: Path | None = typer.Option(None, "--config", "-c",
+                                       help="Experiment TOML (\\[data], \\[model], \\[train], \\[central]); flags override it."),
     param: list[str] = typer.Option([], "--param", "-p", help="Model parameter KEY=VALUE (JSON value), repeatable."),
-    val: Optional[Path] = typer.Option(None, "--val"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o"),
+    val: Path | None = typer.Option(None, "--val"),
+    out: Path | None = typer.Option(None, "--out", "-o"),
     *,
     overrides: dict[str, object],
 ) -> None:
@@ -303,8 +306,8 @@ def train(
 def evaluate(
     source: Path = typer.Argument(..., help="Checkpoint (checkpoint.json, best.safetensors or its folder) or run directory."),
     data: Path = typer.Argument(..., help="HDF5 event file to score on."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the confusion-matrix figure here (PNG)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON here."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write the confusion-matrix figure here (PNG)."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Inference batch size."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
 ) -> None:
@@ -335,8 +338,8 @@ RUN_FLAGS = {
 
 @settings_command(RUN_FLAGS, short={"learners": "-n", "rounds": "-r", "model": "-m"})
 def run(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML experiment config."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/<name>)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="TOML experiment config."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run directory (default runs/<name>)."),
     no_figure: bool = typer.Option(False, "--no-figure", help="Skip the PNG figure."),
     *,
     overrides: dict[str, object],
@@ -359,14 +362,18 @@ DEPLOY_FLAGS = {
 
 @settings_command(DEPLOY_FLAGS, short={"rounds": "-r"})
 def deploy(
-    data: Path = typer.Option(..., "--data", help="A data file of the experiment's kind: only its image shape and class names are read."),
-    member: list[str] = typer.Option(..., "--member", "-m", help="ADDRESS or ADDRESS=STORE_URL (where its proposals live); repeat for each member."),
+    data: Path = typer.Option(..., "--data",
+                              help="A data file of the experiment's kind: only its image shape and class names are read."),
+    member: list[str] = typer.Option(..., "--member", "-m",
+                                     help="ADDRESS or ADDRESS=STORE_URL (where its proposals live); repeat for each member."),
     rpc: str = typer.Option(..., "--rpc", help="Ethereum JSON-RPC URL."),
     keystore: Path = typer.Option(..., "--keystore", help="The deployer's encrypted keystore (pays for the deployment)."),
     store: str = typer.Option(..., "--store", help="Store URL for the initial weights (readable by every member)."),
-    shared_store: Optional[str] = typer.Option(None, "--shared-store", help="A store every member may use (default: --store)."),
+    shared_store: str | None = typer.Option(None, "--shared-store", help="A store every member may use (default: --store)."),
     out: Path = typer.Option(Path("experiment.json"), "--out", "-o", help="The shared experiment file to write."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment TOML (\\[experiment], \\[model], \\[train], \\[vote], \\[chain], \\[data] shares)."),
+    config: Path | None = typer.Option(None, "--config", "-c",
+                                       help="Experiment TOML (\\[experiment], \\[model], \\[train], \\[vote], \\[chain], "
+                                       "\\[data] shares)."),
     *,
     overrides: dict[str, object],
 ) -> None:
@@ -388,10 +395,12 @@ def node(
     keystore: Path = typer.Option(..., "--keystore", help="This member's encrypted keystore."),
     data: Path = typer.Option(..., "--data", help="This member's private data (it never leaves this machine)."),
     rpc: str = typer.Option(..., "--rpc", help="Ethereum JSON-RPC URL."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for this node's records (default runs/node-<address>)."),
-    store: Optional[str] = typer.Option(None, "--store", help="Where to put this node's proposals (default: its store in the experiment)."),
-    serve: Optional[str] = typer.Option(None, "--serve", help="HOST:PORT: serve this node's store folder over HTTP, read-only."),
-    public_url: Optional[str] = typer.Option(None, "--public-url", help="URL its proposals are announced under (default: the store's)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Folder for this node's records (default runs/node-<address>)."),
+    store: str | None = typer.Option(None, "--store",
+                                     help="Where to put this node's proposals (default: its store in the experiment)."),
+    serve: str | None = typer.Option(None, "--serve", help="HOST:PORT: serve this node's store folder over HTTP, read-only."),
+    public_url: str | None = typer.Option(None, "--public-url",
+                                          help="URL its proposals are announced under (default: the store's)."),
     poll: float = typer.Option(0.3, "--poll", min=0.01, help="Seconds between looks at the chain."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ) -> None:
@@ -428,10 +437,11 @@ def status(
 
 @app.command()
 def audit(
-    run_dir: Optional[Path] = typer.Argument(None, help="A finished run directory (it keeps its chain's event log)."),
-    experiment: Optional[Path] = typer.Option(None, "--experiment", "-e", help="Audit a deployed experiment instead."),
-    rpc: Optional[str] = typer.Option(None, "--rpc", help="The chain's JSON-RPC URL (with --experiment)."),
-    mirror: list[str] = typer.Option([], "--mirror", help="Another store holding copies of members' blobs (by digest), for blobs no longer served; repeatable."),
+    run_dir: Path | None = typer.Argument(None, help="A finished run directory (it keeps its chain's event log)."),
+    experiment: Path | None = typer.Option(None, "--experiment", "-e", help="Audit a deployed experiment instead."),
+    rpc: str | None = typer.Option(None, "--rpc", help="The chain's JSON-RPC URL (with --experiment)."),
+    mirror: list[str] = typer.Option([], "--mirror", help="Another store holding copies of members' blobs (by digest), "
+                                     "for blobs no longer served; repeatable."),
 ) -> None:
     """Replay the contract's rules over the chain's events, re-verify every blob; exit 1 on any mismatch."""
     from cohep.run.audit import audit_chain, audit_run
@@ -453,7 +463,8 @@ app.add_typer(keys_app, name="keys")
 @keys_app.command("new")
 def keys_new(
     out: Path = typer.Option(..., "--out", "-o", help="Keystore file to write (never overwritten)."),
-    private_key_env: Optional[str] = typer.Option(None, "--private-key-env", help="Encrypt the key held in this environment variable instead of a new one."),
+    private_key_env: str | None = typer.Option(None, "--private-key-env",
+                                               help="Encrypt the key held in this environment variable instead of a new one."),
 ) -> None:
     """Create an encrypted keystore (password from $COHEP_KEYSTORE_PASSWORD or a prompt)."""
     import os
@@ -479,13 +490,14 @@ def keys_address(keystore: Path = typer.Argument(..., help="Keystore file.")) ->
 
 @app.command()
 def quality(
-    run_dir: Optional[Path] = typer.Argument(None, help="A finished colearn run directory."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the measures as JSON here."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write per-learner bars with 95% intervals (PNG)."),
-    experiment: Optional[Path] = typer.Option(None, "--experiment", "-e", help="A deployed experiment instead (events only)."),
-    rpc: Optional[str] = typer.Option(None, "--rpc", help="The chain's JSON-RPC URL (with --experiment)."),
+    run_dir: Path | None = typer.Argument(None, help="A finished colearn run directory."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the measures as JSON here."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write per-learner bars with 95% intervals (PNG)."),
+    experiment: Path | None = typer.Option(None, "--experiment", "-e", help="A deployed experiment instead (events only)."),
+    rpc: str | None = typer.Option(None, "--rpc", help="The chain's JSON-RPC URL (with --experiment)."),
     shapley: bool = typer.Option(False, "--shapley", help="Also retrain coalitions: Shapley values and leave-one-out (slow)."),
-    permutations: int = typer.Option(0, "--permutations", min=0, help="With --shapley: Monte-Carlo permutations (0: exact up to 5 learners)."),
+    permutations: int = typer.Option(0, "--permutations", min=0,
+                                     help="With --shapley: Monte-Carlo permutations (0: exact up to 5 learners)."),
 ) -> None:
     """Per-learner data-set quality from the recorded rounds (worst first): acceptance, gain, agreement, score offset."""
     import json
@@ -522,8 +534,9 @@ COMPETE_FLAGS = {
 
 @settings_command(COMPETE_FLAGS, short={"rounds": "-r"})
 def compete(
-    config: Path = typer.Option(..., "--config", "-c", help="Experiment TOML with \\[\\[competition.entries]] (name, model, params, owner)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Competition directory (default runs/<name>-competition)."),
+    config: Path = typer.Option(..., "--config", "-c",
+                                help="Experiment TOML with \\[\\[competition.entries]] (name, model, params, owner)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Competition directory (default runs/<name>-competition)."),
     no_figure: bool = typer.Option(False, "--no-figure", help="Skip the heat map."),
     *,
     overrides: dict[str, object],
@@ -569,7 +582,7 @@ def _usage_line(exc: BaseException) -> str:
     return f"{command}: error: {message} (see '{command} --help')"
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Console-script entry point. Returns the exit code when given ``argv`` (tests), else exits."""
     try:
         # not standalone: usage errors come back here as exceptions and get the one-line treatment

@@ -28,7 +28,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -136,15 +136,16 @@ def train_central(
     train_seconds = 0.0
     eval_images = 0
     eval_seconds = 0.0
+    correct = [0, 0]  # this epoch's running [right, seen] on the training batches
+
+    def on_batch(probs: torch.Tensor, y: torch.Tensor, loss: float) -> None:
+        correct[0] += int((probs.argmax(1) == y).sum())
+        correct[1] += int(len(y))
+
     with prog.progress() as bar:
         task = bar.add_task(f"train {spec.name}", total=epochs) if progress else None
         for epoch in range(1, epochs + 1):
-            correct = [0, 0]
-
-            def on_batch(probs: torch.Tensor, y: torch.Tensor, loss: float) -> None:
-                correct[0] += int((probs.argmax(1) == y).sum())
-                correct[1] += int(len(y))
-
+            correct[:] = [0, 0]
             start = time.perf_counter()
             losses = learner.train_steps(train_ds, 1.0, seed=_epoch_seed(seed, epoch), optimizer=optimizer,
                                          on_batch=on_batch)

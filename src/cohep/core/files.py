@@ -8,7 +8,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from cohep.core.errors import CohepError
 

@@ -21,7 +21,8 @@ import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Annotated, ClassVar, Literal, Mapping
+from typing import Any, Annotated, ClassVar, Literal
+from collections.abc import Mapping
 
 from cohep.core.errors import ConfigError
 

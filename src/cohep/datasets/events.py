@@ -20,7 +20,7 @@ import json
 import os
 import zlib
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -48,9 +48,9 @@ def _h5py():
 def _created_stamp() -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch and epoch.strip().isdigit():
-        when = _dt.datetime.fromtimestamp(int(epoch), tz=_dt.timezone.utc)
+        when = _dt.datetime.fromtimestamp(int(epoch), tz=_dt.UTC)
     else:
-        when = _dt.datetime.now(tz=_dt.timezone.utc)
+        when = _dt.datetime.now(tz=_dt.UTC)
     return when.replace(microsecond=0).isoformat()
 
 

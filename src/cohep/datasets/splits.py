@@ -83,6 +83,7 @@ def assign(
         share = rng.permutation(share)
         n_vote = max(1, int(round(vote_fraction * len(share))))
         if len(share) - n_vote < 1:
-            raise ConfigError(f"learner {i} got {len(share)} samples: too few to train and vote (lower data.alpha skew or learners)")
+            raise ConfigError(f"learner {i} got {len(share)} samples: too few to train and vote "
+                              "(lower data.alpha skew or learners)")
         out.append(LearnerIndices(np.sort(share[n_vote:]), np.sort(share[:n_vote]), np.sort(tests[i])))
     return out

@@ -23,7 +23,8 @@ from __future__ import annotations
 import abc
 import contextlib
 import math
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import numpy as np
 import torch

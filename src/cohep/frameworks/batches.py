@@ -5,7 +5,7 @@ torch backend, so one batching path serves both and they see identical batches f
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

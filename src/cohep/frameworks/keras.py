@@ -29,7 +29,7 @@ importing this module, or cohep, never imports Keras.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -9,7 +9,8 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 import numpy as np
 
@@ -71,7 +72,7 @@ class Learner(abc.ABC):
         average (``[round] weighting = "examples"``). None: not known (nothing is declared)."""
         return None
 
-    def close(self) -> None:  # pragma: no cover - optional hook
+    def close(self) -> None:  # noqa: B027  # pragma: no cover - optional hook: abstract would break every implementer
         """Release resources (open files, devices)."""
 
 

@@ -73,7 +73,8 @@ class PrivacySection(Section):
 
     section: ClassVar[str] = "privacy"
 
-    epsilon: float | None = setting(None, gt=0, help="Each learner's epsilon budget for DP-SGD, needs opacus (unset: no differential privacy).")
+    epsilon: float | None = setting(
+        None, gt=0, help="Each learner's epsilon budget for DP-SGD, needs opacus (unset: no differential privacy).")
     #: None: min(1e-5, 1 / the learner's train-set size)
     delta: float | None = setting(None, gt=0, lt=1, help="Each learner's delta (default: min(1e-5, 1/n_train)).")
     max_grad_norm: float = setting(1.0, gt=0, help="Per-example gradient clipping norm.")

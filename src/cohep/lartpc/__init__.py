@@ -9,8 +9,9 @@ Modules: :mod:`.constants` (every number with its source), :mod:`.generator` (in
 states, flux), :mod:`.transport` (tracks, showers, hadronic interactions, decays -> deposits),
 :mod:`.detector` (recombination, drift, diffusion, wire planes, presets), :mod:`.imaging` (noise,
 threshold, stored units), :mod:`.cosmics` (cosmic-muon overlay), :mod:`.realism` (dead and noisy
-channels, bipolar induction, ADC counts, the vertex estimate), ``simulate`` (configuration and the parallel driver; the package-level
-name ``simulate`` is the driver function, import the module as ``cohep.lartpc.simulate``).
+channels, bipolar induction, ADC counts, the vertex estimate), ``simulate`` (configuration and the parallel
+driver; the package-level name ``simulate`` is the driver function, import the module as
+``cohep.lartpc.simulate``).
 Units inside: MeV, cm, ns.
 """
 from cohep.lartpc.detector import DETECTORS, DetectorConfig, Readout, drift_velocity, recombination

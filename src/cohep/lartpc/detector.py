@@ -2,8 +2,8 @@
 
 The readout is described by :class:`DetectorConfig` (presets in ``DETECTORS``: the paper's
 ``microboone`` and ``protodune``, and the realistic ``microboone_surface``, ``protodune_sp`` and
-``dune_fd`` with cosmics, dead and noisy channels and ADC units, see :mod:`.realism`).  Units at this edge carry their name (``_mm``, ``_us``,
-``_kv_cm``...); inside, cm and ns.
+``dune_fd`` with cosmics, dead and noisy channels and ADC units, see :mod:`.realism`).  Units at this edge
+carry their name (``_mm``, ``_us``, ``_kv_cm``...); inside, cm and ns.
 
 Model
 -----

@@ -435,7 +435,8 @@ def apply_fsi(rng: np.random.Generator, hadrons: list) -> list:
                 n = 2 + int(2.0 * rng.random())
                 for tn in _share(rng, t - n * esep, n):
                     npdg = 2212 if rng.random() < 0.45 else 2112
-                    out.append(_from_kinetic(npdg, tn, *_rotate(ux, uy, uz, 2.0 * rng.random() - 1.0, 2 * math.pi * rng.random())))
+                    out.append(_from_kinetic(npdg, tn,
+                                             *_rotate(ux, uy, uz, 2.0 * rng.random() - 1.0, 2 * math.pi * rng.random())))
                 continue
             out.append(h)
         else:

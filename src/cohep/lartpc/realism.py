@@ -106,10 +106,10 @@ def estimate_vertex(img: np.ndarray, *, upstream_share: float = 0.02, band: int 
     """A simple vertex estimate from a digitised image [3, H, W] (rows = wires, beam towards
     larger rows; columns = drift time, shared by the planes).
 
-    Isolated pixels (no lit neighbour: noise hits) are ignored.  Per plane, the vertex row is where the cumulative charge along the rows first reaches
-    ``upstream_share`` of the plane's total (the upstream end of the activity); the vertex column
-    is the charge-weighted median column of the collection plane (the last) within ``band`` rows
-    downstream of its vertex row.  Absolute values, so bipolar planes count too.  It errs on
+    Isolated pixels (no lit neighbour: noise hits) are ignored.  Per plane, the vertex row is where the
+    cumulative charge along the rows first reaches ``upstream_share`` of the plane's total (the upstream
+    end of the activity); the vertex column is the charge-weighted median column of the collection plane
+    (the last) within ``band`` rows downstream of its vertex row.  Absolute values, so bipolar planes count too.  It errs on
     events with a cosmic muon upstream of the vertex or backward-going particles, as a real
     simple vertexer would.  None for an empty image.
     """

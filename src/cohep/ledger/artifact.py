@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -31,7 +31,7 @@ def read_source(contract: str = CONTRACT) -> str:
     return _package_file(f"{contract}.vy").read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_cached(contract: str = CONTRACT) -> str:
     return _package_file(f"{contract}.json").read_text(encoding="utf-8")
 

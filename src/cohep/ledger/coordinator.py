@@ -14,7 +14,8 @@ from fractions import Fraction
 from functools import lru_cache
 from numbers import Rational
 from collections.abc import Mapping
-from typing import Any, Callable, cast
+from typing import Any, cast
+from collections.abc import Callable
 
 import eth_abi
 from eth_abi.exceptions import EncodingError
@@ -64,7 +65,8 @@ EMBEDDED_TX_GAS = 5_000_000
 # its base fee starts at 1 gwei and only falls (no block comes near the 15M gas target).
 EMBEDDED_FEES = {"maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9}
 _TESTER_FEES = {"max_fee_per_gas": 10**10, "max_priority_fee_per_gas": 10**9}  # the same, as eth-tester spells them
-# submit_ballots with 63 ballots needs about 4.0M (every voter's first vote; 2.9M later; checked in tests); the block limit is 30M.
+# submit_ballots with 63 ballots needs about 4.0M (every voter's first vote; 2.9M later; checked in tests); the block
+# limit is 30M.
 EMBEDDED_BATCH_GAS = 12_000_000
 
 

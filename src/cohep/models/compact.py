@@ -58,7 +58,7 @@ V2: 23.5 M parameters, ~3.3 G); see
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -198,7 +198,8 @@ def _min_side(params) -> int:
 @register_model(
     "compact",
     framework="torch",
-    description="compact multi-view CNN for sparse wire-plane images (default; 0.13 M parameters, collection plane, per-event normalised input)",
+    description="compact multi-view CNN for sparse wire-plane images "
+                "(default; 0.13 M parameters, collection plane, per-event normalised input)",
     fits=DataFit(min_side=_min_side),
 )
 def build_compact(spec) -> CompactMultiViewCNN:

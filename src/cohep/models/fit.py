@@ -7,7 +7,8 @@ views, sides, size, classes - and :func:`cohep.models.check_fits` turns a mismat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 
 def _positive_int(value: Any) -> bool:

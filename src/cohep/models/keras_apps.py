@@ -12,7 +12,7 @@ stride-2 stages).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

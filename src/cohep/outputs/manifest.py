@@ -24,7 +24,7 @@ def package_versions() -> dict[str, str | None]:
 
 def write_manifest(path: str | Path, **content) -> Path:
     data = {
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "versions": package_versions(),
         "platform": platform.platform(),
         **content,

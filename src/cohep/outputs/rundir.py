@@ -19,7 +19,7 @@ import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from cohep.outputs.checkpoint import SavedModel
 from cohep.core.errors import CohepError, ConfigError, DataError

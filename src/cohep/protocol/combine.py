@@ -83,7 +83,8 @@ class RoundSection(Section):
     #: the round leaves w0 + server_lr * (average - w0); 1: the average itself
     server_lr: float = setting(1.0, gt=0, le=64, help="Server step: a round leaves w0 + s (average - w0) (1: the average).")
     #: "equal": every accepted proposal counts the same; "examples": by its declared training examples
-    weighting: Literal["equal", "examples"] = setting("equal", help="Average accepted proposals equally, or by the training examples each declares (capped).")
+    weighting: Literal["equal", "examples"] = setting(
+        "equal", help="Average accepted proposals equally, or by the training examples each declares (capped).")
     #: "examples": a declared count weighs at most weight_cap times the lower median declaration
     weight_cap: float = setting(2.0, ge=1, le=1000, help="Cap on a declared count, in round medians.")
 

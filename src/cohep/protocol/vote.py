@@ -79,7 +79,8 @@ class VoteRule(Section):
     #: rounds of several proposals voted one by one ([round] proposers >= 3, combine = "each"): reject a
     #: proposal whose vote-set score is more than this worse than the median of the round's proposals
     #: (accuracy; loss for metric = "loss"); None: off
-    peer_margin: float | None = setting(None, gt=0, help="Reject a proposal scoring this far below the round's median (off: none).")
+    peer_margin: float | None = setting(None, gt=0,
+                                        help="Reject a proposal scoring this far below the round's median (off: none).")
     #: rounds of several proposals ([round] proposers >= 3): reject a proposal whose update's cosine with the
     #: summed updates of the round's other proposals is below this (cohep.protocol.screens; 0: it points against
     #: them, as a sign-flipped update does); None: off
@@ -93,13 +94,14 @@ class VoteRule(Section):
                                      help="Raise the direction floor by this share of the round's median cosine.")
     #: with a negative direction_floor: a member whose slots this voter screened out (a failed check, the norm
     #: bound or the direction) in this many earlier rounds loses the benefit of the doubt the negative floor
-    #: gives; its slots need a cosine of at least 0 (plus the share) from then on. Late on class-skewed data an honest update and a
-    #: negated one are both near 0, so a floor that keeps every honest slot passes some negated ones; a
+    #: gives; its slots need a cosine of at least 0 (plus the share) from then on. Late on class-skewed data an
+    #: honest update and a negated one are both near 0, so a floor that keeps every honest slot passes some negated ones; a
     #: member that sends negated updates every round is screened out early, where they point clearly
     #: against the others (cosines -0.3 to -0.6), and is held to the strict floor when they no longer do.
     #: None: off
     strikes: int | None = setting(None, ge=1,
-                                  help="Screened-out rounds after which a member's slots need a cosine of at least 0 (off: none).")
+                                  help="Screened-out rounds after which a member's slots need a cosine of at least 0 "
+                                  "(off: none).")
     #: rounds of several proposals voted one by one (combine = "each"): "alone" judges each proposal on its
     #: own; "screened_average" approves every proposal that passes the screens (the checks, a finite score,
     #: norm_bound, peer_margin) iff the average of all that pass (this member's own included, weighted as the

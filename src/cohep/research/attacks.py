@@ -228,7 +228,8 @@ def behaviours(section: AttackSection, members: Sequence[str], seed: int) -> lis
     """One entry per member of an ``[attack]`` run: its Behaviour if malicious, else None."""
     bad = section.malicious(len(members))
     coalition = frozenset(members[i] for i in bad)
-    return [Behaviour(section.kind, coalition, dict(section.params), seed=int(np.random.SeedSequence([seed, i]).generate_state(1)[0]),
+    return [Behaviour(section.kind, coalition, dict(section.params),
+                      seed=int(np.random.SeedSequence([seed, i]).generate_state(1)[0]),
                       collude=section.collude) if i in bad else None
             for i in range(len(members))]
 

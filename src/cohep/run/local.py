@@ -39,7 +39,7 @@ from cohep.wire.store import WeightStore
 from cohep.wire.weights import digest as weights_digest
 from cohep.wire.weights import encode
 
-__all__ = ["RunResult", "STAGES", "all_finite", "load_task", "prepare", "run_experiment", "learner_seed", "seed_bytes"]
+__all__ = ["RunResult", "STAGES", "all_finite", "prepare", "run_experiment", "learner_seed", "seed_bytes"]
 
 
 @dataclass

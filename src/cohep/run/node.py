@@ -21,7 +21,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from cohep import models
 from cohep.core.errors import ChainError, CohepError, DataError, IntegrityError

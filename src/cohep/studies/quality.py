@@ -173,7 +173,7 @@ def from_records(records: list[RoundRecord], *, metric: str = "accuracy", source
     votes = [[0, 0] for _ in range(n)]
     offsets: list[list[float]] = [[] for _ in range(n)]
     void = 0
-    for rnd, rs in by_round.items():
+    for rs in by_round.values():
         if any(r.void for r in rs):
             void += 1
             continue

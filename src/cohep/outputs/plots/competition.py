@@ -6,7 +6,7 @@ never records that score: the leaderboard counts only the other members' judgeme
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 

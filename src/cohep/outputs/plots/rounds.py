@@ -66,7 +66,7 @@ def round_figure(records: list[RoundRecord], out_png: str | Path, *, title: str 
     for j, i in proposer_at.items():
         axg.text(x[j], i, "P", ha="center", va="center", fontsize=7, fontweight="bold")
     axg.set_yticks(list(range(n_l)) + [n_l])
-    axg.set_yticklabels([f"learner {l}" for l in learners] + ["outcome"], fontsize=8)
+    axg.set_yticklabels([f"learner {lrn}" for lrn in learners] + ["outcome"], fontsize=8)
     axg.axhline(n_l - 0.5, color="black", lw=1)
     axg.set_xlabel("round")
     axg.set_xticks(x)

@@ -7,7 +7,7 @@ and the fraction (and count) in every cell.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
