@@ -290,8 +290,9 @@ def adopted_before(res, r: int, member: int = 0) -> str:
 @pytest.mark.slow
 def test_a_sign_flip_slot_is_dropped_and_the_honest_slots_are_averaged(tmp_path, mnist_dir):
     """k = 3, combine "each", member 0 sign-flips its update whenever it holds a slot: once the model
-    is past its random start every honest voter rejects that slot, the contract never accepts it, the round still adopts the average of the
-    accepted honest slots (recomputed here from the store's blobs), and the run keeps learning."""
+    is past its random start every honest voter rejects that slot, the contract never accepts it, the
+    round still adopts the average of the accepted honest slots (recomputed here from the store's
+    blobs), and the run keeps learning."""
     from cohep.protocol import combine
     from cohep.wire.weights import decode, digest_bytes
 

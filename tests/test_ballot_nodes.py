@@ -82,8 +82,8 @@ def signed_net(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("signednet")
     data = split_npz(*synthetic_digits(600, seed=1), root / "data", 3)
-    settings = {"experiment": {"rounds": 3}, "model": {"name": "mnist_cnn"}, "chain": {"ballots": "signed", "proposal_window": 240, "vote_window": 120},
-                "train": {"epochs": 1}}
+    settings = {"experiment": {"rounds": 3}, "model": {"name": "mnist_cnn"}, "train": {"epochs": 1},
+                "chain": {"ballots": "signed", "proposal_window": 240, "vote_window": 120}}
     with LocalNet(root, data, settings=settings) as net:
         net.wait_finished(timeout_s=400)
         yield net

@@ -52,7 +52,7 @@ def test_every_score_is_on_chain_and_owners_never_score_their_own(duel):
     for s in board.standings:
         assert sorted(s.scores) == sorted({0, 1, 2} - {s.owner})  # the other members, each once
         assert s.mean == pytest.approx(sum(s.scores.values()) / 2)
-        for member, score in s.scores.items():
+        for score in s.scores.values():
             assert 0.0 <= score <= 1.0 and round(score * 1e6) == score * 1e6  # ppm as recorded
 
 
@@ -87,10 +87,12 @@ def test_malformed_entries_are_refused_with_one_line(tmp_path, capsys, mnist_dir
     assert named in str(err.value) and "\n" not in str(err.value)
     toml = tmp_path / "c.toml"
     lines = ["[experiment]", "learners = 3", "[data]", f'path = "{mnist_dir}"', 'kind = "mnist"']
+    def value(v) -> str:  # TOML: an inline table for a dict, JSON's spelling for the rest
+        return "{" + ", ".join(f"{a} = {b}" for a, b in v.items()) + "}" if isinstance(v, dict) else json.dumps(v)
+
     for e in entries:
         lines.append("[[competition.entries]]")
-        lines += [f"{k} = {json.dumps(v) if not isinstance(v, dict) else '{' + ', '.join(f'{a} = {b}' for a, b in v.items()) + '}'}"
-                  for k, v in e.items()]
+        lines += [f"{k} = {value(v)}" for k, v in e.items()]
     toml.write_text("\n".join(lines) + "\n")
     assert main(["compete", "-c", str(toml), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()

@@ -60,7 +60,8 @@ def test_mnist_truncated_files(tmp_path, mnist_dir):
     plain.write_bytes(images)
     assert read_idx(plain).shape == (1200, 28, 28)
     # payload cut short: the message names the file and both sizes
-    with pytest.raises(DataError, match=r"cut-images-idx3-ubyte: truncated or oversized IDX data \(4984 bytes, expected 940800\)"):
+    with pytest.raises(DataError,
+                       match=r"cut-images-idx3-ubyte: truncated or oversized IDX data \(4984 bytes, expected 940800\)"):
         read_idx(_cut(plain, tmp_path / "cut-images-idx3-ubyte", 5000))
     # header cut short
     with pytest.raises(DataError, match="truncated IDX header"):

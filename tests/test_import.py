@@ -28,7 +28,8 @@ def write_maps(folder: Path, maps: np.ndarray, labels, dtype="uint8", info_extra
     """CVN-style: ``<stem>.gz`` zlib-compressed little-endian maps, ``<stem>.info`` label on line 1."""
     folder.mkdir(parents=True, exist_ok=True)
     for i, (m, label) in enumerate(zip(maps, labels)):
-        (folder / f"event{i:04d}.gz").write_bytes(zlib.compress(np.ascontiguousarray(m, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()))
+        little_endian = np.ascontiguousarray(m, dtype=np.dtype(dtype).newbyteorder("<"))
+        (folder / f"event{i:04d}.gz").write_bytes(zlib.compress(little_endian.tobytes()))
         (folder / f"event{i:04d}.info").write_text(f"{label}\n{info_extra}")
     return folder
 

@@ -101,7 +101,8 @@ def test_degrade_settings_fail_with_one_line_naming_the_field(mnist_dir):
 def test_degrade_flips_and_thins_only_that_learner(mnist_dir):
     _, clean, parts0, _ = prepare(_cfg(mnist_dir))
     _, data, parts, _ = prepare(_cfg(mnist_dir, learner=1, label_flip=1.0, keep=0.1))
-    assert len(parts[1].train) == round(0.1 * len(parts0[1].train)) and len(parts[1].vote) == max(1, round(0.1 * len(parts0[1].vote)))
+    assert len(parts[1].train) == round(0.1 * len(parts0[1].train))
+    assert len(parts[1].vote) == max(1, round(0.1 * len(parts0[1].vote)))
     assert set(parts[1].train) <= set(parts0[1].train)
     for i in (0, 2):
         assert np.array_equal(parts[i].train, parts0[i].train) and np.array_equal(parts[i].vote, parts0[i].vote)
