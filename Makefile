@@ -26,12 +26,20 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/cohep demo --out runs/demo
 
-test: $(STAMP)
+# The checks before the suite: ruff (pyproject [tool.ruff]), the floors (import-linter contract in
+# [tool.importlinter]; docs/architecture.md draws the same order), mypy on the protocol, the wire and the
+# ledger client ([tool.mypy]).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest -q
 
 # What needs neither Anvil, node processes, Ray nor a long training (the marks in pyproject.toml):
 # under 2 minutes on 2 cores, for the loop while editing; `make test` still runs everything.
-test-fast: $(STAMP)
+test-fast: lint
 	$(PY) -m pytest -q -m "not (anvil or nodes or ray or slow)"
 
 # Every benchmark at a size that finishes in under 20 minutes on 2 cores; summary in runs/bench/summary.md.

@@ -77,7 +77,8 @@ def test_help_still_exits_zero(capsys):
     assert main(["--help"]) == 0 and "simulate" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command, section", [("train", "[central]"), ("deploy", "[vote]"), ("compete", "[[competition.entries]]")])
+@pytest.mark.parametrize("command, section",
+                         [("train", "[central]"), ("deploy", "[vote]"), ("compete", "[[competition.entries]]")])
 def test_help_keeps_the_toml_section_names(command, section, capsys):
     """Square brackets in option help are rich markup unless escaped: the section names must print."""
     assert main([command, "--help"]) == 0
@@ -143,7 +144,8 @@ def test_a_settings_flag_not_given_leaves_the_value_to_the_config_file(tmp_path)
 
 def test_the_version_command_does_not_import_the_sections():
     """Settings flags are built when their command runs: the sections import torch."""
-    code = "import sys; from cohep.cli import main; main(['version']); print(sorted({'torch', 'cohep.config.experiment'} & set(sys.modules)))"
+    code = ("import sys; from cohep.cli import main; main(['version']); "
+            "print(sorted({'torch', 'cohep.config.experiment'} & set(sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.splitlines()[-1] == "[]"
 

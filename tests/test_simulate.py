@@ -236,7 +236,8 @@ def test_plane_gain_and_dead_planes_change_only_what_they_should():
     ref = EventSimulator(base, 11).simulate(3, 2).image
     low = EventSimulator(SimulationConfig.from_dict({"detector": {"plane_gain": [0.7, 0.7, 0.7]}}), 11).simulate(3, 2).image
     dead = EventSimulator(SimulationConfig.from_dict({"detector": {"dead_planes": [1]}}), 11).simulate(3, 2).image
-    assert ref.astype(np.float32).sum() > 0 and np.allclose(low.astype(np.float32), 0.7 * ref.astype(np.float32), rtol=2e-3, atol=1e-2)
+    assert ref.astype(np.float32).sum() > 0
+    assert np.allclose(low.astype(np.float32), 0.7 * ref.astype(np.float32), rtol=2e-3, atol=1e-2)
     assert (low > 0).sum() == (ref > 0).sum()  # same pixels above threshold: the gain is after zero suppression
     assert not dead[1].any() and np.array_equal(dead[0], ref[0]) and np.array_equal(dead[2], ref[2])
     assert base.detector.read_out(ref) is ref
@@ -249,7 +250,8 @@ def test_quality_flux_and_noise_simulations_change_what_they_name():
     from cohep.lartpc.simulate import EventSimulator
 
     exp = Path(__file__).resolve().parents[1] / "experiments"
-    base, flux, noise = SimulationConfig(), load_config(exp / "quality_flux_sim.toml"), load_config(exp / "quality_noise_sim.toml")
+    base = SimulationConfig()
+    flux, noise = load_config(exp / "quality_flux_sim.toml"), load_config(exp / "quality_noise_sim.toml")
     assert flux.detector == base.detector and flux.class_fractions == base.class_fractions
     assert np.allclose(noise.detector.pixel_noise(), 3 * base.detector.pixel_noise()) and noise.flux == base.flux
 
