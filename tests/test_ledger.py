@@ -19,7 +19,8 @@ from web3 import Web3
 
 from cohep.core.errors import ChainError
 from cohep.ledger import Chain, Coordinator, Outcome, load_artifact
-from cohep.ledger.coordinator import EMBEDDED_TX_GAS, EVENT_NAMES, _send
+from cohep.ledger.contract_client import EMBEDDED_TX_GAS, send as _send
+from cohep.ledger.events import EVENT_NAMES
 
 SEED = hashlib.sha256(b"ledger seed").digest()
 INITIAL = hashlib.sha256(b"initial").digest()
@@ -285,7 +286,7 @@ def test_client_codec_reads_what_web3_reads(shape):
     """The client encodes calls and decodes results and events with eth_abi directly (web3's
     contract layer was a tenth of a large batch): every event kind and view must come out as web3's
     own decoding gives it, values, types and argument order alike."""
-    from cohep.ledger.coordinator import _plain
+    from cohep.ledger.events import plain as _plain
 
     chain = Chain.embedded(6)
     m = chain.accounts[:6]

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 _EXPORTS = {
     "Chain": "cohep.ledger.chain",
-    "ChainEvent": "cohep.ledger.coordinator",
+    "ChainEvent": "cohep.ledger.events",
     "Coordinator": "cohep.ledger.coordinator",
-    "MemberStats": "cohep.ledger.coordinator",
-    "Outcome": "cohep.ledger.coordinator",
-    "RoundState": "cohep.ledger.coordinator",
-    "Settings": "cohep.ledger.coordinator",
+    "MemberStats": "cohep.ledger.state",
+    "Outcome": "cohep.ledger.state",
+    "RoundState": "cohep.ledger.state",
+    "Settings": "cohep.ledger.state",
     "load_artifact": "cohep.ledger.artifact",
     "permutation": "cohep.ledger.draw",
     "proposer_index": "cohep.ledger.draw",
@@ -28,14 +28,9 @@ if TYPE_CHECKING:
     from cohep.ledger.artifact import load_artifact
     from cohep.ledger.chain import Chain
     from cohep.ledger.draw import permutation, proposer_index
-    from cohep.ledger.coordinator import (
-        ChainEvent,
-        Coordinator,
-        MemberStats,
-        Outcome,
-        RoundState,
-        Settings,
-    )
+    from cohep.ledger.coordinator import Coordinator
+    from cohep.ledger.events import ChainEvent
+    from cohep.ledger.state import MemberStats, Outcome, RoundState, Settings
 
 
 def __getattr__(name: str):

@@ -1,7 +1,8 @@
 """Python client of the Competition contract: entries and every member's scores, on chain.
 
 Like the coordinator's client it only relays: the leaderboard is computed from what the contract
-recorded, read back here.
+recorded, read back here. Both share their calls, transactions and revert reasons
+(ledger/contract_client.py).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from web3 import Web3
 from cohep.core.errors import ChainError
 from cohep.ledger.artifact import load_artifact
 from cohep.ledger.chain import Chain
-from cohep.ledger.coordinator import EMBEDDED_TX_GAS, URI_MAX_BYTES, ContractClient, Receipt, _b32, _send
+from cohep.ledger.contract_client import EMBEDDED_TX_GAS, ContractClient, Receipt, b32, check_uri, send
 
 CONTRACT = "Competition"
 
@@ -46,9 +47,9 @@ class CompetitionLedger(ContractClient):
         art = load_artifact(CONTRACT)
         factory = chain.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
         sender = Web3.to_checksum_address(sender or chain.accounts[0])
-        receipt = _send(chain.w3, "deploy competition",
-                        factory.constructor([Web3.to_checksum_address(m) for m in members], _b32(task_digest, "task")),
-                        sender)
+        receipt = send(chain.w3, "deploy competition",
+                       factory.constructor([Web3.to_checksum_address(m) for m in members], b32(task_digest, "task")),
+                       sender)
         return cls(chain, receipt["contractAddress"])
 
     @property
@@ -58,8 +59,8 @@ class CompetitionLedger(ContractClient):
     def _transact(self, name: str, sender: str, *args) -> Receipt:
         t0 = time.perf_counter()
         try:
-            receipt = _send(self.chain.w3, name, getattr(self._c.functions, name)(*args),
-                            Web3.to_checksum_address(sender), self._fixed_gas)
+            receipt = send(self.chain.w3, name, getattr(self._c.functions, name)(*args),
+                           Web3.to_checksum_address(sender), self._fixed_gas)
         finally:
             self.seconds += time.perf_counter() - t0
         self.transactions += 1
@@ -67,9 +68,8 @@ class CompetitionLedger(ContractClient):
 
     # -- transactions ------------------------------------------------------------------------
     def enter(self, sender: str, spec_digest: bytes, weights_digest: bytes, uri: str) -> int:
-        if len(uri.encode("utf-8")) > URI_MAX_BYTES:
-            raise ChainError(f"weights URI longer than {URI_MAX_BYTES} bytes: {uri[:60]}...")
-        receipt = self._transact("enter", sender, _b32(spec_digest, "spec digest"), _b32(weights_digest, "digest"), uri)
+        check_uri(uri)
+        receipt = self._transact("enter", sender, b32(spec_digest, "spec digest"), b32(weights_digest, "digest"), uri)
         for log in self._c.events.Entered().process_receipt(receipt):
             return int(log["args"]["entry"])
         raise ChainError("enter mined without an Entered event")
