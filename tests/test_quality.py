@@ -221,3 +221,61 @@ def test_cli_shapley_by_monte_carlo(flipped_run, tmp_path, capsys, one_torch_thr
     assert set(doc["values"]) == {"leave_one_out", "shapley_mc4"}
     assert 1 <= doc["cost"]["shapley_mc4"]["trainings"] <= 7 and "shapley_mc4" in capsys.readouterr().out
     assert main(["quality", "--experiment", "e.json", "--rpc", "http://x", "--shapley"]) == 2
+
+
+def _rotating_rounds(rounds, quality_of, voter_bias, seed=0):
+    """Canned records: proposers take turns among 3 learners; each voter scores the proposal at its
+    quality (+ its own bias and a little noise) against a current score of 0.5."""
+    rng = np.random.default_rng(seed)
+    rows = [rec(0, i, -1, "", False, math.nan, 0.5) for i in range(3)]
+    for r in range(1, rounds + 1):
+        p = (r - 1) % 3
+        scores = {i: 0.5 + quality_of[p] + voter_bias[i] + rng.normal(0, 0.01) for i in range(3) if i != p}
+        accepted = sum(s > 0.5 for s in scores.values()) >= 1
+        rows += [rec(r, i, p, "" if i == p else ("approve" if scores[i] > 0.5 else "reject"), accepted,
+                     scores.get(i, math.nan), 0.5) for i in range(3)]
+    return rows
+
+
+def test_a_ranking_from_one_proposal_each_is_marked_unsupported():
+    rep = quality.from_records(_rotating_rounds(3, [0.1, 0.1, -0.3], [0, 0, -0.2]))
+    assert rep.sample() == {"proposals": [1, 1, 1], "votes": [2, 2, 2]}
+    assert rep.ranked()[0].learner == 2  # a rank still comes out ...
+    assert rep.doubt() == "a learner has only 1 proposal(s) (fewer than 3)"  # ... but it is not claimed
+    text = rep.text()
+    assert "sample size: 1 proposal(s) and 2 vote(s) per learner" in text
+    assert "ranking not supported by the data: a learner has only 1 proposal(s)" in text
+    doc = rep.to_dict()
+    assert doc["ranking_supported"] is False and doc["ranking_doubt"] == rep.doubt() and doc["sample"]["votes"] == [2, 2, 2]
+
+
+def test_a_clear_worst_learner_with_enough_proposals_is_supported():
+    rep = quality.from_records(_rotating_rounds(12, [0.1, 0.1, -0.3], [0, 0, -0.2]))
+    assert rep.sample()["proposals"] == [4, 4, 4] and rep.ranked()[0].learner == 2
+    assert rep.doubt() is None and rep.to_dict()["ranking_supported"] is True
+    assert "worst learner 2: separated from the next" in rep.text()
+
+
+def test_alike_learners_overlap_and_no_worst_is_claimed(tmp_path):
+    rep = quality.from_records(_rotating_rounds(12, [0.05, 0.05, 0.05], [0, 0, 0], seed=3))
+    assert min(rep.sample()["proposals"]) == 4
+    worst, nxt = rep.ranked()[:2]
+    assert rep.doubt() == (f"the intervals of learner {worst.learner} (worst) and learner {nxt.learner} (next) "
+                           "overlap or are undefined on every one of delta, offset")
+    assert quality.plot(rep, tmp_path / "q.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ranking_doubt_edge_cases():
+    assert quality.ranking_doubt([quality.LearnerQuality(0, proposals=5)]) == "fewer than two learners to compare"
+    assert quality.ranking_doubt([quality.LearnerQuality(0, proposals=5), quality.LearnerQuality(1, proposals=5)]) \
+        == "no learner has a combined score"
+
+
+def test_cli_quality_states_the_sample_size_of_a_short_run(flipped_run, tmp_path, capsys):
+    """6 rounds of 3 learners: 2 proposals each, too few to name a worst learner, and the output says so."""
+    assert main(["quality", str(flipped_run), "--json", str(tmp_path / "q.json")]) == 0
+    out = capsys.readouterr().out
+    assert "sample size: 2 proposal(s) and 4 vote(s) per learner" in out
+    assert "ranking not supported by the data: a learner has only 2 proposal(s)" in out
+    doc = json.loads((tmp_path / "q.json").read_text())
+    assert doc["ranking_supported"] is False and doc["sample"] == {"proposals": [2, 2, 2], "votes": [4, 4, 4]}

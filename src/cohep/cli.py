@@ -345,11 +345,14 @@ def run(
     overrides: dict[str, object],
 ) -> None:
     """Run a collaborative (or baseline) experiment; writes records, manifest, figure and report."""
+    from cohep.outputs.report import warnings_for
     from cohep.run.local import run_experiment
 
     cfg = _settings(config, overrides)
-    result = run_experiment(cfg, out or Path("runs") / cfg.experiment.name, figure=not no_figure)
+    result = run_experiment(cfg, out or Path("runs") / cfg.experiment.name, figure=not no_figure, announce=typer.echo)
     _print_run_summary(result)
+    for warning in warnings_for(result):  # also in report.md; stderr so a script's log shows it
+        typer.echo(warning, err=True)
 
 
 #: ``cohep deploy`` flags -> the setting each one overrides
@@ -557,7 +560,10 @@ def _print_run_summary(result) -> None:
     shares = ", ".join(f"{k} {100 * v:.1f}%" for k, v in result.time_shares().items())
     con = Console()
     con.print(f"[bold]{result.mode}[/bold]: final mean test accuracy [bold]{result.final_accuracy:.4f}[/bold]")
-    con.print(f"accepted proposals per learner: {result.accepted}")
+    if result.mode == "colearn":
+        con.print(f"accepted proposals per learner: {result.accepted}")
+    else:  # a baseline has no proposals judged by others: its learners keep or drop their own training
+        con.print(f"rounds each learner kept its own training: {result.accepted}")
     if getattr(result, "privacy", None):
         con.print("epsilon spent per learner: " + ", ".join(f"{p['epsilon_spent']:.2f}/{p['epsilon_budget']:g}"
                                                              for p in result.privacy))

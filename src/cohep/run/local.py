@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,9 @@ class RunResult:
     files: dict[str, Path] = field(default_factory=dict)
     #: per private learner: budget, noise, spent epsilon, proposals, why it stopped (None: not private)
     privacy: list[dict] | None = None
+    #: the data's classes (chance is 1 / num_classes) and whether the data picked the model
+    num_classes: int = 0
+    model_auto: bool = False
 
     def time_shares(self) -> dict[str, float]:
         return time_shares(self.timings)
@@ -221,18 +225,25 @@ def run_alone(cfg, learners, bar=None):
     return records, timings, {}
 
 
-def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, figure: bool = True) -> RunResult:
+def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, figure: bool = True,
+                   announce: Callable[[str], None] | None = None) -> RunResult:
     """Run one experiment and write its records, timings, manifest, figure, weights and report.
 
     Everything is checked (data, model fit, split) before the run directory is made, and a run that
-    fails part-way leaves no directory behind.
+    fails part-way leaves no directory behind. ``announce`` gets one line once the model is known
+    (the CLI prints it), before any training.
     """
+    from cohep.outputs.report import start_line
+
+    model_auto = cfg.model.name is None
     cfg, data, parts, spec = prepare(cfg)
+    if announce is not None:
+        announce(start_line(cfg, model_auto=model_auto))
     with rundir.created(out_dir) as out:
-        return _run(cfg, data, parts, spec, out, figure)
+        return _run(cfg, data, parts, spec, out, figure, model_auto)
 
 
-def _run(cfg, data, parts, spec, out: Path, figure: bool) -> RunResult:
+def _run(cfg, data, parts, spec, out: Path, figure: bool, model_auto: bool = False) -> RunResult:
     mode = cfg.experiment.mode
     if mode == "centralised":
         parts = [LearnerIndices(
@@ -255,7 +266,7 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool) -> RunResult:
         final_accuracy=final_test_accuracy(records),
         accepted=chain_info.pop("accepted_per_member", None) or accepted_per_learner(records, len(learners)),
         chain_id=chain_info.get("chain_id"), contract=chain_info.get("contract"),
-        privacy=privacy_spent(learners),
+        privacy=privacy_spent(learners), num_classes=spec.n_classes, model_auto=model_auto,
     )
     final = learners[0].current()
     accepted = sorted({r.digest for r in records if r.accepted and r.round > 0},

@@ -19,6 +19,10 @@ Scores are oriented so that higher is better (for ``vote.metric = loss`` the sig
 ``rank`` puts the worst first by the mean of the learners' standardised ``delta`` and ``offset``
 (see docs/quality.md for why those two and not agreement). ``chain_quality`` derives what the chain
 alone shows (proposals, acceptance, agreement, the voters' announced ``score_ppm``).
+
+A run of a few rounds gives each member one or two proposals: a rank always comes out, but the data
+may not support it. :func:`ranking_doubt` says why not (too few proposals, or the worst learner's
+intervals overlapping the next one's on every combined measure), and every output carries it.
 """
 from __future__ import annotations
 
@@ -35,6 +39,8 @@ from cohep.protocol.records import RoundRecord
 MEASURES = ("acceptance", "gain", "delta", "agreement", "offset", "combined")
 #: the measures the combined rank averages: neither can be bought by copying public ballots
 COMBINED = ("delta", "offset")
+#: fewer proposals than this for some learner: no ranking is claimed
+MIN_PROPOSALS = 3
 
 
 def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float, float]:
@@ -101,6 +107,22 @@ class QualityReport:
     def ranked(self) -> list[LearnerQuality]:
         return sorted(self.learners, key=lambda q: q.rank)
 
+    def sample(self) -> dict[str, list[int]]:
+        """Proposals judged and votes cast per learner, by learner index."""
+        qs = sorted(self.learners, key=lambda q: q.learner)
+        return {"proposals": [q.proposals for q in qs], "votes": [q.votes for q in qs]}
+
+    def doubt(self) -> str | None:
+        """Why the worst-first ranking is not supported by the data (None: it is)."""
+        return ranking_doubt(self.ranked())
+
+    def verdict(self) -> str:
+        """One line: the worst learner, or that the data cannot name one, and why."""
+        doubt = self.doubt()
+        if doubt:
+            return f"ranking not supported by the data: {doubt}; the order below is indicative only"
+        return f"worst learner {self.ranked()[0].learner}: separated from the next on at least one of {', '.join(COMBINED)}"
+
     def worst(self, measure: str = "combined") -> int:
         """The learner a single measure ranks last (lowest value; NaN counts as unknown, not worst)."""
         vals = [(getattr(q, measure), q.learner) for q in self.learners]
@@ -113,8 +135,10 @@ class QualityReport:
         def clean(x):
             return None if isinstance(x, float) and not math.isfinite(x) else x
 
+        doubt = self.doubt()
         return {"source": self.source, "rounds": self.rounds, "metric": self.metric, "notes": self.notes,
-                "combined_of": list(COMBINED),
+                "combined_of": list(COMBINED), "sample": self.sample(),
+                "ranking_supported": doubt is None, "ranking_doubt": doubt,
                 "learners": [{k: clean(v) for k, v in asdict(q).items()} for q in self.ranked()]}
 
     def text(self) -> str:
@@ -126,8 +150,10 @@ class QualityReport:
 
         head = (f"{'rank':>4} {'learner':>7} {'props':>5} {'acceptance [95%]':>18} {'gain':>7} {'delta':>7} "
                 f"{'votes':>5} {'agreement [95%]':>18} {'offset':>7} {'combined':>8}")
+        sample = self.sample()
         lines = [f"{self.source}: {self.rounds} rounds, vote metric {self.metric} (higher is better; worst first)",
-                 head]
+                 f"sample size: {_span(sample['proposals'])} proposal(s) and {_span(sample['votes'])} vote(s) per learner",
+                 self.verdict(), head]
         for q in self.ranked():
             lines.append(f"{q.rank:>4} {q.learner:>7} {q.proposals:>5} "
                          f"{iv(q.acceptance, q.acceptance_lo, q.acceptance_hi):>18} {f(q.gain):>7} {f(q.delta):>7} "
@@ -135,6 +161,37 @@ class QualityReport:
                          f"{f(q.combined, 2):>8}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _span(counts: list[int]) -> str:
+    """``3`` when every learner has 3, ``1-4`` otherwise."""
+    if not counts:
+        return "0"
+    lo, hi = min(counts), max(counts)
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def ranking_doubt(ranked: list[LearnerQuality], *, min_proposals: int = MIN_PROPOSALS) -> str | None:
+    """Why naming ``ranked[0]`` the worst is not supported, or None.
+
+    Supported only when every learner was judged on at least ``min_proposals`` proposals and, on at
+    least one of the combined measures, the worst learner's 95 % interval lies wholly below the next
+    one's (an interval needs two values; one proposal has none).
+    """
+    if len(ranked) < 2:
+        return "fewer than two learners to compare"
+    if not math.isfinite(ranked[0].combined):
+        return "no learner has a combined score"
+    few = min(q.proposals for q in ranked)
+    if few < min_proposals:
+        return f"a learner has only {few} proposal(s) (fewer than {min_proposals})"
+    worst, nxt = ranked[0], ranked[1]
+    for m in COMBINED:
+        w_hi, n_lo = getattr(worst, m + "_hi"), getattr(nxt, m + "_lo")
+        if math.isfinite(w_hi) and math.isfinite(n_lo) and w_hi < n_lo:
+            return None
+    return (f"the intervals of learner {worst.learner} (worst) and learner {nxt.learner} (next) overlap "
+            f"or are undefined on every one of {', '.join(COMBINED)}")
 
 
 def _rank(learners: list[LearnerQuality]) -> None:
@@ -294,7 +351,8 @@ def from_chain(experiment_path: str | Path, rpc: str) -> QualityReport:
 
 
 def plot(report: QualityReport, path: str | Path) -> Path:
-    """Per-learner bars with 95 % intervals, one panel per measure (worst learner in red)."""
+    """Per-learner bars with 95 % intervals, one panel per measure (the worst learner in red only where
+    the data supports naming one; the title says the sample size and, otherwise, why not)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -303,8 +361,9 @@ def plot(report: QualityReport, path: str | Path) -> Path:
     panels = [("acceptance", "acceptance rate"), ("delta", "score change of its proposals (others)"),
               ("agreement", "vote agreement with outcome"), ("offset", "own score - other voters'")]
     qs = sorted(report.learners, key=lambda q: q.learner)
-    worst = report.ranked()[0].learner if qs else -1
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
+    doubt = report.doubt()
+    worst = report.ranked()[0].learner if qs and doubt is None else -1
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6))
     for ax, (m, title) in zip(axes, panels):
         x = np.arange(len(qs))
         v = np.array([getattr(q, m) for q in qs], dtype=float)
@@ -318,7 +377,10 @@ def plot(report: QualityReport, path: str | Path) -> Path:
         ax.set_xlabel("learner")
         ax.set_title(title, fontsize=9)
         ax.axhline(0, color="k", lw=0.5)
-    fig.suptitle(f"{Path(str(report.source)).name}: worst learner {worst} (combined rank)", fontsize=10)
+    sample = report.sample()
+    size = f"{_span(sample['proposals'])} proposal(s), {_span(sample['votes'])} vote(s) per learner"
+    claim = f"worst learner {worst} (combined rank)" if doubt is None else f"no supported worst learner: {doubt}"
+    fig.suptitle(f"{Path(str(report.source)).name}: {claim}\n{size}", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

@@ -3,6 +3,8 @@
 Top: each learner's test score after the round (blue, dotted) and its vote-set score of the round's
 proposal (red, dotted), with the means over learners as solid lines. Bottom: one row per learner,
 green for approve, red for reject, the proposer marked P; the last row is the contract's outcome.
+The baselines (individual, centralised) have no proposers or votes: their records name every
+learner its own proposer, so :func:`round_figure` draws just each learner's own test curve.
 """
 from __future__ import annotations
 
@@ -20,7 +22,14 @@ from cohep.protocol.records import RoundRecord
 _GRID_COLOURS = ListedColormap(["#ffffff", "#2ca02c", "#d62728", "#c7c7c7"])  # none, approve, reject, proposer
 
 
+def judged_by_others(records: list[RoundRecord]) -> bool:
+    """Some learner voted on another's proposal (colearn); a baseline's learners only judge themselves."""
+    return any(r.round > 0 and not r.is_proposer for r in records)
+
+
 def round_figure(records: list[RoundRecord], out_png: str | Path, *, title: str = "", metric: str = "accuracy") -> Path:
+    if not judged_by_others(records):
+        return learner_curves(records, out_png, title=title)
     rounds = sorted({r.round for r in records})
     learners = sorted({r.learner for r in records})
     n_r, n_l = len(rounds), len(learners)
@@ -74,6 +83,38 @@ def round_figure(records: list[RoundRecord], out_png: str | Path, *, title: str 
     axg.legend(handles=[Patch(color="#2ca02c", label="approve / accepted"), Patch(color="#d62728", label="reject / rejected"),
                         Patch(color="#c7c7c7", label="proposer (P) / void")],
                loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return Path(out_png)
+
+
+def learner_curves(records: list[RoundRecord], out_png: str | Path, *, title: str = "") -> Path:
+    """A baseline's figure: each learner's own test accuracy per round, and their mean."""
+    rounds = sorted({r.round for r in records})
+    learners = sorted({r.learner for r in records})
+    test = np.full((len(learners), len(rounds)), np.nan)
+    for rec in records:
+        test[learners.index(rec.learner), rounds.index(rec.round)] = rec.test_accuracy
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(rounds) + 3), 4.5))
+    x = np.array(rounds)
+    colours = plt.get_cmap("tab10")
+    for i, lrn in enumerate(learners):
+        label = ("pooled data" if len(learners) == 1 else f"learner {lrn} (alone)") if i < 10 else None
+        ax.plot(x, test[i], "o-", color=colours(i % 10), ms=3, lw=1.2, label=label)
+    if len(learners) > 1:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ax.plot(x, np.nanmean(test, 0), "-", color="black", lw=2, label="mean")
+    ax.set_xlabel("round")
+    ax.set_ylabel("test accuracy")
+    ax.set_xticks(x)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    if title:
+        ax.set_title(title)
     fig.tight_layout()
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
