@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/cohep demo --out runs/demo
+	$(VENV)/bin/cohep demo --out runs/demo --overwrite
 
 # The checks before the suite: ruff (pyproject [tool.ruff]), the floors (import-linter contract in
 # [tool.importlinter]; docs/architecture.md draws the same order), mypy on the protocol, the wire and the

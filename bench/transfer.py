@@ -80,7 +80,7 @@ def simulate_sets(folder: Path, n: int, shift: int, workers: int) -> dict[str, P
     npz = folder / "import.npz"
     np.savez(npz, images=np.moveaxis(electrons, 1, -1), labels=np.asarray(["NC", "numu_CC", "nue_CC"])[y])
     h5 = folder / "import.h5"
-    cli = [sys.executable, "-m", "cohep", "import", str(npz), "--out", str(h5)]
+    cli = [sys.executable, "-m", "cohep", "import", str(npz), "--out", str(h5), "--overwrite"]  # a rerun remakes it
     subprocess.run(cli, check=True, stdout=subprocess.DEVNULL)
     out["import"] = h5
     return out

@@ -137,10 +137,13 @@ def simulate(
     detector: str | None = typer.Option(None, help="Detector preset: microboone (default), protodune, "
                                         "microboone_surface, protodune_sp or dune_fd."),
     config: Path | None = typer.Option(None, "--config", help="TOML simulation configuration."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out (refused by default)."),
 ) -> None:
     """Simulate LArTPC neutrino events (NC / numu CC / nue CC, three wire-plane views) to HDF5."""
+    from cohep.core.files import claim_output
     from cohep.lartpc.simulate import default_config, load_config, simulate as run_simulation
 
+    claim_output(out, overwrite=overwrite)
     cfg = load_config(config, detector=detector) if config else default_config(detector or "microboone")
     path = run_simulation(events, out, seed=seed, workers=workers, config=cfg, progress=True)
     typer.echo(f"wrote {events} events to {path}")
@@ -181,11 +184,15 @@ def import_(
     map_shape: str | None = typer.Option(None, "--map-shape"),
     label_map: str | None = typer.Option(None, "--label-map"),
     size: str | None = typer.Option(None, "--size"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out (refused by default)."),
     *,
     overrides: dict[str, object],
 ) -> None:
     """Import other pipelines' events into the HDF5 event format: resample, calibrate, centre."""
+    from cohep.core.files import claim_output
     from cohep.datasets.importer import ImportSettings, import_events, parse_label_map, parse_sizes
+
+    claim_output(out, overwrite=overwrite)
 
     values = {
         **overrides, "map_shape": parse_sizes(map_shape, "map_shape"), "label_map": parse_label_map(label_map),
@@ -210,13 +217,16 @@ DEMO_FLAGS = {name: name for name in ("events", "learners", "rounds", "seed", "w
 @settings_command(DEMO_FLAGS, short={"learners": "-n", "rounds": "-r"}, sections=_demo_settings)
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Demo directory."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier demo in --out (refused by default)."),
     *,
     overrides: dict[str, object],
 ) -> None:
     """Simulate neutrino events and learn from them collaboratively (the `make demo` job)."""
-    from cohep.run.demo import DemoSettings, run_demo
+    from cohep.core.files import claim_output
+    from cohep.run.demo import DATA, DemoSettings, run_demo
 
     settings = DemoSettings.from_mapping({k: v for k, v in overrides.items() if v is not None})
+    claim_output(out, overwrite=overwrite, marker=DATA)
     result, files = run_demo(out, settings)
     _print_run_summary(result)
     for name, path in files.items():
@@ -277,6 +287,7 @@ def train(
     param: list[str] = typer.Option([], "--param", "-p", help="Model parameter KEY=VALUE (JSON value), repeatable."),
     val: Path | None = typer.Option(None, "--val"),
     out: Path | None = typer.Option(None, "--out", "-o"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier training's --out (refused by default)."),
     *,
     overrides: dict[str, object],
 ) -> None:
@@ -294,7 +305,7 @@ def train(
             f"  |  {row['train_images_per_s'] or 0:.1f} events/s{'  *best' if row.get('best') else ''}"
         )
 
-    result = train_from_config(cfg, on_epoch=show)
+    result = train_from_config(cfg, on_epoch=show, overwrite=overwrite)
     typer.echo(
         f"best epoch {result.best_epoch}: val accuracy {result.best['val_accuracy']:.4f}; "
         f"{result.train_images_per_s:.1f} training events/s; {result.n_parameters:,} parameters"
@@ -341,15 +352,20 @@ def run(
     config: Path | None = typer.Option(None, "--config", "-c", help="TOML experiment config."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Run directory (default runs/<name>)."),
     no_figure: bool = typer.Option(False, "--no-figure", help="Skip the PNG figure."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace an earlier run directory, weights/ included (refused by default)."),
     *,
     overrides: dict[str, object],
 ) -> None:
     """Run a collaborative (or baseline) experiment; writes records, manifest, figure and report."""
+    from cohep.core.files import claim_output
+    from cohep.outputs.rundir import MANIFEST
     from cohep.outputs.report import warnings_for
     from cohep.run.local import run_experiment
 
     cfg = _settings(config, overrides)
-    result = run_experiment(cfg, out or Path("runs") / cfg.experiment.name, figure=not no_figure, announce=typer.echo)
+    out_dir = claim_output(out or Path("runs") / cfg.experiment.name, overwrite=overwrite, marker=MANIFEST)
+    result = run_experiment(cfg, out_dir, figure=not no_figure, announce=typer.echo)
     _print_run_summary(result)
     for warning in warnings_for(result):  # also in report.md; stderr so a script's log shows it
         typer.echo(warning, err=True)

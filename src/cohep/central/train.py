@@ -38,7 +38,7 @@ from cohep.outputs import checkpoint
 from cohep import models
 from cohep.config.experiment import ExperimentConfig
 from cohep.core.errors import ConfigError
-from cohep.core.files import atomic_write_text, write_json
+from cohep.core.files import atomic_write_text, claim_output, write_json
 from cohep.frameworks.training import TrainConfig
 from cohep.outputs.manifest import package_versions
 from cohep.central.metrics import ClassificationMetrics
@@ -91,6 +91,18 @@ def _write_history(out: Path, history: list[dict]) -> None:
     write_json(out / "history.json", history, indent=1)
 
 
+def check_device(name: str) -> None:
+    """A CUDA device asked for where torch has none is one line naming the flag, before any model is built."""
+    kind, _, index = name.partition(":")
+    if kind != "cuda":
+        return
+    if not torch.cuda.is_available():
+        why = "this torch was built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+        raise ConfigError(f"train.device: {name!r} is not available ({why}); use --device cpu or auto")
+    if index.isdigit() and int(index) >= torch.cuda.device_count():
+        raise ConfigError(f"train.device: {name!r}: there are {torch.cuda.device_count()} CUDA devices")
+
+
 def train_central(
     spec: ModelSpec,
     train_ds: Dataset,
@@ -120,8 +132,12 @@ def train_central(
     class_names = list(class_names) if class_names is not None else [str(i) for i in range(spec.n_classes)]
     if len(class_names) != spec.n_classes:
         raise ConfigError(f"{len(class_names)} class names for a model with {spec.n_classes} classes")
+    check_device(config.device)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"central.out: cannot create {out}: {exc.strerror or exc}") from None
 
     learner = models.build_learner(spec, train_ds, val_ds, None, config, seed=seed)
     n_parameters = learner.n_parameters()
@@ -258,11 +274,14 @@ def train_from_config(
     out_dir: str | Path | None = None,
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
+    overwrite: bool | None = None,
 ) -> TrainResult:
     """``cohep train``: read ``data.path``, split off (or read ``central.val``) the validation set, train.
 
     Uses ``[data]`` (path, kind, limit), ``[model]``, ``[train]`` (batch size, optimizer, learning
     rate, device...), ``experiment.seed`` and ``[central]`` (epochs, validation, output folder).
+    ``overwrite`` is ``cohep train --overwrite``: False refuses an existing output folder, True replaces
+    an earlier training's folder; None (library callers) writes into the folder as it is.
     """
     from cohep.datasets.source import load_data
 
@@ -272,6 +291,9 @@ def train_from_config(
     from cohep.run.tasks import load_task
 
     cfg, data, spec = load_task(cfg)
+    out = Path(out_dir) if out_dir is not None else default_out(cfg)  # the model's name is known now
+    if overwrite is not None:
+        claim_output(out, overwrite=overwrite, flag="central.out", marker=checkpoint.METADATA)
     kind = d.resolved_kind()
     seed = cfg.experiment.seed
     if c.val is not None:
@@ -298,6 +320,6 @@ def train_from_config(
     }
     return train_central(
         spec, train_ds, val_ds, cfg.train, epochs=c.epochs, seed=seed,
-        out_dir=out_dir if out_dir is not None else default_out(cfg), progress=progress,
+        out_dir=out, progress=progress,
         class_names=data.class_names, train_eval=c.train_eval, on_epoch=on_epoch, data_info=info,
     )

@@ -88,3 +88,29 @@ def read_json(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         raise DataError(f"{p} is not a JSON object")
     return data
+
+
+def claim_output(path: str | os.PathLike, *, overwrite: bool, flag: str = "--out", marker: str | None = None) -> Path:
+    """Make sure writing ``path`` replaces nothing the user did not ask to replace.
+
+    An existing file, or a folder with anything in it, is refused (one line naming ``flag``) unless
+    ``overwrite``. A folder output (``marker``: a file the command always writes into it) is then
+    emptied, so a rerun leaves none of the earlier run's files behind; a folder without the marker was
+    not made by the command and is never emptied. A file output is left for the atomic write to replace.
+    """
+    import shutil
+
+    p = Path(path)
+    if not p.exists() or (p.is_dir() and not any(p.iterdir())):
+        return p
+    if not overwrite:
+        raise CohepError(f"{flag}: {p} already exists (pass --overwrite to replace it)")
+    if marker is not None and p.is_dir():
+        if not (p / marker).is_file():
+            raise CohepError(f"{flag}: {p} is not an earlier output of this command (no {marker}); "
+                             "refusing to replace it")
+        try:
+            shutil.rmtree(p)
+        except OSError as exc:
+            raise CohepError(f"{flag}: cannot remove the earlier {p}: {exc.strerror or exc}") from None
+    return p

@@ -71,6 +71,11 @@ def assign(
             f"more learners ({n_learners}) than the data can serve: {len(pool)} samples outside the held-out set, "
             f"and each learner needs at least one train and one vote sample"
         )
+    if 0 < len(holdout) < n_learners:
+        raise ConfigError(
+            f"data.holdout: {len(holdout)} held-out samples for {n_learners} learners leaves a learner without "
+            f"test samples (hold out at least {n_learners}, or use fewer learners)"
+        )
     if method == "iid":
         shares = [pool[p] for p in split_iid(len(pool), n_learners, rng)]
     else:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
-from numba import njit
+from cohep.lartpc.jit import cached_njit
 
 from cohep.core.errors import ConfigError
 from cohep.core.settings import Section, from_mapping
@@ -464,7 +464,7 @@ _PHI_X = np.arange(-6.0, 6.0 + 0.5 * _PHI_STEP, _PHI_STEP)
 _PHI = np.array([0.5 * math.erfc(-x / math.sqrt(2.0)) for x in _PHI_X])
 
 
-@njit(cache=True)
+@cached_njit
 def _phi(z):
     f = (z + 6.0) * 400.0
     if f <= 0.0:
@@ -476,7 +476,7 @@ def _phi(z):
     return _PHI[k] * (1.0 - w) + _PHI[k + 1] * w
 
 
-@njit(cache=True)
+@cached_njit
 def _fractions(center, sigma, n, out_idx, out_w):
     """Share of a Gaussian(center, sigma) in unit bins [k, k+1), k in [0, n); returns count."""
     if sigma < 1e-3:
@@ -503,7 +503,7 @@ def _fractions(center, sigma, n, out_idx, out_w):
     return m
 
 
-@njit(cache=True)
+@cached_njit
 def _project(dep, prm, out):
     x_anode, v, tick, tau, dl, dt = prm[0], prm[1], prm[2], prm[3], prm[4], prm[5]
     box_xi, alpha, w_ion = prm[6], prm[7], prm[8]

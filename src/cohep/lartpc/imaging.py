@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from cohep.lartpc.jit import cached_njit
 
 #: Unit of the stored pixel values.
 IMAGE_UNIT = "ke-"
@@ -26,7 +26,7 @@ IMAGE_UNIT = "ke-"
 ELECTRONS_PER_UNIT = 1000.0
 
 
-@njit(cache=True)
+@cached_njit
 def _tail_value(z, s, rng):
     """A Gaussian value of width ``s`` conditioned to exceed ``z * s`` (Marsaglia's tail method)."""
     if z <= 0.0:
@@ -38,7 +38,7 @@ def _tail_value(z, s, rng):
             return (z + xx) * s
 
 
-@njit(cache=True)
+@cached_njit
 def _noise_hits(plane, n_signal, s, a, rng, scale, signed):
     """The empty pixels that noise lifts over threshold ``a``: Binomial(n_empty, P(tail)) of them at
     random empty places, values from the tail (``signed``: both tails, a random sign each)."""
@@ -62,7 +62,7 @@ def _noise_hits(plane, n_signal, s, a, rng, scale, signed):
         placed += 1
 
 
-@njit(cache=True)
+@cached_njit
 def _noise_threshold(img, sigma, thr, rng, scale):
     """In place: noise on signal pixels, binomial noise hits elsewhere, zero suppression, scaling."""
     n_planes, h, w = img.shape
@@ -91,7 +91,7 @@ def _noise_threshold(img, sigma, thr, rng, scale):
                     plane[i, j] = 0.0
 
 
-@njit(cache=True)
+@cached_njit
 def _noise_threshold_signed(img, sigma, thr, rng, scale):
     """As :func:`_noise_threshold` for signed (bipolar) signals: a pixel is kept when |value| is
     over threshold; noise hits are drawn from both tails."""
@@ -117,7 +117,7 @@ def _noise_threshold_signed(img, sigma, thr, rng, scale):
                     plane[i, j] = 0.0
 
 
-@njit(cache=True)
+@cached_njit
 def _half_bits(v):
     """IEEE binary16 bits of a non-negative float (round to nearest even; clipped to 65504)."""
     if v <= 0.0:
@@ -146,7 +146,7 @@ def _half_bits(v):
     return (exp << 10) | n
 
 
-@njit(cache=True)
+@cached_njit
 def _to_half(img, out):
     flat = img.ravel()
     res = out.ravel()

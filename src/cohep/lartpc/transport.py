@@ -2,7 +2,7 @@
 
 Every particle from the neutrino vertex is followed in small steps (at most ``max_step_cm``) and
 leaves *deposits*: rows of ``(x, y, z, dE, dx, track)`` in cm / MeV, with ``track`` the index of the
-particle in the track table.  All of it runs in Numba (``@njit(cache=True)``) with the event's own
+particle in the track table.  All of it runs in Numba (``@cached_njit``: cached where it can be) with the event's own
 ``numpy.random.Generator``, so an event is reproducible from its seed alone.
 
 Physics content
@@ -40,7 +40,7 @@ from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import numpy as np
-from numba import njit
+from cohep.lartpc.jit import cached_njit
 
 from cohep.core.errors import ConfigError
 from cohep.core.settings import Section
@@ -292,7 +292,7 @@ def unbounded_region() -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Numba kernels: small helpers
 # ---------------------------------------------------------------------------------------------
-@njit(cache=True)
+@cached_njit
 def _in_region(reg, x, y, z):
     if x < reg[0] or x > reg[1] or y < reg[2] or y > reg[3] or z < reg[4] or z > reg[5]:
         return False
@@ -303,7 +303,7 @@ def _in_region(reg, x, y, z):
     return False
 
 
-@njit(cache=True)
+@cached_njit
 def _grid_pos(t):
     f = (math.log(t) - GRID_LNT0) / GRID_DLNT
     if f < 0.0:
@@ -314,20 +314,20 @@ def _grid_pos(t):
     return k, f - k
 
 
-@njit(cache=True)
+@cached_njit
 def _lookup(row, t):
     k, w = _grid_pos(t)
     return row[k] * (1.0 - w) + row[k + 1] * w
 
 
-@njit(cache=True)
+@cached_njit
 def _range(ln_range, s, t):
     if t <= 1.0e-3:  # below the grid S ~ sqrt(T), so R ~ sqrt(T)
         return math.exp(ln_range[s, 0]) * math.sqrt(t / 1.0e-3) if t > 0 else 0.0
     return math.exp(_lookup(ln_range[s], t))
 
 
-@njit(cache=True)
+@cached_njit
 def _energy_of_range(ln_range, s, r):
     """Inverse of _range: kinetic energy with CSDA range r (binary search in ln R)."""
     if r <= 0.0:
@@ -349,7 +349,7 @@ def _energy_of_range(ln_range, s, r):
     return math.exp(GRID_LNT0 + GRID_DLNT * (lo + w))
 
 
-@njit(cache=True)
+@cached_njit
 def _rotate(ux, uy, uz, cost, phi):
     """Direction at polar angle acos(cost), azimuth phi about (ux, uy, uz)."""
     sint = math.sqrt(max(0.0, 1.0 - cost * cost))
@@ -371,7 +371,7 @@ def _rotate(ux, uy, uz, cost, phi):
     return vx / n, vy / n, vz / n
 
 
-@njit(cache=True)
+@cached_njit
 def _isotropic(rng):
     cost = 2.0 * rng.random() - 1.0
     phi = 2.0 * math.pi * rng.random()
@@ -379,7 +379,7 @@ def _isotropic(rng):
     return sint * math.cos(phi), sint * math.sin(phi), cost
 
 
-@njit(cache=True)
+@cached_njit
 def _landau(rng, lam_max):
     """Standard Landau variate (stable law alpha = 1, beta = 1, scale pi/2; CMS algorithm),
     truncated at lam_max by rejection."""
@@ -395,7 +395,7 @@ def _landau(rng, lam_max):
             return lam
 
 
-@njit(cache=True)
+@cached_njit
 def _straggle(rng, mean, xi, tmax, beta2):
     """Mean-preserving energy-loss fluctuation for a step with mean restricted loss ``mean``."""
     if xi <= 0.0 or mean <= 0.0:
@@ -411,7 +411,7 @@ def _straggle(rng, mean, xi, tmax, beta2):
     return max(de, 0.0)
 
 
-@njit(cache=True)
+@cached_njit
 def _highland(p, beta, ds, x0):
     """Plane-projected rms scattering angle (rad), PDG eq. 34.15, unit charge."""
     t = ds / x0
@@ -423,7 +423,7 @@ def _highland(p, beta, ds, x0):
     return 13.6 / (beta * p) * math.sqrt(t) * corr
 
 
-@njit(cache=True)
+@cached_njit
 def _scatter(rng, ux, uy, uz, theta0):
     if theta0 <= 0.0:
         return ux, uy, uz
@@ -436,7 +436,7 @@ def _scatter(rng, ux, uy, uz, theta0):
 # ---------------------------------------------------------------------------------------------
 # Numba kernels: bookkeeping (growable arrays)
 # ---------------------------------------------------------------------------------------------
-@njit(cache=True)
+@cached_njit
 def _add_dep(dep, cnt, x, y, z, de, dx, tid):
     n = cnt[2]
     if n >= dep.shape[0]:
@@ -453,7 +453,7 @@ def _add_dep(dep, cnt, x, y, z, de, dx, tid):
     return dep
 
 
-@njit(cache=True)
+@cached_njit
 def _push(tr, stack, cnt, pid, parent, x, y, z, ux, uy, uz, t):
     n = cnt[0]
     if n >= tr.shape[0]:
@@ -485,7 +485,7 @@ def _push(tr, stack, cnt, pid, parent, x, y, z, ux, uy, uz, t):
     return tr, stack
 
 
-@njit(cache=True)
+@cached_njit
 def _emit_nucleons(rng, tr, stack, cnt, parent, n, etot, p_proton, x, y, z):
     """Share ``etot`` (MeV kinetic) among ``n`` nucleons emitted isotropically (proton with
     probability p_proton), as the fragments of an absorbed hadron."""
@@ -508,7 +508,7 @@ def _emit_nucleons(rng, tr, stack, cnt, parent, n, etot, p_proton, x, y, z):
     return tr, stack
 
 
-@njit(cache=True)
+@cached_njit
 def _finish(tr, tid, x, y, z, length, fate):
     tr[tid, TR_XE] = x
     tr[tid, TR_YE] = y
@@ -517,7 +517,7 @@ def _finish(tr, tid, x, y, z, length, fate):
     tr[tid, TR_FATE] = fate
 
 
-@njit(cache=True)
+@cached_njit
 def _deltas(rng, tr, stack, cnt, P, tid, pid, t, m, xi, tmax, x0, y0, z0, ux, uy, uz, ds):
     """Sample explicit delta rays above the cut along a step; returns their total energy."""
     tcut = P[P_DELTA_CUT]
@@ -549,7 +549,7 @@ def _deltas(rng, tr, stack, cnt, P, tid, pid, t, m, xi, tmax, x0, y0, z0, ux, uy
 # ---------------------------------------------------------------------------------------------
 # Numba kernels: particle transport
 # ---------------------------------------------------------------------------------------------
-@njit(cache=True)
+@cached_njit
 def _at_rest(rng, tr, stack, cnt, P, tid, pid, x, y, z):
     """Decay or capture of a stopped mu+-, pi+-; returns True when something happened."""
     if P[P_DECAY] <= 0.0:
@@ -580,7 +580,7 @@ def _at_rest(rng, tr, stack, cnt, P, tid, pid, x, y, z):
     return tr, stack, False
 
 
-@njit(cache=True)
+@cached_njit
 def _hadronic(rng, tr, stack, cnt, P, tid, pid, t, x, y, z, ux, uy, uz):
     """In-flight hadronic interaction of pi+-, p at (x, y, z).
 
@@ -651,7 +651,7 @@ def _hadronic(rng, tr, stack, cnt, P, tid, pid, t, x, y, z, ux, uy, uz):
     return tr, stack, False, 0.0, ux, uy, uz
 
 
-@njit(cache=True)
+@cached_njit
 def _track_charged(rng, tr, stack, dep, cnt, P, reg, ln_range, inv_lambda, tid):
     """Muons, charged pions and protons: continuous loss, straggling, delta rays, MCS,
     hadronic interactions, decays / captures at rest."""
@@ -745,7 +745,7 @@ def _track_charged(rng, tr, stack, dep, cnt, P, reg, ln_range, inv_lambda, tid):
     return tr, stack, dep
 
 
-@njit(cache=True)
+@cached_njit
 def _track_electron(rng, tr, stack, dep, cnt, P, reg, ln_range, tid):
     """Electrons and positrons: collision loss with straggling and Moller delta rays, soft and
     hard bremsstrahlung, MCS; e+ annihilate at rest into two 511 keV photons."""
@@ -847,7 +847,7 @@ def _track_electron(rng, tr, stack, dep, cnt, P, reg, ln_range, tid):
     return tr, stack, dep
 
 
-@njit(cache=True)
+@cached_njit
 def _track_photon(rng, tr, stack, dep, cnt, P, reg, mu_pair, mu_compton, tid):
     """Photons: exponential flight to a pair conversion or Compton scatter; absorbed below cut."""
     x, y, z = tr[tid, TR_X], tr[tid, TR_Y], tr[tid, TR_Z]
@@ -923,7 +923,7 @@ def _track_photon(rng, tr, stack, dep, cnt, P, reg, mu_pair, mu_compton, tid):
     return tr, stack, dep
 
 
-@njit(cache=True)
+@cached_njit
 def _decay_pi0(rng, tr, stack, cnt, tid):
     """pi0 -> gamma gamma (98.8 %, PDG), isotropic in the rest frame, boosted to the lab."""
     x, y, z = tr[tid, TR_X], tr[tid, TR_Y], tr[tid, TR_Z]
@@ -948,7 +948,7 @@ def _decay_pi0(rng, tr, stack, cnt, tid):
     return tr, stack
 
 
-@njit(cache=True)
+@cached_njit
 def _track_neutron(rng, tr, stack, cnt, P, reg, inv_lambda, tid):
     """Neutrons fly unseen to an inelastic scatter that knocks out a proton (or a neutron) and may
     leave a de-excitation photon; dropped below the neutron cut."""
@@ -986,7 +986,7 @@ def _track_neutron(rng, tr, stack, cnt, P, reg, inv_lambda, tid):
     return tr, stack
 
 
-@njit(cache=True)
+@cached_njit
 def _transport(pid0, pos0, dir0, ke0, rng, P, reg, ln_range, inv_lambda, mu_pair, mu_compton, cap):
     n0 = pid0.shape[0]
     tr = np.empty((max(64, 4 * n0 + cap // 8), TR_COLS))

@@ -18,6 +18,9 @@ from cohep.run.local import RunResult, run_experiment
 from cohep.core.settings import Section, setting
 
 
+DATA = "events.h5"  #: the simulated events, in the demo directory (``cohep demo --overwrite`` looks for it)
+
+
 @dataclass(frozen=True)
 class DemoSettings(Section):
     """``cohep demo``: how big a demo to run (the defaults take about a minute on 2 cores)."""
@@ -54,7 +57,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings = DemoSettings()) -> tu
     from cohep.outputs.plots.events import event_display
 
     with rundir.created(out_dir) as out:
-        data = out / "events.h5"
+        data = out / DATA
         simulate(settings.events, data, seed=settings.seed, workers=settings.workers)
         shown = {f"event_{i}": event_display(data, i, out / f"event_{i}.png") for i in range(3)}
         result = run_experiment(demo_config(data, settings), out / "run")
