@@ -138,3 +138,16 @@ def test_simulator_imports_where_numba_cannot_cache():
     done = subprocess.run([sys.executable, "-c", "import cohep.lartpc.transport, cohep.lartpc.detector, "
                            "cohep.lartpc.imaging"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_learner_on_a_cuda_device_torch_cannot_use_is_one_line(monkeypatch):
+    """Every learner resolves its device through one function, so `cohep run` fails like `cohep train`."""
+    import torch
+
+    from cohep.frameworks.torch import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"train.device: 'cuda' is not available"):
+        resolve_device("cuda")
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cpu")

@@ -39,6 +39,7 @@ from cohep import models
 from cohep.config.experiment import ExperimentConfig
 from cohep.core.errors import ConfigError
 from cohep.core.files import atomic_write_text, claim_output, write_json
+from cohep.frameworks.torch import check_device
 from cohep.frameworks.training import TrainConfig
 from cohep.outputs.manifest import package_versions
 from cohep.central.metrics import ClassificationMetrics
@@ -89,18 +90,6 @@ def _write_history(out: Path, history: list[dict]) -> None:
         writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in HISTORY_FIELDS})
     atomic_write_text(out / "history.csv", buf.getvalue())
     write_json(out / "history.json", history, indent=1)
-
-
-def check_device(name: str) -> None:
-    """A CUDA device asked for where torch has none is one line naming the flag, before any model is built."""
-    kind, _, index = name.partition(":")
-    if kind != "cuda":
-        return
-    if not torch.cuda.is_available():
-        why = "this torch was built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
-        raise ConfigError(f"train.device: {name!r} is not available ({why}); use --device cpu or auto")
-    if index.isdigit() and int(index) >= torch.cuda.device_count():
-        raise ConfigError(f"train.device: {name!r}: there are {torch.cuda.device_count()} CUDA devices")
 
 
 def train_central(

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from cohep.core.errors import ConfigError
 from cohep.frameworks.learner import Weights
 from cohep.frameworks.base import FrameworkLearner
 from cohep.frameworks.batches import iterate_batches  # noqa: F401  (re-exported: callers batch through here)
@@ -22,9 +23,23 @@ from cohep.frameworks.privacy import Budget, PrivateTraining
 from cohep.frameworks.training import TrainConfig, make_optimizer  # noqa: F401  (make_optimizer re-exported)
 
 
+def check_device(name: str) -> None:
+    """A CUDA device asked for where torch has none is one line naming the flag, before any model is built."""
+    kind, _, index = name.partition(":")
+    if kind != "cuda":
+        return
+    if not torch.cuda.is_available():
+        why = "this torch was built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+        raise ConfigError(f"train.device: {name!r} is not available ({why}); use --device cpu or auto")
+    if index.isdigit() and int(index) >= torch.cuda.device_count():
+        raise ConfigError(f"train.device: {name!r}: there are {torch.cuda.device_count()} CUDA devices")
+
+
 def resolve_device(name: str = "auto") -> torch.device:
+    """``train.device`` as a torch device ("auto": CUDA when present); one that torch cannot use is one line."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check_device(name)
     return torch.device(name)
 
 
