@@ -263,6 +263,8 @@ def _settings(config: Path | None, flags: dict[str, object], params: list[str] |
     from cohep.config import experiment as cfgmod
     from cohep.core.settings import dotted, merge
 
+    if flags.get("data.path") is not None and flags.get("data.kind") is None:
+        flags = {**flags, "data.kind": "auto"}  # the file given decides its own kind, not the config's
     overrides = dotted({k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()})
     if params:
         file_params = cfgmod.load(config).model.params if config is not None else {}

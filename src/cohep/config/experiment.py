@@ -65,12 +65,31 @@ class DataSection(Section):
     limit: int | None = setting(None, ge=1, help="Use only the first N items.")
 
     def resolved_kind(self) -> str:
-        """The data kind, with ``auto`` decided by the path."""
+        """The data kind, with ``auto`` decided by the path (:func:`kind_of_path`)."""
         if self.kind != "auto":
             return self.kind
-        if self.path and Path(self.path).suffix.lower() in (".h5", ".hdf5", ".hdf"):
-            return "events"
+        return kind_of_path(self.path)
+
+
+#: file name endings ``data.kind = "auto"`` reads as HDF5 event files, and as MNIST (no ending: a folder)
+EVENT_SUFFIXES = (".h5", ".hdf5", ".hdf")
+MNIST_SUFFIXES = ("", ".npz", ".gz")
+
+
+def kind_of_path(path: str | None) -> str:
+    """``events`` for an HDF5 file, ``mnist`` for no path (the download), a folder, an ``.npz`` or an
+    IDX file; any other name is one line naming it and what cohep reads, not a misleading parse error."""
+    if not path:
         return "mnist"
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix in EVENT_SUFFIXES:
+        return "events"
+    if suffix in MNIST_SUFFIXES or p.is_dir() or "idx" in p.name.lower():
+        return "mnist"
+    raise ConfigError(f"{path}: cohep cannot tell the data kind from the name; it reads HDF5 event files "
+                      f"({', '.join(EVENT_SUFFIXES)}) and MNIST (an IDX folder or file, or an .npz): convert "
+                      "other data with `cohep import`, or give data.kind (--data-kind)")
 
 
 @dataclass(frozen=True)
