@@ -22,18 +22,33 @@ from cohep.core.settings import describe
 app = typer.Typer(
     name="cohep",
     help="Decentralised collaborative learning for particle physics.",
-    add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # children inherit it: -h everywhere
 )
+
+
+def _print_version(given: bool) -> None:
+    if given:
+        from cohep import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_print_version,
+                                 help="Print the cohep version and exit."),
+) -> None:
+    # typer's --install-completion / --show-completion hang off this callback too
+    pass
 
 
 @app.command()
 def version() -> None:
     """Print the cohep version."""
-    from cohep import __version__
-
-    typer.echo(__version__)
+    _print_version(True)
 
 
 # -- flags that are settings: each declared once, as the section.field it overrides ------------
@@ -258,18 +273,103 @@ def _parse_params(items: list[str]) -> dict:
     return out
 
 
-def _settings(config: Path | None, flags: dict[str, object], params: list[str] | None = None):
-    """The experiment settings: the config file, then each flag as an override of its ``section.field``."""
+def _set_value(text: str):
+    """A ``--set`` value: a TOML value (number, boolean, quoted string, array, inline table), else
+    JSON, else the text itself as a string."""
+    import json as _json
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        pass
+    try:
+        value = _json.loads(text)
+    except ValueError:
+        return text
+    return text if value is None else value
+
+
+def _parse_sets(items: list[str] | tuple[str, ...]) -> dict:
+    """``--set section.field=value`` items as nested overrides (the sections validate them)."""
+    from cohep.core.settings import dotted
+
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CohepError(f"--set must be SECTION.FIELD=VALUE, got {item!r}")
+        pairs[key.strip()] = _set_value(value.strip())
+    return dotted(pairs)
+
+
+_SET_HELP = ("SECTION.FIELD=VALUE (a TOML value, else a string): any setting of the experiment file, "
+             "applied after --config and before the other flags; repeatable.")
+_PRINT_CONFIG_HELP = "Print the effective configuration as TOML and exit without running."
+
+
+def _toml_key(key: str) -> str:
+    import re
+
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
+
+
+def _toml_value(value) -> str:
+    import json as _json
+    import math
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_toml_key(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return _json.dumps(str(value))  # a JSON string is a TOML basic string
+
+
+def toml_text(doc: Mapping) -> str:
+    """Nested tables (no None values) as TOML: a table's values, then its sub-tables as ``[a.b]``.
+    A small writer because the package has no TOML-writing dependency."""
+    lines: list[str] = []
+
+    def table(path: list[str], mapping: Mapping) -> None:
+        values = [(k, v) for k, v in mapping.items() if not isinstance(v, Mapping)]
+        tables = [(k, v) for k, v in mapping.items() if isinstance(v, Mapping)]
+        if path and (values or not tables):
+            lines.extend([*([""] if lines else []), f"[{'.'.join(map(_toml_key, path))}]"])
+        lines.extend(f"{_toml_key(str(k))} = {_toml_value(v)}" for k, v in values)
+        for k, v in tables:
+            table([*path, str(k)], v)
+
+    table([], doc)
+    return "\n".join(lines) + "\n"
+
+
+def _settings(config: Path | None, flags: dict[str, object], params: list[str] | None = None,
+              sets: list[str] | tuple[str, ...] = (), print_config: bool = False):
+    """The experiment settings: the config file, then each ``--set``, then each flag as an override of
+    its ``section.field``. With ``print_config`` they are printed as TOML and the command stops."""
     from cohep.config import experiment as cfgmod
     from cohep.core.settings import dotted, merge
 
     if flags.get("data.path") is not None and flags.get("data.kind") is None:
         flags = {**flags, "data.kind": "auto"}  # the file given decides its own kind, not the config's
-    overrides = dotted({k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()})
+    set_overrides = _parse_sets(sets)
+    overrides = merge(set_overrides, dotted({k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}))
     if params:
-        file_params = cfgmod.load(config).model.params if config is not None else {}
+        file_params = cfgmod.load(config, set_overrides).model.params if config is not None or sets else {}
         overrides = merge(overrides, {"model": {"params": {**file_params, **_parse_params(params)}}})
-    return cfgmod.load(config, overrides)
+    cfg = cfgmod.load(config, overrides)
+    if print_config:
+        typer.echo(toml_text(cfgmod.to_toml_dict(cfg)), nl=False)
+        raise typer.Exit(0)
+    return cfg
 
 
 #: ``cohep train`` flags -> the setting each one overrides
@@ -290,13 +390,15 @@ def train(
     val: Path | None = typer.Option(None, "--val"),
     out: Path | None = typer.Option(None, "--out", "-o"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier training's --out (refused by default)."),
+    set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
+    print_config: bool = typer.Option(False, "--print-config", help=_PRINT_CONFIG_HELP),
     *,
     overrides: dict[str, object],
 ) -> None:
     """Train one model centrally: per-epoch curves, best-epoch checkpoint, Figure 4."""
     from cohep.central.train import train_from_config
 
-    cfg = _settings(config, overrides, param)
+    cfg = _settings(config, overrides, param, set_, print_config)
 
     def show(row: dict) -> None:
         running = row.get("train_accuracy_running")
@@ -356,6 +458,8 @@ def run(
     no_figure: bool = typer.Option(False, "--no-figure", help="Skip the PNG figure."),
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace an earlier run directory, weights/ included (refused by default)."),
+    set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
+    print_config: bool = typer.Option(False, "--print-config", help=_PRINT_CONFIG_HELP),
     *,
     overrides: dict[str, object],
 ) -> None:
@@ -365,7 +469,7 @@ def run(
     from cohep.outputs.report import warnings_for
     from cohep.run.local import run_experiment
 
-    cfg = _settings(config, overrides)
+    cfg = _settings(config, overrides, sets=set_, print_config=print_config)
     out_dir = claim_output(out or Path("runs") / cfg.experiment.name, overwrite=overwrite, marker=MANIFEST)
     result = run_experiment(cfg, out_dir, figure=not no_figure, announce=typer.echo)
     _print_run_summary(result)
@@ -395,6 +499,8 @@ def deploy(
     config: Path | None = typer.Option(None, "--config", "-c",
                                        help="Experiment TOML (\\[experiment], \\[model], \\[train], \\[vote], \\[chain], "
                                        "\\[data] shares)."),
+    set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
+    print_config: bool = typer.Option(False, "--print-config", help=_PRINT_CONFIG_HELP),
     *,
     overrides: dict[str, object],
 ) -> None:
@@ -402,7 +508,7 @@ def deploy(
     from cohep.run import keys
     from cohep.run.deploy import MemberSpec, deploy as run_deploy
 
-    cfg = _settings(config, overrides)
+    cfg = _settings(config, overrides, sets=set_, print_config=print_config)
     key = keys.load(keystore, keys.password(what=f"keystore {keystore}"))
     exp = run_deploy(cfg, data_path=str(data), members=[MemberSpec.parse(m) for m in member], rpc=rpc,
                      deployer_key=key.private_key, store=store, shared_store=shared_store or store, out=out)
@@ -439,16 +545,26 @@ def node(
 
 @app.command()
 def status(
-    experiment: Path = typer.Option(..., "--experiment", "-e", help="The shared experiment file."),
-    rpc: str = typer.Option(..., "--rpc", help="Ethereum JSON-RPC URL."),
+    run_dir: Path | None = typer.Argument(None, help="A finished run directory (its chain log and records)."),
+    experiment: Path | None = typer.Option(None, "--experiment", "-e", help="A deployed experiment's shared file instead."),
+    rpc: str | None = typer.Option(None, "--rpc", help="Ethereum JSON-RPC URL (with --experiment)."),
     watch: bool = typer.Option(False, "--watch", "-w", help="Keep the tables live until the last round."),
     interval: float = typer.Option(2.0, "--interval", min=0.1, help="Seconds between refreshes with --watch."),
 ) -> None:
-    """Rounds, proposers, votes and outcomes of a deployed experiment, as the chain records them."""
+    """Rounds, proposers, votes and outcomes of a deployed experiment or a finished run directory."""
     from cohep.run.experiment_file import Experiment
     from cohep.ledger import Chain, Coordinator
-    from cohep.run.status import show
+    from cohep.run.status import render_run, show
 
+    if (run_dir is None) == (experiment is None):
+        raise CohepError("give a run directory, or --experiment FILE with --rpc URL")
+    if run_dir is not None:
+        from rich.console import Console
+
+        Console().print(render_run(run_dir))
+        return
+    if rpc is None:
+        raise CohepError("--experiment needs --rpc")
     exp = Experiment.read(experiment)
     coord = Coordinator.at(Chain.connect(rpc, 0), exp.contract)
     show(coord, f"{exp.name}: round {min(coord.round(), exp.config.experiment.rounds)} of "
@@ -559,13 +675,15 @@ def compete(
                                 help="Experiment TOML with \\[\\[competition.entries]] (name, model, params, owner)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Competition directory (default runs/<name>-competition)."),
     no_figure: bool = typer.Option(False, "--no-figure", help="Skip the heat map."),
+    set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
+    print_config: bool = typer.Option(False, "--print-config", help=_PRINT_CONFIG_HELP),
     *,
     overrides: dict[str, object],
 ) -> None:
     """Entries compete on one task at an equal budget; every member scores the others' entries on chain."""
     from cohep.studies.competition import run_competition
 
-    cfg = _settings(config, overrides)
+    cfg = _settings(config, overrides, sets=set_, print_config=print_config)
     board = run_competition(cfg, out or Path("runs") / f"{cfg.experiment.name}-competition", figure=not no_figure)
     typer.echo(board.text())
     typer.echo(f"scores recorded on chain {board.chain_id}, contract {board.contract}; "
@@ -602,8 +720,16 @@ def _usage_line(exc: BaseException) -> str:
         return "cohep: aborted"
     ctx = getattr(exc, "ctx", None)
     command = getattr(ctx, "command_path", None) or "cohep"
-    message = " ".join(str(exc.format_message()).split())
+    message = _once(" ".join(str(exc.format_message()).split()))
     return f"{command}: error: {message} (see '{command} --help')"
+
+
+def _once(message: str) -> str:
+    """The message with a repeated sentence dropped: click and typer both add "Did you mean ...?"."""
+    import re
+
+    sentences = re.split(r"(?<=[.?!]) ", message)
+    return " ".join(s for i, s in enumerate(sentences) if s not in sentences[:i])
 
 
 def main(argv: list[str] | None = None) -> int:

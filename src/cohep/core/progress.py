@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Iterator
 
 from rich.console import Console
@@ -48,3 +49,8 @@ def line(text: str) -> None:
     bar would be noise and a silent hour-long run tells nothing)."""
     if os.environ.get("COHEP_PROGRESS") == "lines":
         print(text, file=sys.stderr, flush=True)
+
+
+def elapsed(start: float) -> str:
+    """The time since ``start`` (a ``time.perf_counter()`` reading), labelled: ``42 s elapsed``."""
+    return f"{time.perf_counter() - start:.0f} s elapsed"

@@ -25,7 +25,7 @@ from cohep.run.tasks import build_learners, learner_seed, prepare, privacy_spent
 from cohep.config.experiment import ExperimentConfig
 from cohep.datasets.splits import LearnerIndices
 from cohep.frameworks.learner import Scores
-from cohep.core.progress import line, progress
+from cohep.core.progress import elapsed, line, progress
 from cohep.protocol.member import MemberWiring
 from cohep.protocol.judge import all_finite
 from cohep.protocol.participant import initial_record
@@ -154,9 +154,7 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
             t.evaluation += m.seconds["evaluation"] - spent["evaluation"]
         timings.append(t)
         r += 1  # finalize started the next round
-        _log_round(t.round, cfg.experiment.rounds, outcome.accepted, records[-n:], start)
-        if bar is not None:
-            bar.advance(1)
+        _log_round(t.round, cfg.experiment.rounds, outcome.accepted, records[-n:], start, bar)
     return records, timings, {"chain_id": chain.chain_id, "contract": coord.address,
                               "chain": chain.kind, "accepted_digest": coord.accepted_digest().hex(),
                               "adopted_digest": members_[0].digest.hex(),
@@ -187,11 +185,15 @@ def _pass_block(chain, deadline: int) -> None:
         chain.wait_blocks(missing)
 
 
-def _log_round(rnd: int, rounds: int, accepted: bool | None, rows: list[RoundRecord], start: float) -> None:
-    """``COHEP_PROGRESS=lines``: the round's outcome and mean test accuracy, one line."""
+def _log_round(rnd: int, rounds: int, accepted: bool | None, rows: list[RoundRecord], start: float,
+               bar=None) -> None:
+    """A round is done: its outcome and mean test accuracy, one line with ``COHEP_PROGRESS=lines``, and
+    the bar (if any) one step on, showing that accuracy."""
     mean = sum(r.test_accuracy for r in rows) / max(1, len(rows))
     verdict = "" if accepted is None else ("accepted, " if accepted else "rejected, ")
-    line(f"round {rnd}/{rounds}: {verdict}mean test accuracy {mean:.4f}, {time.perf_counter() - start:.0f} s")
+    line(f"round {rnd}/{rounds}: {verdict}mean test accuracy {mean:.4f}, {elapsed(start)}")
+    if bar is not None:
+        bar.advance(1, f"mean test acc {mean:.4f}")
 
 
 def run_alone(cfg, learners, bar=None):
@@ -219,9 +221,7 @@ def run_alone(cfg, learners, bar=None):
                                 s, current[i], after, weights_digest(proposal).hex()))
             current[i] = after
         timings.append(t)
-        _log_round(rnd, cfg.experiment.rounds, None, records[-len(learners):], started)
-        if bar is not None:
-            bar.advance(1)
+        _log_round(rnd, cfg.experiment.rounds, None, records[-len(learners):], started, bar)
     return records, timings, {}
 
 
@@ -255,8 +255,8 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool, model_auto: bool = Fal
     initial = models.initial_weights(spec, cfg.experiment.seed, private=cfg.privacy.active)
     learners = build_learners(cfg, data, parts, spec, initial)
     with progress() as bars:
-        task = bars.add_task(f"{mode}: {len(learners)} learner(s)", total=cfg.experiment.rounds)
-        bar = _Advance(bars, task)
+        label = f"{mode}: {len(learners)} learner(s)"
+        bar = _Advance(bars, bars.add_task(label, total=cfg.experiment.rounds), label)
         if mode == "colearn":
             records, timings, chain_info = run_colearn(cfg, learners, spec, initial, store, bar)
         else:
@@ -302,8 +302,10 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool, model_auto: bool = Fal
 
 
 class _Advance:
-    def __init__(self, bars, task):
-        self.bars, self.task = bars, task
+    def __init__(self, bars, task, label: str):
+        self.bars, self.task, self.label = bars, task, label
 
-    def advance(self, k: int) -> None:
-        self.bars.advance(self.task, k)
+    def advance(self, k: int, note: str | None = None) -> None:
+        """Step the bar on by ``k``; ``note`` (the last round's accuracy) follows the task's label."""
+        description = f"{self.label}, {note}" if note else self.label
+        self.bars.update(self.task, advance=k, description=description)

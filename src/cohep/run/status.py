@@ -2,7 +2,9 @@
 
 Everything shown is read from the contract (its events and views): rounds with their proposer, the
 proposal's digest, the votes and the outcome, and per member what it proposed, how often it was
-accepted, its votes and missed duties, and whether it is suspended.
+accepted, its votes and missed duties, and whether it is suspended. A finished run directory is shown
+from what it kept instead: its chain log (``chain_events.jsonl``) and its records, the same files
+``cohep audit`` reads.
 """
 from __future__ import annotations
 
@@ -54,18 +56,61 @@ def _hex(value) -> str:
     return value.hex() if isinstance(value, (bytes, bytearray)) else str(value).removeprefix("0x")
 
 
+def _rounds_table(title: str, rows: list[RoundRow], accuracy: dict[int, float] | None = None) -> Table:
+    """One line per round; ``accuracy``: the mean test accuracy after each (1-based) round, if known."""
+    rounds = Table(title=title, expand=False)
+    columns = ["round", "proposer", "proposal", "approve", "reject", "needed", "outcome"]
+    for col in columns + (["mean test acc"] if accuracy is not None else []):
+        rounds.add_column(col, justify="right" if col not in ("proposal", "outcome") else "left")
+    for row in rows:
+        colour = {"accepted": "green", "rejected": "red", "void": "dim"}.get(row.outcome, "yellow")
+        cells = [str(row.round + 1), str(row.proposer), row.digest[:12], str(row.approvals),
+                 str(row.rejections), "" if row.required is None else str(row.required),
+                 f"[{colour}]{row.outcome}[/{colour}]"]
+        if accuracy is not None:
+            cells.append(f"{accuracy[row.round + 1]:.4f}" if row.round + 1 in accuracy else "")
+        rounds.add_row(*cells)
+    return rounds
+
+
+def mean_accuracy(records) -> dict[int, float]:
+    """Round (1-based) -> the learners' mean test accuracy after it."""
+    by_round: dict[int, list[float]] = {}
+    for r in records:
+        if r.round > 0:
+            by_round.setdefault(r.round, []).append(r.test_accuracy)
+    return {k: sum(v) / len(v) for k, v in by_round.items()}
+
+
+def render_run(run_dir) -> Table:
+    """The rounds of a finished run directory, from its chain log and records (what ``cohep audit``
+    reads); a baseline run, which has no chain, from its records alone."""
+    from pathlib import Path
+
+    from cohep.outputs import rundir
+
+    p = Path(run_dir)
+    manifest = rundir.read_manifest(p)
+    records = rundir.read_records(p)
+    accuracy = mean_accuracy(records)
+    title = f"{p}: {manifest.get('mode', 'colearn')}, {len(accuracy)} round(s)"
+    if (manifest.get("files") or {}).get("chain_log"):
+        members = list((manifest.get("contract_settings") or {}).get("members") or [])
+        return _rounds_table(title, round_rows(rundir.read_events(p), members), accuracy)
+    table = Table(title=title, expand=False)
+    for col in ("round", "kept", "mean test acc"):
+        table.add_column(col, justify="right")
+    for rnd in sorted(accuracy):
+        kept = sum(1 for r in records if r.round == rnd and r.accepted)
+        table.add_row(str(rnd), str(kept), f"{accuracy[rnd]:.4f}")
+    return table
+
+
 def render(coord, title: str, *, last: int = 20, rounds_total: int | None = None):
     """The rounds table (the last ``last`` rounds of the experiment) and the members table."""
     members = list(coord.settings().members)
-    rounds = Table(title=title, expand=False)
-    for col in ("round", "proposer", "proposal", "approve", "reject", "needed", "outcome"):
-        rounds.add_column(col, justify="right" if col not in ("proposal", "outcome") else "left")
     rows = [r for r in round_rows(coord.events(), members) if rounds_total is None or r.round < rounds_total]
-    for row in rows[-last:]:
-        colour = {"accepted": "green", "rejected": "red", "void": "dim"}.get(row.outcome, "yellow")
-        rounds.add_row(str(row.round + 1), str(row.proposer), row.digest[:12], str(row.approvals),
-                       str(row.rejections), "" if row.required is None else str(row.required),
-                       f"[{colour}]{row.outcome}[/{colour}]")
+    rounds = _rounds_table(title, rows[-last:])
     people = Table(title="members")
     for col in ("member", "address", "proposed", "accepted", "votes", "with outcome", "missed", "status"):
         people.add_column(col, justify="right" if col not in ("address", "status") else "left")

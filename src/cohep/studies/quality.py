@@ -276,7 +276,7 @@ def from_run(run_dir: str | Path) -> QualityReport:
 
     manifest = rundir.read_manifest(run_dir)
     if manifest.get("mode", "colearn") != "colearn":
-        raise DataError(f"{run_dir}: a {manifest.get('mode')} run has no proposals judged by others")
+        raise DataError(f"{run_dir}: the run's mode is {manifest.get('mode')}; it has no proposals judged by others")
     metric = ((manifest.get("config") or {}).get("vote") or {}).get("metric", "accuracy")
     return from_records(rundir.read_records(run_dir), metric=metric, source=str(run_dir))
 
