@@ -55,3 +55,26 @@ def test_an_unknown_suffix_is_one_line(tmp_path, capsys):
     err = one_line(capsys)
     assert f"{csv}: cohep cannot tell the data kind from the name" in err
     assert "IDX file (bad magic" not in err
+
+
+# -- [train.augment] is for wire planes only ------------------------------------------------------
+
+
+def test_augmentation_is_for_wire_planes_only(events, tmp_path):
+    from cohep.config.experiment import from_dict
+    from cohep.datasets.importer import wire_planes
+    from cohep.run.tasks import load_task
+
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "rgb.npz", images=rng.random((12, 3, 8, 8)).astype(np.float32), labels=np.arange(12) % 2)
+    assert main(["import", str(tmp_path / "rgb.npz"), "--out", str(tmp_path / "rgb.h5")]) == 0
+    np.savez(tmp_path / "digits.npz", x=rng.integers(0, 255, (12, 28, 28), dtype=np.uint8), y=np.arange(12) % 10)
+    on = {"train": {"augment": {"vertex_shift": 8}}}
+    ran = {}
+    for name, path in (("events", events), ("rgb", tmp_path / "rgb.h5"), ("mnist", tmp_path / "digits.npz")):
+        cfg, data, _ = load_task(from_dict({**on, "data": {"path": str(path)}}))
+        ran[name] = (data.wire_planes, cfg.train.augment.enabled)
+    assert ran == {"events": (True, True), "rgb": (False, False), "mnist": (False, False)}
+    # the simulator's files (any generator but cohep import) and older imports of wire planes
+    assert wire_planes({"generator": "cohep"}) and wire_planes({"generator": "cohep import", "class_names": ["NC", "nue_CC"]})
+    assert not wire_planes({"generator": "cohep import", "class_names": ["a", "b"], "pixel_pitch_mm": [np.nan, np.nan]})

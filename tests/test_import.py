@@ -228,3 +228,32 @@ def test_bad_sources_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match="unknown field import.pitch"):
         ImportSettings.from_mapping({"pitch": 3})
     assert issubclass(DataError, CohepError)
+
+
+# -- class names against the labels (issue 26) ----------------------------------------------------
+
+
+def test_class_names_follow_the_labels(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    src = tmp_path / "two.npz"
+    np.savez(src, images=rng.random((10, 3, 6, 6)).astype(np.float32), labels=np.arange(10) % 2)
+    assert main(["import", str(src), "--out", str(tmp_path / "a.h5")]) == 0
+    with EventFile(tmp_path / "a.h5") as f:  # two classes are not two flavours and an empty third
+        assert f.class_names == ("class_0", "class_1") and f.attrs["wire_planes"] == 0
+    assert main(["import", str(src), "--out", str(tmp_path / "b.h5"), "--class-names", "a,b,c"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "3 class names (a, b, c) for 2 classes in the labels" in err
+    assert not (tmp_path / "b.h5").exists()
+    assert main(["import", str(src), "--out", str(tmp_path / "c.h5"), "--class-names", "cat,dog"]) == 0
+    with EventFile(tmp_path / "c.h5") as f:
+        assert f.class_names == ("cat", "dog")
+    three = tmp_path / "three.npz"  # three integer classes: cohep's flavours, wire planes
+    np.savez(three, images=rng.random((9, 3, 6, 6)).astype(np.float32), labels=np.arange(9) % 3)
+    assert main(["import", str(three), "--out", str(tmp_path / "d.h5")]) == 0
+    with EventFile(tmp_path / "d.h5") as f:
+        assert f.class_names == ("NC", "numu_CC", "nue_CC") and f.attrs["wire_planes"] == 1
+    five = tmp_path / "five.npz"  # more classes than cohep's flavours need no names either
+    np.savez(five, images=rng.random((10, 6, 6)).astype(np.float32), labels=np.arange(10) % 5)
+    assert main(["import", str(five), "--out", str(tmp_path / "e.h5")]) == 0
+    with EventFile(tmp_path / "e.h5") as f:
+        assert f.class_names == tuple(f"class_{i}" for i in range(5))

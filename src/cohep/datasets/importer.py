@@ -46,6 +46,7 @@ import numpy as np
 from cohep.core.errors import ConfigError, DataError
 from cohep.core.settings import Section, setting
 from cohep.datasets.events import (
+    CLASS_NAMES,
     VIEW_NAMES,
     EventWriter,
     _short,
@@ -274,6 +275,87 @@ def mip_peak(values: np.ndarray) -> float:
     return float(math.exp(peak))
 
 
+# -- what the imported images are -------------------------------------------------------------------
+def wire_planes(attrs) -> bool:
+    """Whether an event file's images are LArTPC wire planes, so that ``[train.augment]`` (a vertex, a
+    wire, a pitch) means something for them: the simulator's files and imports of wire planes are;
+    imports of other images are not. ``cohep import`` records its answer (``wire_planes``); for older
+    imports it is read from what they record: a resampled pitch, a charge calibration, pixel maps,
+    or the neutrino class names."""
+    if "wire_planes" in attrs:
+        return bool(attrs["wire_planes"])
+    if attrs.get("generator") != "cohep import":
+        return True
+    pitch = np.asarray(attrs.get("pixel_pitch_mm", []), dtype=np.float64)
+    return bool(np.isfinite(pitch).any() or attrs.get("calibration", "none") not in ("none", "")
+                or '"pixelmap"' in str(attrs.get("config", "")) or _neutrino(attrs.get("class_names") or []))
+
+
+def _neutrino(names) -> bool:
+    return bool(names) and set(names) <= set(CLASS_NAMES)
+
+
+def _detector_facts(settings: "ImportSettings") -> bool:
+    """Whether the import is told a detector's facts (a pitch, a time per pixel, a charge calibration)."""
+    return settings.resamples or settings.calibrate != "none" or settings.charge_factor is not None
+
+
+def _imports_wire_planes(settings: "ImportSettings", fmt: str, names: list[str]) -> bool:
+    """An import is of wire planes when it is told detector facts, reads pixel maps (CVN's format) or
+    names neutrino classes; a generic image set is none of these."""
+    return fmt == "pixelmap" or _detector_facts(settings) or _neutrino(names)
+
+
+def default_class_names(found: int, *, neutrino: bool = False) -> list[str]:
+    """Names for ``found`` classes none were given for: NC / numu_CC / nue_CC for three or for wire
+    planes (a sample may lack a flavour), else ``class_0``, ``class_1``... (a two-class image set is not
+    two flavours and an empty third)."""
+    if neutrino or found == len(CLASS_NAMES):
+        return list(CLASS_NAMES)
+    return [f"class_{i}" for i in range(found)]
+
+
+def fit_class_names(src, names: list[str] | None, labels: np.ndarray, *, neutrino: bool = False) -> list[str]:
+    """The class names for integer class indices ``labels``: those given (by the user or the file) must
+    be one per class found (labels 0..K-1; the neutrino names may miss a flavour); none given,
+    :func:`default_class_names`."""
+    found = int(labels.max()) + 1 if len(labels) else 0
+    if names is None:
+        names = default_class_names(found, neutrino=neutrino)
+    elif len(names) != found and not (list(names) == list(CLASS_NAMES) and found <= len(names)):
+        raise DataError(f"{src}: {len(names)} class names ({', '.join(names)}) for {found} classes in the labels "
+                        f"(0..{found - 1}); give {found} names with --class-names")
+    return check_class_names(src, names)
+
+
+def _names_to_check(given: list[str] | None, raw, neutrino: bool) -> list[str] | None:
+    """The names to read labels ``raw`` against: those given, else (numbers) enough generic ones for
+    the largest label (the count is checked after by :func:`fit_class_names`); None: the default."""
+    if given is not None or neutrino or raw is None or raw.dtype.kind not in "iuf" or not raw.size:
+        return given
+    top = float(np.nanmax(raw)) if np.isfinite(raw).any() else 0.0
+    return default_class_names(int(top) + 1) if 1 <= top < 10_000 else None
+
+
+def _npz_given_names(path: Path, settings: "ImportSettings") -> tuple[list[str] | None, np.ndarray | None]:
+    """The class names given (``--class-names``, else the file's ``class_names``) and the raw labels
+    (None when missing: read_npz says so)."""
+    from cohep.datasets.events import _load_npz
+
+    with _load_npz(path) as data:
+        keys = set(getattr(data, "files", []))
+        try:
+            raw = data[settings.labels] if settings.labels in keys else None
+            file_names = data["class_names"] if "class_names" in keys else None
+        except ValueError:  # object arrays: read_npz says so
+            return None, None
+    if settings.class_names is not None:
+        return list(settings.class_names), raw
+    if file_names is not None and file_names.ndim == 1 and file_names.dtype.kind in "US":
+        return [str(s) for s in file_names.tolist()], raw
+    return None, raw
+
+
 # -- sources ---------------------------------------------------------------------------------------
 @dataclass
 class _Source:
@@ -347,12 +429,20 @@ def _label_lookup(settings: ImportSettings, names: list[str], where: str):
 
 
 def _npz_source(path: Path, settings: ImportSettings) -> _Source:
-    names = check_class_names(path, settings.class_names)
-    if settings.axes is None and not settings.label_map:  # the plain import: read_npz's shape rules
-        images, labels, names, _ = read_npz(path, class_names=names, images_key=settings.images,
-                                            labels_key=settings.labels)
-    else:
+    if settings.label_map:  # the map names the classes
+        names = check_class_names(path, settings.class_names)
         images, labels = _npz_arrays(path, settings, names)
+    else:
+        given, raw = _npz_given_names(path, settings)
+        neutrino = _detector_facts(settings)
+        names = check_class_names(path, _names_to_check(given, raw, neutrino))
+        if settings.axes is None:  # the plain import: read_npz's shape rules
+            images, labels, names, _ = read_npz(path, class_names=names, images_key=settings.images,
+                                                labels_key=settings.labels)
+        else:
+            images, labels = _npz_arrays(path, settings, names)
+        if raw is not None and raw.dtype.kind in "iuf":  # (names label themselves)
+            names = fit_class_names(path, given, labels, neutrino=neutrino)
     n = len(images) if settings.limit is None else min(len(images), settings.limit)
     exact16 = images.dtype == np.float16 or (images.dtype.kind in "iub" and np.abs(images).max(initial=0) <= 2048)
     return _Source(str(path), n, names, tuple(images.shape[1:]),
@@ -423,10 +513,11 @@ def _hdf5_source(path: Path, settings: ImportSettings) -> _Source:
         n = images.shape[n_axis]
         if n < 1:
             raise DataError(f"{path}: dataset '{settings.images}' holds no events")
-        names = settings.class_names
-        if names is None and "class_names" in f.attrs:
-            names = [v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(f.attrs["class_names"])]
-        names = check_class_names(path, names)
+        given = list(settings.class_names) if settings.class_names is not None else None
+        if given is None and "class_names" in f.attrs:
+            given = [v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(f.attrs["class_names"])]
+        neutrino = _detector_facts(settings)
+        names = check_class_names(path, given if settings.label_map else _names_to_check(given, raw, neutrino))
         if settings.label_map:
             lookup = _label_lookup(settings, names, str(path))
             if raw.ndim != 1 or len(raw) != n:
@@ -434,6 +525,8 @@ def _hdf5_source(path: Path, settings: ImportSettings) -> _Source:
             labels = np.array([lookup(v, f"{path}: event {i}") for i, v in enumerate(raw.tolist())], dtype=np.int64)
         else:
             labels = label_indices(path, raw, n, names, settings.labels)
+            if raw.dtype.kind in "iuf":  # names label themselves
+                names = fit_class_names(path, given, labels, neutrino=neutrino)
         event_axes = axes.replace("N", "")
         shape = [s for i, s in enumerate(images.shape) if i != n_axis]
         view_shape = _to_vwt(np.empty(shape, dtype=np.uint8), event_axes, str(path)).shape
@@ -620,6 +713,7 @@ def import_events(src: str | os.PathLike, out: str | os.PathLike, settings: Impo
         "class_names": source.class_names,
         "view_names": views,
         "generator": "cohep import",
+        "wire_planes": int(_imports_wire_planes(settings, summary_info["format"], source.class_names)),
         "image_unit": unit,
         "pixel_pitch_mm": np.array(pitch, dtype=np.float64),
         "calibration": settings.calibrate if settings.calibrate != "none" else

@@ -31,6 +31,9 @@ class LabelledData:
     class_names: list[str]
     input_shape: tuple[int, ...]
     _subset: Callable[[np.ndarray], Dataset] = field(repr=False)
+    #: LArTPC wire-plane events (simulated, or imported as wire planes): the images ``[train.augment]``
+    #: is made for; MNIST and other image sets are not (:func:`cohep.datasets.importer.wire_planes`)
+    wire_planes: bool = False
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -62,11 +65,13 @@ def load_data(kind: str, path: str | None, *, limit: int | None = None) -> Label
         if not path:
             raise ConfigError("data.path is required for events data (an HDF5 file from `cohep simulate` or `cohep import`)")
         from cohep.datasets.events import EventDataset, EventFile
+        from cohep.datasets.importer import wire_planes
 
         with EventFile(path) as f:
             labels = np.asarray(f.labels, dtype=np.int64)
             class_names = list(f.class_names)
             shape = tuple(f.image_shape)
+            planes = wire_planes(f.attrs)
         if limit:
             labels = labels[:limit]
         per_item = 4 * int(np.prod(shape))
@@ -78,7 +83,7 @@ def load_data(kind: str, path: str | None, *, limit: int | None = None) -> Label
                 return TensorDataset(torch.from_numpy(images), torch.from_numpy(labels[idx]))
             return EventDataset(path, indices=idx)
 
-        return LabelledData(kind, str(Path(path)), labels, class_names, shape, subset)
+        return LabelledData(kind, str(Path(path)), labels, class_names, shape, subset, planes)
     raise ConfigError(f"data.kind must be one of {', '.join(DATA_KINDS)}, got {kind!r}")
 
 

@@ -37,6 +37,7 @@ def load_task(cfg: ExperimentConfig) -> tuple[ExperimentConfig, LabelledData, Mo
     if cfg.model.name is not None:
         _check_private(cfg, models.get(cfg.model.name))
     data = load_data(d.resolved_kind(), d.path, limit=d.limit)
+    cfg = augment_for(cfg, data)
     if cfg.model.name is None:
         cfg = cfg.replace(model={"name": models.default_for(data.input_shape)})
         _check_private(cfg, models.get(cfg.model.name))
@@ -44,6 +45,15 @@ def load_task(cfg: ExperimentConfig) -> tuple[ExperimentConfig, LabelledData, Mo
                      dict(cfg.model.params))
     models.check_fits(spec, data.source)  # unfitting models fail here, before any work
     return cfg, data, spec
+
+
+def augment_for(cfg: ExperimentConfig, data: LabelledData) -> ExperimentConfig:
+    """``[train.augment]`` varies what differs between LArTPC detectors (a vertex, dead wires, the
+    pitch): it is for wire-plane events only. For other images (MNIST, an imported image set) it is
+    turned off here, so the config every learner gets, and the manifest, say so."""
+    if data.wire_planes or not cfg.train.augment.enabled:
+        return cfg
+    return cfg.replace(train={"augment": {"enabled": False}})
 
 
 def _check_private(cfg: ExperimentConfig, entry) -> None:
