@@ -100,7 +100,8 @@ class ImportSettings(Section):
     label_line: int = setting(0, ge=0, help="Pixel maps: line of the .info file holding the label (0: first).")
     #: source label -> class name (or index), e.g. CVN interaction codes; unmapped labels are errors
     label_map: dict = setting(factory=dict, help="Source label -> class, e.g. 0=numu_CC,1=nue_CC,2=NC.")
-    class_names: tuple[str, ...] | None = setting(None, help="Class names (default NC, numu_CC, nue_CC).")
+    class_names: tuple[str, ...] | None = setting(None, help="Class names, one per class (default: NC, numu_CC, nue_CC "
+        "for 3 classes or wire planes, else class_0, class_1, ...).")
     flip: str = setting("", help="Axes to reverse (letters W, T) so wires run downstream and time forward.")
     wire_pitch_mm: float | None = setting(None, gt=0, help="Source pixel pitch along the wires, mm.")
     time_per_pixel_us: float | None = setting(None, gt=0, help="Source time per pixel, microseconds.")
