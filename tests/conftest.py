@@ -182,3 +182,10 @@ def pytest_collection_modifyitems(config, items):
         have = {m.name for m in item.iter_markers()}
         for mark in sorted(_needs(item) - have):
             item.add_marker(mark)
+
+
+def one_line(capsys) -> str:
+    """What a command printed on stderr, checked to be the one line a bad input gets."""
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    return err

@@ -7,17 +7,12 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import one_line
 
 from cohep.cli import main
 from cohep.core.errors import CohepError, ConfigError
 from cohep.core.files import claim_output
 from cohep.datasets.splits import assign
-
-
-def one_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0, err
-    return err
 
 
 @pytest.fixture(scope="module")

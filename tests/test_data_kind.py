@@ -2,16 +2,11 @@
 does not turn an HDF5 file into an IDX parse error, and a name cohep cannot read is one line."""
 import numpy as np
 import pytest
+from conftest import one_line
 
 from cohep.cli import main
 from cohep.config.experiment import DataSection, kind_of_path
 from cohep.core.errors import ConfigError
-
-
-def one_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0, err
-    return err
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cohep.core.files import atomic_path  # noqa: E402
+from cohep.outputs.plots import save_png
 
 
 def cross_evaluation(matrix: np.ndarray, entries: Sequence[str], owners: Sequence[int], out_png: str | Path) -> Path:
@@ -37,7 +37,4 @@ def cross_evaluation(matrix: np.ndarray, entries: Sequence[str], owners: Sequenc
     ax.set_title("vote-set accuracy: member (row) x entry (column)")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return Path(out_png)
+    return save_png(fig, out_png)

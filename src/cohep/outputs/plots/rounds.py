@@ -16,8 +16,8 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
-from cohep.core.files import atomic_path
 from cohep.protocol.records import RoundRecord
+from cohep.outputs.plots import save_png
 
 _GRID_COLOURS = ListedColormap(["#ffffff", "#2ca02c", "#d62728", "#c7c7c7"])  # none, approve, reject, proposer
 
@@ -84,10 +84,7 @@ def round_figure(records: list[RoundRecord], out_png: str | Path, *, title: str 
                         Patch(color="#c7c7c7", label="proposer (P) / void")],
                loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return Path(out_png)
+    return save_png(fig, out_png)
 
 
 def learner_curves(records: list[RoundRecord], out_png: str | Path, *, title: str = "") -> Path:
@@ -116,7 +113,4 @@ def learner_curves(records: list[RoundRecord], out_png: str | Path, *, title: st
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return Path(out_png)
+    return save_png(fig, out_png)

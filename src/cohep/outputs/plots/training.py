@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cohep.core.files import atomic_path  # noqa: E402
+from cohep.outputs.plots import save_png
 
 
 def _column(history: Sequence[Mapping], key: str) -> np.ndarray:
@@ -77,10 +78,7 @@ def figure4(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return Path(out_png)
+    return save_png(fig, out_png)
 
 
 def confusion_figure(confusion, class_names: Sequence[str], out_png: str | Path, *, title: str = "") -> Path:
