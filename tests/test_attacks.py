@@ -151,9 +151,9 @@ def test_behaviour_colludes_and_replays_only_what_it_has():
     me = attacks.Behaviour("stale", frozenset({"0xa", "0xb"}), collude=True)
     assert me.vote("0xb", approve=False) and not me.vote("0xc", approve=True)
     me.adopted(current)
-    assert equal(me.propose(current, honest), honest)  # nothing older than the current weights yet
+    assert equal(me.propose(lambda: current, honest), honest)  # nothing older than the current weights yet
     me.adopted(honest)
-    assert equal(me.propose(honest, current), current)  # now the earlier weights are replayed
+    assert equal(me.propose(lambda: honest, current), current)  # now the earlier weights are replayed
     honest_voter = attacks.Behaviour("sign_flip", frozenset({"0xa"}))
     assert honest_voter.vote("0xc", approve=True)  # without collusion the honest verdict stands
     assert attacks.Behaviour("collude", frozenset({"0xa"})).vote("0xa", approve=False)

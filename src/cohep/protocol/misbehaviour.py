@@ -8,6 +8,7 @@ floor implements this seam; the protocol never imports it).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,8 +23,9 @@ class Misbehaviour(Protocol):
         """The attack's name, in the records ("" for an honest member)."""
         ...
 
-    def propose(self, current: Weights, honest: Weights) -> Weights:
-        """The weights sent instead of the honest proposal (``current``: the adopted weights)."""
+    def propose(self, current: Callable[[], Weights], honest: Weights) -> Weights:
+        """The weights sent instead of the honest proposal (``current()``: a copy of the adopted
+        weights, asked for only by an attack that needs it, so an honest proposal copies nothing)."""
         ...
 
     def vote(self, proposer: str, approve: bool) -> bool:
@@ -41,7 +43,7 @@ class Honest:
 
     attack: str = ""
 
-    def propose(self, current: Weights, honest: Weights) -> Weights:
+    def propose(self, current: Callable[[], Weights], honest: Weights) -> Weights:
         return honest
 
     def vote(self, proposer: str, approve: bool) -> bool:

@@ -139,7 +139,7 @@ class Participant:
             return duty
         if self.before_release is not None:
             self.before_release()
-        weights = self.conduct.propose(self.learner.current(), weights)
+        weights = self.conduct.propose(self.learner.current, weights)
         examples = self.learner.examples() if self.policy["weighting"] == "examples" else None
         digest, uri = self.clock.timed("store", self.store.put, weights, examples)
         self.coordinator.propose(self.address, r, digest, uri, slot)

@@ -203,9 +203,11 @@ class Behaviour:
         self.history.append({k: np.array(v, copy=True) for k, v in weights.items()})
         del self.history[:-self.keep]
 
-    def propose(self, current: Weights, honest: Weights) -> Weights:
+    def propose(self, adopted: Callable[[], Weights], honest: Weights) -> Weights:
+        """The attack's weights instead of ``honest``; ``adopted()``: a copy of the weights it holds."""
         if get(self.attack).kind != "weights":
             return honest
+        current = adopted()
         past = self.history[:-1] if self.history and _same(self.history[-1], current) else self.history
         if self.attack == "stale" and not past:
             return honest  # nothing old to replay yet: behave until there is
