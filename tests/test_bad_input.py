@@ -11,7 +11,7 @@ from conftest import one_line
 
 from cohep.cli import main
 from cohep.core.errors import CohepError, ConfigError
-from cohep.core.files import claim_output
+from cohep.core.files import claim_output, replace_output
 from cohep.datasets.splits import assign
 
 
@@ -37,6 +37,8 @@ def test_claim_output_refuses_and_replaces(tmp_path):
         claim_output(earlier, overwrite=False, marker="manifest.json")
     assert (earlier / "weights" / "stale").exists()
     claim_output(earlier, overwrite=True, marker="manifest.json")
+    assert (earlier / "weights" / "stale").exists()  # claiming removes nothing: the input is checked first
+    replace_output(earlier, marker="manifest.json")
     assert not earlier.exists()  # the earlier run, weight store included, is gone
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -67,6 +69,16 @@ def test_run_refuses_an_existing_run_directory(tmp_path, capsys):
     err = one_line(capsys)
     assert code == 2 and f"--out: {out} already exists (pass --overwrite to replace it)" in err
     assert [p.name for p in out.iterdir()] == ["manifest.json"]
+
+
+def test_run_overwrite_with_bad_input_keeps_the_earlier_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / "weights").mkdir(parents=True)
+    (out / "manifest.json").write_text("{}")
+    (out / "weights" / "blob").write_bytes(b"an earlier run's blob")
+    assert main(["run", "--data", str(tmp_path / "nope.h5"), "--out", str(out), "--overwrite"]) == 2
+    assert "nope.h5" in one_line(capsys)
+    assert (out / "weights" / "blob").read_bytes() == b"an earlier run's blob"
 
 
 def test_run_overwrite_leaves_no_stale_blobs(events, tmp_path, capsys, one_torch_thread):

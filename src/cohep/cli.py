@@ -237,11 +237,13 @@ def demo(
     overrides: dict[str, object],
 ) -> None:
     """Simulate neutrino events and learn from them collaboratively (the `make demo` job)."""
-    from cohep.core.files import claim_output
+    from cohep.core.files import claim_output, replace_output
     from cohep.run.demo import DATA, DemoSettings, run_demo
 
     settings = DemoSettings.from_mapping({k: v for k, v in overrides.items() if v is not None})
     claim_output(out, overwrite=overwrite, marker=DATA)
+    if overwrite:  # the demo's settings are checked: nothing later depends on the user's input
+        replace_output(out, marker=DATA)
     result, files = run_demo(out, settings)
     _print_run_summary(result)
     for name, path in files.items():
@@ -471,7 +473,7 @@ def run(
 
     cfg = _settings(config, overrides, sets=set_, print_config=print_config)
     out_dir = claim_output(out or Path("runs") / cfg.experiment.name, overwrite=overwrite, marker=MANIFEST)
-    result = run_experiment(cfg, out_dir, figure=not no_figure, announce=typer.echo)
+    result = run_experiment(cfg, out_dir, figure=not no_figure, announce=typer.echo, replace=overwrite)
     _print_run_summary(result)
     for warning in warnings_for(result):  # also in report.md; stderr so a script's log shows it
         typer.echo(warning, err=True)

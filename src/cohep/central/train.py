@@ -38,7 +38,7 @@ from cohep.outputs import checkpoint
 from cohep import models
 from cohep.config.experiment import ExperimentConfig
 from cohep.core.errors import ConfigError
-from cohep.core.files import atomic_write_text, claim_output, write_json
+from cohep.core.files import atomic_write_text, claim_output, replace_output, write_json
 from cohep.frameworks.torch import check_device
 from cohep.frameworks.training import TrainConfig
 from cohep.outputs.manifest import package_versions
@@ -307,6 +307,8 @@ def train_from_config(
         "val_fraction": None if c.val is not None else c.val_fraction,
         "limit": d.limit,
     }
+    if overwrite:  # the data, the model and the validation set are checked: the earlier training goes
+        replace_output(out, flag="central.out", marker=checkpoint.METADATA)
     return train_central(
         spec, train_ds, val_ds, cfg.train, epochs=c.epochs, seed=seed,
         out_dir=out, progress=progress,

@@ -91,26 +91,40 @@ def read_json(path: str | os.PathLike) -> dict:
 
 
 def claim_output(path: str | os.PathLike, *, overwrite: bool, flag: str = "--out", marker: str | None = None) -> Path:
-    """Make sure writing ``path`` replaces nothing the user did not ask to replace.
+    """Make sure writing ``path`` replaces nothing the user did not ask to replace; removes nothing.
 
     An existing file, or a folder with anything in it, is refused (one line naming ``flag``) unless
-    ``overwrite``. A folder output (``marker``: a file the command always writes into it) is then
-    emptied, so a rerun leaves none of the earlier run's files behind; a folder without the marker was
-    not made by the command and is never emptied. A file output is left for the atomic write to replace.
+    ``overwrite``. A folder output (``marker``: a file the command always writes into it) without the
+    marker was not made by the command and is refused even then. A file output is left for the atomic
+    write to replace; a folder output is emptied by :func:`replace_output` once the command has checked
+    the rest of its input, so bad input found later leaves the earlier output whole.
     """
-    import shutil
-
     p = Path(path)
     if not p.exists() or (p.is_dir() and not any(p.iterdir())):
         return p
     if not overwrite:
         raise CohepError(f"{flag}: {p} already exists (pass --overwrite to replace it)")
     if marker is not None and p.is_dir():
-        if not (p / marker).is_file():
-            raise CohepError(f"{flag}: {p} is not an earlier output of this command (no {marker}); "
-                             "refusing to replace it")
-        try:
-            shutil.rmtree(p)
-        except OSError as exc:
-            raise CohepError(f"{flag}: cannot remove the earlier {p}: {exc.strerror or exc}") from None
+        _require_marker(p, flag, marker)
     return p
+
+
+def replace_output(path: str | os.PathLike, *, marker: str, flag: str = "--out") -> None:
+    """Remove an earlier folder output (one holding ``marker``) right before the command writes anew,
+    so a rerun leaves none of the earlier run's files behind; nothing to remove is fine."""
+    import shutil
+
+    p = Path(path)
+    if not p.is_dir() or not any(p.iterdir()):
+        return
+    _require_marker(p, flag, marker)
+    try:
+        shutil.rmtree(p)
+    except OSError as exc:
+        raise CohepError(f"{flag}: cannot remove the earlier {p}: {exc.strerror or exc}") from None
+
+
+def _require_marker(p: Path, flag: str, marker: str) -> None:
+    if not (p / marker).is_file():
+        raise CohepError(f"{flag}: {p} is not an earlier output of this command (no {marker}); "
+                         "refusing to replace it")

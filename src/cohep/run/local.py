@@ -34,6 +34,7 @@ from cohep.protocol.vote import VoteRule
 from cohep.wire.checks import default_max_bytes
 from cohep.protocol.records import STAGES, RoundRecord, RoundTiming, accepted_per_learner, final_test_accuracy, time_shares
 from cohep.core.errors import ChainError
+from cohep.core.files import replace_output
 from cohep.run.experiment_file import redact_url
 from cohep.wire.fetch import Fetcher
 from cohep.wire.store import WeightStore
@@ -226,12 +227,13 @@ def run_alone(cfg, learners, bar=None):
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, figure: bool = True,
-                   announce: Callable[[str], None] | None = None) -> RunResult:
+                   announce: Callable[[str], None] | None = None, replace: bool = False) -> RunResult:
     """Run one experiment and write its records, timings, manifest, figure, weights and report.
 
     Everything is checked (data, model fit, split) before the run directory is made, and a run that
     fails part-way leaves no directory behind. ``announce`` gets one line once the model is known
-    (the CLI prints it), before any training.
+    (the CLI prints it), before any training. ``replace``: an earlier run in ``out_dir`` (it holds a
+    manifest) is removed once the task has been checked, just before the new run is written.
     """
     from cohep.outputs.report import start_line
 
@@ -239,6 +241,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, figure: bool =
     cfg, data, parts, spec = prepare(cfg)
     if announce is not None:
         announce(start_line(cfg, model_auto=model_auto))
+    if replace:
+        replace_output(out_dir, marker=rundir.MANIFEST)
     with rundir.created(out_dir) as out:
         return _run(cfg, data, parts, spec, out, figure, model_auto)
 
