@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 
 from cohep.core.errors import ConfigError
-from cohep.core.files import atomic_path, atomic_write_text
+from cohep.core.files import atomic_write_text
 from cohep.core.settings import read_toml
 
 __all__ = [
@@ -231,15 +231,9 @@ def pyplot():
 
 def save_figure(fig, path: str | os.PathLike, *, dpi: int = 110) -> Path:
     """Write ``fig`` whole or not at all (its format from the suffix), then close it."""
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-    finally:
-        import matplotlib.pyplot as plt
+    from cohep.outputs.plots import save_figure as save
 
-        plt.close(fig)
-    return path
+    return save(fig, path, dpi=dpi, formats=None)
 
 
 # -- the results page ----------------------------------------------------------------------------

@@ -4,15 +4,23 @@ import matplotlib
 matplotlib.use("Agg")
 
 
-def save_png(fig, out_png, *, dpi: int = 120):
-    """Write ``fig`` to ``out_png`` whole or not at all (a temporary name, then rename), and close it."""
+def save_figure(fig, path, *, dpi: int = 120, formats: tuple[str, ...] | None = ("png",)):
+    """Write ``fig`` to ``path`` whole or not at all (a temporary name, then rename), then close it.
+
+    The format is the suffix's when ``formats`` lists it (None: any suffix matplotlib knows), else PNG.
+    """
     from pathlib import Path
 
     import matplotlib.pyplot as plt
 
     from cohep.core.files import atomic_path
 
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    plt.close(fig)
-    return Path(out_png)
+    path = Path(path)
+    suffix = path.suffix.lstrip(".").lower()
+    fmt = suffix if suffix and (formats is None or suffix in formats) else "png"
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=fmt)
+    finally:
+        plt.close(fig)
+    return path

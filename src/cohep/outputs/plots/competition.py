@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cohep.outputs.plots import save_png
+from cohep.outputs.plots import save_figure
 
 
 def cross_evaluation(matrix: np.ndarray, entries: Sequence[str], owners: Sequence[int], out_png: str | Path) -> Path:
@@ -37,4 +37,4 @@ def cross_evaluation(matrix: np.ndarray, entries: Sequence[str], owners: Sequenc
     ax.set_title("vote-set accuracy: member (row) x entry (column)")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    return save_png(fig, out_png)
+    return save_figure(fig, out_png)

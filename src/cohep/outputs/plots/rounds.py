@@ -17,7 +17,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
 from cohep.protocol.records import RoundRecord
-from cohep.outputs.plots import save_png
+from cohep.outputs.plots import save_figure
 
 _GRID_COLOURS = ListedColormap(["#ffffff", "#2ca02c", "#d62728", "#c7c7c7"])  # none, approve, reject, proposer
 
@@ -84,7 +84,7 @@ def round_figure(records: list[RoundRecord], out_png: str | Path, *, title: str 
                         Patch(color="#c7c7c7", label="proposer (P) / void")],
                loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
-    return save_png(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def learner_curves(records: list[RoundRecord], out_png: str | Path, *, title: str = "") -> Path:
@@ -113,4 +113,4 @@ def learner_curves(records: list[RoundRecord], out_png: str | Path, *, title: st
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    return save_png(fig, out_png)
+    return save_figure(fig, out_png)

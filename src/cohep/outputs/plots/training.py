@@ -15,8 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cohep.core.files import atomic_path  # noqa: E402
-from cohep.outputs.plots import save_png
+from cohep.outputs.plots import save_figure
 
 
 def _column(history: Sequence[Mapping], key: str) -> np.ndarray:
@@ -78,7 +77,7 @@ def figure4(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return save_png(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def confusion_figure(confusion, class_names: Sequence[str], out_png: str | Path, *, title: str = "") -> Path:
@@ -87,8 +86,4 @@ def confusion_figure(confusion, class_names: Sequence[str], out_png: str | Path,
     fig, ax = plt.subplots(figsize=(2.0 + 1.3 * n, 1.6 + 1.2 * n))
     draw_confusion(ax, confusion, class_names, title=title)
     fig.tight_layout()
-    suffix = Path(out_png).suffix.lstrip(".").lower() or "png"
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=120, format=suffix if suffix in ("png", "pdf", "svg") else "png")
-    plt.close(fig)
-    return Path(out_png)
+    return save_figure(fig, out_png, formats=("png", "pdf", "svg"))
