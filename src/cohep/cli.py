@@ -450,6 +450,7 @@ RUN_FLAGS = {
     "device": "train.device", "proposers": "round.proposers", "combine": "round.combine",
     "server_lr": "round.server_lr", "weighting": "round.weighting", "proximal_mu": "train.proximal_mu",
     "epsilon": "privacy.epsilon", "attack": "attack.kind", "malicious": "attack.members",
+    "protocol": "experiment.protocol",
 }
 
 

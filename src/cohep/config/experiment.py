@@ -22,6 +22,7 @@ from cohep.core.errors import ConfigError
 from cohep.frameworks.privacy import PrivacySection
 from cohep.frameworks.training import TrainConfig
 from cohep.protocol.vote import VoteRule
+from cohep.config.protocols import protocol_tables
 from cohep.config.research import AttackSection, DegradeSection
 from cohep.core.settings import Section, Share, from_mapping, merge, read_toml, setting
 
@@ -40,6 +41,9 @@ class ExperimentSection(Section):
     learners: int = setting(3, ge=1, help="Number of learners.")
     rounds: int = setting(10, ge=1, help="Number of rounds.")
     seed: int = setting(0, ge=0, help="Seed: the same seed and config give the same records.")
+    #: a named round shape (config/protocols.py) filled in beneath the file's and the flags' own values
+    protocol: Literal["paper", "guarded", "averaged"] = setting(
+        "paper", help="Named protocol: paper (one proposer), guarded (all propose, screened), averaged (all propose 1/5 epoch).")
     #: stop after the round that passes this many seconds of wall time (a budget; None: all rounds)
     max_seconds: float | None = setting(None, gt=0, help="Wall-clock budget: no round starts after it.")
 
@@ -252,7 +256,17 @@ def from_dict(raw: dict) -> ExperimentConfig:
             raise ConfigError(f"unknown section [{key}] (known: {', '.join(SECTIONS)})")
         if not isinstance(value, dict):
             raise ConfigError(f"[{key}] must be a table, got {value!r}")
-    return from_mapping(ExperimentConfig, raw)
+    return from_mapping(ExperimentConfig, with_protocol(raw))
+
+
+def with_protocol(raw: dict) -> dict:
+    """``raw`` over the settings its ``experiment.protocol`` names: an explicit value always wins."""
+    experiment = raw.get("experiment", {})
+    name = experiment.get("protocol", ExperimentSection.protocol)
+    learners = experiment.get("learners", ExperimentSection.learners)
+    if not isinstance(name, str) or isinstance(learners, bool) or not isinstance(learners, int) or learners < 1:
+        return raw  # the section's own checks name the bad value
+    return merge(protocol_tables(name, learners), raw)
 
 
 def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:

@@ -24,7 +24,7 @@ def start_line(cfg, *, model_auto: bool) -> str:
     if e.mode != "colearn":
         return head + "; no protocol (" + ("each learner alone)" if e.mode == "individual" else "pooled data)")
     v, r = cfg.vote, cfg.round
-    return (head + f"; [round] proposers {r.proposers}, combine {r.combine}; "
+    return (head + f"; protocol {e.protocol} (--protocol to choose): [round] proposers {r.proposers}, combine {r.combine}; "
             f"[vote] judge {v.judge}, metric {v.metric}, margin {v.margin:g}, threshold {v.threshold:g}")
 
 

@@ -1,0 +1,71 @@
+"""Named protocols: whole, tested round shapes a user picks with one word (``[experiment] protocol``).
+
+Each shape is a handful of ``[round]``, ``[vote]`` and ``[train]`` settings that only work together
+(the screens need several proposals a round, strikes need a direction floor...). A name fills them in
+beneath what the file and the command line set, so every knob stays available for research and an
+explicit value always wins; the result is validated like any other config.
+
+Why names and not a file per shape: the guarded round took twelve settings in
+``experiments/guarded_full_participation.toml``, and a new user who never opened that file got the
+weakest protocol. docs/protocol_variants.md has the measurements behind each shape.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cohep.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A named round shape: one line for the user, and its settings for ``learners`` members."""
+
+    name: str
+    summary: str
+    tables: Callable[[int], dict]
+
+
+def _paper(learners: int) -> dict:
+    return {"round": {"proposers": 1, "combine": "each"}}
+
+
+def _guarded(learners: int) -> dict:
+    """Every member proposes every round; each proposal is screened (checks, update norm, peer score,
+    update direction, the members' record) and the ones that pass are judged by their example-weighted
+    average. The screens that compare proposals need three of them: with two members only the
+    screened average and the vote-set checks remain."""
+    tables = {
+        "round": {"proposers": learners, "combine": "each", "weighting": "examples"},
+        "vote": {"metric": "accuracy_or_loss", "margin": -0.005, "judge": "screened_average"},
+    }
+    if learners >= 3:
+        tables["vote"].update(norm_bound=3.0, peer_margin=0.3, direction_floor=-0.1, direction_share=0.5,
+                              strikes=3)
+    return tables
+
+
+def _averaged(learners: int) -> dict:
+    """Every member proposes a fifth of an epoch from the same start; the voters judge the average,
+    stepped five times (one sequential client-epoch of compute per round, like the paper's round)."""
+    return {
+        "round": {"proposers": learners, "combine": "average", "server_lr": 5.0},
+        "train": {"epochs": 0.2, "proximal_mu": 0.01},
+    }
+
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
+    Protocol("paper", "the paper's Colearn round: one drawn proposer, every other member votes", _paper),
+    Protocol("guarded", "every member proposes; screened, example-weighted average; strikes", _guarded),
+    Protocol("averaged", "every member proposes 1/5 epoch; one vote on the average, server step 5", _averaged),
+)}
+
+
+def protocol_tables(name: str, learners: int) -> dict:
+    """The settings protocol ``name`` stands for with ``learners`` members (nested tables)."""
+    if name not in PROTOCOLS:
+        raise ConfigError(f"experiment.protocol must be one of {', '.join(PROTOCOLS)}, got {name!r}")
+    return PROTOCOLS[name].tables(learners)
+
+
+__all__ = ["PROTOCOLS", "Protocol", "protocol_tables"]

@@ -1,0 +1,50 @@
+"""Named protocols (config/protocols.py): one word fills in a whole round shape, explicit values win."""
+import tomllib
+
+import pytest
+
+from cohep.config import experiment as config
+from cohep.config.protocols import PROTOCOLS
+from cohep.core.errors import ConfigError
+
+
+def test_every_named_protocol_builds_a_valid_config_for_two_to_many_members():
+    for name in PROTOCOLS:
+        for n in (2, 3, 5, 16):
+            cfg = config.from_dict({"experiment": {"protocol": name, "learners": n}})
+            assert cfg.experiment.protocol == name
+            assert 1 <= cfg.round.proposers <= n
+
+
+def test_guarded_is_the_full_participation_file_in_one_word():
+    with open("experiments/guarded_full_participation.toml", "rb") as fh:
+        raw = tomllib.load(fh)
+    by_file = config.from_dict({k: v for k, v in raw.items()})
+    by_name = config.from_dict({"experiment": {**raw["experiment"], "protocol": "guarded"},
+                                "data": raw["data"]})
+    assert by_name.round == by_file.round
+    assert by_name.vote == by_file.vote
+
+
+def test_an_explicit_setting_beats_the_protocols_own():
+    cfg = config.from_dict({"experiment": {"protocol": "guarded", "learners": 5}, "round": {"proposers": 3},
+                            "vote": {"margin": 0.01}})
+    assert (cfg.round.proposers, cfg.vote.margin, cfg.vote.judge) == (3, 0.01, "screened_average")
+
+
+def test_averaged_protocol_spends_one_client_epoch_a_round():
+    cfg = config.from_dict({"experiment": {"protocol": "averaged", "learners": 5}})
+    assert cfg.round.combine == "average"
+    assert cfg.round.proposers * cfg.train.epochs == pytest.approx(1.0)
+
+
+def test_unknown_protocol_is_one_line_naming_the_field():
+    with pytest.raises(ConfigError, match=r"experiment.protocol must be one of paper, guarded, averaged"):
+        config.from_dict({"experiment": {"protocol": "fedavg"}})
+
+
+def test_run_start_line_names_the_protocol():
+    from cohep.outputs.report import start_line
+
+    cfg = config.from_dict({"experiment": {"protocol": "guarded", "learners": 4}})
+    assert "protocol guarded" in start_line(cfg, model_auto=True)
