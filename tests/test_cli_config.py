@@ -110,3 +110,51 @@ def test_status_needs_a_run_directory_or_an_experiment(capsys, tmp_path):
     assert main(["status", str(tmp_path)]) == 2  # not a run directory: one line
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and "manifest" in err
+
+
+def _options(command, ctx):
+    import click
+
+    for p in command.get_params(ctx):
+        if isinstance(p, click.Option):
+            yield p
+
+
+def test_a_short_flag_means_one_thing_in_every_command():
+    """-n is --learners, -e --experiment, -m --model, -d --data...: never one thing here and another there."""
+    import typer.main
+
+    from cohep.cli import app
+
+    group = typer.main.get_command(app)
+    meaning: dict[str, tuple[str, str]] = {}
+
+    def walk(cmd, path):
+        import click
+
+        ctx = click.Context(cmd, info_name=path)
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                walk(sub, f"{path} {name}")
+            return
+        for opt in _options(cmd, ctx):
+            longs = sorted(o for o in opt.opts if o.startswith("--"))
+            for short in (o for o in opt.opts if len(o) == 2 and o.startswith("-")):
+                if short in ("-h",):
+                    continue
+                seen = meaning.setdefault(short, (longs[0], path))
+                assert seen[0] == longs[0], f"{short} is {seen[0]} in `{seen[1]}` but {longs[0]} in `{path}`"
+
+    walk(group, "cohep")
+    assert meaning["-n"][0] == "--learners" and meaning["-d"][0] == "--data"
+
+
+def test_train_show_and_evaluate_take_data_as_an_option(tmp_path, capsys):
+    from cohep.cli import main
+
+    assert main(["show", "--data", str(tmp_path / "none.h5"), "--out", str(tmp_path / "e.png")]) == 2
+    err = capsys.readouterr().err
+    assert "none.h5" in err and "Traceback" not in err
+    assert main(["show", "--out", str(tmp_path / "e.png")]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path), "--data", str(tmp_path / "a.h5")]) == 2

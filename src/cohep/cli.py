@@ -142,10 +142,21 @@ def settings_command(table: Mapping[str, str], *, short: Mapping[str, str] | Non
 
 # -- commands are added below, one per concept; keep each a thin wrapper over the library -------
 
+def _data_path(option: Path | None, positional: Path | None, *, required: bool = True) -> Path | None:
+    """The data file of a command: ``--data`` (the one documented way, as in run, deploy and node), or
+    the older positional form, which still works but is no longer shown; both at once is an error."""
+    if option is not None and positional is not None and option != positional:
+        raise CohepError(f"--data {option} and the file {positional} both given: give --data only")
+    path = option if option is not None else positional
+    if path is None and required:
+        raise CohepError("--data: give the data file")
+    return path
+
+
 
 @app.command()
 def simulate(
-    events: int = typer.Option(..., "--events", "-n", min=1, help="Number of events to simulate."),
+    events: int = typer.Option(..., "--events", min=1, help="Number of events to simulate."),
     out: Path = typer.Option(..., "--out", "-o", help="Output HDF5 file."),
     seed: int = typer.Option(0, min=0, help="Seed: the same seed gives the same file content."),
     workers: int = typer.Option(0, min=0, help="Worker processes (0: all cores); the content does not depend on it."),
@@ -166,14 +177,15 @@ def simulate(
 
 @app.command()
 def show(
-    data: Path = typer.Argument(..., help="HDF5 event file."),
-    event: int = typer.Option(0, "--event", "-e", help="Event index."),
+    data: Path | None = typer.Option(None, "--data", "-d", help="HDF5 event file."),
+    event: int = typer.Option(0, "--event", help="Event index."),
     out: Path = typer.Option(Path("event.png"), "--out", "-o", help="Output PNG."),
+    data_file: Path | None = typer.Argument(None, hidden=True),
 ) -> None:
     """Draw one event's three wire-plane views with its truth (the paper's Figure 3)."""
     from cohep.outputs.plots.events import event_display
 
-    typer.echo(f"wrote {event_display(data, event, out)}")
+    typer.echo(f"wrote {event_display(_data_path(data, data_file), event, out)}")
 
 
 def _import_settings() -> type:
@@ -382,10 +394,10 @@ TRAIN_FLAGS = {
 }
 
 
-@settings_command(TRAIN_FLAGS, short={"model": "-m", "epochs": "-e", "batch_size": "-b"})
+@settings_command(TRAIN_FLAGS, short={"model": "-m", "batch_size": "-b"})
 def train(
     # settings flags declared here for their shape (an argument, paths); their help is still the fields'
-    data: Path | None = typer.Argument(None),
+    data: Path | None = typer.Option(None, "--data", "-d"),
     config: Path | None = typer.Option(None, "--config", "-c",
                                        help="Experiment TOML (\\[data], \\[model], \\[train], \\[central]); flags override it."),
     param: list[str] = typer.Option([], "--param", "-p", help="Model parameter KEY=VALUE (JSON value), repeatable."),
@@ -394,11 +406,14 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier training's --out (refused by default)."),
     set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
     print_config: bool = typer.Option(False, "--print-config", help=_PRINT_CONFIG_HELP),
+    data_file: Path | None = typer.Argument(None, hidden=True),
     *,
     overrides: dict[str, object],
 ) -> None:
     """Train one model centrally: per-epoch curves, best-epoch checkpoint, Figure 4."""
     from cohep.central.train import train_from_config
+
+    overrides["data.path"] = _data_path(data, data_file, required=False)
 
     cfg = _settings(config, overrides, param, set_, print_config)
 
@@ -422,7 +437,8 @@ def train(
 @app.command()
 def evaluate(
     source: Path = typer.Argument(..., help="Checkpoint (checkpoint.json, best.safetensors or its folder) or run directory."),
-    data: Path = typer.Argument(..., help="HDF5 event file to score on."),
+    data_file: Path | None = typer.Argument(None, hidden=True),
+    data: Path | None = typer.Option(None, "--data", "-d", help="HDF5 event file to score on."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON here."),
     plot: Path | None = typer.Option(None, "--plot", help="Write the confusion-matrix figure here (PNG)."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Inference batch size."),
@@ -431,7 +447,7 @@ def evaluate(
     """Score trained weights on an event file: accuracy, per-class efficiency and purity, confusion."""
     from cohep.central.evaluation import evaluate as run_evaluation
 
-    report = run_evaluation(source, data, out_json=json_out, plot=plot, batch_size=batch_size, device=device)
+    report = run_evaluation(source, _data_path(data, data_file), out_json=json_out, plot=plot, batch_size=batch_size, device=device)
     typer.echo(report.text())
     if json_out is not None:
         typer.echo(f"report written to {json_out}")
@@ -454,7 +470,7 @@ RUN_FLAGS = {
 }
 
 
-@settings_command(RUN_FLAGS, short={"learners": "-n", "rounds": "-r", "model": "-m"})
+@settings_command(RUN_FLAGS, short={"learners": "-n", "rounds": "-r", "model": "-m", "data": "-d"})
 def run(
     config: Path | None = typer.Option(None, "--config", "-c", help="TOML experiment config."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Run directory (default runs/<name>)."),
@@ -492,7 +508,7 @@ DEPLOY_FLAGS = {
 def deploy(
     data: Path = typer.Option(..., "--data",
                               help="A data file of the experiment's kind: only its image shape and class names are read."),
-    member: list[str] = typer.Option(..., "--member", "-m",
+    member: list[str] = typer.Option(..., "--member",
                                      help="ADDRESS or ADDRESS=STORE_URL (where its proposals live); repeat for each member."),
     rpc: str = typer.Option(..., "--rpc", help="Ethereum JSON-RPC URL."),
     keystore: Path = typer.Option(..., "--keystore", help="The deployer's encrypted keystore (pays for the deployment)."),
