@@ -46,18 +46,21 @@ def _guarded(learners: int) -> dict:
 
 
 def _averaged(learners: int) -> dict:
-    """Every member proposes a fifth of an epoch from the same start; the voters judge the average,
-    stepped five times (one sequential client-epoch of compute per round, like the paper's round)."""
+    """Every member proposes 1/learners of an epoch from the same start and the voters judge their
+    average on the vote-set loss: the paper round's compute (one client-epoch a round) spread over
+    all members (``avg5e-loss`` in docs/protocol_variants.md, the best of that family there; a
+    server step above 1 diverged)."""
     return {
-        "round": {"proposers": learners, "combine": "average", "server_lr": 5.0},
-        "train": {"epochs": 0.2, "proximal_mu": 0.01},
+        "round": {"proposers": learners, "combine": "average"},
+        "train": {"epochs": round(1.0 / learners, 4)},
+        "vote": {"metric": "loss"},
     }
 
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     Protocol("paper", "the paper's Colearn round: one drawn proposer, every other member votes", _paper),
     Protocol("guarded", "every member proposes; screened, example-weighted average; strikes", _guarded),
-    Protocol("averaged", "every member proposes 1/5 epoch; one vote on the average, server step 5", _averaged),
+    Protocol("averaged", "every member proposes 1/n epoch; one vote on the average's loss", _averaged),
 )}
 
 
