@@ -367,7 +367,7 @@ def test_stream_stops_at_the_cap():
 def test_stream_length_must_hold():
     w = model()
     blob = wts.encode(w)
-    with pytest.raises(ProposalRejected, match=f"^blob not available: the transfer ended after {len(blob) - 1:,} of"):
+    with pytest.raises(ProposalRejected, match=f"^unavailable: the transfer ended after {len(blob) - 1:,} of"):
         check_stream(_chunked(blob[:-1], 64, []), sha(blob), w, max_bytes=CAP, length=len(blob))
-    with pytest.raises(ProposalRejected, match="^blob not available: more than the 100 bytes announced arrived$"):
+    with pytest.raises(ProposalRejected, match="^unavailable: more than the 100 bytes announced arrived$"):
         check_stream(_chunked(blob, 64, []), sha(blob), w, max_bytes=CAP, length=100)

@@ -249,7 +249,7 @@ def test_fetch_from_memory_store(tmp_path):
     try:
         assert wts.equal(fetch(uri, d, allowed=[url], max_bytes=10**6, reference=w), w)
         missing = uri.replace(d.hex(), "cd" * 32)
-        with pytest.raises(ProposalRejected, match="^blob not available: no such file$"):
+        with pytest.raises(ProposalRejected, match="^unavailable: no such file$"):
             fetch(missing, b"\xcd" * 32, allowed=[url], max_bytes=10**6)
         with pytest.raises(ProposalRejected, match=f"^blob is {len(wts.encode(w))} bytes, over the 100 bytes cap$"):
             fetch(uri, d, allowed=[url], max_bytes=100)
@@ -267,7 +267,7 @@ def test_fetch_file_errors(tmp_path):
     w = sample_weights(7)
     d, uri = store.put(w)
     fetcher = Fetcher([str(folder)], 10**6, reference=w)
-    with pytest.raises(ProposalRejected, match="^blob not available: no such file$"):
+    with pytest.raises(ProposalRejected, match="^unavailable: no such file$"):
         fetcher.fetch(f"{folder}/{'ef' * 32}.safetensors", b"\xef" * 32)
     # a link inside the store that leads outside it is outside
     outside = tmp_path / "secret"
@@ -279,7 +279,7 @@ def test_fetch_file_errors(tmp_path):
     # a FIFO under a blob name must not hang the reader
     fifo = folder / f"{'02' * 32}.safetensors"
     os.mkfifo(fifo)
-    with pytest.raises(ProposalRejected, match="^blob not available: not a regular file$"):
+    with pytest.raises(ProposalRejected, match="^unavailable: not a regular file$"):
         fetcher.fetch(str(fifo), b"\x02" * 32)
     # tampered bytes under the right name
     blob = bytearray(Path(uri).read_bytes())

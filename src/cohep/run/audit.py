@@ -281,14 +281,16 @@ def verify_blobs(report: AuditReport, fetch: Callable[[str, bytes], object], mir
                 try:
                     weights[j] = fetch(uri, digest)
                 except IntegrityError as exc:
-                    if not str(exc).startswith("blob not available"):
+                    if not str(exc).startswith(("unavailable", "timeout")):
                         raise
                     weights[j] = _from_mirror(mirrors, digest)
                     if weights[j] is None:
                         raise
+                    st.setdefault("unserved", {})[j] = str(exc)  # member_findings: why its URI failed
                 report.blobs_verified += 1
             except IntegrityError as exc:
                 where = f"round {r + 1}" + (f" slot {j}" if len(st["proposers"]) > 1 else "")
+                st.setdefault("unverified", {})[j] = str(exc)  # member_findings: why no copy verified
                 if accepted:
                     report.findings.append(f"{where}: the accepted weights do not verify: {exc}")
                 else:

@@ -10,11 +10,17 @@ most fundamental first, so a reason names the first thing wrong:
 3. decode: well-formed canonical safetensors (``weights.decode``);
 4. names, shapes and dtypes against the reference, the model spec's own initial weights (``weights.mismatch``);
 5. values: every float finite (a NaN or inf would poison every learner that adopts it).
+
+Failures come in three kinds, because a reader of an accepted blob must tell them apart:
+``Unavailable`` (``timeout: ...``, ``unavailable: ...``: the bytes did not arrive; another try or
+another store may succeed), a bad copy (over the cap, digest mismatch: these bytes are not the blob;
+another store may hold the right ones) and ``BadBlob`` (the bytes are the blob the digest names, and
+that blob fails a check: no store and no retry can help).
 """
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -38,6 +44,16 @@ class ProposalRejected(IntegrityError):
             reason = reason[: MAX_REASON_CHARS - 3] + "..."
         super().__init__(reason)
         self.reason = reason
+
+
+class Unavailable(ProposalRejected):
+    """The blob did not arrive (refused, withheld, too slow, cut short): transient, another try or
+    another store may succeed. Reasons start ``unavailable:`` or ``timeout:``."""
+
+
+class BadBlob(ProposalRejected):
+    """The bytes hash to the announced digest and still fail a check: the blob itself is bad, so
+    every copy of it is (permanent)."""
 
 
 def size_text(n: int) -> str:
@@ -108,11 +124,15 @@ def rejecting() -> Iterator[None]:
 
 def _checked(actual: bytes, digest: bytes, blob: bytes | bytearray,
              reference: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
-    """Checks 2 to 5 on a whole blob whose sha256 is ``actual``."""
+    """Checks 2 to 5 on a whole blob whose sha256 is ``actual``; past the digest, a failure is BadBlob."""
     with rejecting():
         wts.check_digest(actual, digest)
-        weights = wts.decode(blob)
-    check_weights(weights, reference)
+    try:
+        with rejecting():
+            weights = wts.decode(blob)
+        check_weights(weights, reference)
+    except ProposalRejected as exc:
+        raise BadBlob(exc.reason) from None
     return weights
 
 
@@ -128,13 +148,15 @@ def check_blob(blob: bytes, digest: bytes, reference: Mapping[str, Any] | None, 
 
 
 def check_stream(chunks: Iterable[bytes], digest: bytes, reference: Mapping[str, Any] | None, *,
-                 max_bytes: int, length: int | None = None) -> dict[str, np.ndarray]:
+                 max_bytes: int, length: int | None = None,
+                 keep: Callable[[bytes, bytearray], None] | None = None) -> dict[str, np.ndarray]:
     """All checks on a blob arriving in chunks, hashed as it comes; memory is the blob plus a chunk.
 
     ``length`` is the size the transport announced (Content-Length, file size), itself untrusted:
     over the cap is refused before the first chunk is read; otherwise the buffer is allocated once
     and the stream must deliver exactly that many bytes. Without it the stream stops as soon as it
-    passes the cap. The weights returned are views into the one buffer (no second copy).
+    passes the cap. The weights returned are views into the one buffer (no second copy). ``keep``:
+    called with (digest, bytes) once every check has passed (a member keeps what it verified).
     """
     if length is not None and length > max_bytes:
         raise ProposalRejected(over_cap(length, max_bytes))
@@ -147,13 +169,15 @@ def check_stream(chunks: Iterable[bytes], digest: bytes, reference: Mapping[str,
                                    f"(stopped reading at {end:,} bytes)")
         if length is not None:
             if end > length:
-                raise ProposalRejected(f"blob not available: more than the {length:,} bytes announced arrived")
+                raise Unavailable(f"unavailable: more than the {length:,} bytes announced arrived")
             buffer[received:end] = chunk
         else:
             buffer += chunk
         sha.update(chunk)
         received = end
     if length is not None and received != length:
-        raise ProposalRejected(f"blob not available: the transfer ended after {received:,} "
-                               f"of {length:,} bytes")
-    return _checked(sha.digest(), digest, buffer, reference)
+        raise Unavailable(f"unavailable: the transfer ended after {received:,} of {length:,} bytes")
+    weights = _checked(sha.digest(), digest, buffer, reference)
+    if keep is not None:
+        keep(bytes(digest), buffer)
+    return weights

@@ -92,6 +92,19 @@ class WeightStore:
         self.seconds += time.perf_counter() - start
         return d, self.uri(d)
 
+    def has(self, digest: bytes) -> bool:
+        return bool(self.fs.exists(self._path(digest.hex())))
+
+    def keep(self, digest: bytes, blob: bytes | bytearray) -> None:
+        """Keep a copy of another member's blob, already verified against ``digest`` (a ``Fetcher``'s
+        ``keep``): a node serves every blob it adopted, so the weights outlive their proposer. The
+        bytes are written as they arrived, since any copy is checked against the digest on chain."""
+        path = self._path(digest.hex())
+        if not self.fs.exists(path):
+            start = time.perf_counter()
+            write_whole(self.fs, path, bytes(blob))
+            self.seconds += time.perf_counter() - start
+
     def get(self, digest: bytes) -> Declared:
         """Fetch by digest from this store, re-hash, decode. Raises IntegrityError on any mismatch."""
         start = time.perf_counter()
