@@ -16,6 +16,13 @@ depend on the weights it started from, so the audit chains the recomputation fro
 disagreement is
 a finding; ``cohep audit`` exits 1 if there is one.
 
+What a member did that the rules allow but an honest member would not do (a proposal every voter
+rejected and why, where that can be known; a URI outside the proposer's own store; a blob withheld
+after its acceptance; a vote committed and never revealed; a ballot identical to one that was public
+before it; missed duties and suspensions with their reason) is a finding *about that member*
+(``member_findings``): printed, never a reason for exit 1, since an honest run's arithmetic holds
+whatever a member does within the rules (docs/attacks.md).
+
 It runs on a live chain (an experiment file and an RPC URL) or on a finished run directory, which
 keeps the chain's event log (``chain_events.jsonl``) and its weight store.
 """
@@ -79,6 +86,12 @@ class AuditReport:
     adopted_digest: str = ""
     findings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: (member index, what it did): misbehaviour the rules allow, found by member_findings
+    about_members: list[tuple[int, str]] = field(default_factory=list)
+    #: (member index, round, "proposal" | "vote" | "reveal"): every duty replay counted as missed
+    missed: list[tuple[int, int, str]] = field(default_factory=list)
+    #: (member index, round, reason on chain or ""): every Suspended event
+    suspended: list[tuple[int, int, str]] = field(default_factory=list)
     #: the replayed rounds: round -> proposers, active set, voters, required, ballots, slots, outcome
     replayed: dict = field(default_factory=dict, repr=False)
 
@@ -91,6 +104,7 @@ class AuditReport:
                  f"{self.suspensions} suspensions; {self.blobs_verified} blobs re-verified; "
                  f"final weights {self.final_digest[:16] or '-'}"]
         lines += [f"note: {n}" for n in self.notes]
+        lines += [f"member {i} {text}" for i, text in self.about_members]
         lines += [f"MISMATCH: {f}" for f in self.findings]
         lines.append("audit: clean" if self.clean else f"audit: FAILED ({len(self.findings)} findings)")
         return "\n".join(lines)
@@ -106,6 +120,13 @@ def _event(e) -> tuple[str, dict]:
     if isinstance(e, dict):
         return e["name"], e["args"]
     return e.name, e.args
+
+
+def _position(e) -> tuple[int, int]:
+    """(block, log index) of an event: when it became public (a run directory's log may lack them)."""
+    if isinstance(e, dict):
+        return int(e.get("block", 0) or 0), int(e.get("log_index", 0) or 0)
+    return int(getattr(e, "block", 0) or 0), int(getattr(e, "log_index", 0) or 0)
 
 
 def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = None) -> AuditReport:
@@ -125,7 +146,8 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
     def find(text: str) -> None:
         report.findings.append(text)
 
-    def miss(i: int, r: int) -> None:
+    def miss(i: int, r: int, kind: str) -> None:
+        report.missed.append((i, r, kind))
         in_a_row[i] += 1
         if in_a_row[i] >= rules.max_missed and active[i]:
             active[i] = False
@@ -152,7 +174,7 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
                     find(f"round {r + 1}: {key} {a[key]} on chain, {value} by the rules")
             rounds[r] = {"proposer": picks[0], "proposers": picks, "active": snapshot, "voters": voters,
                          "required": need, "average": average, "ballots": {}, "slots": {}, "digest": None,
-                         "accepted": False, "accepted_slots": []}
+                         "accepted": False, "accepted_slots": [], "scores": {}, "voted_at": {}, "committed": {}}
         elif name == "Proposed":
             r = int(a["round"])
             st = rounds.get(r)
@@ -182,7 +204,13 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
             if any(bits >> j & 1 and j not in allowed for j in range(bits.bit_length())):
                 find(f"round {r + 1}: {a['voter']} approved a slot it could not approve")
             st["ballots"][v] = bits
+            st["scores"][v] = [int(x) for x in a.get("scores_ppm") or ()]
+            st["voted_at"][v] = _position(e)
             in_a_row[v] = 0
+        elif name == "Committed":
+            st = rounds.get(int(a["round"]))
+            if st is not None:
+                st["committed"].setdefault(member(a["voter"]), _position(e))
         elif name in ("Finalized", "RoundVoided"):
             r = int(a["round"])
             st = rounds.get(r)
@@ -196,7 +224,7 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
                 if st["slots"]:
                     find(f"round {r + 1}: voided although a proposal was recorded")
                 for i in sorted(silent):
-                    miss(i, r)
+                    miss(i, r, "proposal")
                 continue
             proposed = sorted(st["slots"])
             if st["average"]:
@@ -228,11 +256,12 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
             if accepted:
                 accepted_digest = digest
                 report.accepted += 1
-            for i in sorted(silent | (st["voters"] - set(st["ballots"]))):
-                miss(i, r)
+            for i in sorted(silent | (st["voters"] - set(st["ballots"]))):  # one missed duty a round at most
+                miss(i, r, "proposal" if i in silent else "reveal" if i in st["committed"] else "vote")
         elif name == "Suspended":
             i = member(a["member"])
             report.suspensions += 1
+            report.suspended.append((i, int(a["round"]), str(a.get("reason", ""))))
             if (i, int(a["round"])) in expected_suspensions:
                 expected_suspensions.remove((i, int(a["round"])))
             else:
@@ -305,6 +334,106 @@ def verify_blobs(report: AuditReport, fetch: Callable[[str, bytes], object], mir
             report.adopted_digest = d.hex()
         else:
             start = None  # the chain of stepped rounds is broken here
+
+
+#: the score a voter records when it rejects without judging (a failed check: ``vote.to_ppm`` of NaN)
+NO_SCORE_PPM = 10**15
+#: how a fetch that found no copy begins its reason (wire/fetch.py's Unavailable)
+_UNOBTAINABLE = ("unavailable", "timeout", "blob not available")
+
+
+def _store_holding(uri: str, stores: list[str | None]) -> int | None:
+    """Which of ``stores`` ``uri`` points into (the longest matching store URL), or None."""
+    from cohep.wire.fetch import parse_place
+
+    try:
+        place = parse_place(uri, strict=False)
+    except ValueError:
+        return None
+    best = None
+    for i, url in enumerate(stores):
+        if not url:
+            continue
+        try:
+            base = parse_place(url.rstrip("/") or url, strict=False)
+        except ValueError:
+            continue
+        if (base.scheme, base.host) == (place.scheme, place.host) and place.parts[:len(base.parts)] == base.parts \
+                and (best is None or len(base.parts) > best[1]):
+            best = (i, len(base.parts))
+    return None if best is None else best[0]
+
+
+def _rounds_text(rounds: list[int]) -> str:
+    return ", ".join(str(r + 1) for r in rounds)
+
+
+def member_findings(report: AuditReport, rules: ContractRules, stores: list[str | None] | None = None,
+                    shared: str | None = None) -> None:
+    """What each member did that an honest one would not, from the replayed chain (and, for URIs, the
+    experiment's ``stores``: member i's own store; ``shared``: the experiment's): appended to
+    ``report.about_members`` as (member, text). Run after replay and verify_blobs (which say which
+    blobs could be obtained)."""
+    found: dict[int, list[str]] = {}
+
+    def say(i: int, text: str) -> None:
+        found.setdefault(i, []).append(text)
+
+    for r, st in sorted(report.replayed.items()):
+        for j, (_, uri) in sorted(st["slots"].items()):
+            p = st["proposers"][j]
+            where = f"round {r + 1}" + (f" slot {j}" if len(st["proposers"]) > 1 else "")
+            if stores is not None and p < len(stores) and (stores[p] or shared):
+                holder = _store_holding(uri, list(stores))
+                in_shared = shared is not None and _store_holding(uri, [shared]) == 0
+                if not in_shared and holder != p:
+                    say(p, f"{where}: its proposal names a file outside its own store"
+                           + (f", in the store of member {holder}" if holder is not None else ""))
+            judged = {v: b for v, b in st["ballots"].items() if v != p}
+            approvals = {v for v, b in judged.items() if (b & 1 if st["average"] else b >> j & 1)}
+            unjudged = sorted(v for v in judged if not st["average"] and v not in approvals
+                              and len(st["scores"].get(v, [])) > j and st["scores"][v][j] == NO_SCORE_PPM)
+            problem = st.get("unverified", {}).get(j)
+            if judged and not approvals and j not in st["accepted_slots"]:
+                why = [f"{len(unjudged)} of them without a score (a failed check)"] if unjudged else []
+                if problem is not None:
+                    why.append(f"its blob could be obtained from no store ({problem})"
+                               if problem.startswith(_UNOBTAINABLE) else f"its blob does not verify ({problem})")
+                say(p, f"{where}: its proposal was rejected by every voter ({len(judged)})"
+                       + (": " + "; ".join(why) if why else ""))
+            elif unjudged and problem is None and len(unjudged) < len(judged):
+                others = sorted(v for v in judged if v not in unjudged)
+                say(p, f"{where}: member(s) {', '.join(map(str, unjudged))} could not obtain or check its blob, "
+                       f"which verifies and which member(s) {', '.join(map(str, others))} scored (served to some "
+                       "voters only?)")
+            unserved = st.get("unserved", {}).get(j)
+            if j in st["accepted_slots"] and unserved is not None and "404" in unserved:
+                say(p, f"{where}: its accepted weights are withheld: its own store answers {unserved!r} "
+                       "(a copy from another store verified)")
+        for v, (block, index) in sorted(st["voted_at"].items()):
+            mine = (st["ballots"][v], st["scores"].get(v, []))
+            if not mine[1] or all(x in (0, NO_SCORE_PPM) for x in mine[1]):
+                continue  # nothing distinctive to have copied
+            sealed_at = st["committed"].get(v)
+            for u, seen in st["voted_at"].items():
+                if u != v and seen < (block, index) and (st["ballots"][u], st["scores"].get(u, [])) == mine \
+                        and (sealed_at is None or seen < sealed_at):
+                    say(v, f"round {r + 1}: its ballot (approvals and scores) is member {u}'s, which was public "
+                           f"{block - seen[0]} blocks before it voted: copied")
+                    break
+    missed: dict[int, dict[str, list[int]]] = {}
+    for i, r, kind in report.missed:
+        missed.setdefault(i, {}).setdefault(kind, []).append(r)
+    words = {"proposal": "missed its proposal", "vote": "missed its vote",
+             "reveal": "committed a vote and never revealed it"}
+    for i, kinds in sorted(missed.items()):
+        say(i, "; ".join(f"{words[k]} in round{'s' if len(rs) > 1 else ''} {_rounds_text(rs)}" for k, rs in kinds.items()))
+    for i, r, reason in report.suspended:
+        say(i, f"suspended in round {r + 1}" + (f" ({reason})" if reason else "")
+               + f" after {rules.max_missed} missed duties in a row")
+    for i in sorted(found):
+        address = rules.members[i] if 0 <= i < len(rules.members) else "?"
+        report.about_members += [(i, f"({address[:10]}): {text}") for text in found[i]]
 
 
 def policy_of(config: dict | None, where) -> dict:
@@ -427,4 +556,5 @@ def audit_chain(experiment_path: str | Path, rpc: str, mirrors: list[str] | None
     on_chain = coord.accepted_digest().hex()
     if on_chain != report.final_digest:
         report.findings.append(f"the contract holds {on_chain[:16]}, the replay ends at {report.final_digest[:16]}")
+    member_findings(report, rules, [m.store for m in exp.members], exp.shared_store)
     return report

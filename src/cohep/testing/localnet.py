@@ -1,21 +1,26 @@
 """A whole decentralised experiment on one machine: a real Anvil node and one ``cohep node`` process
 per member, each serving its own store over HTTP; plus the fault drills the tests and
-``bench/nodes.py`` run against it.
+``bench/nodes.py`` run against it, and the dishonest members of ``tests/test_member_attacks.py`` and
+``bench/member_attacks.py``.
 
 Nothing here is a shortcut through the protocol: members are separate processes that know only the
 experiment file, their keystore and their data, and reach each other through the chain and the
 stores. The :class:`Adversary` is a dishonest member with a real key that proposes crafted blobs
-when the contract draws it; the drills kill and restart nodes and the chain itself.
+when the contract draws it (or copies the others' votes); a :class:`DishonestNode` is a real ``cohep
+node`` whose store is served by a :class:`DishonestStore` (slowly, to some voters only, or not at all
+once its proposal is accepted); the drills kill and restart nodes and the chain itself.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,13 +58,19 @@ def split_npz(images: np.ndarray, labels: np.ndarray, folder: Path, parts: int) 
 class LocalNet:
     """Anvil plus member processes under ``root``; ``honest`` members run ``cohep node``."""
 
-    def __init__(self, root: Path, data: list[Path], *, adversary: bool = False, block_time: float = 0.25,
-                 settings: dict | None = None, python: str = sys.executable):
+    def __init__(self, root: Path, data: list[Path], *, adversary: bool | Callable[[LocalNet, int], Adversary] = False,
+                 block_time: float = 0.25, settings: dict | None = None, python: str = sys.executable,
+                 dishonest: DishonestNode | None = None):
+        """``adversary``: True for the crafted-proposal :class:`Adversary` as the last member, or a
+        function ``net, index -> Adversary`` for another one; ``dishonest``: a :class:`DishonestNode`
+        as the last member instead, which trains on the last of ``data`` (the others' are the honest
+        members')."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.data = list(data)
-        self.honest = len(self.data)
-        self.n = self.honest + (1 if adversary else 0)
+        self.dishonest = dishonest
+        self.honest = len(self.data) - (1 if dishonest is not None else 0)
+        self.n = len(self.data) + (1 if adversary else 0)
         self.python = python
         self.settings = settings or {}
         self.anvil = Anvil(block_time=block_time, accounts=self.n + 3, state=self.root / "anvil_state.json",
@@ -87,8 +98,11 @@ class LocalNet:
         self.experiment = self._deploy()
         for i in range(self.honest):
             self.start_node(i)
+        if self.dishonest is not None:
+            self.dishonest.start(self, self.n - 1)
         if self._wants_adversary:
-            self.adversary = Adversary(self, self.n - 1)
+            make = self._wants_adversary if callable(self._wants_adversary) else Adversary
+            self.adversary = make(self, self.n - 1)
             self.adversary.start()
         return self
 
@@ -105,17 +119,21 @@ class LocalNet:
                       deployer_key=self.deployer_key, store=str(self.root / "shared"),
                       shared_store=str(self.root / "shared"), out=self.root / "experiment.json")
 
-    def start_node(self, i: int) -> subprocess.Popen:
+    def start_node(self, i: int, *, serve: bool = True) -> subprocess.Popen:
+        """Member ``i``'s ``cohep node`` (an honest one is kept in ``procs``); ``serve=False``: the
+        node serves no store itself (a :class:`DishonestStore` serves its folder instead)."""
         env = dict(os.environ, COHEP_KEYSTORE_PASSWORD=PASSWORD, COHEP_PROGRESS="0", OMP_NUM_THREADS="1",
                    MKL_NUM_THREADS="1", KERAS_BACKEND="torch")
         log = open(self.root / f"node{i}.log", "ab")
         args = [self.python, "-m", "cohep", "node", "--experiment", str(self.root / "experiment.json"),
                 "--keystore", str(self.root / f"key{i + 1}.json"), "--data", str(self.data[i]),
                 "--rpc", self.anvil.url, "--store", str(self.root / f"store{i}"),
-                "--serve", f"127.0.0.1:{self.ports[i]}", "--public-url", self.store_url(i),
+                *(["--serve", f"127.0.0.1:{self.ports[i]}"] if serve else []), "--public-url", self.store_url(i),
                 "--out", str(self.root / f"node{i}"), "--poll", "0.2"]
-        self.procs[i] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        return self.procs[i]
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        if i < self.honest:
+            self.procs[i] = proc
+        return proc
 
     def kill_node(self, i: int) -> None:
         """SIGKILL: no clean-up, as a crash or a pulled plug."""
@@ -129,6 +147,8 @@ class LocalNet:
         try:
             if self.adversary is not None:
                 self.adversary.stop()
+            if self.dishonest is not None:
+                self.dishonest.stop()
         finally:
             try:
                 for i in list(self.procs):
@@ -197,7 +217,8 @@ class LocalNet:
 
 class Adversary(threading.Thread):
     """A dishonest member: when drawn it proposes the next crafted blob of ``script``; otherwise it
-    approves everything (so it is never suspended for missing votes)."""
+    approves everything (so it is never suspended for missing votes), or with ``votes="copy"`` it
+    fetches nothing and votes as another voter did once that vote can be read (its Voted event)."""
 
     CASES = {
         "digest mismatch": "the blob under the announced name is other bytes",
@@ -208,14 +229,21 @@ class Adversary(threading.Thread):
         "re-encoded blob": "the current weights with padding metadata (the v1 re-picking attack)",
     }
 
-    def __init__(self, net: LocalNet, index: int, script: list[str] | None = None):
+    #: cases of tests/test_member_attacks.py beside CASES (not in the node drills' script)
+    MEMBER_CASES = {
+        "another member's file": "the digest and URI of an honest member's latest proposal, in that member's store",
+    }
+
+    def __init__(self, net: LocalNet, index: int, script: list[str] | None = None, votes: str = "approve"):
         super().__init__(daemon=True, name="adversary")
         from cohep.wire.server import BlobServer
         from cohep.ledger import Chain, Coordinator
 
         self.net, self.index = net, index
-        self.script = list(script or self.CASES)
+        self.script = list(self.CASES if script is None else script)
+        self.votes = votes
         self.done: list[tuple[str, int]] = []  #: (case, 0-based round) proposed
+        self.copied: list[int] = []  #: 0-based rounds in which it cast a copied vote
         self.folder = net.root / "adversary_store"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.server = BlobServer(self.folder, port=net.ports[index]).start()
@@ -243,8 +271,12 @@ class Adversary(threading.Thread):
                 block = self.chain.block_number()
                 if state.proposer == self.address and not state.proposed and self.script:
                     case = self.script[0]
+                    crafted = self.craft(case)
+                    if crafted is None:  # nothing to propose this turn (another member's file: none yet)
+                        time.sleep(0.2)
+                        continue
                     try:
-                        self.coord.propose(self.address, r, *self.craft(case))
+                        self.coord.propose(self.address, r, *crafted)
                     except ChainError:  # the chain went away: did the proposal land before it did?
                         if not self.coord.round_state(r).proposed:
                             raise
@@ -252,7 +284,10 @@ class Adversary(threading.Thread):
                     self.done.append((case, r))
                 elif (state.proposed and self.address in state.voters
                       and self.coord.ballot(r, self.address) is None and block <= state.vote_deadline):
-                    self.coord.vote(self.address, r, True, 0)
+                    if self.votes == "copy":
+                        self._copy_vote(state)
+                    else:
+                        self.coord.vote(self.address, r, True, 0)
                 elif finalizable(state, block):
                     self.coord.finalize(self.address, r)
             except ChainError:
@@ -262,6 +297,15 @@ class Adversary(threading.Thread):
                 self.errors.append(f"{type(exc).__name__}: {exc}")
                 time.sleep(0.5)
             time.sleep(0.2)
+
+    def _copy_vote(self, state) -> None:
+        """Vote as the first other voter of the round whose vote can be read, without fetching anything."""
+        r = state.round
+        for e in self.coord.events(from_block=state.start_block):
+            if e.name == "Voted" and int(e.args["round"]) == r and e.args["voter"].lower() != self.address.lower():
+                self.coord.vote_slots(self.address, r, int(e.args["approvals"]), [int(x) for x in e.args["scores_ppm"]])
+                self.copied.append(r)
+                return
 
     def _current(self) -> dict:
         from cohep.wire.fetch import Fetcher
@@ -274,13 +318,18 @@ class Adversary(threading.Thread):
         (self.folder / f"{name_digest.hex()}.safetensors").write_bytes(blob)
         return name_digest, f"{self.net.store_url(self.index)}/{name_digest.hex()}.safetensors"
 
-    def craft(self, case: str) -> tuple[bytes, str]:
-        """(digest, URI) of a crafted proposal, its blob placed in this member's served store."""
+    def craft(self, case: str) -> tuple[bytes, str] | None:
+        """(digest, URI) of a crafted proposal, its blob placed in this member's served store; None
+        when the case has nothing to propose yet."""
         import hashlib
 
         from safetensors.numpy import save
 
         from cohep.wire.weights import digest_bytes, encode
+
+        if case == "another member's file":
+            theirs = [e for e in self.coord.events() if e.name == "Proposed" and e.args["proposer"] != self.address]
+            return (bytes(theirs[-1].args["digest"]), theirs[-1].args["uri"]) if theirs else None
 
         weights = {k: np.array(v) for k, v in self._current().items()}
         if case == "digest mismatch":
@@ -310,6 +359,201 @@ class Adversary(threading.Thread):
             blob = save(weights, metadata=meta)
             return self._put(digest_bytes(blob), blob)
         raise ValueError(f"unknown case {case!r}")
+
+
+class DishonestStore:
+    """The store server of a dishonest member: the blob server's names from the member's folder, served
+    as a dishonest host can serve them. ``mode``: ``honest``; ``drip`` (every blob at one byte every
+    ``drip_s`` seconds, never slow enough for a read to time out); ``first`` (each blob to its first
+    ``serve_first`` GET requests, 404 to every later one: a server that chooses which voters get its
+    blob, here by the order they come in, as it could by their addresses); ``withhold`` (404 to every
+    blob). The mode may change while it runs. ``requests`` logs (time, name, status) of each GET."""
+
+    _NAME = re.compile(r"^/([0-9a-f]{64}\.safetensors|ballots/0x[0-9a-f]{40}/[0-9]{1,20}/0x[0-9a-f]{40}\.json)$")
+
+    def __init__(self, folder: Path, port: int, *, mode: str = "honest", drip_s: float = 1.0, serve_first: int = 2):
+        self.folder, self.port, self.mode = Path(folder), port, mode
+        self.drip_s, self.serve_first = drip_s, serve_first
+        self.requests: list[tuple[float, str, int]] = []
+        self._served: dict[str, int] = {}
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+        self._server = None
+
+    def start(self) -> "DishonestStore":
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        store = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format, *args):  # the base class's signature; quiet
+                pass
+
+            def do_HEAD(self):
+                store._answer(self, body=False)
+
+            def do_GET(self):
+                store._answer(self, body=True)
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True,
+                         name=f"dishonest-store:{self.port}").start()
+        return self
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def _answer(self, h, body: bool) -> None:
+        match = self._NAME.match(h.path)
+        path = self.folder / match.group(1) if match else None
+        blob = bool(match) and match.group(1).endswith(".safetensors")
+        with self._lock:
+            refuse = not path or not path.is_file() or (blob and self.mode == "withhold")
+            if blob and body and not refuse and self.mode == "first":
+                self._served[path.name] = self._served.get(path.name, 0) + 1
+                refuse = self._served[path.name] > self.serve_first
+        if body:
+            self.requests.append((time.time(), match.group(1) if match else h.path, 404 if refuse else 200))
+        if refuse:
+            h.send_response(404)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        data = path.read_bytes()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/octet-stream")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        if not body:
+            return
+        try:
+            if blob and self.mode == "drip":
+                for k in range(len(data)):
+                    if self._halt.wait(self.drip_s):
+                        return
+                    h.wfile.write(data[k:k + 1])
+                    h.wfile.flush()
+            else:
+                h.wfile.write(data)
+        except OSError:  # the client gave up
+            pass
+
+
+class DishonestNode:
+    """A dishonest member that runs a real ``cohep node`` (its own key, data and training: its proposals
+    are good weights) whose store is served by a :class:`DishonestStore` in one of the ways of ``CASES``.
+    ``accepted_round``: the 0-based round in which its first proposal was accepted, once it was."""
+
+    CASES = {
+        "slow drip": "its blobs are served at 1 byte every drip_s seconds",
+        "serves some voters only": "each of its blobs goes to the first two requests, 404 to every later one",
+        "withholds after acceptance": "its server answers 404 to everything once a proposal of its is accepted",
+        "offline after acceptance": "its node and its server go for good once a proposal of its is accepted",
+    }
+    _MODES = {"slow drip": "drip", "serves some voters only": "first"}
+
+    def __init__(self, case: str, *, drip_s: float = 1.0, serve_first: int = 2):
+        if case not in self.CASES:
+            raise ValueError(f"unknown case {case!r}")
+        self.case, self.drip_s, self.serve_first = case, drip_s, serve_first
+        self.proc: subprocess.Popen | None = None
+        self.store: DishonestStore | None = None
+        self.accepted_round: int | None = None
+        self.gone = threading.Event()  #: set once it withheld or went offline
+        self._halt = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def start(self, net: LocalNet, index: int) -> None:
+        self.net, self.index = net, index
+        self.address = net.experiment.members[index].address
+        self.folder = net.root / f"store{index}"
+        self.store = DishonestStore(self.folder, net.ports[index], mode=self._MODES.get(self.case, "honest"),
+                                    drip_s=self.drip_s, serve_first=self.serve_first).start()
+        self.proc = net.start_node(index, serve=False)
+        if self.case in ("withholds after acceptance", "offline after acceptance"):
+            self._watcher = threading.Thread(target=self._watch, daemon=True, name="dishonest-watch")
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        coord = self.net.coordinator()
+        while not self._halt.wait(0.2):
+            try:
+                mine = [e for e in coord.events() if e.name == "Finalized" and e.args["accepted"]
+                        and e.args["proposer"].lower() == self.address.lower()]
+            except ChainError:
+                continue
+            if mine:
+                self.accepted_round = int(mine[0].args["round"])
+                if self.case == "offline after acceptance":
+                    self._kill()
+                    self.store.stop()
+                else:
+                    self.store.mode = "withhold"
+                self.gone.set()
+                return
+
+    def _kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self._kill()
+        if self.store is not None:
+            self.store.stop()
+
+
+@dataclass
+class Duties:
+    """What the honest members owed and did, read from the chain's events alone."""
+
+    due: int = 0  #: votes due: each honest voter of each round that had a proposal
+    cast: int = 0  #: of those, votes the contract counted (in time: it counts nothing late)
+    missing: list[str] = field(default_factory=list)  #: "round R: member I" per vote due and not counted
+    suspended: list[str] = field(default_factory=list)  #: "member I in round R" per honest suspension
+
+
+def honest_duties(net: LocalNet) -> Duties:
+    """Every honest member's vote in every round with a proposal, and every honest suspension."""
+    events = net.coordinator().events()
+    members = [m.address.lower() for m in net.experiment.members]
+    honest = set(members[:net.honest])
+    proposers: dict[int, set[str]] = {}
+    proposed: set[int] = set()
+    voted: dict[int, set[str]] = {}
+    out = Duties()
+    for e in events:
+        a = e.args
+        if e.name == "RoundStarted":
+            proposers[int(a["round"])] = {p.lower() for p in a.get("proposers") or [a["proposer"]]}
+        elif e.name == "Proposed":
+            proposed.add(int(a["round"]))
+        elif e.name == "Voted":
+            voted.setdefault(int(a["round"]), set()).add(a["voter"].lower())
+        elif e.name == "Suspended" and a["member"].lower() in honest:
+            out.suspended.append(f"member {members.index(a['member'].lower())} in round {int(a['round']) + 1}")
+    for r in sorted(proposed):
+        due = sorted(honest - proposers.get(r, set()))
+        out.due += len(due)
+        for m in due:
+            if m in voted.get(r, set()):
+                out.cast += 1
+            else:
+                out.missing.append(f"round {r + 1}: member {members.index(m)}")
+    return out
+
+
+def final_accuracy(net: LocalNet) -> float:
+    """The honest members' mean test accuracy after the last round (their own records)."""
+    rows = [net.node_records(i)[-1].test_accuracy for i in range(net.honest)]
+    return float(np.mean(rows))
 
 
 def _first_round_proposed_by(coord, member: str, after: int, rounds: int) -> int | None:
