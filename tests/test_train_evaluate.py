@@ -134,15 +134,27 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     assert ckpt["data"]["train"] == 36 and ckpt["data"]["validation"] == 12
 
     code = main(["evaluate", str(out), str(other), "--json", str(tmp_path / "eval.json"),
-                 "--plot", str(tmp_path / "cm.png")])
+                 "--plot", str(tmp_path / "cm.png"), "--plots", str(tmp_path / "figs"), "--log",
+                 "--scores", str(tmp_path / "scores.parquet")])
     text = capsys.readouterr().out
     assert code == 0, text
     assert "efficiency" in text and "purity" in text and "numu_CC" in text
+    assert "95 % Wilson" in text and "AUC" in text
+    for name in ("roc", "scores", "scores_log", "efficiency_purity"):
+        assert (tmp_path / "figs" / f"{name}.png").stat().st_size > 0
+    from cohep.central.scores import read as read_scores
+
+    per_event = read_scores(tmp_path / "scores.parquet")
+    assert len(per_event) == 24 and per_event.labels.tolist() == labels.tolist()
+    assert np.allclose(per_event.scores.sum(1), 1, atol=1e-5) and per_event.info["weights_sha256"] == ckpt["sha256"]
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["n_events"] == 24 and report["class_names"] == list(CLASS_NAMES)
     assert np.array(report["confusion"]).sum() == 24 and len(report["efficiency"]) == 3
     assert report["weights_sha256"] == ckpt["sha256"]
     assert (tmp_path / "cm.png").stat().st_size > 0
+    assert len(report["selections"]) == 3 and report["files"]["scores"].endswith("scores.parquet")
+    # the report's confusion matrix is the arg-max of the written scores
+    assert np.array(report["confusion"]).diagonal().sum() == int((per_event.predicted == per_event.labels).sum())
 
 
 def test_evaluate_a_run_directory(tmp_path, capsys):

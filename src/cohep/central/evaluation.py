@@ -5,12 +5,18 @@ its weights' sha256 is checked against the recorded digest before use. The data 
 run can read (an HDF5 event file from the simulator, another detector or ``cohep import``; MNIST):
 its class names label the report, and data the model does not fit (class count, image shape) is a
 one-line error before anything is computed.
+
+Beyond the summary: ``scores`` writes every event's class scores, prediction and truth
+(:mod:`cohep.central.scores`), ``plots`` a folder of the figures a classifier paper shows
+(:mod:`cohep.central.selection`, :mod:`cohep.outputs.plots.classifier`): ``roc.png``, ``scores.png``
+(``scores_log.png`` with ``log``), ``efficiency_purity.png`` and ``efficiency_vs_<variable>.png`` for
+each truth variable in ``vs`` the file carries (``nu_energy`` by default).
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +27,8 @@ from cohep.core.errors import DataError
 from cohep.core.files import json_safe, write_json
 from cohep.frameworks.training import TrainConfig
 from cohep.central.metrics import ClassificationMetrics
+from cohep.central.scores import EventScores
+from cohep.central.selection import binned, select_all
 from cohep.wire.weights import mismatch
 
 
@@ -36,6 +44,9 @@ class EvalReport:
     metrics: ClassificationMetrics
     seconds: float
     images_per_s: float
+    selections: list = field(default_factory=list)  #: one ClassSelection per class (ROC, AUC, best cut)
+    binned: list = field(default_factory=list)  #: one Binned per truth variable asked for and present
+    files: dict = field(default_factory=dict)  #: what was written: scores, figures
 
     @property
     def accuracy(self) -> float:
@@ -51,6 +62,9 @@ class EvalReport:
             **self.metrics.to_dict(),
             "seconds": self.seconds,
             "images_per_s": self.images_per_s,
+            "selections": [s.to_dict() for s in self.selections],
+            "binned": [b.to_dict() for b in self.binned],
+            "files": {k: str(v) for k, v in self.files.items()},
         })
 
     def text(self) -> str:
@@ -58,7 +72,17 @@ class EvalReport:
         head = (f"model {self.model['name']} ({self.source_kind} {self.source}) on {self.data}: "
                 f"{m.n_events} events\naccuracy {m.accuracy:.4f}   loss {m.loss:.4f}   "
                 f"({self.images_per_s:.0f} events/s)\n")
-        return head + "\n" + m.table()
+        text = head + "\n" + m.table()
+        if self.selections:
+            w = max(8, *(len(s.name) for s in self.selections))
+            lines = ["", "one-vs-rest selection on each class's score (best cut: maximum efficiency x purity, 95 % Wilson)",
+                     f"{'class':<{w}}  {'AUC':>6}  {'cut':>6}  {'efficiency':>24}  {'purity':>24}"]
+            for s in self.selections:
+                e, p = s.best_efficiency, s.best_purity
+                cell = lambda v: "n/a" if not math.isfinite(v[0]) else f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"  # noqa: E731
+                lines.append(f"{s.name:<{w}}  {s.auc:>6.3f}  {s.best_cut:>6.3f}  {cell(e):>24}  {cell(p):>24}")
+            text += "\n".join(lines)
+        return text
 
 
 def check_compatible(spec, class_names, image_shape, data_path) -> None:
@@ -84,8 +108,12 @@ def evaluate(
     batch_size: int = 64,
     device: str = "auto",
     data_kind: str = "auto",
+    scores: str | Path | None = None,
+    plots: str | Path | None = None,
+    vs: tuple[str, ...] | list[str] = ("nu_energy",),
+    log: bool = False,
 ) -> EvalReport:
-    """Score a checkpoint or a run's final weights on a data file; optional JSON and figure."""
+    """Score a checkpoint or a run's final weights on a data file; optional JSON, scores and figures."""
     from cohep.config.experiment import DataSection
     from cohep.datasets.source import load_data
 
@@ -114,6 +142,20 @@ def evaluate(
         seconds=seconds,
         images_per_s=len(labels) / seconds if seconds > 0 else math.nan,
     )
+    per_event = event_scores(probs, labels, data, src, data_path)
+    report.selections = select_all(per_event.scores, per_event.labels, data.class_names)
+    unknown = [v for v in vs if v not in per_event.truth and v != "nu_energy"]  # the default may be absent
+    if unknown:
+        raise DataError(f"{data_path}: no truth variable {', '.join(unknown)} (it has: {', '.join(per_event.truth) or 'none'})")
+    for name in vs:
+        if name in per_event.truth:
+            report.binned.append(binned(per_event.truth[name], per_event.labels, per_event.predicted, data.class_names,
+                                        variable=name, unit=per_event.units.get(name, "")))
+    if scores is not None:
+        report.files["scores"] = per_event.write(scores)
+    if plots is not None:
+        title = f"{src.spec.name} on {Path(str(data_path)).name}"
+        report.files.update(draw_plots(report, per_event, plots, log=log, title=title))
     if out_json is not None:
         write_json(out_json, report.to_dict())
     if plot is not None:
@@ -124,3 +166,41 @@ def evaluate(
             title=f"{src.spec.name} on {Path(str(data_path)).name}: accuracy {metrics.accuracy:.1%}",
         )
     return report
+
+
+def event_scores(probs, labels, data, src, data_path) -> EventScores:
+    """The per-event table: scores, labels and the event file's truth (none for MNIST)."""
+    truth, units = {}, {}
+    if data.kind == "events":
+        from cohep.datasets.events import EventFile
+
+        with EventFile(data_path) as f:
+            truth = {k: np.asarray(v) for k, v in f.truth.items()}
+            units = {k: v for k, v in f.truth_units().items() if v}
+    info = {"model": src.spec.to_dict(), "weights_sha256": src.digest, "source": str(src.path), "data": str(data_path)}
+    return EventScores(list(data.class_names), probs, labels, truth, units, info)
+
+
+def draw_plots(report: EvalReport, per_event: EventScores, folder: str | Path, *, log: bool = False,
+               title: str = "") -> dict[str, Path]:
+    """The classifier figures into ``folder``; returns their paths by name."""
+    from cohep.outputs.plots import classifier
+
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--plots {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "roc": classifier.roc_figure(report.selections, out / "roc.png", title=title),
+        "score_distributions": classifier.score_figure(per_event.scores, per_event.labels, per_event.class_names,
+                                                       out / "scores.png", title=title),
+        "efficiency_purity": classifier.efficiency_purity_figure(report.selections, out / "efficiency_purity.png",
+                                                                 title=title),
+    }
+    if log:
+        files["scores_log"] = classifier.score_figure(per_event.scores, per_event.labels, per_event.class_names,
+                                                      out / "scores_log.png", log=True, title=title)
+    for b in report.binned:
+        files[f"efficiency_vs_{b.variable}"] = classifier.binned_figure(b, out / f"efficiency_vs_{b.variable}.png",
+                                                                        title=title)
+    return files

@@ -2,7 +2,8 @@
 
 Definitions (rows of the confusion matrix are true classes, columns predicted classes):
 efficiency of class c = N(true c, predicted c) / N(true c) (recall); purity of class c =
-N(true c, predicted c) / N(predicted c) (precision). An empty denominator gives null in JSON.
+N(true c, predicted c) / N(predicted c) (precision). An empty denominator gives null in JSON. Each
+comes with its Wilson 95 % interval (:mod:`cohep.core.intervals`), ``[lo, hi]`` per class.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from cohep.core.errors import DataError
 from cohep.core.files import json_safe
+from cohep.core.intervals import proportion
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
@@ -27,6 +29,11 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> list[float | None]:
     return [float(n) / float(d) if d > 0 else None for n, d in zip(num, den)]
+
+
+def _intervals(num: np.ndarray, den: np.ndarray) -> list[list[float] | None]:
+    _, lo, hi = proportion(num, den)
+    return [[float(a), float(b)] if d > 0 else None for a, b, d in zip(lo, hi, den)]
 
 
 def normalise_rows(cm: np.ndarray) -> list[list[float | None]]:
@@ -52,6 +59,8 @@ class ClassificationMetrics:
     confusion: list[list[int]]
     confusion_normalised: list[list[float | None]]
     events_per_class: list[int]
+    efficiency_interval: list[list[float] | None] | None = None  #: Wilson 95 % [lo, hi] per class
+    purity_interval: list[list[float] | None] | None = None
 
     @classmethod
     def from_predictions(
@@ -80,6 +89,8 @@ class ClassificationMetrics:
             confusion=cm.tolist(),
             confusion_normalised=normalise_rows(cm),
             events_per_class=cm.sum(1).tolist(),
+            efficiency_interval=_intervals(diag, cm.sum(1)),
+            purity_interval=_intervals(diag, cm.sum(0)),
         )
 
     def to_dict(self) -> dict:
@@ -90,9 +101,14 @@ class ClassificationMetrics:
         names = self.class_names
         w = max(8, *(len(c) for c in names))
         fmt = lambda v: "   n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:6.3f}"  # noqa: E731
-        lines = [f"{'class':<{w}}  {'events':>7}  {'efficiency':>10}  {'purity':>7}"]
+        def ci(intervals, i: int) -> str:
+            iv = intervals[i] if intervals else None
+            return f"[{iv[0]:.3f}, {iv[1]:.3f}]" if iv else ""
+
+        lines = [f"{'class':<{w}}  {'events':>7}  {'efficiency':>10} {'(95 % Wilson)':>16}  {'purity':>7} {'(95 % Wilson)':>16}"]
         for i, c in enumerate(names):
-            lines.append(f"{c:<{w}}  {self.events_per_class[i]:>7d}  {fmt(self.efficiency[i]):>10}  {fmt(self.purity[i]):>7}")
+            lines.append(f"{c:<{w}}  {self.events_per_class[i]:>7d}  {fmt(self.efficiency[i]):>10} "
+                         f"{ci(self.efficiency_interval, i):>16}  {fmt(self.purity[i]):>7} {ci(self.purity_interval, i):>16}")
         lines.append("")
         lines.append("confusion matrix (rows: true class, columns: predicted), counts and row fractions")
         lines.append(" " * w + "  " + "  ".join(f"{c:>{w}}" for c in names))

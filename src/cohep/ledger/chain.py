@@ -22,6 +22,57 @@ if TYPE_CHECKING:  # eth-tester is imported only when an embedded chain is made
 
 CONNECT_TIMEOUT_S = 3.0
 REQUEST_TIMEOUT_S = 60.0
+#: the embedded chain's genesis time and seconds per block: fixed, so its block hashes (which the
+#: proposer draw's seed mixes in) are the same in every run of one experiment
+EMBEDDED_GENESIS_TIME = 1_700_000_000
+EMBEDDED_BLOCK_SECONDS = 12
+
+
+def _reproducible_backend(genesis_state: dict):
+    """An eth-tester py-evm backend whose blocks depend only on what is sent to it.
+
+    eth-tester stamps blocks with the wall-clock time and draws each block's ``prevrandao`` (mix
+    hash) from os.urandom, so two runs of one experiment would see different block hashes, and the
+    contract's draw seed (keccak256(seed, blockhash(deployed_block))) would differ between them. Here
+    the genesis time is fixed, each block comes EMBEDDED_BLOCK_SECONDS after its parent, and the mix
+    hash is the keccak of the parent's hash.
+    """
+    from eth.vm.forks import ParisVM, PragueVM  # noqa: PLC0415
+    from eth.vm.forks.cancun import get_total_blob_gas  # noqa: PLC0415
+    from eth_tester import PyEVMBackend  # noqa: PLC0415
+    from eth_tester.backends.pyevm.main import get_default_genesis_params  # noqa: PLC0415
+    from eth_utils import keccak  # noqa: PLC0415
+
+    class Reproducible(PyEVMBackend):
+        def reset_to_genesis(self, *args, **kwargs):  # also what the constructor calls
+            super().reset_to_genesis(*args, **kwargs)
+            self._pin_pending_time()
+
+        def _pin_pending_time(self) -> None:
+            parent = self.chain.get_canonical_head()
+            self.chain.header = self.chain.header.copy(timestamp=parent.timestamp + EMBEDDED_BLOCK_SECONDS)
+
+        def revert_to_snapshot(self, snapshot):
+            super().revert_to_snapshot(snapshot)
+            self._pin_pending_time()
+
+        def mine_blocks(self, num_blocks=1, coinbase=b"\0" * 20):
+            hashes = []
+            for _ in range(num_blocks):
+                self._pin_pending_time()
+                parent = self.chain.get_canonical_head()
+                kwargs: dict = {"coinbase": coinbase}
+                vm = self.chain.get_vm()
+                if isinstance(vm, ParisVM):
+                    kwargs["mix_hash"] = keccak(b"cohep prevrandao" + parent.hash)
+                if isinstance(vm, PragueVM):
+                    kwargs["blob_gas_used"] = sum(get_total_blob_gas(tx) for tx in self.chain.get_block().transactions)
+                hashes.append(self.chain.mine_block(**kwargs).hash)
+            self._pin_pending_time()
+            return tuple(hashes)
+
+    params = get_default_genesis_params({"timestamp": EMBEDDED_GENESIS_TIME})
+    return Reproducible(genesis_parameters=params, genesis_state=genesis_state)
 
 
 @dataclass
@@ -38,7 +89,8 @@ class Chain:
 
     @classmethod
     def embedded(cls, n_accounts: int = 10) -> Chain:
-        """A fresh in-process py-evm chain with n_accounts funded, unlocked accounts."""
+        """A fresh in-process py-evm chain with n_accounts funded, unlocked accounts; its blocks (hashes
+        included) are the same in every run that sends it the same transactions."""
         from eth_tester import EthereumTester, PyEVMBackend  # noqa: PLC0415
         from web3.providers.eth_tester import EthereumTesterProvider  # noqa: PLC0415
 
@@ -46,7 +98,7 @@ class Chain:
             raise ChainError(f"need at least 1 account, asked for {n_accounts}")
         # eth-tester funds 10 accounts by default; a genesis state of our own gives N.
         state = PyEVMBackend.generate_genesis_state(num_accounts=n_accounts)
-        tester = EthereumTester(PyEVMBackend(genesis_state=state))
+        tester = EthereumTester(_reproducible_backend(state))
         w3 = Web3(EthereumTesterProvider(tester))
         # Every middleware but attrdict does work the in-process chain needs nothing of: chain-id
         # validation (four eth_chainId requests a transaction), ENS names, gas price strategies.
@@ -133,6 +185,25 @@ class Chain:
                              f"{sig['error'].get('message', sig['error'])}")
         return ballots.from_signature(address, r, approvals, scores_ppm,
                                       bytes.fromhex(str(sig["result"]).removeprefix("0x")))
+
+    def sign_commit(self, address: str, contract: str, r: int, commitment: bytes):
+        """A sealed vote's commitment signed by ``address`` (EIP-712 Commit), as sign_ballot signs a ballot."""
+        from cohep.ledger import ballots
+
+        domain = ballots.Domain(self.chain_id, contract)
+        key = self._keys.get(Web3.to_checksum_address(address))
+        if key is not None:
+            return ballots.sign_commit(key, domain, r, commitment)
+        data = ballots.commit_typed_data(domain, r, commitment)
+        try:
+            sig = self.w3.provider.make_request(RPCEndpoint("eth_signTypedData_v4"), [address, data])
+        except (Web3Exception, OSError) as exc:
+            raise ChainError(f"{self.kind} cannot sign a commitment for {address}: {exc}") from None
+        if "error" in sig:
+            raise ChainError(f"{self.kind} cannot sign a commitment for {address}: "
+                             f"{sig['error'].get('message', sig['error'])}")
+        return ballots.commit_from_signature(address, r, commitment,
+                                             bytes.fromhex(str(sig["result"]).removeprefix("0x")))
 
     def block_number(self) -> int:
         try:

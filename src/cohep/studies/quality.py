@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from cohep.core.errors import DataError
+from cohep.core.intervals import wilson
 from cohep.protocol.records import RoundRecord
 
 #: measures in the table, in order; ``combined`` ranks
@@ -41,17 +42,6 @@ MEASURES = ("acceptance", "gain", "delta", "agreement", "offset", "combined")
 COMBINED = ("delta", "offset")
 #: fewer proposals than this for some learner: no ranking is claimed
 MIN_PROPOSALS = 3
-
-
-def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float, float]:
-    """Proportion and Wilson score interval: sane for 0/n, n/n and the handful of trials a member gets."""
-    if n == 0:
-        return math.nan, math.nan, math.nan
-    p = successes / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return p, max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _mean_ci(values: list[float]) -> tuple[float, float, float]:
