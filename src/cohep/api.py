@@ -26,13 +26,14 @@ from cohep.core.errors import CohepError, ConfigError
 
 if TYPE_CHECKING:
     from cohep.central.evaluation import EvalReport
+    from cohep.central.scores import EventScores
     from cohep.central.train import TrainResult
     from cohep.config.experiment import ExperimentConfig
     from cohep.protocol.records import RoundRecord
     from cohep.run.local import RunResult
     from cohep.studies.quality import Contributions, QualityReport
 
-__all__ = ["Evaluation", "Experiment", "Quality", "Training", "evaluate", "quality", "run_experiment",
+__all__ = ["Evaluation", "Experiment", "Quality", "Training", "evaluate", "quality", "run_experiment", "scores",
            "settings", "simulate", "train"]
 
 PathLike = str | os.PathLike
@@ -249,8 +250,12 @@ def train(config: PathLike | Mapping[str, Any] | ExperimentConfig | None = None,
 
 
 def evaluate(source: PathLike | Experiment | Training, data: PathLike, *, batch_size: int = 64,
-             device: str = "auto", json: PathLike | None = None, plot: PathLike | None = None) -> Evaluation:
-    """``cohep evaluate``: a checkpoint, a run directory (or the result naming one) scored on ``data``."""
+             device: str = "auto", json: PathLike | None = None, plot: PathLike | None = None,
+             scores: PathLike | None = None, plots: PathLike | None = None, vs: tuple[str, ...] | list[str] = ("nu_energy",),
+             log: bool = False) -> Evaluation:
+    """``cohep evaluate``: a checkpoint, a run directory (or the result naming one) scored on ``data``;
+    ``scores=`` writes the per-event scores (``.parquet`` or ``.h5``; read back with :func:`scores`),
+    ``plots=`` a folder of classifier figures."""
     from cohep.central.evaluation import evaluate as run_evaluation
 
     if isinstance(source, Experiment):
@@ -262,7 +267,16 @@ def evaluate(source: PathLike | Experiment | Training, data: PathLike, *, batch_
     return Evaluation(run_evaluation(
         _path(source, "source"), _path(data, "data"), batch_size=batch_size, device=device,
         out_json=_path(json, "json") if json is not None else None,
-        plot=_path(plot, "plot") if plot is not None else None))
+        plot=_path(plot, "plot") if plot is not None else None,
+        scores=_path(scores, "scores") if scores is not None else None,
+        plots=_path(plots, "plots") if plots is not None else None, vs=tuple(vs), log=bool(log)))
+
+
+def scores(path: PathLike) -> EventScores:
+    """A per-event scores file of ``evaluate(scores=...)``: ``.scores``, ``.labels``, ``.truth``, ``.to_pandas()``."""
+    from cohep.central.scores import read
+
+    return read(_path(path, "path"))
 
 
 def quality(run: PathLike | Experiment | None = None, *, experiment: PathLike | None = None,

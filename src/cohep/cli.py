@@ -443,16 +443,26 @@ def evaluate(
     plot: Path | None = typer.Option(None, "--plot", help="Write the confusion-matrix figure here (PNG)."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Inference batch size."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    scores: Path | None = typer.Option(None, "--scores", help="Write per-event scores, prediction and truth here "
+                                       "(.parquet or .h5)."),
+    plots: Path | None = typer.Option(None, "--plots", help="Write ROC, score, efficiency-purity and binned "
+                                      "efficiency figures into this folder."),
+    vs: list[str] = typer.Option(["nu_energy"], "--vs", help="Truth variable to bin efficiency and purity in "
+                                 "(repeatable; default nu_energy)."),
+    log: bool = typer.Option(False, "--log", help="Also draw the score distributions on a log scale."),
 ) -> None:
-    """Score trained weights on an event file: accuracy, per-class efficiency and purity, confusion."""
+    """Score trained weights on an event file: accuracy, efficiency and purity with intervals, ROC, per-event scores."""
     from cohep.central.evaluation import evaluate as run_evaluation
 
-    report = run_evaluation(source, _data_path(data, data_file), out_json=json_out, plot=plot, batch_size=batch_size, device=device)
+    report = run_evaluation(source, _data_path(data, data_file), out_json=json_out, plot=plot, batch_size=batch_size,
+                            device=device, scores=scores, plots=plots, vs=tuple(vs), log=log)
     typer.echo(report.text())
     if json_out is not None:
         typer.echo(f"report written to {json_out}")
     if plot is not None:
         typer.echo(f"figure written to {plot}")
+    for name, path in report.files.items():
+        typer.echo(f"{name} written to {path}")
 
 
 #: ``cohep run`` flags -> the setting each one overrides
@@ -504,6 +514,15 @@ DEPLOY_FLAGS = {
 }
 
 
+def _seed_given(config: Path | None, overrides: Mapping[str, object], sets: list[str]) -> bool:
+    """Whether the seed comes from the user: --seed, --set experiment.seed=N or the config file."""
+    from cohep.core.settings import read_toml
+
+    if overrides.get("experiment.seed") is not None or any(s.split("=", 1)[0].strip() == "experiment.seed" for s in sets):
+        return True
+    return config is not None and "seed" in (read_toml(config).get("experiment") or {})
+
+
 @settings_command(DEPLOY_FLAGS, short={"rounds": "-r"})
 def deploy(
     data: Path = typer.Option(..., "--data",
@@ -512,8 +531,12 @@ def deploy(
                                      help="ADDRESS or ADDRESS=STORE_URL (where its proposals live); repeat for each member."),
     rpc: str = typer.Option(..., "--rpc", help="Ethereum JSON-RPC URL."),
     keystore: Path = typer.Option(..., "--keystore", help="The deployer's encrypted keystore (pays for the deployment)."),
-    store: str = typer.Option(..., "--store", help="Store URL for the initial weights (readable by every member)."),
-    shared_store: str | None = typer.Option(None, "--shared-store", help="A store every member may use (default: --store)."),
+    store: str = typer.Option(..., "--store", help="Store URL for the initial weights (readable by every member): a folder, "
+                              "s3://bucket/prefix, any fsspec URL; an http:// store is read-only (--public-url)."),
+    public_url: str | None = typer.Option(None, "--public-url",
+                                          help="The URL members read --store's folder at (served by you), e.g. http://host:8701."),
+    shared_store: str | None = typer.Option(None, "--shared-store",
+                                            help="A store every member may use (default: --public-url, else --store)."),
     out: Path = typer.Option(Path("experiment.json"), "--out", "-o", help="The shared experiment file to write."),
     config: Path | None = typer.Option(None, "--config", "-c",
                                        help="Experiment TOML (\\[experiment], \\[model], \\[train], \\[vote], \\[chain], "
@@ -527,10 +550,18 @@ def deploy(
     from cohep.run import keys
     from cohep.run.deploy import MemberSpec, deploy as run_deploy
 
+    drawn = not _seed_given(config, overrides, set_)
+    if drawn:  # no seed given: draw one, so no two experiments share initial weights, splits and order
+        import secrets
+
+        overrides = {**overrides, "experiment.seed": secrets.randbits(32)}
     cfg = _settings(config, overrides, sets=set_, print_config=print_config)
+    if drawn:
+        typer.echo(f"seed {cfg.experiment.seed} (drawn; recorded in the experiment file; --seed N to choose one)")
     key = keys.load(keystore, keys.password(what=f"keystore {keystore}"))
     exp = run_deploy(cfg, data_path=str(data), members=[MemberSpec.parse(m) for m in member], rpc=rpc,
-                     deployer_key=key.private_key, store=store, shared_store=shared_store or store, out=out)
+                     deployer_key=key.private_key, store=store, public_url=public_url,
+                     shared_store=shared_store or public_url or store, out=out, check_clock=True)
     typer.echo(f"deployed {exp.name!r}: contract {exp.contract} on chain {exp.chain_id}, {len(exp.members)} members, "
                f"model {exp.model.name}; experiment file {out}")
 
@@ -556,7 +587,12 @@ def node(
 
     key = keys.load(keystore, keys.password(what=f"keystore {keystore}"))
     opts = NodeOptions(poll_s=poll, store=store, serve=serve, public_url=public_url, quiet=quiet)
-    result = run_node(experiment, key, str(data), rpc, out or Path("runs") / f"node-{key.address[:10]}", opts)
+    try:
+        result = run_node(experiment, key, str(data), rpc, out or Path("runs") / f"node-{key.address[:10]}", opts)
+    except CohepError as exc:  # a raw "insufficient funds" from the RPC node, said with the address
+        from cohep.ledger.chain import funds_error
+
+        raise funds_error(exc, key.address) or exc from None
     accepted = sum(1 for r in result.records if r.round > 0 and r.accepted)
     typer.echo(f"node {result.address} (member {result.index}): {result.rounds} rounds, {accepted} accepted; "
                f"final weights {result.final_digest[:16]}; records {result.out_dir / 'records.csv'}")
