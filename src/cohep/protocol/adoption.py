@@ -7,6 +7,10 @@ in slot order (:func:`cohep.protocol.combine.combined`). With a server step (``s
 a round steps from the weights it started from: those adopted after the last accepted round before
 it, held if this member adopted every accepted round so far, else (a restarted node, or one that
 could not adopt for a while) rebuilt round by round from the blobs on chain.
+
+An accepted (or the initial) blob is read from whoever holds it (``BlobSource.fetch_any``): every
+member keeps what it verified, so the weights outlive their proposer. A proposal that fails while a
+round is open is remembered for that round, so the screens and the verdicts do not fetch it twice.
 """
 from __future__ import annotations
 
@@ -24,9 +28,18 @@ if TYPE_CHECKING:  # the chain client pulls in web3; these names serve only the 
 
 class BlobSource(Protocol):
     """Reads another member's blob by URI, checked against the digest (a ``cohep.wire`` Fetcher);
-    raises IntegrityError with the reason when any check fails."""
+    raises IntegrityError with the reason when any check fails. ``proposer``: the member whose
+    proposal it is (its URI must name its own store); ``fetch_any``: an accepted blob, from any store
+    that holds a copy."""
 
-    def fetch(self, uri: str, digest: bytes) -> Weights: ...
+    def fetch(self, uri: str, digest: bytes, *, proposer: str | None = None) -> Weights: ...
+
+    def fetch_any(self, uri: str, digest: bytes) -> Weights: ...
+
+
+class NotTheCombination(IntegrityError):
+    """The chain's accepted digest is not what its round's accepted slots combine to: the record on
+    chain is inconsistent, which no retry can mend (permanent)."""
 
 
 @dataclass(frozen=True)
@@ -58,16 +71,34 @@ class Adoption:
         self.weights: Weights | None = None  #: the adopted weights (where the next round starts)
         self.round = -1  #: the accepted round they came from (-1: the initial weights)
         self._held: dict[bytes, Held] = {}
+        self._failed: dict[tuple[bytes, str, str | None], IntegrityError] = {}  #: the open round's failures
 
     # -- the open round's blobs ------------------------------------------------------------------
-    def proposal(self, uri: str, digest: bytes) -> Proposal:
+    def proposal(self, uri: str, digest: bytes, proposer: str | None = None) -> Proposal:
         """A proposal: the copy this member proposed or already checked, else fetched and checked
-        against the digest (raises IntegrityError with the reason)."""
+        against the digest (raises IntegrityError with the reason; the same one again, without a
+        second fetch, until the round is adopted)."""
         held = self._held.get(digest)
         if held is not None:
             return held.proposal
-        weights = self.clock.timed("store", self.source.fetch, uri, digest)
+        failed = self._failed.get((digest, uri, proposer))
+        if failed is not None:
+            raise failed
+        try:
+            weights = self.clock.timed("store", self.source.fetch, uri, digest, proposer=proposer)
+        except IntegrityError as exc:
+            self._failed[(digest, uri, proposer)] = exc
+            raise
         proposal = Proposal.decoded(weights)  # as the blob declared it
+        self._held[digest] = Held(proposal)
+        return proposal
+
+    def accepted(self, uri: str, digest: bytes) -> Proposal:
+        """An accepted (or the initial) blob: held, else from any store holding a copy that verifies."""
+        held = self._held.get(digest)
+        if held is not None:
+            return held.proposal
+        proposal = Proposal.decoded(self.clock.timed("store", self.source.fetch_any, uri, digest))
         self._held[digest] = Held(proposal)
         return proposal
 
@@ -89,18 +120,19 @@ class Adoption:
         r = self.coordinator.accepted_round()
         if r is None:
             digests = [accepted]
-            weights, digest = combined([self.proposal(self.initial_uri, accepted)], digests)
+            weights, digest = combined([self.accepted(self.initial_uri, accepted)], digests)
         else:
             start = self._start_of(r) if self.policy["server_lr"] != 1.0 else None
             parts, digests = self._accepted_slots(self.coordinator.round_state(r))
             weights, digest = combined(parts, digests, start=start, **self.policy)
         if combination(digests) != accepted:  # the chain's record and its slots disagree
-            raise IntegrityError(f"accepted digest {accepted.hex()[:16]} is not the combination of round "
-                                 f"{r}'s accepted slots")
+            which = "the initial weights" if r is None else f"round {r + 1}'s accepted slots (rounds counted from 1)"
+            raise NotTheCombination(f"the accepted digest {accepted.hex()[:16]} on chain is not the combination of {which}")
         held = self._held.get(digest)
         self.weights, self.round = weights, -1 if r is None else r
         self.digest, self.key = digest, accepted
         self._held.clear()
+        self._failed.clear()
         return Adopted(weights, digest, held.scores if held is not None else None)
 
     def _start_of(self, r: int) -> Weights:
@@ -109,7 +141,7 @@ class Adoption:
         from its blobs on chain, checked like proposals."""
         if self.weights is None or self.round >= r:
             initial = self.coordinator.settings().initial_digest
-            w, q0 = self.proposal(self.initial_uri, initial).weights, -1
+            w, q0 = self.accepted(self.initial_uri, initial).weights, -1
         else:
             w, q0 = self.weights, self.round
         for q in range(q0 + 1, r):
@@ -123,4 +155,4 @@ class Adoption:
     def _accepted_slots(self, state: RoundState) -> tuple[list[Proposal], list[bytes]]:
         """An accepted round's accepted slots in slot order: their proposals and digests."""
         chosen = [(s.uri, s.digest) for s in state.slots if s.accepted]
-        return [self.proposal(uri, d) for uri, d in chosen], [d for _, d in chosen]
+        return [self.accepted(uri, d) for uri, d in chosen], [d for _, d in chosen]

@@ -87,7 +87,7 @@ class Voter:
 
     # -- one slot, or the average of all -------------------------------------------------------------
     def _single(self, state: RoundState, current: Scores) -> Ballot:
-        v = self.judge.one(state.uri, state.digest, current)
+        v = self.judge.one(state.uri, state.digest, current, state.proposer)
         approve = self._cast(v.approve, [state.proposer])
         duty = Duty(state.round, approve=approve, digest=v.digest, scores=v.scores, reason=v.reason)
         return Ballot(int(approve), [self._ppm(v)], duty)
@@ -107,7 +107,7 @@ class Voter:
     def _each(self, state: RoundState, current: Scores, strikes: Strikes) -> Ballot:
         slots = state.slots
         outliers = self.judge.update_outliers(slots, state.round, strikes) if self._screens_updates() else {}
-        judged = {s.slot: self.judge.one(s.uri, s.digest, current) for s in slots
+        judged = {s.slot: self.judge.one(s.uri, s.digest, current, s.proposer) for s in slots
                   if s.proposer != self.address and s.proposed}
         if self.rule.peer_margin is not None:
             outliers = {**self.judge.peer_outliers(slots, judged, self.rule.peer_margin), **outliers}

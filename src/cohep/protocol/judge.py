@@ -53,10 +53,11 @@ class Judge:
         self.adoption, self.clock = adoption, clock
 
     # -- verdicts --------------------------------------------------------------------------------
-    def one(self, uri: str, digest: bytes, current: Scores) -> Verdict:
-        """The verdict on a proposal: checked, scored on the private vote set, compared with ``current``."""
+    def one(self, uri: str, digest: bytes, current: Scores, proposer: str | None = None) -> Verdict:
+        """The verdict on a proposal (of ``proposer``, whose URI must name its own store): checked,
+        scored on the private vote set, compared with ``current``."""
         try:
-            proposal = self.adoption.proposal(uri, digest)
+            proposal = self.adoption.proposal(uri, digest, proposer)
         except IntegrityError as exc:  # every check that fails is a reject vote with its reason
             return Verdict(reason=str(exc), digest=digest)
         return self._verdict(proposal, digest, current)
@@ -66,7 +67,7 @@ class Judge:
         slot that fails its checks leaves no average to judge: reject, with that slot's reason."""
         chosen = [s for s in slots if s.proposed]
         try:
-            parts = [self.adoption.proposal(s.uri, s.digest) for s in chosen]
+            parts = [self.adoption.proposal(s.uri, s.digest, s.proposer) for s in chosen]
         except IntegrityError as exc:
             return Verdict(reason=str(exc))
         if not all(all_finite(p.weights) for p in parts):
@@ -83,7 +84,7 @@ class Judge:
         if not passed:
             return set(), Verdict(reason="no slot passed the screens")
         try:
-            parts = [self.adoption.proposal(s.uri, s.digest) for s in passed]
+            parts = [self.adoption.proposal(s.uri, s.digest, s.proposer) for s in passed]
         except IntegrityError as exc:  # held or checked above; a failure here is still a reason
             return set(), Verdict(reason=str(exc))
         return {s.slot for s in passed}, self._on_average(parts, [s.digest for s in passed], current)
@@ -125,7 +126,7 @@ class Judge:
             if not s.proposed:
                 continue
             try:
-                weights = self.adoption.proposal(s.uri, s.digest).weights
+                weights = self.adoption.proposal(s.uri, s.digest, s.proposer).weights
             except IntegrityError:
                 continue  # its verdict rejects it with the reason
             if all_finite(weights):
@@ -159,7 +160,7 @@ class Judge:
         if s.proposer != self.address:
             return None
         try:
-            weights = self.adoption.proposal(s.uri, s.digest).weights
+            weights = self.adoption.proposal(s.uri, s.digest, s.proposer).weights
         except IntegrityError:
             return None
         return self.clock.timed("evaluation", self.learner.evaluate, weights)

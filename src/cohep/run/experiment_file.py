@@ -76,6 +76,11 @@ class Experiment:
         urls = [self.shared_store] + [m.store for m in self.members]
         return sorted({u for u in urls if u})
 
+    def owners(self) -> dict[str, list[str]]:
+        """Member address -> the stores its proposals may name: its own and the shared one. A URI
+        into another member's store is refused (a member cannot pass another's file off as its own)."""
+        return {m.address: sorted({u for u in (m.store, self.shared_store) if u}) for m in self.members}
+
     def to_dict(self) -> dict:
         return {
             "format": FORMAT, "name": self.name, "chain_id": self.chain_id, "contract": self.contract,

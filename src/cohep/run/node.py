@@ -45,8 +45,15 @@ PRIVACY_STATE = "privacy.json"
 STRIKES_STATE = "strikes.json"
 #: seconds between looks at the chain
 POLL_S = 0.3
-#: how long a node keeps retrying an unreachable chain before it gives up
+#: how long a node keeps retrying a transient fault (an unreachable chain, an accepted blob that no
+#: store gives) before it gives up with one line
 RECONNECT_S = 300.0
+#: seconds between two log lines of the same transient fault
+RETRY_LOG_S = 15.0
+
+
+class NodeFault(CohepError):
+    """A fault no retry can mend, or a transient one past its retry deadline: one line, exit 2."""
 
 
 @dataclass
@@ -70,8 +77,9 @@ class NodeResult:
 
 
 def _log(opts: NodeOptions, text: str) -> None:
+    """One line on stderr, after the local time (``HH:MM:SS``)."""
     if not opts.quiet:
-        print(text, file=sys.stderr, flush=True)
+        print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
 
 
 def local_split(data, experiment: Experiment, index: int):
@@ -122,9 +130,13 @@ def build_node_member(experiment: Experiment, key, data_path: str, chain, opts: 
         raise CohepError(f"contract {experiment.contract} holds another experiment (initial digest differs)")
     store_url = opts.store or experiment.store_of(index)
     store = WeightStore(store_url, public_url=opts.public_url)
-    probe = Fetcher(allowed=experiment.allowed_stores(), max_bytes=experiment.max_bytes)
-    initial = probe.fetch(experiment.initial_uri, bytes.fromhex(experiment.initial_digest))
-    fetch = Fetcher(allowed=experiment.allowed_stores(), max_bytes=experiment.max_bytes, reference=initial)
+    # every blob this node verifies goes into its own store, which its server serves: what it adopted
+    # outlives its proposer; a proposal's URI must name its proposer's own store (or the shared one)
+    probe = Fetcher(allowed=experiment.allowed_stores(), max_bytes=experiment.max_bytes, keep=store.keep)
+    initial = _retrying(opts, "initial weights", lambda: probe.fetch_any(
+        experiment.initial_uri, bytes.fromhex(experiment.initial_digest)))
+    fetch = Fetcher(allowed=experiment.allowed_stores(), max_bytes=experiment.max_bytes, reference=initial,
+                    owners=experiment.owners(), keep=store.keep)
     train, vote, test = local_split(data, experiment, index)
     budget = cfg.privacy.budget(index, learners=len(experiment.members), rounds=cfg.experiment.rounds)
     learner = models.build_learner(experiment.model, train, vote, test, cfg.train,
@@ -176,7 +188,7 @@ def run_node(experiment_path: str | Path, key, data_path: str, rpc: str, out_dir
 
     experiment = Experiment.read(experiment_path)
     out = Path(out_dir)
-    chain = _connect(rpc, key, opts)
+    chain = _connect(rpc, key, opts, experiment)
     server = None
     if opts.serve:
         from cohep.wire.server import BlobServer
@@ -234,21 +246,138 @@ def keep_strikes(p: Participant, path: Path) -> Callable[[], None]:
     return save
 
 
-def _connect(rpc: str, key, opts: NodeOptions):
-    from cohep.ledger import Chain
+def _connect(rpc: str, key, opts: NodeOptions, experiment: Experiment | None = None):
+    """The chain, checked before the node does anything: a URL where no Ethereum node answers fails
+    at once in one line (a chain that was up and goes away later is retried by ``_follow``, until a
+    stated time); with ``experiment``, a chain without a block clock and a key that cannot pay for
+    the rounds left are refused in one line too."""
+    from cohep.ledger import Chain, Coordinator
+    from cohep.ledger.chain import NODE_GAS_PER_ROUND, block_clock_problem, check_funds
 
-    deadline = time.monotonic() + opts.reconnect_s
+    chain = Chain.connect(rpc, 1, private_keys=[key.private_key])
+    if experiment is None or chain.chain_id != experiment.chain_id:
+        return chain  # build_node_member names a chain mismatch
+    if problem := block_clock_problem(chain):
+        raise ChainError(problem)
+    rounds = experiment.config.experiment.rounds
+    try:
+        left = max(0, rounds - Coordinator.at(chain, experiment.contract).round())
+    except ChainError:
+        left = rounds  # build_node_member names a missing contract
+    if left:
+        check_funds(chain, key.address, left * NODE_GAS_PER_ROUND,
+                    f"the {left} round(s) left (up to {NODE_GAS_PER_ROUND:,} gas a round)")
+    return chain
+
+
+class _Retry:
+    """The retries of one transient fault: logged with the time they go on until (every
+    ``RETRY_LOG_S`` at most), given up after ``opts.reconnect_s`` with a NodeFault."""
+
+    def __init__(self, opts: NodeOptions):
+        self.opts, self.since, self.what, self.logged = opts, None, "", -float("inf")
+
+    def failed(self, what: str, exc: Exception) -> None:
+        now = time.monotonic()
+        self.since = self.since if self.since is not None else now
+        until = self.since + self.opts.reconnect_s
+        if now > until:
+            raise NodeFault(f"{what}: {exc} (gave up after {self.opts.reconnect_s:.0f} s of retrying)") from None
+        if what != self.what or now - self.logged >= RETRY_LOG_S:
+            wall = time.strftime("%H:%M:%S", time.localtime(time.time() + until - now))
+            _log(self.opts, f"{what}: {exc} (retrying until {wall})")
+            self.what, self.logged = what, now
+
+    def ok(self) -> None:
+        self.since, self.what, self.logged = None, "", -float("inf")
+
+
+def _retrying(opts: NodeOptions, what: str, fn: Callable):
+    """``fn()``, retried while it fails transiently (``Unavailable``, ChainError) until the stated time."""
+    from cohep.wire.checks import Unavailable
+
+    retry = _Retry(opts)
     while True:
         try:
-            return Chain.connect(rpc, 1, private_keys=[key.private_key])
-        except ChainError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1.0)
+            return fn()
+        except (Unavailable, ChainError) as exc:
+            retry.failed(what, exc)
+        time.sleep(1.0)
+
+
+def _prefetch(p: Participant, state, stop: float) -> None:
+    """The round's proposals this member judges, fetched side by side (each ends by ``stop``), so a
+    slow slot cannot use up the time another slot's proposal needs. Failures stay with the round's
+    blobs (``Adoption``) and become reject votes with their reasons when the member judges."""
+    import threading
+
+    todo = [s for s in state.slots if s.proposed and s.proposer != p.address]
+    if len(todo) < 2:
+        return
+
+    def one(s) -> None:
+        try:
+            p.adoption.proposal(s.uri, s.digest, s.proposer)
+        except IntegrityError:
+            pass  # remembered for the round: the verdict rejects it with this reason
+
+    threads = [threading.Thread(target=one, args=(s,), daemon=True) for s in todo]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(0.0, stop - time.monotonic()) + 1.0)
+
+
+def act_in_time(p: Participant, fetcher: Fetcher, view: RoundView, pace, scoring_s: float = 0.0):
+    """``p.act(view)`` with every fetch of a proposal ending in time for the vote to be mined by the
+    round's vote deadline (sealed votes: the commitment's, the same block): the blocks left at the
+    chain's pace, less the margins and ``scoring_s`` per proposal judged (``cohep.run.pace``).
+    Returns (duty or None, the seconds it took)."""
+    state, start = view.state, time.monotonic()
+    pace.observe(view.block)
+    stop = None
+    if view.voting_open() and p.address in state.voters:
+        judged = max(1, sum(1 for s in state.slots if s.proposed and s.proposer != p.address))
+        stop = pace.stop(state.vote_deadline, view.block, scoring_s * (judged + 1))
+        with fetcher.until(stop):
+            _prefetch(p, state, stop)
+    with fetcher.until(stop):
+        duty = p.act(view)
+    return duty, time.monotonic() - start
+
+
+def _vote_text(duty) -> str:
+    """'approve', 'reject (timeout: 2 bytes of 1.42 kB in 2.0 s)', 'approve/reject' (per slot)..."""
+    what = duty.verdicts or ("approve" if duty.approve else "reject")
+    return f"{what} ({duty.reason})" if duty.reason else what
+
+
+def _rejoin(p: Participant, coord, opts: NodeOptions, r: int, rounds: int) -> None:
+    """A suspended member that is back calls ``rejoin``; the log says why it was suspended."""
+    if not coord.member_stats(p.address).suspended:
+        return
+    why = ""
+    try:
+        mine = [e for e in coord.events() if e.name == "Suspended"
+                and str(e.args.get("member", "")).lower() == p.address.lower()]
+    except ChainError:
+        mine = []
+    if mine:
+        a = mine[-1].args
+        reason = a.get("reason", "")
+        reason = reason.decode(errors="replace").rstrip("\0") if isinstance(reason, bytes) else str(reason)
+        why = f" in round {int(a.get('round', 0)) + 1}" + (f" ({reason})" if reason else "")
+    coord.rejoin(p.address)
+    _log(opts, f"round {r + 1} of {rounds}: this member was suspended{why}; rejoined "
+               f"(active again from round {r + 2})")
 
 
 def _follow(experiment: Experiment, node: NodeMember, chain, out: Path, opts: NodeOptions,
             save_strikes: Callable[[], None] = lambda: None) -> NodeResult:
+    from cohep.protocol.adoption import NotTheCombination
+    from cohep.run.pace import Pace
+    from cohep.wire.checks import Unavailable
+
     p = node.participant
     coord = p.coordinator
     rounds = experiment.config.experiment.rounds
@@ -257,10 +386,15 @@ def _follow(experiment: Experiment, node: NodeMember, chain, out: Path, opts: No
     result = NodeResult(out, p.address, p.index, rounds, records)
     next_row = max((r.round for r in records), default=0)  # rows are 1-based rounds; 0 = initial
     before = None
-    down_since = None
+    pace = Pace(chain)
+    retry = _Retry(opts)
+    scoring_s = 0.0  # one evaluation on the vote set: what judging a proposal costs beside its fetch
+    checked = -1  # the round whose start this node last checked its suspension at
     while True:
         try:
-            p.sync(coord.accepted_digest())
+            evaluated = p.seconds["evaluation"]
+            if p.sync(coord.accepted_digest()):
+                scoring_s = max(scoring_s, p.seconds["evaluation"] - evaluated)
             if before is None:
                 before = p.current
                 if not records:
@@ -271,11 +405,23 @@ def _follow(experiment: Experiment, node: NodeMember, chain, out: Path, opts: No
                 before = p.current
                 next_row += 1
                 write_csv(records, records_path)
-                _log(opts, f"round {next_row}: {records[-1].vote or ('proposer' if records[-1].is_proposer else '-')}"
-                           f" {'accepted' if records[-1].accepted else 'void' if records[-1].void else 'rejected'}")
+                row = records[-1]
+                what = row.vote or ("proposer" if row.is_proposer else "-")
+                if row.reason:
+                    what = f"{what} ({row.reason})"
+                _log(opts, f"round {next_row} of {rounds}: {what}; "
+                           f"{'accepted' if row.accepted else 'void' if row.void else 'rejected'}")
             if r >= rounds:
                 break
-            p.act(RoundView.read(coord, r))
+            if r != checked:
+                _rejoin(p, coord, opts, r, rounds)
+                checked = r
+            view = RoundView.read(coord, r)
+            duty, took = act_in_time(p, node.fetcher, view, pace, scoring_s)
+            if duty is not None and duty.voted:
+                left = view.state.vote_deadline - chain.block_number()
+                _log(opts, f"round {r + 1} of {rounds}: voted {_vote_text(duty)} after {took:.1f} s, "
+                           f"{left} blocks before the deadline")
             save_strikes()
             state = coord.round_state(r)
             box = node.ballot_box
@@ -283,17 +429,15 @@ def _follow(experiment: Experiment, node: NodeMember, chain, out: Path, opts: No
                 state = coord.round_state(r)
             if finalizable(state, chain.block_number()):
                 p.finalize(r)
-            down_since = None
-        except IntegrityError as exc:  # the accepted blob is not reachable yet: it cannot adopt, so wait
-            _log(opts, f"store: {exc} (retrying)")
+            retry.ok()
+        except Unavailable as exc:  # an accepted blob no store gives yet: it cannot adopt, so wait
+            retry.failed("store", exc)
             time.sleep(1.0)
             continue
+        except (NotTheCombination, IntegrityError) as exc:  # the accepted blob itself is bad: no retry mends it
+            raise NodeFault(f"cannot adopt the chain's accepted weights: {exc}") from None
         except ChainError as exc:  # the chain's node is gone or a transaction failed: look again later
-            now = time.monotonic()
-            down_since = down_since or now
-            if now - down_since > opts.reconnect_s:
-                raise
-            _log(opts, f"chain: {exc} (retrying)")
+            retry.failed("chain", exc)
             time.sleep(1.0)
             continue
         time.sleep(opts.poll_s)
@@ -309,9 +453,11 @@ def _follow(experiment: Experiment, node: NodeMember, chain, out: Path, opts: No
         "gas_used": coord.gas_used, "bytes_fetched": node.fetcher.bytes,
         "fetch_seconds": node.fetcher.seconds, **{f"{k}_seconds": v for k, v in p.seconds.items()},
         "ballots_dropped": node.ballot_box.dropped if node.ballot_box is not None else None,
+        "block_seconds": pace.block_seconds(), "block_seconds_from": pace.measured_from,
     })
     return result
 
 
-__all__ = ["NodeMember", "NodeOptions", "NodeResult", "PRIVACY_STATE", "STRIKES_STATE", "build_node_member", "finalizable",
+__all__ = ["NodeFault", "NodeMember", "NodeOptions", "NodeResult", "act_in_time", "PRIVACY_STATE", "STRIKES_STATE",
+           "build_node_member", "finalizable",
            "keep_privacy_state", "keep_strikes", "local_split", "relay_ballots", "run_node"]
