@@ -549,9 +549,12 @@ def audit_chain(experiment_path: str | Path, rpc: str, mirrors: list[str] | None
     coord = Coordinator.at(chain, exp.contract)
     rules = ContractRules.of(coord.settings())
     report = replay(coord.events(), rules)
-    probe = Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes)
-    reference = probe.fetch(exp.initial_uri, bytes.fromhex(exp.initial_digest))
-    verify_blobs(report, Fetcher(allowed=exp.allowed_stores(), max_bytes=exp.max_bytes, reference=reference).fetch,
+    # blobs are content-addressed and every node keeps what it verified: each blob is read from its
+    # URI, else from any member's store or mirror holding a copy that verifies (one honest store will do)
+    stores = exp.allowed_stores() + list(mirrors or ())
+    probe = Fetcher(allowed=stores, max_bytes=exp.max_bytes)
+    reference = probe.fetch_any(exp.initial_uri, bytes.fromhex(exp.initial_digest))
+    verify_blobs(report, Fetcher(allowed=stores, max_bytes=exp.max_bytes, reference=reference).fetch_any,
                  _mirrors(mirrors, exp.max_bytes, reference), initial=reference, **exp.config.round.policy())
     on_chain = coord.accepted_digest().hex()
     if on_chain != report.final_digest:

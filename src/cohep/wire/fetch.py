@@ -237,11 +237,19 @@ class Fetcher:
         self.allowed = [self._store(url) for url in allowed]
         self.owners = None if owners is None else \
             {a.lower(): [self._store(u) for u in urls] for a, urls in owners.items()}
-        self.max_bytes, self.reference, self.keep = int(max_bytes), reference, keep
+        self.max_bytes, self.reference, self._keeper = int(max_bytes), reference, keep
+        self.keep_failed = ""  #: why the last copy could not be kept (the fetch itself still counts)
         self.timeout, self.deadline, self.chunk_bytes = timeout, deadline, chunk_bytes
         self.seconds = 0.0  # wall time spent fetching and checking
         self.bytes = 0  # bytes received
         self._stop: float | None = None  # time.monotonic() past which no fetch goes on (``until``)
+
+    def _keep(self, digest: bytes, blob: bytearray) -> None:
+        """Hand a verified blob to ``keep``; a copy that cannot be kept (a full disk) never fails the fetch."""
+        try:
+            self._keeper(digest, blob)  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - any store's write error
+            self.keep_failed = f"{type(exc).__name__}: {exc}"[:200]
 
     @staticmethod
     def _store(url: str) -> Place:
@@ -345,7 +353,8 @@ class Fetcher:
             length, chunks, close = opener.get(place.scheme, self._open_fsspec)(place, stop)
             try:
                 return check_stream(self._timed(chunks, stop, received, start, length), digest, reference,
-                                    max_bytes=self.max_bytes, length=length, keep=self.keep)
+                                    max_bytes=self.max_bytes, length=length,
+                                    keep=self._keep if self._keeper is not None else None)
             finally:
                 close()
         finally:
