@@ -148,6 +148,6 @@ def test_a_proposal_naming_another_members_file_is_refused_unfetched(tmp_path, d
             assert not net.coordinator().round_state(q).accepted
             for i in range(net.honest):
                 row = {r.round: r for r in net.node_records(i)}[q + 1]
-                assert row.vote == "reject" and "own store" in row.reason, (i, row)
+                assert row.vote == "reject" and "another member's store" in row.reason, (i, row)
         lines = _audit(net)
     assert any("store of member" in line for line in lines), lines

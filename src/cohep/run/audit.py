@@ -375,6 +375,8 @@ def member_findings(report: AuditReport, rules: ContractRules, stores: list[str 
     ``report.about_members`` as (member, text). Run after replay and verify_blobs (which say which
     blobs could be obtained)."""
     found: dict[int, list[str]] = {}
+    voted: dict[int, list[int]] = {}  #: rounds each member's vote was public in (unsealed rounds)
+    echoed: dict[int, list[int]] = {}  #: of those, rounds its ballot equalled one already public
 
     def say(i: int, text: str) -> None:
         found.setdefault(i, []).append(text)
@@ -411,16 +413,18 @@ def member_findings(report: AuditReport, rules: ContractRules, stores: list[str 
                 say(p, f"{where}: its accepted weights are withheld: its own store answers {unserved!r} "
                        "(a copy from another store verified)")
         for v, (block, index) in sorted(st["voted_at"].items()):
+            if st["committed"]:
+                break  # sealed votes: nothing was public before every commitment was in
             mine = (st["ballots"][v], st["scores"].get(v, []))
-            if not mine[1] or all(x in (0, NO_SCORE_PPM) for x in mine[1]):
-                continue  # nothing distinctive to have copied
-            sealed_at = st["committed"].get(v)
-            for u, seen in st["voted_at"].items():
-                if u != v and seen < (block, index) and (st["ballots"][u], st["scores"].get(u, [])) == mine \
-                        and (sealed_at is None or seen < sealed_at):
-                    say(v, f"round {r + 1}: its ballot (approvals and scores) is member {u}'s, which was public "
-                           f"{block - seen[0]} blocks before it voted: copied")
-                    break
+            voted.setdefault(v, []).append(r)
+            if any(u != v and seen < (block, index) and (st["ballots"][u], st["scores"].get(u, [])) == mine
+                   for u, seen in st["voted_at"].items()):
+                echoed.setdefault(v, []).append(r)
+    for v, rs in sorted(echoed.items()):
+        # scores on a small vote set are coarse, so two honest ballots may tie once; every one, never
+        if len(rs) >= 2 and rs == voted[v]:
+            say(v, f"its ballot equals one already public when it voted, in every round it voted ({_rounds_text(rs)}): "
+                   "copied")
     missed: dict[int, dict[str, list[int]]] = {}
     for i, r, kind in report.missed:
         missed.setdefault(i, {}).setdefault(kind, []).append(r)

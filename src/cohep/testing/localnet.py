@@ -244,6 +244,7 @@ class Adversary(threading.Thread):
         self.votes = votes
         self.done: list[tuple[str, int]] = []  #: (case, 0-based round) proposed
         self.copied: list[int] = []  #: 0-based rounds in which it cast a copied vote
+        self._sealed: dict[int, tuple] = {}  #: sealed votes: round -> (approvals, scores, salt) to reveal
         self.folder = net.root / "adversary_store"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.server = BlobServer(self.folder, port=net.ports[index]).start()
@@ -282,12 +283,15 @@ class Adversary(threading.Thread):
                             raise
                     self.script.pop(0)  # only once it is on chain: a lost turn keeps the case for the next
                     self.done.append((case, r))
-                elif (state.proposed and self.address in state.voters
-                      and self.coord.ballot(r, self.address) is None and block <= state.vote_deadline):
+                elif (state.proposed and self.address in state.voters and self.coord.ballot(r, self.address) is None
+                      and block <= state.vote_deadline and not self._committed(state)):
                     if self.votes == "copy":
                         self._copy_vote(state)
                     else:
-                        self.coord.vote(self.address, r, True, 0)
+                        self._cast(state, 1, [0])
+                elif r in self._sealed and getattr(state, "reveal_block", None) is not None \
+                        and self.coord.ballot(r, self.address) is None and block <= state.reveal_deadline:
+                    self.coord.reveal_vote(self.address, r, *self._sealed.pop(r))
                 elif finalizable(state, block):
                     self.coord.finalize(self.address, r)
             except ChainError:
@@ -298,12 +302,28 @@ class Adversary(threading.Thread):
                 time.sleep(0.5)
             time.sleep(0.2)
 
+    def _committed(self, state) -> bool:
+        return getattr(state, "sealed", False) and self.coord.commitment(state.round, self.address) is not None
+
+    def _cast(self, state, approvals: int, scores: list[int]) -> None:
+        """Vote as the contract takes votes: at once, or (sealed votes) commit now and reveal later."""
+        if not getattr(state, "sealed", False):
+            self.coord.vote_slots(self.address, state.round, approvals, scores)
+            return
+        from cohep.ledger import ballots
+
+        salt = ballots.new_salt()
+        self.coord.commit_vote(self.address, state.round, ballots.commitment(
+            self.coord.ballot_domain(), state.round, self.address, approvals, scores, salt))
+        self._sealed[state.round] = (approvals, scores, salt)
+
     def _copy_vote(self, state) -> None:
-        """Vote as the first other voter of the round whose vote can be read, without fetching anything."""
+        """Vote as the first other voter of the round whose vote can be read, without fetching anything
+        (while its own vote is still due: with sealed votes no vote can be read by then)."""
         r = state.round
         for e in self.coord.events(from_block=state.start_block):
             if e.name == "Voted" and int(e.args["round"]) == r and e.args["voter"].lower() != self.address.lower():
-                self.coord.vote_slots(self.address, r, int(e.args["approvals"]), [int(x) for x in e.args["scores_ppm"]])
+                self._cast(state, int(e.args["approvals"]), [int(x) for x in e.args["scores_ppm"]])
                 self.copied.append(r)
                 return
 
@@ -554,6 +574,143 @@ def final_accuracy(net: LocalNet) -> float:
     """The honest members' mean test accuracy after the last round (their own records)."""
     rows = [net.node_records(i)[-1].test_accuracy for i in range(net.honest)]
     return float(np.mean(rows))
+
+
+#: what the audit must say about the dishonest member, per case (tests/test_member_attacks.py checks the same)
+AUDIT_NAMES = {
+    "slow drip": "from no store",
+    "serves some voters only": "could not obtain",
+    "withholds after acceptance": "withheld",
+    "offline after acceptance": "suspended",
+    "copies votes": ("copied", "missed"),
+    "another member's file": "store of member",
+    **{case: "rejected by every voter" for case in Adversary.CASES},
+}
+
+
+@dataclass
+class AttackResult:
+    """One dishonest member's run (``member_attack``): did the honest members come out unharmed."""
+
+    case: str
+    held: bool = False
+    duties: Duties = field(default_factory=Duties)
+    finished: bool = False
+    accuracy: float = float("nan")  #: the honest members' mean final test accuracy
+    audit_exit: int | None = None
+    audit_lines: list[str] = field(default_factory=list)  #: what the audit said about the dishonest member
+    why: str = ""  #: what failed, if anything
+    seconds: float = 0.0
+
+
+def _audit_cli(net: LocalNet, store: int = 0, timeout_s: float = 180.0) -> tuple[int, list[str], str]:
+    """``cohep audit`` from member ``store``'s folder only: (exit code, lines about the dishonest member, stdout)."""
+    proc = subprocess.run([net.python, "-m", "cohep", "audit", "--experiment", str(net.root / "experiment.json"),
+                           "--rpc", net.anvil.url, "--mirror", str(net.root / f"store{store}")],
+                          capture_output=True, text=True, timeout=timeout_s)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(f"member {net.n - 1} ")]
+    return proc.returncode, lines, proc.stdout + proc.stderr
+
+
+def _rows(net: LocalNet, q: int) -> list:
+    return [{r.round: r for r in net.node_records(i)}.get(q + 1) for i in range(net.honest)]
+
+
+def member_attack(case: str, root: Path, data: list[Path], *, rounds: int, settings: dict | None = None,
+                  timeout_s: float = 600.0, drip_s: float = 1.0) -> AttackResult:
+    """Run one dishonest member of ``case`` (a :class:`DishonestNode` case, ``copies votes``, ``another
+    member's file`` or one of ``Adversary.CASES``) beside honest nodes on ``data[:3]`` (``data[3]`` is a
+    dishonest node's own), stage what the case needs, then judge it: every honest vote due counted,
+    no honest suspension, every honest node finished on the chain's weights, what the case itself must
+    not achieve, and the audit's lines about the dishonest member. ``None`` for ``case``: the run
+    without the attacker (the honest members alone: the accuracy to compare with)."""
+    start = time.monotonic()
+    res = AttackResult(case or "no attacker")
+    cfg = dict(settings or {}, experiment={**(settings or {}).get("experiment", {}), "rounds": rounds})
+    dishonest = DishonestNode(case, drip_s=drip_s) if case in DishonestNode.CASES else None
+    adversary: bool | Callable = False
+    if case == "copies votes":
+        adversary = lambda net, index: Adversary(net, index, script=[], votes="copy")  # noqa: E731
+    elif case == "another member's file":
+        adversary = lambda net, index: Adversary(net, index, script=[case] * rounds)  # noqa: E731
+    elif case in Adversary.CASES:
+        adversary = lambda net, index: Adversary(net, index, script=[case] * rounds)  # noqa: E731
+    honest = list(data[:3]) + ([data[3]] if dishonest is not None else [])
+    problems: list[str] = []
+    with LocalNet(root, honest, dishonest=dishonest, adversary=adversary, settings=cfg) as net:
+        try:
+            if case == "offline after acceptance":
+                if not dishonest.gone.wait(timeout_s):
+                    raise CohepError("its proposal was never accepted")
+                victim = 1  # restarted on an empty disk: the accepted weights are only in the others' stores
+                net.kill_node(victim)
+                for blob in (net.root / f"store{victim}").glob("*.safetensors"):
+                    blob.unlink()
+                net.start_node(victim)
+            net.wait_finished(timeout_s)
+            res.finished = set(net.final_digests()) == {net.coordinator().accepted_digest().hex()}
+            if not res.finished:
+                problems.append("the honest nodes' final weights differ")
+        except CohepError as exc:
+            problems.append(str(exc))
+        try:
+            res.duties = honest_duties(net)
+            res.accuracy = final_accuracy(net) if res.finished else float("nan")
+        except (ChainError, OSError, IndexError) as exc:
+            problems.append(f"could not read the run: {exc}")
+        if case is not None and res.finished:
+            problems += _case_problems(case, net, dishonest)
+            if dishonest is not None and case == "slow drip":
+                dishonest.store.stop()  # the member goes home with the run (the audit would sit in its drip)
+            try:
+                res.audit_exit, res.audit_lines, text = _audit_cli(net)
+            except subprocess.TimeoutExpired:
+                res.audit_exit, text = None, "timed out"
+            named = AUDIT_NAMES[case]
+            if res.audit_exit != 0:
+                problems.append(f"audit exit {res.audit_exit}: {text.strip().splitlines()[-1:]}")
+            elif not any(word in line for line in res.audit_lines
+                         for word in (named if isinstance(named, tuple) else (named,))):
+                problems.append(f"the audit does not name it ({'; '.join(res.audit_lines) or 'nothing about it'})")
+    if res.duties.suspended:
+        problems.append(f"honest members suspended: {', '.join(res.duties.suspended)}")
+    if res.duties.cast != res.duties.due:
+        problems.append(f"honest votes missing: {', '.join(res.duties.missing[:4])}")
+    res.held, res.why = not problems, "; ".join(problems)
+    res.seconds = time.monotonic() - start
+    return res
+
+
+def _case_problems(case: str, net: LocalNet, dishonest: DishonestNode | None) -> list[str]:
+    """What the case itself must not have achieved."""
+    coord = net.coordinator()
+    if dishonest is not None:
+        mine = [int(e.args["round"]) for e in coord.events()
+                if e.name == "Proposed" and e.args["proposer"].lower() == dishonest.address.lower()]
+        if not mine:
+            return ["it never proposed"]
+        if case == "slow drip" and any(coord.round_state(q).accepted for q in mine):
+            return ["a dripped proposal was accepted"]
+        if case == "serves some voters only" and not any(s == 404 for _, _, s in dishonest.store.requests):
+            return ["no voter was refused"]
+        if case in ("withholds after acceptance", "offline after acceptance") and dishonest.accepted_round is None:
+            return ["its proposal was never accepted"]
+        return []
+    adv = net.adversary
+    if case == "copies votes":
+        return [f"copied votes in rounds {', '.join(str(r + 1) for r in adv.copied)}"] if adv.copied else []
+    if not adv.done:
+        return ["it never proposed"]
+    out = []
+    for _, q in adv.done:
+        if coord.round_state(q).accepted:
+            out.append(f"round {q + 1} accepted")
+        rows = [row for row in _rows(net, q) if row is not None and row.vote]
+        if not rows or any(row.vote != "reject" or not row.reason for row in rows):
+            out.append(f"round {q + 1}: not every honest voter rejected it with a reason")
+        if case == "another member's file" and any("another member's store" not in row.reason for row in rows):
+            out.append(f"round {q + 1}: fetched and judged ({rows[0].reason or 'by its score'})")
+    return out
 
 
 def _first_round_proposed_by(coord, member: str, after: int, rounds: int) -> int | None:
