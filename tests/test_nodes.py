@@ -70,10 +70,22 @@ def test_nodes_agree_and_hold_the_chains_weights(drills):
         assert node["rpc"] == net.anvil.url and node["member_index"] == i  # a local URL: nothing to redact
 
 
-def test_audit_cli_on_the_chain(drills):
+def test_every_honest_node_keeps_every_accepted_blob(drills):
+    """Accepted weights outlive their proposer: each honest node's own store (which its server serves)
+    holds every accepted slot's blob, whoever proposed it, and the initial weights."""
     net, _ = drills
-    mirrors = [arg for i in range(net.honest) for arg in ("--mirror", str(net.root / f"store{i}"))]
-    mirrors += ["--mirror", str(net.adversary.folder)]
+    coord = net.coordinator()
+    accepted = {s.digest.hex() for r in range(coord.round()) for s in coord.round_state(r).slots if s.accepted}
+    assert accepted
+    for i in range(net.honest):
+        held = {p.name.removesuffix(".safetensors") for p in (net.root / f"store{i}").glob("*.safetensors")}
+        assert accepted | {net.experiment.initial_digest} <= held, i
+
+
+def test_audit_cli_on_the_chain(drills):
+    """After the run every node (and its server) is gone: one honest member's store is enough."""
+    net, _ = drills
+    mirrors = ["--mirror", str(net.root / "store1")]
     proc = subprocess.run([sys.executable, "-m", "cohep", "audit", "--experiment", str(net.root / "experiment.json"),
                            "--rpc", net.anvil.url, *mirrors], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
