@@ -126,8 +126,8 @@ class Chain:
         )
         try:
             chain_id = int(probe.eth.chain_id)
-        except Exception:  # noqa: BLE001 - any failure here means "not a usable node"
-            raise ChainError(f"cannot reach Ethereum node at {rpc_url}") from None
+        except Exception as exc:  # noqa: BLE001 - any failure here means "not a usable node": say which
+            raise ChainError(f"no Ethereum JSON-RPC node at {rpc_url}: {unreachable_reason(exc)}") from None
 
         # eth_chainId is cached: web3 asked for it five times a transaction (signing, fee and
         # validation steps) and twice a call, and a node's chain id does not change under us.
@@ -237,3 +237,124 @@ class Chain:
             if time.monotonic() > deadline:
                 raise ChainError(f"no new blocks from {self.kind} within {timeout_s:.0f} s")
             time.sleep(poll_s)
+
+
+# -- what a newcomer gets wrong first: the URL, the funds, a chain without a block clock ----------
+
+#: gas a node spends on one round at most (a proposal or a finalize, a commit and a reveal: about
+#: 150,000 gas each on Anvil), for the balance check before it starts; a stated upper bound, not a measure
+NODE_GAS_PER_ROUND = 600_000
+#: gas of ``start()``, the deployment's second transaction, beside the constructor's estimate
+START_GAS = 200_000
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """Why the first request to an RPC URL failed, in words: DNS, nothing listening, a timeout, or
+    something that answers but is no Ethereum JSON-RPC node (walks the exception's causes)."""
+    import socket
+
+    seen: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and len(seen) < 12:
+        seen.append(e)
+        e = e.__cause__ or e.__context__
+    names = {type(x).__name__ for x in seen}
+    if any(isinstance(x, socket.gaierror) for x in seen) or "NameResolutionError" in names:
+        return "the host name does not resolve (DNS)"
+    if any(isinstance(x, ConnectionRefusedError) for x in seen):
+        return "nothing listens there (connection refused)"
+    if any(isinstance(x, TimeoutError) for x in seen) or names & {"ReadTimeout", "ConnectTimeout", "Timeout"}:
+        return f"no answer within {CONNECT_TIMEOUT_S:.0f} s"
+    for x in seen:
+        status = getattr(getattr(x, "response", None), "status_code", None)
+        if status is not None:
+            return f"it answers HTTP {status}: not an Ethereum JSON-RPC endpoint (check the path)"
+    if "JSONDecodeError" in names or any(isinstance(x, ValueError) and "decode" in str(x) for x in seen):
+        return "it answers, but not in JSON-RPC: not an Ethereum node"
+    if any(isinstance(x, OSError) for x in seen):
+        return f"cannot connect ({next(x for x in seen if isinstance(x, OSError)).__class__.__name__})"
+    return f"it does not answer eth_chainId ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
+
+
+def fee_per_gas(chain: Chain) -> int:
+    """Wei per gas a transaction reserves: web3's default EIP-1559 cap (2 x base fee + tip), or the
+    legacy gas price on a chain without a base fee; the node refuses a sender holding less than gas x this."""
+    try:
+        latest = chain.w3.eth.get_block("latest")
+        base = latest.get("baseFeePerGas")
+        if base is None:
+            return int(chain.w3.eth.gas_price)
+        return 2 * int(base) + int(chain.w3.eth.max_priority_fee)
+    except (Web3Exception, OSError) as exc:
+        raise ChainError(f"cannot read the gas price from {chain.kind}: {exc.__class__.__name__}") from None
+
+
+def ether(wei: int) -> str:
+    return f"{wei / 10**18:.6g} ETH"
+
+
+def check_funds(chain: Chain, address: str, gas: int, what: str) -> int:
+    """Refuse, in one line, a sender that cannot pay for ``gas`` at the chain's current fees
+    (``what``: for what, said in the line). Returns the wei needed."""
+    address = Web3.to_checksum_address(address)
+    price = fee_per_gas(chain)
+    needed = gas * price
+    try:
+        balance = int(chain.w3.eth.get_balance(address))
+    except (Web3Exception, OSError) as exc:
+        raise ChainError(f"cannot read the balance of {address} from {chain.kind}: {exc.__class__.__name__}") from None
+    if balance < needed:
+        raise ChainError(f"{address} needs {ether(needed)} for {what} (about {gas:,} gas at {price / 1e9:.3g} gwei) "
+                         f"and holds {ether(balance)}: send it {ether(needed - balance)} or more (docs/nodes.md, funding)")
+    return needed
+
+
+def funds_error(exc: BaseException, address: str) -> ChainError | None:
+    """The node's raw 'insufficient funds' refusal as one line naming the address, else None."""
+    text = str(exc)
+    if "nsufficient funds" not in text and "insufficient balance" not in text.lower():
+        return None
+    return ChainError(f"{Web3.to_checksum_address(address)} has too little ETH to pay for its transactions: "
+                      f"send it more (docs/nodes.md, funding)")
+
+
+#: how long ``block_clock_problem`` watches a chain whose last block is old
+WATCH_S = 3.0
+#: a last block older than this (s) makes ``block_clock_problem`` watch for a new one
+STALE_S = 60.0
+
+
+def block_clock_problem(chain: Chain, watch_s: float = WATCH_S) -> str | None:
+    """None when the chain makes blocks on a clock; else one line saying it does not.
+
+    The contract's windows are counted in blocks, so on a chain that mines only when a transaction
+    arrives (plain ``anvil``, hardhat's automine, ``geth --dev`` without a period) a round whose
+    proposer is absent never reaches its deadline. Anvil and hardhat say so (``*_getAutomine``);
+    another chain is watched for ``watch_s`` when its last block is older than ``STALE_S``."""
+    if chain._tester is not None:
+        return None  # the embedded chain: the in-process runner mines the windows itself
+    for method in ("anvil_getAutomine", "hardhat_getAutomine"):
+        try:
+            resp = chain.w3.provider.make_request(RPCEndpoint(method), [])
+        except (Web3Exception, OSError):
+            continue
+        if "result" in resp and isinstance(resp["result"], bool):
+            if resp["result"]:
+                return (f"the chain at {chain.kind} mines only when a transaction arrives (automine), so a round "
+                        f"whose proposer is absent never reaches its deadline: start it with blocks on a clock "
+                        f"(anvil --block-time 1; hardhat: mining.interval; geth --dev --dev.period 1)")
+            return None
+    try:
+        first = chain.w3.eth.get_block("latest")
+        age = time.time() - int(first["timestamp"])
+        if age < STALE_S:
+            return None
+        deadline = time.monotonic() + watch_s
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if chain.block_number() > int(first["number"]):
+                return None
+    except (Web3Exception, OSError):
+        return None  # cannot tell; the node's own retries report a chain that went away
+    return (f"the chain at {chain.kind} made no block for {age:.0f} s (none in {watch_s:.0f} s of watching): block windows "
+            f"pass only with blocks on a clock (anvil --block-time 1; geth --dev --dev.period 1)")

@@ -122,14 +122,51 @@ def render(coord, title: str, *, last: int = 20, rounds_total: int | None = None
     return Group(rounds, people)
 
 
+def round_line(row: RoundRow) -> str:
+    """One round as one plain line (``--watch`` without a terminal)."""
+    proposal = f"proposal {row.digest[:12]}" if row.digest else "no proposal yet"
+    needed = "" if row.required is None else f" (needed {row.required})"
+    return (f"round {row.round + 1}: proposer {row.proposer}, {proposal}, {row.approvals} approve, "
+            f"{row.rejections} reject{needed}, {row.outcome}")
+
+
+def watch_lines(coord, *, interval: float = 2.0, until_round: int | None = None, echo=print) -> None:
+    """``--watch`` where no terminal is attached (a log file, a pipe, CI): a plain line, flushed, for
+    each round whose row changed and each member whose status changed, until ``until_round`` rounds
+    are decided (the rich live tables draw nothing there)."""
+    members = list(coord.settings().members)
+    seen: dict[int, str] = {}
+    status: dict[str, bool] = {}
+    while True:
+        rows = [r for r in round_rows(coord.events(), members) if until_round is None or r.round < until_round]
+        for row in rows:
+            line = round_line(row)
+            if seen.get(row.round) != line:
+                echo(line)
+                seen[row.round] = line
+        for i, m in enumerate(members):
+            suspended = bool(getattr(coord.member_stats(m), "suspended", False))
+            if status.get(m, False) != suspended:
+                echo(f"member {i} {m}: {'suspended' if suspended else 'active again'}")
+            status[m] = suspended
+        if until_round is not None and coord.round() >= until_round:
+            return
+        time.sleep(interval)
+
+
 def show(coord, title: str, *, watch: bool = False, interval: float = 2.0, until_round: int | None = None) -> None:
-    """Print the tables once, or keep them live until ``until_round`` rounds are decided (or Ctrl-C)."""
+    """Print the tables once, or keep them live until ``until_round`` rounds are decided (or Ctrl-C);
+    without a terminal, ``watch`` prints plain lines instead (``watch_lines``)."""
     from rich.console import Console
     from rich.live import Live
 
     console = Console()
     if not watch:
         console.print(render(coord, title, rounds_total=until_round))
+        return
+    if not console.is_terminal:
+        print(title, flush=True)
+        watch_lines(coord, interval=interval, until_round=until_round, echo=lambda text: print(text, flush=True))
         return
     with Live(render(coord, title, rounds_total=until_round), console=console, refresh_per_second=4) as live:
         while until_round is None or coord.round() < until_round:

@@ -87,6 +87,9 @@ class WeightStore:
         blob = wts.encode(weights, examples)
         d = wts.digest_bytes(blob)
         path = self._path(d.hex())
+        if scheme(self.fs) in ("http", "https"):
+            raise CohepError(f"store {self.url}: an HTTP store is read-only; write into the folder it serves "
+                             f"(--store DIR --public-url {self.url})")
         if not self.fs.exists(path):
             write_whole(self.fs, path, blob)
         self.seconds += time.perf_counter() - start
