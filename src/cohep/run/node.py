@@ -390,6 +390,7 @@ def _follow(experiment: Experiment, node: NodeMember, chain, out: Path, opts: No
     retry = _Retry(opts)
     scoring_s = 0.0  # one evaluation on the vote set: what judging a proposal costs beside its fetch
     checked = -1  # the round whose start this node last checked its suspension at
+    told: set[int] = set()  # the rounds whose vote the log has shown
     while True:
         try:
             evaluated = p.seconds["evaluation"]
@@ -418,7 +419,8 @@ def _follow(experiment: Experiment, node: NodeMember, chain, out: Path, opts: No
                 checked = r
             view = RoundView.read(coord, r)
             duty, took = act_in_time(p, node.fetcher, view, pace, scoring_s)
-            if duty is not None and duty.voted:
+            if duty is not None and duty.voted and r not in told:  # once a round (sealed: at the commitment)
+                told.add(r)
                 left = view.state.vote_deadline - chain.block_number()
                 _log(opts, f"round {r + 1} of {rounds}: voted {_vote_text(duty)} after {took:.1f} s, "
                            f"{left} blocks before the deadline")
