@@ -368,12 +368,34 @@ def _rounds_text(rounds: list[int]) -> str:
     return ", ".join(str(r + 1) for r in rounds)
 
 
+def store_answer(uri: str, timeout: float = 3.0) -> str | None:
+    """How an HTTP store answers a HEAD for ``uri`` when it refuses it (``HTTP 404``); None when it
+    serves it, is not HTTP or does not answer at all (a store that is down withholds nothing on purpose)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = kind(parts.hostname, parts.port, timeout=timeout)
+    try:
+        conn.request("HEAD", parts.path or "/")
+        status = conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+    return None if status == 200 else f"HTTP {status}"
+
+
 def member_findings(report: AuditReport, rules: ContractRules, stores: list[str | None] | None = None,
-                    shared: str | None = None) -> None:
+                    shared: str | None = None, probe: Callable[[str], str | None] | None = None) -> None:
     """What each member did that an honest one would not, from the replayed chain (and, for URIs, the
     experiment's ``stores``: member i's own store; ``shared``: the experiment's): appended to
     ``report.about_members`` as (member, text). Run after replay and verify_blobs (which say which
-    blobs could be obtained)."""
+    blobs could be obtained); ``probe(uri)``: how the proposer's own store answers for an accepted
+    blob when it refuses it (``store_answer``), None when it serves it."""
     found: dict[int, list[str]] = {}
     voted: dict[int, list[int]] = {}  #: rounds each member's vote was public in (unsealed rounds)
     echoed: dict[int, list[int]] = {}  #: of those, rounds its ballot equalled one already public
@@ -409,6 +431,8 @@ def member_findings(report: AuditReport, rules: ContractRules, stores: list[str 
                        f"which verifies and which member(s) {', '.join(map(str, others))} scored (served to some "
                        "voters only?)")
             unserved = st.get("unserved", {}).get(j)
+            if j in st["accepted_slots"] and (unserved is None or "404" not in unserved) and probe is not None:
+                unserved = probe(uri)
             if j in st["accepted_slots"] and unserved is not None and "404" in unserved:
                 say(p, f"{where}: its accepted weights are withheld: its own store answers {unserved!r} "
                        "(a copy from another store verified)")
@@ -563,5 +587,5 @@ def audit_chain(experiment_path: str | Path, rpc: str, mirrors: list[str] | None
     on_chain = coord.accepted_digest().hex()
     if on_chain != report.final_digest:
         report.findings.append(f"the contract holds {on_chain[:16]}, the replay ends at {report.final_digest[:16]}")
-    member_findings(report, rules, [m.store for m in exp.members], exp.shared_store)
+    member_findings(report, rules, [m.store for m in exp.members], exp.shared_store, store_answer)
     return report
