@@ -33,7 +33,15 @@ def chain() -> Chain:
 
 def deploy(chain: Chain, members: list[str], **kw) -> Coordinator:
     kw.setdefault("threshold", Fraction(1, 2))
+    kw.setdefault("sealed", False)  # submit_ballots; sealed batches: tests/test_sealed.py
     return Coordinator.deploy(chain, members, seed=SEED, initial_digest=INITIAL, model_digest=MODEL, **kw)
+
+
+def twins(n: int, **kw) -> tuple[Coordinator, Coordinator]:
+    """The same deployment on two fresh embedded chains: the same blocks, so the same draw (the draw
+    seed mixes in the deployment block's hash, which differs between two contracts of one chain)."""
+    a, b = Chain.embedded(8), Chain.embedded(8)
+    return deploy(a, a.accounts[:n], **kw), deploy(b, b.accounts[:n], **kw)
 
 
 def proposed(c: Coordinator, tag: str = "w") -> tuple[int, str, list[str]]:
@@ -105,7 +113,7 @@ def test_signer_accepts_only_what_ecrecover_accepts():
 def test_signed_round_decides_like_a_round_of_vote_transactions(chain):
     """Same members, same verdicts: the two paths leave the same outcome and the same counters."""
     members = chain.accounts[:6]
-    a, b = deploy(chain, members), deploy(chain, members)
+    a, b = twins(6)
     for k in range(3):  # three rounds, so the counters and the draw move on
         r, p, voters = proposed(a, f"a{k}")
         rb, pb, voters_b = proposed(b, f"a{k}")
@@ -286,7 +294,7 @@ def test_signed_ballots_carry_every_slot_of_a_k_slot_round(chain):
     signer's own slot, names an unproposed slot or carries the wrong number of scores is skipped,
     and the counted ones decide each slot exactly as vote transactions do."""
     members = chain.accounts[:6]
-    a, b = deploy(chain, members, proposers=3), deploy(chain, members, proposers=3)
+    a, b = twins(6, proposers=3)
     for c in (a, b):
         r = c.round()
         for j, holder in enumerate(c.proposers_of(r)):
@@ -337,7 +345,7 @@ def test_majority_credit_and_tallies_match_vote_transactions_and_the_rule(chain,
     a batch writes the round's marks once. Random verdicts, some voters silent: signed ballots and
     vote() transactions leave the same state, and both follow the rule computed here."""
     members = chain.accounts[:7]
-    a, b = deploy(chain, members, vote_window=40, **shape), deploy(chain, members, vote_window=40, **shape)
+    a, b = twins(7, vote_window=40, **shape)
     rng = random.Random(str(shape))
     for k in range(4):
         r = a.round()
@@ -359,7 +367,8 @@ def test_majority_credit_and_tallies_match_vote_transactions_and_the_rule(chain,
             ballots.append(b.sign_ballot(v, r, bits, scores))
         batch = b.submit_ballots(st.proposer, r, ballots)
         assert len(batch.counted) == len(ballots)
-        chain.mine(41)  # silent voters: the window must pass
+        a.chain.mine(41)  # silent voters: the window must pass
+        b.chain.mine(41)
         out_a, out_b = a.finalize(members[0], r), b.finalize(members[0], r)
         assert out_a == out_b
         blocks = dict(start_block=0, proposed_block=0, proposal_deadline=0, vote_deadline=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import time
 from collections import Counter
 
 import numpy as np
@@ -34,7 +35,7 @@ def chain() -> Chain:
 
 
 def deploy(chain: Chain, n: int, **kw) -> Coordinator:
-    kw = {"seed": SEED, "initial_digest": INITIAL, "model_digest": MODEL, **kw}
+    kw = {"seed": SEED, "initial_digest": INITIAL, "model_digest": MODEL, "sealed": False, **kw}
     return Coordinator.deploy(chain, chain.accounts[:n], **kw)
 
 
@@ -110,13 +111,13 @@ def test_python_draw_rejects_bad_arguments():
 def test_contract_draw_equals_python(chain, n):
     """Round by round (draw) for 120 rounds, and epoch by epoch (permutation) for at least 300."""
     c = deploy(chain, n)
-    members = c.members()
+    members, seed = c.members(), c.settings().draw_seed
     for r in range(120):
-        assert c.draw(r) == members[proposer_index(SEED, n, r, [True] * n)], r
+        assert c.draw(r) == members[proposer_index(seed, n, r, [True] * n)], r
     for epoch in range(-(-300 // n)):
-        assert c.permutation(epoch) == permutation(SEED, n, epoch), epoch
-    assert c.permutation(10**30) == permutation(SEED, n, 10**30)  # far epochs too
-    assert c.draw(10**40 + 1) == members[proposer_index(SEED, n, 10**40 + 1, [True] * n)]
+        assert c.permutation(epoch) == permutation(seed, n, epoch), epoch
+    assert c.permutation(10**30) == permutation(seed, n, 10**30)  # far epochs too
+    assert c.draw(10**40 + 1) == members[proposer_index(seed, n, 10**40 + 1, [True] * n)]
     assert c.proposer(0) == c.draw(0)
 
 
@@ -125,13 +126,13 @@ def test_real_rounds_follow_the_python_draw_through_suspensions(chain):
     proposer(r) always equals proposer_index(seed, n, r, who was active when r started)."""
     n = 6
     c = deploy(chain, n, proposal_window=3, vote_window=n, max_missed=2)
-    members = c.members()
+    members, seed = c.members(), c.settings().draw_seed
     lazy = members[4]  # never proposes: suspended at its second slot
     r = 0
     while r < 3 * n:
         active = [not c.member_stats(m).suspended for m in members]
         p = c.proposer(r)
-        assert p == members[proposer_index(SEED, n, r, active)], r
+        assert p == members[proposer_index(seed, n, r, active)], r
         if r == 2 * n and c.member_stats(lazy).suspended:
             c.rejoin(lazy)  # active again from round r + 1
         st = c.round_state(r)
@@ -171,7 +172,7 @@ def test_reencoding_attack_cannot_repick_the_proposer(chain):
     proposer, which is the Python draw, and members take turns once per epoch."""
     n, rounds, tries = 5, 12, 5
     c = deploy(chain, n, threshold=0, proposal_window=2, vote_window=1, max_missed=10**6)
-    members = c.members()
+    members, seed = c.members(), c.settings().draw_seed
     tester = chain._tester
     rng = np.random.default_rng(0)
     seq = []
@@ -197,20 +198,24 @@ def test_reencoding_attack_cannot_repick_the_proposer(chain):
             if k < tries - 1:
                 tester.revert_to_snapshot(snap)
         assert len(digests) == tries  # the attacker really had different digests to choose from
-        assert nexts == {members[proposer_index(SEED, n, r + 1, [True] * n)]}
+        assert nexts == {members[proposer_index(seed, n, r + 1, [True] * n)]}
     assert sum(a == b for a, b in itertools.pairwise(seq)) <= 2  # no re-picking streaks
     for e in range(rounds // n):
         assert sorted(seq[e * n:(e + 1) * n]) == sorted(members)
 
 
 def test_sequence_is_identical_whatever_is_accepted(chain):
-    """Same seed and members; one run accepts digests A, one accepts other digests B, one
-    rejects everything, one proposes nothing: the four proposer sequences are identical."""
+    """Same seed, members and deployment block; one run accepts digests A, one accepts other digests
+    B, one rejects everything, one proposes nothing: the four proposer sequences are identical."""
     n, rounds = 4, 8
     kw = {"proposal_window": 1, "vote_window": 1, "max_missed": 10**6}
+    snap = chain._tester.take_snapshot()  # each run deploys in the same block: the same draw seed
+    seeds = set()
 
     def run(mode: str) -> list[str]:
+        chain._tester.revert_to_snapshot(snap)
         c = deploy(chain, n, threshold=0, **kw)
+        seeds.add(c.settings().draw_seed)
         seq = []
         for r in range(rounds):
             p = c.proposer(r)
@@ -225,7 +230,9 @@ def test_sequence_is_identical_whatever_is_accepted(chain):
 
     runs = {mode: run(mode) for mode in ("A", "B", "reject", "void")}
     members = chain.accounts[:n]
-    expected = [members[proposer_index(SEED, n, r, [True] * n)] for r in range(rounds)]
+    assert len(seeds) == 1
+    (seed,) = seeds
+    expected = [members[proposer_index(seed, n, r, [True] * n)] for r in range(rounds)]
     assert all(seq == expected for seq in runs.values()), runs
 
 
@@ -234,3 +241,64 @@ def test_draw_view_needs_no_started_round(chain):
     assert c.draw(10**20) in c.members()
     with pytest.raises(ChainError, match="round not started"):
         c.proposer(1)
+
+
+# -- the draw's seed: the deployer's seed and a block hash nobody knew when it deployed ---------
+
+
+def test_start_mixes_the_deployment_blocks_hash_into_the_seed():
+    """draw_seed = keccak256(seed, blockhash(deployed_block)), fixed by start() (anyone may call it, once,
+    from the next block); before it no round runs; the order is the Python draw of draw_seed."""
+    from eth_utils import keccak
+
+    chain = Chain.embedded(4)
+    c = deploy(chain, 3, start=False)
+    s = c.settings()
+    assert s.draw_seed == bytes(32) and s.seed == SEED
+    with pytest.raises(ChainError, match="not started"):
+        c.finalize(chain.accounts[0], 0)
+    with pytest.raises(ChainError, match="no such slot"):
+        c.propose(chain.accounts[0], 0, INITIAL, URI)
+    c.start(chain.accounts[3])  # not a member: anyone may start it
+    deployed = chain.w3.eth.get_block(s.deployed_block)
+    assert c.draw_seed() == keccak(SEED + bytes(deployed["hash"])) == c.settings().draw_seed
+    with pytest.raises(ChainError, match="already started"):
+        c.start(chain.accounts[0])
+    started = [e for e in c.events() if e.name == "Started"]
+    assert [(e.args["draw_seed"], e.args["seed_block"]) for e in started] == [(c.draw_seed(), s.deployed_block)]
+    members = c.members()
+    assert c.proposer(0) == members[proposer_index(c.draw_seed(), 3, 0, [True] * 3)]
+
+
+def test_the_same_seed_on_other_chains_gives_other_orders_and_each_replays():
+    """Two deployments with the same seed on chains whose deployment blocks differ (one chain carried
+    one more transaction first) draw different orders; the same chain history gives the same draw seed
+    (the embedded chain's blocks do not depend on the wall clock), so a run replays from its seed."""
+    def deployed(extra: bool, pause: float = 0.0) -> Coordinator:
+        chain = Chain.embedded(8)
+        if extra:
+            chain.w3.eth.send_transaction({"from": chain.accounts[7], "to": chain.accounts[6], "value": 1})
+        time.sleep(pause)
+        return deploy(chain, 8)
+
+    a, b, again = deployed(False), deployed(True), deployed(False, pause=1.1)
+    assert a.settings().seed == b.settings().seed == SEED
+    assert a.draw_seed() != b.draw_seed()
+    assert [a.permutation(e) for e in range(3)] != [b.permutation(e) for e in range(3)]
+    assert again.draw_seed() == a.draw_seed()  # a second later, the same blocks
+    assert [again.permutation(e) for e in range(3)] == [a.permutation(e) for e in range(3)]
+    for c in (a, b):
+        assert c.permutation(0) == permutation(c.draw_seed(), 8, 0)
+
+
+def test_a_deployer_cannot_pick_the_order_with_the_seed_alone():
+    """The issue's attack: seeds tried offline until one gives member 0 the last round of the first
+    epochs. With the block hash mixed in, the order the chosen seed gives on chain is not the one the
+    deployer computed for it (it is the draw of draw_seed)."""
+    n = 5
+    chain = Chain.embedded(n)
+    favoured = next(s for s in (hashlib.sha256(b"try %d" % k).digest() for k in range(10_000))
+                    if all(permutation(s, n, e)[n - 1] == 0 for e in range(3)))
+    c = deploy(chain, n, seed=favoured)
+    assert c.permutation(0) == permutation(c.draw_seed(), n, 0)
+    assert [c.permutation(e) for e in range(3)] != [permutation(favoured, n, e) for e in range(3)]

@@ -140,7 +140,7 @@ def test_coordinator_counts_the_calldata_it_sends():
     chain = Chain.embedded(3)
     h = hashlib.sha256
     c = Coordinator.deploy(chain, chain.accounts[:3], seed=h(b"s").digest(), initial_digest=h(b"i").digest(),
-                           model_digest=h(b"m").digest())
+                           model_digest=h(b"m").digest(), sealed=False)
     start = chain.block_number()
     p = c.proposer(0)
     c.propose(p, 0, h(b"r0").digest(), "file:///store/r0")

@@ -28,7 +28,7 @@ MODEL = hashlib.sha256(b"model").digest()
 
 
 def deploy(chain: Chain, members: list[str], **kw) -> Coordinator:
-    kw = {"seed": SEED, "initial_digest": INITIAL, "model_digest": MODEL, **kw}
+    kw = {"seed": SEED, "initial_digest": INITIAL, "model_digest": MODEL, "sealed": False, **kw}
     return Coordinator.deploy(chain, members, **kw)
 
 
@@ -68,11 +68,11 @@ def test_load_artifact_needs_no_compiler():
                         "bytecode_runtime"}
     abi = [dict(entry) for entry in art["abi"]]
     assert {e["name"] for e in abi if e["type"] == "function"} >= {
-        "propose", "vote", "finalize", "rejoin", "round", "required_for", "draw", "permutation",
-        "submit_ballots", "domain_separator"}
+        "propose", "vote", "finalize", "rejoin", "round", "required_for", "draw_slots", "permutation",
+        "submit_ballots", "domain_separator", "start", "commit_vote", "submit_commits", "submit_reveals", "draw_seed"}
     assert {e["name"] for e in abi if e["type"] == "event"} == set(EVENT_NAMES) == {
-        "RoundStarted", "Proposed", "Voted", "Finalized", "RoundVoided", "Suspended", "Rejoined",
-        "BallotSkipped"}  # the client decodes exactly these (its codec's event table)
+        "Started", "RoundStarted", "Proposed", "Committed", "Voted", "Finalized", "RoundVoided", "Suspended",
+        "Rejoined", "BallotSkipped"}  # the client decodes exactly these (its codec's event table)
     art["abi"].clear()  # callers get a copy
     assert load_artifact()["abi"] == abi
 
@@ -319,7 +319,7 @@ def test_client_codec_reads_what_web3_reads(shape):
     logs = sorted(chain.w3.eth.get_logs({"address": c.address, "fromBlock": 0, "toBlock": "latest"}),
                   key=lambda log: (log["blockNumber"], log["logIndex"]))
     events = c.events()
-    assert {e.name for e in events} == {"RoundStarted", "Proposed", "Voted", "BallotSkipped", "Finalized",
+    assert {e.name for e in events} == {"Started", "RoundStarted", "Proposed", "Voted", "BallotSkipped", "Finalized",
                                         "RoundVoided", "Suspended", "Rejoined"}
     assert len(logs) == len(events)
     for log, ev in zip(logs, events):
@@ -330,7 +330,7 @@ def test_client_codec_reads_what_web3_reads(shape):
             ev.block, ev.log_index, ev.tx_hash)
     for name, args in [("round_info", (1,)), ("slot_info", (1, 0)), ("members", ()), ("member_stats", (m[1],)),
                        ("ballot", (1, m[2])), ("draw_slots", (5,)), ("permutation", (2,)), ("proposers_of", (1,)),
-                       ("accepted_digest", ()), ("seed", ()), ("vote_on_average", ()), ("round", ())]:
+                       ("accepted_digest", ()), ("seed", ()), ("draw_seed", ()), ("vote_on_average", ()), ("round", ())]:
         ours, web3s = c._call(name, *args), getattr(c._c.functions, name)(*args).call({"from": m[0]})
         assert ours == web3s and type(ours) is type(web3s), name
     with pytest.raises(ChainError, match="do not fit the contract's ABI"):

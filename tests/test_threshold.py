@@ -30,7 +30,7 @@ def chain() -> Chain:
 
 
 def deploy(chain: Chain, n: int, threshold: Fraction, **kw) -> Coordinator:
-    kw = {"seed": SEED, "initial_digest": INITIAL, "model_digest": MODEL, **kw}
+    kw = {"seed": SEED, "initial_digest": INITIAL, "model_digest": MODEL, "sealed": False, **kw}
     return Coordinator.deploy(chain, chain.accounts[:n], threshold=threshold, **kw)
 
 

@@ -37,6 +37,7 @@ def chain() -> Chain:
 
 def deploy(chain, n=5, **kw) -> Coordinator:
     kw.setdefault("seed", SEED)
+    kw.setdefault("sealed", False)  # these tests vote with plain vote()
     return Coordinator.deploy(chain, chain.accounts[:n], initial_digest=INITIAL, model_digest=d("model"), **kw)
 
 
@@ -440,7 +441,7 @@ def _members(mnist_dir, tmp_path, combine_mode, server_lr=1.0, metric="accuracy"
     init_digest, init_uri = store.put(initial)
     coord = Coordinator.deploy(chain, chain.accounts[:4], threshold=threshold_fraction(0.5), seed=seed_bytes(0),
                                initial_digest=init_digest, model_digest=spec.digest(), proposers=3,
-                               combine=combine_mode)
+                               combine=combine_mode, sealed=False)
     fetch = Fetcher(allowed=[store.base_uri], max_bytes=default_max_bytes(initial), reference=initial)
     wiring = MemberWiring(coord, store, fetch, cfg.vote, cfg.round.policy(), init_uri)
     ms = [wiring.member(i, chain.accounts[i], lr) for i, lr in enumerate(learners)]

@@ -1,7 +1,7 @@
 # pragma version ~=0.4.3
 # pragma evm-version cancun
 """
-@title cohep Coordinator (v3)
+@title cohep Coordinator (v4)
 @notice Decides every round of a collaborative-learning experiment: who proposes,
         who may vote, how many approvals are needed, and which proposed
         weights are accepted. Off-chain code only reads outcomes from here; it
@@ -28,8 +28,20 @@
         or to the next member after it in that permutation (cyclically) that is
         active and holds no earlier slot of the round. The draw reads nothing a
         member can influence (no digest, vote or block data), so nobody can
-        steer who proposes next, the sequence is reproducible from the seed,
-        and with k = 1 every member proposes once per epoch while all are active.
+        steer who proposes next, the sequence is reproducible from the draw
+        seed, and with k = 1 every member proposes once per epoch while all
+        are active. The draw seed is not the deployer's seed: start(), callable
+        by anyone from the block after deployment, fixes draw_seed =
+        keccak256(seed, blockhash(deployed_block)), a hash nobody knew when the
+        deployment was signed, and only then starts round 0.
+
+        Sealed votes (sealed, fixed at deployment): a vote is first committed,
+        keccak256(domain separator, round, voter, approvals, scores_hash, salt),
+        within the vote window, and revealed in a reveal phase that opens once
+        every voter has committed or the vote window has passed, and lasts
+        reveal_window blocks. A reveal is counted exactly as vote() counts a
+        vote (the same Voted event), so nobody reads a vote before every vote
+        is fixed; a commitment without its reveal is a missed vote.
 
         Member status is a bitmap (bit i = members[i] is active). Each round
         stores the bitmap as it was when the round started: who may vote, how
@@ -48,7 +60,9 @@ MAX_WINDOW: constant(uint256) = 10**6
 # |score| <= 1e9 in natural units, in parts per million (what the client's to_ppm clamps to).
 MAX_SCORE_PPM: constant(int256) = 10**15
 
-IN_A_ROW: constant(uint256) = 2**128 - 1  # low half of Counters.misses
+# Counters.misses: bits 0..63 missed in a row, then 64 bits each of proposals, votes, reveals missed.
+IN_A_ROW: constant(uint256) = 2**64 - 1
+FIELD: constant(uint256) = 2**64 - 1
 
 # _popcount's masks: alternate 1, 2, 4, ... 128-bit fields of ones (max // (2**w + 1)).
 _M1: constant(uint256) = max_value(uint256) // 3
@@ -77,8 +91,15 @@ EIP712_DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
     "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 )
 EIP712_NAME_HASH: constant(bytes32) = keccak256("cohep Coordinator")
-EIP712_VERSION_HASH: constant(bytes32) = keccak256("3")
+EIP712_VERSION_HASH: constant(bytes32) = keccak256("4")
 BALLOT_TYPEHASH: constant(bytes32) = keccak256("Ballot(uint256 round,uint256 approvals,int256[] scores_ppm)")
+# A sealed vote's commitment, signed for submit_commits (the commitment itself binds voter and content).
+COMMIT_TYPEHASH: constant(bytes32) = keccak256("Commit(uint256 round,bytes32 commitment)")
+
+# Kinds of missed duty: where each is counted in Counters.misses, and the Suspended event's reason.
+MISSED_PROPOSAL: constant(uint256) = 1
+MISSED_VOTE: constant(uint256) = 2
+MISSED_REVEAL: constant(uint256) = 3
 
 
 struct RoundData:
@@ -98,6 +119,10 @@ struct RoundData:
     votes: uint256
     # combine "average": approvals of the average (slot approvals stay 0).
     approvals: uint256
+    # sealed: commitments so far, who committed (bit i), and the block the last voter's came in.
+    commits: uint256
+    committed_mask: uint256
+    commit_block: uint256
 
 
 struct SlotData:
@@ -128,6 +153,10 @@ struct RoundInfo:
     slots: uint256
     proposed_slots: uint256  # bitmap
     accepted_slots: uint256  # bitmap
+    # sealed: commitments so far (votes counts the reveals), and the block the reveal phase opened
+    # at (0 until it does).
+    commits: uint256
+    reveal_block: uint256
 
 
 struct SlotInfo:
@@ -149,13 +178,31 @@ struct SignedBallot:
     s: bytes32
 
 
+# A sealed vote's commitment, signed by its voter (EIP-712 Commit(round, commitment)).
+struct SignedCommit:
+    round: uint256
+    commitment: bytes32
+    v: uint8
+    r: bytes32
+    s: bytes32
+
+
+# A sealed vote revealed: needs no signature, the voter's commitment binds it.
+struct Reveal:
+    voter: address
+    approvals: uint256
+    scores_ppm: DynArray[int256, MAX_MEMBERS]
+    salt: bytes32
+
+
 struct Counters:
     proposed: uint256
     accepted: uint256
     votes_cast: uint256
     votes_with_majority: uint256
-    # missed << 128 | missed_in_a_row: one slot, so a miss is one storage write (a round in
-    # which 63 members all miss their first vote stays well inside a transaction's gas).
+    # reveals missed << 192 | votes missed << 128 | proposals missed << 64 | missed in a row: one
+    # slot, so a miss is one storage write (a round in which 63 members all miss their first vote
+    # stays well inside a transaction's gas).
     misses: uint256
 
 
@@ -165,10 +212,13 @@ struct MemberStats:
     votes_cast: uint256
     votes_with_majority: uint256
     # Duties missed in total: proposals not made in their window, and votes not
-    # cast on a proposal before finalize.
+    # cast (sealed: not revealed) on a proposal before finalize; then by kind.
     missed: uint256
     missed_in_a_row: uint256
     suspended: bool
+    missed_proposals: uint256
+    missed_votes: uint256  # no vote (sealed: no commitment)
+    missed_reveals: uint256  # sealed: committed, never revealed
 
 
 # proposer is slot 0's holder; proposers lists every slot's, in slot order.
@@ -222,10 +272,23 @@ event RoundVoided:
     round: indexed(uint256)
     proposer: indexed(address)
 
-# The member missed its max_missed-th duty in a row in `round`; inactive from round + 1.
+# The member missed its max_missed-th duty in a row in `round`; inactive from round + 1. reason:
+# the duty missed last ("missed proposal", "missed vote", "committed but did not reveal").
 event Suspended:
     member: indexed(address)
     round: uint256
+    reason: String[32]
+
+# sealed: a voter's commitment to its vote (what it voted stays hidden until Voted at the reveal).
+event Committed:
+    round: indexed(uint256)
+    voter: indexed(address)
+    commitment: bytes32
+
+# start(): the draw's seed is fixed (from the deployer's seed and seed_block's hash); round 0 starts.
+event Started:
+    draw_seed: bytes32
+    seed_block: uint256
 
 # The member called rejoin(); active again from `round` (the round after the call).
 event Rejoined:
@@ -246,9 +309,16 @@ deployed_block: public(immutable(uint256))
 proposers: public(immutable(uint256))
 # combine "average": voters judge the average of all proposed slots, not each slot.
 vote_on_average: public(immutable(bool))
+# Votes are committed, then revealed within reveal_window blocks (see the header).
+sealed: public(immutable(bool))
+reveal_window: public(immutable(uint256))
+# The proposer draw's seed, fixed by start(); empty until then (no round has started).
+draw_seed: public(bytes32)
 
-# Immutable: read from code, not storage, which makes the per-member loops cheap.
-MEMBERS: immutable(DynArray[address, MAX_MEMBERS])
+# The member list, in storage: as an immutable it would reserve 64 words of code and the contract
+# would pass EIP-170's code size limit; its length is immutable (loops read no storage for it).
+_members: DynArray[address, MAX_MEMBERS]
+N: immutable(uint256)
 # members[i] -> i + 1; 0 for non-members (one lookup gives membership and the status bit).
 _slot: HashMap[address, uint256]
 # Live status bitmap: bit i set iff members[i] is active.
@@ -265,6 +335,8 @@ _rounds: HashMap[uint256, RoundData]
 _slots: HashMap[uint256, HashMap[uint256, SlotData]]
 # ballot[r][voter]: 0 (not voted) or VOTED | approval bitmap; public so a restarted node can resume.
 ballot: public(HashMap[uint256, HashMap[address, uint256]])
+# sealed: commitment[r][voter], empty until it commits.
+commitment: public(HashMap[uint256, HashMap[address, bytes32]])
 _counters: HashMap[address, Counters]
 
 
@@ -281,6 +353,8 @@ def __init__(
     model_digest_: bytes32,
     proposers_: uint256,
     vote_on_average_: bool,
+    sealed_: bool,
+    reveal_window_: uint256,
 ):
     """
     @param members The fixed member list (2..64 distinct non-zero addresses); its order
@@ -290,11 +364,13 @@ def __init__(
     @param proposal_window_ Blocks after a round starts during which its proposers may propose.
     @param vote_window_ Blocks after voting opens during which the voters may vote.
     @param max_missed_ Duties missed in a row after which a member is suspended (>= 1).
-    @param seed_ Fixed seed of the proposer draw.
+    @param seed_ The deployer's part of the draw's seed (start() mixes in a block hash).
     @param initial_digest_ Digest of the weights every member starts from.
     @param model_digest_ Digest of the model specification (recorded only).
     @param proposers_ Slots (distinct proposers) per round, 1..len(members).
     @param vote_on_average_ Vote once on the average of the proposed slots instead of on each.
+    @param sealed_ Votes are committed, then revealed (vote() and submit_ballots() refused).
+    @param reveal_window_ Blocks the reveal phase lasts (sealed; ignored otherwise, but bounded).
     """
     n: uint256 = len(members)
     assert n >= 2, "need at least 2 members"
@@ -305,13 +381,15 @@ def __init__(
     assert max_missed_ >= 1, "max_missed must be >= 1"
     assert initial_digest_ != empty(bytes32), "empty initial digest"
     assert proposers_ >= 1 and proposers_ <= n, "proposers out of range"
+    assert reveal_window_ >= 1 and reveal_window_ <= MAX_WINDOW, "reveal window out of range"
     i: uint256 = 0
     for m: address in members:
         assert m != empty(address), "zero address member"
         assert self._slot[m] == 0, "duplicate member"
         i += 1
         self._slot[m] = i
-    MEMBERS = members
+    self._members = members
+    N = n
 
     threshold_num = threshold_num_
     threshold_den = threshold_den_
@@ -324,11 +402,12 @@ def __init__(
     deployed_block = block.number
     proposers = proposers_
     vote_on_average = vote_on_average_
+    sealed = sealed_
+    reveal_window = reveal_window_
 
     self._active = (1 << n) - 1
     self.accepted_digest = initial_digest_
     self.accepted_round = max_value(uint256)
-    self._start_round(0)
 
 
 # -- internals -------------------------------------------------------------------------------
@@ -338,12 +417,12 @@ def __init__(
 @view
 def _permutation(epoch: uint256) -> DynArray[uint256, MAX_MEMBERS]:
     """Forward Fisher-Yates over 0..n-1: step i swaps i with i + keccak256(seed, epoch, i) % (n - i)."""
-    n: uint256 = len(MEMBERS)
+    n: uint256 = N
     perm: DynArray[uint256, MAX_MEMBERS] = []
     for i: uint256 in range(n, bound=MAX_MEMBERS):
         perm.append(i)
     for i: uint256 in range(n - 1, bound=MAX_MEMBERS):
-        h: uint256 = convert(keccak256(concat(seed, convert(epoch, bytes32), convert(i, bytes32))), uint256)
+        h: uint256 = convert(keccak256(concat(self.draw_seed, convert(epoch, bytes32), convert(i, bytes32))), uint256)
         j: uint256 = i + h % (n - i)
         t: uint256 = perm[i]
         perm[i] = perm[j]
@@ -377,7 +456,7 @@ def _slot_count(active: uint256) -> uint256:
 @view
 def _draw(r: uint256, active: uint256) -> DynArray[uint256, MAX_MEMBERS]:
     """Indices of round r's proposers in slot order (see the header: positions r * k + j)."""
-    n: uint256 = len(MEMBERS)
+    n: uint256 = N
     slots: uint256 = self._slot_count(active)
     out: DynArray[uint256, MAX_MEMBERS] = []
     taken: uint256 = 0
@@ -453,13 +532,13 @@ def _combination(r: uint256, mask: uint256, slots: uint256) -> bytes32:
 
 @internal
 def _start_round(r: uint256):
-    """Fix round r's proposers and voters now, from the seed, the members, r and who is active."""
+    """Fix round r's proposers and voters now, from the draw seed, the members, r and who is active."""
     active: uint256 = self._active
     picks: DynArray[uint256, MAX_MEMBERS] = self._draw(r, active)
     who: DynArray[address, MAX_MEMBERS] = []
     j: uint256 = 0
     for idx: uint256 in picks:
-        p: address = MEMBERS[idx]
+        p: address = self._members[idx]
         self._slots[r][j].proposer = p
         who.append(p)
         j += 1
@@ -473,12 +552,18 @@ def _start_round(r: uint256):
 
 
 @internal
-def _miss(m: address, r: uint256, bit: uint256, active: uint256) -> uint256:
-    """Count a missed duty; suspend at max_missed in a row. Returns the updated bitmap."""
-    misses: uint256 = self._counters[m].misses + (1 << 128) + 1
+def _miss(m: address, r: uint256, bit: uint256, active: uint256, kind: uint256) -> uint256:
+    """Count a missed duty of its kind; suspend at max_missed in a row, saying which duty was
+    missed last. Returns the updated bitmap."""
+    misses: uint256 = self._counters[m].misses + (1 << (64 * kind)) + 1
     self._counters[m].misses = misses
     if misses & IN_A_ROW >= max_missed:
-        log Suspended(member=m, round=r)
+        reason: String[32] = "missed proposal"
+        if kind == MISSED_VOTE:
+            reason = "missed vote"
+        elif kind == MISSED_REVEAL:
+            reason = "committed but did not reveal"
+        log Suspended(member=m, round=r, reason=reason)
         return active & ~bit
     return active
 
@@ -505,6 +590,22 @@ def _vote_opened(r: uint256) -> uint256:
     start: uint256 = self._rounds[r].start_block
     if block.number > start + proposal_window:
         return start + proposal_window
+    return 0
+
+
+@internal
+@view
+def _reveal_opened(r: uint256) -> uint256:
+    """sealed: the block round r's reveal phase opened at: the last voter's commitment (or the
+    opening of voting, if the round has no voters) once every voter has committed, else the end of
+    the vote window once it has passed; 0 while commitments are still open."""
+    opened: uint256 = self._vote_opened(r)
+    if opened == 0:
+        return 0
+    if self._rounds[r].commits == self._popcount(self._voters(self._rounds[r].active, self._slots[r][0].proposer)):
+        return max(opened, self._rounds[r].commit_block)
+    if block.number > opened + vote_window:
+        return opened + vote_window
     return 0
 
 
@@ -612,16 +713,139 @@ def _domain_separator() -> bytes32:
 def _ballot_hash(b: SignedBallot) -> bytes32:
     """EIP-712 hashStruct(Ballot): an int256[] is hashed as keccak256 of its words concatenated
     (the ABI encoding of the array less its offset and length words; one score: its word)."""
-    scores_hash: bytes32 = empty(bytes32)
-    if len(b.scores_ppm) == 1:
-        scores_hash = keccak256(abi_encode(b.scores_ppm[0]))
-    else:
-        words: Bytes[2112] = abi_encode(b.scores_ppm)
-        scores_hash = keccak256(slice(words, 64, 32 * len(b.scores_ppm)))
+    scores_hash: bytes32 = self._scores_hash(b.scores_ppm)
     return keccak256(abi_encode(BALLOT_TYPEHASH, b.round, b.approvals, scores_hash))
 
 
+@internal
+@pure
+def _scores_hash(scores_ppm: DynArray[int256, MAX_MEMBERS]) -> bytes32:
+    """keccak256 of the scores' 32-byte words concatenated (as EIP-712 hashes an int256[])."""
+    if len(scores_ppm) == 1:
+        return keccak256(abi_encode(scores_ppm[0]))
+    words: Bytes[2112] = abi_encode(scores_ppm)
+    return keccak256(slice(words, 64, 32 * len(scores_ppm)))
+
+
+@internal
+@view
+def _commitment_of(r: uint256, voter: address, approvals: uint256, scores_ppm: DynArray[int256, MAX_MEMBERS],
+                   salt: bytes32) -> bytes32:
+    """What a sealed vote commits to: this contract on this chain (the domain separator), the round,
+    the voter, its approvals and scores, and a secret salt, so a commitment can be neither guessed nor
+    copied (another voter's, replayed, reveals nothing that matches) nor replayed in another round."""
+    return keccak256(abi_encode(self._domain_separator(), r, voter, approvals, self._scores_hash(scores_ppm), salt))
+
+
+@internal
+@view
+def _commit_problem(voter: address, bit: uint256, r: uint256, commitment: bytes32, active: uint256,
+                    voters: uint256, committed: uint256) -> String[32]:
+    """The checks of one voter's commitment once the round's own checks passed ("" if it counts)."""
+    if active & bit == 0:
+        return "suspended"
+    if voters & bit == 0:
+        return "proposer cannot vote"
+    if committed & bit != 0:
+        return "already committed"
+    if commitment == empty(bytes32):
+        return "empty commitment"
+    return ""
+
+
+@internal
+@view
+def _commit_round_problem(r: uint256) -> String[32]:
+    """Why round r takes no commitment now ("" if it does)."""
+    if not sealed:
+        return "votes are not sealed"
+    if r != self.round:
+        return "wrong round"
+    if self._rounds[r].state != PROPOSED:
+        return "no proposal"
+    opened: uint256 = self._vote_opened(r)
+    if opened == 0:
+        return "proposals still open"
+    if block.number > opened + vote_window:
+        return "vote window closed"
+    return ""
+
+
+@internal
+@view
+def _reveal_round_problem(r: uint256) -> String[32]:
+    """Why round r takes no reveal now ("" if it does)."""
+    if not sealed:
+        return "votes are not sealed"
+    if r != self.round:
+        return "wrong round"
+    if self._rounds[r].state != PROPOSED:
+        return "no proposal"
+    opened: uint256 = self._reveal_opened(r)
+    if opened == 0:
+        return "commitments still open"
+    if block.number > opened + reveal_window:
+        return "reveal window closed"
+    return ""
+
+
+@internal
+def _count_commit(voter: address, bit: uint256, r: uint256, commitment: bytes32):
+    """Record a commitment its checks passed; the caller adds bit to committed_mask and the count."""
+    self.commitment[r][voter] = commitment
+    log Committed(round=r, voter=voter, commitment=commitment)
+
+
+@internal
+def _add_commits(r: uint256, committed: uint256, counted: uint256):
+    """Write the round's committed bits and count once; the block the last voter's came in."""
+    self._rounds[r].committed_mask = committed
+    commits: uint256 = self._rounds[r].commits + counted
+    self._rounds[r].commits = commits
+    if commits == self._popcount(self._voters(self._rounds[r].active, self._slots[r][0].proposer)):
+        self._rounds[r].commit_block = block.number
+
+
+@internal
+@view
+def _reveal_problem(rv: Reveal, r: uint256, active: uint256, voters: uint256, voted: uint256) -> String[32]:
+    """The checks of one reveal once the round's own passed: its commitment, then the vote's own."""
+    s: uint256 = self._slot[rv.voter]
+    if s == 0:
+        return "not a member"
+    c: bytes32 = self.commitment[r][rv.voter]
+    if c == empty(bytes32):
+        return "no commitment"
+    if voted & (1 << (s - 1)) != 0:
+        return "already voted"
+    if c != self._commitment_of(r, rv.voter, rv.approvals, rv.scores_ppm, rv.salt):
+        return "does not match the commitment"
+    return self._ballot_problem(rv.voter, 1 << (s - 1), r, rv.approvals, rv.scores_ppm, active, voters, voted, False)
+
+
 # -- transactions ----------------------------------------------------------------------------
+
+
+@external
+def start():
+    """
+    @notice Anyone fixes the draw's seed and starts round 0, from the block after deployment on.
+    @dev draw_seed = keccak256(seed, blockhash(deployed_block)): the hash of the block that holds
+         the deployment, which nobody knew when the deployment was signed (its producer could choose
+         among blocks; docs/contract.md says who can influence what). Past 256 blocks that hash is
+         gone and the previous block's is used instead.
+    """
+    assert self.draw_seed == empty(bytes32), "already started"
+    assert block.number > deployed_block, "start from the block after deployment"
+    seed_block: uint256 = deployed_block
+    if block.number - deployed_block > 256:
+        seed_block = block.number - 1
+    ds: bytes32 = keccak256(concat(seed, blockhash(seed_block)))
+    if ds == empty(bytes32):  # never in practice; empty means "not started"
+        ds = keccak256(ds)
+    self.draw_seed = ds
+    log Started(draw_seed=ds, seed_block=seed_block)
+    self._start_round(0)
 
 
 @external
@@ -660,7 +884,100 @@ def vote(r: uint256, approvals: uint256, scores_ppm: DynArray[int256, MAX_MEMBER
          within vote_window blocks of voting opening (every slot proposed, or the proposal
          window over with at least one).
     """
+    assert not sealed, "votes are sealed"
     self._record_vote(msg.sender, r, approvals, scores_ppm)
+
+
+@external
+def commit_vote(r: uint256, commitment: bytes32):
+    """
+    @notice sealed: a voter of round r commits to its vote (see _commitment_of), within the vote
+            window; it reveals it with submit_reveals once the reveal phase opens.
+    """
+    s: uint256 = self._slot[msg.sender]
+    assert s != 0, "not a member"
+    problem: String[32] = self._commit_round_problem(r)
+    assert len(problem) == 0, problem
+    active: uint256 = self._rounds[r].active
+    committed: uint256 = self._rounds[r].committed_mask
+    bit: uint256 = 1 << (s - 1)
+    problem = self._commit_problem(msg.sender, bit, r, commitment, active,
+                                   self._voters(active, self._slots[r][0].proposer), committed)
+    assert len(problem) == 0, problem
+    self._count_commit(msg.sender, bit, r, commitment)
+    self._add_commits(r, committed | bit, 1)
+
+
+@external
+def submit_commits(r: uint256, commits: DynArray[SignedCommit, MAX_MEMBERS]) -> uint256:
+    """
+    @notice sealed, signed ballots: any member submits other members' EIP-712 signed commitments
+            for round r in one transaction; each counts as its signer's commit_vote. Returns how
+            many were counted; a bad one (no member's signature, another round, not a voter,
+            committed already, empty) is skipped with BallotSkipped.
+    """
+    assert self._slot[msg.sender] != 0, "not a member"
+    problem: String[32] = self._commit_round_problem(r)
+    assert len(problem) == 0, problem
+    domain: bytes32 = self._domain_separator()
+    active: uint256 = self._rounds[r].active
+    voters: uint256 = self._voters(active, self._slots[r][0].proposer)
+    committed: uint256 = self._rounds[r].committed_mask
+    counted: uint256 = 0
+    i: uint256 = 0
+    for c: SignedCommit in commits:
+        digest: bytes32 = keccak256(concat(x"1901", domain, keccak256(abi_encode(COMMIT_TYPEHASH, c.round, c.commitment))))
+        signer: address = ecrecover(digest, c.v, c.r, c.s)
+        s: uint256 = self._slot[signer]
+        reason: String[32] = ""
+        if s == 0:
+            reason = "not a member's signature"
+        elif c.round != r:
+            reason = "wrong round"
+        else:
+            reason = self._commit_problem(signer, 1 << (s - 1), r, c.commitment, active, voters, committed)
+        if len(reason) == 0:
+            self._count_commit(signer, 1 << (s - 1), r, c.commitment)
+            committed |= 1 << (s - 1)
+            counted += 1
+        else:
+            log BallotSkipped(round=r, signer=signer, index=i, reason=reason)
+        i += 1
+    if counted != 0:
+        self._add_commits(r, committed, counted)
+    return counted
+
+
+@external
+def submit_reveals(r: uint256, reveals: DynArray[Reveal, MAX_MEMBERS]) -> uint256:
+    """
+    @notice sealed: a voter reveals its vote, or any member submits other members' reveals, for
+            round r in one transaction, within reveal_window blocks of the reveal phase opening. No
+            signatures: each is checked against its voter's commitment, and counted exactly as vote()
+            counts a vote (Voted). Returns how many were counted; a bad one (no or another commitment,
+            revealed already, or failing vote()'s checks) is skipped with BallotSkipped (signer: the
+            voter it names).
+    """
+    assert self._slot[msg.sender] != 0, "not a member"
+    problem: String[32] = self._reveal_round_problem(r)
+    assert len(problem) == 0, problem
+    active: uint256 = self._rounds[r].active
+    voters: uint256 = self._voters(active, self._slots[r][0].proposer)
+    voted: uint256 = self._rounds[r].voted_mask
+    counted: uint256 = 0
+    i: uint256 = 0
+    for rv: Reveal in reveals:
+        reason: String[32] = self._reveal_problem(rv, r, active, voters, voted)
+        if len(reason) == 0:
+            voted |= self._count_vote(rv.voter, 1 << (self._slot[rv.voter] - 1), r, rv.approvals, rv.scores_ppm)
+            counted += 1
+        else:
+            log BallotSkipped(round=r, signer=rv.voter, index=i, reason=reason)
+        i += 1
+    if counted != 0:
+        self._rounds[r].voted_mask = voted
+        self._rounds[r].votes += counted
+    return counted
 
 
 @external
@@ -676,6 +993,7 @@ def submit_ballots(r: uint256, ballots: DynArray[SignedBallot, MAX_MEMBERS]) -> 
          or of the signer's own slot) is skipped with BallotSkipped and never counted; the
          others still are.
     """
+    assert not sealed, "votes are sealed"
     assert self._slot[msg.sender] != 0, "not a member"
     assert r == self.round, "wrong round"
     assert self._rounds[r].state == PROPOSED, "no proposal"
@@ -722,6 +1040,7 @@ def finalize(r: uint256):
          (or the average) is accepted iff its approvals >= required; proposers who did not
          propose and voters who did not vote missed a duty (one miss per member per round).
     """
+    assert self.draw_seed != empty(bytes32), "not started"
     assert r == self.round, "wrong round"
     round_active: uint256 = self._rounds[r].active
     slots: uint256 = self._rounds[r].slots
@@ -741,9 +1060,9 @@ def finalize(r: uint256):
         assert block.number > self._rounds[r].start_block + proposal_window, "too early to finalize"
         self._rounds[r].state = VOID
         log RoundVoided(round=r, proposer=first)
-        for i: uint256 in range(len(MEMBERS), bound=MAX_MEMBERS):
+        for i: uint256 in range(N, bound=MAX_MEMBERS):
             if silent & (1 << i) != 0:
-                active = self._miss(MEMBERS[i], r, 1 << i, active)
+                active = self._miss(self._members[i], r, 1 << i, active, MISSED_PROPOSAL)
         if active != before:
             self._active = active
         self._start_round(r + 1)
@@ -751,8 +1070,15 @@ def finalize(r: uint256):
 
     voters: uint256 = self._voters(round_active, first)
     votes: uint256 = self._rounds[r].votes
-    opened: uint256 = self._vote_opened(r)
-    assert votes == self._popcount(voters) or (opened != 0 and block.number > opened + vote_window), "too early to finalize"
+    if sealed:
+        # every committed vote revealed (every voter's, or the vote window over), or the reveal window over
+        revealed: uint256 = self._reveal_opened(r)
+        assert revealed != 0 and (votes == self._rounds[r].commits or block.number > revealed + reveal_window), \
+            "too early to finalize"
+    else:
+        opened: uint256 = self._vote_opened(r)
+        assert votes == self._popcount(voters) or (opened != 0 and block.number > opened + vote_window), \
+            "too early to finalize"
 
     required: uint256 = self._required_of(round_active)
     average: bool = vote_on_average and slots > 1
@@ -804,19 +1130,25 @@ def finalize(r: uint256):
     approved: uint256 = voted >> 128
     voted &= _M128  # the low half: who voted
     missed: uint256 = silent | (voters & ~voted)
+    unrevealed: uint256 = self._rounds[r].committed_mask & ~voted  # sealed: committed, never revealed
     one_verdict: bool = average or slots == 1
     holders: uint256 = 0
     if not one_verdict:
         for j: uint256 in range(slots, bound=MAX_MEMBERS):
             holders |= 1 << (self._slot[self._slots[r][j].proposer] - 1)
-    for i: uint256 in range(len(MEMBERS), bound=MAX_MEMBERS):
+    for i: uint256 in range(N, bound=MAX_MEMBERS):
         bit: uint256 = 1 << i
         if round_active & bit == 0:
             continue
         if missed & bit != 0:
-            active = self._miss(MEMBERS[i], r, bit, active)
+            kind: uint256 = MISSED_VOTE
+            if silent & bit != 0:
+                kind = MISSED_PROPOSAL
+            elif unrevealed & bit != 0:
+                kind = MISSED_REVEAL
+            active = self._miss(self._members[i], r, bit, active, kind)
         elif voted & bit != 0:
-            m: address = MEMBERS[i]
+            m: address = self._members[i]
             if one_verdict:
                 if (approved & bit != 0) == (accepted != 0):
                     self._counters[m].votes_with_majority += 1
@@ -855,34 +1187,26 @@ def rejoin():
 @view
 @external
 def domain_separator() -> bytes32:
-    """The EIP-712 domain separator ballots are signed under (name "cohep Coordinator", version "3")."""
+    """The EIP-712 domain separator ballots are signed under (name "cohep Coordinator", version "4")."""
     return self._domain_separator()
 
 
 @view
 @external
 def members() -> DynArray[address, MAX_MEMBERS]:
-    return MEMBERS
+    return self._members
 
 
 @view
 @external
 def member_count() -> uint256:
-    return len(MEMBERS)
+    return N
 
 
 @view
 @external
 def is_member(a: address) -> bool:
     return self._slot[a] != 0
-
-
-@view
-@external
-def proposer(r: uint256) -> address:
-    """Slot 0's proposer of a started round; later rounds also depend on future suspensions (see draw)."""
-    assert r <= self.round, "round not started"
-    return self._slots[r][0].proposer
 
 
 @view
@@ -894,16 +1218,6 @@ def proposers_of(r: uint256) -> DynArray[address, MAX_MEMBERS]:
     for j: uint256 in range(self._rounds[r].slots, bound=MAX_MEMBERS):
         out.append(self._slots[r][j].proposer)
     return out
-
-
-@view
-@external
-def draw(r: uint256) -> address:
-    """
-    @notice The member the draw names for round r's slot 0 given who is active now: round r's
-            proposer if nobody is suspended or rejoins before it starts.
-    """
-    return MEMBERS[self._draw(r, self._active)[0]]
 
 
 @view
@@ -926,17 +1240,6 @@ def required_for(eligible: uint256) -> uint256:
     """Approvals a round with `eligible` voters requires: max(1, ceil(num * eligible / den))."""
     assert eligible < MAX_MEMBERS, "eligible out of range"
     return self._required(eligible)
-
-
-@view
-@external
-def is_eligible(r: uint256, m: address) -> bool:
-    """True iff m may vote in round r (active when it started, not the proposer of a one-slot round)."""
-    assert r <= self.round, "round not started"
-    s: uint256 = self._slot[m]
-    if s == 0:
-        return False
-    return self._voters(self._rounds[r].active, self._slots[r][0].proposer) & (1 << (s - 1)) != 0
 
 
 @view
@@ -966,6 +1269,8 @@ def round_info(r: uint256) -> RoundInfo:
         slots=d.slots,
         proposed_slots=d.proposed_mask,
         accepted_slots=d.accepted_mask,
+        commits=d.commits,
+        reveal_block=self._reveal_opened(r) if sealed else 0,
     )
 
 
@@ -991,12 +1296,18 @@ def member_stats(m: address) -> MemberStats:
     s: uint256 = self._slot[m]
     assert s != 0, "not a member"
     c: Counters = self._counters[m]
+    proposals: uint256 = (c.misses >> 64) & FIELD
+    votes: uint256 = (c.misses >> 128) & FIELD
+    reveals: uint256 = c.misses >> 192
     return MemberStats(
         proposed=c.proposed,
         accepted=c.accepted,
         votes_cast=c.votes_cast,
         votes_with_majority=c.votes_with_majority,
-        missed=c.misses >> 128,
+        missed=proposals + votes + reveals,
         missed_in_a_row=c.misses & IN_A_ROW,
         suspended=self._active & (1 << (s - 1)) == 0,
+        missed_proposals=proposals,
+        missed_votes=votes,
+        missed_reveals=reveals,
     )

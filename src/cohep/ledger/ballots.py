@@ -3,7 +3,7 @@
 With ``[chain] ballots = "signed"`` a voter does not send ``vote()`` itself: it signs
 ``Ballot(uint256 round, uint256 approvals, int256[] scores_ppm)`` (what ``vote()`` carries: the
 approval bitmap over the round's slots and one score per slot, or the average's) under the
-contract's EIP-712 domain (name ``cohep Coordinator``, version ``3``, the chain id, the contract's
+contract's EIP-712 domain (name ``cohep Coordinator``, version ``4``, the chain id, the contract's
 address), hands it on (in
 process, or as a small JSON file in its store) and any member submits the batch with
 ``Coordinator.submit_ballots``. The contract recovers each signer with ``ecrecover`` and counts the
@@ -14,6 +14,13 @@ A ballot read from another member is untrusted: :func:`from_json` checks its sha
 :meth:`SignedBallot.signer` recovers who signed it, so a forged, malformed or misplaced ballot is
 dropped (or, if submitted, skipped by the contract with ``BallotSkipped``), never counted.
 
+Sealed votes (the contract's ``sealed``, the default): what a voter first hands on is not its ballot
+but a signed :class:`SignedCommit` of its :func:`commitment` (keccak256 of the domain separator, round,
+voter, approvals, the scores' hash and a secret salt), submitted with ``submit_commits``; once the
+reveal phase opens it hands on a :class:`Reveal` (approvals, scores, salt: no signature, the
+commitment binds it), submitted with ``submit_reveals``. A reveal read before every commitment is in
+would show the vote, so a voter writes it only once the chain's reveal phase has opened.
+
 The digest is computed here directly (the fixed type hashes once, the domain separator once per
 domain, then two keccaks a ballot) and signed and recovered with libsecp256k1 (coincurve): eth_account's
 generic typed-data encoder took about 0.5 ms a ballot. :func:`typed_data` still gives the full
@@ -23,6 +30,7 @@ give the same digest for random ballots.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -35,7 +43,7 @@ from web3 import Web3
 from cohep.core.errors import IntegrityError
 
 EIP712_NAME = "cohep Coordinator"
-EIP712_VERSION = "3"
+EIP712_VERSION = "4"
 #: approvals: bit j approves slot j (combine "average": bit 0 approves the average); scores_ppm: one
 #: per slot (the voter's own slot: 0), or one for the average
 BALLOT_TYPE = [
@@ -50,12 +58,15 @@ DOMAIN_TYPE = [
     {"name": "verifyingContract", "type": "address"},
 ]
 TYPE_STRING = "Ballot(uint256 round,uint256 approvals,int256[] scores_ppm)"
+COMMIT_TYPE_STRING = "Commit(uint256 round,bytes32 commitment)"
+COMMIT_TYPE = [{"name": "round", "type": "uint256"}, {"name": "commitment", "type": "bytes32"}]
 #: the contract's MAX_MEMBERS: at most one score per slot
 MAX_SCORES = 64
 #: a ballot file is a few hundred bytes (64 scores: about 1.5 KB); anything much larger is not one
 MAX_JSON_BYTES = 8192
 DOMAIN_TYPE_STRING = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 _BALLOT_TYPEHASH = keccak(text=TYPE_STRING)
+_COMMIT_TYPEHASH = keccak(text=COMMIT_TYPE_STRING)
 #: secp256k1's group order: r and s must lie in [1, N) (what the ecrecover precompile accepts)
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -84,10 +95,35 @@ def digest(domain: Domain, r: int, approvals: int, scores_ppm: int | Sequence[in
     """The EIP-712 digest a ballot's signature signs: keccak256(0x1901 ‖ domain separator ‖
     hashStruct(Ballot)), with the int256[] hashed as keccak256 of its 32-byte words. Raises
     OverflowError for a round, bitmap or score its type cannot hold."""
-    words = b"".join(x.to_bytes(32, "big", signed=True) for x in scores(scores_ppm))
     struct = keccak(_BALLOT_TYPEHASH + int(r).to_bytes(32, "big") + int(approvals).to_bytes(32, "big")
-                    + keccak(words))
+                    + _scores_hash(scores_ppm))
     return keccak(b"\x19\x01" + domain_separator(domain) + struct)
+
+
+def _scores_hash(scores_ppm: int | Sequence[int]) -> bytes:
+    return keccak(b"".join(x.to_bytes(32, "big", signed=True) for x in scores(scores_ppm)))
+
+
+def commitment(domain: Domain, r: int, voter: str, approvals: int, scores_ppm: int | Sequence[int],
+               salt: bytes) -> bytes:
+    """A sealed vote's commitment, as the contract computes it: keccak256 of the 32-byte words domain
+    separator, round, voter, approvals, keccak256(scores' words), salt."""
+    if len(salt) != 32:
+        raise ValueError(f"a salt is 32 bytes, got {len(salt)}")
+    addr = Web3.to_bytes(hexstr=Web3.to_checksum_address(voter)).rjust(32, b"\0")
+    return keccak(domain_separator(domain) + int(r).to_bytes(32, "big") + addr + int(approvals).to_bytes(32, "big")
+                  + _scores_hash(scores_ppm) + bytes(salt))
+
+
+def new_salt() -> bytes:
+    """32 secret random bytes: without them a commitment could be matched by trying every vote."""
+    return secrets.token_bytes(32)
+
+
+def commit_digest(domain: Domain, r: int, commitment_: bytes) -> bytes:
+    """The EIP-712 digest a signed commitment's signature signs (Commit(round, commitment))."""
+    return keccak(b"\x19\x01" + domain_separator(domain)
+                  + keccak(_COMMIT_TYPEHASH + int(r).to_bytes(32, "big") + bytes(commitment_)))
 
 
 def recover(message_hash: bytes, v: int, r: bytes, s: bytes) -> str | None:
@@ -164,14 +200,90 @@ class SignedBallot:
                            "s": "0x" + self.s.hex()}, sort_keys=True)
 
 
+@dataclass(frozen=True)
+class SignedCommit:
+    """One voter's sealed vote (its commitment) in one round, signed; ``voter``: who claims to have signed."""
+
+    voter: str
+    round: int
+    commitment: bytes
+    v: int
+    r: bytes
+    s: bytes
+
+    def signer(self, domain: Domain) -> str | None:
+        try:
+            return recover(commit_digest(domain, self.round, self.commitment), self.v, self.r, self.s)
+        except Exception:  # noqa: BLE001 - a field out of its type's range: not valid
+            return None
+
+    def as_tuple(self) -> tuple:
+        """The contract's SignedCommit struct."""
+        return (self.round, self.commitment, self.v, self.r, self.s)
+
+    def to_json(self) -> str:
+        return json.dumps({"voter": self.voter, "round": self.round, "commitment": "0x" + self.commitment.hex(),
+                           "v": self.v, "r": "0x" + self.r.hex(), "s": "0x" + self.s.hex()}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Reveal:
+    """A sealed vote opened: what the voter committed to, and the salt. Needs no signature: the
+    contract counts it only if it hashes to the voter's commitment."""
+
+    voter: str
+    round: int
+    approvals: int
+    scores_ppm: tuple[int, ...]
+    salt: bytes
+
+    def commitment(self, domain: Domain) -> bytes:
+        return commitment(domain, self.round, self.voter, self.approvals, self.scores_ppm, self.salt)
+
+    def as_tuple(self) -> tuple:
+        """The contract's Reveal struct."""
+        return (Web3.to_checksum_address(self.voter), self.approvals, list(self.scores_ppm), self.salt)
+
+    def to_json(self) -> str:
+        return json.dumps({"voter": self.voter, "round": self.round, "approvals": self.approvals,
+                           "scores_ppm": list(self.scores_ppm), "salt": "0x" + self.salt.hex()}, sort_keys=True)
+
+
+def sign_commit(private_key: Any, domain: Domain, r: int, commitment_: bytes) -> SignedCommit:
+    """Sign a commitment with a local key (as :func:`sign` signs a ballot)."""
+    secret = coincurve.PrivateKey(_key_bytes(private_key))
+    sig = secret.sign_recoverable(commit_digest(domain, r, commitment_), hasher=None)
+    return SignedCommit(_address(secret.public_key), int(r), bytes(commitment_), sig[64] + 27, sig[:32], sig[32:64])
+
+
+def commit_typed_data(domain: Domain, r: int, commitment_: bytes) -> dict[str, Any]:
+    """The full EIP-712 Commit message (for ``eth_signTypedData_v4``)."""
+    return {"types": {"EIP712Domain": DOMAIN_TYPE, "Commit": COMMIT_TYPE}, "primaryType": "Commit",
+            "domain": domain.as_dict(), "message": {"round": int(r), "commitment": "0x" + bytes(commitment_).hex()}}
+
+
+def commit_from_signature(voter: str, r: int, commitment_: bytes, signature: bytes) -> SignedCommit:
+    """A signed commitment from a 65-byte r ‖ s ‖ v signature."""
+    if len(signature) != 65:
+        raise IntegrityError(f"a commitment signature is 65 bytes, got {len(signature)}")
+    v = signature[64]
+    v = v + 27 if v < 27 else v
+    return SignedCommit(Web3.to_checksum_address(voter), int(r), bytes(commitment_), v, bytes(signature[:32]),
+                        bytes(signature[32:64]))
+
+
+def _key_bytes(private_key: Any) -> bytes:
+    key = private_key.to_bytes() if hasattr(private_key, "to_bytes") else private_key
+    if isinstance(key, str):
+        key = bytes.fromhex(key.removeprefix("0x"))
+    return bytes(key)
+
+
 def sign(private_key: Any, domain: Domain, r: int, approvals: int,
          scores_ppm: int | Sequence[int]) -> SignedBallot:
     """Sign a ballot with a local key (hex string, bytes or eth_keys PrivateKey). approvals: the
     bitmap (a bool approves slot 0 / the average); scores_ppm: one score or one per slot."""
-    key = private_key.to_bytes() if hasattr(private_key, "to_bytes") else private_key
-    if isinstance(key, str):
-        key = bytes.fromhex(key.removeprefix("0x"))
-    secret = coincurve.PrivateKey(bytes(key))
+    secret = coincurve.PrivateKey(_key_bytes(private_key))
     sc = scores(scores_ppm)
     # RFC 6979 nonce and low s, as eth_account's signatures (the tests compare them byte for byte)
     sig = secret.sign_recoverable(digest(domain, r, int(approvals), sc), hasher=None)
@@ -214,8 +326,7 @@ def _scores(raw: dict) -> tuple[int, ...]:
     return tuple(_int({"scores_ppm": x}, "scores_ppm", -(2**255), 2**255 - 1) for x in value)
 
 
-def from_json(text: str | bytes) -> SignedBallot:
-    """Parse a ballot written by another member; anything malformed raises IntegrityError."""
+def _object(text: str | bytes) -> dict:
     if len(text) > MAX_JSON_BYTES:
         raise IntegrityError(f"ballot file is {len(text)} bytes, over {MAX_JSON_BYTES}")
     try:
@@ -227,8 +338,29 @@ def from_json(text: str | bytes) -> SignedBallot:
     voter = raw.get("voter")
     if not isinstance(voter, str) or not Web3.is_address(voter):
         raise IntegrityError(f"ballot voter is not an address: {str(voter)[:60]!r}")
+    raw["voter"] = Web3.to_checksum_address(voter)
+    return raw
+
+
+def commit_from_json(text: str | bytes) -> SignedCommit:
+    """Parse a signed commitment written by another member; anything malformed raises IntegrityError."""
+    raw = _object(text)
+    return SignedCommit(voter=raw["voter"], round=_int(raw, "round", 0, 2**256 - 1), commitment=_word(raw, "commitment"),
+                        v=_int(raw, "v", 0, 255), r=_word(raw, "r"), s=_word(raw, "s"))
+
+
+def reveal_from_json(text: str | bytes) -> Reveal:
+    """Parse a reveal written by another member; anything malformed raises IntegrityError."""
+    raw = _object(text)
+    return Reveal(voter=raw["voter"], round=_int(raw, "round", 0, 2**256 - 1),
+                  approvals=_int(raw, "approvals", 0, 2**256 - 1), scores_ppm=_scores(raw), salt=_word(raw, "salt"))
+
+
+def from_json(text: str | bytes) -> SignedBallot:
+    """Parse a ballot written by another member; anything malformed raises IntegrityError."""
+    raw = _object(text)
     return SignedBallot(
-        voter=Web3.to_checksum_address(voter),
+        voter=raw["voter"],
         round=_int(raw, "round", 0, 2**256 - 1),
         approvals=_int(raw, "approvals", 0, 2**256 - 1),
         scores_ppm=_scores(raw),

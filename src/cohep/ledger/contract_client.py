@@ -182,7 +182,9 @@ def send(w3: Web3, what: str, fn: Any, sender: str, fixed_gas: int | None = None
             if fixed_gas is None:
                 tx_hash = fn.transact({"from": sender})  # gas estimation surfaces reverts here
             else:
-                tx_hash = fn.transact({"from": sender, "gas": fixed_gas, **EMBEDDED_FEES})
+                # a node fills in its own fees; the embedded chain's are fixed
+                fees = EMBEDDED_FEES if tester is not None else {}
+                tx_hash = fn.transact({"from": sender, "gas": fixed_gas, **fees})
             receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
     except _REVERTS as exc:
         raise _chain_error(what, _reason(exc)) from None

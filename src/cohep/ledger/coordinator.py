@@ -1,4 +1,4 @@
-"""Python client of the Coordinator contract (v3; docs/contract.md has the rules).
+"""Python client of the Coordinator contract (v4; docs/contract.md has the rules).
 
 The client only relays: every outcome (who proposes, who may vote, how many approvals are needed,
 whether weights are accepted, who is suspended) is read back from the contract's state or events,
@@ -53,11 +53,13 @@ _VOTED = 1 << 255  # the contract's ballot flag: ballot = _VOTED | approval bitm
 # submit_ballots with 63 ballots needs about 4.0M (every voter's first vote; 2.9M later; checked in tests); the block
 # limit is 30M.
 EMBEDDED_BATCH_GAS = 12_000_000
+# start(): round 0's draw and slots, with 64 members and 64 slots about 1.83M (checked in tests)
+START_GAS = 3_000_000
 
 
 def constructor_args(members: list[str], threshold: Fraction, proposal_window: int, vote_window: int, seed: bytes,
                      initial_digest: bytes, model_digest: bytes, max_missed: int, proposers: int,
-                     combine: str) -> tuple:
+                     combine: str, sealed: bool = True, reveal_window: int | None = None) -> tuple:
     """The Coordinator's constructor arguments, or one line naming the first that cannot be encoded
     (the contract checks every bound itself and reverts with the reason)."""
     if len(members) > MAX_MEMBERS:
@@ -70,8 +72,10 @@ def constructor_args(members: list[str], threshold: Fraction, proposal_window: i
         raise ChainError(f"threshold must be >= 0, got {threshold}")
     if combine not in ("each", "average"):
         raise ChainError(f"combine must be each or average, got {combine!r}")
+    if reveal_window is None:
+        reveal_window = vote_window
     ints = {"proposal_window": proposal_window, "vote_window": vote_window, "max_missed": max_missed,
-            "proposers": proposers}
+            "proposers": proposers, "reveal_window": reveal_window}
     for name, value in ints.items():
         if int(value) < 0:  # the ABI cannot encode it; the contract names the valid range
             raise ChainError(f"{name} must be >= 0, got {value}")
@@ -87,6 +91,8 @@ def constructor_args(members: list[str], threshold: Fraction, proposal_window: i
         b32(model_digest, "model_digest"),
         int(proposers),
         combine == "average",
+        bool(sealed),
+        int(reveal_window),
     )
 
 
@@ -110,16 +116,20 @@ class Coordinator(ContractClient):
     @classmethod
     def deploy(cls, chain: Chain, members: list[str], *, threshold: Fraction = Fraction(1, 2), proposal_window: int = 50,
                vote_window: int = 50, seed: bytes, initial_digest: bytes, model_digest: bytes, max_missed: int = 3,
-               proposers: int = 1, combine: str = "each", sender: str | None = None) -> Coordinator:
+               proposers: int = 1, combine: str = "each", sealed: bool = True, reveal_window: int | None = None,
+               sender: str | None = None, start: bool = True) -> Coordinator:
         """Deploy with an exact threshold (a Fraction: protocol.threshold_fraction turns a float
         share into one); the contract checks every bound and reverts with the reason.
 
         proposers: slots per round (distinct proposers); combine: "each" (vote on each slot) or
-        "average" (vote once on the average of the proposed slots)."""
+        "average" (vote once on the average of the proposed slots); sealed: votes are committed, then
+        revealed within reveal_window blocks (default: the vote window); False keeps plain vote().
+        start: call start() at once (the next transaction, so in a later block), which fixes the
+        draw's seed from the deployment block's hash and starts round 0."""
         art = load_artifact()
         factory = chain.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
         args = constructor_args(members, threshold, proposal_window, vote_window, seed, initial_digest, model_digest,
-                                max_missed, proposers, combine)
+                                max_missed, proposers, combine, sealed, reveal_window)
         sender = Web3.to_checksum_address(sender or chain.accounts[0])
         t0 = time.perf_counter()
         try:
@@ -129,6 +139,9 @@ class Coordinator(ContractClient):
         coord = cls(chain, receipt["contractAddress"], art)
         coord.seconds += elapsed
         coord.gas_used += int(receipt["gasUsed"])
+        if start:  # part of the deployment: its gas is counted, not as one of the client's transactions
+            coord.start(sender)
+            coord.transactions, coord.calldata_bytes = 0, 0
         return coord
 
     @classmethod
@@ -150,9 +163,17 @@ class Coordinator(ContractClient):
     # -- views -----------------------------------------------------------------------
 
     def settings(self) -> Settings:
+        """The deployment's settings (cached once start() has fixed the draw seed: nothing changes after)."""
         if self._settings is None:
-            self._settings = settings_from(self._call)
+            settings = settings_from(self._call)
+            if settings.draw_seed == bytes(32):
+                return settings
+            self._settings = settings
         return self._settings
+
+    def draw_seed(self) -> bytes:
+        """The seed the proposer draw uses (empty until start())."""
+        return bytes(self._call("draw_seed"))
 
     def members(self) -> list[str]:
         return list(self.settings().members)
@@ -166,7 +187,7 @@ class Coordinator(ContractClient):
 
     def proposer(self, r: int) -> str:
         """Slot 0's proposer of a started round (the contract reverts for later rounds)."""
-        return Web3.to_checksum_address(self._call("proposer", r))
+        return self.proposers_of(r)[0]
 
     def proposers_of(self, r: int) -> list[str]:
         """Every slot's proposer of a started round, in slot order."""
@@ -178,7 +199,7 @@ class Coordinator(ContractClient):
 
     def draw(self, r: int) -> str:
         """Whom the draw names for round r given who is active now (any r, started or not)."""
-        return Web3.to_checksum_address(self._call("draw", int(r)))
+        return self.members()[self.draw_slots(r)[0]]
 
     def permutation(self, epoch: int) -> list[int]:
         """Member indices in proposing order for the n rounds of an epoch."""
@@ -186,7 +207,7 @@ class Coordinator(ContractClient):
 
     def is_eligible(self, r: int, member: str) -> bool:
         """True iff member may vote in round r (active when it started, not its proposer)."""
-        return bool(self._call("is_eligible", int(r), Web3.to_checksum_address(member)))
+        return Web3.to_checksum_address(member) in self.round_state(int(r)).voters
 
     def accepted_digest(self) -> bytes:
         return bytes(self._call("accepted_digest"))
@@ -216,10 +237,16 @@ class Coordinator(ContractClient):
         b = int(self._call("ballot", r, Web3.to_checksum_address(member)))
         return None if b == 0 else b & ~_VOTED
 
+    def commitment(self, r: int, member: str) -> bytes | None:
+        """A member's sealed-vote commitment in round r, None if it has not committed."""
+        c = bytes(self._call("commitment", int(r), Web3.to_checksum_address(member)))
+        return None if c == bytes(32) else c
+
     def member_stats(self, member: str) -> MemberStats:
-        (proposed, accepted, cast, majority, missed, in_a_row,
-         suspended) = self._call("member_stats", Web3.to_checksum_address(member))
-        return MemberStats(proposed, accepted, cast, majority, missed, in_a_row, bool(suspended))
+        (proposed, accepted, cast, majority, missed, in_a_row, suspended, missed_proposals, missed_votes,
+         missed_reveals) = self._call("member_stats", Web3.to_checksum_address(member))
+        return MemberStats(proposed, accepted, cast, majority, missed, in_a_row, bool(suspended), missed_proposals,
+                           missed_votes, missed_reveals)
 
     # -- transactions ------------------------------------------------------------------
 
@@ -252,6 +279,56 @@ class Coordinator(ContractClient):
             raise ChainError(f"at most {MAX_MEMBERS} scores, got {len(scores_ppm)}")
         return self._transact("vote", sender, int(r), int(approvals), [int(x) for x in scores_ppm])
 
+    def start(self, sender: str) -> Receipt:
+        """Fix the draw's seed and start round 0 (anyone, once, from the block after deployment)."""
+        # A fixed gas limit: a node estimates gas against its latest block, which right after the
+        # deployment is the deployment's own block, where start() must refuse.
+        receipt = self._transact("start", sender, gas=START_GAS)
+        self._settings = None
+        return receipt
+
+    def commit_vote(self, sender: str, r: int, commitment: bytes) -> Receipt:
+        """Sealed: commit to a vote (ballots.commitment of approvals, scores and a secret salt)."""
+        return self._transact("commit_vote", sender, int(r), b32(commitment, "commitment"))
+
+    def reveal_vote(self, sender: str, r: int, approvals: int, scores_ppm: list[int], salt: bytes) -> BallotBatch:
+        """Sealed: reveal the vote ``sender`` committed to (submit_reveals with its one reveal); a
+        reveal the contract skips is ChainError with its reason."""
+        from cohep.ledger.ballots import Reveal
+
+        batch = self.submit_reveals(sender, r, [Reveal(Web3.to_checksum_address(sender), int(r), int(approvals),
+                                                       tuple(int(x) for x in scores_ppm), b32(salt, "salt"))])
+        if batch.skipped:
+            raise ChainError(f"reveal(round {r}) rejected by the contract: {batch.skipped[0][2]}")
+        return batch
+
+    def sign_commit(self, voter: str, r: int, commitment: bytes):
+        """``voter``'s signed commitment for round r (what submit_commits takes)."""
+        t0 = time.perf_counter()
+        try:
+            return self.chain.sign_commit(voter, self.address, int(r), b32(commitment, "commitment"))
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def submit_commits(self, sender: str, r: int, commits: list) -> BallotBatch:
+        """Sealed: submit signed commitments (ledger.ballots.SignedCommit) for round r in one
+        transaction; each valid one counts as its signer's commit_vote, any other is skipped."""
+        return self._batch("submit_commits", sender, r, commits)
+
+    def submit_reveals(self, sender: str, r: int, reveals: list) -> BallotBatch:
+        """Sealed: submit reveals (ledger.ballots.Reveal) for round r in one transaction; each that
+        matches its voter's commitment counts as its vote, any other is skipped."""
+        return self._batch("submit_reveals", sender, r, reveals)
+
+    def _batch(self, name: str, sender: str, r: int, items: list) -> BallotBatch:
+        if not items:
+            return BallotBatch(int(r), (), ())
+        if len(items) > MAX_MEMBERS:
+            raise ChainError(f"at most {MAX_MEMBERS} entries in a batch, got {len(items)}")
+        gas = EMBEDDED_BATCH_GAS if self._fixed_gas is not None else None
+        receipt = self._transact(name, sender, int(r), [b.as_tuple() for b in items], gas=gas)
+        return ballot_batch_of(r, self._decode(receipt["logs"]))
+
     def finalize(self, sender: str, r: int) -> Outcome:
         receipt = self._transact("finalize", sender, int(r))
         outcome = outcome_of(self._decode(receipt["logs"]))
@@ -283,13 +360,7 @@ class Coordinator(ContractClient):
         The contract counts each valid one as its signer's vote and skips (BallotSkipped) any other;
         the batch fails as a whole only for the round (not current, no proposal, window closed).
         """
-        if not ballots:
-            return BallotBatch(int(r), (), ())
-        if len(ballots) > MAX_MEMBERS:
-            raise ChainError(f"at most {MAX_MEMBERS} ballots in a batch, got {len(ballots)}")
-        gas = EMBEDDED_BATCH_GAS if self._fixed_gas is not None else None
-        receipt = self._transact("submit_ballots", sender, int(r), [b.as_tuple() for b in ballots], gas=gas)
-        return ballot_batch_of(r, self._decode(receipt["logs"]))
+        return self._batch("submit_ballots", sender, r, ballots)
 
     def rejoin(self, sender: str) -> Receipt:
         """A suspended member (key recovered, node restarted) is active again from the next round."""

@@ -16,8 +16,8 @@ from cohep.ledger.abi import Codec
 from cohep.ledger.state import BallotBatch, Outcome
 
 #: the contract's events, all of which the client decodes (tests/test_ledger.py checks them against the ABI)
-EVENT_NAMES = ("RoundStarted", "Proposed", "Voted", "Finalized", "RoundVoided", "Suspended", "Rejoined",
-               "BallotSkipped")
+EVENT_NAMES = ("Started", "RoundStarted", "Proposed", "Committed", "Voted", "Finalized", "RoundVoided", "Suspended",
+               "Rejoined", "BallotSkipped")
 
 
 @dataclass(frozen=True)
@@ -73,10 +73,11 @@ def outcome_of(events: Iterable[ChainEvent]) -> Outcome | None:
 
 
 def ballot_batch_of(r: int, events: Iterable[ChainEvent]) -> BallotBatch:
-    """What a submit_ballots of round r did: its Voted events counted, its BallotSkipped skipped."""
+    """What a batch (submit_ballots, submit_commits, submit_reveals) of round r did: its Voted or
+    Committed events counted, its BallotSkipped skipped."""
     counted, skipped = [], []
     for ev in events:
-        if ev.name == "Voted":
+        if ev.name in ("Voted", "Committed"):
             counted.append(ev.args["voter"])
         elif ev.name == "BallotSkipped":
             skipped.append((int(ev.args["index"]), ev.args["signer"], ev.args["reason"]))

@@ -53,9 +53,12 @@ class MemberStats:
     accepted: int
     votes_cast: int
     votes_with_majority: int
-    missed: int  # duties missed in total: proposals not made in time, votes not cast
+    missed: int  # duties missed in total: proposals not made in time, votes not cast (or not revealed)
     missed_in_a_row: int  # reset by any duty done (or rejoin); max_missed of them suspend
     suspended: bool
+    missed_proposals: int = 0
+    missed_votes: int = 0  #: no vote (sealed: no commitment)
+    missed_reveals: int = 0  #: sealed: committed, never revealed
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,11 @@ class RoundState:
     needs, both fixed for the round. proposer, digest, uri and approvals are slot 0's; ``slots`` has
     every slot. ``proposed`` means voting is open (every slot proposed, or some and the proposal
     window over); proposed_block is the block it opened at.
+
+    Sealed votes (``sealed``): the vote window is the commit phase (``commit_deadline`` is
+    ``vote_deadline``); the reveal phase opens at ``reveal_block`` (every voter committed, or the
+    commit phase over) and lasts until ``reveal_deadline``. ``commits`` counts the commitments,
+    ``votes`` (``reveals``) the revealed votes, the only ones counted.
     """
 
     round: int
@@ -102,6 +110,29 @@ class RoundState:
     slots: tuple[SlotState, ...] = ()
     proposed_slots: int = 0
     accepted_slots: int = 0
+    sealed: bool = False
+    commits: int = 0
+    reveal_block: int | None = None
+    reveal_deadline: int | None = None
+    reveal_window: int = 0  #: the deployment's (sealed)
+
+    @property
+    def commit_deadline(self) -> int | None:
+        """Sealed: the last block a commitment is taken at (the vote window's end); None otherwise."""
+        return self.vote_deadline if self.sealed else None
+
+    @property
+    def reveals(self) -> int:
+        return self.votes
+
+    @property
+    def last_deadline(self) -> int | None:
+        """The last block this round's voting (sealed: revealing) can take place in, once it is known."""
+        if self.sealed:
+            if self.reveal_deadline is not None:
+                return self.reveal_deadline
+            return None if self.vote_deadline is None else self.vote_deadline + self.reveal_window
+        return self.vote_deadline
 
     def slot_of(self, member: str) -> int | None:
         """The slot ``member`` holds in this round, or None."""
@@ -124,6 +155,10 @@ class Settings:
     deployed_block: int
     proposers: int = 1  #: slots (distinct proposers) per round
     vote_on_average: bool = False  #: combine "average": one vote on the average of the slots
+    sealed: bool = False  #: votes are committed, then revealed
+    reveal_window: int = 0
+    #: the draw's seed (start() mixed the deployment block's hash into ``seed``); empty before start()
+    draw_seed: bytes = bytes(32)
 
     @property
     def combine(self) -> str:
@@ -149,6 +184,9 @@ def settings_from(call: Callable[[str], Any]) -> Settings:
         deployed_block=call("deployed_block"),
         proposers=call("proposers"),
         vote_on_average=bool(call("vote_on_average")),
+        sealed=bool(call("sealed")),
+        reveal_window=call("reveal_window"),
+        draw_seed=bytes(call("draw_seed")),
     )
 
 
@@ -156,7 +194,7 @@ def round_state_from(r: int, info: tuple, s: Settings, slot_state: Callable[[int
     """Round r from the contract's ``round_info(r)`` and the settings; ``slot_state(j)`` reads slot j
     (asked only for a round of several slots: a one-slot round's slot is in ``info``)."""
     (proposer, start, active, eligible, required, proposed, proposed_block, digest, uri,
-     approvals, votes, finalized, accepted, void, n_slots, proposed_slots, accepted_slots) = info
+     approvals, votes, finalized, accepted, void, n_slots, proposed_slots, accepted_slots, commits, reveal_block) = info
     proposer = Web3.to_checksum_address(proposer)
     slots: tuple[SlotState, ...]
     if n_slots == 1:
@@ -187,4 +225,9 @@ def round_state_from(r: int, info: tuple, s: Settings, slot_state: Callable[[int
         slots=slots,
         proposed_slots=int(proposed_slots),
         accepted_slots=int(accepted_slots),
+        sealed=s.sealed,
+        commits=int(commits),
+        reveal_block=int(reveal_block) if s.sealed and reveal_block else None,
+        reveal_deadline=int(reveal_block) + s.reveal_window if s.sealed and reveal_block else None,
+        reveal_window=s.reveal_window,
     )

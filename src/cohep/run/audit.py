@@ -44,7 +44,7 @@ class ContractRules:
     members: list[str]
     threshold: Fraction
     max_missed: int
-    seed: bytes
+    seed: bytes  #: the seed the draw uses: the contract's draw_seed (v4; earlier contracts drew from their seed)
     initial_digest: str  #: hex
     proposers: int = 1  #: slots per round
     vote_on_average: bool = False  #: combine "average"
@@ -52,7 +52,8 @@ class ContractRules:
     @classmethod
     def of(cls, settings) -> "ContractRules":
         return cls([m.lower() for m in settings.members], Fraction(settings.threshold_num, settings.threshold_den),
-                   int(settings.max_missed), bytes(settings.seed), bytes(settings.initial_digest).hex(),
+                   int(settings.max_missed), bytes(getattr(settings, "draw_seed", settings.seed)),
+                   bytes(settings.initial_digest).hex(),
                    int(settings.proposers), bool(settings.vote_on_average))
 
     def to_dict(self) -> dict:
