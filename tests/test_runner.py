@@ -91,7 +91,7 @@ def test_colearn_run_records(colearn_run):
     assert initial < 0.2  # untrained: chance level
     assert result.final_accuracy == pytest.approx(mean_accuracy(result.records, 3))
     accepted = sum(rows[0].accepted for rnd, rows in by_round(recs).items() if rnd > 0)
-    assert accepted == 3  # this seed: every proposal beats the current weights for at least one voter
+    assert accepted == 2  # this seed (and the draw seed its deployment block gives): 2 of 3 proposals accepted
     assert result.final_accuracy > initial + 0.25  # 3 proposals of ~160 digits each already help
     assert result.accepted == [sum(r.accepted for r in recs if r.is_proposer and r.round > 0 and r.learner == i)
                                for i in range(3)]
@@ -168,7 +168,9 @@ def test_outcomes_follow_votes_at_default_threshold(colearn_run):
         approvals = sum(r.vote == "approve" for r in voters)
         assert rows[0].accepted == (approvals >= 1)  # ceil(0.5 * 2) = 1 of the 2 voters
         split_votes += approvals == 1
-    assert split_votes, "seed 0 has rounds with one approval and one rejection: the threshold decides them"
+    # seed 0's draw (since the draw seed mixes in the deployment block's hash) has no split round; the
+    # contract's threshold on split votes is tested in tests/test_threshold.py
+    assert split_votes == 0
     assert_state_follows_outcomes(result.records)
 
 
@@ -263,9 +265,10 @@ def test_failed_run_creates_no_directory(tmp_path, mnist_dir):
     assert not out.exists()
 
 
-def test_signed_ballots_give_the_same_run_in_three_transactions_a_round(tmp_path, mnist_dir, colearn_run,
-                                                                        one_torch_thread):
-    """``[chain] ballots = "signed"``: the same votes, submitted by the proposer in one transaction."""
+def test_signed_ballots_give_the_same_run_in_four_transactions_a_round(tmp_path, mnist_dir, colearn_run,
+                                                                       one_torch_thread):
+    """``[chain] ballots = "signed"``: the same sealed votes, their commitments and their reveals each
+    submitted by the proposer in one transaction."""
     from cohep.run.audit import audit_run
 
     _, out = colearn_run
@@ -274,6 +277,6 @@ def test_signed_ballots_give_the_same_run_in_three_transactions_a_round(tmp_path
     traffic = json.loads((tmp_path / "signed" / "manifest.json").read_text())["traffic"]
     before = json.loads((out / "manifest.json").read_text())["traffic"]
     rounds = len(signed.timings)
-    assert traffic["transactions"] == 3 * rounds  # propose, submit_ballots, finalize
-    assert before["transactions"] == (1 + 2 + 1) * rounds  # propose, two votes, finalize
+    assert traffic["transactions"] == 4 * rounds  # propose, submit_commits, submit_reveals, finalize
+    assert before["transactions"] == (1 + 2 + 2 + 1) * rounds  # propose, two commitments, two reveals, finalize
     assert audit_run(tmp_path / "signed").clean

@@ -22,7 +22,7 @@ from cohep.protocol.records import Stopwatch
 from cohep.protocol.vote import VoteRule
 
 if TYPE_CHECKING:  # the chain client pulls in web3; these names serve only the annotations
-    from cohep.ledger.ballots import SignedBallot
+    from cohep.ledger.ballots import Reveal, SignedBallot, SignedCommit
     from cohep.ledger.coordinator import Coordinator
 
 
@@ -41,7 +41,7 @@ class MemberWiring:
 
     def member(self, index: int, address: str, learner: TrainableLearner, *,
                misbehaviour: Misbehaviour | None = None,
-               post_ballot: Callable[[SignedBallot], None] | None = None,
+               post_ballot: Callable[[SignedBallot | SignedCommit | Reveal], None] | None = None,
                before_release: Callable[[], None] | None = None) -> Participant:
         """Member ``index`` at ``address`` with its ``learner``; ``misbehaviour``: research only (None:
         honest); ``post_ballot``: signed ballots go there instead of ``vote()``; ``before_release``:

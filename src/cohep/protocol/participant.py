@@ -3,7 +3,8 @@
 A participant does this member's duty in a round its caller has read from the chain
 (:class:`~cohep.protocol.view.RoundView`): propose when the contract drew it, otherwise fetch the
 proposals by the digests and URIs recorded on chain, check them, score them on its private vote set
-and vote (:mod:`cohep.protocol.ballot`); afterwards it adopts whatever the chain accepted
+and vote (:mod:`cohep.protocol.ballot`) or, with sealed votes, commit to its vote when voting opens and
+reveal it when the reveal phase opens; afterwards it adopts whatever the chain accepted
 (:mod:`cohep.protocol.adoption`). Its adopted weights are the chain's accepted digest, fetched and
 checked, and whether it has voted is the chain's ballot; the one state of its own is its
 ``vote.strikes`` record (:mod:`cohep.protocol.strikes`), which a node saves.
@@ -26,7 +27,7 @@ from cohep.frameworks.privacy import BudgetSpent
 from cohep.protocol.adoption import Adoption
 from cohep.protocol.ballot import Voter
 from cohep.protocol.combine import Policy, Proposal
-from cohep.protocol.duty import Duty
+from cohep.protocol.duty import Duty, PendingVote
 from cohep.protocol.judge import all_finite
 from cohep.protocol.misbehaviour import HONEST, Misbehaviour
 from cohep.protocol.records import RoundRecord, Stopwatch
@@ -35,7 +36,7 @@ from cohep.protocol.view import Decided, RoundView
 from cohep.protocol.vote import VoteRule
 
 if TYPE_CHECKING:  # the chain client pulls in web3; these names serve only the annotations
-    from cohep.ledger.ballots import SignedBallot
+    from cohep.ledger.ballots import Reveal, SignedBallot, SignedCommit
     from cohep.ledger.coordinator import Coordinator, Outcome
 
 __all__ = ["BlobStore", "Participant", "initial_record"]
@@ -74,13 +75,19 @@ class Participant:
     clock: Stopwatch
     #: research only: a malicious member's attack (cohep.research.attacks.Behaviour)
     conduct: Misbehaviour = HONEST
-    #: ``[chain] ballots = "signed"``: the member signs an EIP-712 ballot and hands it here (the
-    #: runner's batch, or a node's ballot box) instead of sending ``vote()``; someone submits the batch
-    post_ballot: Callable[[SignedBallot], None] | None = None
+    #: ``[chain] ballots = "signed"``: the member signs an EIP-712 ballot (sealed votes: a signed
+    #: commitment, later its reveal) and hands it here (the runner's batch, or a node's ballot box)
+    #: instead of sending a transaction; someone submits the batch
+    post_ballot: Callable[[SignedBallot | SignedCommit | Reveal], None] | None = None
     #: called after a proposal is trained and before it leaves this member (a node saves its spent
     #: privacy budget here, so a restart never forgets a release)
     before_release: Callable[[], None] | None = None
     strikes: Strikes = field(default_factory=Strikes)  #: ``vote.strikes``: this member's own record
+    #: sealed votes committed and not yet known revealed, by round (a node restores them after a restart)
+    pending: dict[int, PendingVote] = field(default_factory=dict)
+    #: called with ``pending`` whenever it changes, before a commitment leaves this member (a node
+    #: writes it to disk: a restarted node must still be able to reveal)
+    save_pending: Callable[[dict[int, PendingVote]], None] | None = None
     current: Scores = NO_SCORES  #: the adopted weights' scores on the private sets
     _duty: dict[int, Duty] = field(default_factory=dict, repr=False)  #: round -> what it did
 
@@ -118,13 +125,36 @@ class Participant:
         slot = state.slot_of(self.address)
         if slot is not None and not state.slots[slot].proposed and not (done and (done.proposed or done.declined)):
             return self._propose(r, slot) if view.proposals_open() else None
+        if self.address not in state.voters:
+            return None  # not a voter of this round (its proposer, or suspended)
+        if state.sealed:
+            return self._sealed(view, done)
         if done is not None and done.voted:
             return None
-        if not view.voting_open() or self.address not in state.voters:
-            return None  # nothing to judge yet, too late, or not a voter of this round (suspended)
+        if not view.voting_open():
+            return None  # nothing to judge yet, or too late
         if state.votes and self.coordinator.ballot_bits(r, self.address) is not None:  # no vote counted: not ours either
             return None
         return self._vote(view)
+
+    def _sealed(self, view: RoundView, done: Duty | None) -> Duty | None:
+        """Sealed votes: commit while voting is open, reveal once the reveal phase opens (both once,
+        also across a restart: the chain says what was committed and revealed, ``pending`` the salt)."""
+        r, state = view.round, view.state
+        if view.voting_open():
+            if done is not None and done.voted:
+                return None
+            if state.commits and self.coordinator.commitment(r, self.address) is not None:
+                return None  # committed before a restart: the reveal phase will come
+            return self._commit(view)
+        if not view.reveal_open() or (done is not None and done.revealed):
+            return None
+        pend = self.pending.get(r)
+        if pend is None or self.coordinator.commitment(r, self.address) is None:
+            return None  # nothing committed on chain (or the salt is lost): nothing to reveal
+        if state.votes and self.coordinator.ballot_bits(r, self.address) is not None:
+            return None  # revealed already (before a restart, or relayed)
+        return self._reveal(r, pend)
 
     def _propose(self, r: int, slot: int = 0) -> Duty:
         duty = self._duty.setdefault(r, Duty(r))
@@ -160,6 +190,43 @@ class Participant:
         self._duty[r] = duty
         return duty
 
+    def _commit(self, view: RoundView) -> Duty:
+        from cohep.ledger import ballots as B
+
+        r = view.round
+        on_average = self.coordinator.settings().vote_on_average
+        pend = self.pending.get(r)  # a commitment prepared before a restart: the same one, not a new verdict
+        ballot = None
+        if pend is None:
+            ballot = self.voter.ballot(view.state, self.current, self.strikes, on_average)
+            pend = PendingVote(ballot.approvals, tuple(ballot.scores), B.new_salt())
+            self.pending = {k: v for k, v in self.pending.items() if k >= r} | {r: pend}
+            if self.save_pending is not None:
+                self.save_pending(self.pending)  # on disk before the commitment leaves
+        commitment = B.commitment(self.coordinator.ballot_domain(), r, self.address, pend.approvals, pend.scores,
+                                  pend.salt)
+        if self.post_ballot is None:
+            self.coordinator.commit_vote(self.address, r, commitment)
+        else:
+            self.post_ballot(self.coordinator.sign_commit(self.address, r, commitment))
+        cast = ballot.duty if ballot is not None else Duty(r, approve=bool(pend.approvals & 1))
+        cast.sealed = True
+        duty = self._duty.get(r, Duty(r)).after_vote(cast)
+        self._duty[r] = duty
+        return duty
+
+    def _reveal(self, r: int, pend: PendingVote) -> Duty:
+        from cohep.ledger.ballots import Reveal
+
+        if self.post_ballot is None:
+            self.coordinator.reveal_vote(self.address, r, pend.approvals, list(pend.scores), pend.salt)
+        else:
+            self.post_ballot(Reveal(self.address, r, pend.approvals, pend.scores, pend.salt))
+        duty = self._duty.get(r) or Duty(r, voted=True, approve=bool(pend.approvals & 1), sealed=True)
+        duty.revealed = True
+        self._duty[r] = duty
+        return duty
+
     def finalize(self, r: int) -> Outcome | None:
         """Close round ``r`` (anyone may, once the contract allows); None if someone else already did."""
         try:
@@ -177,6 +244,9 @@ class Participant:
         proposer = self.coordinator.settings().members.index(decided.proposer)
         scores = duty.scores
         vote = duty.verdicts or ("approve" if duty.approve else "reject") if duty.voted else ""
+        reason = duty.reason
+        if duty.sealed and not duty.revealed:  # committed, never revealed: not counted
+            vote, reason = "", "; ".join(x for x in (reason, "committed but not revealed") if x)
         return RoundRecord(
             round=decided.round + 1, learner=self.index, proposer=proposer,
             is_proposer=proposer == self.index or duty.proposed or duty.declined,
@@ -186,6 +256,6 @@ class Participant:
             current_vote_score=self.rule.score(before.vote),
             proposal_test_accuracy=scores.test.accuracy if scores is not None else math.nan,
             test_accuracy=self.current.test.accuracy, test_loss=self.current.test.loss,
-            digest=decided.digest.hex() if not decided.void else "", reason=duty.reason,
+            digest=decided.digest.hex() if not decided.void else "", reason=reason,
             adopted=self.digest.hex(), attack=self.conduct.attack,
         )

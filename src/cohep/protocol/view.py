@@ -35,9 +35,17 @@ class RoundView:
         return self.block <= self.state.proposal_deadline
 
     def voting_open(self) -> bool:
-        """Voting has opened (the proposals are in) and the block is within the vote window."""
+        """Voting has opened (the proposals are in) and the block is within the vote window (sealed
+        votes: the commit phase, until every voter has committed)."""
         deadline = self.state.vote_deadline
+        if self.state.sealed and self.state.reveal_block is not None:
+            return False
         return self.state.proposed and deadline is not None and self.block <= deadline
+
+    def reveal_open(self) -> bool:
+        """Sealed votes: the reveal phase has opened and the block is within it."""
+        deadline = self.state.reveal_deadline
+        return self.state.sealed and deadline is not None and self.block <= deadline
 
 
 @dataclass(frozen=True)

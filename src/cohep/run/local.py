@@ -2,7 +2,8 @@
 
 Every round the contract names the proposer; the proposer trains and announces its digest on chain;
 every other learner fetches the weights by digest (verified), scores them on its private vote set and
-votes on chain; the contract finalises. The runner only reads the outcome from the chain's
+votes on chain (sealed votes, the default: commits to its vote, and reveals it once every voter has
+committed); the contract finalises. The runner only reads the outcome from the chain's
 ``Finalized`` event, it never decides acceptance itself. A proposer whose training diverges
 (non-finite weights) does not propose, and the contract voids the round once its proposal window
 has passed. ``individual`` and ``centralised`` modes run the same learners without sharing, as
@@ -106,7 +107,7 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
     )
     fetch = Fetcher(allowed=[store.base_uri], max_bytes=default_max_bytes(initial), reference=initial)
     behaviours = attacks.behaviours(cfg.attack, members, cfg.experiment.seed)  # research only: [attack]
-    ballots: list = []  # signed mode: this round's ballots, submitted in one transaction
+    ballots: list = []  # signed mode: this round's ballots (sealed: commitments, then reveals), one transaction each
     post = ballots.append if cfg.chain.ballots == "signed" else None
     wiring = MemberWiring(coord, store, fetch, rule, cfg.round.policy(), init_uri)
     members_ = [wiring.member(i, members[i], lr, misbehaviour=behaviours[i], post_ballot=post)
@@ -133,15 +134,13 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
             _pass_block(chain, state.proposal_deadline)
             state = coord.round_state(r)
         if state.proposed:
-            # On the embedded chain only these votes mine blocks (within the window, which the config
-            # checks): one read serves every voter. A node's blocks come at its own pace: read each time.
-            view = RoundView(state, chain.block_number())
-            for m in members_:
-                if m.address in state.voters:
-                    m.act(view if chain.kind == "embedded" else RoundView(state, chain.block_number()))
-            if ballots:  # slot 0's proposer relays everyone's signed ballots
-                coord.submit_ballots(members[holders[0]], r, ballots)
-                ballots.clear()
+            _vote_pass(chain, coord, members_, state, ballots, members[holders[0]])
+            if state.sealed:  # the reveal phase opens once every voter has committed (or the window passed)
+                state = coord.round_state(r)
+                if state.reveal_block is None:
+                    _pass_block(chain, state.vote_deadline)
+                    state = coord.round_state(r)
+                _vote_pass(chain, coord, members_, state, ballots, members[holders[0]])
         outcome = members_[holders[0]].finalize(r)  # its Finalized event names the digest the contract accepted
         if outcome.accepted:
             accepted = outcome.digest
@@ -167,6 +166,29 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
                               "traffic": {"transactions": coord.transactions, "gas_used": coord.gas_used,
                                           "calldata_bytes": coord.calldata_bytes,
                                           "bytes_fetched": fetch.bytes}}
+
+
+def _vote_pass(chain, coord, members_, state, ballots: list, relay: str) -> None:
+    """Every voter does its part of the vote (vote, or commit, or reveal: what the round's state shows).
+
+    On the embedded chain only these transactions mine blocks (within the window, which the config
+    checks): one read serves every voter. A node's blocks come at its own pace: read each time. In
+    signed mode ``relay`` (slot 0's proposer) submits what they handed on, in one transaction."""
+    view = RoundView(state, chain.block_number())
+    for m in members_:
+        if m.address in state.voters:
+            m.act(view if chain.kind == "embedded" else RoundView(state, chain.block_number()))
+    if not ballots:
+        return
+    from cohep.ledger.ballots import Reveal, SignedCommit
+
+    if isinstance(ballots[0], SignedCommit):
+        coord.submit_commits(relay, state.round, ballots)
+    elif isinstance(ballots[0], Reveal):
+        coord.submit_reveals(relay, state.round, ballots)
+    else:
+        coord.submit_ballots(relay, state.round, ballots)
+    ballots.clear()
 
 
 def _out_of_time(cfg, start: float) -> bool:
