@@ -100,12 +100,16 @@ def test_nodes_vote_by_signed_ballots_through_their_stores(signed_net):
     proposed = [e for e in events if e.name == "Proposed"]
     assert len(proposed) >= 2 and len(voted) == 2 * len(proposed)  # every voter, counted from the batches
     w3 = coord.w3
-    for e in voted:  # each one arrived in a submit_ballots transaction, none as vote()
-        tx = w3.eth.get_transaction(e.tx_hash)
-        assert coord._c.decode_function_input(tx["input"])[0].fn_name == "submit_ballots"
-    assert not [e for e in events if e.name == "BallotSkipped" and e.args["reason"] != "already voted"]
+    committed = [e for e in events if e.name == "Committed"]
+    assert len(committed) == len(voted)  # sealed: every vote committed first, revealed from the stores
+    for kind, evs in (("submit_reveals", voted), ("submit_commits", committed)):  # in batches, none as a plain transaction
+        for e in evs:
+            tx = w3.eth.get_transaction(e.tx_hash)
+            assert coord._c.decode_function_input(tx["input"])[0].fn_name == kind
+    assert not [e for e in events if e.name == "BallotSkipped" and e.args["reason"] not in ("already voted",
+                                                                                          "already committed")]
     stats = [json.loads((net.root / f"node{i}" / "node_stats.json").read_text()) for i in range(3)]
     assert all(s["ballots_dropped"] == [] for s in stats)
-    assert sum(s["transactions"] for s in stats) <= 3 * 3 + 3  # propose, batch, finalize (+ a few duplicates)
+    assert sum(s["transactions"] for s in stats) <= 4 * 3 + 3  # propose, 2 batches, finalize (+ a few duplicates)
     assert len(set(net.final_digests())) == 1
     assert net.audit().clean

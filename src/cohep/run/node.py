@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 PRIVACY_STATE = "privacy.json"
 #: ``vote.strikes``: the rounds in which this node screened each member's slot out (``keep_strikes``)
 STRIKES_STATE = "strikes.json"
+#: sealed votes committed and not yet revealed: what and the salt, per round (``keep_pending_votes``)
+PENDING_VOTES = "pending_votes.json"
 #: seconds between looks at the chain
 POLL_S = 0.3
 #: how long a node keeps retrying a transient fault (an unreachable chain, an accepted blob that no
@@ -158,8 +160,13 @@ def relay_ballots(p: Participant, box: BallotBox, state, block: int):
     counted yet. Slot 0's proposer does as soon as every voter's ballot is in; any member does once half
     the vote window has passed with ballots still uncounted (the proposer may be gone), so a few
     duplicate ballots may reach the contract, which skips them (``box``: this node's ballot box).
-    Returns the BallotBatch or None."""
-    if state.finalized or not state.proposed or state.votes >= state.eligible or block > state.vote_deadline:
+    Returns the BallotBatch or None. Sealed votes: the signed commitments while voting is open, then the
+    reveals (those that match the commitment on chain) once the reveal phase has opened, the same way."""
+    if state.finalized or not state.proposed:
+        return None
+    if state.sealed:
+        return _relay_sealed(p, box, state, block)
+    if state.votes >= state.eligible or block > state.vote_deadline:
         return None
     coord = p.coordinator
     found = box.collect(state.round, state.voters)
@@ -173,12 +180,42 @@ def relay_ballots(p: Participant, box: BallotBox, state, block: int):
     return None
 
 
+def _relay_sealed(p: Participant, box: BallotBox, state, block: int):
+    """relay_ballots for sealed votes: commitments in the commit phase, reveals in the reveal phase."""
+    coord, r = p.coordinator, state.round
+    if state.reveal_block is None:  # commit phase
+        if state.commits >= state.eligible or block > state.vote_deadline:
+            return None
+        found = box.collect_commits(r, state.voters)
+        fresh = [c for c in found if not state.commits or coord.commitment(r, c.voter) is None]
+        done, due, opened, deadline = state.commits, state.eligible, state.proposed_block, state.vote_deadline
+        submit = coord.submit_commits
+    else:
+        if state.votes >= state.commits or block > state.reveal_deadline:
+            return None
+        domain = coord.ballot_domain()
+        fresh = [v for v in box.collect_reveals(r, state.voters)
+                 if (not state.votes or coord.ballot_bits(r, v.voter) is None)
+                 and coord.commitment(r, v.voter) == v.commitment(domain)]  # another's or a changed vote: dropped
+        done, due, opened, deadline = state.votes, state.commits, state.reveal_block, state.reveal_deadline
+        submit = coord.submit_reveals
+    if not fresh:
+        return None
+    complete = done + len(fresh) >= due
+    late = block >= deadline - (deadline - opened) // 2
+    if (p.address == state.proposer and (complete or late)) or late:
+        return submit(p.address, r, fresh)
+    return None
+
+
 def finalizable(state, block: int) -> bool:
     """Whether the contract would accept ``finalize`` for this round now."""
     if state.finalized:
         return False
     if not state.proposed:
         return block > state.proposal_deadline
+    if state.sealed:  # every commitment revealed (once the reveal phase is open), or the reveal window over
+        return state.reveal_block is not None and (state.votes >= state.commits or block > state.reveal_deadline)
     return state.votes >= state.eligible or block > state.vote_deadline
 
 
@@ -201,6 +238,7 @@ def run_node(experiment_path: str | Path, key, data_path: str, rpc: str, out_dir
         node = build_node_member(experiment, key, data_path, chain, opts)
         out.mkdir(parents=True, exist_ok=True)
         keep_privacy_state(node.participant, out / PRIVACY_STATE)
+        keep_pending_votes(node.participant, out / PENDING_VOTES)
         save_strikes = keep_strikes(node.participant, out / STRIKES_STATE)
         write_manifest(out / "node.json", experiment=str(experiment_path), contract=experiment.contract,
                        chain_id=experiment.chain_id, rpc=redact_url(rpc), address=key.address,
@@ -224,6 +262,25 @@ def keep_privacy_state(p: Participant, path: Path) -> None:
         write_json(path, privacy.state())
 
     p.before_release = save
+
+
+def keep_pending_votes(p: Participant, path: Path) -> None:
+    """Sealed votes survive restarts: what this node committed to and the salt, per round, restored from
+    ``path`` and written there (atomically) before each commitment leaves the node, so a node killed
+    between its commitment and its reveal can still reveal (without the salt its commitment is a
+    missed vote). The file is secret until the round's reveal: it stays in the node's own folder."""
+    from cohep.protocol.duty import PendingVote
+
+    if path.exists():
+        try:
+            p.pending = {int(r): PendingVote.from_json(v) for r, v in read_json(path).items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DataError(f"{path}: not a pending-votes file ({exc.__class__.__name__}: {exc})") from None
+
+    def save(pending: dict) -> None:
+        write_json(path, {str(r): v.to_json() for r, v in pending.items()})
+
+    p.save_pending = save
 
 
 def keep_strikes(p: Participant, path: Path) -> Callable[[], None]:
@@ -462,4 +519,4 @@ def _follow(experiment: Experiment, node: NodeMember, chain, out: Path, opts: No
 
 __all__ = ["NodeFault", "NodeMember", "NodeOptions", "NodeResult", "act_in_time", "PRIVACY_STATE", "STRIKES_STATE",
            "build_node_member", "finalizable",
-           "keep_privacy_state", "keep_strikes", "local_split", "relay_ballots", "run_node"]
+           "keep_pending_votes", "keep_privacy_state", "keep_strikes", "local_split", "relay_ballots", "run_node"]

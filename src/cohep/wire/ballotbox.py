@@ -7,6 +7,11 @@ reader never sees half a file. Any node can then read every member's ballot from
 (the stores the experiment lists; ``server.py`` serves these names too) and submit them in one
 ``submit_ballots`` transaction.
 
+Sealed votes: a voter first posts its signed commitment as ``<voter>.commit.json`` (submitted with
+``submit_commits``) and, only once the chain's reveal phase has opened, its reveal as
+``<voter>.reveal.json`` (``submit_reveals``): a reveal in a store before every commitment is on chain
+would show the vote to whoever reads it.
+
 A ballot file is untrusted input. Only the voter's own ballot file in a store is read, capped in
 size, parsed strictly, and kept only if it is for this round and its EIP-712 signature recovers to
 that voter under this contract's domain; anything else is dropped here, and a ballot that got
@@ -30,9 +35,15 @@ from cohep.wire.store import filesystem, is_local, write_whole
 READ_TIMEOUT_S = 5.0
 
 
-def ballot_name(contract: str, r: int, voter: str) -> str:
-    """The ballot's path inside a store (what ``server`` also serves)."""
-    return f"ballots/{contract.lower()}/{int(r)}/{voter.lower()}.json"
+def ballot_name(contract: str, r: int, voter: str, kind: str = "") -> str:
+    """The ballot's path inside a store (what ``server`` also serves); kind "commit" or "reveal" for
+    a sealed vote's two halves."""
+    suffix = f".{kind}" if kind else ""
+    return f"ballots/{contract.lower()}/{int(r)}/{voter.lower()}{suffix}.json"
+
+
+def _kind(item) -> str:
+    return "commit" if isinstance(item, B.SignedCommit) else "reveal" if isinstance(item, B.Reveal) else ""
 
 
 class BallotBox:
@@ -50,11 +61,12 @@ class BallotBox:
         self.seconds = 0.0
         self.dropped: list[str] = []  #: why ballot files were not kept (one line each)
 
-    def post(self, ballot: B.SignedBallot) -> None:
+    def post(self, ballot: B.SignedBallot | B.SignedCommit | B.Reveal) -> None:
+        """Write this member's ballot, signed commitment or reveal into its own store."""
         start = time.perf_counter()
         try:
             fs, root = filesystem(self.own)
-            path = f"{root}/{ballot_name(self.domain.contract, ballot.round, ballot.voter)}"
+            path = f"{root}/{ballot_name(self.domain.contract, ballot.round, ballot.voter, _kind(ballot))}"
             fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             write_whole(fs, path, ballot.to_json().encode())
         finally:
@@ -62,6 +74,20 @@ class BallotBox:
 
     def collect(self, r: int, voters: Sequence[str]) -> list[B.SignedBallot]:
         """The valid ballots of ``voters`` for round ``r`` that their stores hold now."""
+        return self._collect(r, voters, "", lambda text, voter: self.check(B.from_json(text), r, voter))
+
+    def collect_commits(self, r: int, voters: Sequence[str]) -> list[B.SignedCommit]:
+        """The valid signed commitments of ``voters`` for round ``r`` that their stores hold now."""
+        return self._collect(r, voters, "commit",
+                             lambda text, voter: self.check_commit(B.commit_from_json(text), r, voter))
+
+    def collect_reveals(self, r: int, voters: Sequence[str]) -> list[B.Reveal]:
+        """The well-formed reveals of ``voters`` for round ``r`` (the contract checks each against its
+        voter's commitment; the relay drops one that does not match first)."""
+        return self._collect(r, voters, "reveal",
+                             lambda text, voter: self.check_reveal(B.reveal_from_json(text), r, voter))
+
+    def _collect(self, r: int, voters: Sequence[str], kind: str, parse) -> list:
         start = time.perf_counter()
         out = []
         try:
@@ -70,11 +96,11 @@ class BallotBox:
                 if url is None:
                     continue
                 try:
-                    text = self._read(url, ballot_name(self.domain.contract, r, voter))
+                    text = self._read(url, ballot_name(self.domain.contract, r, voter, kind))
                 except FileNotFoundError:
                     continue  # not voted yet, or its store is away: the vote window decides
                 try:
-                    ballot = self.check(B.from_json(text), r, voter)
+                    ballot = parse(text, voter)
                 except IntegrityError as exc:
                     self.dropped.append(f"{voter} round {r}: {exc}")
                     continue
@@ -82,6 +108,25 @@ class BallotBox:
         finally:
             self.seconds += time.perf_counter() - start
         return out
+
+    def check_commit(self, commit: B.SignedCommit, r: int, voter: str) -> B.SignedCommit:
+        """The commitment, if it is ``voter``'s, signed, for round ``r`` under this domain."""
+        if commit.voter.lower() != voter.lower():
+            raise IntegrityError(f"commitment names voter {commit.voter}")
+        if commit.round != r:
+            raise IntegrityError(f"commitment is for round {commit.round}")
+        signer = commit.signer(self.domain)
+        if signer is None or signer.lower() != voter.lower():
+            raise IntegrityError("commitment signature does not recover to its voter")
+        return commit
+
+    def check_reveal(self, reveal: B.Reveal, r: int, voter: str) -> B.Reveal:
+        """The reveal, if it names ``voter`` and round ``r``."""
+        if reveal.voter.lower() != voter.lower():
+            raise IntegrityError(f"reveal names voter {reveal.voter}")
+        if reveal.round != r:
+            raise IntegrityError(f"reveal is for round {reveal.round}")
+        return reveal
 
     def check(self, ballot: B.SignedBallot, r: int, voter: str) -> B.SignedBallot:
         """The ballot, if it is ``voter``'s signed ballot for round ``r`` under this domain."""
@@ -124,3 +169,4 @@ class BallotBox:
                 return fh.read(cap)
         except Exception:  # noqa: BLE001 - any backend's error: the file is not to be had now
             raise FileNotFoundError(name) from None
+

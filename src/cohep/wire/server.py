@@ -20,8 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 _BLOB_PATH = re.compile(r"^/([0-9a-f]{64})\.safetensors$")
-#: signed ballots (ballotbox.py): ballots/<contract>/<round>/<voter>.json, addresses lower-case hex
-_BALLOT_PATH = re.compile(r"^/(ballots/0x[0-9a-f]{40}/[0-9]{1,20}/0x[0-9a-f]{40}\.json)$")
+#: signed ballots (ballotbox.py): ballots/<contract>/<round>/<voter>.json (sealed votes: <voter>.commit.json,
+#: <voter>.reveal.json), addresses lower-case hex
+_BALLOT_PATH = re.compile(r"^/(ballots/0x[0-9a-f]{40}/[0-9]{1,20}/0x[0-9a-f]{40}(?:\.commit|\.reveal)?\.json)$")
 #: Seconds a connection may sit idle (reading the request or waiting to send) before it is dropped.
 SOCKET_TIMEOUT = 60.0
 #: sendfile pieces: the kernel copies file to socket; Python never holds more than this.
