@@ -27,13 +27,14 @@ from cohep.core.errors import CohepError, ConfigError
 if TYPE_CHECKING:
     from cohep.central.evaluation import EvalReport
     from cohep.central.scores import EventScores
+    from cohep.outputs.export import Exported
     from cohep.central.train import TrainResult
     from cohep.config.experiment import ExperimentConfig
     from cohep.protocol.records import RoundRecord
     from cohep.run.local import RunResult
     from cohep.studies.quality import Contributions, QualityReport
 
-__all__ = ["Evaluation", "Experiment", "Quality", "Training", "evaluate", "quality", "run_experiment", "scores",
+__all__ = ["Evaluation", "Experiment", "Quality", "Training", "evaluate", "export", "quality", "run_experiment", "scores",
            "settings", "simulate", "train"]
 
 PathLike = str | os.PathLike
@@ -277,6 +278,20 @@ def scores(path: PathLike) -> EventScores:
     from cohep.central.scores import read
 
     return read(_path(path, "path"))
+
+
+def export(source: PathLike | Experiment | Training, *, onnx: PathLike | None = None,
+           torchscript: PathLike | None = None, keras: PathLike | None = None) -> Exported:
+    """``cohep export``: a checkpoint or run's weights as ONNX / TorchScript (torch) or ``.keras`` (Keras)."""
+    from cohep.outputs.export import export as run_export
+
+    if isinstance(source, Experiment):
+        source = source.out_dir
+    elif isinstance(source, Training):
+        source = source.checkpoint
+    opt = lambda v, what: _path(v, what) if v is not None else None  # noqa: E731
+    return run_export(_path(source, "source"), onnx=opt(onnx, "onnx"), torchscript=opt(torchscript, "torchscript"),
+                      keras=opt(keras, "keras"))
 
 
 def quality(run: PathLike | Experiment | None = None, *, experiment: PathLike | None = None,

@@ -196,7 +196,7 @@ def _import_settings() -> type:
 
 #: ``cohep import`` flags -> the setting each one overrides (the flags are the fields' names)
 IMPORT_FLAGS = {name: name for name in (
-    "format", "images", "labels", "axes", "map_shape", "map_dtype", "map_suffix", "info_suffix", "label_line",
+    "format", "images", "labels", "tree", "axes", "map_shape", "map_dtype", "map_suffix", "info_suffix", "label_line",
     "label_map", "class_names", "flip", "wire_pitch_mm", "time_per_pixel_us", "drift_mm_us", "size", "vertex",
     "charge_unit", "charge_factor", "calibrate", "calibration_events", "limit",
 )}
@@ -204,7 +204,8 @@ IMPORT_FLAGS = {name: name for name in (
 
 @settings_command(IMPORT_FLAGS, sections=_import_settings, name="import")
 def import_(
-    source: Path = typer.Argument(..., help="NPZ, HDF5, or a directory of zlib-compressed pixel maps (docs/import.md)."),
+    source: Path = typer.Argument(..., help="NPZ, HDF5, ROOT (a TTree) or a directory of zlib-compressed pixel maps "
+                                  "(docs/import.md)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output HDF5 event file."),
     # settings flags whose fields are lists or tables: taken as text, parsed below; help from the fields
     class_names: str | None = typer.Option(None, "--class-names"),
@@ -463,6 +464,20 @@ def evaluate(
         typer.echo(f"figure written to {plot}")
     for name, path in report.files.items():
         typer.echo(f"{name} written to {path}")
+
+
+@app.command()
+def export(
+    source: Path = typer.Argument(..., help="Checkpoint (checkpoint.json, best.safetensors or its folder) or run directory."),
+    onnx: Path | None = typer.Option(None, "--onnx", help="Write an ONNX graph here (torch models; normalisation inside)."),
+    torchscript: Path | None = typer.Option(None, "--torchscript", help="Write a TorchScript archive here (torch models)."),
+    keras: Path | None = typer.Option(None, "--keras", help="Write the Keras format here (.keras; Keras models)."),
+) -> None:
+    """Export trained weights for inference without cohep: ONNX or TorchScript (torch), the Keras format (Keras)."""
+    from cohep.outputs.export import export as run_export
+
+    for line in run_export(source, onnx=onnx, torchscript=torchscript, keras=keras).lines():
+        typer.echo(line)
 
 
 #: ``cohep run`` flags -> the setting each one overrides

@@ -10,6 +10,11 @@ importer reads three kinds of source (docs/import.md has the exact layouts):
 * ``hdf5``: any HDF5 file (dataset paths ``images`` / ``labels``, axes by ``axes``), read in batches;
 * ``pixelmap``: a directory of CVN-style pixel maps: one zlib-compressed array per event
   (``<stem>.gz``) and one small text file (``<stem>.info``) whose line ``label_line`` holds its label.
+* ``root``: a ROOT TTree read through uproot (no ROOT needed): branch ``images`` holding each event's
+  pixel map as a fixed-size array (``float[3][500][500]``, axes by ``axes``, default ``NVWT``) or as a
+  jagged one (``std::vector<float>``: a flat map of ``map_shape`` in ``axes`` order, default ``VWT``),
+  branch ``labels`` an integer per event; ``tree`` names the TTree (default: the file's only one; an
+  RNTuple, the TTree's successor, is read the same way).
 
 and then, per event, in this order:
 
@@ -85,10 +90,11 @@ class ImportSettings(Section):
 
     section: ClassVar[str] = "import"
 
-    format: Literal["auto", "npz", "hdf5", "pixelmap"] = setting(
-        "auto", help="auto | npz | hdf5 | pixelmap (auto: a directory is pixel maps, .npz, .h5/.hdf5).")
-    images: str = setting("images", help="NPZ key or HDF5 dataset path of the images.")
-    labels: str = setting("labels", help="NPZ key or HDF5 dataset path of the labels.")
+    format: Literal["auto", "npz", "hdf5", "pixelmap", "root"] = setting(
+        "auto", help="auto | npz | hdf5 | pixelmap | root (auto: a directory is pixel maps, .npz, .h5/.hdf5, .root).")
+    images: str = setting("images", help="NPZ key, HDF5 dataset path or ROOT branch of the images.")
+    labels: str = setting("labels", help="NPZ key, HDF5 dataset path or ROOT branch of the labels.")
+    tree: str | None = setting(None, help="ROOT: the TTree holding the branches (default: the file's only TTree).")
     #: axis letters of the stored array: N event, V view/plane, W wire, T time tick (V optional);
     #: None: npz as before (views first or last), hdf5 "NVWT", pixel maps "VWT"
     axes: str | None = setting(None, help="Axis order, letters N V W T (e.g. NVWT, NWTV; pixel maps: VWT).")
@@ -384,7 +390,9 @@ def _kind(path: Path, settings: ImportSettings) -> str:
         return "npz"
     if suffix in (".h5", ".hdf5", ".hdf"):
         return "hdf5"
-    raise DataError(f"{path}: cannot tell the format from the name; give --format npz, hdf5 or pixelmap")
+    if suffix == ".root":
+        return "root"
+    raise DataError(f"{path}: cannot tell the format from the name; give --format npz, hdf5, pixelmap or root")
 
 
 def _to_vwt(array: np.ndarray, axes: str, where: str) -> np.ndarray:
@@ -517,17 +525,7 @@ def _hdf5_source(path: Path, settings: ImportSettings) -> _Source:
         given = list(settings.class_names) if settings.class_names is not None else None
         if given is None and "class_names" in f.attrs:
             given = [v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(f.attrs["class_names"])]
-        neutrino = _detector_facts(settings)
-        names = check_class_names(path, given if settings.label_map else _names_to_check(given, raw, neutrino))
-        if settings.label_map:
-            lookup = _label_lookup(settings, names, str(path))
-            if raw.ndim != 1 or len(raw) != n:
-                raise DataError(f"{path}: dataset '{settings.labels}' must have shape ({n},), got {raw.shape}")
-            labels = np.array([lookup(v, f"{path}: event {i}") for i, v in enumerate(raw.tolist())], dtype=np.int64)
-        else:
-            labels = label_indices(path, raw, n, names, settings.labels)
-            if raw.dtype.kind in "iuf":  # names label themselves
-                names = fit_class_names(path, given, labels, neutrino=neutrino)
+        names, labels = _labels_of(path, settings, raw, n, given, "dataset")
         event_axes = axes.replace("N", "")
         shape = [s for i, s in enumerate(images.shape) if i != n_axis]
         view_shape = _to_vwt(np.empty(shape, dtype=np.uint8), event_axes, str(path)).shape
@@ -553,6 +551,112 @@ def _hdf5_source(path: Path, settings: ImportSettings) -> _Source:
 
     return _Source(str(path), count, names, view_shape, events(), images.dtype == np.float16,
                    images.dtype.kind in "iu")
+
+
+def _labels_of(path: Path, settings: ImportSettings, raw: np.ndarray, n: int, given: list[str] | None,
+               what: str) -> tuple[list[str], np.ndarray]:
+    """Class names and class indices of the raw labels of an HDF5 dataset or a ROOT branch."""
+    neutrino = _detector_facts(settings)
+    names = check_class_names(path, given if settings.label_map else _names_to_check(given, raw, neutrino))
+    if settings.label_map:
+        lookup = _label_lookup(settings, names, str(path))
+        if raw.ndim != 1 or len(raw) != n:
+            raise DataError(f"{path}: {what} '{settings.labels}' must have shape ({n},), got {raw.shape}")
+        return names, np.array([lookup(v, f"{path}: event {i}") for i, v in enumerate(raw.tolist())], dtype=np.int64)
+    labels = label_indices(path, raw, n, names, settings.labels)
+    if raw.dtype.kind in "iuf":  # names label themselves
+        names = fit_class_names(path, given, labels, neutrino=neutrino)
+    return names, labels
+
+
+#: events read from a ROOT file per request
+ROOT_STEP = 64
+#: what holds the branches: a TTree (or TNtuple), or its successor RNTuple (uproot's default when writing)
+TREE_CLASSES = ("TTree", "TNtuple", "ROOT::RNTuple")
+
+
+def _root_tree(path: Path, settings: ImportSettings):
+    import uproot
+
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        f = uproot.open(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable ROOT file ({_short(exc)})") from None
+    trees = [k.split(";")[0] for k, c in f.classnames().items() if c.startswith(TREE_CLASSES)]
+    trees = list(dict.fromkeys(trees))
+    name = settings.tree
+    if name is None:
+        if len(trees) != 1:
+            raise DataError(f"{path}: {len(trees)} TTrees ({', '.join(trees) or 'none'}); name one with --tree")
+        name = trees[0]
+    if name not in trees:
+        raise DataError(f"{path}: no TTree '{name}' (it has: {', '.join(trees) or 'none'})")
+    tree = f[name]
+    for branch in (settings.images, settings.labels):
+        if branch not in tree.keys():
+            raise DataError(f"{path}: TTree '{name}' has no branch '{branch}' (it has: {', '.join(tree.keys())}; "
+                            "give --images / --labels)")
+    return f, tree
+
+
+def _root_source(path: Path, settings: ImportSettings) -> _Source:
+    import awkward as ak
+
+    f, tree = _root_tree(path, settings)
+    try:
+        n = int(tree.num_entries)
+        if n < 1:
+            raise DataError(f"{path}: TTree '{tree.name}' holds no events")
+        raw = np.asarray(tree[settings.labels].array(library="np"))
+        if raw.dtype == object:
+            raise DataError(f"{path}: branch '{settings.labels}' must hold one label per event")
+        names, labels = _labels_of(path, settings, raw, n, list(settings.class_names) if settings.class_names else None,
+                                   "branch")
+        first = tree[settings.images].array(library="ak", entry_start=0, entry_stop=1)
+        jagged = not isinstance(ak.type(first).content, ak.types.RegularType) and first.ndim == 2
+        if jagged:
+            if settings.map_shape is None:
+                raise DataError(f"{path}: branch '{settings.images}' is jagged (a flat map per event): give "
+                                "--map-shape (e.g. 3,500,500)")
+            shape = tuple(settings.map_shape)
+            axes = (settings.axes or ("VWT" if len(shape) == 3 else "WT")).upper()
+            if "N" in axes or len(axes) != len(shape):
+                raise DataError(f"{path}: import.axes {axes!r} must describe one map of shape {list(shape)} (no N)")
+        else:
+            shape = tuple(int(v) for v in np.asarray(ak.to_numpy(first)).shape[1:])
+            axes = (settings.axes or ("NVWT" if len(shape) == 3 else "NWT")).upper().replace("N", "")
+            if len(axes) != len(shape):
+                raise DataError(f"{path}: branch '{settings.images}' holds events of shape {list(shape)}, which axes "
+                                f"{axes!r} does not describe")
+        view_shape = _to_vwt(np.empty(shape, dtype=np.uint8), axes, str(path)).shape
+        kind = np.asarray(ak.to_numpy(ak.flatten(first, axis=None))).dtype
+    except BaseException:
+        f.close()
+        raise
+    count = n if settings.limit is None else min(n, settings.limit)
+    size = int(np.prod(shape))
+
+    def events():
+        try:
+            for a in range(0, count, ROOT_STEP):
+                b = min(count, a + ROOT_STEP)
+                try:
+                    block = tree[settings.images].array(library="ak", entry_start=a, entry_stop=b)
+                except (OSError, ValueError) as exc:
+                    raise DataError(f"{path}: cannot read events {a}..{b - 1} ({_short(exc)})") from None
+                for k in range(b - a):
+                    flat = np.asarray(ak.to_numpy(ak.flatten(block[k], axis=None)), dtype=np.float32)
+                    if flat.size != size:
+                        raise DataError(f"{path}: event {a + k} holds {flat.size} pixels, a map of shape {list(shape)} "
+                                        f"is {size}")
+                    yield _to_vwt(flat.reshape(shape), axes, f"{path}: event {a + k}"), int(labels[a + k])
+        finally:
+            f.close()
+
+    return _Source(str(path), count, names, view_shape, events(), kind == np.float16 or (kind.kind in "iu" and
+                   kind.itemsize == 1), kind.kind in "iu")
 
 
 def _pixelmap_source(path: Path, settings: ImportSettings) -> _Source:
@@ -612,6 +716,8 @@ def open_source(path: str | os.PathLike, settings: ImportSettings) -> _Source:
         return _npz_source(p, settings)
     if kind == "hdf5":
         return _hdf5_source(p, settings)
+    if kind == "root":
+        return _root_source(p, settings)
     return _pixelmap_source(p, settings)
 
 
