@@ -571,14 +571,14 @@ def deploy(
 
         overrides = {**overrides, "experiment.seed": secrets.randbits(32)}
     cfg = _settings(config, overrides, sets=set_, print_config=print_config)
-    if drawn:
-        typer.echo(f"seed {cfg.experiment.seed} (drawn; recorded in the experiment file; --seed N to choose one)")
     key = keys.load(keystore, keys.password(what=f"keystore {keystore}"))
     exp = run_deploy(cfg, data_path=str(data), members=[MemberSpec.parse(m) for m in member], rpc=rpc,
                      deployer_key=key.private_key, store=store, public_url=public_url,
                      shared_store=shared_store or public_url or store, out=out, check_clock=True)
     typer.echo(f"deployed {exp.name!r}: contract {exp.contract} on chain {exp.chain_id}, {len(exp.members)} members, "
                f"model {exp.model.name}; experiment file {out}")
+    if drawn:
+        typer.echo(f"seed {cfg.experiment.seed} (drawn; recorded in the experiment file; --seed N to choose one)")
 
 
 @app.command()
