@@ -48,3 +48,12 @@ def test_run_start_line_names_the_protocol():
 
     cfg = config.from_dict({"experiment": {"protocol": "guarded", "learners": 4}})
     assert "protocol guarded" in start_line(cfg, model_auto=True)
+
+
+def test_an_explicit_round_shape_keeps_the_guards_that_still_fit_it():
+    one = config.from_dict({"experiment": {"protocol": "guarded", "learners": 5}, "round": {"proposers": 1}})
+    assert (one.round.proposers, one.vote.judge, one.vote.norm_bound, one.vote.strikes) == (1, "alone", None, None)
+    two = config.from_dict({"experiment": {"protocol": "guarded", "learners": 5}, "round": {"proposers": 2}})
+    assert (two.vote.judge, two.vote.norm_bound) == ("screened_average", None)
+    avg = config.from_dict({"experiment": {"protocol": "guarded", "learners": 5}, "round": {"combine": "average"}})
+    assert (avg.vote.judge, avg.vote.peer_margin, avg.vote.norm_bound) == ("alone", None, 3.0)

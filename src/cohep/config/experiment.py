@@ -24,6 +24,7 @@ from cohep.frameworks.training import TrainConfig
 from cohep.protocol.vote import VoteRule
 from cohep.config.protocols import protocol_tables
 from cohep.config.research import AttackSection, DegradeSection
+from cohep.config.tracking import TrackingSection
 from cohep.core.settings import Section, Share, from_mapping, merge, read_toml, setting
 
 __all__ = ["ExperimentConfig", "load", "from_dict", "merge"]
@@ -194,6 +195,7 @@ class ExperimentConfig(Section):
     competition: CompetitionSection = setting(factory=CompetitionSection)
     privacy: PrivacySection = setting(factory=PrivacySection)
     attack: AttackSection = setting(factory=AttackSection)
+    tracking: TrackingSection = setting(factory=TrackingSection)
 
     def check(self) -> None:
         n = self.experiment.learners
@@ -266,7 +268,7 @@ def with_protocol(raw: dict) -> dict:
     learners = experiment.get("learners", ExperimentSection.learners)
     if not isinstance(name, str) or isinstance(learners, bool) or not isinstance(learners, int) or learners < 1:
         return raw  # the section's own checks name the bad value
-    return merge(protocol_tables(name, learners), raw)
+    return merge(protocol_tables(name, learners, raw), raw)
 
 
 def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:

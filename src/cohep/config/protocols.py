@@ -23,29 +23,37 @@ class Protocol:
 
     name: str
     summary: str
-    tables: Callable[[int], dict]
+    #: (learners, the settings given explicitly) -> the shape's settings; an explicit round shape
+    #: (say ``--proposers 1``) keeps the parts of the protocol that still fit it
+    tables: Callable[[int, dict], dict]
 
 
-def _paper(learners: int) -> dict:
+def _paper(learners: int, explicit: dict) -> dict:
     return {"round": {"proposers": 1, "combine": "each"}}
 
 
-def _guarded(learners: int) -> dict:
+def _guarded(learners: int, explicit: dict) -> dict:
     """Every member proposes every round; each proposal is screened (checks, update norm, peer score,
     update direction, the members' record) and the ones that pass are judged by their example-weighted
-    average. The screens that compare proposals need three of them: with two members only the
-    screened average and the vote-set checks remain."""
-    tables = {
-        "round": {"proposers": learners, "combine": "each", "weighting": "examples"},
-        "vote": {"metric": "accuracy_or_loss", "margin": -0.005, "judge": "screened_average"},
-    }
-    if learners >= 3:
-        tables["vote"].update(norm_bound=3.0, peer_margin=0.3, direction_floor=-0.1, direction_share=0.5,
-                              strikes=3)
+    average. The screens that compare proposals need three of them voted on one by one: with fewer
+    proposers (two members, or an explicit ``round.proposers``) or ``combine = "average"`` only the
+    screens that still apply are set."""
+    shape = explicit.get("round", {})
+    k = shape.get("proposers", learners)
+    each = shape.get("combine", "each") == "each"
+    k = k if isinstance(k, int) and not isinstance(k, bool) else learners  # a bad value: its own check names it
+    tables = {"round": {"proposers": learners, "combine": "each", "weighting": "examples"},
+              "vote": {"metric": "accuracy_or_loss", "margin": -0.005}}
+    if k >= 2 and each:
+        tables["vote"]["judge"] = "screened_average"
+    if k >= 3:
+        tables["vote"].update(norm_bound=3.0, direction_floor=-0.1, direction_share=0.5, strikes=3)
+        if each:
+            tables["vote"]["peer_margin"] = 0.3
     return tables
 
 
-def _averaged(learners: int) -> dict:
+def _averaged(learners: int, explicit: dict) -> dict:
     """Every member proposes 1/learners of an epoch from the same start and the voters judge their
     average on the vote-set loss: the paper round's compute (one client-epoch a round) spread over
     all members (``avg5e-loss`` in docs/protocol_variants.md, the best of that family there; a
@@ -64,11 +72,12 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
 )}
 
 
-def protocol_tables(name: str, learners: int) -> dict:
-    """The settings protocol ``name`` stands for with ``learners`` members (nested tables)."""
+def protocol_tables(name: str, learners: int, explicit: dict | None = None) -> dict:
+    """The settings protocol ``name`` stands for with ``learners`` members (nested tables), fitted to
+    the round shape ``explicit`` (the file's and the flags' own settings) gives, if any."""
     if name not in PROTOCOLS:
         raise ConfigError(f"experiment.protocol must be one of {', '.join(PROTOCOLS)}, got {name!r}")
-    return PROTOCOLS[name].tables(learners)
+    return PROTOCOLS[name].tables(learners, explicit or {})
 
 
 __all__ = ["PROTOCOLS", "Protocol", "protocol_tables"]
