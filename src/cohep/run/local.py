@@ -324,6 +324,9 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool, model_auto: bool = Fal
     from cohep.outputs.report import write_report
 
     result.files["report"] = write_report(cfg, result, out / rundir.REPORT)
+    from cohep.run.tracking import log_run  # [tracking]: issue 27's one hook, off by default
+
+    result.files.update(log_run(cfg.tracking, result, out, name=cfg.experiment.name))
     return result
 
 
