@@ -155,6 +155,7 @@ def test_deploy_draws_the_seed_prints_it_and_records_it(deployed, clock_chain, k
     assert Experiment.read(tmp_path / "f.json").config.experiment.seed == 7
 
 
+@pytest.mark.slow  # a cohep process: its imports take seconds
 def test_deploy_to_an_http_store_says_how_in_one_line(tmp_path, keys, data):
     proc, took = cohep(*deploy_args(data, "http://127.0.0.1:9", keys["rich"], "http://example.org/cohep", tmp_path / "e.json"))
     line = error_line(proc)
@@ -298,6 +299,7 @@ def s3_server(tmp_path_factory):
     proc.wait(10)
 
 
+@pytest.mark.slow  # a moto server process and a second Python process
 def test_an_s3_store_works_out_of_the_box(s3_server, monkeypatch):
     import fsspec
     import numpy as np
@@ -319,3 +321,26 @@ def test_an_s3_store_works_out_of_the_box(s3_server, monkeypatch):
     listed = subprocess.run([sys.executable, "-c", "import fsspec; print(fsspec.filesystem('s3').ls('cohep-bucket/shared'))"],
                             capture_output=True, text=True, env=dict(os.environ))
     assert digest.hex() in listed.stdout, listed.stdout + listed.stderr  # a fresh process sees it with the same env
+
+
+def test_a_seed_from_the_config_or_set_is_not_redrawn(tmp_path):
+    from cohep.cli import _seed_given
+
+    with_seed, without = tmp_path / "a.toml", tmp_path / "b.toml"
+    with_seed.write_text("[experiment]\nseed = 5\n")
+    without.write_text("[experiment]\nrounds = 3\n")
+    assert _seed_given(with_seed, {"experiment.seed": None}, [])
+    assert _seed_given(None, {"experiment.seed": None}, ["experiment.seed=4"])
+    assert _seed_given(None, {"experiment.seed": 0}, [])  # --seed 0 is a choice too
+    assert not _seed_given(without, {"experiment.seed": None}, ["experiment.rounds=2"])
+    assert not _seed_given(None, {"experiment.seed": None}, [])
+
+
+def test_writing_into_an_http_store_is_one_line():
+    import numpy as np
+
+    from cohep.core.errors import CohepError
+    from cohep.wire.store import WeightStore
+
+    with pytest.raises(CohepError, match="read-only.*--public-url http://127.0.0.1:9/x"):
+        WeightStore("http://127.0.0.1:9/x").put({"w": np.zeros(2, dtype=np.float32)})
