@@ -618,7 +618,8 @@ def status(
     run_dir: Path | None = typer.Argument(None, help="A finished run directory (its chain log and records)."),
     experiment: Path | None = typer.Option(None, "--experiment", "-e", help="A deployed experiment's shared file instead."),
     rpc: str | None = typer.Option(None, "--rpc", help="Ethereum JSON-RPC URL (with --experiment)."),
-    watch: bool = typer.Option(False, "--watch", "-w", help="Keep the tables live until the last round."),
+    watch: bool = typer.Option(False, "--watch", "-w",
+                               help="Keep the tables live until the last round (without a terminal: one plain line per change)."),
     interval: float = typer.Option(2.0, "--interval", min=0.1, help="Seconds between refreshes with --watch."),
 ) -> None:
     """Rounds, proposers, votes and outcomes of a deployed experiment or a finished run directory."""
