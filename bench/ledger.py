@@ -119,7 +119,8 @@ def measure(kind: str, mode: str, n: int, rounds: int, old_reads: bool = False) 
     try:
         members = chain.accounts[:n]
         c = Coordinator.deploy(chain, members, threshold=Fraction(1, 2), seed=h("bench"), initial_digest=h("init"),
-                               model_digest=h("model"), vote_window=max(50, 2 * n), sender=members[0])
+                               model_digest=h("model"), vote_window=max(50, 2 * n), sender=members[0],
+                               sealed=False)  # v3's vote paths; sealed votes: bench/sealed_votes.py
         runs = [one_round(c, chain, members, k, mode, old_reads) for k in range(rounds + 1)][1:]  # first: warm-up
     finally:
         stop()
