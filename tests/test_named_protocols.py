@@ -57,3 +57,12 @@ def test_an_explicit_round_shape_keeps_the_guards_that_still_fit_it():
     assert (two.vote.judge, two.vote.norm_bound) == ("screened_average", None)
     avg = config.from_dict({"experiment": {"protocol": "guarded", "learners": 5}, "round": {"combine": "average"}})
     assert (avg.vote.judge, avg.vote.peer_margin, avg.vote.norm_bound) == ("alone", None, 3.0)
+
+
+def test_the_protocol_shapes_colearn_only_and_fits_explicit_floors_and_sizes():
+    alone = config.from_dict({"experiment": {"protocol": "guarded", "learners": 5, "mode": "individual"}})
+    assert alone.round.proposers == 1
+    flat = config.from_dict({"experiment": {"protocol": "guarded", "learners": 5}, "vote": {"direction_floor": 0.0}})
+    assert (flat.vote.direction_floor, flat.vote.strikes) == (0.0, None)
+    with pytest.raises(ConfigError, match="experiment.learners must be at most 64"):
+        config.from_dict({"experiment": {"protocol": "guarded", "learners": 65}})

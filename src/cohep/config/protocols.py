@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 from cohep.core.errors import ConfigError
 
+#: the contract's slots per round (its member limit): a larger experiment is refused by its own check
+MAX_PROPOSERS = 64
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -37,20 +40,27 @@ def _guarded(learners: int, explicit: dict) -> dict:
     update direction, the members' record) and the ones that pass are judged by their example-weighted
     average. The screens that compare proposals need three of them voted on one by one: with fewer
     proposers (two members, or an explicit ``round.proposers``) or ``combine = "average"`` only the
-    screens that still apply are set."""
-    shape = explicit.get("round", {})
-    k = shape.get("proposers", learners)
+    screens that still apply are set, and strikes only over a negative direction floor."""
+    shape, vote = explicit.get("round", {}), explicit.get("vote", {})
+    k = _int(shape.get("proposers"), learners)
     each = shape.get("combine", "each") == "each"
-    k = k if isinstance(k, int) and not isinstance(k, bool) else learners  # a bad value: its own check names it
-    tables = {"round": {"proposers": learners, "combine": "each", "weighting": "examples"},
+    tables = {"round": {"proposers": min(learners, MAX_PROPOSERS), "combine": "each", "weighting": "examples"},
               "vote": {"metric": "accuracy_or_loss", "margin": -0.005}}
     if k >= 2 and each:
         tables["vote"]["judge"] = "screened_average"
     if k >= 3:
-        tables["vote"].update(norm_bound=3.0, direction_floor=-0.1, direction_share=0.5, strikes=3)
+        tables["vote"].update(norm_bound=3.0, direction_floor=-0.1, direction_share=0.5)
+        floor = vote.get("direction_floor", -0.1)
+        if isinstance(floor, (int, float)) and floor < 0:
+            tables["vote"]["strikes"] = 3
         if each:
             tables["vote"]["peer_margin"] = 0.3
     return tables
+
+
+def _int(value, default: int) -> int:
+    """An explicit count, or the default where it is missing or malformed (its own check names it)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def _averaged(learners: int, explicit: dict) -> dict:
@@ -59,7 +69,7 @@ def _averaged(learners: int, explicit: dict) -> dict:
     all members (``avg5e-loss`` in docs/protocol_variants.md, the best of that family there; a
     server step above 1 diverged)."""
     return {
-        "round": {"proposers": learners, "combine": "average"},
+        "round": {"proposers": min(learners, MAX_PROPOSERS), "combine": "average"},
         "train": {"epochs": round(1.0 / learners, 4)},
         "vote": {"metric": "loss"},
     }
