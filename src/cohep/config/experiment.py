@@ -44,7 +44,8 @@ class ExperimentSection(Section):
     seed: int = setting(0, ge=0, help="Seed: the same seed and config give the same records.")
     #: a named round shape (config/protocols.py) filled in beneath the file's and the flags' own values
     protocol: Literal["paper", "guarded", "averaged"] = setting(
-        "paper", help="Named protocol: paper (one proposer), guarded (all propose, screened), averaged (all propose 1/n epoch, one vote on the average).")
+        "paper", help="Named protocol: paper (one proposer), guarded (all propose, screened), "
+                      "averaged (all propose 1/n epoch, one vote on the average).")
     #: stop after the round that passes this many seconds of wall time (a budget; None: all rounds)
     max_seconds: float | None = setting(None, gt=0, help="Wall-clock budget: no round starts after it.")
 
@@ -268,6 +269,8 @@ def with_protocol(raw: dict) -> dict:
     learners = experiment.get("learners", ExperimentSection.learners)
     if not isinstance(name, str) or isinstance(learners, bool) or not isinstance(learners, int) or learners < 1:
         return raw  # the section's own checks name the bad value
+    if experiment.get("mode", ExperimentSection.mode) != "colearn":
+        return raw  # the baselines have no round to shape
     return merge(protocol_tables(name, learners, raw), raw)
 
 
