@@ -500,7 +500,7 @@ def _follow(experiment: Experiment, node: NodeMember, chain, out: Path, opts: No
             time.sleep(1.0)
             continue
         time.sleep(opts.poll_s)
-    p.sync(coord.accepted_digest())
+    _retrying(opts, "store", lambda: p.sync(coord.accepted_digest()))
     final = p.learner.current()
     from cohep.wire.weights import digest, encode
 
