@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import sys
-import time
 from fractions import Fraction
 
 from cohep.ledger import Chain, Coordinator
