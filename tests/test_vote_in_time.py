@@ -102,3 +102,50 @@ def test_the_voter_casts_a_reject_with_the_reason_before_the_deadline(anvil, tmp
     if case.startswith("drip"):
         assert took > window_s / 2  # the fetch had the window, less the margins, not a second more
     assert not mine.has(digest)  # nothing unverified is kept
+
+
+def test_a_slow_slot_does_not_use_up_the_time_of_an_honest_one(anvil, tmp_path):
+    """Two slots a round: slot A's store drips, slot B's serves at once. Both are fetched side by side,
+    so B's proposal is judged on its scores and only A's is rejected for its timeout."""
+    from cohep.ledger import Chain, Coordinator
+
+    keys = dev_private_keys(3)
+    chain = Chain.connect(anvil.url, 0, private_keys=keys)
+    members = chain.accounts[:3]
+    spec = ModelSpec("mnist_cnn", (1, 28, 28), 10, {"width": 4})
+    initial = models.initial_weights(spec, 0)
+    shared = WeightStore(str(tmp_path / "shared"))
+    initial_digest, initial_uri = shared.put(initial)
+    coord = Coordinator.deploy(chain, members, proposal_window=20, vote_window=VOTE_WINDOW, proposers=2,
+                               initial_digest=initial_digest, model_digest=hashlib.sha256(b"m").digest(),
+                               seed=hashlib.sha256(b"two slots").digest(), sender=members[0], start=False, sealed=False)
+    chain.wait_blocks(1, poll_s=0.05)
+    coord.start(members[0])
+    slow_p, fast_p = coord.proposers_of(0)
+    voter = next(m for m in members if m not in (slow_p, fast_p))
+    with SlowStore(tmp_path / "slow", drip_s=1.0) as slow, SlowStore(tmp_path / "fast") as fast:
+        announced = []
+        for k, (who, store) in enumerate([(slow_p, slow), (fast_p, fast)]):
+            w = {n: v + np.float32(0.01 * (k + 1)) if v.dtype.kind == "f" else v for n, v in initial.items()}
+            d, uri = WeightStore(str(store.folder), public_url=store.url).put(w)
+            announced.append((who, d, uri))
+        mine = WeightStore(str(tmp_path / "voter"))
+        fetcher = Fetcher([slow.url, fast.url, mine.base_uri, shared.base_uri], default_max_bytes(initial),
+                          reference=initial, owners={slow_p: [slow.url], fast_p: [fast.url], voter: [mine.base_uri]},
+                          keep=mine.keep)
+        learner = models.build_learner(spec, _digits(160, 0), _digits(40, 1), None,
+                                       TrainConfig(batch_size=16, epochs=1.0, max_steps=2), seed=1, initial=initial)
+        wiring = MemberWiring(coord, mine, fetcher, VoteRule(), RoundSection().policy(), initial_uri)
+        p = wiring.member(members.index(voter), voter, learner)
+        p.sync(coord.accepted_digest())
+        for slot, (who, d, uri) in enumerate(announced):
+            coord.propose(who, 0, d, uri, slot)
+        view = RoundView.read(coord, 0)
+        assert view.voting_open()
+        duty, took = act_in_time(p, fetcher, view, Pace(chain), scoring_s=0.2)
+    assert duty is not None and duty.voted
+    assert duty.reason.startswith("slot 0: timeout:") and "slot 1" not in duty.reason, duty.reason
+    assert mine.has(announced[1][1]) and not mine.has(announced[0][1])  # the verified one is kept
+    cast = [e for e in coord.events() if e.name in ("Voted", "Committed") and e.args.get("voter") == voter]
+    assert len(cast) == 1 and cast[0].block <= view.state.vote_deadline
+    print(f"\ntwo slots, one dripping: ballot {duty.verdicts} cast after {took:.2f} s; {duty.reason}")
