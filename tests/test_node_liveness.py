@@ -77,3 +77,10 @@ def test_a_permanent_fault_is_not_retried():
 
     with pytest.raises(BadBlob):  # not transient: _retrying lets it through at once
         node._retrying(NodeOptions(reconnect_s=60), "initial weights", bad)
+
+
+def test_chain_messages_count_rounds_from_1():
+    assert node.one_based("propose(round 1) rejected by the contract: proposal window closed") == \
+        "propose in round 2 rejected by the contract: proposal window closed"
+    assert node.one_based("commit_vote(round 0) failed: refused") == "commit_vote in round 1 failed: refused"
+    assert node.one_based("cannot read the block number") == "cannot read the block number"

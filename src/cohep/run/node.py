@@ -17,6 +17,7 @@ member the benefit of the doubt again) and, when the experiment ends, ``final_we
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -327,6 +328,15 @@ def _connect(rpc: str, key, opts: NodeOptions, experiment: Experiment | None = N
     return chain
 
 
+_CALL_ROUND = re.compile(r"\b([a-z_]+)\(round (\d+)\)")
+
+
+def one_based(text: str) -> str:
+    """A chain client's message with its calls' rounds as a node shows rounds (from 1): the contract
+    counts from 0 (``propose(round 1)`` is the second round), a user reads "round 2 of 12"."""
+    return _CALL_ROUND.sub(lambda m: f"{m.group(1)} in round {int(m.group(2)) + 1}", text)
+
+
 class _Retry:
     """The retries of one transient fault: logged with the time they go on until (every
     ``RETRY_LOG_S`` at most), given up after ``opts.reconnect_s`` with a NodeFault."""
@@ -339,10 +349,11 @@ class _Retry:
         self.since = self.since if self.since is not None else now
         until = self.since + self.opts.reconnect_s
         if now > until:
-            raise NodeFault(f"{what}: {exc} (gave up after {self.opts.reconnect_s:.0f} s of retrying)") from None
+            raise NodeFault(f"{what}: {one_based(str(exc))} (gave up after {self.opts.reconnect_s:.0f} s of "
+                            "retrying)") from None
         if what != self.what or now - self.logged >= RETRY_LOG_S:
             wall = time.strftime("%H:%M:%S", time.localtime(time.time() + until - now))
-            _log(self.opts, f"{what}: {exc} (retrying until {wall})")
+            _log(self.opts, f"{what}: {one_based(str(exc))} (retrying until {wall})")
             self.what, self.logged = what, now
 
     def ok(self) -> None:
