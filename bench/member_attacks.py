@@ -4,7 +4,8 @@
     python bench/member_attacks.py --cases "slow drip" "copies votes" --rounds 8
 
 Each case runs three honest ``cohep node`` processes (synthetic 28 x 28 digits dealt out in four
-shares, ``mnist_cnn``, Anvil at a 0.25 s block time, 40-block windows: the node tests' setting) and
+shares, ``mnist_cnn``, Anvil at a 0.25 s block time, the node tests' 40-block vote
+window, 120 blocks to propose) and
 one dishonest member with a real key: a real ``cohep node`` whose store is served dishonestly (slow
 drip at 1 byte/s, some voters only, withheld or offline after its proposal is accepted: then an
 honest node is restarted on an empty disk), or its own transactions (copying the others' votes,
@@ -64,7 +65,8 @@ def main(argv=None) -> int:
         return 2
     work = args.work or Path(tempfile.mkdtemp(prefix="cohep-bench-attacks-"))
     data = split_npz(*synthetic_digits(1200, seed=0), work / "data", 4)
-    settings = {"model": {"name": "mnist_cnn"}, "train": {"epochs": 1}}
+    settings = {"model": {"name": "mnist_cnn"}, "train": {"epochs": 1},
+                "chain": {"proposal_window": 120}}  # four nodes starting at once on 2 cores: 30 s for round 1
     print(f"work folder {work}; {os.cpu_count()} CPU cores; {args.rounds} rounds a run; 3 honest members + 1")
     t0 = time.perf_counter()
     base = member_attack(None, work / "baseline", data, rounds=args.rounds, settings=settings)

@@ -424,8 +424,8 @@ def member_findings(report: AuditReport, rules: ContractRules, stores: list[str 
                 if problem is not None:
                     why.append(f"its blob could be obtained from no store ({problem})"
                                if problem.startswith(_UNOBTAINABLE) else f"its blob does not verify ({problem})")
-                say(p, f"{where}: its proposal was rejected by every voter ({len(judged)})"
-                       + (": " + "; ".join(why) if why else ""))
+                if why:  # judged on its scores and found no better: what honest proposals also meet
+                    say(p, f"{where}: its proposal was rejected by every voter ({len(judged)}): " + "; ".join(why))
             elif unjudged and problem is None and len(unjudged) < len(judged):
                 others = sorted(v for v in judged if v not in unjudged)
                 say(p, f"{where}: member(s) {', '.join(map(str, unjudged))} could not obtain or check its blob, "

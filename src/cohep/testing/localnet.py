@@ -640,8 +640,9 @@ def member_attack(case: str, root: Path, data: list[Path], *, rounds: int, setti
     with LocalNet(root, honest, dishonest=dishonest, adversary=adversary, settings=cfg) as net:
         try:
             if case == "offline after acceptance":
-                if not dishonest.gone.wait(timeout_s):
-                    raise CohepError("its proposal was never accepted")
+                while not dishonest.gone.wait(0.5):
+                    if all(p.poll() is not None for p in net.procs.values()):
+                        raise CohepError("its proposal was never accepted")
                 victim = 1  # restarted on an empty disk: the accepted weights are only in the others' stores
                 net.kill_node(victim)
                 for blob in (net.root / f"store{victim}").glob("*.safetensors"):
