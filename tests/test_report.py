@@ -47,7 +47,7 @@ def test_a_colearn_run_that_accepted_nothing_at_chance_gets_one_line_with_what_t
     (w,) = warnings_for(result("colearn", accepted=[0, 0, 0], acc=0.5))
     assert w.startswith("warning: no proposal was accepted in 3 round(s) and the final test accuracy 0.5000")
     assert "chance (0.5000 for 2 classes)" in w
-    assert all(flag in w for flag in ("-r)", "-e)", "--margin"))
+    assert all(flag in w for flag in ("-r)", "--epochs)", "--margin"))
 
 
 @pytest.mark.parametrize("mode, accepted, acc, classes, expect", [

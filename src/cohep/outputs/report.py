@@ -45,7 +45,7 @@ def warnings_for(result) -> list[str]:
                        f"({1 / k:.4f} for {k} classes)")
     if not reasons:
         return []
-    tries = ["more rounds (-r)", "more epochs per proposal (-e)"]
+    tries = ["more rounds (-r)", "more epochs per proposal (--epochs)"]
     if result.mode == "colearn":
         tries.append("a lower vote margin (--margin, negative tolerates a regression)")
     tries.append("another model (--model)" if result.mode == "colearn" else "a larger learning rate (--lr)")
