@@ -147,7 +147,7 @@ class Shape:
 def base_config(task: Task, n: int, seed: int, attack: str, m: int, probe: float | None, epochs: float,
                 shape: Shape = Shape()):
     raw = {
-        "experiment": {"name": f"byz-{task.name}", "learners": n, "rounds": task.rounds, "seed": seed},
+        "experiment": {"protocol": "paper", "name": f"byz-{task.name}", "learners": n, "rounds": task.rounds, "seed": seed},
         "data": {"kind": task.kind, "path": task.path, "limit": task.limit, "holdout": task.holdout,
                  "split": shape.split, "alpha": 0.5 if shape.split == "dirichlet" else None},
         "train": {"epochs": epochs, "batch_size": 32},

@@ -32,7 +32,8 @@ def parser():
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     cfg = config.load(None, {
-        "experiment": {"name": "mnist-paper", "learners": args.learners, "rounds": args.rounds, "seed": args.seed},
+        "experiment": {"protocol": "paper",
+                       "name": "mnist-paper", "learners": args.learners, "rounds": args.rounds, "seed": args.seed},
         "data": {"kind": "mnist", "path": args.data, "holdout": 2000, "split": "iid", "vote_fraction": 0.2},
         "model": {"name": "mnist_cnn"},
         "train": {"epochs": args.epochs, "batch_size": 32, "lr": 1e-3},

@@ -66,7 +66,7 @@ def one_run(args, epsilon: float, out: Path) -> dict:
     train = ({"optimizer": args.dp_optimizer, "lr": args.dp_lr, "momentum": args.dp_momentum} if private
              else {"optimizer": "adam", "lr": args.lr})
     cfg = config.load(None, {
-        "experiment": {"name": f"privacy-eps{epsilon:g}", "learners": args.learners, "rounds": args.rounds,
+        "experiment": {"protocol": "paper", "name": f"privacy-eps{epsilon:g}", "learners": args.learners, "rounds": args.rounds,
                        "seed": args.seed},
         "data": {"kind": "mnist", "path": args.data, "limit": args.limit, "holdout": 0.2},
         "model": {"name": "mnist_cnn", "params": {"width": args.width}},

@@ -138,7 +138,7 @@ def main(argv=None) -> int:
             model = ({"name": "mnist_cnn"} if case in CASES
                      else {"name": "compact", "params": {"normalise": "log1p", "planes": "all"}})
             cfg = config.load(None, {
-                "experiment": {"learners": n, "rounds": args.rounds, "seed": seed}, "data": data,
+                "experiment": {"protocol": "paper", "learners": n, "rounds": args.rounds, "seed": seed}, "data": data,
                 "model": model, "train": train,
                 "degrade": {"learner": bad, **how},
             })

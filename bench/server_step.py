@@ -42,7 +42,7 @@ def parser():
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    cfg = config.from_dict({"experiment": {"learners": 5, "rounds": args.rounds, "seed": args.seed},
+    cfg = config.from_dict({"experiment": {"protocol": "paper", "learners": 5, "rounds": args.rounds, "seed": args.seed},
                             "data": {"path": args.data, "split": args.split, "alpha": 0.5},
                             "round": {"proposers": 5, "combine": "average"}, "train": {"epochs": 0.2}})
     cfg, data, parts, spec = prepare(cfg)

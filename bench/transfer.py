@@ -144,7 +144,7 @@ THREE_ROUNDS = {
 def experiment(args, mode: str, learners: int, variant: str = "augmented", round_shape: str = "one"):
     params, augment, train = VARIANTS[variant]
     return config.load(None, {
-        "experiment": {"learners": learners, "rounds": args.rounds, "seed": args.seed, "mode": mode},
+        "experiment": {"protocol": "paper", "learners": learners, "rounds": args.rounds, "seed": args.seed, "mode": mode},
         "model": {"name": "compact", "params": params},
         "train": {"epochs": 1.0, "batch_size": 32, "lr": args.lr, "augment": augment, **train},
         **(THREE_ROUNDS[round_shape] if mode == "colearn" else {}),

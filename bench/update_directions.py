@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         if args.events:
             cfg = config.load(None, {
-                "experiment": {"learners": args.learners, "seed": seed},
+                "experiment": {"protocol": "paper", "learners": args.learners, "seed": seed},
                 "data": {"kind": "events", "path": args.events, "limit": args.events_limit, "holdout": 0.2,
                          "split": args.split, **({"alpha": 0.5} if args.split == "dirichlet" else {})},
                 "train": {"epochs": args.epochs, "batch_size": 32},

@@ -53,7 +53,7 @@ def parser():
 
 def experiment(args, split: str, name: str, seed: int):
     """The bench's experiment for one split and seed with variant ``name``'s settings merged over it."""
-    base = {"experiment": {"learners": args.learners, "rounds": args.rounds, "seed": seed},
+    base = {"experiment": {"protocol": "paper", "learners": args.learners, "rounds": args.rounds, "seed": seed},
             "data": {"path": args.data, "split": split, "alpha": 0.5}}
     return config.from_dict(config.merge(base, VARIANTS[name]))
 

@@ -99,7 +99,8 @@ class Measure:
 def base_config(path: str, split: str, seed: int, rounds: int, learners: int, **sections):
     """The experiment both sides run: the paper's MNIST setting, 2,000 images held out for testing."""
     raw = {
-        "experiment": {"name": f"vs-flower-{split}-{seed}", "learners": learners, "rounds": rounds, "seed": seed},
+        "experiment": {"protocol": "paper",
+                       "name": f"vs-flower-{split}-{seed}", "learners": learners, "rounds": rounds, "seed": seed},
         "data": {"kind": "mnist", "path": path, "holdout": 2000, "split": split, "alpha": 0.5, "vote_fraction": 0.2},
         "model": {"name": "mnist_cnn"},
         "train": {"epochs": 1.0, "batch_size": 32, "lr": 1e-3},
