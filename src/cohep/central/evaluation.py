@@ -81,7 +81,7 @@ class EvalReport:
                 e, p = s.best_efficiency, s.best_purity
                 cell = lambda v: "n/a" if not math.isfinite(v[0]) else f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"  # noqa: E731
                 lines.append(f"{s.name:<{w}}  {s.auc:>6.3f}  {s.best_cut:>6.3f}  {cell(e):>24}  {cell(p):>24}")
-            text += "\n".join(lines)
+            text += "\n" + "\n".join(lines)
         return text
 
 

@@ -8,8 +8,8 @@ file; a truth field whose name is one of the columns above is written as ``truth
 
 Two containers, chosen by the suffix:
 
-* ``.parquet``: Apache Parquet through pyarrow, readable by pandas, polars, ROOT's RDataFrame and
-  Spark; units are field metadata (``unit``), and the schema metadata ``cohep`` holds a JSON object with
+* ``.parquet``: Apache Parquet through pyarrow, readable by pandas, polars and
+  any Arrow reader; units are field metadata (``unit``), and the schema metadata ``cohep`` holds a JSON object with
   the class names, the model, the weights' sha256 and the data file;
 * ``.h5`` / ``.hdf5``: the same columns as HDF5 datasets (units as their ``unit`` attribute, the JSON
   object as the file attribute ``cohep``), for analyses that read HDF5 already.
