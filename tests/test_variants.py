@@ -297,7 +297,8 @@ def test_averaged_digest_is_recomputed_by_every_member_and_the_audit(average_run
 
 def test_signed_ballots_play_the_same_k_slot_run(average_run, mnist_dir, tmp_path, one_torch_thread):
     """``[chain] ballots = "signed"`` with three slots voting on the average: the same ballots (bitmap
-    and scores) as EIP-712 messages, one submit_ballots a round, the same records, a clean audit."""
+    and scores) sealed: signed commitments and their reveals, one batch each a round, the same records,
+    a clean audit."""
     import json
 
     from cohep.run.local import run_experiment
@@ -305,7 +306,8 @@ def test_signed_ballots_play_the_same_k_slot_run(average_run, mnist_dir, tmp_pat
     signed = run_experiment(small_cfg(mnist_dir, chain={"ballots": "signed"}), tmp_path / "signed", figure=False)
     assert (tmp_path / "signed" / "records.csv").read_bytes() == (average_run.out_dir / "records.csv").read_bytes()
     traffic = json.loads((tmp_path / "signed" / "manifest.json").read_text())["traffic"]
-    assert traffic["transactions"] == (3 + 1 + 1) * len(signed.timings)  # 3 proposals, the batch, finalize
+    # 3 proposals, the commitments' batch, the reveals' batch, finalize
+    assert traffic["transactions"] == (3 + 1 + 1 + 1) * len(signed.timings)
     report = audit_run(tmp_path / "signed")
     assert report.clean, report.text()
 
@@ -846,18 +848,18 @@ def test_the_direction_share_needs_the_floor():
     from cohep.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"^vote\.direction_share raises vote\.direction_floor"):
-        config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 3, "combine": "each"},
+        config.from_dict({"experiment": {"learners": 4, "protocol": "paper"}, "round": {"proposers": 3, "combine": "each"},
                           "vote": {"direction_share": 0.5}})
     for bad in (-0.1, 1.0):
         with pytest.raises(ConfigError, match=r"vote\.direction_share"):
-            config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 3, "combine": "each"},
+            config.from_dict({"experiment": {"learners": 4, "protocol": "paper"}, "round": {"proposers": 3, "combine": "each"},
                               "vote": {"direction_floor": 0.0, "direction_share": bad}})
 
 
 def test_the_strikes_need_a_negative_floor():
     from cohep.core.errors import ConfigError
 
-    base = {"experiment": {"learners": 4}, "round": {"proposers": 3, "combine": "each"}}
+    base = {"experiment": {"learners": 4, "protocol": "paper"}, "round": {"proposers": 3, "combine": "each"}}
     for vote in ({"strikes": 2}, {"strikes": 2, "direction_floor": 0.0}):
         with pytest.raises(ConfigError, match=r"^vote\.strikes holds a struck member to a direction floor of 0"):
             config.from_dict({**base, "vote": vote})
@@ -871,25 +873,25 @@ def test_the_screened_average_needs_slots_voted_one_by_one():
 
     for bad in ({"proposers": 1}, {"proposers": 3, "combine": "average"}):
         with pytest.raises(ConfigError, match=r"^vote\.judge = \"screened_average\" .* needs round\.proposers >= 2"):
-            config.from_dict({"experiment": {"learners": 4}, "round": bad, "vote": {"judge": "screened_average"}})
+            config.from_dict({"experiment": {"learners": 4, "protocol": "paper"}, "round": bad, "vote": {"judge": "screened_average"}})
     with pytest.raises(ConfigError, match=r"^vote\.judge"):
         config.from_dict({"vote": {"judge": "median"}})
-    assert config.from_dict({}).vote.judge == "alone"
+    assert config.from_dict({"experiment": {"protocol": "paper"}}).vote.judge == "alone"
 
 
 def test_the_norm_bound_needs_three_proposers():
     from cohep.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"vote\.direction_floor .* needs round\.proposers >= 3, got 2"):
-        config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 2}, "vote": {"direction_floor": 0}})
+        config.from_dict({"experiment": {"learners": 4, "protocol": "paper"}, "round": {"proposers": 2}, "vote": {"direction_floor": 0}})
     with pytest.raises(ConfigError, match=r"^vote\.direction_floor"):
-        config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 3}, "vote": {"direction_floor": 2}})
+        config.from_dict({"experiment": {"learners": 4, "protocol": "paper"}, "round": {"proposers": 3}, "vote": {"direction_floor": 2}})
 
     with pytest.raises(ConfigError, match=r"vote\.norm_bound .* needs round\.proposers >= 3, got 2"):
-        config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 2}, "vote": {"norm_bound": 3.0}})
+        config.from_dict({"experiment": {"learners": 4, "protocol": "paper"}, "round": {"proposers": 2}, "vote": {"norm_bound": 3.0}})
     with pytest.raises(ConfigError, match=r"vote\.norm_bound"):
-        config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 3}, "vote": {"norm_bound": 0.5}})
-    cfg = config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 3}, "vote": {"norm_bound": 3.0}})
+        config.from_dict({"experiment": {"learners": 4, "protocol": "paper"}, "round": {"proposers": 3}, "vote": {"norm_bound": 0.5}})
+    cfg = config.from_dict({"experiment": {"learners": 4, "protocol": "paper"}, "round": {"proposers": 3}, "vote": {"norm_bound": 3.0}})
     assert cfg.vote.norm_bound == 3.0
 
 
@@ -936,9 +938,9 @@ def test_the_peer_margin_needs_three_proposers_voted_one_by_one():
 
     for bad in ({"proposers": 2}, {"proposers": 3, "combine": "average"}):
         with pytest.raises(ConfigError, match=r"vote\.peer_margin .* needs round\.proposers >= 3 and round\.combine"):
-            config.from_dict({"experiment": {"learners": 4}, "round": bad, "vote": {"peer_margin": 0.1}})
+            config.from_dict({"experiment": {"learners": 4, "protocol": "paper"}, "round": bad, "vote": {"peer_margin": 0.1}})
     with pytest.raises(ConfigError, match=r"vote\.peer_margin"):
-        config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 3}, "vote": {"peer_margin": 0}})
+        config.from_dict({"experiment": {"learners": 4, "protocol": "paper"}, "round": {"proposers": 3}, "vote": {"peer_margin": 0}})
 
 
 def test_score_outliers_compare_each_slot_with_the_rounds_median():
@@ -985,15 +987,15 @@ def test_nodes_on_anvil_play_rounds_with_two_proposers(tmp_path, server_lr):
 def test_round_section_is_checked_with_one_line():
     from cohep.core.errors import ConfigError
 
-    cfg = config.from_dict({"experiment": {"learners": 3}, "round": {"proposers": 3, "combine": "average"}})
+    cfg = config.from_dict({"experiment": {"learners": 3, "protocol": "paper"}, "round": {"proposers": 3, "combine": "average"}})
     assert (cfg.round.proposers, cfg.round.combine) == (3, "average")
-    assert config.from_dict({}).round == combine.RoundSection()  # default: one proposer, today's round
+    assert config.from_dict({"experiment": {"protocol": "paper"}}).round == combine.RoundSection()  # the paper round
     with pytest.raises(ConfigError, match=r"round\.proposers \(4\) must be at most experiment\.learners \(3\)"):
-        config.from_dict({"experiment": {"learners": 3}, "round": {"proposers": 4}})
+        config.from_dict({"experiment": {"learners": 3, "protocol": "paper"}, "round": {"proposers": 4}})
     with pytest.raises(ConfigError, match=r"round\.combine"):
         config.from_dict({"round": {"combine": "median"}})
     with pytest.raises(ConfigError, match=r"chain\.vote_window \(3 blocks\) must be at least the voters \(4"):
-        config.from_dict({"experiment": {"learners": 4}, "round": {"proposers": 2}, "chain": {"vote_window": 3}})
+        config.from_dict({"experiment": {"learners": 4, "protocol": "paper"}, "round": {"proposers": 2}, "chain": {"vote_window": 3}})
     with pytest.raises(ConfigError, match=r"train\.proximal_mu"):
         config.from_dict({"train": {"proximal_mu": -1}})
     assert config.from_dict({}).round.server_lr == 1.0
