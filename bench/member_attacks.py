@@ -5,7 +5,8 @@
 
 Each case runs three honest ``cohep node`` processes (synthetic 28 x 28 digits dealt out in four
 shares, ``mnist_cnn``, Anvil at a 0.25 s block time, the node tests' 40-block vote
-window, 120 blocks to propose) and
+window, 120 blocks to propose; the vote on the loss, so that good proposals, the dishonest
+node's among them, are accepted) and
 one dishonest member with a real key: a real ``cohep node`` whose store is served dishonestly (slow
 drip at 1 byte/s, some voters only, withheld or offline after its proposal is accepted: then an
 honest node is restarted on an empty disk), or its own transactions (copying the others' votes,
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
         return 2
     work = args.work or Path(tempfile.mkdtemp(prefix="cohep-bench-attacks-"))
     data = split_npz(*synthetic_digits(1200, seed=0), work / "data", 4)
-    settings = {"model": {"name": "mnist_cnn"}, "train": {"epochs": 1},
+    settings = {"model": {"name": "mnist_cnn"}, "train": {"epochs": 1}, "vote": {"metric": "loss"},
                 "chain": {"proposal_window": 120}}  # four nodes starting at once on 2 cores: 30 s for round 1
     print(f"work folder {work}; {os.cpu_count()} CPU cores; {args.rounds} rounds a run; 3 honest members + 1")
     t0 = time.perf_counter()
