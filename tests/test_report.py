@@ -78,7 +78,10 @@ def test_start_line_names_the_model_and_the_protocol_shape():
     c = cfg()
     line = start_line(c, model_auto=True)
     assert "model mnist_cnn (auto-picked" in line and "3 learner(s), 2 round(s)" in line
-    assert "[round] proposers 1, combine each; [vote] judge alone, metric accuracy, margin 0, threshold 0.5" in line
+    assert ("protocol guarded (--protocol to choose): [round] proposers 3, combine each; [vote] judge screened_average, "
+            "metric accuracy_or_loss, margin -0.005, threshold 0.5") in line  # the default protocol, whole
+    paper = start_line(cfg(protocol="paper"), model_auto=True)
+    assert "protocol paper (--protocol to choose): [round] proposers 1, combine each; [vote] judge alone" in paper
     assert "auto-picked" not in start_line(c, model_auto=False)
     alone = start_line(cfg(mode="individual"), model_auto=False)
     assert alone.startswith("individual:") and "no protocol (each learner alone)" in alone and "[vote]" not in alone
@@ -108,7 +111,7 @@ def test_centralised_report_names_the_pooled_model_and_a_chance_warning(tmp_path
 def test_colearn_report_keeps_the_protocol_table_and_says_whose_weights(tmp_path):
     res = result("colearn", accepted=[1, 1, 0], acc=0.8, rounds=2, records=colearn_records())
     res.model_auto = True
-    text = write_report(cfg(), res, tmp_path / "report.md").read_text()
+    text = write_report(cfg(protocol="paper"), res, tmp_path / "report.md").read_text()
     assert "| 1 | 0 | 2/0 | accepted | 0.8000 |" in text and "| 2 | 1 | 2/0 | accepted | 0.8000 |" in text
     assert "`mnist_cnn` (auto-picked for the data)" in text and "- round: proposers 1, combine each" in text
     assert final_weights_line("colearn", 3) in text and "warning" not in text

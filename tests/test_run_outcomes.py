@@ -71,7 +71,7 @@ def test_a_run_votes_and_decides_by_its_vote_section(tmp_path, mnist_dir, one_to
     audits clean."""
     rule = VoteRule("loss", margin=0.05, threshold=1.0)
     cfg = config.load(None, {
-        "experiment": {"learners": 4, "rounds": 3, "seed": 0},
+        "experiment": {"learners": 4, "rounds": 3, "seed": 0, "protocol": "paper"},  # one proposer, 3 voters
         "data": {"kind": "mnist", "path": str(mnist_dir), "limit": 600, "holdout": 100},
         "model": {"name": "mnist_cnn"},
         "train": {"epochs": 1.0, "batch_size": 32},

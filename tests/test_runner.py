@@ -233,7 +233,7 @@ def test_store_url_holds_the_weights(tmp_path, mnist_dir, one_torch_thread, sche
         assert root == str(tmp_path / "shared-store")
     out = tmp_path / "run"
     try:
-        res = run_experiment(small_cfg(mnist_dir, experiment={"learners": 2, "rounds": 2},
+        res = run_experiment(small_cfg(mnist_dir, experiment={"learners": 2, "rounds": 2, "protocol": "paper"},
                                        data={"limit": 400, "holdout": 100}, store={"url": url}),
                              out, figure=False)
         m = json.loads((out / "manifest.json").read_text())

@@ -150,7 +150,9 @@ def test_a_liars_inflated_count_gains_at_most_the_cap_through_store_and_fetch(tm
 
 
 def test_the_weighting_settings_are_checked_with_one_line():
-    assert (config.from_dict({}).round.weighting, config.from_dict({}).round.weight_cap) == ("equal", 2.0)
+    paper = config.from_dict({"experiment": {"protocol": "paper"}})
+    assert (paper.round.weighting, paper.round.weight_cap) == ("equal", 2.0)
+    assert config.from_dict({}).round.weighting == "examples"  # the default, guarded protocol weighs by examples
     cfg = config.from_dict({"round": {"weighting": "examples", "weight_cap": 3}})
     assert (cfg.round.weighting, cfg.round.weight_cap) == ("examples", 3.0)
     with pytest.raises(ConfigError, match=r"^round\.weighting[^\n]*$"):

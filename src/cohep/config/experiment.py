@@ -44,7 +44,7 @@ class ExperimentSection(Section):
     seed: int = setting(0, ge=0, help="Seed: the same seed and config give the same records.")
     #: a named round shape (config/protocols.py) filled in beneath the file's and the flags' own values
     protocol: Literal["paper", "guarded", "averaged"] = setting(
-        "paper", help="Named protocol: paper (one proposer), guarded (all propose, screened), "
+        "guarded", help="Named protocol: paper (one proposer), guarded (all propose, screened), "
                       "averaged (all propose 1/n epoch, one vote on the average).")
     #: stop after the round that passes this many seconds of wall time (a budget; None: all rounds)
     max_seconds: float | None = setting(None, gt=0, help="Wall-clock budget: no round starts after it.")

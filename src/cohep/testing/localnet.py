@@ -111,7 +111,10 @@ class LocalNet:
         from cohep.run.deploy import MemberSpec, deploy
         from cohep.run.keys import address_of
 
-        cfg = config.load(None, config.merge({"experiment": {"name": "localnet", "rounds": 8, "seed": 0},
+        # the paper round (one proposer, every other member fetches and votes): each drill's dishonest
+        # proposal meets every honest voter; ``settings`` may name another protocol
+        cfg = config.load(None, config.merge({"experiment": {"name": "localnet", "rounds": 8, "seed": 0,
+                                                             "protocol": "paper"},
                                               "chain": {"proposal_window": 40, "vote_window": 40}},
                                              self.settings))
         members = [MemberSpec(address_of(self.root / f"key{i + 1}.json"), self.store_url(i)) for i in range(self.n)]
