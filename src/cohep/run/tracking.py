@@ -53,7 +53,8 @@ def log_run(tracking: TrackingSection, result, out_dir: str | Path, *, name: str
         total = 0
         for rnd in sorted(by_round):
             rows = by_round[rnd]
-            accepted = len({r.digest for r in rows if r.accepted and r.digest}) if rnd > 0 else 0
+            # a proposer's own row marks its proposal (protocol.records.accepted_per_learner), whatever the round's shape
+            accepted = sum(1 for r in rows if r.is_proposer and r.accepted) if rnd > 0 else 0
             total += accepted
             writer.add_scalar("round/accepted", accepted, rnd)
             writer.add_scalar("round/accepted_total", total, rnd)
