@@ -222,6 +222,12 @@ def test_bad_data_exits_2(tmp_path, capsys):
     big = write_event_file(tmp_path / "big.h5", n=6, shape=(3, 40, 40))
     _exit2(["evaluate", str(run), str(big)], capsys, "[3, 40, 40]", "big.h5")
     assert not (tmp_path / "o").exists()
+    # the per-event outputs asked for are checked before anything is scored
+    three = write_event_file(tmp_path / "three.h5", n=6)
+    _exit2(["evaluate", str(run), str(three), "--vs", "lepton_energy"], capsys, "no truth variable lepton_energy",
+           "mode, nu_energy")
+    _exit2(["evaluate", str(run), str(three), "--scores", str(tmp_path / "s.csv")], capsys, "s.csv", ".parquet")
+    assert not (tmp_path / "s.csv").exists()
 
 
 def test_cli_train_from_a_config_file_with_flag_overrides(tmp_path, capsys):

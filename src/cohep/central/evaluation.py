@@ -27,9 +27,12 @@ from cohep.core.errors import DataError
 from cohep.core.files import json_safe, write_json
 from cohep.frameworks.training import TrainConfig
 from cohep.central.metrics import ClassificationMetrics
-from cohep.central.scores import EventScores
+from cohep.central.scores import HDF5, PARQUET, EventScores
 from cohep.central.selection import binned, select_all
 from cohep.wire.weights import mismatch
+
+
+SCORE_SUFFIXES = PARQUET + HDF5
 
 
 @dataclass
@@ -121,6 +124,12 @@ def evaluate(
     models.get(src.spec.name)  # unknown model names fail before any data is read
     data = load_data(DataSection(kind=data_kind, path=str(data_path)).resolved_kind(), str(data_path))
     check_compatible(src.spec, data.class_names, data.input_shape, data_path)
+    truth, units = read_truth(data, data_path)  # the outputs asked for are checked before anything is scored
+    unknown = [v for v in vs if v not in truth and v != "nu_energy"]  # the default may be absent (MNIST)
+    if unknown:
+        raise DataError(f"{data_path}: no truth variable {', '.join(unknown)} (it has: {', '.join(truth) or 'none'})")
+    if scores is not None and Path(scores).suffix.lower() not in SCORE_SUFFIXES:
+        raise DataError(f"--scores {scores}: a scores file ends in {', '.join(SCORE_SUFFIXES)}")
     weights = src.load_weights()
     reason = mismatch(weights, models.initial_weights(src.spec, 0))
     if reason is not None:
@@ -142,11 +151,9 @@ def evaluate(
         seconds=seconds,
         images_per_s=len(labels) / seconds if seconds > 0 else math.nan,
     )
-    per_event = event_scores(probs, labels, data, src, data_path)
+    info = {"model": src.spec.to_dict(), "weights_sha256": src.digest, "source": str(src.path), "data": str(data_path)}
+    per_event = EventScores(list(data.class_names), probs, labels, truth, units, info)
     report.selections = select_all(per_event.scores, per_event.labels, data.class_names)
-    unknown = [v for v in vs if v not in per_event.truth and v != "nu_energy"]  # the default may be absent
-    if unknown:
-        raise DataError(f"{data_path}: no truth variable {', '.join(unknown)} (it has: {', '.join(per_event.truth) or 'none'})")
     for name in vs:
         if name in per_event.truth:
             report.binned.append(binned(per_event.truth[name], per_event.labels, per_event.predicted, data.class_names,
@@ -168,17 +175,14 @@ def evaluate(
     return report
 
 
-def event_scores(probs, labels, data, src, data_path) -> EventScores:
-    """The per-event table: scores, labels and the event file's truth (none for MNIST)."""
-    truth, units = {}, {}
-    if data.kind == "events":
-        from cohep.datasets.events import EventFile
+def read_truth(data, data_path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The event file's truth fields and their units (none for MNIST)."""
+    if data.kind != "events":
+        return {}, {}
+    from cohep.datasets.events import EventFile
 
-        with EventFile(data_path) as f:
-            truth = {k: np.asarray(v) for k, v in f.truth.items()}
-            units = {k: v for k, v in f.truth_units().items() if v}
-    info = {"model": src.spec.to_dict(), "weights_sha256": src.digest, "source": str(src.path), "data": str(data_path)}
-    return EventScores(list(data.class_names), probs, labels, truth, units, info)
+    with EventFile(data_path) as f:
+        return {k: np.asarray(v) for k, v in f.truth.items()}, {k: v for k, v in f.truth_units().items() if v}
 
 
 def draw_plots(report: EvalReport, per_event: EventScores, folder: str | Path, *, log: bool = False,
