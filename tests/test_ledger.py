@@ -177,7 +177,7 @@ def test_connect_to_dead_node_fails_fast_with_one_line():
     with pytest.raises(ChainError) as info:
         Chain.connect(url, 2)
     assert time.monotonic() - t0 < 5
-    assert str(info.value) == f"cannot reach Ethereum node at {url}"
+    assert str(info.value) == f"no Ethereum JSON-RPC node at {url}: nothing listens there (connection refused)"
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
