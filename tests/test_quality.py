@@ -74,12 +74,84 @@ def test_events_give_acceptance_agreement_and_announced_offsets():
         quality.from_events(ev, [a, b])
 
 
+def _k3_events():
+    """Three members, every one holding a slot: round 0 in slot order A B C (C silent), round 1 in
+    order B C A (all proposed), round 2 void."""
+    a, b, c = "0xA", "0xB", "0xC"
+
+    def voted(r, v, approvals, *scores):
+        return {"name": "Voted", "args": {"round": r, "voter": v, "approvals": approvals, "scores_ppm": list(scores)}}
+
+    def proposed(r, p, slot):
+        return {"name": "Proposed", "args": {"round": r, "proposer": p, "slot": slot}}
+
+    def finalized(r, first, proposed_slots, accepted_slots, approvals):
+        return {"name": "Finalized", "args": {"round": r, "proposer": first, "accepted": accepted_slots != 0,
+                                              "approvals": approvals, "proposed_slots": proposed_slots,
+                                              "accepted_slots": accepted_slots}}
+
+    never = 10 ** 15  # the contract's stand-in for a non-finite score: not a score
+    return [a, b, c], [
+        {"name": "RoundStarted", "args": {"round": 0, "proposer": a, "proposers": [a, b, c]}},
+        proposed(0, a, 0), proposed(0, b, 1),
+        # A judges B's slot (approves), B judges A's (approves), C approves A's and rejects B's
+        voted(0, a, 0b010, 0, 500_000, 0), voted(0, b, 0b001, 400_000, 0, 0), voted(0, c, 0b001, 600_000, 300_000, 0),
+        finalized(0, a, 0b011, 0b001, [2, 1, 0]),  # A's accepted, B's refused, slot 2 never proposed
+        {"name": "RoundStarted", "args": {"round": 1, "proposer": b, "proposers": [b, c, a]}},
+        proposed(1, b, 0), proposed(1, c, 1), proposed(1, a, 2),
+        voted(1, a, 0b010, 100_000, 200_000, 0), voted(1, b, 0b110, 0, 300_000, never),
+        voted(1, c, 0b100, 300_000, 0, 400_000),
+        finalized(1, b, 0b111, 0b110, [0, 2, 2]),  # C's and A's accepted, B's refused
+        {"name": "RoundVoided", "args": {"round": 2, "proposer": c}},
+    ]
+
+
+def test_events_of_rounds_of_three_slots_are_counted_slot_by_slot():
+    members, ev = _k3_events()
+    rep = quality.from_events(ev, members)
+    q = {x.learner: x for x in rep.learners}
+    assert rep.rounds == 3 and rep.notes[0] == "1 void round(s) left out"
+    assert [(q[i].proposals, q[i].accepted) for i in range(3)] == [(2, 2), (2, 0), (1, 1)]
+    # A: wrong on B's slot in round 0, right twice in round 1; B and C right on every slot they judged
+    assert [(q[i].votes, q[i].agreed) for i in range(3)] == [(3, 2), (3, 3), (4, 4)]
+    # per slot judged by two scores: A +0.2, -0.2, -0.1; B -0.2, +0.1; C +0.2, -0.2, +0.2 (B's
+    # non-finite score of A's round-1 slot leaves that slot with one score: no offset)
+    assert q[0].offset == pytest.approx(-0.1 / 3) and q[1].offset == pytest.approx(-0.05)
+    assert q[2].offset == pytest.approx(0.2 / 3)
+    assert all(math.isnan(x.delta) and math.isnan(x.gain) for x in rep.learners)  # no current scores
+    current = {(r, i): cur for r, cur in ((0, 0.3), (1, 0.2)) for i in range(3)}
+    q = {x.learner: x for x in quality.from_events(ev, members, current=current).learners}
+    # per proposed slot, the mean over its judges of score - current: A 0.2 and 0.2, B 0.1 and 0.0, C 0.05
+    assert (q[0].delta, q[0].gain) == (pytest.approx(0.2), pytest.approx(0.2))
+    assert q[1].delta == pytest.approx(0.05) and math.isnan(q[1].gain)
+    assert (q[2].delta, q[2].gain) == (pytest.approx(0.05), pytest.approx(0.05))
+
+
+def test_events_of_an_averaged_round_share_one_verdict():
+    """combine = "average": one approval and one score per ballot; every proposed slot has its outcome."""
+    a, b, c = "0xA", "0xB", "0xC"
+    ev = [{"name": "RoundStarted", "args": {"round": 0, "proposer": a, "proposers": [a, b, c]}},
+          {"name": "Proposed", "args": {"round": 0, "proposer": a, "slot": 0}},
+          {"name": "Proposed", "args": {"round": 0, "proposer": b, "slot": 1}}]
+    ev += [{"name": "Voted", "args": {"round": 0, "voter": v, "approvals": ok, "scores_ppm": [s]}}
+           for v, ok, s in ((a, 1, 500_000), (b, 0, 300_000), (c, 1, 400_000))]
+    ev.append({"name": "Finalized", "args": {"round": 0, "proposer": a, "accepted": True, "approvals": [2],
+                                             "proposed_slots": 0b011, "accepted_slots": 0b011}})
+    q = {x.learner: x for x in quality.from_events(ev, [a, b, c], current={(0, i): 0.1 for i in range(3)}).learners}
+    assert [(q[i].proposals, q[i].accepted, q[i].votes, q[i].agreed) for i in range(3)] == \
+        [(1, 1, 1, 1), (1, 1, 1, 0), (0, 0, 1, 1)]
+    assert [q[i].offset for i in range(3)] == pytest.approx([0.15, -0.15, 0.0])
+    assert all(math.isnan(q[i].delta) for i in range(3))  # the score is the average's, no one proposal's
+
+
 # -- degrading one learner's data -----------------------------------------------------------------
 
 
-def _cfg(mnist_dir, learners=3, rounds=3, seed=0, **degrade):
+def _cfg(mnist_dir, learners=3, rounds=3, seed=0, protocol="paper", **degrade):
+    """One-proposer rounds unless ``protocol`` says otherwise (None: the default protocol)."""
+    experiment = {"learners": learners, "rounds": rounds, "seed": seed} | ({"protocol": protocol} if protocol else {})
     return config.load(None, {
-        "experiment": {"learners": learners, "rounds": rounds, "seed": seed},
+        "experiment": experiment,
         "data": {"kind": "mnist", "path": str(mnist_dir), "limit": 900, "holdout": 150},
         "model": {"name": "mnist_cnn"},
         "train": {"epochs": 1.0, "batch_size": 32},
@@ -134,10 +206,33 @@ def test_degrade_own_file_replaces_the_learners_share(mnist_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def flipped_run(tmp_path_factory, mnist_dir, one_torch_thread_module):
-    """3 learners, 6 rounds, learner 1 with every train and vote label flipped to another class."""
+    """3 learners, 6 one-proposer rounds, learner 1 with every train and vote label flipped to another class."""
     out = tmp_path_factory.mktemp("q") / "run"
     run_experiment(_cfg(mnist_dir, rounds=6, seed=0, learner=1, label_flip=1.0), out, figure=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def guarded_run(tmp_path_factory, mnist_dir, one_torch_thread_module):
+    """3 learners, 2 rounds of the default protocol: every learner proposes every round."""
+    out = tmp_path_factory.mktemp("q") / "guarded"
+    run_experiment(_cfg(mnist_dir, rounds=2, seed=0, protocol=None), out, figure=False)
+    return out
+
+
+def test_a_default_run_counts_every_learners_slots_and_votes(guarded_run, capsys):
+    from cohep.outputs import rundir
+
+    rep = quality.from_run(guarded_run)
+    assert rep.sample() == {"proposals": [2, 2, 2], "votes": [4, 4, 4]}, rep.text()  # a slot each, two judges a slot
+    accepted = sum(bin(e["args"]["accepted_slots"]).count("1") for e in rundir.read_events(guarded_run)
+                   if e["name"] == "Finalized")
+    assert sum(q.accepted for q in rep.learners) == accepted and rep.rounds == 2
+    assert all(math.isfinite(q.offset) and math.isfinite(q.delta) for q in rep.learners)
+    with pytest.raises(DataError, match="rounds of several proposers"):
+        quality.from_records(rundir.read_records(guarded_run))
+    assert main(["quality", str(guarded_run)]) == 0
+    assert "sample size: 2 proposal(s) and 4 vote(s) per learner" in capsys.readouterr().out
 
 
 def test_flipped_labels_learner_is_ranked_last(flipped_run):

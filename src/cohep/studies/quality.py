@@ -20,6 +20,11 @@ Scores are oriented so that higher is better (for ``vote.metric = loss`` the sig
 (see docs/quality.md for why those two and not agreement). ``chain_quality`` derives what the chain
 alone shows (proposals, acceptance, agreement, the voters' announced ``score_ppm``).
 
+A round of several proposers (``round.proposers`` = k > 1, the default protocol) is counted slot by
+slot: each proposed slot is one proposal of its holder, each voter's verdict on a slot it judged is
+one vote. Its records hold one row per member with the judged slots' mean score, so such a run is
+read from its chain events (:func:`from_events`), the records adding each voter's current score.
+
 A run of a few rounds gives each member one or two proposals: a rank always comes out, but the data
 may not support it. :func:`ranking_doubt` says why not (too few proposals, or the worst learner's
 intervals overlapping the next one's on every combined measure), and every output carries it.
@@ -35,6 +40,7 @@ import numpy as np
 from cohep.core.errors import DataError
 from cohep.core.intervals import wilson
 from cohep.protocol.records import RoundRecord
+from cohep.protocol.vote import to_ppm
 
 #: measures in the table, in order; ``combined`` ranks
 MEASURES = ("acceptance", "gain", "delta", "agreement", "offset", "combined")
@@ -214,6 +220,9 @@ def from_records(records: list[RoundRecord], *, metric: str = "accuracy", source
     by_round: dict[int, list[RoundRecord]] = {}
     for r in rows:
         by_round.setdefault(r.round, []).append(r)
+    if not one_proposer(records):
+        raise DataError(f"{source}: rounds of several proposers: their per-slot outcomes and scores are in the "
+                        "chain events, not the records (read the run directory, or the chain)")
     props = [[0, 0] for _ in range(n)]
     gains: list[list[float]] = [[] for _ in range(n)]
     deltas: list[list[float]] = [[] for _ in range(n)]
@@ -260,34 +269,59 @@ def from_records(records: list[RoundRecord], *, metric: str = "accuracy", source
     return QualityReport(out, source, len(by_round), metric, notes)
 
 
+def one_proposer(records: list[RoundRecord]) -> bool:
+    """Every round had one proposer (the paper's round): one row of each round marks its proposal, and
+    no vote is a per-slot verdict list (``approve/-/reject``)."""
+    count: dict[int, int] = {}
+    for r in records:
+        if r.round > 0 and r.is_proposer:
+            count[r.round] = count.get(r.round, 0) + 1
+    return all(c <= 1 for c in count.values()) and not any("/" in r.vote for r in records)
+
+
 def from_run(run_dir: str | Path) -> QualityReport:
-    """The measures of a finished run directory (its records and the vote metric in its manifest)."""
+    """The measures of a finished run directory: from its records and the vote metric in its manifest;
+    rounds of several proposers from its chain events, with the records' current scores."""
     from cohep.outputs import rundir
 
     manifest = rundir.read_manifest(run_dir)
     if manifest.get("mode", "colearn") != "colearn":
         raise DataError(f"{run_dir}: the run's mode is {manifest.get('mode')}; it has no proposals judged by others")
     metric = ((manifest.get("config") or {}).get("vote") or {}).get("metric", "accuracy")
-    return from_records(rundir.read_records(run_dir), metric=metric, source=str(run_dir))
+    records = rundir.read_records(run_dir)
+    if one_proposer(records):
+        return from_records(records, metric=metric, source=str(run_dir))
+    members = (manifest.get("contract_settings") or {}).get("members")
+    if not isinstance(members, list) or not members:
+        raise DataError(f"{run_dir}: the manifest names no contract_settings.members (needed to read its chain events)")
+    current = {(r.round - 1, r.learner): r.current_vote_score for r in records if r.round > 0}
+    return from_events(rundir.read_events(run_dir), [str(m) for m in members], metric=metric,
+                       source=str(run_dir), current=current)
 
 
-def from_events(events: list, members: list[str], *, metric: str = "accuracy",
-                source: str = "chain") -> QualityReport:
-    """What the chain alone shows: proposals, acceptance, agreement, and the announced ``score_ppm``.
+def from_events(events: list, members: list[str], *, metric: str = "accuracy", source: str = "chain",
+                current: dict[tuple[int, int], float] | None = None) -> QualityReport:
+    """What the chain shows, slot by slot: proposals, acceptance, agreement, and the announced scores.
 
-    The chain has no "current score" per voter, so ``gain`` and ``delta`` stay empty; ``offset`` is
-    computed from the voters' announced scores (which a member may have chosen to announce, unlike
-    the scores a run records for itself). ``events`` are dicts or ``ChainEvent`` (name, args).
+    Each proposed slot is one proposal of its holder, accepted iff its bit is in ``accepted_slots``;
+    each voter's verdict on a proposed slot not its own is one vote, agreeing iff its approval bit is
+    the slot's outcome, and its score on that slot minus the other voters' mean is one ``offset``.
+    With ``combine = "average"`` (one verdict per round) every proposed slot shares the round's outcome
+    and a ballot is one vote on the average. The chain has no "current score" per voter, so ``gain``
+    and ``delta`` need ``current`` ((contract round, learner) -> the voter's current vote score, from
+    a run's records); without it they stay empty. ``events`` are dicts or ``ChainEvent`` (name, args).
     """
     sign = -1.0 if metric == "loss" else 1.0
     index = {m.lower(): i for i, m in enumerate(members)}
     n = len(members)
     props = [[0, 0] for _ in range(n)]
+    gains: list[list[float]] = [[] for _ in range(n)]
+    deltas: list[list[float]] = [[] for _ in range(n)]
     votes = [[0, 0] for _ in range(n)]
     offsets: list[list[float]] = [[] for _ in range(n)]
-    ballots: dict[int, dict[int, tuple[bool, float]]] = {}
-    proposer: dict[int, int] = {}
-    rounds = set()
+    ballots: dict[int, dict[int, tuple[int, list[float]]]] = {}
+    holders: dict[int, dict[int, int]] = {}  # round -> slot -> member
+    rounds, void = set(), 0
 
     def who(addr) -> int:
         i = index.get(str(addr).lower())
@@ -298,35 +332,59 @@ def from_events(events: list, members: list[str], *, metric: str = "accuracy",
     for e in events:
         name, args = (e["name"], e["args"]) if isinstance(e, dict) else (e.name, e.args)
         r = int(args.get("round", -1))
-        if name == "Proposed":
-            proposer[r] = who(args["proposer"])
+        if name == "RoundStarted" and args.get("proposers"):
+            holders[r] = {j: who(a) for j, a in enumerate(args["proposers"])}
+        elif name == "Proposed":
+            holders.setdefault(r, {})[int(args.get("slot", 0))] = who(args["proposer"])
         elif name == "Voted":
-            ballots.setdefault(r, {})[who(args["voter"])] = _slot0_ballot(args)
+            ballots.setdefault(r, {})[who(args["voter"])] = _ballot(args)
         elif name == "Finalized":
             rounds.add(r)
-            p, accepted = who(args["proposer"]), bool(args["accepted"])
-            props[p][0] += 1
-            props[p][1] += accepted
+            slots = holders.get(r) or {0: who(args["proposer"])}
+            proposed, accepted = _slot_masks(args)
+            average = len(slots) > 1 and len(args.get("approvals") or ()) == 1
             bs = ballots.get(r, {})
-            for v, (approve, _) in bs.items():
-                votes[v][0] += 1
-                votes[v][1] += approve == accepted
-            if len(bs) >= 2:
-                total = sum(s for _, s in bs.values())
-                for v, (_, s) in bs.items():
-                    offsets[v].append(sign * (s - (total - s) / (len(bs) - 1)))
+            for j, p in sorted(slots.items()):
+                if proposed >> j & 1:
+                    props[p][0] += 1
+                    props[p][1] += accepted >> j & 1
+            judged = [(0, -1)] if average else [(j, p) for j, p in sorted(slots.items()) if proposed >> j & 1]
+            for j, p in judged:
+                outcome = bool(accepted) if average else bool(accepted >> j & 1)
+                voters = {v: b for v, b in bs.items() if v != p}
+                for v, (approvals, _) in voters.items():
+                    votes[v][0] += 1
+                    votes[v][1] += bool(approvals >> j & 1) == outcome
+                scored = {v: sc[j] for v, (_, sc) in voters.items() if j < len(sc) and math.isfinite(sc[j])}
+                if len(scored) >= 2:
+                    total = sum(scored.values())
+                    for v, s in scored.items():
+                        offsets[v].append(sign * (s - (total - s) / (len(scored) - 1)))
+                if current is None or average:
+                    continue
+                moved = [sign * (s - current[(r, v)]) for v, s in scored.items() if math.isfinite(current.get((r, v), math.nan))]
+                if moved:
+                    deltas[p].append(float(np.mean(moved)))
+                    if outcome:
+                        gains[p].append(deltas[p][-1])
         elif name == "RoundVoided":
             rounds.add(r)
+            void += 1
     out = []
     for i in range(n):
         q = LearnerQuality(i, proposals=props[i][0], accepted=props[i][1], votes=votes[i][0], agreed=votes[i][1])
         q.acceptance, q.acceptance_lo, q.acceptance_hi = wilson(props[i][1], props[i][0])
+        q.gain, q.gain_lo, q.gain_hi = _mean_ci(gains[i])
+        q.delta, q.delta_lo, q.delta_hi = _mean_ci(deltas[i])
         q.agreement, q.agreement_lo, q.agreement_hi = wilson(votes[i][1], votes[i][0])
         q.offset, q.offset_lo, q.offset_hi = _mean_ci(offsets[i])
         out.append(q)
     _rank(out)
-    return QualityReport(out, source, len(rounds), metric,
-                         ["from chain events only: gain and delta need the voters' current scores (records)"])
+    notes = [f"{void} void round(s) left out"] if void else []
+    notes.append("from chain events, slot by slot" + (
+        ": gain and delta from the voters' announced slot scores against their recorded current scores"
+        if current is not None else ": gain and delta need the voters' current scores (records)"))
+    return QualityReport(out, source, len(rounds), metric, notes)
 
 
 def from_chain(experiment_path: str | Path, rpc: str) -> QualityReport:
@@ -522,10 +580,23 @@ def contributions_of_run(run_dir: str | Path, *, permutations: int | None = None
                          utility=f"held-out accuracy after {cfg.train.epochs:g} epoch(s) on the coalition's data")
 
 
-def _slot0_ballot(args) -> tuple[bool, float]:
-    """A Voted event's approval and score of slot 0 (the only slot of a one-proposer round; v2 logs
-    carry approve / score_ppm, v3 an approval bitmap and one score per slot)."""
+def _ballot(args) -> tuple[int, list[float]]:
+    """A Voted event's approval bitmap and its score per slot (NaN: not known: the contract's stand-in
+    for a non-finite score). v2 logs carry one approve / score_ppm, v3 a bitmap and one score per slot
+    (the voter's own slot: 0; combine "average": one, the average's)."""
     if "approvals" in args:
-        scores = list(args["scores_ppm"])
-        return bool(int(args["approvals"]) & 1), (int(scores[0]) if scores else 0) / 1e6
-    return bool(args["approve"]), int(args["score_ppm"]) / 1e6
+        return int(args["approvals"]), [_score(x) for x in args["scores_ppm"]]
+    return int(bool(args["approve"])), [_score(args["score_ppm"])]
+
+
+def _score(ppm) -> float:
+    """A ppm score as a number; the clamp value (what a failed check or a non-finite score becomes) is NaN."""
+    x = int(ppm)
+    return math.nan if abs(x) >= to_ppm(math.inf) else x / 1e6
+
+
+def _slot_masks(args) -> tuple[int, int]:
+    """A Finalized event's proposed and accepted slot bitmaps (v2 logs: one slot, its verdict)."""
+    if "proposed_slots" in args:
+        return int(args["proposed_slots"]), int(args["accepted_slots"])
+    return 1, int(bool(args["accepted"]))
