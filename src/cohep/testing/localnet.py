@@ -789,8 +789,11 @@ def run_drills(net: LocalNet, *, timeout_s: float = 600.0, log=print) -> list[Dr
     outsider = Coordinator.at(Chain.connect(net.anvil.url, 1, private_keys=[net.outsider_key]), exp.contract)
     r = coord.round()
     outcomes = []
+    sealed = getattr(coord.settings(), "sealed", False)  # sealed votes: a vote starts as a commitment
+    vote = (lambda: outsider.commit_vote(outsider.chain.accounts[0], r, b"\x01" * 32)) if sealed else \
+        (lambda: outsider.vote(outsider.chain.accounts[0], r, True, 0))
     for what, call in (("propose", lambda: outsider.propose(outsider.chain.accounts[0], r, b"\x01" * 32, "http://x/y")),
-                       ("vote", lambda: outsider.vote(outsider.chain.accounts[0], r, True, 0))):
+                       ("vote", vote)):
         try:
             call()
             outcomes.append(f"{what} accepted")
@@ -833,7 +836,10 @@ def run_drills(net: LocalNet, *, timeout_s: float = 600.0, log=print) -> list[Dr
     # the draw never moved, whatever was proposed or accepted (the re-picking attack)
     n = len(members)
     sequence = [coord.round_state(q).proposer for q in range(rounds)]
-    predicted = [members[proposer_index(coord.settings().seed, n, q, [True] * n)].address for q in range(rounds)]
+    settings = coord.settings()
+    seed = getattr(settings, "draw_seed", bytes(32)) or bytes(32)
+    seed = seed if seed != bytes(32) else settings.seed  # contract v4 draws from start()'s draw seed
+    predicted = [members[proposer_index(seed, n, q, [True] * n)].address for q in range(rounds)]
     suspended = any(coord.member_stats(m.address).suspended for m in members)
     drills.append(Drill("proposer draw under attack", "the seeded draw, unchanged by any proposal", [],
                         "as drawn" if sequence == predicted else "differs (suspensions)" if suspended else "differs",
