@@ -187,7 +187,7 @@ def test_nan_proposals_are_rejected_end_to_end(tmp_path, mnist_dir):
     """A malicious member proposes NaN weights: every honest voter rejects them with the reason, the
     contract never accepts them, and its rows in records.csv name the attack."""
     cfg = config.load(None, {
-        "experiment": {"learners": 3, "rounds": 5, "seed": 0},
+        "experiment": {"learners": 3, "rounds": 5, "seed": 0, "protocol": "paper"},
         "data": {"kind": "mnist", "path": str(mnist_dir), "limit": 600, "holdout": 100},
         "model": {"name": "mnist_cnn"}, "train": {"epochs": 1.0, "batch_size": 32},
         "attack": {"kind": "nan", "members": 1},
@@ -250,7 +250,7 @@ def k_slot_run(tmp_path, mnist_dir, *, learners: int, attack: dict, rounds: int 
     """A colearn run with three slots per round, each voted on separately, under ``attack`` (on
     ``limit`` digits, a quarter of them held out)."""
     cfg = config.load(None, {
-        "experiment": {"learners": learners, "rounds": rounds, "seed": seed},
+        "experiment": {"learners": learners, "rounds": rounds, "seed": seed, "protocol": "paper"},
         "data": {"kind": "mnist", "path": str(mnist_dir), "limit": limit, "holdout": limit // 4},
         "model": {"name": "mnist_cnn"}, "train": {"epochs": 1.0, "batch_size": 32},
         "round": {"proposers": 3, "combine": "each"},

@@ -66,3 +66,12 @@ def test_the_protocol_shapes_colearn_only_and_fits_explicit_floors_and_sizes():
     assert (flat.vote.direction_floor, flat.vote.strikes) == (0.0, None)
     with pytest.raises(ConfigError, match="experiment.learners must be at most 64"):
         config.from_dict({"experiment": {"protocol": "guarded", "learners": 65}})
+
+
+def test_replace_with_another_member_count_reshapes_the_round_but_keeps_explicit_values():
+    cfg = config.from_dict({"experiment": {"learners": 5}, "vote": {"margin": 0.01}})
+    two = cfg.replace(experiment={"learners": 2})
+    assert (two.round.proposers, two.vote.norm_bound, two.vote.margin) == (2, None, 0.01)
+    assert cfg.replace(experiment={"learners": 4}, round={"proposers": 5 - 1}).round.proposers == 4
+    paper = cfg.replace(experiment={"protocol": "paper"})
+    assert (paper.round.proposers, paper.vote.judge, paper.vote.metric) == (1, "alone", "accuracy")

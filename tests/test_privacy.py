@@ -119,7 +119,7 @@ def test_batchnorm_becomes_groupnorm_in_a_private_experiment():
 
 def _run_cfg(mnist_dir, **privacy):
     return config.load(None, {
-        "experiment": {"learners": 3, "rounds": 6, "seed": 2},
+        "experiment": {"learners": 3, "rounds": 6, "seed": 2, "protocol": "paper"},  # drawn twice each
         "data": {"kind": "mnist", "path": str(mnist_dir), "limit": 300, "holdout": 60},
         "model": {"name": "mnist_cnn", "params": {"width": 4}},
         "train": {"batch_size": 16, "max_steps": 3},

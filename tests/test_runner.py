@@ -20,7 +20,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def small_cfg(mnist_dir, **over):
     base = {
-        "experiment": {"learners": 3, "rounds": 3, "seed": 0},
+        "experiment": {"learners": 3, "rounds": 3, "seed": 0, "protocol": "paper"},  # one proposer a round
         "data": {"kind": "mnist", "path": str(mnist_dir), "limit": 900, "holdout": 300},
         "model": {"name": "mnist_cnn"},
         "train": {"epochs": 1.0, "batch_size": 32},

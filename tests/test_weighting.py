@@ -173,7 +173,7 @@ def test_the_weighting_flag_is_a_one_line_error(tmp_path, capsys, mnist_dir):
 
 def _cfg(mnist_dir, **round_):
     return config.load(None, {
-        "experiment": {"learners": 4, "rounds": 2, "seed": 0},
+        "experiment": {"learners": 4, "rounds": 2, "seed": 0, "protocol": "paper"},
         "data": {"kind": "mnist", "path": str(mnist_dir), "limit": 1200, "holdout": 300, "split": "dirichlet",
                  "alpha": 0.5},
         "model": {"name": "mnist_cnn"},

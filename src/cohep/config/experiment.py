@@ -242,8 +242,19 @@ class ExperimentConfig(Section):
             )
 
     def replace(self, **sections: dict) -> "ExperimentConfig":
-        """A copy with some fields overridden: ``replace(train={"epochs": 2})``."""
-        return from_dict(merge(self.to_dict(), sections))
+        """A copy with some fields overridden: ``replace(train={"epochs": 2})``. A new protocol or member
+        count re-shapes the round: a value still equal to what the old protocol implied is the new
+        one's to set, unless ``sections`` names it."""
+        old = self.to_dict()
+        new = merge(old, sections)
+        before, after = old["experiment"], new["experiment"]
+        if (before["protocol"], before["learners"]) != (after["protocol"], after["learners"]):
+            implied = protocol_tables(before["protocol"], before["learners"])
+            for name, table in implied.items():
+                for key, value in table.items():
+                    if new[name].get(key) == value and key not in sections.get(name, {}):
+                        del new[name][key]
+        return from_dict(new)
 
 
 #: table name -> section class, for every table an experiment file may hold

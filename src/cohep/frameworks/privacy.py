@@ -117,12 +117,13 @@ class PrivacySection(Section):
         except ConfigError as exc:
             raise ConfigError(str(exc).replace("privacy.", f"privacy.learners.{index}.", 1)) from None
 
-    def budget(self, index: int, *, learners: int, rounds: int) -> Budget | None:
-        """Learner ``index``'s budget in an experiment of ``learners`` members and ``rounds`` rounds."""
+    def budget(self, index: int, *, learners: int, rounds: int, proposers: int = 1) -> Budget | None:
+        """Learner ``index``'s budget in an experiment of ``learners`` members and ``rounds`` rounds of
+        ``proposers`` slots each: it plans for its share of the slots (every round, when all propose)."""
         if not self.active:
             return None
         own = self._override(index)
-        planned = own.proposals if own.proposals is not None else max(1, math.ceil(rounds / learners))
+        planned = own.proposals if own.proposals is not None else max(1, math.ceil(rounds * proposers / learners))
         return Budget(own.epsilon, own.delta, own.max_grad_norm, own.noise_multiplier, own.accountant, planned)
 
 

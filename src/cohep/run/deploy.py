@@ -84,7 +84,8 @@ def deploy(
     if urlsplit(store).scheme.lower() in ("http", "https"):
         raise CohepError(f"--store {store}: an HTTP store is read-only; write the initial weights into the folder "
                          f"that URL serves and announce the URL: --store DIR --public-url {store}")
-    cfg, data, spec = load_task(cfg.replace(data={"path": str(data_path)}))  # the kind follows the file
+    # the members are the learners: the protocol's round shape follows their count
+    cfg, data, spec = load_task(cfg.replace(data={"path": str(data_path)}, experiment={"learners": len(addresses)}))
     cfg = cfg.replace(data={"path": None}, chain={"rpc": None})
     chain = Chain.connect(rpc, 1, private_keys=[deployer_key])  # before anything is written: a bad URL fails here
     sender = chain.accounts[0]

@@ -141,7 +141,8 @@ def build_node_member(experiment: Experiment, key, data_path: str, chain, opts: 
     fetch = Fetcher(allowed=experiment.allowed_stores(), max_bytes=experiment.max_bytes, reference=initial,
                     owners=experiment.owners(), keep=store.keep)
     train, vote, test = local_split(data, experiment, index)
-    budget = cfg.privacy.budget(index, learners=len(experiment.members), rounds=cfg.experiment.rounds)
+    budget = cfg.privacy.budget(index, learners=len(experiment.members), rounds=cfg.experiment.rounds,
+                                proposers=cfg.round.proposers)
     learner = models.build_learner(experiment.model, train, vote, test, cfg.train,
                                    seed=learner_seed(cfg.experiment.seed, index), initial=initial,
                                    privacy=budget and dataclasses.replace(budget, secret=True))  # seed is public

@@ -84,7 +84,7 @@ def build_learners(cfg, data, parts, spec, initial) -> list[TrainableLearner]:
             data.subset(p.vote),
             data.subset(p.test) if len(p.test) else None, cfg.train,
             seed=learner_seed(e.seed, i), initial=initial,
-            privacy=cfg.privacy.budget(i, learners=len(parts), rounds=e.rounds),
+            privacy=cfg.privacy.budget(i, learners=len(parts), rounds=e.rounds, proposers=cfg.round.proposers),
         )
         for i, p in enumerate(parts)
     ]
