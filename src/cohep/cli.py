@@ -570,6 +570,8 @@ def deploy(
         import secrets
 
         overrides = {**overrides, "experiment.seed": secrets.randbits(32)}
+    # the members are the learners: the round's shape and the vote window's check follow their count
+    overrides = {**overrides, "experiment.learners": len(member)}
     cfg = _settings(config, overrides, sets=set_, print_config=print_config)
     key = keys.load(keystore, keys.password(what=f"keystore {keystore}"))
     exp = run_deploy(cfg, data_path=str(data), members=[MemberSpec.parse(m) for m in member], rpc=rpc,
