@@ -41,10 +41,20 @@ class PendingVote:
     approvals: int
     scores: tuple[int, ...]
     salt: bytes
+    reason: str = ""  #: the verdict's reason and per-slot verdicts, so a restarted node's row still says why
+    verdicts: str = ""
 
     def to_json(self) -> dict:
-        return {"approvals": self.approvals, "scores_ppm": list(self.scores), "salt": self.salt.hex()}
+        return {"approvals": self.approvals, "scores_ppm": list(self.scores), "salt": self.salt.hex(),
+                "reason": self.reason, "verdicts": self.verdicts}
 
     @classmethod
     def from_json(cls, raw: dict) -> PendingVote:
-        return cls(int(raw["approvals"]), tuple(int(x) for x in raw["scores_ppm"]), bytes.fromhex(raw["salt"]))
+        return cls(int(raw["approvals"]), tuple(int(x) for x in raw["scores_ppm"]), bytes.fromhex(raw["salt"]),
+                   str(raw.get("reason", "")), str(raw.get("verdicts", "")))
+
+    def duty(self, r: int) -> Duty:
+        """The vote as this member cast it, rebuilt after a restart (the scores are not kept: they are
+        the private vote set's)."""
+        return Duty(r, voted=True, approve=bool(self.approvals & 1), reason=self.reason, verdicts=self.verdicts,
+                    sealed=True)

@@ -199,7 +199,8 @@ class Participant:
         ballot = None
         if pend is None:
             ballot = self.voter.ballot(view.state, self.current, self.strikes, on_average)
-            pend = PendingVote(ballot.approvals, tuple(ballot.scores), B.new_salt())
+            pend = PendingVote(ballot.approvals, tuple(ballot.scores), B.new_salt(), ballot.duty.reason,
+                               ballot.duty.verdicts)
             self.pending = {k: v for k, v in self.pending.items() if k >= r} | {r: pend}
             if self.save_pending is not None:
                 self.save_pending(self.pending)  # on disk before the commitment leaves
@@ -209,7 +210,7 @@ class Participant:
             self.coordinator.commit_vote(self.address, r, commitment)
         else:
             self.post_ballot(self.coordinator.sign_commit(self.address, r, commitment))
-        cast = ballot.duty if ballot is not None else Duty(r, approve=bool(pend.approvals & 1))
+        cast = ballot.duty if ballot is not None else pend.duty(r)
         cast.sealed = True
         duty = self._duty.get(r, Duty(r)).after_vote(cast)
         self._duty[r] = duty
@@ -222,7 +223,7 @@ class Participant:
             self.coordinator.reveal_vote(self.address, r, pend.approvals, list(pend.scores), pend.salt)
         else:
             self.post_ballot(Reveal(self.address, r, pend.approvals, pend.scores, pend.salt))
-        duty = self._duty.get(r) or Duty(r, voted=True, approve=bool(pend.approvals & 1), sealed=True)
+        duty = self._duty.get(r) or pend.duty(r)
         duty.revealed = True
         self._duty[r] = duty
         return duty

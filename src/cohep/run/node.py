@@ -227,7 +227,7 @@ def run_node(experiment_path: str | Path, key, data_path: str, rpc: str, out_dir
 
     experiment = Experiment.read(experiment_path)
     out = Path(out_dir)
-    chain = _connect(rpc, key, opts, experiment)
+    chain = _connect(rpc, key, opts, experiment, known=(out / "node.json").exists())
     server = None
     if opts.serve:
         from cohep.wire.server import BlobServer
@@ -305,15 +305,28 @@ def keep_strikes(p: Participant, path: Path) -> Callable[[], None]:
     return save
 
 
-def _connect(rpc: str, key, opts: NodeOptions, experiment: Experiment | None = None):
+def _connect(rpc: str, key, opts: NodeOptions, experiment: Experiment | None = None, *, known: bool = False):
     """The chain, checked before the node does anything: a URL where no Ethereum node answers fails
     at once in one line (a chain that was up and goes away later is retried by ``_follow``, until a
-    stated time); with ``experiment``, a chain without a block clock and a key that cannot pay for
-    the rounds left are refused in one line too."""
+    stated time; so is the first connect of a node restarted in a folder that has followed this chain
+    before, ``known``); with ``experiment``, a chain without a block clock and a key that cannot pay
+    for the rounds left are refused in one line too."""
     from cohep.ledger import Chain, Coordinator
     from cohep.ledger.chain import NODE_GAS_PER_ROUND, block_clock_problem, check_funds
 
-    chain = Chain.connect(rpc, 1, private_keys=[key.private_key])
+    deadline, told = time.monotonic() + opts.reconnect_s, False
+    while True:
+        try:
+            chain = Chain.connect(rpc, 1, private_keys=[key.private_key])
+            break
+        except ChainError as exc:
+            if not known or time.monotonic() > deadline:
+                raise
+            if not told:
+                until = time.localtime(time.time() + deadline - time.monotonic())
+                _log(opts, f"chain: {exc} (a restart: retrying until {time.strftime('%H:%M:%S', until)})")
+                told = True
+            time.sleep(1.0)
     if experiment is None or chain.chain_id != experiment.chain_id:
         return chain  # build_node_member names a chain mismatch
     if problem := block_clock_problem(chain):
