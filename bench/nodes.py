@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     data = split_npz(*digits(), root / "data", 3)
     t0 = time.perf_counter()
     with LocalNet(root, data, adversary=True,
-                  settings={"experiment": {"rounds": 4 * len(Adversary.CASES) + 2}, "model": {"name": "mnist_cnn"}}) as net:
+                  settings={"experiment": {"rounds": 4 * (len(Adversary.CASES) + 1) + 2}, "model": {"name": "mnist_cnn"}}) as net:
         drills = run_drills(net, log=lambda text: print(f"  {text}", flush=True))
     print(f"fault matrix: {time.perf_counter() - t0:.0f} s")
     print(drill_table(drills))

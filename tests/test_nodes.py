@@ -30,7 +30,10 @@ def digits():
 def drills(tmp_path_factory, digits):
     root = tmp_path_factory.mktemp("localnet")
     data = split_npz(*digits, root / "data", 3)
-    rounds = 4 * len(Adversary.CASES) + 2  # four members: the adversary proposes once per 4 rounds
+    # four members: the adversary proposes once per 4 rounds (an epoch), wherever the drawn order puts it in
+    # each; one spare epoch, since a turn it loses (the chain restarted) or a late place in the last epoch
+    # would leave a case untried
+    rounds = 4 * (len(Adversary.CASES) + 1) + 2
     with LocalNet(root, data, adversary=True,
                   settings={"experiment": {"rounds": rounds}, "model": {"name": "mnist_cnn"}}) as net:
         result = run_drills(net, log=lambda text: None)
