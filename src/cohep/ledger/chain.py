@@ -175,16 +175,8 @@ class Chain:
         key = self._keys.get(Web3.to_checksum_address(address))
         if key is not None:
             return ballots.sign(key, domain, r, approvals, scores_ppm)
-        data = ballots.typed_data(domain, r, int(approvals), scores_ppm)
-        try:
-            sig = self.w3.provider.make_request(RPCEndpoint("eth_signTypedData_v4"), [address, data])
-        except (Web3Exception, OSError) as exc:
-            raise ChainError(f"{self.kind} cannot sign a ballot for {address}: {exc}") from None
-        if "error" in sig:
-            raise ChainError(f"{self.kind} cannot sign a ballot for {address}: "
-                             f"{sig['error'].get('message', sig['error'])}")
-        return ballots.from_signature(address, r, approvals, scores_ppm,
-                                      bytes.fromhex(str(sig["result"]).removeprefix("0x")))
+        signature = self._sign_typed(address, ballots.typed_data(domain, r, int(approvals), scores_ppm), "a ballot")
+        return ballots.from_signature(address, r, approvals, scores_ppm, signature)
 
     def sign_commit(self, address: str, contract: str, r: int, commitment: bytes):
         """A sealed vote's commitment signed by ``address`` (EIP-712 Commit), as sign_ballot signs a ballot."""
@@ -194,16 +186,19 @@ class Chain:
         key = self._keys.get(Web3.to_checksum_address(address))
         if key is not None:
             return ballots.sign_commit(key, domain, r, commitment)
-        data = ballots.commit_typed_data(domain, r, commitment)
+        signature = self._sign_typed(address, ballots.commit_typed_data(domain, r, commitment), "a commitment")
+        return ballots.commit_from_signature(address, r, commitment, signature)
+
+    def _sign_typed(self, address: str, data: dict, what: str) -> bytes:
+        """The node's ``eth_signTypedData_v4`` signature of ``data`` by ``address`` (an account it
+        holds the key of), or a ChainError naming ``what`` could not be signed."""
         try:
             sig = self.w3.provider.make_request(RPCEndpoint("eth_signTypedData_v4"), [address, data])
         except (Web3Exception, OSError) as exc:
-            raise ChainError(f"{self.kind} cannot sign a commitment for {address}: {exc}") from None
+            raise ChainError(f"{self.kind} cannot sign {what} for {address}: {exc}") from None
         if "error" in sig:
-            raise ChainError(f"{self.kind} cannot sign a commitment for {address}: "
-                             f"{sig['error'].get('message', sig['error'])}")
-        return ballots.commit_from_signature(address, r, commitment,
-                                             bytes.fromhex(str(sig["result"]).removeprefix("0x")))
+            raise ChainError(f"{self.kind} cannot sign {what} for {address}: {sig['error'].get('message', sig['error'])}")
+        return bytes.fromhex(str(sig["result"]).removeprefix("0x"))
 
     def block_number(self) -> int:
         try:
