@@ -78,12 +78,21 @@ class Adoption:
         """A proposal: the copy this member proposed or already checked, else fetched and checked
         against the digest (raises IntegrityError with the reason; the same one again, without a
         second fetch, until the round is adopted)."""
-        held = self._held.get(digest)
-        if held is not None:
-            return held.proposal
         failed = self._failed.get((digest, uri, proposer))
         if failed is not None:
             raise failed
+        held = self._held.get(digest)
+        if held is not None:
+            # a copy already held is no licence for the URI: a member naming another's file (its digest
+            # held here) is refused as if fetched, never scored
+            place = getattr(self.source, "place", None)
+            if place is not None and proposer is not None:
+                try:
+                    place(uri, digest, proposer)
+                except IntegrityError as exc:
+                    self._failed[(digest, uri, proposer)] = exc
+                    raise
+            return held.proposal
         try:
             weights = self.clock.timed("store", self.source.fetch, uri, digest, proposer=proposer)
         except IntegrityError as exc:
