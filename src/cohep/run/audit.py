@@ -419,14 +419,17 @@ def member_findings(report: AuditReport, rules: ContractRules, stores: list[str 
             unjudged = sorted(v for v in judged if not st["average"] and v not in approvals
                               and len(st["scores"].get(v, [])) > j and st["scores"][v][j] == NO_SCORE_PPM)
             problem = st.get("unverified", {}).get(j)
-            if judged and not approvals and j not in st["accepted_slots"]:
+            # a blob that verifies, scored by some voters and unscored by others: served to some only,
+            # whatever the outcome (the scored ones may have rejected it too)
+            partial = bool(unjudged) and problem is None and len(unjudged) < len(judged)
+            if judged and not approvals and j not in st["accepted_slots"] and not partial:
                 why = [f"{len(unjudged)} of them without a score (a failed check)"] if unjudged else []
                 if problem is not None:
                     why.append(f"its blob could be obtained from no store ({problem})"
                                if problem.startswith(_UNOBTAINABLE) else f"its blob does not verify ({problem})")
                 if why:  # judged on its scores and found no better: what honest proposals also meet
                     say(p, f"{where}: its proposal was rejected by every voter ({len(judged)}): " + "; ".join(why))
-            elif unjudged and problem is None and len(unjudged) < len(judged):
+            elif partial:
                 others = sorted(v for v in judged if v not in unjudged)
                 say(p, f"{where}: member(s) {', '.join(map(str, unjudged))} could not obtain or check its blob, "
                        f"which verifies and which member(s) {', '.join(map(str, others))} scored (served to some "
