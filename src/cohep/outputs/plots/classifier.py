@@ -40,8 +40,7 @@ def roc_figure(selections: Sequence, out: str | Path, *, title: str = "") -> Pat
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title or "one-vs-rest ROC", fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, out, formats=FORMATS)
+    return _finish(fig, out)
 
 
 def score_figure(scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str], out: str | Path, *,
@@ -64,10 +63,7 @@ def score_figure(scores: np.ndarray, labels: np.ndarray, class_names: Sequence[s
             ax.set_yscale("log")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, out, formats=FORMATS)
+    return _finish(fig, out, title)
 
 
 def efficiency_purity_figure(selections: Sequence, out: str | Path, *, title: str = "") -> Path:
@@ -90,10 +86,7 @@ def efficiency_purity_figure(selections: Sequence, out: str | Path, *, title: st
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="center left")
         ax.set_title(f"{s.name} selection", fontsize=10)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, out, formats=FORMATS)
+    return _finish(fig, out, title)
 
 
 def binned_figure(b, out: str | Path, *, title: str = "") -> Path:
@@ -113,6 +106,11 @@ def binned_figure(b, out: str | Path, *, title: str = "") -> Path:
         ax.set_ylim(0, 1.05)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return _finish(fig, out, title)
+
+
+def _finish(fig, out, title: str | None = None) -> Path:
+    """Title, layout and the atomic save every figure of this module ends with."""
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
