@@ -2,7 +2,9 @@
 
 Everything shown is read from the contract (its events and views): rounds with their proposer, the
 proposal's digest, the votes and the outcome, and per member what it proposed, how often it was
-accepted, its votes and missed duties, and whether it is suspended. A finished run directory is shown
+accepted, its votes and missed duties, and whether it is suspended; and every suspension with the
+duty whose miss caused it (contract v4's ``Suspended`` reason) and when the member rejoined. A
+finished run directory is shown
 from what it kept instead: its chain log (``chain_events.jsonl``) and its records, the same files
 ``cohep audit`` reads.
 """
@@ -52,6 +54,53 @@ def round_rows(events, members: list[str]) -> list[RoundRow]:
     return [rows[r] for r in sorted(rows)]
 
 
+@dataclass
+class Suspension:
+    """One ``Suspended`` event and the ``Rejoined`` that ended it, if any (rounds 0-based, as on chain)."""
+
+    member: int
+    address: str
+    round: int  #: the round whose missed duty suspended it; inactive from round + 1
+    reason: str  #: the duty missed last ("missed vote", ...); "" from a contract before v4
+    rejoined: int | None = None  #: the round it is active again from
+
+    def line(self) -> str:
+        why = self.reason or "reason not recorded (contract before v4)"
+        back = (f"rejoined, active again from round {self.rejoined + 1}" if self.rejoined is not None
+                else "still suspended")
+        return f"member {self.member} {self.address}: suspended in round {self.round + 1} ({why}); {back}"
+
+
+def suspensions(events, members: list[str]) -> list[Suspension]:
+    """Every suspension, oldest first, each with the rejoin that ended it (from the events alone)."""
+    index = {m.lower(): i for i, m in enumerate(members)}
+    out: list[Suspension] = []
+    open_: dict[str, Suspension] = {}
+    for e in events:
+        a = e.args if hasattr(e, "args") else e["args"]
+        name = e.name if hasattr(e, "name") else e["name"]
+        if name not in ("Suspended", "Rejoined"):
+            continue
+        who = str(a["member"]).lower()
+        if name == "Suspended":
+            s = Suspension(index.get(who, -1), str(a["member"]), int(a["round"]), str(a.get("reason", "") or ""))
+            out.append(s)
+            open_[who] = s
+        elif who in open_:
+            open_.pop(who).rejoined = int(a["round"])
+    return out
+
+
+def _suspensions_table(rows: list[Suspension]) -> Table:
+    table = Table(title="suspensions")
+    for col in ("member", "address", "round", "why", "rejoined"):
+        table.add_column(col, justify="right" if col in ("member", "round") else "left")
+    for s in rows:
+        table.add_row(str(s.member), s.address, str(s.round + 1), s.reason or "(not recorded)",
+                      f"active from round {s.rejoined + 1}" if s.rejoined is not None else "[red]no[/red]")
+    return table
+
+
 def _hex(value) -> str:
     return value.hex() if isinstance(value, (bytes, bytearray)) else str(value).removeprefix("0x")
 
@@ -82,7 +131,7 @@ def mean_accuracy(records) -> dict[int, float]:
     return {k: sum(v) / len(v) for k, v in by_round.items()}
 
 
-def render_run(run_dir) -> Table:
+def render_run(run_dir) -> Table | Group:
     """The rounds of a finished run directory, from its chain log and records (what ``cohep audit``
     reads); a baseline run, which has no chain, from its records alone."""
     from pathlib import Path
@@ -96,7 +145,10 @@ def render_run(run_dir) -> Table:
     title = f"{p}: {manifest.get('mode', 'colearn')}, {len(accuracy)} round(s)"
     if (manifest.get("files") or {}).get("chain_log"):
         members = list((manifest.get("contract_settings") or {}).get("members") or [])
-        return _rounds_table(title, round_rows(rundir.read_events(p), members), accuracy)
+        events = rundir.read_events(p)
+        rounds = _rounds_table(title, round_rows(events, members), accuracy)
+        held = suspensions(events, members)
+        return Group(rounds, _suspensions_table(held)) if held else rounds
     table = Table(title=title, expand=False)
     for col in ("round", "kept", "mean test acc"):
         table.add_column(col, justify="right")
@@ -107,9 +159,11 @@ def render_run(run_dir) -> Table:
 
 
 def render(coord, title: str, *, last: int = 20, rounds_total: int | None = None):
-    """The rounds table (the last ``last`` rounds of the experiment) and the members table."""
+    """The rounds table (the last ``last`` rounds of the experiment), the members table and, if any
+    member was ever suspended, every suspension with its reason and rejoin."""
     members = list(coord.settings().members)
-    rows = [r for r in round_rows(coord.events(), members) if rounds_total is None or r.round < rounds_total]
+    events = coord.events()
+    rows = [r for r in round_rows(events, members) if rounds_total is None or r.round < rounds_total]
     rounds = _rounds_table(title, rows[-last:])
     people = Table(title="members")
     for col in ("member", "address", "proposed", "accepted", "votes", "with outcome", "missed", "status"):
@@ -119,7 +173,8 @@ def render(coord, title: str, *, last: int = 20, rounds_total: int | None = None
         status = "[red]suspended[/red]" if getattr(s, "suspended", False) else "active"
         people.add_row(str(i), m, str(s.proposed), str(s.accepted), str(s.votes_cast), str(s.votes_with_majority),
                        str(s.missed), status)
-    return Group(rounds, people)
+    held = suspensions(events, members)
+    return Group(rounds, people, _suspensions_table(held)) if held else Group(rounds, people)
 
 
 def round_line(row: RoundRow) -> str:
@@ -132,23 +187,24 @@ def round_line(row: RoundRow) -> str:
 
 def watch_lines(coord, *, interval: float = 2.0, until_round: int | None = None, echo=print) -> None:
     """``--watch`` where no terminal is attached (a log file, a pipe, CI): a plain line, flushed, for
-    each round whose row changed and each member whose status changed, until ``until_round`` rounds
-    are decided (the rich live tables draw nothing there)."""
+    each round whose row changed and each suspension or rejoin (with its reason), until ``until_round``
+    rounds are decided (the rich live tables draw nothing there)."""
     members = list(coord.settings().members)
     seen: dict[int, str] = {}
-    status: dict[str, bool] = {}
+    said: dict[int, str] = {}  # suspension (by its place in the event order) -> its line as last printed
     while True:
-        rows = [r for r in round_rows(coord.events(), members) if until_round is None or r.round < until_round]
+        events = coord.events()
+        rows = [r for r in round_rows(events, members) if until_round is None or r.round < until_round]
         for row in rows:
             line = round_line(row)
             if seen.get(row.round) != line:
                 echo(line)
                 seen[row.round] = line
-        for i, m in enumerate(members):
-            suspended = bool(getattr(coord.member_stats(m), "suspended", False))
-            if status.get(m, False) != suspended:
-                echo(f"member {i} {m}: {'suspended' if suspended else 'active again'}")
-            status[m] = suspended
+        for k, s in enumerate(suspensions(events, members)):
+            line = s.line()
+            if said.get(k) != line:
+                echo(line)
+                said[k] = line
         if until_round is not None and coord.round() >= until_round:
             return
         time.sleep(interval)
