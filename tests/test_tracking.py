@@ -160,7 +160,7 @@ def test_tensorboard_values_read_back_equal_the_run_records(tmp_path, mnist_dir,
                                                     for _, rows in sorted(_by_round(result).items())]
 
 
-def test_tracking_is_off_by_default_and_checked(mnist_dir):
+def test_tracking_is_off_by_default_and_checked(mnist_dir, monkeypatch):
     assert not _cfg(mnist_dir, "individual", {}).tracking.active
     bad = [({"backend": "wandb"}, "tracking.backend must be one of none, tensorboard, mlflow, got 'wandb'"),
            ({"bogus": 1}, "tracking"),
@@ -174,9 +174,14 @@ def test_tracking_is_off_by_default_and_checked(mnist_dir):
     for tracking, message in bad:
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
             _cfg(mnist_dir, "individual", tracking)
-    for uri in ("sqlite:///runs/x/mlflow.db", "file:///tmp/mlruns", "https://mlflow.example.org",
-                "http://127.0.0.1:5000", "postgresql+psycopg2://u@db/mlflow"):
+    for uri in ("sqlite:///runs/x/mlflow.db", "https://mlflow.example.org", "http://127.0.0.1:5000",
+                "postgresql+psycopg2://u@db/mlflow"):
         assert _cfg(mnist_dir, "individual", {"backend": "mlflow", "uri": uri}).tracking.uri == uri
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with pytest.raises(ConfigError, match="MLflow refuses unless MLFLOW_ALLOW_FILE_STORE=true"):
+        _cfg(mnist_dir, "individual", {"backend": "mlflow", "uri": "file:///tmp/mlruns"})
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    assert _cfg(mnist_dir, "individual", {"backend": "mlflow", "uri": "file:///tmp/mlruns"}).tracking.active
 
 
 def test_cli_bad_tracking_is_one_line_exit_2(tmp_path, mnist_dir, capsys):

@@ -13,6 +13,7 @@ error before any training rather than a surprise at the end of a run.
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 from urllib.parse import urlsplit
@@ -74,3 +75,6 @@ def check_uri(uri: str) -> None:
         raise ConfigError(f"tracking.uri {uri!r} names no host")
     if scheme in ("sqlite", "file") and not parts.path.strip("/"):
         raise ConfigError(f"tracking.uri {uri!r} names no path")
+    if scheme == "file" and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() not in ("1", "true"):
+        raise ConfigError(f"tracking.uri {uri!r} is MLflow's file store, which MLflow refuses unless "
+                          "MLFLOW_ALLOW_FILE_STORE=true is set; sqlite:///path/mlflow.db is its local store")
