@@ -84,3 +84,22 @@ def test_chain_messages_count_rounds_from_1():
         "propose in round 2 rejected by the contract: proposal window closed"
     assert node.one_based("commit_vote(round 0) failed: refused") == "commit_vote in round 1 failed: refused"
     assert node.one_based("cannot read the block number") == "cannot read the block number"
+
+
+def test_a_restarted_nodes_first_connect_is_retried_until_a_stated_time(capsys, monkeypatch):
+    """A node restarted in a folder that followed the chain (``known``) retries its first connect
+    with the bounded-retry helper: one line with the time it goes on until, then NodeFault; a fresh
+    node with a dead URL fails at once."""
+    from cohep.ledger.anvil import dev_private_keys, free_port
+
+    monkeypatch.setattr(node.time, "sleep", lambda s: None)
+    dead = f"http://127.0.0.1:{free_port()}"
+    key = SimpleNamespace(private_key=dev_private_keys(1)[0])
+    with pytest.raises(ChainError, match="no Ethereum JSON-RPC node") as fresh:
+        node._connect(dead, key, NodeOptions(reconnect_s=60))
+    assert not isinstance(fresh.value, NodeFault)
+    with pytest.raises(NodeFault, match=r"^chain: no Ethereum JSON-RPC node at .*\(gave up after 0 s of retrying\)$"):
+        node._connect(dead, key, NodeOptions(reconnect_s=0.3), known=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and re.match(r"^\d\d:\d\d:\d\d chain: no Ethereum JSON-RPC node at .*"
+                                        r"\(retrying until \d\d:\d\d:\d\d\)$", lines[0]), lines

@@ -289,9 +289,15 @@ def ether(wei: int) -> str:
     return f"{wei / 10**18:.6g} ETH"
 
 
-def check_funds(chain: Chain, address: str, gas: int, what: str) -> int:
-    """Refuse, in one line, a sender that cannot pay for ``gas`` at the chain's current fees
-    (``what``: for what, said in the line). Returns the wei needed."""
+class InsufficientFunds(ChainError):
+    """A sender that cannot pay for its next transactions: no retry mends it, only someone sending it
+    ETH (a caller that retries ChainError tells this one apart)."""
+
+
+def check_funds(chain: Chain, address: str, gas: int, what: str, *, then: str = "") -> int:
+    """Refuse, in one line (InsufficientFunds), a sender that cannot pay for ``gas`` at the chain's
+    current fees (``what``: for what; ``then``: what to do once it is sent, said after). Returns the
+    wei needed."""
     address = Web3.to_checksum_address(address)
     price = fee_per_gas(chain)
     needed = gas * price
@@ -300,18 +306,19 @@ def check_funds(chain: Chain, address: str, gas: int, what: str) -> int:
     except (Web3Exception, OSError) as exc:
         raise ChainError(f"cannot read the balance of {address} from {chain.kind}: {exc.__class__.__name__}") from None
     if balance < needed:
-        raise ChainError(f"{address} needs {ether(needed)} for {what} (about {gas:,} gas at {price / 1e9:.3g} gwei) "
-                         f"and holds {ether(balance)}: send it {ether(needed - balance)} or more (docs/nodes.md, funding)")
+        raise InsufficientFunds(f"{address} needs {ether(needed)} for {what} (about {gas:,} gas at {price / 1e9:.3g} "
+                                f"gwei) and holds {ether(balance)}: send it {ether(needed - balance)} or more"
+                                f"{then} (docs/nodes.md, funding)")
     return needed
 
 
-def funds_error(exc: BaseException, address: str) -> ChainError | None:
+def funds_error(exc: BaseException, address: str) -> InsufficientFunds | None:
     """The node's raw 'insufficient funds' refusal as one line naming the address, else None."""
     text = str(exc)
     if "nsufficient funds" not in text and "insufficient balance" not in text.lower():
         return None
-    return ChainError(f"{Web3.to_checksum_address(address)} has too little ETH to pay for its transactions: "
-                      f"send it more (docs/nodes.md, funding)")
+    return InsufficientFunds(f"{Web3.to_checksum_address(address)} has too little ETH to pay for its transactions: "
+                             f"send it more (docs/nodes.md, funding)")
 
 
 #: how long ``block_clock_problem`` watches a chain whose last block is old

@@ -314,18 +314,15 @@ def _connect(rpc: str, key, opts: NodeOptions, experiment: Experiment | None = N
     from cohep.ledger import Chain, Coordinator
     from cohep.ledger.chain import NODE_GAS_PER_ROUND, block_clock_problem, check_funds
 
-    deadline, told = time.monotonic() + opts.reconnect_s, False
+    retry = _Retry(opts)
     while True:
         try:
             chain = Chain.connect(rpc, 1, private_keys=[key.private_key])
             break
         except ChainError as exc:
-            if not known or time.monotonic() > deadline:
+            if not known:
                 raise
-            if not told:
-                until = time.localtime(time.time() + deadline - time.monotonic())
-                _log(opts, f"chain: {exc} (a restart: retrying until {time.strftime('%H:%M:%S', until)})")
-                told = True
+            retry.failed("chain", exc)  # a restart: logged with its deadline, a NodeFault past it
             time.sleep(1.0)
     if experiment is None or chain.chain_id != experiment.chain_id:
         return chain  # build_node_member names a chain mismatch
@@ -378,13 +375,51 @@ def _retrying(opts: NodeOptions, what: str, fn: Callable):
     """``fn()``, retried while it fails transiently (``Unavailable``, ChainError) until the stated time."""
     from cohep.wire.checks import Unavailable
 
+    from cohep.ledger.chain import InsufficientFunds
+
     retry = _Retry(opts)
     while True:
         try:
             return fn()
+        except InsufficientFunds:
+            raise  # only someone sending the key ETH mends it: no retry
         except (Unavailable, ChainError) as exc:
             retry.failed(what, exc)
         time.sleep(1.0)
+
+
+#: what a node whose funds ran out is told to do once its key is funded again
+_REFUND = ", then start the node again: it resumes from its folder and rejoins if it was suspended"
+
+
+def _check_round_funds(chain, address: str, r: int, rounds: int) -> None:
+    """At each round's start: can this member pay for the round's transactions (a proposal or a
+    finalize, a commitment and a reveal, a rejoin)? If not, the one line of ``check_funds``.
+
+    Funds that run out mid-run are permanent for the node (NodeFault, exit 2), not a transient fault
+    retried until a deadline: nothing the node does mends them, every duty missed while it waited
+    counts against it all the same, and a node started again in its folder resumes (records, sealed
+    votes, rejoin) once someone has sent its key ETH."""
+    from cohep.ledger.chain import NODE_GAS_PER_ROUND, check_funds
+
+    check_funds(chain, address, NODE_GAS_PER_ROUND, "its transactions this round", then=_REFUND)
+
+
+def _funds_fault(chain, address: str, exc: BaseException, r: int, rounds: int) -> NodeFault | None:
+    """A transaction refused for want of funds (the RPC node's raw 'insufficient funds') as the node's
+    one line naming the address and how much it needs; None for any other failure."""
+    from cohep.ledger.chain import InsufficientFunds, funds_error
+
+    raw = funds_error(exc, address)
+    if raw is None:
+        return None
+    try:
+        _check_round_funds(chain, address, r, rounds)
+    except InsufficientFunds as short:  # the amount, where the balance is below the round's bound
+        return NodeFault(f"round {r + 1} of {rounds}: {short}")
+    except ChainError:
+        pass
+    return NodeFault(f"round {r + 1} of {rounds}: {raw}{_REFUND}")
 
 
 def _prefetch(p: Participant, state, stop: float) -> None:
@@ -456,6 +491,7 @@ def _rejoin(p: Participant, coord, opts: NodeOptions, r: int, rounds: int) -> No
 
 def _follow(experiment: Experiment, node: NodeMember, chain, out: Path, opts: NodeOptions,
             save_strikes: Callable[[], None] = lambda: None) -> NodeResult:
+    from cohep.ledger.chain import InsufficientFunds
     from cohep.protocol.adoption import NotTheCombination
     from cohep.run.pace import Pace
     from cohep.wire.checks import Unavailable
@@ -473,6 +509,7 @@ def _follow(experiment: Experiment, node: NodeMember, chain, out: Path, opts: No
     scoring_s = 0.0  # one evaluation on the vote set: what judging a proposal costs beside its fetch
     checked = -1  # the round whose start this node last checked its suspension at
     told: set[int] = set()  # the rounds whose vote the log has shown
+    r = next_row
     while True:
         try:
             evaluated = p.seconds["evaluation"]
@@ -497,6 +534,7 @@ def _follow(experiment: Experiment, node: NodeMember, chain, out: Path, opts: No
             if r >= rounds:
                 break
             if r != checked:
+                _check_round_funds(chain, p.address, r, rounds)
                 _rejoin(p, coord, opts, r, rounds)
                 checked = r
             view = RoundView.read(coord, r)
@@ -520,7 +558,11 @@ def _follow(experiment: Experiment, node: NodeMember, chain, out: Path, opts: No
             continue
         except (NotTheCombination, IntegrityError) as exc:  # the accepted blob itself is bad: no retry mends it
             raise NodeFault(f"cannot adopt the chain's accepted weights: {exc}") from None
+        except InsufficientFunds as exc:  # only someone sending the key ETH mends it: one line, exit 2
+            raise NodeFault(f"round {min(r, rounds - 1) + 1} of {rounds}: {exc}") from None
         except ChainError as exc:  # the chain's node is gone or a transaction failed: look again later
+            if (fault := _funds_fault(chain, p.address, exc, min(r, rounds - 1), rounds)) is not None:
+                raise fault from None
             retry.failed("chain", exc)
             time.sleep(1.0)
             continue
