@@ -96,6 +96,8 @@ def parser():
     ap.add_argument("--workers", type=int, default=0, help="0: all cores")
     bench.add_seed(ap, 1)
     ap.add_argument("--detector", default="microboone")
+    ap.add_argument("--flux", default=None,
+                    help="flux preset or kind (paper, dune, bnb, numi; default: the detector preset's own)")
     bench.add_out(ap, None, type=Path, help="keep the file here (default: a temporary file)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     return ap
@@ -109,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     from cohep.lartpc.simulate import STAGES, default_config, simulate
 
     cfg = default_config(args.detector)
+    if args.flux is not None:
+        from dataclasses import replace
+
+        from cohep.lartpc.generator import FluxConfig
+
+        cfg = replace(cfg, flux=FluxConfig(kind=args.flux))
     workers = args.workers or (os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as tmp:
         simulate(16, Path(tmp) / "warmup.h5", seed=0, workers=1, config=cfg, progress=False)
@@ -127,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         "events": args.events,
         "image_shape": list(cfg.image_shape),
         "detector": args.detector,
+        "flux": cfg.flux.kind,
         "workers": timings.get("workers", workers),
         "cpus": os.cpu_count(),
         "wall_s": round(wall, 2),

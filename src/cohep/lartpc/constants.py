@@ -89,8 +89,13 @@ def radiation_length(density: float = LAR_DENSITY) -> float:
 # about 0.45-0.55 b from 100 MeV to 1 GeV, rising to sigma_inel = A / (N_A lambda_I) = 0.566 b at
 # high energy (PDG lambda_I) [approximate below 1 GeV].
 # --------------------------------------------------------------------------------------------
-PION_AR_XS_ENERGY = (10.0, 50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 700.0, 1000.0, 2000.0, 10000.0)
-PION_AR_XS_BARN = (0.25, 0.60, 0.85, 1.05, 1.15, 1.10, 0.98, 0.92, 0.90, 0.90, 0.90, 0.90)
+#: Above 1 GeV (the beam presets reach 20 GeV) the pion total falls towards the high-energy
+#: pi-nucleus value: absorption sigma_abs(pi A) = 28.5 mb A^0.75 at 60-200 GeV (Carroll et al., PLB
+#: 80 (1979) 319, fit as quoted in the PDG) = 0.45 b for argon, plus the elastic share below
+#: [approximate: 0.70 b total at 20 GeV, 0.53 b of it non-elastic].
+PION_AR_XS_ENERGY = (10.0, 50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 700.0, 1000.0, 2000.0, 5000.0,
+                     10000.0, 20000.0)
+PION_AR_XS_BARN = (0.25, 0.60, 0.85, 1.05, 1.15, 1.10, 0.98, 0.92, 0.90, 0.90, 0.85, 0.77, 0.72, 0.70)
 #: Share of the pion total cross section that is elastic on the whole nucleus (a kink, no energy loss).
 PION_AR_ELASTIC_FRACTION = 0.25  # [approximate] LArIAT / Geant4 BERT split near the Delta peak
 NUCLEON_AR_XS_ENERGY = (5.0, 20.0, 50.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 3000.0, 10000.0)
@@ -107,6 +112,14 @@ PION_INFLIGHT_ABS_KNEE = 250.0
 PION_INFLIGHT_CEX = 0.12
 PION_INFLIGHT_PROD_START = 600.0
 PION_INFLIGHT_PROD_MAX = 0.25
+#: Above PION_INFLIGHT_MULTI_START MeV an inelastic pi-Ar collision makes several pions, as the
+#: projectile's energy allows: the production share rises linearly to PION_INFLIGHT_MULTI_MAX at
+#: 5 GeV, the leading pion keeps 30-70 % of T, and 1 + Poisson(PION_INFLIGHT_MULTI_SLOPE ln(T / 1 GeV))
+#: secondaries share the rest (a ln s rise of the multiplicity; Geant4 FTFP / Bertini give 2-4
+#: charged secondaries at 5-10 GeV in argon) [approximate].
+PION_INFLIGHT_MULTI_START = 1000.0
+PION_INFLIGHT_MULTI_MAX = 0.6
+PION_INFLIGHT_MULTI_SLOPE = 1.0
 #: In-flight proton (and neutron) inelastic scatters: share with a leading nucleon keeping 30-90 %
 #: of T and one knocked-out nucleon; the rest break up into 2-3 nucleons [approximate, Bertini].
 NUCLEON_INFLIGHT_KNOCKOUT = 0.6
@@ -139,28 +152,42 @@ ARGON_NEUTRONS = 22
 #: Interaction modes: index -> name.  QE means CC quasi-elastic or NC elastic.
 MODE_NAMES = ("QE", "MEC", "RES", "DIS", "COH")
 #: Neutrino energy nodes (MeV) for the mode fractions below (linear interpolation, flat outside).
-MODE_FRACTION_ENERGY = (500.0, 1000.0, 2000.0, 3000.0, 4000.0, 6000.0)
+MODE_FRACTION_ENERGY = (250.0, 500.0, 1000.0, 2000.0, 3000.0, 4000.0, 6000.0, 8000.0, 10000.0, 15000.0, 20000.0)
 #: nu_mu / nu_e CC on argon, fractions per mode at each energy node.  Shape from GENIE v3 argon
 #: exclusive cross sections (Formaggio & Zeller, RMP 84 (2012) 1307 for the nucleon-level trend)
 #: [approximate]; averaged over the default flux (2.5 +- 0.5 GeV) they give QE 21%, MEC 7%, RES 35%,
 #: DIS 36%, COH 1%, close to the 1-4 GeV GENIE sample in PHYSICS.md (QE 15, RES 38, DIS 39, other 8).
+#: The nodes at 0.25 GeV and 8-20 GeV (added for the beam fluxes) follow the same method; above
+#: 6 GeV the QE share is the quasi-elastic plateau (NOMAD: 0.92e-38 cm^2 per neutron, Lyubushkin et
+#: al., EPJ C 63 (2009) 355; 22 of 40 argon nucleons) over the total sigma_CC (PDG sigma/E, below),
+#: and DIS fills the rest as W rises [approximate]; checked in docs/physics.md (validation table).
 CC_MODE_FRACTIONS = (
+    (0.70, 0.14, 0.15, 0.00, 0.01),
     (0.55, 0.12, 0.28, 0.04, 0.01),
     (0.40, 0.11, 0.36, 0.12, 0.01),
     (0.22, 0.08, 0.38, 0.31, 0.01),
     (0.16, 0.06, 0.34, 0.43, 0.01),
     (0.13, 0.05, 0.30, 0.51, 0.01),
     (0.10, 0.04, 0.24, 0.61, 0.01),
+    (0.080, 0.032, 0.19, 0.688, 0.01),
+    (0.066, 0.027, 0.16, 0.737, 0.01),
+    (0.046, 0.019, 0.115, 0.810, 0.01),
+    (0.035, 0.014, 0.09, 0.851, 0.01),
 )
 #: NC on argon (elastic, MEC, RES, DIS, COH pi0) [approximate, same source and method; NC elastic
 #: is a smaller share of NC than CCQE of CC, which gives the NC pion multiplicities of PHYSICS.md].
 NC_MODE_FRACTIONS = (
+    (0.60, 0.10, 0.28, 0.00, 0.02),
     (0.42, 0.08, 0.42, 0.06, 0.02),
     (0.28, 0.07, 0.48, 0.15, 0.02),
     (0.16, 0.05, 0.42, 0.35, 0.02),
     (0.12, 0.04, 0.36, 0.46, 0.02),
     (0.10, 0.03, 0.31, 0.54, 0.02),
     (0.08, 0.02, 0.25, 0.63, 0.02),
+    (0.066, 0.016, 0.19, 0.708, 0.02),
+    (0.056, 0.013, 0.16, 0.751, 0.02),
+    (0.040, 0.009, 0.115, 0.816, 0.02),
+    (0.031, 0.007, 0.09, 0.852, 0.02),
 )
 #: nu_mu CC total cross section per argon nucleus (GENIE 2.10 argon tables, PHYSICS.md):
 #: energy (MeV) -> sigma (1e-38 cm^2).  Used only when events are weighted by cross section.
@@ -168,6 +195,28 @@ CC_XSEC_ENERGY = (0.0, 500.0, 1100.0, 2400.0, 4100.0, 10000.0)
 CC_XSEC_1E38 = (0.0, 14.0, 41.5, 78.4, 126.8, 300.0)
 #: NC / CC total cross-section ratio about 1/3 over 0.9-4 GeV (GENIE argon tables, PHYSICS.md).
 NC_TO_CC_RATIO = 1.0 / 3.0
+
+#: Total cross sections per argon nucleon for the beam fluxes (:mod:`.flux`), as sigma / E in
+#: 1e-38 cm^2 / GeV on a grid of E (GeV), linear interpolation, flat beyond the last node.
+#: nu_mu CC: 1.1, 2.4 and 4.1 GeV from the GENIE 2.10 argon tables (PHYSICS.md: 41.5, 78.4, 126.8
+#: per nucleus); at 20-50 GeV the PDG value sigma/E = 0.677 for an isoscalar target (PDG review
+#: "Neutrino cross-section measurements", world average above 30 GeV) raised 3 % for argon's 22
+#: neutrons (d-quark count 62/60); below 1 GeV the quasi-elastic rise and the muon-mass threshold
+#: (0.11 GeV) after the GENIE argon spline shape [approximate, +-15 % below 1 GeV].
+XS_ENERGY_GEV = (0.1, 0.2, 0.3, 0.5, 0.75, 1.1, 1.5, 2.4, 4.1, 6.0, 10.0, 20.0, 50.0)
+NUMU_CC_XS_OVER_E = (0.0, 0.25, 0.45, 0.70, 0.85, 0.943, 0.90, 0.817, 0.773, 0.75, 0.725, 0.70, 0.697)
+#: anti-nu_mu CC: PDG 0.334 (isoscalar, above 30 GeV) lowered 3 % for argon's u-quark count
+#: (58/60); the ratio to nu_mu falls to about 0.4 at 1-4 GeV (GENIE, MINERvA inclusive ratio
+#: measurements) [approximate, +-15 %].
+NUMUBAR_CC_XS_OVER_E = (0.0, 0.15, 0.22, 0.28, 0.31, 0.33, 0.34, 0.34, 0.34, 0.335, 0.33, 0.325, 0.324)
+#: nu_e / nu_mu CC (and anti-nu_e / anti-nu_mu): 1.01-1.03 at 1-4 GeV (GENIE argon, PHYSICS.md), larger
+#: near the muon threshold where only the electron is light [approximate below 1 GeV].
+NUE_TO_NUMU_CC = (2.0, 1.6, 1.25, 1.08, 1.05, 1.03, 1.025, 1.02, 1.01, 1.005, 1.0, 1.0, 1.0)
+#: NC / CC: 1/3 at 0.9-4 GeV (GENIE argon, PHYSICS.md), 0.31 in DIS at 20+ GeV (the measured
+#: Llewellyn-Smith ratio R_nu = 0.31, CCFR / NuTeV); anti-neutrinos R_nubar = 0.38 (same) [approximate
+#: below 1 GeV, where NC elastic keeps the ratio near 1/3].
+NC_TO_CC_NU = (0.5, 0.4, 0.36, 0.34, 0.333, 0.333, 0.333, 0.333, 0.33, 0.32, 0.315, 0.31, 0.31)
+NC_TO_CC_NUBAR = (0.6, 0.5, 0.45, 0.42, 0.40, 0.39, 0.385, 0.38, 0.38, 0.38, 0.38, 0.38, 0.38)
 
 #: Resonance production: share of events in the Delta(1232) peak; the rest fills W = 1.35-1.75 GeV
 #: (higher resonances) [approximate, Rein-Sehgal in GENIE is dominated by the Delta below 2 GeV].
@@ -206,6 +255,11 @@ COH_Y_BETA = (2.0, 3.0)
 COH_MEAN_Q2 = 0.08e6
 #: DIS Bjorken x ~ Beta(1.5, 4): x q(x) ~ x^0.5 (1 - x)^3, a valence-like shape; y flat (quarks).
 DIS_X_BETA = (1.5, 4.0)
+#: Antiquark to quark momentum ratio in the nucleon, q-bar / q = 0.17 at Q^2 of a few GeV^2 (CCFR /
+#: NuTeV structure functions) [approximate].  In DIS a neutrino meets a quark (dsigma/dy flat) or an
+#: antiquark ((1 - y)^2); an anti-neutrino the reverse.  With it the quark-parton model gives
+#: <y> = 0.49 (nu) and 0.33 (nu-bar) and sigma(nu-bar)/sigma(nu) = 0.48 (PDG measures 0.49).
+DIS_ANTIQUARK_FRACTION = 0.17
 
 #: Effective intranuclear (hA-like) fates of hadrons leaving the nucleus, after GENIE hA2018 for
 #: argon at a few hundred MeV [approximate]: pions (absorption, charge exchange, inelastic,

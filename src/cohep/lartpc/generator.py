@@ -30,6 +30,7 @@ import numpy as np
 from cohep.core.errors import ConfigError
 from cohep.core.settings import Section
 from cohep.lartpc import constants as C
+from cohep.lartpc.flux_tables import BEAMS
 
 #: Class labels (index = label); the HDF5 format and the classifier use the same order.
 CLASS_NAMES = ("NC", "numu_CC", "nue_CC")
@@ -39,6 +40,7 @@ MODE_NAMES = C.MODE_NAMES
 
 _MASS_OF_PDG = {
     11: C.ELECTRON_MASS, -11: C.ELECTRON_MASS, 13: C.MUON_MASS, -13: C.MUON_MASS, 12: 0.0, 14: 0.0,
+    -12: 0.0, -14: 0.0,
     211: C.PION_CHARGED_MASS, -211: C.PION_CHARGED_MASS, 111: C.PION_ZERO_MASS,
     2212: C.PROTON_MASS, 2112: C.NEUTRON_MASS, 22: 0.0,
 }
@@ -53,7 +55,11 @@ def mass_of(pdg: int) -> float:
 # ---------------------------------------------------------------------------------------------
 # Flux
 # ---------------------------------------------------------------------------------------------
-FLUX_KINDS = ("gaussian", "monochromatic", "uniform", "histogram")
+#: Analytic spectra, then ``paper`` (the reference paper's 2.5 +- 0.5 GeV Gaussian by name, whatever
+#: the other fields say) and the beam presets of :mod:`.flux_tables` (sampled by :mod:`.flux`).
+FLUX_KINDS = ("gaussian", "monochromatic", "uniform", "histogram", "paper") + tuple(BEAMS)
+#: The reference paper's spectrum: a Gaussian of 2.5 +- 0.5 GeV truncated to [0.2, 10] GeV.
+PAPER_FLUX = {"mean_gev": 2.5, "sigma_gev": 0.5, "min_gev": 0.2, "max_gev": 10.0}
 
 
 @dataclass(frozen=True)
@@ -61,8 +67,11 @@ class FluxConfig(Section):
     """Neutrino energy spectrum (GeV at this edge; MeV inside).
 
     ``kind``: ``gaussian`` (``mean_gev``, ``sigma_gev``, truncated to [``min_gev``, ``max_gev``]),
-    ``monochromatic`` (``mean_gev``), ``uniform`` (``min_gev`` - ``max_gev``) or ``histogram``
-    (bin ``edges_gev`` and ``weights``, flat within a bin).
+    ``monochromatic`` (``mean_gev``), ``uniform`` (``min_gev`` - ``max_gev``), ``histogram``
+    (bin ``edges_gev`` and ``weights``, flat within a bin), ``paper`` (the reference paper's
+    Gaussian, 2.5 +- 0.5 GeV, by name), or a beam preset: ``dune`` (LBNF neutrino mode at the DUNE
+    far detector), ``bnb`` (Booster beam at MicroBooNE), ``numi`` (NuMI at MicroBooNE) - per-flavour
+    tables with wrong-sign content, sampled as flux x cross section by :mod:`cohep.lartpc.flux`.
     """
 
     section: ClassVar[str] = "flux"
@@ -92,8 +101,18 @@ class FluxConfig(Section):
             if len(w) != len(e) - 1 or np.any(w < 0) or w.sum() <= 0:
                 raise ConfigError(f"{where}.weights needs one non-negative weight per bin ({len(e) - 1}), not all zero")
 
+    @property
+    def is_beam(self) -> bool:
+        """Whether this is a beam preset (sampled per flavour by :mod:`cohep.lartpc.flux`)."""
+        return self.kind in BEAMS
+
     def sample(self, rng: np.random.Generator) -> float:
-        """One neutrino energy in MeV."""
+        """One neutrino energy in MeV (analytic kinds; a beam preset's energy depends on the class)."""
+        if self.is_beam:
+            raise ValueError(f"flux {self.kind!r} is a beam preset: sample it with cohep.lartpc.flux.sample_neutrino")
+        if self.kind == "paper":
+            return FluxConfig(kind="gaussian", mean_gev=PAPER_FLUX["mean_gev"], sigma_gev=PAPER_FLUX["sigma_gev"],
+                              min_gev=PAPER_FLUX["min_gev"], max_gev=PAPER_FLUX["max_gev"]).sample(rng)
         if self.kind == "monochromatic":
             return 1000.0 * self.mean_gev
         if self.kind == "uniform":
@@ -112,6 +131,10 @@ class FluxConfig(Section):
 
     @property
     def max_mev(self) -> float:
+        if self.is_beam:
+            return 1000.0 * BEAMS[self.kind].edges_gev[-1]
+        if self.kind == "paper":
+            return 1000.0 * PAPER_FLUX["max_gev"]
         if self.kind == "monochromatic":
             return 1000.0 * self.mean_gev
         if self.kind == "histogram":
@@ -455,9 +478,9 @@ def _bound_nucleon(rng, pdg):
     return (e, px, py, pz)
 
 
-def _quasi_elastic(rng, e_nu, cc, m_lep):
-    if cc:
-        target, final = 2112, 2212
+def _quasi_elastic(rng, e_nu, cc, m_lep, anti=False):
+    if cc:  # nu n -> l- p; anti-nu p -> l+ n
+        target, final = (2212, 2112) if anti else (2112, 2212)
     else:
         target = 2212 if rng.random() < C.ARGON_PROTONS / (C.ARGON_PROTONS + C.ARGON_NEUTRONS) else 2112
         final = target
@@ -478,13 +501,16 @@ def _quasi_elastic(rng, e_nu, cc, m_lep):
     return lep, [_particle(final, had)], q2, _MASS_OF_PDG[final], target
 
 
-def _resonance(rng, e_nu, cc, m_lep):
-    if cc:
+def _resonance(rng, e_nu, cc, m_lep, anti=False):
+    if cc and anti:  # anti-nu n -> l+ Delta- is 3x anti-nu p -> l+ Delta0 (isospin mirror)
+        wn = C.ARGON_NEUTRONS * C.RES_CC_PROTON_WEIGHT
+        target = 2212 if rng.random() < C.ARGON_PROTONS / (C.ARGON_PROTONS + wn) else 2112
+    elif cc:
         wp = C.ARGON_PROTONS * C.RES_CC_PROTON_WEIGHT
         target = 2212 if rng.random() < wp / (wp + C.ARGON_NEUTRONS) else 2112
     else:
         target = 2212 if rng.random() < C.ARGON_PROTONS / (C.ARGON_PROTONS + C.ARGON_NEUTRONS) else 2112
-    q_had = _CHARGE_OF_PDG[target] + (1 if cc else 0)
+    q_had = _CHARGE_OF_PDG[target] + ((-1 if anti else 1) if cc else 0)
     w_min = C.NUCLEON_MASS + C.PION_CHARGED_MASS + 2.0
     for _ in range(30):
         tgt = _bound_nucleon(rng, target)
@@ -512,19 +538,35 @@ def _resonance(rng, e_nu, cc, m_lep):
     return None
 
 
-def _deep_inelastic(rng, e_nu, cc, m_lep):
-    if cc:  # nu scatters on d quarks: the neutron (udd) counts twice
+def _dis_y(rng, anti):
+    """Inelasticity of a DIS scatter.  An anti-neutrino meets a quark ((1 - y)^2) or an antiquark
+    (flat) in the ratio of their momentum fractions (DIS_ANTIQUARK_FRACTION); a neutrino's y stays
+    flat (its antiquark share, 5 % of DIS, is left out so that neutrino events keep their draws:
+    <y> 0.50 instead of the quark-parton 0.49)."""
+    if not anti:
+        return rng.random()
+    qbar = C.DIS_ANTIQUARK_FRACTION
+    if rng.random() < qbar / (qbar + 1.0 / 3.0):
+        return rng.random()
+    return 1.0 - rng.random() ** (1.0 / 3.0)
+
+
+def _deep_inelastic(rng, e_nu, cc, m_lep, anti=False):
+    if cc and anti:  # anti-nu scatters on u quarks: the proton (uud) counts twice
+        wp = 2.0 * C.ARGON_PROTONS
+        wn = float(C.ARGON_NEUTRONS)
+    elif cc:  # nu scatters on d quarks: the neutron (udd) counts twice
         wp = float(C.ARGON_PROTONS)
         wn = 2.0 * C.ARGON_NEUTRONS
     else:
         wp, wn = float(C.ARGON_PROTONS), float(C.ARGON_NEUTRONS)
     target = 2212 if rng.random() < wp / (wp + wn) else 2112
-    q_had = _CHARGE_OF_PDG[target] + (1 if cc else 0)
+    q_had = _CHARGE_OF_PDG[target] + ((-1 if anti else 1) if cc else 0)
     m = C.NUCLEON_MASS
     for _ in range(100):
         tgt = _bound_nucleon(rng, target)
         x = rng.beta(*C.DIS_X_BETA)  # x q(x) ~ x^0.5 (1 - x)^3, valence-like
-        y = rng.random()
+        y = _dis_y(rng, anti)
         w2 = m * m + 2.0 * m * e_nu * y * (1.0 - x)
         q2 = 2.0 * m * e_nu * x * y
         w = math.sqrt(w2)
@@ -546,9 +588,11 @@ def _deep_inelastic(rng, e_nu, cc, m_lep):
     return None
 
 
-def _mec(rng, e_nu, cc, m_lep):
+def _mec(rng, e_nu, cc, m_lep, anti=False):
     r = rng.random()
-    if cc:
+    if cc and anti:  # mirror: n-p pairs -> n n, p-p pairs -> n p
+        initial, final = ((2212, 2112), (2112, 2112)) if r < C.MEC_NP_FRACTION else ((2212, 2212), (2212, 2112))
+    elif cc:
         initial, final = ((2212, 2112), (2212, 2212)) if r < C.MEC_NP_FRACTION else ((2112, 2112), (2212, 2112))
     else:
         initial = (2212, 2112) if r < 0.5 else ((2212, 2212) if r < 0.75 else (2112, 2112))
@@ -567,8 +611,8 @@ def _mec(rng, e_nu, cc, m_lep):
     return None
 
 
-def _coherent(rng, e_nu, cc, m_lep):
-    pion = 211 if cc else 111
+def _coherent(rng, e_nu, cc, m_lep, anti=False):
+    pion = (-211 if anti else 211) if cc else 111
     m_pi = _MASS_OF_PDG[pion]
     for _ in range(100):
         y = rng.beta(*C.COH_Y_BETA)
@@ -596,24 +640,34 @@ def _coherent(rng, e_nu, cc, m_lep):
 _MODE_FUNCTIONS = (_quasi_elastic, _mec, _resonance, _deep_inelastic, _coherent)
 
 
+#: Flavours allowed per class (numu CC includes anti-nu_mu CC, as in the experiments' selections).
+LABEL_FLAVOURS = {LABEL_NC: (14, -14, 12, -12), LABEL_NUMU_CC: (14, -14), LABEL_NUE_CC: (12, -12)}
+
+
 def generate_interaction(
-    rng: np.random.Generator, label: int, energy: float, *, fsi: bool = True
+    rng: np.random.Generator, label: int, energy: float, *, fsi: bool = True, nu_pdg: int | None = None
 ) -> Interaction:
     """One interaction of class ``label`` (0 NC, 1 numu CC, 2 nue CC) at neutrino energy ``energy``
-    (MeV), the neutrino along +z.  Modes not reachable at this energy fall back to QE."""
+    (MeV), the neutrino along +z.  ``nu_pdg``: the neutrino's flavour (default nu_mu, or nu_e for
+    nue CC); anti-neutrinos make a positive lepton and the isospin-mirrored hadrons.  Modes not
+    reachable at this energy fall back to QE."""
     if label not in (LABEL_NC, LABEL_NUMU_CC, LABEL_NUE_CC):
         raise ValueError(f"label must be 0, 1 or 2, got {label!r}")
     cc = label != LABEL_NC
-    nu_pdg = 12 if label == LABEL_NUE_CC else 14
-    lep_pdg = {LABEL_NC: 14, LABEL_NUMU_CC: 13, LABEL_NUE_CC: 11}[label]
+    if nu_pdg is None:
+        nu_pdg = 12 if label == LABEL_NUE_CC else 14
+    if nu_pdg not in LABEL_FLAVOURS[label]:
+        raise ValueError(f"a {CLASS_NAMES[label]} event cannot have neutrino {nu_pdg!r}")
+    anti = nu_pdg < 0
+    lep_pdg = (nu_pdg - (1 if nu_pdg > 0 else -1)) if cc else nu_pdg
     m_lep = _MASS_OF_PDG[lep_pdg]
     fr = mode_fractions(energy, cc)
     mode = int(np.searchsorted(np.cumsum(fr), rng.random(), side="right"))
     mode = min(mode, 4)
-    res = _MODE_FUNCTIONS[mode](rng, energy, cc, m_lep)
+    res = _MODE_FUNCTIONS[mode](rng, energy, cc, m_lep, anti)
     if res is None and mode != MODE_QE:
         mode = MODE_QE
-        res = _quasi_elastic(rng, energy, cc, m_lep)
+        res = _quasi_elastic(rng, energy, cc, m_lep, anti)
     if res is None:  # below every threshold: a bare lepton carrying the energy
         p = math.sqrt(max(energy * energy - m_lep * m_lep, 0.0))
         res = ((energy, 0.0, 0.0, p), [], 0.0, 0.0, 0)

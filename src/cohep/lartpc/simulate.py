@@ -26,7 +26,8 @@ from cohep.lartpc import constants as C
 from cohep.lartpc import cosmics
 from cohep.lartpc import realism
 from cohep.lartpc.detector import DetectorConfig, ImageWindow, Readout
-from cohep.lartpc.generator import CLASS_NAMES, FluxConfig, Interaction, generate_interaction, sample_energy
+from cohep.lartpc.flux import default_flux, sample_neutrino
+from cohep.lartpc.generator import CLASS_NAMES, FluxConfig, Interaction, generate_interaction
 from cohep.lartpc.imaging import ELECTRONS_PER_UNIT, IMAGE_UNIT, digitise, store
 from cohep.lartpc.transport import CODE_OF_PDG, TransportResult, TransportSettings, material_tables, transport
 
@@ -148,6 +149,11 @@ class SimulationConfig(Section):
             det["preset"] = detector
         if det:
             data["detector"] = DetectorConfig.from_dict(det)
+        flux = data.get("flux")
+        if isinstance(flux, str):  # flux = "dune" (or "paper", "bnb", ...) names a preset
+            data["flux"] = {"kind": flux}
+        elif flux is None and det:  # a detector preset brings its beam (dune_fd: the DUNE flux)
+            data["flux"] = default_flux(str(det.get("preset", "microboone")))
         return from_mapping(cls, data)
 
 
@@ -162,7 +168,8 @@ def load_config(path: str | os.PathLike, *, detector: str | None = None) -> Simu
 
 
 def default_config(detector: str = "microboone") -> SimulationConfig:
-    return SimulationConfig(detector=DetectorConfig.preset(detector))
+    """The defaults for a detector preset, with the flux it brings (dune_fd: the DUNE beam)."""
+    return SimulationConfig(detector=DetectorConfig.preset(detector), flux=default_flux(detector))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,8 +249,8 @@ class EventSimulator:
         while True:
             attempts += 1
             t0 = time.perf_counter()
-            energy = sample_energy(rng, cfg.flux, xsec_weighting=cfg.xsec_weighting)
-            inter = generate_interaction(rng, int(label), energy, fsi=cfg.fsi)
+            energy, nu_pdg = sample_neutrino(rng, cfg.flux, int(label), xsec_weighting=cfg.xsec_weighting)
+            inter = generate_interaction(rng, int(label), energy, fsi=cfg.fsi, nu_pdg=nu_pdg)
             vertex = det.sample_vertex(rng)
             shift = self._shift(rng)
             win = self.readout.window(vertex, cfg.image_height, cfg.image_width,

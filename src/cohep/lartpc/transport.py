@@ -65,7 +65,10 @@ SPECIES = np.array([3, 3, -1, 0, 0, 1, 1, -1, 2, -1], dtype=np.int64)
 # Track-table columns.
 TR_PID, TR_PARENT, TR_X, TR_Y, TR_Z, TR_UX, TR_UY, TR_UZ, TR_KE = 0, 1, 2, 3, 4, 5, 6, 7, 8
 TR_XE, TR_YE, TR_ZE, TR_LEN, TR_FATE = 9, 10, 11, 12, 13
-TR_COLS = 14
+#: Path length (cm) at the track's first in-flight hadronic interaction, -1 if none (pi+-, p): what
+#: a test needs to measure the interaction rate against the tabulated cross sections.
+TR_HAD1 = 14
+TR_COLS = 15
 #: How a track ended (column TR_FATE).
 FATE_STOPPED, FATE_LEFT, FATE_INTERACTED, FATE_DECAYED = 0.0, 1.0, 2.0, 3.0
 #: Deposit columns: x, y, z (cm), dE (MeV), dx (cm), track index.
@@ -474,6 +477,7 @@ def _push(tr, stack, cnt, pid, parent, x, y, z, ux, uy, uz, t):
     tr[n, TR_ZE] = z
     tr[n, TR_LEN] = 0.0
     tr[n, TR_FATE] = -1.0
+    tr[n, TR_HAD1] = -1.0
     cnt[0] = n + 1
     s = cnt[1]
     if s >= stack.shape[0]:
@@ -601,6 +605,9 @@ def _hadronic(rng, tr, stack, cnt, P, tid, pid, t, x, y, z, ux, uy, uz):
         f_cex = C.PION_INFLIGHT_CEX
         p0, pmax = C.PION_INFLIGHT_PROD_START, C.PION_INFLIGHT_PROD_MAX
         f_prod = 0.0 if t < p0 else min(pmax, pmax * (t - p0) / 1000.0)
+        t_multi = C.PION_INFLIGHT_MULTI_START
+        if t > t_multi:  # multi-GeV: most inelastic collisions make pions
+            f_prod = min(C.PION_INFLIGHT_MULTI_MAX, f_prod + (C.PION_INFLIGHT_MULTI_MAX - pmax) * (t - t_multi) / 4000.0)
         u = rng.random()
         if u < f_abs:
             n = 2 + int(2.0 * rng.random())
@@ -617,6 +624,26 @@ def _hadronic(rng, tr, stack, cnt, P, tid, pid, t, x, y, z, ux, uy, uz):
                 code = NEUTRON if pid == PI_PLUS else PROTON
                 tr, stack = _push(tr, stack, cnt, code, tid, x, y, z, wx, wy, wz, tn)
             return tr, stack, False, 0.0, ux, uy, uz
+        if u < f_abs + f_cex + f_prod and t > t_multi:
+            # several secondaries: the leading pion keeps 30-70 % of what is left after their masses
+            n_sec = 1 + rng.poisson(C.PION_INFLIGHT_MULTI_SLOPE * math.log(t / t_multi))
+            while n_sec > 1 and t - n_sec * MPI - esep < 50.0 * n_sec:
+                n_sec -= 1
+            avail = t - n_sec * MPI - esep
+            t1 = avail * (0.3 + 0.4 * rng.random())
+            rest = avail - t1
+            share = np.empty(n_sec)
+            for i in range(n_sec):
+                share[i] = rng.exponential(1.0)
+            share /= share.sum()
+            for i in range(n_sec):
+                v = rng.random()
+                code = PI_PLUS if v < 1.0 / 3.0 else (PI_MINUS if v < 2.0 / 3.0 else PI_ZERO)
+                ts = rest * share[i] + (MPI - MPI0 if code == PI_ZERO else 0.0)
+                vx, vy, vz = _rotate(ux, uy, uz, 0.2 + 0.8 * rng.random(), 2.0 * math.pi * rng.random())
+                tr, stack = _push(tr, stack, cnt, code, tid, x, y, z, vx, vy, vz, max(ts, 1.0))
+            ux, uy, uz = _rotate(ux, uy, uz, 0.7 + 0.3 * rng.random(), 2.0 * math.pi * rng.random())
+            return tr, stack, True, t1, ux, uy, uz
         if u < f_abs + f_cex + f_prod:
             avail = t - MPI - esep
             t1 = avail * (0.3 + 0.4 * rng.random())
@@ -728,6 +755,8 @@ def _track_charged(rng, tr, stack, dep, cnt, P, reg, ln_range, inv_lambda, tid):
             t = 0.0
             break
         if interact:
+            if tr[tid, TR_HAD1] < 0.0:
+                tr[tid, TR_HAD1] = length
             tr, stack, alive, t, ux, uy, uz = _hadronic(rng, tr, stack, cnt, P, tid, pid, t, x, y, z, ux, uy, uz)
             if not alive:
                 fate = FATE_INTERACTED
@@ -1023,8 +1052,8 @@ class TransportResult:
     """Energy deposits and the track table of one event.
 
     ``deposits``: float64 [n, 6] = x, y, z (cm), dE (MeV), dx (cm), track index.
-    ``tracks``: float64 [m, 14], columns ``TR_*`` (code, parent, start, direction, kinetic energy,
-    end point, path length, fate).  Primaries come first, in the order given.
+    ``tracks``: float64 [m, 15], columns ``TR_*`` (code, parent, start, direction, kinetic energy,
+    end point, path length, fate, path length at the first hadronic interaction).  Primaries come first, in the order given.
     """
 
     deposits: np.ndarray
