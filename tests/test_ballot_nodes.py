@@ -15,6 +15,7 @@ import urllib.request
 import pytest
 from eth_account import Account
 
+from cohep.core.errors import IntegrityError
 from cohep.wire.ballotbox import BallotBox, ballot_name
 from cohep.wire.server import BlobServer
 from cohep.ledger import ballots as B
@@ -59,6 +60,34 @@ def test_posted_ballots_are_collected_and_bad_files_dropped(tmp_path):
     junk.symlink_to(target)
     assert reader.collect(4, voters) == [good]
     assert reader.collect(4, ["0x" + "00" * 20]) == []  # not a member of the box: not read
+
+
+def test_commitments_and_reveals_are_dropped_for_the_same_reasons_as_ballots(tmp_path):
+    """One check serves ballots, signed commitments and reveals: the voter named, the round, and (the
+    signed ones) the signature; each refusal says which of the three it was."""
+    boxes = [_box(tmp_path, i) for i in range(3)]
+    voters = [k.address for k in KEYS]
+    commit = B.sign_commit(KEYS[0].key, DOMAIN, 4, b"\x01" * 32)
+    reveal = B.Reveal(voters[1], 4, 1, (0,), b"\x02" * 32)
+    boxes[0].post(commit)
+    boxes[1].post(reveal)
+    reader = _box(tmp_path, 2)
+    assert reader.collect_commits(4, voters) == [commit] and reader.collect_reveals(4, voters) == [reveal]
+    assert reader.dropped == []
+    forged = B.SignedCommit(voters[1], 4, b"\x01" * 32, commit.v, commit.r, commit.s)  # member 0's signature
+    boxes[1].post(forged)
+    boxes[0].post(B.Reveal(voters[0], 5, 1, (0,), b"\x02" * 32))  # another round's reveal under round 4's name
+    (tmp_path / "store0" / ballot_name(CONTRACT, 5, voters[0], "reveal")).rename(
+        tmp_path / "store0" / ballot_name(CONTRACT, 4, voters[0], "reveal"))
+    assert reader.collect_commits(4, voters) == [commit] and reader.collect_reveals(4, voters) == [reveal]
+    assert reader.dropped == [f"{voters[1]} round 4: commitment signature does not recover to its voter",
+                              f"{voters[0]} round 4: reveal is for round 5"]
+    with pytest.raises(IntegrityError, match="^commitment names voter"):
+        reader.check_commit(commit, 4, voters[1])
+    with pytest.raises(IntegrityError, match="^reveal names voter"):
+        reader.check_reveal(reveal, 4, voters[0])
+    with pytest.raises(IntegrityError, match="^ballot is for round 4"):
+        reader.check(B.sign(KEYS[0].key, DOMAIN, 4, True, 0), 3, voters[0])
 
 
 def test_blobserver_serves_ballots_and_nothing_beside(tmp_path):

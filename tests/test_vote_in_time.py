@@ -4,7 +4,7 @@ refused) costs the voter one reject vote with its reason, mined by the vote dead
 
 The voter is the node's own code (``cohep.run.node.act_in_time``: the deadline from the chain's block
 times, ``cohep.run.pace``) over a real member (MemberWiring, a torch learner); the proposer is a key
-that announces a URI into its store, a real HTTP server (``cohep.testing.slowstore.SlowStore``).
+that announces a URI into its store, a real HTTP server (``cohep.testing.dishonest_store.DishonestStore``).
 Run with ``-s`` to see the seconds each vote took: the numbers docs/nodes.md quotes.
 """
 import hashlib
@@ -24,7 +24,7 @@ from cohep.protocol.view import RoundView
 from cohep.protocol.vote import VoteRule
 from cohep.run.node import act_in_time
 from cohep.run.pace import Pace
-from cohep.testing.slowstore import SlowStore
+from cohep.testing.dishonest_store import DishonestStore
 from cohep.wire.checks import default_max_bytes
 from cohep.wire.fetch import Fetcher
 from cohep.wire.store import WeightStore
@@ -71,8 +71,8 @@ def test_the_voter_casts_a_reject_with_the_reason_before_the_deadline(anvil, tmp
     coord.start(a)  # from the block after the deployment
     proposer = coord.proposer(0)
     voter = b if proposer == a else a
-    with SlowStore(tmp_path / "slow", drip_s=1.0 if case.startswith("drip") else 0.0,
-                   refuse_every=1 if case.startswith("404") else 0) as slow:
+    mode = "drip" if case.startswith("drip") else "withhold" if case.startswith("404") else "honest"
+    with DishonestStore(tmp_path / "slow", mode=mode, drip_s=1.0) as slow:
         url = slow.url if case != "connection refused" else f"http://127.0.0.1:{free_port()}"
         proposal = {k: v + np.float32(0.01) if v.dtype.kind == "f" else v for k, v in initial.items()}
         digest, _ = WeightStore(str(tmp_path / "slow"), public_url=url).put(proposal)
@@ -123,7 +123,7 @@ def test_a_slow_slot_does_not_use_up_the_time_of_an_honest_one(anvil, tmp_path):
     coord.start(members[0])
     slow_p, fast_p = coord.proposers_of(0)
     voter = next(m for m in members if m not in (slow_p, fast_p))
-    with SlowStore(tmp_path / "slow", drip_s=1.0) as slow, SlowStore(tmp_path / "fast") as fast:
+    with DishonestStore(tmp_path / "slow", mode="drip") as slow, DishonestStore(tmp_path / "fast") as fast:
         announced = []
         for k, (who, store) in enumerate([(slow_p, slow), (fast_p, fast)]):
             w = {n: v + np.float32(0.01 * (k + 1)) if v.dtype.kind == "f" else v for n, v in initial.items()}

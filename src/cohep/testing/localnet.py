@@ -7,14 +7,14 @@ Nothing here is a shortcut through the protocol: members are separate processes 
 experiment file, their keystore and their data, and reach each other through the chain and the
 stores. The :class:`Adversary` is a dishonest member with a real key that proposes crafted blobs
 when the contract draws it (or copies the others' votes); a :class:`DishonestNode` is a real ``cohep
-node`` whose store is served by a :class:`DishonestStore` (slowly, to some voters only, or not at all
-once its proposal is accepted); the drills kill and restart nodes and the chain itself.
+node`` whose store is served by a ``cohep.testing.dishonest_store.DishonestStore`` (slowly, to some
+voters only, or not at all once its proposal is accepted); the drills kill and restart nodes and the
+chain itself.
 """
 from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cohep.core.errors import ChainError, CohepError
+from cohep.core.errors import ChainError, CohepError, IntegrityError
 from cohep.run.experiment_file import Experiment
 from cohep.ledger.anvil import Anvil, dev_private_keys, free_port
+from cohep.testing.dishonest_store import DishonestStore
 
 PASSWORD = "localnet"  #: keystore password of the throw-away dev keys
 
@@ -384,90 +385,6 @@ class Adversary(threading.Thread):
         raise ValueError(f"unknown case {case!r}")
 
 
-class DishonestStore:
-    """The store server of a dishonest member: the blob server's names from the member's folder, served
-    as a dishonest host can serve them. ``mode``: ``honest``; ``drip`` (every blob at one byte every
-    ``drip_s`` seconds, never slow enough for a read to time out); ``first`` (each blob to its first
-    ``serve_first`` GET requests, 404 to every later one: a server that chooses which voters get its
-    blob, here by the order they come in, as it could by their addresses); ``withhold`` (404 to every
-    blob). The mode may change while it runs. ``requests`` logs (time, name, status) of each GET."""
-
-    _NAME = re.compile(r"^/([0-9a-f]{64}\.safetensors|ballots/0x[0-9a-f]{40}/[0-9]{1,20}/0x[0-9a-f]{40}\.json)$")
-
-    def __init__(self, folder: Path, port: int, *, mode: str = "honest", drip_s: float = 1.0, serve_first: int = 2):
-        self.folder, self.port, self.mode = Path(folder), port, mode
-        self.drip_s, self.serve_first = drip_s, serve_first
-        self.requests: list[tuple[float, str, int]] = []
-        self._served: dict[str, int] = {}
-        self._halt = threading.Event()
-        self._lock = threading.Lock()
-        self._server = None
-
-    def start(self) -> "DishonestStore":
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        store = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format, *args):  # the base class's signature; quiet
-                pass
-
-            def do_HEAD(self):
-                store._answer(self, body=False)
-
-            def do_GET(self):
-                store._answer(self, body=True)
-
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True,
-                         name=f"dishonest-store:{self.port}").start()
-        return self
-
-    def stop(self) -> None:
-        self._halt.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def _answer(self, h, body: bool) -> None:
-        match = self._NAME.match(h.path)
-        path = self.folder / match.group(1) if match else None
-        blob = bool(match) and match.group(1).endswith(".safetensors")
-        with self._lock:
-            refuse = not path or not path.is_file() or (blob and self.mode == "withhold")
-            if blob and body and not refuse and self.mode == "first":
-                self._served[path.name] = self._served.get(path.name, 0) + 1
-                refuse = self._served[path.name] > self.serve_first
-        if body:
-            self.requests.append((time.time(), match.group(1) if match else h.path, 404 if refuse else 200))
-        if refuse:
-            h.send_response(404)
-            h.send_header("Content-Length", "0")
-            h.end_headers()
-            return
-        data = path.read_bytes()
-        h.send_response(200)
-        h.send_header("Content-Type", "application/octet-stream")
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        if not body:
-            return
-        try:
-            if blob and self.mode == "drip":
-                for k in range(len(data)):
-                    if self._halt.wait(self.drip_s):
-                        return
-                    h.wfile.write(data[k:k + 1])
-                    h.wfile.flush()
-            else:
-                h.wfile.write(data)
-        except OSError:  # the client gave up
-            pass
-
-
 class DishonestNode:
     """A dishonest member that runs a real ``cohep node`` (its own key, data and training: its proposals
     are good weights) whose store is served by a :class:`DishonestStore` in one of the ways of ``CASES``.
@@ -579,6 +496,33 @@ def final_accuracy(net: LocalNet) -> float:
     return float(np.mean(rows))
 
 
+def adopted_digests(net: LocalNet) -> list[str]:
+    """The digest honest member 0 adopted after each round (1-based rounds, index 0 = round 1)."""
+    rows = sorted((r for r in net.node_records(0) if r.round >= 1), key=lambda r: r.round)
+    return [r.adopted or r.digest for r in rows]
+
+
+def accuracy_on(net: LocalNet, test: Path, digests: list[str]) -> list[float]:
+    """Accuracy of each adopted digest on one fixed test file common to every run (``x``/``y`` npz), so
+    that runs compare on the same images rather than on each member's small private test split. The
+    blobs come from honest member 0's store, which keeps every digest it adopted; each is verified."""
+    from cohep.datasets.source import load_data
+    from cohep.models import build_learner
+    from cohep.wire.weights import check_digest, decode, digest_bytes
+
+    data = load_data("mnist", str(test))
+    dataset = data.subset(np.arange(len(data)))
+    out = []
+    for d in digests:
+        blob = (net.root / "store0" / f"{d}.safetensors").read_bytes()
+        check_digest(digest_bytes(blob), bytes.fromhex(d))
+        learner = build_learner(net.experiment.model, None, None, None, net.experiment.config.train, seed=0,
+                                initial=decode(blob))
+        probs, labels = learner.predict(dataset)
+        out.append(float(np.mean(np.argmax(np.asarray(probs), axis=1) == np.asarray(labels))))
+    return out
+
+
 #: what the audit must say about the dishonest member, per case (tests/test_member_attacks.py checks the same)
 AUDIT_NAMES = {
     "slow drip": "from no store",
@@ -599,7 +543,9 @@ class AttackResult:
     held: bool = False
     duties: Duties = field(default_factory=Duties)
     finished: bool = False
-    accuracy: float = float("nan")  #: the honest members' mean final test accuracy
+    accuracy: float = float("nan")  #: the honest members' mean final test accuracy (their own test splits)
+    #: round -> accuracy of the weights adopted after it on the common test file (``member_attack(test=)``)
+    common: dict[int, float] = field(default_factory=dict)
     audit_exit: int | None = None
     audit_lines: list[str] = field(default_factory=list)  #: what the audit said about the dishonest member
     why: str = ""  #: what failed, if anything
@@ -620,13 +566,16 @@ def _rows(net: LocalNet, q: int) -> list:
 
 
 def member_attack(case: str, root: Path, data: list[Path], *, rounds: int, settings: dict | None = None,
-                  timeout_s: float = 600.0, drip_s: float = 1.0) -> AttackResult:
+                  timeout_s: float = 600.0, drip_s: float = 1.0, test: Path | None = None,
+                  test_rounds: tuple[int, ...] = ()) -> AttackResult:
     """Run one dishonest member of ``case`` (a :class:`DishonestNode` case, ``copies votes``, ``another
     member's file`` or one of ``Adversary.CASES``) beside honest nodes on ``data[:3]`` (``data[3]`` is a
     dishonest node's own), stage what the case needs, then judge it: every honest vote due counted,
     no honest suspension, every honest node finished on the chain's weights, what the case itself must
     not achieve, and the audit's lines about the dishonest member. ``None`` for ``case``: the run
-    without the attacker (the honest members alone: the accuracy to compare with)."""
+    without the attacker (the honest members alone: the accuracy to compare with). ``test``: a test
+    file common to every run, on which the weights adopted after each of ``test_rounds`` (1-based; the
+    last round always) are scored into ``common``."""
     start = time.monotonic()
     res = AttackResult(case or "no attacker")
     cfg = dict(settings or {}, experiment={**(settings or {}).get("experiment", {}), "rounds": rounds})
@@ -660,7 +609,11 @@ def member_attack(case: str, root: Path, data: list[Path], *, rounds: int, setti
         try:
             res.duties = honest_duties(net)
             res.accuracy = final_accuracy(net) if res.finished else float("nan")
-        except (ChainError, OSError, IndexError) as exc:
+            if test is not None and res.finished:
+                digests = adopted_digests(net)
+                marks = sorted({*(q for q in test_rounds if 1 <= q <= len(digests)), len(digests)})
+                res.common = dict(zip(marks, accuracy_on(net, test, [digests[q - 1] for q in marks])))
+        except (ChainError, IntegrityError, OSError, IndexError) as exc:
             problems.append(f"could not read the run: {exc}")
         if case is not None and res.finished:
             problems += _case_problems(case, net, dishonest)

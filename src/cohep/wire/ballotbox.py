@@ -109,35 +109,31 @@ class BallotBox:
             self.seconds += time.perf_counter() - start
         return out
 
-    def check_commit(self, commit: B.SignedCommit, r: int, voter: str) -> B.SignedCommit:
-        """The commitment, if it is ``voter``'s, signed, for round ``r`` under this domain."""
-        if commit.voter.lower() != voter.lower():
-            raise IntegrityError(f"commitment names voter {commit.voter}")
-        if commit.round != r:
-            raise IntegrityError(f"commitment is for round {commit.round}")
-        signer = commit.signer(self.domain)
-        if signer is None or signer.lower() != voter.lower():
-            raise IntegrityError("commitment signature does not recover to its voter")
-        return commit
-
-    def check_reveal(self, reveal: B.Reveal, r: int, voter: str) -> B.Reveal:
-        """The reveal, if it names ``voter`` and round ``r``."""
-        if reveal.voter.lower() != voter.lower():
-            raise IntegrityError(f"reveal names voter {reveal.voter}")
-        if reveal.round != r:
-            raise IntegrityError(f"reveal is for round {reveal.round}")
-        return reveal
-
     def check(self, ballot: B.SignedBallot, r: int, voter: str) -> B.SignedBallot:
         """The ballot, if it is ``voter``'s signed ballot for round ``r`` under this domain."""
-        if ballot.voter.lower() != voter.lower():
-            raise IntegrityError(f"ballot names voter {ballot.voter}")
-        if ballot.round != r:
-            raise IntegrityError(f"ballot is for round {ballot.round}")
-        signer = ballot.signer(self.domain)
-        if signer is None or signer.lower() != voter.lower():
-            raise IntegrityError("ballot signature does not recover to its voter")
-        return ballot
+        return self._verified(ballot, r, voter, "ballot", signed=True)
+
+    def check_commit(self, commit: B.SignedCommit, r: int, voter: str) -> B.SignedCommit:
+        """The commitment, if it is ``voter``'s, signed, for round ``r`` under this domain."""
+        return self._verified(commit, r, voter, "commitment", signed=True)
+
+    def check_reveal(self, reveal: B.Reveal, r: int, voter: str) -> B.Reveal:
+        """The reveal, if it names ``voter`` and round ``r`` (it carries no signature: the contract
+        checks it against the voter's commitment)."""
+        return self._verified(reveal, r, voter, "reveal", signed=False)
+
+    def _verified(self, item, r: int, voter: str, what: str, *, signed: bool):
+        """``item`` if it names ``voter`` and round ``r`` and, if ``signed``, its EIP-712 signature
+        recovers to that voter under this domain; else IntegrityError saying which ``what`` failed how."""
+        if item.voter.lower() != voter.lower():
+            raise IntegrityError(f"{what} names voter {item.voter}")
+        if item.round != r:
+            raise IntegrityError(f"{what} is for round {item.round}")
+        if signed:
+            signer = item.signer(self.domain)
+            if signer is None or signer.lower() != voter.lower():
+                raise IntegrityError(f"{what} signature does not recover to its voter")
+        return item
 
     def _read(self, url: str, name: str) -> bytes:
         """At most ``MAX_JSON_BYTES + 1`` bytes of one file; FileNotFoundError if it is not there."""
