@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from cohep.run.local import RunResult
     from cohep.studies.quality import Contributions, QualityReport
 
-__all__ = ["Evaluation", "Experiment", "Quality", "Training", "evaluate", "export", "quality", "run_experiment", "scores",
-           "settings", "simulate", "train"]
+__all__ = ["Evaluation", "Experiment", "Quality", "Training", "evaluate", "export", "quality", "merge", "run_experiment",
+           "scores", "settings", "simulate", "train"]
 
 PathLike = str | os.PathLike
 
@@ -212,17 +212,29 @@ def _path(value: Any, what: str) -> Path:
 
 
 def simulate(events: int, out: PathLike, *, seed: int = 0, workers: int = 1, detector: str | None = None,
-             config: PathLike | None = None, progress: bool = False) -> Path:
+             config: PathLike | None = None, progress: bool = False, client: Any = None,
+             scheduler: str | None = None, shard: tuple[int, int] | None = None) -> Path:
     """``cohep simulate``: ``events`` LArTPC events to the HDF5 file ``out``; returns its path.
 
     One worker by default (a notebook's kernel need not fork); the content does not depend on it.
+    ``client``: a ``distributed.Client`` whose cluster simulates the blocks of events (``scheduler``:
+    its address, or ``local:K``); ``shard=(i, N)``: only shard i of N (0-based), for :func:`merge`.
+    The same seed gives the same bytes on every one of these ways.
     """
     from cohep.lartpc.simulate import default_config, load_config, simulate as run_simulation
 
     out = _path(out, "out")
     cfg = load_config(_path(config, "config"), detector=detector) if config is not None else \
         default_config(detector or "microboone")
-    return run_simulation(events, out, seed=seed, workers=workers, config=cfg, progress=progress)
+    return run_simulation(events, out, seed=seed, workers=workers, config=cfg, progress=progress, client=client,
+                          scheduler=scheduler, shard=shard)
+
+
+def merge(shards: Sequence[PathLike], out: PathLike) -> Path:
+    """``cohep merge``: the shards of one simulation run joined into the whole run's file (byte for byte)."""
+    from cohep.lartpc.shards import merge as merge_shards
+
+    return merge_shards([_path(p, "shard") for p in shards], _path(out, "out"))
 
 
 def run_experiment(config: PathLike | Mapping[str, Any] | ExperimentConfig | None = None, *,
@@ -295,8 +307,12 @@ def export(source: PathLike | Experiment | Training, *, onnx: PathLike | None = 
 
 
 def quality(run: PathLike | Experiment | None = None, *, experiment: PathLike | None = None,
-            rpc: str | None = None, shapley: bool = False, permutations: int | None = None) -> Quality:
-    """``cohep quality``: per-learner data quality of a finished run, or of a deployed experiment's events."""
+            rpc: str | None = None, shapley: bool = False, permutations: int | None = None,
+            client: Any = None, scheduler: str | None = None) -> Quality:
+    """``cohep quality``: per-learner data quality of a finished run, or of a deployed experiment's events.
+
+    ``client`` (a ``distributed.Client``) or ``scheduler`` (an address, ``local:K``): the Shapley
+    retrainings run on that Dask cluster, with the same values."""
     from cohep.studies import quality as q
 
     if isinstance(run, Experiment):
@@ -308,5 +324,14 @@ def quality(run: PathLike | Experiment | None = None, *, experiment: PathLike | 
     if shapley and run is None:
         raise CohepError("shapley=True needs a run (it retrains on the run's data)")
     report = q.from_run(_path(run, "run")) if run is not None else q.from_chain(_path(experiment, "experiment"), rpc)
-    contrib = q.contributions_of_run(_path(run, "run"), permutations=permutations or None) if shapley else None
+    contrib = None
+    if shapley:
+        from cohep.core.executor import resolve
+
+        ex, close = resolve(client=client, scheduler=scheduler)
+        try:
+            contrib = q.contributions_of_run(_path(run, "run"), permutations=permutations or None, executor=ex)
+        finally:
+            if close:
+                ex.close()
     return Quality(report, contrib)

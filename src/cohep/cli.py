@@ -156,23 +156,73 @@ def _data_path(option: Path | None, positional: Path | None, *, required: bool =
 
 @app.command()
 def simulate(
-    events: int = typer.Option(..., "--events", min=1, help="Number of events to simulate."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output HDF5 file."),
+    # required, except with --print-config (checked in the body, after it)
+    events: int | None = typer.Option(None, "--events", min=1, help="Number of events to simulate. Required."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output HDF5 file. Required."),
     seed: int = typer.Option(0, min=0, help="Seed: the same seed gives the same file content."),
     workers: int = typer.Option(0, min=0, help="Worker processes (0: all cores); the content does not depend on it."),
     detector: str | None = typer.Option(None, help="Detector preset: microboone (default), protodune, "
                                         "microboone_surface, protodune_sp or dune_fd."),
     config: Path | None = typer.Option(None, "--config", help="TOML simulation configuration."),
+    set_: list[str] = typer.Option([], "--set", help="FIELD=VALUE or detector.FIELD=VALUE (a TOML value, else a "
+                                   "string): any field of the simulation configuration, applied after --config and "
+                                   "--detector; repeatable."),
+    print_config: bool = typer.Option(False, "--print-config",
+                                      help="Print the effective configuration as TOML and exit without running."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out (refused by default)."),
+    shard: str | None = typer.Option(None, "--shard", help="Write only shard i/N (0-based) of the run's events, "
+                                     "for a batch array; `cohep merge` joins the N shards into the whole run's file."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Run the blocks of events on a Dask cluster: a "
+                                         "scheduler address (tcp://host:8786), or local:K for K local worker processes."),
 ) -> None:
     """Simulate LArTPC neutrino events (NC / numu CC / nue CC, three wire-plane views) to HDF5."""
     from cohep.core.files import claim_output
+    from cohep.lartpc.shards import parse_shard, shard_range
     from cohep.lartpc.simulate import default_config, load_config, simulate as run_simulation
 
-    claim_output(out, overwrite=overwrite)
     cfg = load_config(config, detector=detector) if config else default_config(detector or "microboone")
-    path = run_simulation(events, out, seed=seed, workers=workers, config=cfg, progress=True)
-    typer.echo(f"wrote {events} events to {path}")
+    if set_:
+        from cohep.core.settings import merge as merge_settings
+        from cohep.lartpc.simulate import SimulationConfig
+
+        cfg = SimulationConfig.from_dict(merge_settings(cfg.to_dict(), _parse_sets(set_, what="FIELD")))
+    if print_config:  # TOML has no None: an unset field is left out, as a file would leave it
+        typer.echo(toml_text(_without_none(cfg.to_dict())), nl=False)
+        raise typer.Exit(0)
+    for flag, value in (("--events", events), ("--out", out)):
+        if value is None:
+            raise click.UsageError(f"Missing option '{flag}'.", ctx=click.get_current_context())
+    assert events is not None and out is not None  # for mypy
+    part = parse_shard(shard) if shard is not None else None
+    if part is not None:
+        shard_range(events, *part)  # a bad split is refused before anything starts
+    claim_output(out, overwrite=overwrite)
+    path = run_simulation(events, out, seed=seed, workers=workers, config=cfg, progress=True, shard=part,
+                          scheduler=scheduler)
+    if part is None:
+        typer.echo(f"wrote {events} events to {path}")
+    else:
+        a, b = shard_range(events, *part)
+        typer.echo(f"wrote shard {part[0]}/{part[1]}: events {a}..{b - 1} of {events} to {path}")
+
+
+def _without_none(doc: Mapping) -> dict:
+    return {k: _without_none(v) if isinstance(v, Mapping) else v for k, v in doc.items() if v is not None}
+
+
+@app.command()
+def merge(
+    shards: list[Path] = typer.Argument(..., help="The shard files of one run (cohep simulate --shard i/N), any order."),
+    out: Path = typer.Option(..., "--out", "-o", help="The whole run's HDF5 file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out (refused by default)."),
+) -> None:
+    """Join the N shards of one simulation run into the file a one-machine run writes (byte for byte)."""
+    from cohep.core.files import claim_output
+    from cohep.lartpc.shards import merge as merge_shards
+
+    claim_output(out, overwrite=overwrite)
+    path = merge_shards(shards, out)
+    typer.echo(f"merged {len(shards)} shards into {path}")
 
 
 @app.command()
@@ -305,7 +355,7 @@ def _set_value(text: str):
     return text if value is None else value
 
 
-def _parse_sets(items: list[str] | tuple[str, ...]) -> dict:
+def _parse_sets(items: list[str] | tuple[str, ...], what: str = "SECTION.FIELD") -> dict:
     """``--set section.field=value`` items as nested overrides (the sections validate them)."""
     from cohep.core.settings import dotted
 
@@ -313,7 +363,7 @@ def _parse_sets(items: list[str] | tuple[str, ...]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise CohepError(f"--set must be SECTION.FIELD=VALUE, got {item!r}")
+            raise CohepError(f"--set must be {what}=VALUE, got {item!r}")
         pairs[key.strip()] = _set_value(value.strip())
     return dotted(pairs)
 
@@ -367,9 +417,10 @@ def toml_text(doc: Mapping) -> str:
 
 
 def _settings(config: Path | None, flags: dict[str, object], params: list[str] | None = None,
-              sets: list[str] | tuple[str, ...] = (), print_config: bool = False):
-    """The experiment settings: the config file, then each ``--set``, then each flag as an override of
-    its ``section.field``. With ``print_config`` they are printed as TOML and the command stops."""
+              sets: list[str] | tuple[str, ...] = (), print_config: bool = False, base: Mapping | None = None):
+    """The experiment settings: the config file (or ``base``, a config as a manifest records it), then
+    each ``--set``, then each flag as an override of its ``section.field``. With ``print_config`` they
+    are printed as TOML and the command stops."""
     from cohep.config import experiment as cfgmod
     from cohep.core.settings import dotted, merge
 
@@ -380,7 +431,7 @@ def _settings(config: Path | None, flags: dict[str, object], params: list[str] |
     if params:
         file_params = cfgmod.load(config, set_overrides).model.params if config is not None or sets else {}
         overrides = merge(overrides, {"model": {"params": {**file_params, **_parse_params(params)}}})
-    cfg = cfgmod.load(config, overrides)
+    cfg = cfgmod.load(config, merge(dict(base), overrides) if base is not None else overrides)
     if print_config:
         typer.echo(toml_text(cfgmod.to_toml_dict(cfg)), nl=False)
         raise typer.Exit(0)
@@ -504,21 +555,48 @@ def run(
                                    help="Replace an earlier run directory, weights/ included (refused by default)."),
     set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
     print_config: bool = typer.Option(False, "--print-config", help=_PRINT_CONFIG_HELP),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue the interrupted run in this directory "
+                                       "(Ctrl-C keeps its finished rounds) to the result an uninterrupted run gives."),
     *,
     overrides: dict[str, object],
 ) -> None:
     """Run a collaborative (or baseline) experiment; writes records, manifest, figure and report."""
+    from cohep.core.errors import RunInterrupted
     from cohep.core.files import claim_output
     from cohep.outputs.rundir import MANIFEST
     from cohep.outputs.report import warnings_for
-    from cohep.run.local import run_experiment
+    from cohep.run.local import resume_experiment, run_experiment
 
-    cfg = _settings(config, overrides, sets=set_, print_config=print_config)
-    out_dir = claim_output(out or Path("runs") / cfg.experiment.name, overwrite=overwrite, marker=MANIFEST)
-    result = run_experiment(cfg, out_dir, figure=not no_figure, announce=typer.echo, replace=overwrite)
+    if resume is not None:
+        if out is not None or overwrite:
+            raise CohepError("--resume continues the run directory it names: give no --out or --overwrite with it")
+        # the run's own config, under a --config file given instead and under every flag and --set given
+        given = config is not None or bool(set_) or any(v is not None for v in overrides.values())
+        cfg = _settings(config, overrides, sets=set_, print_config=print_config,
+                        base=None if config is not None else _recorded_config(resume))
+        start = functools.partial(resume_experiment, resume, cfg if given else None)
+    else:
+        cfg = _settings(config, overrides, sets=set_, print_config=print_config)
+        out_dir = claim_output(out or Path("runs") / cfg.experiment.name, overwrite=overwrite, marker=MANIFEST)
+        start = functools.partial(run_experiment, cfg, out_dir, replace=overwrite)
+    try:
+        result = start(figure=not no_figure, announce=typer.echo)
+    except RunInterrupted as exc:  # Ctrl-C once rounds were kept: where it stopped, how to resume (exit 130)
+        typer.echo(f"cohep: {exc.line}", err=True)
+        raise typer.Exit(130) from None
     _print_run_summary(result)
     for warning in warnings_for(result):  # also in report.md; stderr so a script's log shows it
         typer.echo(warning, err=True)
+
+
+def _recorded_config(run_dir: Path) -> dict:
+    """The config a run directory's run was started with (``run --resume``)."""
+    from cohep.outputs.rundir import MANIFEST, read_manifest
+
+    recorded = read_manifest(run_dir).get("config")
+    if not isinstance(recorded, dict):
+        raise CohepError(f"{run_dir / MANIFEST}: no config recorded: not resumable")
+    return recorded
 
 
 #: ``cohep deploy`` flags -> the setting each one overrides
@@ -540,14 +618,19 @@ def _seed_given(config: Path | None, overrides: Mapping[str, object], sets: list
 
 @settings_command(DEPLOY_FLAGS, short={"rounds": "-r"})
 def deploy(
-    data: Path = typer.Option(..., "--data",
-                              help="A data file of the experiment's kind: only its image shape and class names are read."),
-    member: list[str] = typer.Option(..., "--member",
-                                     help="ADDRESS or ADDRESS=STORE_URL (where its proposals live); repeat for each member."),
-    rpc: str = typer.Option(..., "--rpc", help="Ethereum JSON-RPC URL."),
-    keystore: Path = typer.Option(..., "--keystore", help="The deployer's encrypted keystore (pays for the deployment)."),
-    store: str = typer.Option(..., "--store", help="Store URL for the initial weights (readable by every member): a folder, "
-                              "s3://bucket/prefix, any fsspec URL; an http:// store is read-only (--public-url)."),
+    # required, except with --print-config (checked in the body, after it)
+    data: Path | None = typer.Option(None, "--data",
+                                     help="A data file of the experiment's kind: only its image shape and class names are "
+                                     "read. Required."),
+    member: list[str] = typer.Option([], "--member",
+                                     help="ADDRESS or ADDRESS=STORE_URL (where its proposals live); repeat for each member. "
+                                     "Required."),
+    rpc: str | None = typer.Option(None, "--rpc", help="Ethereum JSON-RPC URL. Required."),
+    keystore: Path | None = typer.Option(None, "--keystore",
+                                         help="The deployer's encrypted keystore (pays for the deployment). Required."),
+    store: str | None = typer.Option(None, "--store", help="Store URL for the initial weights (readable by every member): "
+                                     "a folder, s3://bucket/prefix, any fsspec URL; an http:// store is read-only "
+                                     "(--public-url). Required."),
     public_url: str | None = typer.Option(None, "--public-url",
                                           help="The URL members read --store's folder at (served by you), e.g. http://host:8701."),
     shared_store: str | None = typer.Option(None, "--shared-store",
@@ -571,8 +654,14 @@ def deploy(
 
         overrides = {**overrides, "experiment.seed": secrets.randbits(32)}
     # the members are the learners: the round's shape and the vote window's check follow their count
-    overrides = {**overrides, "experiment.learners": len(member)}
+    if member:
+        overrides = {**overrides, "experiment.learners": len(member)}
     cfg = _settings(config, overrides, sets=set_, print_config=print_config)
+    for flag, value in (("--data", data), ("--member", member), ("--rpc", rpc), ("--keystore", keystore),
+                        ("--store", store)):
+        if not value:
+            raise click.UsageError(f"Missing option '{flag}'.", ctx=click.get_current_context())
+    assert data is not None and rpc is not None and keystore is not None and store is not None  # for mypy
     key = keys.load(keystore, keys.password(what=f"keystore {keystore}"))
     exp = run_deploy(cfg, data_path=str(data), members=[MemberSpec.parse(m) for m in member], rpc=rpc,
                      deployer_key=key.private_key, store=store, public_url=public_url,
@@ -708,6 +797,8 @@ def quality(
     shapley: bool = typer.Option(False, "--shapley", help="Also retrain coalitions: Shapley values and leave-one-out (slow)."),
     permutations: int = typer.Option(0, "--permutations", min=0,
                                      help="With --shapley: Monte-Carlo permutations (0: exact up to 5 learners)."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="With --shapley: train the coalitions on a Dask "
+                                         "cluster (tcp://host:8786, or local:K worker processes); the same values."),
 ) -> None:
     """Per-learner data-set quality from the recorded rounds (worst first): acceptance, gain, agreement, score offset."""
     import json
@@ -724,8 +815,17 @@ def quality(
     report = q.from_run(run_dir) if run_dir is not None else q.from_chain(experiment, rpc)
     typer.echo(report.text())
     doc = report.to_dict()
+    if scheduler is not None and not shapley:
+        raise CohepError("--scheduler needs --shapley (only the retrainings run on a cluster)")
     if shapley:
-        contrib = q.contributions_of_run(run_dir, permutations=permutations or None)
+        from cohep.core.executor import resolve
+
+        ex, close = resolve(scheduler=scheduler)
+        try:
+            contrib = q.contributions_of_run(run_dir, permutations=permutations or None, executor=ex)
+        finally:
+            if close:
+                ex.close()
         typer.echo(contrib.text())
         doc["contributions"] = contrib.to_dict()
     if json_out is not None:
@@ -748,16 +848,25 @@ def compete(
                                 help="Experiment TOML with \\[\\[competition.entries]] (name, model, params, owner)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Competition directory (default runs/<name>-competition)."),
     no_figure: bool = typer.Option(False, "--no-figure", help="Skip the heat map."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Train the entries on a Dask cluster "
+                                         "(tcp://host:8786, or local:K worker processes); the same leaderboard."),
     set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
     print_config: bool = typer.Option(False, "--print-config", help=_PRINT_CONFIG_HELP),
     *,
     overrides: dict[str, object],
 ) -> None:
     """Entries compete on one task at an equal budget; every member scores the others' entries on chain."""
+    from cohep.core.executor import resolve
     from cohep.studies.competition import run_competition
 
     cfg = _settings(config, overrides, sets=set_, print_config=print_config)
-    board = run_competition(cfg, out or Path("runs") / f"{cfg.experiment.name}-competition", figure=not no_figure)
+    ex, close = resolve(scheduler=scheduler) if scheduler is not None else (None, False)
+    try:
+        board = run_competition(cfg, out or Path("runs") / f"{cfg.experiment.name}-competition", figure=not no_figure,
+                                executor=ex)
+    finally:
+        if close:
+            ex.close()
     typer.echo(board.text())
     typer.echo(f"scores recorded on chain {board.chain_id}, contract {board.contract}; "
                f"leaderboard {board.files['json']}")

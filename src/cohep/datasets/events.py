@@ -10,7 +10,8 @@ Layout (the one format every data set enters through, docs/architecture.md)::
 
 Writing is atomic (a temporary name renamed on a clean exit) and, for a fixed content, byte for
 byte reproducible: no object timestamps, chunks written in order, ``created`` taken from
-``SOURCE_DATE_EPOCH`` when set.  Reading validates the file and raises
+``SOURCE_DATE_EPOCH`` when set (a simulated file has no other time in it: empty otherwise).
+Reading validates the file and raises
 :class:`cohep.core.errors.DataError` naming the file and the problem.
 """
 from __future__ import annotations
@@ -45,13 +46,17 @@ def _h5py():
     return h5py
 
 
-def _created_stamp() -> str:
+def source_date_stamp() -> str:
+    """``SOURCE_DATE_EPOCH`` as an ISO time, or "" when it is not set: the ``created`` of a file whose
+    content must not depend on when it was written (a simulation, made in shards on many machines)."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch and epoch.strip().isdigit():
-        when = _dt.datetime.fromtimestamp(int(epoch), tz=_dt.UTC)
-    else:
-        when = _dt.datetime.now(tz=_dt.UTC)
-    return when.replace(microsecond=0).isoformat()
+        return _dt.datetime.fromtimestamp(int(epoch), tz=_dt.UTC).isoformat()
+    return ""
+
+
+def _created_stamp() -> str:
+    return source_date_stamp() or _dt.datetime.now(tz=_dt.UTC).replace(microsecond=0).isoformat()
 
 
 def encode_chunk(image: np.ndarray, dtype: str | np.dtype = "float16") -> bytes:

@@ -5,15 +5,16 @@
 ``numpy.random.SeedSequence(seed, spawn_key=(1, i))``, and the class of each event is fixed up
 front from ``(seed, n)``, so the file content is the same for any number of workers; the workers
 compute and compress chunks of events, the parent writes them in event order, keeping only a few
-chunks in flight (memory does not grow with ``n``).
+chunks in flight (memory does not grow with ``n``).  The workers are a local pool, or a Dask cluster
+(``client=`` / ``scheduler=``: the same tasks, the same bytes); ``shard=(i, N)`` writes one event
+range for a batch array, and :mod:`cohep.lartpc.shards` merges the shards into the one-run file.
 """
 from __future__ import annotations
 
+import json
 import math
-import multiprocessing as mp
 import os
 import time
-from collections import deque
 from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar, Literal
 from pathlib import Path
@@ -374,15 +375,18 @@ def _truth(inter: Interaction, vertex, result: TransportResult) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Chunks of events (run in the workers or in-process)
+# Blocks of events (tasks, run in this process, a local pool or on Dask workers)
 # ---------------------------------------------------------------------------------------------
-_WORKER: EventSimulator | None = None
+_CACHED: tuple[str, int, EventSimulator] | None = None
 
 
-def _init_worker(config: SimulationConfig, seed: int) -> None:
-    global _WORKER
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _WORKER = EventSimulator(config, seed)
+def _simulator(config: SimulationConfig, seed: int) -> EventSimulator:
+    """This process's simulator for (config, seed), built once (a worker runs many blocks of one run)."""
+    global _CACHED
+    key = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    if _CACHED is None or _CACHED[0] != key or _CACHED[1] != seed:
+        _CACHED = (key, seed, EventSimulator(config, seed))
+    return _CACHED[2]
 
 
 def _run_chunk(sim: EventSimulator, start: int, labels: np.ndarray):
@@ -403,12 +407,45 @@ def _run_chunk(sim: EventSimulator, start: int, labels: np.ndarray):
     return start, chunks, np.asarray(labels, np.int64), truth, spent
 
 
-def _worker_chunk(args):
-    start, labels = args
-    return _run_chunk(_WORKER, start, labels)
+def simulate_block(config: SimulationConfig, seed: int, start: int, labels: np.ndarray):
+    """Events ``start .. start + len(labels) - 1`` of the run (config, seed): one task.
+
+    Returns (start, encoded image chunks, labels, truth arrays, seconds per stage). Each event draws
+    from :func:`event_rng` (seed, index) alone, so a block is the same wherever and with whatever
+    else it runs."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    return _run_chunk(_simulator(config, int(seed)), int(start), labels)
+
+
+def blocks(start: int, stop: int, size: int) -> list[tuple[int, int]]:
+    """[start, stop) cut at the multiples of ``size`` (event indices of the whole run)."""
+    edges = [start] + list(range((start // size + 1) * size, stop, size)) + [stop]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def write_blocks(writer, results, start: int, stop: int, on_batch=None) -> None:
+    """Write block results covering [start, stop) in order, one ``write_encoded`` call per
+    :data:`CHUNK_EVENTS`-aligned batch of the whole run, so the file's bytes do not depend on how
+    the events were split into tasks (a one-process run, Dask blocks and merged shards agree)."""
+    nxt = start
+    for first, chunks, labs, truth, spent in results:
+        if first != nxt:
+            raise CohepError(f"internal: block starting at event {first} where event {nxt} was expected")
+        for a, b in blocks(first, first + len(chunks), CHUNK_EVENTS):
+            i, j = a - first, b - first
+            writer.write_encoded(chunks[i:j], labs[i:j], {k: v[i:j] for k, v in truth.items()})
+            if on_batch is not None:
+                on_batch(b - a, spent if b == first + len(chunks) else None)
+        nxt = first + len(chunks)
+    if nxt != stop:
+        raise CohepError(f"internal: events {nxt}..{stop - 1} were not written")
 
 
 def file_attributes(config: SimulationConfig, seed: int) -> dict:
+    """The attributes of a simulated file; ``created`` only from ``SOURCE_DATE_EPOCH`` (else empty):
+    the file's bytes are a function of (cohep version, config, seed, events), wherever it was made."""
+    from cohep.datasets.events import source_date_stamp
+
     det = config.detector
     return {
         "class_names": list(CLASS_NAMES),
@@ -426,7 +463,14 @@ def file_attributes(config: SimulationConfig, seed: int) -> dict:
         "image_unit": "ADC" if det.adc_per_ke > 0 else IMAGE_UNIT,
         "electrons_per_unit": ELECTRONS_PER_UNIT / det.adc_per_ke if det.adc_per_ke > 0 else ELECTRONS_PER_UNIT,
         "mode_names": list(C.MODE_NAMES),
+        "created": source_date_stamp(),
     }
+
+
+def _count(value, what: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise CohepError(f"{what}, got {value!r}")
+    return int(value)
 
 
 def simulate(
@@ -438,86 +482,76 @@ def simulate(
     config: SimulationConfig | None = None,
     progress: bool = True,
     timings: dict | None = None,
+    shard: tuple[int, int] | None = None,
+    client=None,
+    scheduler: str | None = None,
+    executor=None,
 ) -> Path:
     """Simulate ``n_events`` events and write them to ``out_path`` (HDF5, atomically).
 
-    Identical file content for any ``workers``.  ``timings``, if given, is filled with seconds per
-    stage (summed over events, i.e. CPU time across workers), ``write`` and ``wall``.
+    Identical file content for any ``workers``, and on a Dask cluster: ``client`` (a
+    ``distributed.Client``), ``scheduler`` (an address, or ``local:K``) or ``executor`` (a
+    :class:`cohep.core.executor.Executor`) run the blocks of events as tasks there, the file is
+    written here, in event order.  ``shard=(i, N)`` writes only shard ``i`` of ``N`` (0-based; the
+    event range :func:`cohep.lartpc.shards.shard_range`), with the run's seed, size and range in the
+    file's attributes; :func:`cohep.lartpc.shards.merge` joins the N shards into the file a whole
+    run writes.  ``timings``, if given, is filled with seconds per stage (summed over events, i.e.
+    CPU time across workers), ``write``, ``wall`` and ``workers``.
     """
+    from cohep.core.executor import DaskExecutor, resolve
     from cohep.datasets.events import EventWriter
+    from cohep.lartpc.shards import shard_attributes, shard_range
 
-    if isinstance(n_events, bool) or not isinstance(n_events, (int, np.integer)) or n_events < 1:
-        raise CohepError(f"number of events must be a positive integer, got {n_events!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise CohepError(f"seed must be a non-negative integer, got {seed!r}")
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
-        raise CohepError(f"workers must be a non-negative integer (0: all cores), got {workers!r}")
-    n_events, seed = int(n_events), int(seed)
-    workers = int(workers) or (os.cpu_count() or 1)
+    n_events = _count(n_events, "number of events must be a positive integer", minimum=1)
+    seed = _count(seed, "seed must be a non-negative integer", minimum=0)
+    workers = _count(workers, "workers must be a non-negative integer (0: all cores)", minimum=0)
+    workers = workers or (os.cpu_count() or 1)
     config = config or SimulationConfig()
+    start, stop = (0, n_events) if shard is None else shard_range(n_events, *shard)
     labels = assign_labels(n_events, config.class_fractions, seed)
-    starts = list(range(0, n_events, CHUNK_EVENTS))
-    workers = max(1, min(workers, len(starts)))
-    stage_time = dict.fromkeys(STAGES, 0.0)
-    t_write = 0.0
-    t_start = time.perf_counter()
-
+    attrs = file_attributes(config, seed)
+    if shard is not None:
+        attrs.update(shard_attributes(n_events, *shard))
     target = Path(out_path)
     if target.is_dir():
         raise CohepError(f"cannot write {target}: it is a directory")
+    stage_time = dict.fromkeys(STAGES, 0.0)
+    t_write = 0.0
+    t_start = time.perf_counter()
     from cohep.core.progress import progress as progress_bar
 
-    # the pool is forked before the HDF5 file is opened, so no worker inherits an open file
-    pool = _make_pool(workers, config, seed) if workers > 1 else None
+    # a local pool is forked before the HDF5 file is opened, so no worker inherits an open file
+    n_chunks = len(blocks(start, stop, CHUNK_EVENTS))
+    ex, close = resolve(executor, client=client, scheduler=scheduler, workers=min(workers, n_chunks))
     try:
-        with EventWriter(target, n_events=n_events, image_shape=config.image_shape, dtype=config.image_dtype,
-                         attrs=file_attributes(config, seed), truth_fields=config.truth_fields) as writer:
+        # remote workers get blocks of 4 chunks (fewer round trips); the bytes do not depend on it
+        size = CHUNK_EVENTS * (4 if isinstance(ex, DaskExecutor) else 1)
+        tasks = ((config, seed, a, labels[a:b]) for a, b in blocks(start, stop, size))
+        with EventWriter(target, n_events=stop - start, image_shape=config.image_shape, dtype=config.image_dtype,
+                         attrs=attrs, truth_fields=config.truth_fields) as writer, progress_bar() as bar:
+            task = bar.add_task("simulating", total=stop - start) if progress else None
 
-            def consume(result, bar, task):
-                nonlocal t_write
-                _start, chunks, labs, truth, spent = result
-                tw = time.perf_counter()
-                writer.write_encoded(chunks, labs, truth)
-                t_write += time.perf_counter() - tw
-                for k, v in spent.items():
-                    stage_time[k] += v
-                if bar is not None:
-                    bar.update(task, advance=len(chunks))
+            def on_batch(k, spent):
+                if spent is not None:
+                    for name, v in spent.items():
+                        stage_time[name] += v
+                if task is not None:
+                    bar.update(task, advance=k)
 
-            with progress_bar() as bar:
-                task = bar.add_task("simulating", total=n_events) if progress else None
-                b = bar if progress else None
-                if pool is None:
-                    sim = EventSimulator(config, seed)
-                    for s in starts:
-                        consume(_run_chunk(sim, s, labels[s:s + CHUNK_EVENTS]), b, task)
-                else:
-                    # at most 3 chunks per worker in flight: memory does not grow with n_events
-                    pending: deque = deque()
-                    it = iter(starts)
-                    for s in it:
-                        pending.append(pool.apply_async(_worker_chunk, ((s, labels[s:s + CHUNK_EVENTS]),)))
-                        if len(pending) >= 3 * workers:
-                            break
-                    while pending:
-                        result = pending.popleft().get()
-                        nxt = next(it, None)
-                        if nxt is not None:
-                            pending.append(pool.apply_async(_worker_chunk, ((nxt, labels[nxt:nxt + CHUNK_EVENTS]),)))
-                        consume(result, b, task)
+            class _Timed:  # the parent's HDF5 writes, timed apart from waiting for the tasks
+                def write_encoded(self, *a):
+                    nonlocal t_write
+                    tw = time.perf_counter()
+                    writer.write_encoded(*a)
+                    t_write += time.perf_counter() - tw
+
+            write_blocks(_Timed(), ex.map(simulate_block, tasks), start, stop, on_batch)
     finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        if close:
+            ex.close()
     if timings is not None:
         timings.update(stage_time)
         timings["write"] = t_write
         timings["wall"] = time.perf_counter() - t_start
-        timings["workers"] = workers
+        timings["workers"] = ex.workers
     return target
-
-
-def _make_pool(workers: int, config: SimulationConfig, seed: int):
-    methods = mp.get_all_start_methods()
-    ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-    return ctx.Pool(workers, initializer=_init_worker, initargs=(config, seed))

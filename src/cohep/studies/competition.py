@@ -137,9 +137,19 @@ def _task_digest(cfg: ExperimentConfig, spec_shape, n_classes: int) -> bytes:
     return hashlib.sha256(json.dumps(task, sort_keys=True).encode()).digest()
 
 
-def run_competition(cfg: ExperimentConfig, out_dir: str | Path, *, figure: bool = True) -> Leaderboard:
+def _entry_config(cfg: ExperimentConfig, e: EntrySpec) -> ExperimentConfig:
+    return cfg.replace(model={"name": e.model, "params": e.params}, experiment={"name": e.name})
+
+
+def run_competition(cfg: ExperimentConfig, out_dir: str | Path, *, figure: bool = True,
+                    executor=None) -> Leaderboard:
     """Train every entry at the same budget, have every member score the others' entries on chain,
-    and write the leaderboard (text, JSON, heat map) into ``out_dir``."""
+    and write the leaderboard (text, JSON, heat map) into ``out_dir``.
+
+    ``executor`` (:mod:`cohep.core.executor`, e.g. Dask): the entries train there as parallel tasks
+    (each seeded by the configuration alone, results taken in entry order: the same leaderboard);
+    scoring and the chain stay in this process. A Dask worker reads the data and, for ``colearn``
+    entries, writes their run directories under ``out_dir``: both must be reachable from it."""
     from cohep.run.tasks import prepare
 
     n = cfg.experiment.learners
@@ -148,8 +158,7 @@ def run_competition(cfg: ExperimentConfig, out_dir: str | Path, *, figure: bool 
     for e in entries:
         standing = Standing(e.name, e.model, e.owner)
         try:
-            prepared[e.name] = prepare(cfg.replace(model={"name": e.model, "params": e.params},
-                                                   experiment={"name": e.name}))
+            prepared[e.name] = prepare(_entry_config(cfg, e))
         except ConfigError as exc:  # the entry does not fit the task: it takes no part, and says why
             standing.fits, standing.reason = False, str(exc)
         standings.append(standing)
@@ -157,7 +166,14 @@ def run_competition(cfg: ExperimentConfig, out_dir: str | Path, *, figure: bool 
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in standings if not s.fits)
         raise ConfigError(f"competition: fewer than 2 entries fit the task ({reasons})")
     with rundir.created(out_dir) as out:
-        return _compete(cfg, entries, prepared, standings, out, figure)
+        return _compete(cfg, entries, prepared, standings, out, figure, executor)
+
+
+def train_entry(cfg: ExperimentConfig, e: EntrySpec, out: Path):
+    """One entry's training as a task: prepares its task here (a worker) and trains it (see :func:`_train`)."""
+    from cohep.run.tasks import prepare
+
+    return _train(cfg, e, prepare(_entry_config(cfg, e)), out)
 
 
 def _train(cfg, e: EntrySpec, prepared, out: Path):
@@ -175,7 +191,7 @@ def _train(cfg, e: EntrySpec, prepared, out: Path):
     return learners[0].current(), len(timings)
 
 
-def _compete(cfg, entries, prepared, standings, out: Path, figure: bool) -> Leaderboard:
+def _compete(cfg, entries, prepared, standings, out: Path, figure: bool, executor=None) -> Leaderboard:
     from cohep.ledger import Chain
     from cohep.ledger.competition import CompetitionLedger
     from cohep.protocol.vote import to_ppm
@@ -189,10 +205,13 @@ def _compete(cfg, entries, prepared, standings, out: Path, figure: bool) -> Lead
     ledger = CompetitionLedger.deploy(chain, members, _task_digest(cfg, first[3].input_shape, first[3].n_classes))
     store = WeightStore(cfg.store.url or rundir.store_url(out))
     index, finals = {}, {}
-    for e, s in zip(entries, standings):
-        if not s.fits:
-            continue
-        weights, s.rounds = _train(cfg, e, prepared[e.name], out)
+    taking_part = [(e, s) for e, s in zip(entries, standings) if s.fits]
+    if executor is None:
+        trained = (_train(cfg, e, prepared[e.name], out) for e, _ in taking_part)
+    else:
+        trained = executor.map(train_entry, [(cfg, e, out.resolve()) for e, _ in taking_part])
+    for (e, s), (weights, rounds) in zip(taking_part, trained):
+        s.rounds = rounds
         digest, uri = store.put(weights)
         index[e.name] = ledger.enter(members[e.owner], prepared[e.name][3].digest(), digest, uri)
         finals[e.name] = digest

@@ -439,25 +439,73 @@ def plot(report: QualityReport, path: str | Path) -> Path:
 # -- contribution by re-training (research mode) ---------------------------------------------------
 
 
-class Utility:
-    """A coalition's value, cached, counting the distinct evaluations and their seconds (the cost)."""
+def timed(fn, coalition: tuple[int, ...]) -> tuple[float, float]:
+    """``fn(coalition)`` and the seconds it took: one task (a training, on whichever worker runs it)."""
+    import time
 
-    def __init__(self, fn, n: int):
+    t0 = time.perf_counter()
+    value = float(fn(frozenset(coalition)))
+    return value, time.perf_counter() - t0
+
+
+class Utility:
+    """A coalition's value, cached, counting the distinct evaluations and their seconds (the cost).
+
+    With an ``executor`` (:mod:`cohep.core.executor`) every evaluation is a task there, and
+    :meth:`prefetch` sends the coalitions a method will need all at once (``fn`` must then pickle:
+    a module-level function or an object such as :class:`RetrainTask`). Values do not depend on the
+    executor: each coalition's training is seeded on its own, and results come back in order."""
+
+    def __init__(self, fn, n: int, *, executor=None):
         self.fn, self.n = fn, n
+        self.executor = executor
         self.cache: dict[frozenset, float] = {}
         self.calls = 0  #: distinct non-empty coalitions evaluated (trainings, for a retraining utility)
-        self.seconds = 0.0
+        self.seconds = 0.0  #: summed over the evaluations (CPU time across workers when they run in parallel)
+
+    def _store(self, key: frozenset, value: float, seconds: float) -> None:
+        self.cache[key] = value
+        self.seconds += seconds
+        self.calls += bool(key)
+
+    def prefetch(self, coalitions) -> None:
+        """Evaluate the coalitions not yet known, in parallel on the executor (without one: nothing)."""
+        if self.executor is None:
+            return
+        todo = list(dict.fromkeys(frozenset(c) for c in coalitions if frozenset(c) not in self.cache))
+        tasks = [(self.fn, tuple(sorted(k))) for k in todo]
+        for key, (value, seconds) in zip(todo, self.executor.map(timed, tasks)):
+            self._store(key, value, seconds)
 
     def __call__(self, coalition) -> float:
-        import time
-
         key = frozenset(coalition)
         if key not in self.cache:
-            t0 = time.perf_counter()
-            self.cache[key] = float(self.fn(key))
-            self.seconds += time.perf_counter() - t0
-            self.calls += bool(key)
+            if self.executor is None:
+                value, seconds = timed(self.fn, tuple(sorted(key)))
+            else:
+                value, seconds = next(iter(self.executor.map(timed, [(self.fn, tuple(sorted(key)))])))
+            self._store(key, value, seconds)
         return self.cache[key]
+
+
+def needed(method: str, n: int, *, permutations: int = 0, seed: int = 0, tolerance: float = 0.0) -> list[frozenset]:
+    """The coalitions a method evaluates, known before it runs (for :meth:`Utility.prefetch`); a
+    truncated Monte-Carlo run learns its own as it goes, so only the grand coalition is known."""
+    from itertools import combinations
+
+    everyone = frozenset(range(n))
+    if method == "leave_one_out":
+        return [everyone] + [everyone - {i} for i in range(n)]
+    if method == "shapley_exact":
+        return [frozenset(s) for size in range(n + 1) for s in combinations(range(n), size)]
+    if tolerance > 0:
+        return [everyone, frozenset()]
+    rng = np.random.default_rng(seed)  # the permutations shapley_monte_carlo draws, in its order
+    out = [frozenset()]
+    for _ in range(permutations):
+        order = [int(i) for i in rng.permutation(n)]
+        out += [frozenset(order[:k]) for k in range(1, n + 1)]
+    return out
 
 
 def shapley_exact(u, n: int) -> list[float]:
@@ -524,18 +572,21 @@ class Contributions:
 
 
 def contributions(fn, n: int, *, permutations: int | None = None, seed: int = 0, tolerance: float = 0.0,
-                  utility: str = "utility") -> Contributions:
+                  utility: str = "utility", executor=None) -> Contributions:
     """Leave-one-out, and Shapley: exact up to 5 learners (or when ``permutations`` is None and n <= 5),
-    else Monte-Carlo with ``permutations`` (default 10 n). Each method counts its own cost (fresh cache)."""
+    else Monte-Carlo with ``permutations`` (default 10 n). Each method counts its own cost (fresh cache).
+    ``executor``: each method's coalitions are trained there as parallel tasks (same values)."""
     values, cost = {}, {}
-    runs = [("leave_one_out", lambda u: leave_one_out(u, n))]
+    k = permutations or 10 * n
+    runs = [("leave_one_out", "leave_one_out", lambda u: leave_one_out(u, n))]
     if permutations is None and n <= 5:
-        runs.append(("shapley_exact", lambda u: shapley_exact(u, n)))
+        runs.append(("shapley_exact", "shapley_exact", lambda u: shapley_exact(u, n)))
     else:
-        k = permutations or 10 * n
-        runs.append((f"shapley_mc{k}", lambda u: shapley_monte_carlo(u, n, k, seed=seed, tolerance=tolerance)))
-    for name, method in runs:
-        u = Utility(fn, n)
+        runs.append((f"shapley_mc{k}", "shapley_mc",
+                     lambda u: shapley_monte_carlo(u, n, k, seed=seed, tolerance=tolerance)))
+    for name, kind, method in runs:
+        u = Utility(fn, n, executor=executor)
+        u.prefetch(needed(kind, n, permutations=k, seed=seed, tolerance=tolerance))
         values[name] = [float(x) for x in method(u)]
         cost[name] = {"trainings": u.calls, "seconds": u.seconds}
     return Contributions(values, cost, utility)
@@ -563,21 +614,48 @@ def retraining_utility(cfg, data, parts, spec):
     return u
 
 
-def contributions_of_run(run_dir: str | Path, *, permutations: int | None = None, tolerance: float = 0.0) -> Contributions:
-    """Re-train coalitions of a finished run's learners on the data its manifest config names."""
-    from cohep.config import experiment as config
+class RetrainTask:
+    """u(S) of a run's configuration, as an object that pickles to the configuration alone: a worker
+    (this process, or a Dask worker) prepares the data once and keeps it for the next coalitions."""
+
+    _prepared: dict[str, tuple] = {}  #: per process: configuration JSON -> (cfg, utility)
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+
+    def _utility(self):
+        import json
+
+        from cohep.config import experiment as config
+        from cohep.run.tasks import prepare
+
+        key = json.dumps(self.config, sort_keys=True, default=str)
+        if key not in RetrainTask._prepared:
+            RetrainTask._prepared.clear()  # one run at a time per worker
+            cfg, data, parts, spec = prepare(config.from_dict(self.config))
+            RetrainTask._prepared[key] = (cfg, parts, retraining_utility(cfg, data, parts, spec))
+        return RetrainTask._prepared[key]
+
+    def __call__(self, coalition: frozenset) -> float:
+        return self._utility()[2](coalition)
+
+
+def contributions_of_run(run_dir: str | Path, *, permutations: int | None = None, tolerance: float = 0.0,
+                         executor=None) -> Contributions:
+    """Re-train coalitions of a finished run's learners on the data its manifest config names;
+    ``executor`` (:mod:`cohep.core.executor`, e.g. Dask) runs the trainings as parallel tasks."""
     from cohep.outputs import rundir
-    from cohep.run.tasks import prepare
 
     manifest = rundir.read_manifest(run_dir)
     if not isinstance(manifest.get("config"), dict):
         raise DataError(f"{run_dir}: the manifest records no config")
-    cfg, data, parts, spec = prepare(config.from_dict(manifest["config"]))
+    task = RetrainTask(manifest["config"])
+    cfg, parts, _ = task._utility()
     if not len(parts[0].test):
         raise DataError(f"{run_dir}: the run held out no test items (data.holdout = 0), nothing to score coalitions on")
-    return contributions(retraining_utility(cfg, data, parts, spec), len(parts), permutations=permutations,
-                         seed=cfg.experiment.seed, tolerance=tolerance,
-                         utility=f"held-out accuracy after {cfg.train.epochs:g} epoch(s) on the coalition's data")
+    return contributions(task, len(parts), permutations=permutations, seed=cfg.experiment.seed, tolerance=tolerance,
+                         utility=f"held-out accuracy after {cfg.train.epochs:g} epoch(s) on the coalition's data",
+                         executor=executor)
 
 
 def _ballot(args) -> tuple[int, list[float]]:
