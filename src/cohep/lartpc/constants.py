@@ -239,6 +239,13 @@ AGKY_A_NEUTRON = -0.20
 AGKY_B = 1.42
 #: KNO scaling: n / <n> follows a Levy function with c = 7.93 (AGKY); we use a Gamma(c, 1/c) law.
 KNO_C = 7.93
+#: DIS hadronic systems: probability that the leading baryon is a proton, by the system's charge
+#: (a charge +2 system, nu p CC, keeps its proton most often; a charge -1 system, anti-nu n CC,
+#: rarely) [approximate, isospin counting of the remnant diquark and the struck quark].
+DIS_PROTON_SHARE = {2: 0.8, 1: 0.55, 0: 0.4, -1: 0.2}
+#: DIS: mean pi0 count per charged pion, 1/2 by isospin counting (pi0 : pi+- = 1 : 2), which the
+#: bubble-chamber nu p / nu d pi0 multiplicities roughly follow [approximate].
+DIS_PI0_PER_CHARGED_PION = 0.5
 
 #: 2p2h (MEC): share of CC events on initial n-p pairs (final p p); the rest are n n pairs (final
 #: n p) - GENIE Empirical MEC [approximate]; invariant mass of the 2N system above 2 M_N: uniform

@@ -576,16 +576,44 @@ def _deep_inelastic(rng, e_nu, cc, m_lep, anti=False):
         if res is None:
             continue
         lep, had, q2 = res
-        a = C.AGKY_A_PROTON if target == 2212 else C.AGKY_A_NEUTRON
-        n_ch = max(a + C.AGKY_B * math.log(w2 / 1.0e6), 1.0)
-        n_mean = 1.5 * n_ch
-        n = int(round(n_mean * rng.gamma(C.KNO_C, 1.0 / C.KNO_C)))
-        n = max(n, 2)
-        while n > 2 and C.NUCLEON_MASS + (n - 1) * C.PION_CHARGED_MASS > w - 20.0:
-            n -= 1
-        baryon, pions = _choose_charges(rng, q_had, n - 1, one_pion_isospin=False)
+        baryon, pions = _dis_hadrons(rng, q_had, target, w)
         return lep, _hadronise(rng, had, baryon, pions), q2, w, target
     return None
+
+
+def _dis_hadrons(rng, q_had, target, w):
+    """Baryon and pions of a DIS hadronic system of charge ``q_had`` and mass ``w`` (AGKY-like).
+
+    The number of charged hadrons follows <n_ch> = a + b ln W^2 (AGKY, a per target) with KNO
+    fluctuations (Gamma law, c = KNO_C), made compatible with the charge (n_ch - q even, enough
+    charges of the needed sign); pi0s are Poisson with DIS_PI0_PER_CHARGED_PION times the mean
+    charged-pion count (isospin); the baryon is a proton with DIS_PROTON_SHARE[q_had]. Pions that do not fit in
+    W are dropped, pi0 first, then pi+ pi- pairs (the charge stays)."""
+    a = C.AGKY_A_PROTON if target == 2212 else C.AGKY_A_NEUTRON
+    mean_ch = max(a + C.AGKY_B * math.log(w * w / 1.0e6), 1.0)
+    n_ch = max(int(round(mean_ch * rng.gamma(C.KNO_C, 1.0 / C.KNO_C))), abs(q_had), 1)
+    if (n_ch - q_had) % 2:  # one more or one fewer, so that the mean stays
+        n_ch += 1 if (rng.random() < 0.5 or n_ch - 1 < max(abs(q_had), 1)) else -1
+    proton = rng.random() < C.DIS_PROTON_SHARE.get(q_had, 0.5)
+    q_pi = q_had - (1 if proton else 0)
+    n_chpi = n_ch - (1 if proton else 0)
+    while n_chpi < abs(q_pi):
+        n_chpi += 2
+    n_plus = (n_chpi + q_pi) // 2
+    n_minus = n_chpi - n_plus
+    neutral_mean = C.DIS_PI0_PER_CHARGED_PION * max(mean_ch - C.DIS_PROTON_SHARE.get(q_had, 0.5), 0.5)
+    n_zero = int(rng.poisson(neutral_mean))
+    room = w - 20.0 - (C.PROTON_MASS if proton else C.NEUTRON_MASS)
+    while n_zero and (n_plus + n_minus) * C.PION_CHARGED_MASS + n_zero * C.PION_ZERO_MASS > room:
+        n_zero -= 1
+    while n_plus and n_minus and (n_plus + n_minus) * C.PION_CHARGED_MASS > room:
+        n_plus -= 1
+        n_minus -= 1
+    if n_plus + n_minus + n_zero == 0:  # at least one pion: a DIS system is not a bare nucleon
+        return _choose_charges(rng, q_had, 1, one_pion_isospin=False)
+    pions = [211] * n_plus + [-211] * n_minus + [111] * n_zero
+    order = rng.permutation(len(pions))
+    return (2212 if proton else 2112), [pions[i] for i in order]
 
 
 def _mec(rng, e_nu, cc, m_lep, anti=False):
