@@ -21,3 +21,14 @@ class IntegrityError(CohepError):
 
 class ChainError(CohepError):
     """The chain node is unreachable or rejected a transaction."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C in a run that kept its finished rounds: ``line`` says where it stopped and how to resume
+    (the CLI prints it and exits 130). A KeyboardInterrupt, so code that knows nothing of it still stops."""
+
+    exit_code = 130
+
+    def __init__(self, line: str, out_dir=None, rounds_done: int = 0):
+        super().__init__(line)
+        self.line, self.out_dir, self.rounds_done = line, out_dir, rounds_done

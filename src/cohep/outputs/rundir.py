@@ -10,6 +10,7 @@ Layout (names below are the only place they are spelled)::
     report.md                  a short Markdown report
     chain_events.jsonl         every event of the run's contract, in chain order (the audit trail)
     weights/                   the default weight store: every proposal, by digest
+    resume/                    an interrupted run's journal (cohep.run.resume), gone once it finishes
 
 The manifest names the files it describes, so a reader follows the manifest, not these constants.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 from collections.abc import Iterator
 
 from cohep.outputs.checkpoint import SavedModel
-from cohep.core.errors import CohepError, ConfigError, DataError
+from cohep.core.errors import CohepError, ConfigError, DataError, RunInterrupted
 from cohep.core.files import atomic_write_bytes, atomic_write_text, read_json
 from cohep.outputs.manifest import write_manifest
 from cohep.models.registry import ModelSpec
@@ -36,6 +37,7 @@ FIGURE = "figure.png"
 REPORT = "report.md"
 CHAIN_LOG = "chain_events.jsonl"
 STORE = "weights"
+RESUME = "resume"
 
 
 @contextlib.contextmanager
@@ -58,6 +60,8 @@ def created(path: str | Path) -> Iterator[Path]:
         raise ConfigError(f"cannot create run directory {out}: {exc.strerror or exc}") from None
     try:
         yield out
+    except RunInterrupted:
+        raise  # Ctrl-C after the run kept its finished rounds (cohep.run.resume): they stay
     except BaseException:
         if not existed:
             shutil.rmtree(top, ignore_errors=True)
@@ -71,6 +75,25 @@ def created(path: str | Path) -> Iterator[Path]:
 def store_url(run_dir: str | Path) -> str:
     """The default weight store of a run: a folder inside its directory."""
     return str((Path(run_dir) / STORE).resolve())
+
+
+def store_ref(run_dir: str | Path, base_uri: str) -> str:
+    """The store as the manifest records it: ``weights`` (relative to the run directory, so the
+    directory can move) for the run's own store, else the store's URL as given."""
+    return STORE if base_uri == store_url(run_dir) else base_uri
+
+
+def own_store(run_dir: str | Path, manifest: dict) -> Path | None:
+    """The run's own store folder where it is now, if the manifest's ``store`` is it: ``weights``
+    (relative), or an absolute path ending in ``weights`` of a run directory written before that, when
+    this directory holds a ``weights`` folder (a moved or copied run). None: an external store."""
+    ref = manifest.get("store")
+    if not isinstance(ref, str):
+        return None
+    here = Path(run_dir) / STORE
+    if ref == STORE or (Path(ref).is_absolute() and Path(ref).name == STORE and here.is_dir()):
+        return here
+    return None
 
 
 @dataclass

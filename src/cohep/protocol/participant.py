@@ -89,6 +89,10 @@ class Participant:
     #: writes it to disk: a restarted node must still be able to reveal)
     save_pending: Callable[[dict[int, PendingVote]], None] | None = None
     current: Scores = NO_SCORES  #: the adopted weights' scores on the private sets
+    #: round -> the salt of this member's sealed vote; None: 32 secret random bytes (``ballots.new_salt``).
+    #: The in-process runner derives them from the seed so a run replays byte for byte (its members
+    #: share one process, so there is nobody to keep them from)
+    salt: Callable[[int], bytes] | None = None
     _duty: dict[int, Duty] = field(default_factory=dict, repr=False)  #: round -> what it did
 
     @property
@@ -199,7 +203,8 @@ class Participant:
         ballot = None
         if pend is None:
             ballot = self.voter.ballot(view.state, self.current, self.strikes, on_average)
-            pend = PendingVote(ballot.approvals, tuple(ballot.scores), B.new_salt(), ballot.duty.reason,
+            salt = self.salt(r) if self.salt is not None else B.new_salt()
+            pend = PendingVote(ballot.approvals, tuple(ballot.scores), salt, ballot.duty.reason,
                                ballot.duty.verdicts)
             self.pending = {k: v for k, v in self.pending.items() if k >= r} | {r: pend}
             if self.save_pending is not None:

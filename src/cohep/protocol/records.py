@@ -106,14 +106,19 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def write_csv(records: list[RoundRecord], path: str | Path) -> Path:
+def csv_text(records: list[RoundRecord]) -> str:
+    """The records as records.csv holds them (header first): what two runs compare byte for byte."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
     for r in records:
         d = asdict(r)
         w.writerow([_fmt(d[c]) for c in COLUMNS])
-    atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_csv(records: list[RoundRecord], path: str | Path) -> Path:
+    atomic_write_text(path, csv_text(records))
     return Path(path)
 
 

@@ -505,13 +505,23 @@ def _mirrors(urls, max_bytes: int, reference) -> list:
 
 
 def audit_run(run_dir: str | Path) -> AuditReport:
-    """Audit a finished run directory from its chain log, store and manifest."""
+    """Audit a finished run directory from its chain log, store and manifest; creates nothing.
+
+    The directory may have moved since the run: its own store is read where it is now (the manifest
+    records it as ``weights``, relative to the run directory; an older, absolute one ending in
+    ``weights`` is taken as this directory's when it holds that folder), and each chain URI that
+    named that store is read from this directory's copy. A blob that is missing is named by file
+    and digest; one that the run's voters scored but that no longer verifies has been changed since.
+    Every vote and score in records.csv is checked against the chain's ballots (``_check_records``).
+    """
     from cohep.outputs import rundir
-    from cohep.wire.fetch import Fetcher
-    from cohep.wire.weights import digest_bytes
 
     p = Path(run_dir)
     manifest = rundir.read_manifest(p)
+    interrupted = manifest.get("interrupted")
+    if isinstance(interrupted, dict):
+        raise DataError(f"{p} holds an interrupted run (rounds 1-{interrupted.get('rounds_done', '?')} kept): "
+                        f"resume it first (cohep run --resume {p})")
     if not isinstance(manifest.get("contract_settings"), dict):
         raise DataError(f"{p / rundir.MANIFEST}: no contract settings (not a colearn run?)")
     rules = ContractRules.from_dict(manifest["contract_settings"])
@@ -520,33 +530,117 @@ def audit_run(run_dir: str | Path) -> AuditReport:
     store = manifest.get("store")
     if not isinstance(store, str):
         raise DataError(f"{p / rundir.MANIFEST}: no store URL")
-    initial = Fetcher(allowed=[store], max_bytes=manifest.get("max_bytes") or 2**31)
-    from cohep.wire.store import WeightStore
-
-    reference = initial.fetch(WeightStore(store).uri(bytes.fromhex(rules.initial_digest)),
-                              bytes.fromhex(rules.initial_digest))
-    verify_blobs(report, Fetcher(allowed=[store], max_bytes=manifest.get("max_bytes") or 2**31,
-                                 reference=reference).fetch,
-                 initial=reference, **policy_of(manifest.get("config"), p / rundir.MANIFEST))
+    fetch = _RunStore(p, manifest, store)
+    policy = policy_of(manifest.get("config"), p / rundir.MANIFEST)
+    initial_digest = bytes.fromhex(rules.initial_digest)
+    try:
+        reference = fetch(fetch.uri(initial_digest), initial_digest)
+    except IntegrityError as exc:
+        report.findings.append(f"the initial weights: {exc}")
+        reference = None
+    fetch.reference = reference
+    if reference is not None or policy["server_lr"] == 1.0:
+        verify_blobs(report, fetch, initial=reference, **policy)
+        _changed_blobs(report)
     digests = manifest.get("digests") or {}
     if digests.get("chain_accepted") != report.final_digest:
         report.findings.append(f"the manifest's accepted digest {str(digests.get('chain_accepted'))[:16]} is not "
                                f"the last accepted {report.final_digest[:16]}")
     try:
-        final = digest_bytes(rundir.read_model(p).weights_path.read_bytes()).hex()
+        final = digest_bytes_of(rundir.read_model(p).weights_path)
     except OSError as exc:
         raise DataError(f"cannot read the final weights of {p}: {exc}") from None
     if final != report.adopted_digest:
         report.findings.append(f"final_weights.safetensors ({final[:16]}) is not the last accepted weights "
                                f"({report.adopted_digest[:16]}, recomputed from the accepted blobs)")
-    _check_records(p, report)
+    _check_records(p, report, manifest)
     return report
 
 
-def _check_records(run_dir: Path, report: AuditReport) -> None:
-    """The run's own records must agree with the chain on each round's outcome."""
-    from cohep.outputs import rundir
+def digest_bytes_of(path: Path) -> str:
+    from cohep.wire.weights import digest_bytes
 
+    return digest_bytes(path.read_bytes()).hex()
+
+
+class _RunStore:
+    """A run directory's blobs by (chain URI, digest): a URI inside the store the run wrote to is read
+    from that store where it is now (this directory's ``weights`` for the run's own store), checked
+    like any fetch; nothing is created. ``uri(digest)``: where the run's store put a digest."""
+
+    def __init__(self, run_dir: Path, manifest: dict, store: str):
+        from cohep.outputs import rundir
+        from cohep.wire.fetch import parse_place
+
+        self.run_dir = run_dir
+        self.here = rundir.own_store(run_dir, manifest)  # None: an external store, read where it is
+        self.written = manifest.get("store_uri") or (store if self.here is None or Path(store).is_absolute() else None)
+        self.local = str(self.here.resolve()) if self.here is not None else store
+        self.max_bytes = int(manifest.get("max_bytes") or 2**31)
+        self.reference = None
+        try:
+            self._written = parse_place(self.written.rstrip("/"), strict=False) if self.written else None
+        except ValueError:
+            self._written = None
+
+    def uri(self, digest: bytes) -> str:
+        return f"{(self.written or self.local).rstrip('/')}/{digest.hex()}.safetensors"
+
+    def shown(self, name: str) -> str:
+        if self.here is not None:
+            from cohep.outputs import rundir
+
+            return f"{rundir.STORE}/{name}"
+        return f"{self.local.rstrip('/')}/{name}"
+
+    def __call__(self, uri: str, digest: bytes):
+        from cohep.wire.fetch import Fetcher, parse_place
+
+        name = f"{digest.hex()}.safetensors"
+        target = uri
+        try:
+            place = parse_place(uri, strict=True)
+        except ValueError:
+            place = None
+        if place is not None and self._written is not None and place.parts[-1:] == (name,) \
+                and (place.scheme, place.host, place.parts[:-1]) == (self._written.scheme, self._written.host,
+                                                                      self._written.parts):
+            target = f"{self.local.rstrip('/')}/{name}"  # the run's store, where it is now
+            if self.here is not None and not (self.here / name).is_file():
+                raise IntegrityError(f"blob {self.shown(name)} (digest 0x{digest.hex()}) missing")
+        return Fetcher(allowed=[self.local], max_bytes=self.max_bytes, reference=self.reference).fetch(target, digest)
+
+
+def _changed_blobs(report: AuditReport) -> None:
+    """A rejected blob that does not verify now, though voters of the run scored it then: changed since
+    (an accepted one is a finding already)."""
+    for r, st in sorted(report.replayed.items()):
+        for j, problem in sorted(st.get("unverified", {}).items()):
+            if j in st["accepted_slots"]:
+                continue
+            at = 0 if st["average"] else j
+            scored = [v for v, ppm in st["scores"].items() if len(ppm) > at and ppm[at] != NO_SCORE_PPM
+                      and v != st["proposers"][j]]
+            if scored:
+                where = f"round {r + 1}" + (f" slot {j}" if len(st["proposers"]) > 1 else "")
+                report.findings.append(f"{where}: the proposal does not verify now ({problem}), but member(s) "
+                                       f"{', '.join(map(str, sorted(scored)))} scored it in the run: changed since")
+
+
+#: findings about records.csv listed one by one before the rest are counted
+_RECORD_FINDINGS = 20
+
+
+def _check_records(run_dir: Path, report: AuditReport, manifest: dict | None = None) -> None:
+    """The run's own records must agree with the chain: each round's outcome and proposer, each
+    member's adopted weights, and each voter's vote and score (its ballot's approval bits and ppm
+    scores). A row's score over several slots is their mean; where it is a screened average's
+    (``vote.judge = "screened_average"``), which no ballot holds, it is not checked (a note says so)."""
+    from cohep.outputs import rundir
+    from cohep.protocol.vote import to_ppm
+
+    vote = ((manifest or {}).get("config") or {}).get("vote") or {}
+    screened = vote.get("judge") == "screened_average"
     adopted: dict[int, str | None] = {}
     current = None  # before the first acceptance: the initial weights, checked against the manifest
     for r in range(max(report.replayed, default=-1) + 1):  # the weights every member holds after round r
@@ -554,19 +648,56 @@ def _check_records(run_dir: Path, report: AuditReport) -> None:
         if st is not None and st["accepted"]:
             current = st.get("adopted")
         adopted[r + 1] = current
-    for rec in rundir.read_records(run_dir):
+    found: list[str] = []
+    unchecked = 0
+    for row_number, rec in enumerate(rundir.read_records(run_dir), 2):  # line 1 is the header
         st = report.replayed.get(rec.round - 1)
         if rec.round == 0 or st is None:
             continue
+        where = f"records.csv line {row_number} (round {rec.round}, learner {rec.learner})"
         if rec.accepted != st["accepted"] or rec.void != (not st["slots"]) or rec.proposer != st["proposer"]:
-            report.findings.append(f"records.csv round {rec.round}, learner {rec.learner}: outcome or proposer "
-                                   "differs from the chain")
-            return
+            found.append(f"{where}: outcome or proposer differs from the chain")
+            continue
         expected = adopted.get(rec.round)
         if rec.adopted and expected is not None and rec.adopted != expected:
-            report.findings.append(f"records.csv round {rec.round}, learner {rec.learner}: adopted {rec.adopted[:16]}, "
-                                   f"the accepted blobs give {expected[:16]}")
-            return
+            found.append(f"{where}: adopted {rec.adopted[:16]}, the accepted blobs give {expected[:16]}")
+        bits, ppm = st["ballots"].get(rec.learner), st["scores"].get(rec.learner, [])
+        several = len(st["proposers"]) > 1 and not st["average"]
+        if bits is None:
+            chain_vote = ""
+        elif several:
+            chain_vote = "/".join("-" if p == rec.learner or j not in st["slots"] else
+                                  ("approve" if bits >> j & 1 else "reject") for j, p in enumerate(st["proposers"]))
+        else:
+            chain_vote = "approve" if bits & 1 else "reject"
+        if rec.vote != chain_vote:
+            found.append(f"{where}: field vote is {rec.vote!r}, the chain's ballot says {chain_vote!r}")
+            continue
+        if bits is None:
+            continue
+        if several:
+            judged = [ppm[j] for j, v in enumerate(chain_vote.split("/")) if v != "-" and j < len(ppm)
+                      and ppm[j] != NO_SCORE_PPM]
+            if screened:
+                unchecked += 1
+                continue
+            if not judged:
+                continue
+            on_chain = sum(judged) / len(judged)
+        else:
+            if not ppm:
+                continue
+            on_chain = ppm[0]
+        mine = to_ppm(rec.vote_score)
+        if abs(mine - on_chain) > 1.5:
+            shown = "nan" if on_chain == NO_SCORE_PPM else f"{on_chain / 1e6:.6f}"
+            found.append(f"{where}: field vote_score is {rec.vote_score!r}, the chain's ballot says {shown}")
+    report.findings += found[:_RECORD_FINDINGS]
+    if len(found) > _RECORD_FINDINGS:
+        report.findings.append(f"records.csv: {len(found) - _RECORD_FINDINGS} more rows differ from the chain")
+    if unchecked:
+        report.notes.append(f"records.csv: {unchecked} votes' scores are their screened average's, which no ballot "
+                            "holds: their votes are checked, their scores not")
 
 
 def audit_chain(experiment_path: str | Path, rpc: str, mirrors: list[str] | None = None) -> AuditReport:

@@ -83,7 +83,7 @@ def _initial_rows(learners, rule) -> tuple[list[Scores], list[RoundRecord]]:
     return current, rows
 
 
-def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
+def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None, journal=None, on_round=None):
     """The protocol proper: every member is a Participant (built by ``MemberWiring``), the same code an
     autonomous node runs.
 
@@ -112,11 +112,14 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
     wiring = MemberWiring(coord, store, fetch, rule, cfg.round.policy(), init_uri)
     members_ = [wiring.member(i, members[i], lr, misbehaviour=behaviours[i], post_ballot=post)
                 for i, lr in enumerate(learners)]
+    for m in members_:  # sealed-vote salts from the seed: the run replays byte for byte (cohep.run.resume)
+        m.salt = _seeded_salt(seed_bytes(cfg.experiment.seed), m.address)
     accepted = coord.accepted_digest()
     for m in members_:
         m.sync(accepted)
     records = [initial_record(m.index, rule, m.current, m.conduct.attack) for m in members_]
     timings: list[RoundTiming] = []
+    _round_done(journal, 0, records, timings, members_[0].learner, None)
     start = time.perf_counter()
     r = coord.round()
     for _ in range(cfg.experiment.rounds):
@@ -155,6 +158,7 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
         timings.append(t)
         r += 1  # finalize started the next round
         _log_round(t.round, cfg.experiment.rounds, outcome.accepted, records[-n:], start, bar)
+        _round_done(journal, t.round, records, timings, members_[0].learner, on_round)
     return records, timings, {"chain_id": chain.chain_id, "contract": coord.address,
                               "chain": chain.kind, "accepted_digest": coord.accepted_digest().hex(),
                               "adopted_digest": members_[0].digest.hex(),
@@ -166,6 +170,14 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None):
                               "traffic": {"transactions": coord.transactions, "gas_used": coord.gas_used,
                                           "calldata_bytes": coord.calldata_bytes,
                                           "bytes_fetched": fetch.bytes}}
+
+
+def _seeded_salt(seed: bytes, address: str) -> Callable[[int], bytes]:
+    """Member ``address``'s sealed-vote salt of round r, from the experiment's seed: not secret (the
+    seed is in the manifest), which in one process hides nothing anyway, and the same in every replay."""
+    import hashlib
+
+    return lambda r: hashlib.sha256(b"cohep salt" + seed + address.lower().encode() + r.to_bytes(8, "big")).digest()
 
 
 def _vote_pass(chain, coord, members_, state, ballots: list, relay: str) -> None:
@@ -219,11 +231,21 @@ def _log_round(rnd: int, rounds: int, accepted: bool | None, rows: list[RoundRec
         bar.advance(1, f"mean test acc {mean:.4f}")
 
 
-def run_alone(cfg, learners, bar=None):
+def _round_done(journal, rnd: int, records, timings, learner, on_round) -> None:
+    """Round ``rnd`` (0: the setup) is finished: the journal marks it (what Ctrl-C keeps), then
+    ``on_round(rnd)`` (a test's hook) is told."""
+    if journal is not None:
+        journal.round_done(rnd, records, timings, learner.current())
+    if on_round is not None and rnd > 0:
+        on_round(rnd)
+
+
+def run_alone(cfg, learners, bar=None, journal=None, on_round=None):
     """Baselines: each learner improves its own model, judged only by its own vote set."""
     rule: VoteRule = cfg.vote
     current, records = _initial_rows(learners, rule)
-    timings = []
+    timings: list[RoundTiming] = []
+    _round_done(journal, 0, records, timings, learners[0], None)
     started = time.perf_counter()
     for rnd in range(1, cfg.experiment.rounds + 1):
         if _out_of_time(cfg, started):
@@ -245,17 +267,21 @@ def run_alone(cfg, learners, bar=None):
             current[i] = after
         timings.append(t)
         _log_round(rnd, cfg.experiment.rounds, None, records[-len(learners):], started, bar)
+        _round_done(journal, rnd, records, timings, learners[0], on_round)
     return records, timings, {}
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, figure: bool = True,
-                   announce: Callable[[str], None] | None = None, replace: bool = False) -> RunResult:
+                   announce: Callable[[str], None] | None = None, replace: bool = False,
+                   on_round: Callable[[int], None] | None = None) -> RunResult:
     """Run one experiment and write its records, timings, manifest, figure, weights and report.
 
     Everything is checked (data, model fit, split) before the run directory is made, and a run that
-    fails part-way leaves no directory behind. ``announce`` gets one line once the model is known
-    (the CLI prints it), before any training. ``replace``: an earlier run in ``out_dir`` (it holds a
-    manifest) is removed once the task has been checked, just before the new run is written.
+    fails part-way leaves no directory behind, except on Ctrl-C once the run has begun: then its
+    finished rounds are kept and ``RunInterrupted`` says how to resume (:mod:`cohep.run.resume`).
+    ``announce`` gets one line once the model is known (the CLI prints it), before any training.
+    ``replace``: an earlier run in ``out_dir`` (it holds a manifest) is removed once the task has been
+    checked, just before the new run is written. ``on_round(r)``: called after each finished round.
     """
     from cohep.outputs.report import start_line
 
@@ -266,10 +292,68 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, figure: bool =
     if replace:
         replace_output(out_dir, marker=rundir.MANIFEST)
     with rundir.created(out_dir) as out:
-        return _run(cfg, data, parts, spec, out, figure, model_auto)
+        return _run(cfg, data, parts, spec, out, figure, model_auto, on_round=on_round)
 
 
-def _run(cfg, data, parts, spec, out: Path, figure: bool, model_auto: bool = False) -> RunResult:
+def resume_experiment(out_dir: str | Path, cfg: ExperimentConfig | None = None, *, figure: bool = True,
+                      announce: Callable[[str], None] | None = None,
+                      on_round: Callable[[int], None] | None = None) -> RunResult:
+    """Continue the interrupted run in ``out_dir`` to the result an uninterrupted run would have
+    (:mod:`cohep.run.resume`). ``cfg``: the settings the caller expects (refused, in one line, if they
+    are not the run's); None: the run's own, from its manifest."""
+    from cohep.config.experiment import from_dict
+    from cohep.core.errors import CohepError, DataError
+    from cohep.outputs.report import start_line
+    from cohep.run import resume
+
+    out = Path(out_dir)
+    manifest = rundir.read_manifest(out)
+    recorded = manifest.get("config")
+    if not isinstance(recorded, dict):
+        raise DataError(f"{out / rundir.MANIFEST}: no config recorded: not resumable")
+    kept = resume.load(out, recorded)
+    try:
+        run_cfg = from_dict(recorded)
+    except CohepError as exc:
+        raise DataError(f"{out / rundir.MANIFEST}: {exc}: not resumable") from None
+    if run_cfg.chain.rpc is not None:
+        raise resume.not_resumable_chain()
+    if cfg is not None:
+        given = _recorded_config(prepare(cfg)[0])
+        if given != recorded:
+            raise DataError(f"{out} was run with another config (differs in {_first_difference(given, recorded)}): "
+                            "not resumed; give no config to resume it with its own")
+    model_auto = bool(manifest.get("model_auto", False))
+    run_cfg, data, parts, spec = prepare(run_cfg)
+    if _recorded_config(run_cfg) != recorded:
+        raise DataError(f"{out / rundir.MANIFEST}: its config does not prepare to itself "
+                        f"(differs in {_first_difference(_recorded_config(run_cfg), recorded)}): not resumable")
+    if announce is not None:
+        announce(start_line(run_cfg, model_auto=model_auto))
+        announce(f"resuming {out}: replaying rounds 1-{kept.rounds_done} from its journal")
+    with rundir.created(out) as run_dir:
+        return _run(run_cfg, data, parts, spec, run_dir, figure, model_auto, on_round=on_round, kept=kept,
+                    resumed={"from_round": kept.rounds_done + 1,
+                             "interrupted_manifest_created": manifest.get("created")})
+
+
+def _recorded_config(cfg: ExperimentConfig) -> dict:
+    """The config as a run's manifest records it (JSON round trip included)."""
+    import json
+
+    return json.loads(json.dumps(cfg.replace(chain={"rpc": redact_url(cfg.chain.rpc)}).to_dict(), default=str))
+
+
+def _first_difference(a, b, path: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+    return path or "the whole config"
+
+
+def _run(cfg, data, parts, spec, out: Path, figure: bool, model_auto: bool = False, *, on_round=None,
+         kept=None, resumed: dict | None = None) -> RunResult:
     mode = cfg.experiment.mode
     if mode == "centralised":
         parts = [LearnerIndices(
@@ -280,13 +364,44 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool, model_auto: bool = Fal
     store = WeightStore(cfg.store.url or rundir.store_url(out))
     initial = models.initial_weights(spec, cfg.experiment.seed, private=cfg.privacy.active)
     learners = build_learners(cfg, data, parts, spec, initial)
-    with progress() as bars:
-        label = f"{mode}: {len(learners)} learner(s)"
-        bar = _Advance(bars, bars.add_task(label, total=cfg.experiment.rounds), label)
-        if mode == "colearn":
-            records, timings, chain_info = run_colearn(cfg, learners, spec, initial, store, bar)
-        else:
-            records, timings, chain_info = run_alone(cfg, learners, bar)
+    from cohep.run import resume
+
+    own = Path(store.base_uri)  # the journal keeps an unchanged proposal as the store's blob of it
+    journal = resume.Journal(out / rundir.RESUME, kept, own if own.is_absolute() and own.is_dir() else None)
+    players = journal.wrap(learners)
+    config = _recorded_config(cfg)
+    try:
+        with progress() as bars:
+            label = f"{mode}: {len(learners)} learner(s)"
+            bar = _Advance(bars, bars.add_task(label, total=cfg.experiment.rounds), label)
+            if mode == "colearn":
+                records, timings, chain_info = run_colearn(cfg, players, spec, initial, store, bar, journal, on_round)
+            else:
+                records, timings, chain_info = run_alone(cfg, players, bar, journal, on_round)
+    except KeyboardInterrupt:
+        if not journal.marks:  # before the setup ended: nothing worth keeping
+            raise
+        with resume.sigint_deferred():
+            done = journal.save_interrupted(out, {
+                "mode": mode, "seed": cfg.experiment.seed, "model": spec.to_dict(),
+                "model_digest": spec.digest().hex(), "model_auto": model_auto,
+                "store": rundir.store_ref(out, store.base_uri)}, config)
+        raise resume.RunInterrupted(resume.interrupted_line(out, done + 1, cfg.experiment.rounds,
+                                                            resumable=cfg.chain.rpc is None),
+                                    out, done) from None
+    if kept is not None and journal.replayed < kept.rounds_done:
+        from cohep.core.errors import DataError
+
+        raise DataError(f"{out}: the replay ended after round {journal.replayed}, before the "
+                        f"{kept.rounds_done} rounds kept: not resumable")
+    with resume.sigint_deferred():
+        return _finish(cfg, out, figure, model_auto, mode, spec, data, parts, learners, records, timings,
+                       chain_info, store, journal, config, resumed)
+
+
+def _finish(cfg, out, figure, model_auto, mode, spec, data, parts, learners, records, timings, chain_info, store,
+            journal, config, resumed) -> RunResult:
+    """Write the finished run's files (Ctrl-C is held off meanwhile), then drop its journal."""
     result = RunResult(
         out_dir=out, mode=mode, records=records, timings=timings,
         final_accuracy=final_test_accuracy(records),
@@ -302,7 +417,7 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool, model_auto: bool = Fal
         events=chain_info.pop("events", None),
         final_digest=weights_digest(final).hex(),
         manifest=dict(
-            config=cfg.replace(chain={"rpc": redact_url(cfg.chain.rpc)}).to_dict(), seed=cfg.experiment.seed,
+            config=config, seed=cfg.experiment.seed, model_auto=model_auto,
             chain_id=result.chain_id, contract_address=result.contract, chain=redact_url(chain_info.get("chain")),
             model=spec.to_dict(), model_digest=spec.digest().hex(),
             data={"kind": data.kind, "source": data.source, "n_items": len(data),
@@ -311,12 +426,14 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool, model_auto: bool = Fal
             digests={"initial": chain_info.get("initial_digest"), "accepted": accepted,
                      "chain_accepted": chain_info.get("accepted_digest"),
                      "adopted": chain_info.get("adopted_digest")},
-            store=store.base_uri, contract_settings=chain_info.get("contract_settings"),
+            store=rundir.store_ref(out, store.base_uri), store_uri=store.base_uri,
+            contract_settings=chain_info.get("contract_settings"),
             max_bytes=chain_info.get("max_bytes"), traffic=chain_info.get("traffic"),
             final_test_accuracy=result.final_accuracy, accepted_per_learner=result.accepted,
             privacy=result.privacy,
             attack={"kind": cfg.attack.kind, "malicious": list(cfg.attack.malicious(len(learners))),
                     "collude": cfg.attack.collude} if cfg.attack.active else None,
+            **({"resumed": resumed} if resumed is not None else {}),
         ),
     )
     title = f"{cfg.experiment.name}: {mode}, {spec.name}" if figure else None
@@ -327,6 +444,7 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool, model_auto: bool = Fal
     from cohep.run.tracking import log_run  # [tracking]: issue 27's one hook, off by default
 
     result.files.update(log_run(cfg.tracking, result, out, name=cfg.experiment.name))
+    journal.finish()
     return result
 
 
