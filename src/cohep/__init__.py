@@ -16,7 +16,7 @@ _os.environ.setdefault("KERAS_BACKEND", "torch")
 __version__ = "0.1.0"
 
 #: the names :mod:`cohep.api` lends the package (``cohep.run`` stays the package of runners)
-_API = ("simulate", "run_experiment", "train", "evaluate", "quality", "settings", "scores", "export",
+_API = ("simulate", "merge", "run_experiment", "train", "evaluate", "quality", "settings", "scores", "export",
        "Experiment", "Training", "Evaluation", "Quality")
 
 
