@@ -24,7 +24,8 @@ and then, per event, in this order:
    an interval in mm; each target pixel receives the charge of the source pixels it overlaps, in
    proportion to the overlap (:func:`rebin_matrix`), so charge is conserved and any ratio of pitches
    works, finer or coarser; the ``size`` window is placed so the vertex estimate lands where cohep's
-   events have it (or, with ``vertex = "none"``, centre on centre);
+   events have it (with ``vertex = "centroid"``, the charge's centre at the window's centre, as
+   cohep's ``window_centre = "charge"`` for large events; with ``vertex = "none"``, centre on centre);
 4. **calibration** (``calibrate = "mip"`` or ``"mip-plane"``): the minimum-ionising peak of
    track-like pixels (:func:`mip_peak`) of the first ``calibration_events`` resampled events is
    measured per plane and the charge scaled so that it lands on cohep's (:data:`MIP_REFERENCE`); one
@@ -113,7 +114,9 @@ class ImportSettings(Section):
     time_per_pixel_us: float | None = setting(None, gt=0, help="Source time per pixel, microseconds.")
     drift_mm_us: float = setting(COHEP_DRIFT_MM_US, gt=0, help="Source drift velocity, mm/us.")
     size: tuple[int, int] | None = setting(None, help="Output window H,W (e.g. 200,200); default: as resampled.")
-    vertex: Literal["charge", "none"] = setting("charge", help="Window placement: charge (vertex estimate) | none (centre).")
+    vertex: Literal["charge", "centroid", "none"] = setting(
+        "charge", help="Window placement: charge (vertex estimate) | centroid (the charge's centre at the window's "
+                       "centre, as cohep's window_centre = \"charge\") | none (centre).")
     charge_unit: str = setting("as imported", help="Name of the source's charge unit (recorded).")
     charge_factor: float | None = setting(None, gt=0, help="Source charge unit -> ke- factor.")
     calibrate: Literal["none", "mip", "mip-plane"] = setting("none", help="none | mip | mip-plane: scale to cohep's MIP peak.")
@@ -225,6 +228,17 @@ def significant(image: np.ndarray) -> np.ndarray:
         return z
     weighted = float((z * z).sum() / total)
     return np.where(z >= SIGNIFICANT * weighted, z, 0.0)
+
+
+def charge_centre(image: np.ndarray) -> tuple[list[float], float]:
+    """The centre of an event's charge ``[V, W, T]``: per plane the median row of its significant
+    charge, and the charge-weighted median column over all planes (continuous pixel units). A window
+    centred here holds the most of a large event's activity; cohep's ``window_centre = "charge"`` and
+    the import's ``vertex = "centroid"`` both place it at the window's centre."""
+    planes = [significant(p) for p in image]
+    rows = [_quantile(p.sum(axis=1), 0.5) for p in planes]
+    column = _quantile(sum(p.sum(axis=0) for p in planes), 0.5)
+    return rows, column
 
 
 def _quantile(profile: np.ndarray, q: float) -> float:
@@ -757,6 +771,9 @@ class _Transform:
             rows, column = estimate_vertex(image)
             out_rows = [VERTEX_ESTIMATE_ROWS[i % 3] * h for i in range(v)]
             out_column = VERTEX_ESTIMATE_COLUMN * w
+        elif self.window and self.s.vertex == "centroid":
+            rows, column = charge_centre(image)
+            out_rows, out_column = [h / 2.0] * v, w / 2.0
         elif self.window:  # centre on centre
             rows, column = [n_w / 2.0] * v, n_t / 2.0
             out_rows, out_column = [h / 2.0] * v, w / 2.0
@@ -855,7 +872,8 @@ def import_events(src: str | os.PathLike, out: str | os.PathLike, settings: Impo
         class_counts={name: int(c) for name, c in zip(source.class_names, counts)},
         source_shape=list(source.view_shape), shape=list(transform.shape),
         scale_wire=transform.scale_wire, scale_time=transform.scale_time,
-        vertex=("charge-weighted vertex estimate" if settings.vertex == "charge" else "centred")
+        vertex=("charge-weighted vertex estimate" if settings.vertex == "charge"
+                else "charge centre at the window centre" if settings.vertex == "centroid" else "centred")
         if transform.window else "as the source",
         calibration=attrs["calibration"], calibration_factor=factors, mip_peak_source=peaks,
     )

@@ -30,7 +30,8 @@ from cohep.lartpc.detector import DetectorConfig, ImageWindow, Readout
 from cohep.lartpc.flux import default_flux, sample_neutrino
 from cohep.lartpc.generator import CLASS_NAMES, FluxConfig, Interaction, generate_interaction
 from cohep.lartpc.imaging import ELECTRONS_PER_UNIT, IMAGE_UNIT, digitise, store
-from cohep.lartpc.transport import CODE_OF_PDG, TransportResult, TransportSettings, material_tables, transport
+from cohep.lartpc.transport import (CODE_OF_PDG, FATE_LEFT, TR_FATE, TR_KE_END, TR_PID, TransportResult,
+                                    TransportSettings, material_tables, transport)
 
 #: Stages timed per event (seconds summed over events; the benchmark reports their shares).
 STAGES = ("generate", "transport", "detector", "imaging", "compress")
@@ -61,6 +62,9 @@ COSMIC_TRUTH = {"n_cosmics": ("<i2", "cosmic muons overlaid")}
 VERTEX_TRUTH = {
     "vertex_row": ("<i2", "pixel row of the true vertex on the last plane"),
     "vertex_col": ("<i2", "pixel column of the true vertex"),
+}
+WINDOW_TRUTH = {
+    "window_truncation": ("<f4", "estimated share of the event's visible energy outside the image"),
 }
 #: SimulationConfig fields left out of to_dict at their default (see DetectorConfig.to_dict).
 REALISM_FIELDS = ("vertex_row_shift", "vertex_col_shift", "window_centre")
@@ -95,8 +99,12 @@ class SimulationConfig(Section):
     vertex_row_shift: int = setting(0, ge=0)
     vertex_col_shift: int = setting(0, ge=0)
     #: "true": the window is placed around the true vertex; "reconstructed": around the vertex
-    #: :func:`cohep.lartpc.realism.estimate_vertex` finds in a larger image (as on real data).
-    window_centre: Literal["true", "reconstructed"] = "true"
+    #: :func:`cohep.lartpc.realism.estimate_vertex` finds in a larger image (as on real data);
+    #: "charge": centred on the event's charge (for events larger than the window: the centre of
+    #: :func:`cohep.datasets.importer.charge_centre`, found in a canvas twice the window's size, at
+    #: the window's centre, as ``cohep import --vertex centroid`` does), the share of the event cut
+    #: off recorded per event (truth ``window_truncation``).
+    window_centre: Literal["true", "reconstructed", "charge"] = "true"
     min_visible_energy_mev: float = setting(10.0, ge=0)
     xsec_weighting: bool = False
     fsi: bool = True
@@ -120,7 +128,7 @@ class SimulationConfig(Section):
 
     @property
     def moves_vertex(self) -> bool:
-        return bool(self.vertex_row_shift or self.vertex_col_shift or self.window_centre == "reconstructed")
+        return bool(self.vertex_row_shift or self.vertex_col_shift or self.window_centre != "true")
 
     @property
     def truth_fields(self) -> dict:
@@ -130,6 +138,8 @@ class SimulationConfig(Section):
             out.update(COSMIC_TRUTH)
         if self.moves_vertex:
             out.update(VERTEX_TRUTH)
+        if self.window_centre == "charge":
+            out.update(WINDOW_TRUTH)
         return out
 
     @property
@@ -221,6 +231,7 @@ class EventSimulator:
         self.readout = Readout.from_config(det)
         self.noise = det.pixel_noise()
         self.timings = dict.fromkeys(STAGES, 0.0)
+        self._kept = 1.0  # share of the canvas's collection-plane charge the last crop kept
         material_tables(det.density_g_cm3)
 
     def _particles(self, inter: Interaction, vertex):
@@ -256,7 +267,7 @@ class EventSimulator:
             shift = self._shift(rng)
             win = self.readout.window(vertex, cfg.image_height, cfg.image_width,
                                       (cfg.vertex_row_fraction, cfg.vertex_col_fraction), shift)
-            view = self._canvas(win) if cfg.window_centre == "reconstructed" else win
+            view = win if cfg.window_centre == "true" else self._canvas(win, 2 if cfg.window_centre == "charge" else 4)
             codes, pos, dirs, kin = self._particles(inter, vertex)
             t1 = time.perf_counter()
             result = transport(codes, pos, dirs, kin, rng, settings=cfg.transport,
@@ -279,11 +290,13 @@ class EventSimulator:
         truth = _truth(inter, vertex, result)
         truth["n_cosmics"] = n_cosmics
         truth["vertex_row"], truth["vertex_col"] = self.vertex_pixel(vertex, win)
+        if cfg.window_centre == "charge":
+            truth["window_truncation"] = window_truncation(result, self._kept)
         return SimulatedEvent(index, int(label), inter, vertex, win, result, charge, image, truth, attempts)
 
     @property
     def realistic(self) -> bool:
-        return self.config.detector.has_realism or self.config.window_centre == "reconstructed"
+        return self.config.detector.has_realism or self.config.window_centre != "true"
 
     def _shift(self, rng: np.random.Generator) -> tuple[int, int]:
         """The vertex shift (rows, columns); draws nothing when the region is a single pixel."""
@@ -292,9 +305,9 @@ class EventSimulator:
         dc = int(rng.integers(-c, c + 1)) if c else 0
         return dr, dc
 
-    def _canvas(self, win: ImageWindow) -> ImageWindow:
-        """The window grown by a quarter of its size on every side (for the vertex search)."""
-        mr, mc = win.height // 4, win.width // 4
+    def _canvas(self, win: ImageWindow, part: int = 4) -> ImageWindow:
+        """The window grown by 1/``part`` of its size on every side (for the vertex or charge search)."""
+        mr, mc = win.height // part, win.width // part
         return replace(win, height=win.height + 2 * mr, width=win.width + 2 * mc,
                        first_wire=tuple(w - mr * win.wires_per_pixel for w in win.first_wire),
                        first_tick=win.first_tick - mc * win.ticks_per_pixel)
@@ -333,7 +346,13 @@ class EventSimulator:
         cfg = self.config
         mr, mc = (view.height - win.height) // 2, (view.width - win.width) // 2
         offsets, off_c = [mr] * img.shape[0], mc
-        est = realism.estimate_vertex(img)
+        est = None if cfg.window_centre == "charge" else realism.estimate_vertex(img)
+        if cfg.window_centre == "charge" and np.any(img > 0):
+            from cohep.datasets.importer import charge_centre
+
+            rows_c, col_c = charge_centre(np.clip(img, 0.0, None))
+            offsets = [min(max(int(round(r - 0.5 * win.height)), 0), 2 * mr) for r in rows_c]
+            off_c = min(max(int(round(col_c - 0.5 * win.width)), 0), 2 * mc)
         if est is not None:
             rows, col = est
             target_r = int(cfg.vertex_row_fraction * win.height) + shift[0]
@@ -341,11 +360,26 @@ class EventSimulator:
             offsets = [min(max(r - target_r, 0), 2 * mr) for r in rows]
             off_c = min(max(col - target_c, 0), 2 * mc)
         h, w = win.height, win.width
+        total = float(charge[-1].sum())
+        self._kept = float(charge[-1, offsets[-1]:offsets[-1] + h, off_c:off_c + w].sum()) / total if total > 0 else 1.0
         img = np.stack([img[p, o:o + h, off_c:off_c + w] for p, o in enumerate(offsets)])
         charge = np.stack([charge[p, o:o + h, off_c:off_c + w] for p, o in enumerate(offsets)])
         first_wire = tuple(view.first_wire[p] + o * win.wires_per_pixel for p, o in enumerate(offsets))
         win = replace(win, first_wire=first_wire, first_tick=view.first_tick + off_c * win.ticks_per_pixel)
         return np.ascontiguousarray(img), np.ascontiguousarray(charge), win
+
+
+def window_truncation(result: TransportResult, kept: float) -> float:
+    """Estimated share of an event's visible energy outside its image: 1 - (collection-plane charge
+    kept by the crop / charge in the canvas) x (energy deposited in the canvas / that plus the kinetic
+    energy that charged particles and photons carried out of it; neutrons left out)."""
+    tr = result.tracks
+    left = (tr[:, TR_FATE] == FATE_LEFT) & (tr[:, TR_PID] != CODE_OF_PDG[2112])
+    e_out = float(tr[left, TR_KE_END].sum())
+    e_dep = result.visible_energy
+    if e_dep + e_out <= 0:
+        return 0.0
+    return float(1.0 - kept * e_dep / (e_dep + e_out))
 
 
 def _truth(inter: Interaction, vertex, result: TransportResult) -> dict:

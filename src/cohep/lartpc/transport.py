@@ -68,7 +68,9 @@ TR_XE, TR_YE, TR_ZE, TR_LEN, TR_FATE = 9, 10, 11, 12, 13
 #: Path length (cm) at the track's first in-flight hadronic interaction, -1 if none (pi+-, p): what
 #: a test needs to measure the interaction rate against the tabulated cross sections.
 TR_HAD1 = 14
-TR_COLS = 15
+#: Kinetic energy (MeV) when the track ended: what a track that left the region carried out of it.
+TR_KE_END = 15
+TR_COLS = 16
 #: How a track ended (column TR_FATE).
 FATE_STOPPED, FATE_LEFT, FATE_INTERACTED, FATE_DECAYED = 0.0, 1.0, 2.0, 3.0
 #: Deposit columns: x, y, z (cm), dE (MeV), dx (cm), track index.
@@ -478,6 +480,7 @@ def _push(tr, stack, cnt, pid, parent, x, y, z, ux, uy, uz, t):
     tr[n, TR_LEN] = 0.0
     tr[n, TR_FATE] = -1.0
     tr[n, TR_HAD1] = -1.0
+    tr[n, TR_KE_END] = 0.0
     cnt[0] = n + 1
     s = cnt[1]
     if s >= stack.shape[0]:
@@ -513,12 +516,13 @@ def _emit_nucleons(rng, tr, stack, cnt, parent, n, etot, p_proton, x, y, z):
 
 
 @cached_njit
-def _finish(tr, tid, x, y, z, length, fate):
+def _finish(tr, tid, x, y, z, length, fate, ke_end):
     tr[tid, TR_XE] = x
     tr[tid, TR_YE] = y
     tr[tid, TR_ZE] = z
     tr[tid, TR_LEN] = length
     tr[tid, TR_FATE] = fate
+    tr[tid, TR_KE_END] = ke_end
 
 
 @cached_njit
@@ -770,7 +774,7 @@ def _track_charged(rng, tr, stack, dep, cnt, P, reg, ln_range, inv_lambda, tid):
         tr, stack, decayed = _at_rest(rng, tr, stack, cnt, P, tid, pid, x, y, z)
         if decayed:
             fate = FATE_DECAYED
-    _finish(tr, tid, x, y, z, length, fate)
+    _finish(tr, tid, x, y, z, length, fate, t)
     return tr, stack, dep
 
 
@@ -872,7 +876,7 @@ def _track_electron(rng, tr, stack, dep, cnt, P, reg, ln_range, tid):
         tr, stack = _push(tr, stack, cnt, GAMMA, tid, x, y, z, ax, ay, az, ME)
         tr, stack = _push(tr, stack, cnt, GAMMA, tid, x, y, z, -ax, -ay, -az, ME)
         fate = FATE_DECAYED
-    _finish(tr, tid, x, y, z, length, fate)
+    _finish(tr, tid, x, y, z, length, fate, t)
     return tr, stack, dep
 
 
@@ -948,7 +952,7 @@ def _track_photon(rng, tr, stack, dep, cnt, P, reg, mu_pair, mu_compton, tid):
             dep = _add_dep(dep, cnt, x, y, z, te, 1e-2, tid)
         e = e2
         ux, uy, uz = vx, vy, vz
-    _finish(tr, tid, x, y, z, length, fate)
+    _finish(tr, tid, x, y, z, length, fate, e)
     return tr, stack, dep
 
 
@@ -973,7 +977,7 @@ def _decay_pi0(rng, tr, stack, cnt, tid):
         cost = p_par / math.sqrt(p_par * p_par + p_perp * p_perp)
         vx, vy, vz = _rotate(ux, uy, uz, cost, phi if sign > 0 else phi + math.pi)
         tr, stack = _push(tr, stack, cnt, GAMMA, tid, x, y, z, vx, vy, vz, e_lab)
-    _finish(tr, tid, x, y, z, 0.0, FATE_DECAYED)
+    _finish(tr, tid, x, y, z, 0.0, FATE_DECAYED, 0.0)
     return tr, stack
 
 
@@ -1011,7 +1015,7 @@ def _track_neutron(rng, tr, stack, cnt, P, reg, inv_lambda, tid):
             t2 -= eg
         t = t2
         ux, uy, uz = _rotate(ux, uy, uz, 0.2 + 0.8 * rng.random(), 2.0 * math.pi * rng.random())
-    _finish(tr, tid, x, y, z, length, fate)
+    _finish(tr, tid, x, y, z, length, fate, t)
     return tr, stack
 
 
@@ -1052,8 +1056,9 @@ class TransportResult:
     """Energy deposits and the track table of one event.
 
     ``deposits``: float64 [n, 6] = x, y, z (cm), dE (MeV), dx (cm), track index.
-    ``tracks``: float64 [m, 15], columns ``TR_*`` (code, parent, start, direction, kinetic energy,
-    end point, path length, fate, path length at the first hadronic interaction).  Primaries come first, in the order given.
+    ``tracks``: float64 [m, 16], columns ``TR_*`` (code, parent, start, direction, kinetic energy,
+    end point, path length, fate, path length at the first hadronic interaction, kinetic energy at
+    the end).  Primaries come first, in the order given.
     """
 
     deposits: np.ndarray
