@@ -496,27 +496,40 @@ def final_accuracy(net: LocalNet) -> float:
     return float(np.mean(rows))
 
 
-def adopted_digests(net: LocalNet) -> list[str]:
-    """The digest honest member 0 adopted after each round (1-based rounds, index 0 = round 1)."""
-    rows = sorted((r for r in net.node_records(0) if r.round >= 1), key=lambda r: r.round)
+def adopted_digests(root: Path) -> list[str]:
+    """The digest honest member 0 adopted after each round of the run under ``root`` (index 0 = round 1)."""
+    from cohep.protocol.records import read_csv
+
+    rows = sorted((r for r in read_csv(Path(root) / "node0" / "records.csv") if r.round >= 1), key=lambda r: r.round)
     return [r.adopted or r.digest for r in rows]
 
 
-def accuracy_on(net: LocalNet, test: Path, digests: list[str]) -> list[float]:
-    """Accuracy of each adopted digest on one fixed test file common to every run (``x``/``y`` npz), so
-    that runs compare on the same images rather than on each member's small private test split. The
-    blobs come from honest member 0's store, which keeps every digest it adopted; each is verified."""
+def honest_turns(root: Path, honest: int = 3) -> int:
+    """Rounds of the run under ``root`` whose drawn proposer was an honest member (index below
+    ``honest``; the dishonest member is the last), from honest member 0's records: how many rounds of
+    honest work the run had, whatever came of them."""
+    from cohep.protocol.records import read_csv
+
+    return sum(1 for r in read_csv(Path(root) / "node0" / "records.csv") if r.round >= 1 and 0 <= r.proposer < honest)
+
+
+def accuracy_on(root: Path, test: Path, digests: list[str]) -> list[float]:
+    """Accuracy of each digest adopted in the run under ``root`` on one fixed test file common to every
+    run (``x``/``y`` npz), so that runs compare on the same images rather than on each member's small
+    private test split. The blobs come from honest member 0's store, which keeps every digest it
+    adopted; each is verified against its digest."""
     from cohep.datasets.source import load_data
     from cohep.models import build_learner
     from cohep.wire.weights import check_digest, decode, digest_bytes
 
+    experiment = Experiment.read(Path(root) / "experiment.json")
     data = load_data("mnist", str(test))
     dataset = data.subset(np.arange(len(data)))
     out = []
     for d in digests:
-        blob = (net.root / "store0" / f"{d}.safetensors").read_bytes()
+        blob = (Path(root) / "store0" / f"{d}.safetensors").read_bytes()
         check_digest(digest_bytes(blob), bytes.fromhex(d))
-        learner = build_learner(net.experiment.model, None, None, None, net.experiment.config.train, seed=0,
+        learner = build_learner(experiment.model, None, None, None, experiment.config.train, seed=0,
                                 initial=decode(blob))
         probs, labels = learner.predict(dataset)
         out.append(float(np.mean(np.argmax(np.asarray(probs), axis=1) == np.asarray(labels))))
@@ -546,6 +559,7 @@ class AttackResult:
     accuracy: float = float("nan")  #: the honest members' mean final test accuracy (their own test splits)
     #: round -> accuracy of the weights adopted after it on the common test file (``member_attack(test=)``)
     common: dict[int, float] = field(default_factory=dict)
+    honest_turns: int = 0  #: rounds whose drawn proposer was an honest member (``honest_turns``)
     audit_exit: int | None = None
     audit_lines: list[str] = field(default_factory=list)  #: what the audit said about the dishonest member
     why: str = ""  #: what failed, if anything
@@ -610,9 +624,10 @@ def member_attack(case: str, root: Path, data: list[Path], *, rounds: int, setti
             res.duties = honest_duties(net)
             res.accuracy = final_accuracy(net) if res.finished else float("nan")
             if test is not None and res.finished:
-                digests = adopted_digests(net)
+                digests = adopted_digests(net.root)
                 marks = sorted({*(q for q in test_rounds if 1 <= q <= len(digests)), len(digests)})
-                res.common = dict(zip(marks, accuracy_on(net, test, [digests[q - 1] for q in marks])))
+                res.common = dict(zip(marks, accuracy_on(net.root, test, [digests[q - 1] for q in marks])))
+                res.honest_turns = honest_turns(net.root, net.honest)
         except (ChainError, IntegrityError, OSError, IndexError) as exc:
             problems.append(f"could not read the run: {exc}")
         if case is not None and res.finished:
