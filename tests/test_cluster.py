@@ -73,6 +73,10 @@ def test_cli_scheduler_address(client, whole, tmp_path, capsys):
     assert main(["simulate", "--events", str(N), "--seed", str(SEED), "--scheduler", client.scheduler.address,
                  "--out", str(out)]) == 0
     assert out.read_bytes() == Path(whole).read_bytes()
+    # local:K starts (and closes) a LocalCluster of its own: 1 worker process keeps this short
+    own = tmp_path / "own.h5"
+    assert main(["simulate", "--events", "20", "--seed", str(SEED), "--scheduler", "local:1", "--out", str(own)]) == 0
+    assert own.read_bytes() == simulate(20, tmp_path / "here.h5", seed=SEED, progress=False).read_bytes()
     capsys.readouterr()
     assert main(["simulate", "--events", "3", "--scheduler", "local:0", "--out", str(tmp_path / "x.h5")]) == 2
     err = capsys.readouterr().err.strip()
