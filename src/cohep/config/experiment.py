@@ -127,9 +127,14 @@ class ChainSection(Section):
     vote_window: int | None = setting(None, ge=1, le=1_000_000,
                                       help="Blocks voters have to vote (default: max(50, 2 (members - 1))).")
     max_missed: int = setting(3, ge=1, help="Duties a member may miss in a row before the contract suspends it.")
-    #: "transactions": each voter sends vote(); "signed": EIP-712 ballots, one submit_ballots per round
-    ballots: Literal["transactions", "signed"] = setting(
-        "transactions", help="How votes reach the chain: a transaction each, or EIP-712 ballots, one transaction a round.")
+    #: "transactions": each voter sends vote(); "signed": EIP-712 ballots, one submit_ballots per round;
+    #: "aggregate": one post a phase whose chain cost does not grow with the members, challengeable
+    #: (an AggregateCoordinator; docs/contract.md, Aggregated ballots)
+    ballots: Literal["transactions", "signed", "aggregate"] = setting(
+        "transactions", help="How votes reach the chain: a transaction each, EIP-712 ballots in one transaction a "
+                             "phase, or one aggregated post a phase (challengeable).")
+    #: ballots = "aggregate": blocks after a post in which a member can prove it wrong
+    challenge_window: int = setting(2, ge=2, le=100_000, help="Blocks a member has to challenge an aggregated post.")
 
     def resolved_vote_window(self, members: int) -> int:
         """The vote window, by default twice the voters' count (at least 50 blocks): on an
@@ -232,6 +237,15 @@ class ExperimentConfig(Section):
             raise ConfigError(f"vote.judge = \"screened_average\" judges the slots of one round voted on one by one: "
                               f"it needs round.proposers >= 2 and round.combine = \"each\", got {self.round.proposers} "
                               f"and {self.round.combine!r}")
+        if (self.experiment.mode == "colearn" and self.chain.ballots == "aggregate"
+                and self.round.proposers > 1 and self.round.combine != "average"):
+            raise ConfigError(f"chain.ballots = \"aggregate\" claims one verdict a round: it needs round.proposers = 1 "
+                              f"or round.combine = \"average\", got {self.round.proposers} and {self.round.combine!r} "
+                              "(protocol = \"paper\" or \"averaged\")")
+        if (self.experiment.mode == "colearn" and self.chain.ballots == "aggregate"
+                and 2 * self.chain.challenge_window >= self.chain.resolved_vote_window(n)):
+            raise ConfigError(f"chain.challenge_window ({self.chain.challenge_window}) must be under half the vote "
+                              f"window ({self.chain.resolved_vote_window(n)} blocks)")
         voters = n if self.round.proposers > 1 else n - 1  # with several slots the proposers vote too
         if (self.experiment.mode == "colearn" and self.chain.ballots == "transactions"
                 and self.chain.resolved_vote_window(n) < voters):

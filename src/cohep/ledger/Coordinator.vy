@@ -1,7 +1,7 @@
 # pragma version ~=0.4.3
 # pragma evm-version cancun
 """
-@title cohep Coordinator (v4)
+@title cohep Coordinator (v5)
 @notice Decides every round of a collaborative-learning experiment: who proposes,
         who may vote, how many approvals are needed, and which proposed
         weights are accepted. Off-chain code only reads outcomes from here; it
@@ -48,6 +48,10 @@
         many votes finalize waits for and how many approvals are required are
         therefore fixed for the whole round. Suspension (at finalize) and
         rejoin() change the live bitmap, which the next round snapshots.
+
+        AggregateCoordinator.vy imports this contract as a module: the same rules, storage and
+        events, with one-transaction aggregated posts of a phase's ballots instead of vote() and
+        submit_ballots (docs/contract.md, Aggregated ballots).
 """
 
 MAX_MEMBERS: constant(uint256) = 64
@@ -91,7 +95,7 @@ EIP712_DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
     "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 )
 EIP712_NAME_HASH: constant(bytes32) = keccak256("cohep Coordinator")
-EIP712_VERSION_HASH: constant(bytes32) = keccak256("4")
+EIP712_VERSION_HASH: constant(bytes32) = keccak256("5")
 BALLOT_TYPEHASH: constant(bytes32) = keccak256("Ballot(uint256 round,uint256 approvals,int256[] scores_ppm)")
 # A sealed vote's commitment, signed for submit_commits (the commitment itself binds voter and content).
 COMMIT_TYPEHASH: constant(bytes32) = keccak256("Commit(uint256 round,bytes32 commitment)")
@@ -919,11 +923,26 @@ def submit_commits(r: uint256, commits: DynArray[SignedCommit, MAX_MEMBERS]) -> 
     assert self._slot[msg.sender] != 0, "not a member"
     problem: String[32] = self._commit_round_problem(r)
     assert len(problem) == 0, problem
+    committed: uint256 = 0
+    counted: uint256 = 0
+    bad: bool = False
+    committed, counted, bad = self._take_commits(r, commits, self._rounds[r].committed_mask, True)
+    if counted != 0:
+        self._add_commits(r, committed, counted)
+    return counted
+
+
+@internal
+def _take_commits(r: uint256, commits: DynArray[SignedCommit, MAX_MEMBERS], committed: uint256,
+                  store: bool) -> (uint256, uint256, bool):
+    """Check signed commitments on top of `committed` (who committed before) and, if `store`, record
+    the valid ones (a bad one is skipped with BallotSkipped). Returns who committed then, how many of
+    the batch were valid, and whether any was not (AggregateCoordinator's challenge)."""
     domain: bytes32 = self._domain_separator()
     active: uint256 = self._rounds[r].active
     voters: uint256 = self._voters(active, self._slots[r][0].proposer)
-    committed: uint256 = self._rounds[r].committed_mask
     counted: uint256 = 0
+    bad: bool = False
     i: uint256 = 0
     for c: SignedCommit in commits:
         digest: bytes32 = keccak256(concat(x"1901", domain, keccak256(abi_encode(COMMIT_TYPEHASH, c.round, c.commitment))))
@@ -937,15 +956,16 @@ def submit_commits(r: uint256, commits: DynArray[SignedCommit, MAX_MEMBERS]) -> 
         else:
             reason = self._commit_problem(signer, 1 << (s - 1), r, c.commitment, active, voters, committed)
         if len(reason) == 0:
-            self._count_commit(signer, 1 << (s - 1), r, c.commitment)
+            if store:
+                self._count_commit(signer, 1 << (s - 1), r, c.commitment)
             committed |= 1 << (s - 1)
             counted += 1
         else:
-            log BallotSkipped(round=r, signer=signer, index=i, reason=reason)
+            bad = True
+            if store:
+                log BallotSkipped(round=r, signer=signer, index=i, reason=reason)
         i += 1
-    if counted != 0:
-        self._add_commits(r, committed, counted)
-    return counted
+    return committed, counted, bad
 
 
 @external
@@ -1035,6 +1055,14 @@ def submit_ballots(r: uint256, ballots: DynArray[SignedBallot, MAX_MEMBERS]) -> 
 def finalize(r: uint256):
     """
     @notice Anyone closes round r once its outcome can no longer change, and starts round r + 1.
+    """
+    self._finalize(r)
+
+
+@internal
+def _finalize(r: uint256):
+    """
+    @notice Close round r (finalize; AggregateCoordinator first counts a standing reveals post).
     @dev Without a proposal: after the proposal window, the round is void and its proposers
          missed a duty. With one: once every voter voted or the vote window passed; each slot
          (or the average) is accepted iff its approvals >= required; proposers who did not
@@ -1187,7 +1215,7 @@ def rejoin():
 @view
 @external
 def domain_separator() -> bytes32:
-    """The EIP-712 domain separator ballots are signed under (name "cohep Coordinator", version "4")."""
+    """The EIP-712 domain separator ballots are signed under (name "cohep Coordinator", version "5")."""
     return self._domain_separator()
 
 

@@ -24,7 +24,8 @@ def _package_file(name: str):
 
 
 #: every contract of the package: the coordinator of rounds, and the model-competition record
-CONTRACTS = (CONTRACT, "Competition")
+#: and the coordinator of rounds with aggregated ballots (which imports Coordinator.vy as a module)
+CONTRACTS = (CONTRACT, "Competition", "AggregateCoordinator")
 
 
 def read_source(contract: str = CONTRACT) -> str:
@@ -49,11 +50,15 @@ def compile_artifact(contract: str = CONTRACT) -> dict:
         raise RuntimeError(
             f"artifact must be built with vyper {COMPILER_VERSION}, found {vyper.__version__}"
         )
+    from vyper.compiler.input_bundle import FilesystemInputBundle  # noqa: PLC0415
+
     source = read_source(contract)
-    # A fixed contract path keeps the output independent of where the package is installed.
+    # A fixed contract path keeps the output independent of where the package is installed; the
+    # package's folder resolves a contract's imports (AggregateCoordinator imports Coordinator).
     out = vyper.compile_code(
         source,
         contract_path=f"{contract}.vy",
+        input_bundle=FilesystemInputBundle([Path(str(_package_file(f"{contract}.vy"))).parent]),
         output_formats=["abi", "bytecode", "bytecode_runtime"],
     )
     return {

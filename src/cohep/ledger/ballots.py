@@ -43,7 +43,7 @@ from web3 import Web3
 from cohep.core.errors import IntegrityError
 
 EIP712_NAME = "cohep Coordinator"
-EIP712_VERSION = "4"
+EIP712_VERSION = "5"
 #: approvals: bit j approves slot j (combine "average": bit 0 approves the average); scores_ppm: one
 #: per slot (the voter's own slot: 0), or one for the average
 BALLOT_TYPE = [

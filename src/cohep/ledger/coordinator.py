@@ -8,6 +8,7 @@ is in ledger/state.py and ledger/events.py; how it talks to the chain, in ledger
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from fractions import Fraction
 from numbers import Rational
@@ -55,6 +56,16 @@ _VOTED = 1 << 255  # the contract's ballot flag: ballot = _VOTED | approval bitm
 EMBEDDED_BATCH_GAS = 12_000_000
 # start(): round 0's draw and slots, with 64 members and 64 slots about 1.83M (checked in tests)
 START_GAS = 3_000_000
+#: the contract of aggregated ballots (``[chain] ballots = "aggregate"``; ledger/bundles.py)
+AGGREGATE = "AggregateCoordinator"
+
+
+def aggregate_args(args: tuple, challenge_window: int) -> tuple:
+    """AggregateCoordinator's constructor arguments from Coordinator's: votes always sealed, and the
+    challenge window."""
+    if int(challenge_window) < 0:
+        raise ChainError(f"challenge_window must be >= 0, got {challenge_window}")
+    return (*args[:11], args[12], int(challenge_window))
 
 
 def constructor_args(members: list[str], threshold: Fraction, proposal_window: int, vote_window: int, seed: bytes,
@@ -104,6 +115,12 @@ class Coordinator(ContractClient):
         self.w3: Web3 = chain.w3
         art = artifact or load_artifact()
         self._c = self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=art["abi"])
+        #: aggregated ballots: an AggregateCoordinator (post_commits, post_reveals, challenges)
+        self.aggregated = any(e.get("name") == "post_commits" for e in art["abi"])
+        # aggregate_info of the last round read, until this client sends or mines: every voter of a
+        # round in this process asks it, and it changes only with a transaction (one read a round)
+        self._agg_cache: tuple[tuple, dict] | None = None
+        self._mined = 0
         self._settings: Settings | None = None
         self._fixed_gas = EMBEDDED_TX_GAS if chain.kind == "embedded" else None
         self.seconds = 0.0
@@ -117,7 +134,7 @@ class Coordinator(ContractClient):
     def deploy(cls, chain: Chain, members: list[str], *, threshold: Fraction = Fraction(1, 2), proposal_window: int = 50,
                vote_window: int = 50, seed: bytes, initial_digest: bytes, model_digest: bytes, max_missed: int = 3,
                proposers: int = 1, combine: str = "each", sealed: bool = True, reveal_window: int | None = None,
-               sender: str | None = None, start: bool = True) -> Coordinator:
+               sender: str | None = None, start: bool = True, challenge_window: int | None = None) -> Coordinator:
         """Deploy with an exact threshold (a Fraction: protocol.threshold_fraction turns a float
         share into one); the contract checks every bound and reverts with the reason.
 
@@ -125,11 +142,14 @@ class Coordinator(ContractClient):
         "average" (vote once on the average of the proposed slots); sealed: votes are committed, then
         revealed within reveal_window blocks (default: the vote window); False keeps plain vote().
         start: call start() at once (the next transaction, so in a later block), which fixes the
-        draw's seed from the deployment block's hash and starts round 0."""
-        art = load_artifact()
+        draw's seed from the deployment block's hash and starts round 0. challenge_window: deploy an
+        AggregateCoordinator (aggregated ballots, sealed) whose posts can be challenged that many blocks."""
+        art = load_artifact(AGGREGATE if challenge_window is not None else "Coordinator")
         factory = chain.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
         args = constructor_args(members, threshold, proposal_window, vote_window, seed, initial_digest, model_digest,
                                 max_missed, proposers, combine, sealed, reveal_window)
+        if challenge_window is not None:
+            args = aggregate_args(args, challenge_window)
         sender = Web3.to_checksum_address(sender or chain.accounts[0])
         t0 = time.perf_counter()
         try:
@@ -148,13 +168,13 @@ class Coordinator(ContractClient):
     def at(cls, chain: Chain, address: str) -> Coordinator:
         """Attach to an existing deployment; fails if no Coordinator code is there."""
         address = Web3.to_checksum_address(address)
-        code = chain.w3.eth.get_code(address)
-        art = load_artifact()
-        runtime = bytes.fromhex(art["bytecode_runtime"].removeprefix("0x"))
-        # Vyper appends the immutables (threshold, windows, digests...) after the runtime code.
-        if not bytes(code).startswith(runtime):
-            raise ChainError(f"no cohep Coordinator (this version) at {address} on {chain.kind}")
-        return cls(chain, address, art)
+        code = bytes(chain.w3.eth.get_code(address))
+        for name in ("Coordinator", AGGREGATE):
+            art = load_artifact(name)
+            # Vyper appends the immutables (threshold, windows, digests...) after the runtime code.
+            if code.startswith(bytes.fromhex(art["bytecode_runtime"].removeprefix("0x"))):
+                return cls(chain, address, art)
+        raise ChainError(f"no cohep Coordinator (this version) at {address} on {chain.kind}")
 
     @property
     def address(self) -> ChecksumAddress:
@@ -166,6 +186,8 @@ class Coordinator(ContractClient):
         """The deployment's settings (cached once start() has fixed the draw seed: nothing changes after)."""
         if self._settings is None:
             settings = settings_from(self._call)
+            if self.aggregated:
+                settings = dataclasses.replace(settings, challenge_window=int(self._call("challenge_window")))
             if settings.draw_seed == bytes(32):
                 return settings
             self._settings = settings
@@ -191,6 +213,8 @@ class Coordinator(ContractClient):
 
     def proposers_of(self, r: int) -> list[str]:
         """Every slot's proposer of a started round, in slot order."""
+        if self.aggregated:  # no proposers_of view there (EIP-170): the round's slots name them
+            return [slot.proposer for slot in self.round_state(int(r)).slots]
         return [Web3.to_checksum_address(a) for a in self._call("proposers_of", int(r))]
 
     def draw_slots(self, r: int) -> list[int]:
@@ -224,7 +248,20 @@ class Coordinator(ContractClient):
 
     def round_state(self, r: int) -> RoundState:
         info = self._call("round_info", r)
-        return round_state_from(r, info, self.settings(), lambda j: self.slot_state(r, j))
+        state = round_state_from(r, info, self.settings(), lambda j: self.slot_state(r, j))
+        if self.aggregated and state.reveal_block is None and state.proposed and not state.finalized:
+            # members' view of the reveal phase: a commitments post naming every voter, unsettled, past
+            # its challenge window (the reveals post settles it on chain)
+            a = self.aggregate_info(r)
+            if a["commit_root"] != bytes(32) and not a["settled"] and a["commit_block"]:
+                cw = self.settings().challenge_window
+                mask = a["commit_mask"]  # not yet in the contract's commitments, which state.commits counts
+                if (state.commits + bin(mask).count("1") == state.eligible
+                        and self.chain.block_number() + 1 > a["commit_block"] + cw):  # the next block settles it
+                    at = a["commit_block"] + cw  # its last challengeable block (the chain's phase: at the settling one)
+                    state = dataclasses.replace(state, reveal_block=at, commits=state.eligible,
+                                                reveal_deadline=at + self.settings().reveal_window)
+        return state
 
     def ballot(self, r: int, member: str) -> bool | None:
         """A member's vote in round r on slot 0 (or the average): True approve, False reject,
@@ -241,6 +278,32 @@ class Coordinator(ContractClient):
         """A member's sealed-vote commitment in round r, None if it has not committed."""
         c = bytes(self._call("commitment", int(r), Web3.to_checksum_address(member)))
         return None if c == bytes(32) else c
+
+    def aggregate_info(self, r: int) -> dict:
+        """Aggregated ballots: round r's posts (AggregateCoordinator.aggregate)."""
+        key = (int(r), self.transactions, self._mined)
+        if self._agg_cache is not None and self._agg_cache[0] == key and self.chain.kind == "embedded":
+            return dict(self._agg_cache[1])  # on the embedded chain only this process sends transactions
+        names = ("commit_root", "commit_mask", "commit_block", "commit_relayer", "settled", "unpacked",
+                 "reveal_root", "voted", "reveal_block", "reveal_relayer")
+        values = self._call("aggregate", int(r))
+        info = {k: (bytes(v) if isinstance(v, (bytes, bytearray)) else v) for k, v in zip(names, values)}
+        self._agg_cache = (key, info)
+        return dict(info)
+
+    def relay_faults(self, member: str) -> int:
+        """Aggregated ballots: the member's posts a challenge proved wrong."""
+        return int(self._call("relay_faults", Web3.to_checksum_address(member)))
+
+    def has_committed(self, r: int, member: str) -> bool:
+        """Sealed: the member's commitment of round r is on chain, or (aggregated) named by the round's
+        standing commitments post (whose bundle holds it)."""
+        if self.aggregated:  # the post first: its voters' commitments are in its bundle, not in storage
+            a = self.aggregate_info(r)
+            bit = 1 << self.members().index(Web3.to_checksum_address(member))
+            if a["commit_root"] != bytes(32) and a["commit_mask"] & bit:
+                return True
+        return self.commitment(r, member) is not None
 
     def member_stats(self, member: str) -> MemberStats:
         (proposed, accepted, cast, majority, missed, in_a_row, suspended, missed_proposals, missed_votes,
@@ -292,9 +355,15 @@ class Coordinator(ContractClient):
         return self._transact("commit_vote", sender, int(r), b32(commitment, "commitment"))
 
     def reveal_vote(self, sender: str, r: int, approvals: int, scores_ppm: list[int], salt: bytes) -> BallotBatch:
-        """Sealed: reveal the vote ``sender`` committed to (submit_reveals with its one reveal); a
-        reveal the contract skips is ChainError with its reason."""
+        """Sealed: reveal the vote ``sender`` committed to (submit_reveals with its one reveal; aggregated:
+        reveal_vote); a reveal the contract skips is ChainError with its reason."""
         from cohep.ledger.ballots import Reveal
+
+        if self.aggregated:
+            if len(scores_ppm) != 1:
+                raise ChainError(f"aggregated ballots take one score, got {len(scores_ppm)}")
+            receipt = self._transact("reveal_vote", sender, int(r), int(approvals), int(scores_ppm[0]), b32(salt, "salt"))
+            return ballot_batch_of(r, self._decode(receipt["logs"]))
 
         batch = self.submit_reveals(sender, r, [Reveal(Web3.to_checksum_address(sender), int(r), int(approvals),
                                                        tuple(int(x) for x in scores_ppm), b32(salt, "salt"))])
@@ -361,6 +430,44 @@ class Coordinator(ContractClient):
         the batch fails as a whole only for the round (not current, no proposal, window closed).
         """
         return self._batch("submit_ballots", sender, r, ballots)
+
+    # -- aggregated ballots (AggregateCoordinator; ledger/bundles.py) -----------------------
+
+    def post_commits(self, sender: str, r: int, commits: list) -> Receipt:
+        """Post round r's signed commitments (ledger.ballots.SignedCommit) as one bundle naming their voters."""
+        from cohep.ledger import bundles
+
+        mask = bundles.voters_mask(self.members(), [c.voter for c in commits])
+        return self._transact("post_commits", sender, int(r), mask, bundles.commits_bundle(commits))
+
+    def post_reveals(self, sender: str, r: int, reveals: list) -> Receipt:
+        """Post round r's reveals (ledger.ballots.Reveal) as one bundle and the tally they give."""
+        from cohep.ledger import bundles
+
+        return self._transact("post_reveals", sender, int(r), bundles.claim(self.members(), reveals),
+                              bundles.reveals_bundle(reveals))
+
+    def pass_challenge_window(self) -> None:
+        """Let the challenge window of a post just mined pass (empty blocks; counted in ``seconds``)."""
+        t0 = time.perf_counter()
+        try:
+            # a node estimates a transaction's gas at its latest block's number: one block more there
+            self.chain.mine(self.settings().challenge_window + (self.chain.kind != "embedded"))
+            self._mined += 1
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def open_commits(self, sender: str, r: int, commits: list) -> Receipt:
+        """Submit round r's commitments bundle: a challenge within its window, else its commitments stored."""
+        gas = EMBEDDED_BATCH_GAS if self._fixed_gas is not None else None
+        return self._transact("open_commits", sender, int(r), [c.as_tuple() for c in commits], gas=gas)
+
+    def challenge_reveals(self, sender: str, r: int, reveals: list) -> Receipt:
+        """Challenge round r's reveals post with its bundle (its commitments stored: open_commits first)."""
+        from cohep.ledger import bundles
+
+        gas = EMBEDDED_BATCH_GAS if self._fixed_gas is not None else None
+        return self._transact("challenge_reveals", sender, int(r), [bundles.hashed(rv) for rv in reveals], gas=gas)
 
     def rejoin(self, sender: str) -> Receipt:
         """A suspended member (key recovered, node restarted) is active again from the next round."""

@@ -18,6 +18,8 @@ from cohep.ledger.state import BallotBatch, Outcome
 #: the contract's events, all of which the client decodes (tests/test_ledger.py checks them against the ABI)
 EVENT_NAMES = ("Started", "RoundStarted", "Proposed", "Committed", "Voted", "Finalized", "RoundVoided", "Suspended",
                "Rejoined", "BallotSkipped")
+#: and the AggregateCoordinator's own (aggregated ballots)
+AGGREGATE_EVENT_NAMES = ("CommitsPosted", "RevealsPosted", "RelayFault")
 
 
 @dataclass(frozen=True)

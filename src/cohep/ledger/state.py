@@ -159,6 +159,8 @@ class Settings:
     reveal_window: int = 0
     #: the draw's seed (start() mixed the deployment block's hash into ``seed``); empty before start()
     draw_seed: bytes = bytes(32)
+    #: aggregated ballots (AggregateCoordinator): blocks a post can be challenged in; 0 for Coordinator
+    challenge_window: int = 0
 
     @property
     def combine(self) -> str:

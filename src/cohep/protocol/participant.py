@@ -154,7 +154,7 @@ class Participant:
         if not view.reveal_open() or (done is not None and done.revealed):
             return None
         pend = self.pending.get(r)
-        if pend is None or self.coordinator.commitment(r, self.address) is None:
+        if pend is None or not self.coordinator.has_committed(r, self.address):
             return None  # nothing committed on chain (or the salt is lost): nothing to reveal
         if state.votes and self.coordinator.ballot_bits(r, self.address) is not None:
             return None  # revealed already (before a restart, or relayed)

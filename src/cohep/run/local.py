@@ -104,11 +104,12 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None, jour
         proposal_window=cfg.chain.proposal_window, vote_window=cfg.chain.resolved_vote_window(n),
         seed=seed_bytes(cfg.experiment.seed), initial_digest=init_digest, model_digest=spec.digest(),
         max_missed=cfg.chain.max_missed, proposers=cfg.round.proposers, combine=cfg.round.combine,
+        challenge_window=cfg.chain.challenge_window if cfg.chain.ballots == "aggregate" else None,
     )
     fetch = Fetcher(allowed=[store.base_uri], max_bytes=default_max_bytes(initial), reference=initial)
     behaviours = attacks.behaviours(cfg.attack, members, cfg.experiment.seed)  # research only: [attack]
     ballots: list = []  # signed mode: this round's ballots (sealed: commitments, then reveals), one transaction each
-    post = ballots.append if cfg.chain.ballots == "signed" else None
+    post = ballots.append if cfg.chain.ballots in ("signed", "aggregate") else None
     wiring = MemberWiring(coord, store, fetch, rule, cfg.round.policy(), init_uri)
     members_ = [wiring.member(i, members[i], lr, misbehaviour=behaviours[i], post_ballot=post)
                 for i, lr in enumerate(learners)]
@@ -185,7 +186,9 @@ def _vote_pass(chain, coord, members_, state, ballots: list, relay: str) -> None
 
     On the embedded chain only these transactions mine blocks (within the window, which the config
     checks): one read serves every voter. A node's blocks come at its own pace: read each time. In
-    signed mode ``relay`` (slot 0's proposer) submits what they handed on, in one transaction."""
+    signed mode ``relay`` (slot 0's proposer) submits what they handed on, in one transaction; aggregated
+    (an AggregateCoordinator), it posts them as one bundle, and the post's challenge window passes (in
+    this process every member sees the bundle the relay built, which it signed or revealed itself)."""
     view = RoundView(state, chain.block_number())
     for m in members_:
         if m.address in state.voters:
@@ -194,7 +197,10 @@ def _vote_pass(chain, coord, members_, state, ballots: list, relay: str) -> None
         return
     from cohep.ledger.ballots import Reveal, SignedCommit
 
-    if isinstance(ballots[0], SignedCommit):
+    if coord.aggregated:
+        (coord.post_commits if isinstance(ballots[0], SignedCommit) else coord.post_reveals)(relay, state.round, ballots)
+        coord.pass_challenge_window()
+    elif isinstance(ballots[0], SignedCommit):
         coord.submit_commits(relay, state.round, ballots)
     elif isinstance(ballots[0], Reveal):
         coord.submit_reveals(relay, state.round, ballots)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from collections.abc import Callable
 
 from cohep import models
-from cohep.core.errors import ChainError, CohepError, DataError, IntegrityError
+from cohep.core.errors import ConfigError, ChainError, CohepError, DataError, IntegrityError
 from cohep.run.experiment_file import Experiment, redact_url
 from cohep.core.files import atomic_write_bytes, read_json, write_json
 from cohep.outputs.manifest import write_manifest
@@ -147,6 +147,9 @@ def build_node_member(experiment: Experiment, key, data_path: str, chain, opts: 
                                    seed=learner_seed(cfg.experiment.seed, index), initial=initial,
                                    privacy=budget and dataclasses.replace(budget, secret=True))  # seed is public
     box = None
+    if cfg.chain.ballots == "aggregate":  # the in-process runner only, so far (docs/contract.md)
+        raise ConfigError("chain.ballots = \"aggregate\" is played by `cohep run` only; a node relays "
+                          "\"signed\" or \"transactions\" ballots")
     if cfg.chain.ballots == "signed":
         from cohep.wire.ballotbox import BallotBox
 

@@ -1,0 +1,113 @@
+"""Aggregated ballots (``[chain] ballots = "aggregate"``): a phase's ballots as one bundle.
+
+A relayer posts a round's signed commitments, then its reveals, each as one bundle in one
+transaction; the AggregateCoordinator keeps only the bundle's keccak256 and the bitmaps it claims,
+so a round's chain cost does not grow with the members (docs/contract.md, Aggregated ballots). A
+bundle is the ABI encoding of the array the contract's challenge takes (``SignedCommit[]``,
+``HashedReveal[]``), so the contract hashes a challenge's argument and compares it with the post.
+``check_commits`` and ``check_reveals`` are what an honest member runs on a post before it lets it
+stand: the faults a challenge proves, found off chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from eth_abi import encode
+from eth_utils import keccak
+from web3 import Web3
+
+from cohep.ledger.ballots import Domain, Reveal, SignedCommit, _scores_hash
+
+#: the ABI types of the bundles (the contract's SignedCommit[] and HashedReveal[])
+COMMITS_TYPE = "(uint256,bytes32,uint8,bytes32,bytes32)[]"
+REVEALS_TYPE = "(address,uint256,bytes32,bytes32)[]"
+
+
+def commits_bundle(commits: Sequence[SignedCommit]) -> bytes:
+    """The commitments post's bundle: abi_encode(SignedCommit[]), as the contract re-encodes it."""
+    return encode([COMMITS_TYPE], [[c.as_tuple() for c in commits]])
+
+
+def hashed(reveal: Reveal) -> tuple:
+    """A reveal as a bundle entry (HashedReveal): the scores enter as their hash."""
+    return (Web3.to_checksum_address(reveal.voter), int(reveal.approvals), _scores_hash(reveal.scores_ppm),
+            bytes(reveal.salt))
+
+
+def reveals_bundle(reveals: Sequence[Reveal]) -> bytes:
+    """The reveals post's bundle: abi_encode(HashedReveal[])."""
+    return encode([REVEALS_TYPE], [[hashed(rv) for rv in reveals]])
+
+
+def root(bundle: bytes) -> bytes:
+    """What the contract stores of a post: keccak256 of its bundle."""
+    return keccak(bundle)
+
+
+def voters_mask(members: Sequence[str], voters: Sequence[str]) -> int:
+    """Bit i set for members[i] among voters."""
+    index = {Web3.to_checksum_address(m): i for i, m in enumerate(members)}
+    mask = 0
+    for v in voters:
+        mask |= 1 << index[Web3.to_checksum_address(v)]
+    return mask
+
+
+def claim(members: Sequence[str], reveals: Sequence[Reveal]) -> int:
+    """The tally a reveals post claims: bit i members[i] revealed, bit 128 + i it approved (one verdict)."""
+    index = {Web3.to_checksum_address(m): i for i, m in enumerate(members)}
+    voted = 0
+    for rv in reveals:
+        i = index[Web3.to_checksum_address(rv.voter)]
+        voted |= 1 << i
+        if rv.approvals & 1:
+            voted |= 1 << (128 + i)
+    return voted
+
+
+@dataclass(frozen=True)
+class Check:
+    """What a member found in a post: ``fault`` names the first wrong thing ("" if none)."""
+
+    fault: str
+    index: int = -1
+
+
+def check_commits(domain: Domain, r: int, members: Sequence[str], mask: int, commits: Sequence[SignedCommit],
+                  voters: Sequence[str], committed_before: int) -> Check:
+    """The faults open_commits proves: an entry not a voter's valid signed commitment of round r
+    (forged, another round, a voter twice, one committed before the post), or a mask other than the
+    valid entries' signers."""
+    allowed = voters_mask(members, voters)
+    index: dict[str, int] = {Web3.to_checksum_address(m): i for i, m in enumerate(members)}
+    seen = committed_before
+    for k, c in enumerate(commits):
+        signer = c.signer(domain)
+        i = index.get(signer) if signer else None
+        if i is None or c.round != r or not (allowed >> i) & 1 or (seen >> i) & 1 or c.commitment == bytes(32):
+            return Check("not a voter's valid signed commitment", k)
+        seen |= 1 << i
+    if seen & ~committed_before != mask:
+        return Check("voters named without a commitment")
+    return Check("")
+
+
+def check_reveals(domain: Domain, r: int, members: Sequence[str], voted: int, reveals: Sequence[Reveal],
+                  commitments: dict[str, bytes]) -> Check:
+    """The faults challenge_reveals proves: a reveal that does not match its voter's commitment
+    (``commitments``: voter -> commitment), a voter twice, an approval other than bit 0, or a claim
+    other than the entries'."""
+    index: dict[str, int] = {Web3.to_checksum_address(m): i for i, m in enumerate(members)}
+    marks = 0
+    for k, rv in enumerate(reveals):
+        voter: str = Web3.to_checksum_address(rv.voter)
+        i = index.get(Web3.to_checksum_address(voter))
+        if (i is None or (marks >> i) & 1 or rv.approvals > 1 or rv.round != r
+                or commitments.get(voter) != rv.commitment(domain)):
+            return Check("a reveal that does not match its commitment", k)
+        marks |= (1 << i) | ((rv.approvals & 1) << (128 + i))
+    if marks != voted:
+        return Check("a tally other than the reveals'")
+    return Check("")
