@@ -11,7 +11,6 @@ range for a batch array, and :mod:`cohep.lartpc.shards` merges the shards into t
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -411,15 +410,15 @@ def _truth(inter: Interaction, vertex, result: TransportResult) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Blocks of events (tasks, run in this process, a local pool or on Dask workers)
 # ---------------------------------------------------------------------------------------------
-_CACHED: tuple[str, int, EventSimulator] | None = None
+_CACHED: tuple[SimulationConfig, int, EventSimulator] | None = None
 
 
 def _simulator(config: SimulationConfig, seed: int) -> EventSimulator:
-    """This process's simulator for (config, seed), built once (a worker runs many blocks of one run)."""
+    """This process's simulator for (config, seed), built once (a worker runs many blocks of one run;
+    each task brings its own copy of the configuration, compared by value: about 0.03 ms)."""
     global _CACHED
-    key = json.dumps(config.to_dict(), sort_keys=True, default=str)
-    if _CACHED is None or _CACHED[0] != key or _CACHED[1] != seed:
-        _CACHED = (key, seed, EventSimulator(config, seed))
+    if _CACHED is None or _CACHED[1] != seed or _CACHED[0] != config:
+        _CACHED = (config, seed, EventSimulator(config, seed))
     return _CACHED[2]
 
 
