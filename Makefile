@@ -9,7 +9,7 @@ ANVIL     := .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 
 export KERAS_BACKEND := torch
 
-.PHONY: demo test test-fast bench clean venv
+.PHONY: demo test test-fast test-python bench clean venv
 
 venv: $(STAMP)
 
@@ -44,6 +44,18 @@ test: lint
 # under 2 minutes on 2 cores, for the loop while editing; `make test` still runs everything.
 test-fast: lint
 	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile -m "not (anvil or nodes or ray or slow)"
+
+# test-fast on another CPython, in a virtual environment outside the tree (docs/python_versions.md):
+# `make test-python PYTHON=python3.13`. torch==2.13.0 from PyPI is the CUDA build for 3.12 and 3.13
+# (about 4 GB installed with its nvidia-* wheels; it runs on the CPU), so this is not what CI runs.
+TEST_VENV ?= ../venv-$(notdir $(PYTHON))
+test-python:
+	$(PYTHON) -m venv $(TEST_VENV)
+	$(TEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TEST_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(TEST_VENV)/bin/python -m pip install -q -e '.[test]'
+	$(TEST_VENV)/bin/python -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__version__)"
+	$(TEST_VENV)/bin/python -m pytest -q -n $(WORKERS) --dist loadfile -m "not (anvil or nodes or ray or slow)"
 
 # Every benchmark at a size that finishes in under 20 minutes on 2 cores; summary in runs/bench/summary.md.
 # MNIST: the folder with the t10k IDX files; `make bench BENCH_ARGS=--full` for the full sizes.
