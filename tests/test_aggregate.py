@@ -207,6 +207,10 @@ def test_a_wrong_reveals_post_is_challenged_reversed_and_only_the_relayer_pays(c
     s = stats(c, members)
     assert s[p].suspended and c.relay_faults(p) == 1
     assert all(s[m].missed == 0 and not s[m].suspended for m in members if m != p)
+    from cohep.run.audit import ContractRules, replay
+
+    audit = replay(c.events(), ContractRules.of(c.settings()))  # the discarded claim, the relayer's suspension
+    assert not audit.findings and [why for _, _, why in audit.suspended] == ["faulty relay"]
 
 
 def test_a_challenge_after_the_window_is_refused_and_the_post_stands(chain):
@@ -283,3 +287,6 @@ def test_an_aggregate_run_decides_every_round_from_its_members_votes_in_four_tra
         assert len(votes) == 2 == fin["votes"]
         assert fin["approvals"] == [votes.count("approve")]
         assert {r.accepted for r in rows if r.round == rnd} == {fin["accepted"]} == {fin["approvals"][0] >= fin["required"]}
+    from cohep.run.audit import audit_run
+
+    assert audit_run(tmp_path / "aggregate").clean  # the audit counts a standing claim as the contract does

@@ -212,6 +212,20 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
             st = rounds.get(int(a["round"]))
             if st is not None:
                 st["committed"].setdefault(member(a["voter"]), _position(e))
+        elif name == "CommitsPosted":  # aggregated ballots: the voters a commitments post names
+            st = rounds.get(int(a["round"]))
+            if st is not None:
+                for i in range(n):
+                    if int(a["voters"]) >> i & 1:
+                        st["committed"].setdefault(i, _position(e))
+        elif name == "RevealsPosted":  # aggregated: the tally claimed, counted at finalize unless disproven
+            st = rounds.get(int(a["round"]))
+            if st is not None:
+                st["claim"] = int(a["voted"])
+        elif name == "RelayFault":  # a challenge proved the post wrong: discarded
+            st = rounds.get(int(a["round"]))
+            if st is not None and a["phase"] == "reveals":
+                st["claim"] = 0
         elif name in ("Finalized", "RoundVoided"):
             r = int(a["round"])
             st = rounds.get(r)
@@ -227,6 +241,15 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
                 for i in sorted(silent):
                     miss(i, r, "proposal")
                 continue
+            claim = st.get("claim", 0)
+            for i in range(n):  # a standing claim's voters, less those that revealed directly since
+                if claim >> i & 1 and i not in st["ballots"]:
+                    if i not in st["voters"]:
+                        find(f"round {r + 1}: the reveals post counts member {i}, who could not vote")
+                        continue
+                    st["ballots"][i] = claim >> (128 + i) & 1
+                    st["voted_at"][i] = _position(e)
+                    in_a_row[i] = 0
             proposed = sorted(st["slots"])
             if st["average"]:
                 approvals = [sum(b & 1 for b in st["ballots"].values())]
@@ -263,7 +286,9 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
             i = member(a["member"])
             report.suspensions += 1
             report.suspended.append((i, int(a["round"]), str(a.get("reason", ""))))
-            if (i, int(a["round"])) in expected_suspensions:
+            if a.get("reason") == "faulty relay" and i >= 0:  # a proven fault of its post (RelayFault follows)
+                active[i] = False
+            elif (i, int(a["round"])) in expected_suspensions:
                 expected_suspensions.remove((i, int(a["round"])))
             else:
                 find(f"member {i} suspended in round {int(a['round']) + 1} without {rules.max_missed} missed duties in a row")
