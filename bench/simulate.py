@@ -174,9 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.flux is not None:
         from dataclasses import replace
 
+        from cohep.core.errors import ConfigError
         from cohep.lartpc.generator import FluxConfig
 
-        cfg = replace(cfg, flux=FluxConfig(kind=args.flux))
+        try:
+            cfg = replace(cfg, flux=FluxConfig(kind=args.flux))
+        except ConfigError as exc:
+            print(f"--flux: {exc}", file=sys.stderr)
+            return 2
     workers = args.workers or (os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as tmp:
         simulate(16, Path(tmp) / "warmup.h5", seed=0, workers=1, config=cfg, progress=False)
