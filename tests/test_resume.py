@@ -207,3 +207,14 @@ def test_a_baseline_run_resumes_too(tmp_path, mnist_dir, one_torch_thread):
     resume_experiment(here, config.load(None, settings(mnist_dir, **over)), figure=False)
     for name in (rundir.RECORDS, rundir.WEIGHTS):
         assert (here / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_ctrl_c_while_replaying_leaves_what_was_kept(runs, tmp_path):
+    kept = runs[3]
+    run = tmp_path / "run"
+    shutil.copytree(kept, run)
+    before = {str(p.relative_to(run)): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(RunInterrupted) as stopped:
+        resume_experiment(run, figure=False, on_round=stop_after(1))  # round 1 of the 2 kept
+    assert stopped.value.line.startswith(f"interrupted in round 3 of {ROUNDS}; rounds 1-2 kept in {run}")
+    assert {str(p.relative_to(run)): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

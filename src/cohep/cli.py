@@ -584,6 +584,9 @@ def run(
     except RunInterrupted as exc:  # Ctrl-C once rounds were kept: where it stopped, how to resume (exit 130)
         typer.echo(f"cohep: {exc.line}", err=True)
         raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # before the run began (reading the data): it made nothing
+        typer.echo("cohep: interrupted before the first round; nothing was written", err=True)
+        raise typer.Exit(130) from None
     _print_run_summary(result)
     for warning in warnings_for(result):  # also in report.md; stderr so a script's log shows it
         typer.echo(warning, err=True)

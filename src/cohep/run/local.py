@@ -120,7 +120,7 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None, jour
         m.sync(accepted)
     records = [initial_record(m.index, rule, m.current, m.conduct.attack) for m in members_]
     timings: list[RoundTiming] = []
-    _round_done(journal, 0, records, timings, members_[0].learner, None)
+    _round_done(journal, 0, records, timings, members_[0].learner)
     start = time.perf_counter()
     r = coord.round()
     for _ in range(cfg.experiment.rounds):
@@ -158,8 +158,10 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None, jour
             t.evaluation += m.seconds["evaluation"] - spent["evaluation"]
         timings.append(t)
         r += 1  # finalize started the next round
+        _round_done(journal, t.round, records, timings, members_[0].learner)  # kept before it is shown
         _log_round(t.round, cfg.experiment.rounds, outcome.accepted, records[-n:], start, bar)
-        _round_done(journal, t.round, records, timings, members_[0].learner, on_round)
+        if on_round is not None:
+            on_round(t.round)
     return records, timings, {"chain_id": chain.chain_id, "contract": coord.address,
                               "chain": chain.kind, "accepted_digest": coord.accepted_digest().hex(),
                               "adopted_digest": members_[0].digest.hex(),
@@ -237,13 +239,11 @@ def _log_round(rnd: int, rounds: int, accepted: bool | None, rows: list[RoundRec
         bar.advance(1, f"mean test acc {mean:.4f}")
 
 
-def _round_done(journal, rnd: int, records, timings, learner, on_round) -> None:
-    """Round ``rnd`` (0: the setup) is finished: the journal marks it (what Ctrl-C keeps), then
-    ``on_round(rnd)`` (a test's hook) is told."""
+def _round_done(journal, rnd: int, records, timings, learner) -> None:
+    """Round ``rnd`` (0: the setup) is finished: the journal marks it (what Ctrl-C keeps). Called
+    before the round is shown, so a Ctrl-C after its line always keeps it; ``on_round`` is told after."""
     if journal is not None:
         journal.round_done(rnd, records, timings, learner.current())
-    if on_round is not None and rnd > 0:
-        on_round(rnd)
 
 
 def run_alone(cfg, learners, bar=None, journal=None, on_round=None):
@@ -251,7 +251,7 @@ def run_alone(cfg, learners, bar=None, journal=None, on_round=None):
     rule: VoteRule = cfg.vote
     current, records = _initial_rows(learners, rule)
     timings: list[RoundTiming] = []
-    _round_done(journal, 0, records, timings, learners[0], None)
+    _round_done(journal, 0, records, timings, learners[0])
     started = time.perf_counter()
     for rnd in range(1, cfg.experiment.rounds + 1):
         if _out_of_time(cfg, started):
@@ -272,8 +272,10 @@ def run_alone(cfg, learners, bar=None, journal=None, on_round=None):
                                 s, current[i], after, weights_digest(proposal).hex()))
             current[i] = after
         timings.append(t)
+        _round_done(journal, rnd, records, timings, learners[0])  # kept before it is shown
         _log_round(rnd, cfg.experiment.rounds, None, records[-len(learners):], started, bar)
-        _round_done(journal, rnd, records, timings, learners[0], on_round)
+        if on_round is not None:
+            on_round(rnd)
     return records, timings, {}
 
 
@@ -387,6 +389,9 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool, model_auto: bool = Fal
     except KeyboardInterrupt:
         if not journal.marks:  # before the setup ended: nothing worth keeping
             raise
+        if kept is not None and journal.replayed < kept.rounds_done:  # still replaying: what was kept stands
+            raise resume.RunInterrupted(resume.interrupted_line(out, kept.rounds_done + 1, cfg.experiment.rounds),
+                                        out, kept.rounds_done) from None
         with resume.sigint_deferred():
             done = journal.save_interrupted(out, {
                 "mode": mode, "seed": cfg.experiment.seed, "model": spec.to_dict(),

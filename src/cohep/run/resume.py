@@ -79,10 +79,11 @@ def fingerprint(weights: Weights) -> str:
 def interrupted_line(out_dir: Path, stopped_in: int, rounds: int, resumable: bool = True) -> str:
     """The one line Ctrl-C prints: where the run stopped, what is kept, how to go on."""
     done = stopped_in - 1
-    kept = "no round finished" if done < 1 else ("round 1" if done == 1 else f"rounds 1-{done}")
+    kept = f"no round finished, the setup kept in {out_dir}" if done < 1 else \
+        f"{'round 1' if done == 1 else f'rounds 1-{done}'} kept in {out_dir}"
     tail = f"resume with: cohep run --resume {out_dir}" if resumable else \
         "a run on an external chain (chain.rpc) cannot be resumed"
-    return f"interrupted in round {stopped_in} of {rounds}; {kept} kept in {out_dir}; {tail}"
+    return f"interrupted in round {stopped_in} of {rounds}; {kept}; {tail}"
 
 
 @contextlib.contextmanager
