@@ -50,6 +50,11 @@ def sealed_votes(c: Coordinator, r: int, voters: list[str], approve=lambda i: i 
         reveals[v] = B.Reveal(v, r, a, (score,), salt)
     return commits, reveals
 
+def forged_bundle(c: Coordinator, relayer: str, r: int, voters: list[str], commits: dict) -> list:
+    """A commit bundle whose first voter's commitment the relayer signed itself, of its own choosing."""
+    forged = replace(c.sign_commit(relayer, r, h("forged")), voter=voters[0])
+    return [forged] + [commits[v] for v in voters[1:]]
+
 
 def stats(c: Coordinator, members):
     return {m: c.member_stats(m) for m in members}
@@ -121,9 +126,7 @@ def test_a_forged_commitment_is_challenged_and_only_the_relayer_pays(chain):
     r, p, voters = proposed(c)
     commits, reveals = sealed_votes(c, r, voters)
     victim = voters[0]
-    # the relayer signs a commitment of its own choosing in the victim's place
-    forged = replace(c.sign_commit(p, r, h("forged")), voter=victim)
-    bundle = [forged] + [commits[v] for v in voters[1:]]
+    bundle = forged_bundle(c, p, r, voters, commits)  # the relayer's commitment in the victim's place
     assert bundles.check_commits(c.ballot_domain(), r, members, bundles.voters_mask(members, voters), bundle,
                                  voters, 0).fault
     c.post_commits(p, r, bundle)
@@ -217,8 +220,7 @@ def test_a_challenge_after_the_window_is_refused_and_the_post_stands(chain):
     c = deploy(chain)
     r, p, voters = proposed(c)
     commits, _ = sealed_votes(c, r, voters)
-    forged = replace(c.sign_commit(p, r, h("forged")), voter=voters[0])
-    bundle = [forged] + [commits[v] for v in voters[1:]]
+    bundle = forged_bundle(c, p, r, voters, commits)
     c.post_commits(p, r, bundle)
     c.pass_challenge_window()
     c.open_commits(voters[0], r, bundle)  # past the window: only stores the valid commitments
@@ -242,8 +244,7 @@ def test_a_round_on_anvil():
         c = deploy(chain)
         r, p, voters = proposed(c)
         commits, reveals = sealed_votes(c, r, voters)
-        forged = replace(c.sign_commit(p, r, h("forged")), voter=voters[0])
-        bundle = [forged] + [commits[v] for v in voters[1:]]
+        bundle = forged_bundle(c, p, r, voters, commits)
         c.post_commits(p, r, bundle)
         c.open_commits(voters[0], r, bundle)
         assert fault_events(c) == [(p, "commits")]
