@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -106,7 +105,7 @@ def parser():
     bench.add_seed(ap, 1)
     ap.add_argument("--workers", type=int, default=2)
     bench.add_threads(ap, None, help="torch threads (default: all cores; 1 on a machine shared with other jobs)")
-    ap.add_argument("--data", type=Path, default=None, help="keep or reuse the simulated files in this folder")
+    bench.add_data_folder(ap)
     bench.add_doc(ap, HOME.doc())
     return ap
 
@@ -115,9 +114,7 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     t_all = time.perf_counter()
-    tmp = tempfile.TemporaryDirectory()
-    folder = args.data or Path(tmp.name)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder, _tmp = bench.data_folder(args.data)
     t0 = time.perf_counter()
     files = simulate_cells(folder, args.events, args.shift, args.workers)
     t_sim = time.perf_counter() - t0

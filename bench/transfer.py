@@ -183,7 +183,7 @@ def parser():
     ap.add_argument("--three-round", default="all", choices=list(THREE_ROUNDS),
                     help="the colearn round of the three-learner runs: one proposer a round, or all three "
                          "(averaged by examples, the average voted on)")
-    ap.add_argument("--data", type=Path, default=None, help="keep or reuse the simulated files in this folder")
+    bench.add_data_folder(ap)
     bench.add_doc(ap, HOME.doc())
     return ap
 
@@ -195,9 +195,7 @@ def main(argv=None) -> int:
         ap.error(f"--three-modes takes colearn, individual and centralised, got {args.three_modes!r}")
     torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     t_all = time.perf_counter()
-    tmp = tempfile.TemporaryDirectory()
-    folder = args.data or Path(tmp.name)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder, _tmp = bench.data_folder(args.data)
     t0 = time.perf_counter()
     if all((folder / f"{k}.h5").exists() for k in (*PRESETS, "import")):
         files = {k: folder / f"{k}.h5" for k in (*PRESETS, "import")}

@@ -20,6 +20,7 @@ import platform
 import re
 import shlex
 import sys
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -164,6 +165,20 @@ def add_device(ap: argparse.ArgumentParser, default: str = "cpu") -> None:
 
 def add_threads(ap: argparse.ArgumentParser, default: int | None, help: str = "torch threads") -> None:
     ap.add_argument("--threads", type=int, default=default, help=help)
+
+
+def add_data_folder(ap: argparse.ArgumentParser) -> None:
+    """``--data``: where a bench keeps its simulated files, so a second run reuses them."""
+    ap.add_argument("--data", type=Path, default=None, help="keep or reuse the simulated files in this folder")
+
+
+def data_folder(given: Path | None) -> tuple[Path, tempfile.TemporaryDirectory | None]:
+    """The folder of ``--data`` (made if missing), else a temporary one that lasts while its handle,
+    the second value, is alive."""
+    tmp = None if given is not None else tempfile.TemporaryDirectory()
+    folder = given if given is not None else Path(tmp.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder, tmp
 
 
 def load_script(path: str | os.PathLike) -> ModuleType:
