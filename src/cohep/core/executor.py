@@ -55,6 +55,29 @@ class SerialExecutor(Executor):
         return "in-process"
 
 
+def _in_order(submit: Callable, result: Callable, tasks: Iterable[tuple], window: int, *,
+              cancel: Callable[[list], object] | None = None) -> Iterator:
+    """``result(submit(args))`` for each task, in the tasks' order, with at most ``window`` submitted
+    and not yet yielded; ``cancel`` drops what is still pending when the consumer stops early or a
+    task fails."""
+    pending: deque = deque()
+    it = iter(tasks)
+    try:
+        for args in it:
+            pending.append(submit(args))
+            if len(pending) >= window:
+                break
+        while pending:
+            value = result(pending.popleft())
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(submit(nxt))
+            yield value
+    finally:
+        if pending and cancel is not None:
+            cancel(list(pending))
+
+
 def _quiet_worker() -> None:
     # one thread per worker process: the workers are the parallelism
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -70,19 +93,8 @@ class ProcessExecutor(Executor):
         self._pool = ctx.Pool(self.workers, initializer=_quiet_worker)
 
     def map(self, fn, tasks, *, window=None):
-        window = window or 3 * self.workers
-        pending: deque = deque()
-        it = iter(tasks)
-        for args in it:
-            pending.append(self._pool.apply_async(fn, args))
-            if len(pending) >= window:
-                break
-        while pending:
-            result = pending.popleft().get()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(self._pool.apply_async(fn, nxt))
-            yield result
+        return _in_order(lambda args: self._pool.apply_async(fn, args), lambda job: job.get(), tasks,
+                         window or 3 * self.workers)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -108,25 +120,13 @@ class DaskExecutor(Executor):
         self.workers = max(1, int(threads))
 
     def map(self, fn, tasks, *, window=None):
-        window = window or 3 * self.workers
-        pending: deque = deque()
-        it = iter(tasks)
-        try:
-            for args in it:
-                pending.append(self.client.submit(fn, *args, pure=False))
-                if len(pending) >= window:
-                    break
-            while pending:
-                fut = pending.popleft()
-                result = fut.result()
-                fut.release()
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.append(self.client.submit(fn, *nxt, pure=False))
-                yield result
-        finally:
-            if pending:  # the consumer stopped early or a task failed: drop the rest
-                self.client.cancel(list(pending))
+        def result(fut):
+            value = fut.result()
+            fut.release()
+            return value
+
+        return _in_order(lambda args: self.client.submit(fn, *args, pure=False), result, tasks,
+                         window or 3 * self.workers, cancel=self.client.cancel)
 
     def close(self) -> None:
         if self._own:
