@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cohep.core.errors import DataError
+from cohep.core.errors import CohepError, DataError
 
 #: the attributes a shard adds to the run's
 SHARD_ATTRS = ("shard_index", "shard_count", "shard_start", "shard_stop", "run_events")
@@ -24,8 +24,6 @@ SHARD_ATTRS = ("shard_index", "shard_count", "shard_start", "shard_stop", "run_e
 
 def shard_range(n_events: int, index: int, count: int) -> tuple[int, int]:
     """[start, stop) of shard ``index`` of ``count`` (ranges as even as integers allow)."""
-    from cohep.core.errors import CohepError
-
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
         raise CohepError(f"shard count must be a positive integer, got {count!r}")
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < count:
@@ -37,8 +35,6 @@ def shard_range(n_events: int, index: int, count: int) -> tuple[int, int]:
 
 def parse_shard(text: str) -> tuple[int, int]:
     """``"i/N"`` -> (i, N), 0-based i; a malformed value is one line naming --shard."""
-    from cohep.core.errors import CohepError
-
     parts = text.split("/")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
         raise CohepError(f"--shard {text}: expected i/N (shard i of N, 0-based: 0/4 .. 3/4)")
