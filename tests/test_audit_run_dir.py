@@ -139,3 +139,39 @@ def test_an_interrupted_run_is_refused_in_one_line(finished, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == f"cohep: error: {run} holds an interrupted run (rounds 1-1 kept): resume it first " \
                   f"(cohep run --resume {run})"
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory, mnist_dir, one_torch_thread_module):
+    """A guarded run (every member proposes, ``vote.judge = "screened_average"``): a row's score is the
+    screened average's, which the voter's ballot carries in its own slot."""
+    cfg = config.load(None, {
+        "experiment": {"learners": 3, "rounds": 2, "seed": 2, "protocol": "guarded"},
+        "data": {"kind": "mnist", "path": str(mnist_dir), "limit": 600, "holdout": 200},
+        "model": {"name": "mnist_cnn"}, "train": {"epochs": 0.5, "batch_size": 32},
+    })
+    assert (cfg.vote.judge, cfg.round.proposers) == ("screened_average", 3)
+    return run_experiment(cfg, tmp_path_factory.mktemp("guarded") / "run", figure=False).out_dir
+
+
+def test_a_guarded_run_audits_every_score_clean(guarded):
+    report = audit_run(guarded)
+    assert report.clean, report.text()
+    assert not any("screened average" in n for n in report.notes), report.notes
+    # each voter's own slot carries its row's score: the screened average's, not a slot's
+    events = [json.loads(x) for x in (guarded / "chain_events.jsonl").read_text().splitlines()]
+    drawn = {int(e["args"]["round"]): [a.lower() for a in e["args"]["proposers"]] for e in events
+             if e["name"] == "RoundStarted"}
+    own = [int(e["args"]["scores_ppm"][drawn[int(e["args"]["round"])].index(e["args"]["voter"].lower())])
+           for e in events if e["name"] == "Voted"]
+    assert own and all(x != 0 for x in own), own
+
+
+def test_a_tampered_screened_average_score_is_found(guarded, tmp_path):
+    run = copy(guarded, tmp_path)
+    original = next(r for r in read_csv(run / rundir.RECORDS) if r.round > 0 and r.vote)
+    line, row = _edit(run, lambda r: r == original, vote_score=original.vote_score + 0.001)
+    report = audit_run(run)
+    assert not report.clean
+    assert any(f.startswith(f"records.csv line {line} (round {row.round}, learner {row.learner}): field vote_score")
+               for f in report.findings), report.text()

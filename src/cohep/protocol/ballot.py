@@ -3,7 +3,8 @@
 A round has one slot (the verdict on its proposal), several judged by their average (combine
 "average": one verdict, spoiled by a slot the update screens name), or several judged one by one
 (combine "each": each slot's verdict, after the screens; with ``vote.judge = "screened_average"``
-the slots that pass every screen share the verdict on their average). The verdict cast on a
+the slots that pass every screen share the verdict on their average, whose score the voter's own
+slot carries, so that ``cohep audit`` checks it). The verdict cast on a
 proposer goes through this member's conduct (:mod:`cohep.protocol.misbehaviour`) in one place.
 """
 from __future__ import annotations
@@ -138,6 +139,12 @@ class Voter:
         row = mean_scores(judged_scores) if judged_scores else None
         if average is not None and average.scores is not None:
             row = average.scores
+        if self.rule.judge == "screened_average":
+            # the row's score (the screened average's), which no slot's score gives, rides in this
+            # voter's own slot (which it cannot approve): so the ballot, signed or sealed, commits to it
+            own = [s.slot for s in state.slots if s.proposer == self.address]
+            if own:
+                scores[own[0]] = to_ppm(self.rule.score(row.vote) if row is not None else math.nan)
         duty = Duty(state.round, approve=approvals != 0, scores=row, reason="; ".join(reasons),
                     verdicts="/".join(verdicts))
         return Ballot(approvals, scores, duty)

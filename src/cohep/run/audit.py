@@ -660,7 +660,9 @@ def _check_records(run_dir: Path, report: AuditReport, manifest: dict | None = N
     """The run's own records must agree with the chain: each round's outcome and proposer, each
     member's adopted weights, and each voter's vote and score (its ballot's approval bits and ppm
     scores). A row's score over several slots is their mean; where it is a screened average's
-    (``vote.judge = "screened_average"``), which no ballot holds, it is not checked (a note says so)."""
+    (``vote.judge = "screened_average"``) it is the score the voter's ballot gives its own slot (which it
+    cannot approve; see :mod:`cohep.protocol.ballot`); a voter that holds no slot has nowhere to put it,
+    so its row's score is not checked (a note says so)."""
     from cohep.outputs import rundir
     from cohep.protocol.vote import to_ppm
 
@@ -703,12 +705,16 @@ def _check_records(run_dir: Path, report: AuditReport, manifest: dict | None = N
         if several:
             judged = [ppm[j] for j, v in enumerate(chain_vote.split("/")) if v != "-" and j < len(ppm)
                       and ppm[j] != NO_SCORE_PPM]
-            if screened:
-                unchecked += 1
+            if screened:  # the screened average's score: the voter's own slot carries it
+                own = [j for j, p in enumerate(st["proposers"]) if p == rec.learner and j < len(ppm)]
+                if not own:
+                    unchecked += 1 if ppm else 0
+                    continue
+                on_chain = ppm[own[0]]
+            elif not judged:
                 continue
-            if not judged:
-                continue
-            on_chain = sum(judged) / len(judged)
+            else:
+                on_chain = sum(judged) / len(judged)
         else:
             if not ppm:
                 continue
@@ -721,8 +727,8 @@ def _check_records(run_dir: Path, report: AuditReport, manifest: dict | None = N
     if len(found) > _RECORD_FINDINGS:
         report.findings.append(f"records.csv: {len(found) - _RECORD_FINDINGS} more rows differ from the chain")
     if unchecked:
-        report.notes.append(f"records.csv: {unchecked} votes' scores are their screened average's, which no ballot "
-                            "holds: their votes are checked, their scores not")
+        report.notes.append(f"records.csv: {unchecked} votes' scores are their screened average's, cast by voters "
+                            "without a slot of their own to carry it: their votes are checked, their scores not")
 
 
 def audit_chain(experiment_path: str | Path, rpc: str, mirrors: list[str] | None = None) -> AuditReport:
