@@ -22,7 +22,9 @@
           voter a post left out commits (commit_vote) or reveals (submit_reveals) directly; a voter
           a post named cannot commit again, so nobody changes its vote after the reveals are out.
 
-        One verdict a round (one slot, or combine "average"): a claim is two bitmaps.
+        One verdict a round (one slot, or combine "average"): a claim is two bitmaps (who revealed,
+        who approved). finalize counts it in O(1): the members' counters are Coordinator's bit
+        planes, added a bitmap at a time, so no step of a round loops over its voters.
 """
 
 import Coordinator as core
@@ -59,9 +61,8 @@ exports: (
     core.commitment,
 )
 
-MAX_MEMBERS: constant(uint256) = 64
-M128: constant(uint256) = 2**128 - 1
-# A post's bundle in calldata: the abi encoding of 64 signed commits (5 words each), 64 hashed reveals (4).
+MAX_MEMBERS: constant(uint256) = 256
+# A post's bundle in calldata: the abi encoding of 256 signed commits (5 words each), 256 hashed reveals (4).
 COMMITS_BYTES: constant(uint256) = 64 + 160 * MAX_MEMBERS
 REVEALS_BYTES: constant(uint256) = 64 + 128 * MAX_MEMBERS
 MAX_WINDOW: constant(uint256) = 10**6
@@ -77,8 +78,8 @@ struct HashedReveal:
 
 # A round's posts. commit_mask: the voters the commitments post names (once settled: those it
 # counted, direct commitments made before taking precedence); a discarded post keeps its relayer
-# (one post a phase) and clears its root. voted: the reveals post's claim, as Coordinator's voted_mask
-# (bit i revealed, bit 128 + i approved).
+# (one post a phase) and clears its root. voted, approved: the reveals post's claim, as Coordinator's
+# voted_mask and approved_mask (bit i: members[i] revealed; and approved).
 struct Aggregate:
     commit_root: bytes32
     commit_mask: uint256
@@ -88,6 +89,7 @@ struct Aggregate:
     unpacked: bool
     reveal_root: bytes32
     voted: uint256
+    approved: uint256
     reveal_block: uint256
     reveal_relayer: address
 
@@ -102,6 +104,7 @@ event RevealsPosted:
     round: indexed(uint256)
     relayer: indexed(address)
     voted: uint256
+    approved: uint256
     root: bytes32
 
 # A challenge proved the relayer's post of `phase` ("commits" or "reveals") wrong: discarded.
@@ -258,10 +261,10 @@ def open_commits(r: uint256, commits: DynArray[core.SignedCommit, MAX_MEMBERS]):
 
 
 @external
-def post_reveals(r: uint256, voted: uint256, bundle: Bytes[REVEALS_BYTES]):
+def post_reveals(r: uint256, voted: uint256, approved: uint256, bundle: Bytes[REVEALS_BYTES]):
     """
     @notice Any member posts round r's reveals as one bundle (abi-encoded HashedReveal[]) and the
-            tally it claims, voted: bit i members[i] revealed, bit 128 + i it approved; once a round,
+            tally it claims, voted: bit i members[i] revealed, approved: bit i it approved; once a round,
             at least 2 * challenge_window blocks before the reveal window closes. Settles the
             commitments post first. Counted at finalize unless a challenge proves it wrong.
     """
@@ -271,15 +274,15 @@ def post_reveals(r: uint256, voted: uint256, bundle: Bytes[REVEALS_BYTES]):
     assert len(problem) == 0, problem
     assert block.number + 2 * challenge_window <= core._reveal_opened(r) + core.reveal_window, "too late to post"
     assert self.aggregate[r].reveal_relayer == empty(address), "already posted"
-    low: uint256 = voted & M128
-    assert low & ~core._rounds[r].committed_mask == 0 and (voted >> 128) & ~low == 0, "not committed"
-    assert low & core._rounds[r].voted_mask == 0, "already voted"
+    assert voted & ~core._rounds[r].committed_mask == 0 and approved & ~voted == 0, "not committed"
+    assert voted & core._rounds[r].voted_mask == 0, "already voted"
     root: bytes32 = keccak256(bundle)
     self.aggregate[r].reveal_root = root
     self.aggregate[r].voted = voted
+    self.aggregate[r].approved = approved
     self.aggregate[r].reveal_block = block.number
     self.aggregate[r].reveal_relayer = msg.sender
-    log RevealsPosted(round=r, relayer=msg.sender, voted=voted, root=root)
+    log RevealsPosted(round=r, relayer=msg.sender, voted=voted, approved=approved, root=root)
 
 
 @external
@@ -298,9 +301,10 @@ def challenge_reveals(r: uint256, reveals: DynArray[HashedReveal, MAX_MEMBERS]):
     assert block.number <= a.reveal_block + challenge_window, "challenge window closed"
     assert a.commit_root == empty(bytes32) or a.unpacked, "open the commitments first"
     assert keccak256(abi_encode(reveals)) == a.reveal_root, "not the posted bundle"
-    direct: uint256 = core._rounds[r].voted_mask & M128
+    direct: uint256 = core._rounds[r].voted_mask
     domain: bytes32 = core._domain_separator()
     marks: uint256 = 0
+    yes: uint256 = 0
     bad: bool = False
     for rv: HashedReveal in reveals:
         s: uint256 = core._slot[rv.voter]
@@ -315,10 +319,12 @@ def challenge_reveals(r: uint256, reveals: DynArray[HashedReveal, MAX_MEMBERS]):
                 c != keccak256(abi_encode(domain, r, rv.voter, rv.approvals, rv.scores_hash, rv.salt)):
             bad = True
             continue
-        marks |= bit | (rv.approvals * bit << 128)
-    assert bad or marks != a.voted & ~(direct | direct << 128), "no fault"
+        marks |= bit
+        yes |= rv.approvals * bit
+    assert bad or marks != a.voted & ~direct or yes != a.approved & ~direct, "no fault"
     self.aggregate[r].reveal_root = empty(bytes32)
     self.aggregate[r].voted = 0
+    self.aggregate[r].approved = 0
     self._fault(r, a.reveal_relayer, "reveals")
 
 
@@ -358,21 +364,16 @@ def finalize(r: uint256):
     a: Aggregate = self.aggregate[r]
     if a.voted != 0:
         assert block.number > a.reveal_block + challenge_window, "too early to finalize"
-        direct: uint256 = core._rounds[r].voted_mask & M128
-        claim: uint256 = a.voted & ~(direct | direct << 128)
-        low: uint256 = claim & M128
-        for i: uint256 in range(MAX_MEMBERS):
-            if low >> i == 0:
-                break
-            if low & (1 << i) != 0:
-                m: address = core._members[i]
-                core._counters[m].votes_cast += 1
-                core._reset_in_a_row(m)
-        core._rounds[r].voted_mask |= claim
-        core._rounds[r].votes += core._popcount(low)
+        direct: uint256 = core._rounds[r].voted_mask
+        claim: uint256 = a.voted & ~direct
+        yes: uint256 = a.approved & claim
+        core._rounds[r].voted_mask = direct | claim
+        if yes != 0:
+            core._rounds[r].approved_mask |= yes
+        core._rounds[r].votes += core._popcount(claim)
         if core.vote_on_average and core._rounds[r].slots > 1:
-            core._rounds[r].approvals += core._popcount(claim >> 128)
+            core._rounds[r].approvals += core._popcount(yes)
         else:
-            core._slots[r][0].approvals += core._popcount(claim >> 128)
+            core._slots[r][0].approvals += core._popcount(yes)
         self.aggregate[r].voted = 0
     core._finalize(r)

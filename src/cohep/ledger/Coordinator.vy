@@ -1,5 +1,6 @@
 # pragma version ~=0.4.3
 # pragma evm-version cancun
+# pragma optimize codesize
 """
 @title cohep Coordinator (v5)
 @notice Decides every round of a collaborative-learning experiment: who proposes,
@@ -23,8 +24,9 @@
 
         Proposer draw: the rounds' slots are laid end to end, q = r * k + j for
         slot j of round r, and grouped in epochs of n = len(members) positions.
-        Epoch e is a Fisher-Yates permutation of the member indices driven by
-        keccak256(seed, e, i); position q goes to perm[q % n] of epoch q // n,
+        Epoch e is a permutation of the member indices, a four-round Feistel bijection keyed by
+        keccak256(seed, e, round, half) and cycle-walked into 0..n-1, so one position costs O(1)
+        (no shuffle of n indices a round); position q goes to perm[q % n] of epoch q // n,
         or to the next member after it in that permutation (cyclically) that is
         active and holds no earlier slot of the round. The draw reads nothing a
         member can influence (no digest, vote or block data), so nobody can
@@ -54,7 +56,9 @@
         submit_ballots (docs/contract.md, Aggregated ballots).
 """
 
-MAX_MEMBERS: constant(uint256) = 64
+MAX_MEMBERS: constant(uint256) = 256
+# Slots a round has (proposers) and scores a ballot carries: at most 64.
+MAX_SLOTS: constant(uint256) = 64
 URI_MAX: constant(uint256) = 256
 # Threshold denominators up to 10**6 express any practical fraction exactly (2/3, 0.25...).
 MAX_DENOMINATOR: constant(uint256) = 10**6
@@ -64,19 +68,16 @@ MAX_WINDOW: constant(uint256) = 10**6
 # |score| <= 1e9 in natural units, in parts per million (what the client's to_ppm clamps to).
 MAX_SCORE_PPM: constant(int256) = 10**15
 
-# Counters.misses: bits 0..63 missed in a row, then 64 bits each of proposals, votes, reveals missed.
-IN_A_ROW: constant(uint256) = 2**64 - 1
-FIELD: constant(uint256) = 2**64 - 1
+# Member counters are bit-sliced: plane b of counter c is one word whose bit i is bit b of members[i]'s
+# count, so adding 1 to every member of a bitmap is a ripple carry over the planes (about two words
+# written a round, whatever the members), not a write per member. Counter c's planes: _planes[c][b].
+PLANES: constant(uint256) = 64
+C_PROPOSED: constant(uint256) = 0
+C_ACCEPTED: constant(uint256) = 1
+C_VOTES: constant(uint256) = 2
+C_MAJORITY: constant(uint256) = 3
+C_MISSED: constant(uint256) = 4  # + kind - 1: proposals, votes, reveals missed
 
-# _popcount's masks: alternate 1, 2, 4, ... 128-bit fields of ones (max // (2**w + 1)).
-_M1: constant(uint256) = max_value(uint256) // 3
-_M2: constant(uint256) = max_value(uint256) // 5
-_M4: constant(uint256) = max_value(uint256) // 17
-_M8: constant(uint256) = max_value(uint256) // 257
-_M16: constant(uint256) = max_value(uint256) // 65537
-_M32: constant(uint256) = max_value(uint256) // (2**32 + 1)
-_M64: constant(uint256) = max_value(uint256) // (2**64 + 1)
-_M128: constant(uint256) = 2**128 - 1
 
 # ballot[r][voter] = VOTED | approval bitmap; 0 means "has not voted".
 VOTED: constant(uint256) = 1 << 255
@@ -100,10 +101,6 @@ BALLOT_TYPEHASH: constant(bytes32) = keccak256("Ballot(uint256 round,uint256 app
 # A sealed vote's commitment, signed for submit_commits (the commitment itself binds voter and content).
 COMMIT_TYPEHASH: constant(bytes32) = keccak256("Commit(uint256 round,bytes32 commitment)")
 
-# Kinds of missed duty: where each is counted in Counters.misses, and the Suspended event's reason.
-MISSED_PROPOSAL: constant(uint256) = 1
-MISSED_VOTE: constant(uint256) = 2
-MISSED_REVEAL: constant(uint256) = 3
 
 
 struct RoundData:
@@ -117,9 +114,10 @@ struct RoundData:
     proposed_block: uint256
     proposed_mask: uint256  # bit j: slot j proposed
     accepted_mask: uint256  # bit j: slot j accepted (set by finalize)
-    # bit i: members[i] voted; bit 128 + i: and approved slot 0 (or the average), so that finalize
-    # judges a one-verdict round's voters from this one slot, not from one ballot slot each.
+    # bit i: members[i] voted; approved_mask bit i: and approved slot 0 (or the average), so that
+    # finalize judges a one-verdict round's voters from these two words, not from a ballot each.
     voted_mask: uint256
+    approved_mask: uint256
     votes: uint256
     # combine "average": approvals of the average (slot approvals stay 0).
     approvals: uint256
@@ -176,7 +174,7 @@ struct SlotInfo:
 struct SignedBallot:
     round: uint256
     approvals: uint256
-    scores_ppm: DynArray[int256, MAX_MEMBERS]
+    scores_ppm: DynArray[int256, MAX_SLOTS]
     v: uint8
     r: bytes32
     s: bytes32
@@ -195,19 +193,8 @@ struct SignedCommit:
 struct Reveal:
     voter: address
     approvals: uint256
-    scores_ppm: DynArray[int256, MAX_MEMBERS]
+    scores_ppm: DynArray[int256, MAX_SLOTS]
     salt: bytes32
-
-
-struct Counters:
-    proposed: uint256
-    accepted: uint256
-    votes_cast: uint256
-    votes_with_majority: uint256
-    # reveals missed << 192 | votes missed << 128 | proposals missed << 64 | missed in a row: one
-    # slot, so a miss is one storage write (a round in which 63 members all miss their first vote
-    # stays well inside a transaction's gas).
-    misses: uint256
 
 
 struct MemberStats:
@@ -232,7 +219,7 @@ event RoundStarted:
     start_block: uint256
     eligible: uint256
     required: uint256
-    proposers: DynArray[address, MAX_MEMBERS]
+    proposers: DynArray[address, MAX_SLOTS]
 
 event Proposed:
     round: indexed(uint256)
@@ -247,7 +234,7 @@ event Voted:
     round: indexed(uint256)
     voter: indexed(address)
     approvals: uint256
-    scores_ppm: DynArray[int256, MAX_MEMBERS]
+    scores_ppm: DynArray[int256, MAX_SLOTS]
 
 # A ballot of a submit_ballots batch that was not counted (index in the batch, why); the rest were.
 # signer is the recovered address (zero for a signature that recovers to nobody).
@@ -265,7 +252,7 @@ event Finalized:
     proposer: indexed(address)
     accepted: bool
     digest: bytes32
-    approvals: DynArray[uint256, MAX_MEMBERS]
+    approvals: DynArray[uint256, MAX_SLOTS]
     votes: uint256
     required: uint256
     proposed_slots: uint256
@@ -300,15 +287,17 @@ event Rejoined:
     round: uint256
 
 
-threshold_num: public(immutable(uint256))
-threshold_den: public(immutable(uint256))
+# threshold and max_missed: read a few times a round; storage, so the immutables' words fit EIP-170.
+threshold_num: public(uint256)
+threshold_den: public(uint256)
 proposal_window: public(immutable(uint256))
 vote_window: public(immutable(uint256))
-max_missed: public(immutable(uint256))
-seed: public(immutable(bytes32))
-initial_digest: public(immutable(bytes32))
-model_digest: public(immutable(bytes32))
-deployed_block: public(immutable(uint256))
+max_missed: public(uint256)
+# Read once (start) or never on chain: storage, not immutables, whose words count against EIP-170.
+seed: public(bytes32)
+initial_digest: public(bytes32)
+model_digest: public(bytes32)
+deployed_block: public(uint256)
 # Slots per round (k): distinct proposers, 1..len(members).
 proposers: public(immutable(uint256))
 # combine "average": voters judge the average of all proposed slots, not each slot.
@@ -341,7 +330,14 @@ _slots: HashMap[uint256, HashMap[uint256, SlotData]]
 ballot: public(HashMap[uint256, HashMap[address, uint256]])
 # sealed: commitment[r][voter], empty until it commits.
 commitment: public(HashMap[uint256, HashMap[address, bytes32]])
-_counters: HashMap[address, Counters]
+# _planes[c][b]: plane b of counter c (see PLANES); _heights: 8 bits a counter, the planes it uses.
+_planes: HashMap[uint256, HashMap[uint256, uint256]]
+_heights: uint256
+# The missed-in-a-row counts, bit-sliced as the counters: _streak[b] is plane b (b below max_missed's
+# bit length), reset where a member did its duty.
+_streak: HashMap[uint256, uint256]
+# Half the bits of the draw's Feistel domain: the least h with 4**h >= n.
+HALF: immutable(uint256)
 
 
 @deploy
@@ -361,7 +357,7 @@ def __init__(
     reveal_window_: uint256,
 ):
     """
-    @param members The fixed member list (2..64 distinct non-zero addresses); its order
+    @param members The fixed member list (2..256 distinct non-zero addresses); its order
            is part of the draw.
     @param threshold_num_ Numerator of the approval threshold (<= denominator).
     @param threshold_den_ Denominator of the approval threshold (1..10**6).
@@ -384,7 +380,7 @@ def __init__(
     assert vote_window_ >= 1 and vote_window_ <= MAX_WINDOW, "vote window out of range"
     assert max_missed_ >= 1, "max_missed must be >= 1"
     assert initial_digest_ != empty(bytes32), "empty initial digest"
-    assert proposers_ >= 1 and proposers_ <= n, "proposers out of range"
+    assert proposers_ >= 1 and proposers_ <= min(n, MAX_SLOTS), "proposers out of range"
     assert reveal_window_ >= 1 and reveal_window_ <= MAX_WINDOW, "reveal window out of range"
     i: uint256 = 0
     for m: address in members:
@@ -394,22 +390,28 @@ def __init__(
         self._slot[m] = i
     self._members = members
     N = n
+    h: uint256 = 1
+    for _: uint256 in range(4):
+        if 1 << (2 * h) >= n:
+            break
+        h += 1
+    HALF = h
 
-    threshold_num = threshold_num_
-    threshold_den = threshold_den_
+    self.threshold_num = threshold_num_
+    self.threshold_den = threshold_den_
     proposal_window = proposal_window_
     vote_window = vote_window_
-    max_missed = max_missed_
-    seed = seed_
-    initial_digest = initial_digest_
-    model_digest = model_digest_
-    deployed_block = block.number
+    self.max_missed = max_missed_
+    self.seed = seed_
+    self.initial_digest = initial_digest_
+    self.model_digest = model_digest_
+    self.deployed_block = block.number
     proposers = proposers_
     vote_on_average = vote_on_average_
     sealed = sealed_
     reveal_window = reveal_window_
 
-    self._active = (1 << n) - 1
+    self._active = max_value(uint256) >> (256 - n)
     self.accepted_digest = initial_digest_
     self.accepted_round = max_value(uint256)
 
@@ -419,19 +421,26 @@ def __init__(
 
 @internal
 @view
-def _permutation(epoch: uint256) -> DynArray[uint256, MAX_MEMBERS]:
-    """Forward Fisher-Yates over 0..n-1: step i swaps i with i + keccak256(seed, epoch, i) % (n - i)."""
-    n: uint256 = N
-    perm: DynArray[uint256, MAX_MEMBERS] = []
-    for i: uint256 in range(n, bound=MAX_MEMBERS):
-        perm.append(i)
-    for i: uint256 in range(n - 1, bound=MAX_MEMBERS):
-        h: uint256 = convert(keccak256(concat(self.draw_seed, convert(epoch, bytes32), convert(i, bytes32))), uint256)
-        j: uint256 = i + h % (n - i)
-        t: uint256 = perm[i]
-        perm[i] = perm[j]
-        perm[j] = t
-    return perm
+def _perm_at(ds: bytes32, epoch: uint256, pos: uint256) -> uint256:
+    """Position pos of epoch's permutation of 0..n-1, in O(1): a four-round Feistel bijection of
+    2 * HALF-bit numbers keyed by keccak256(draw_seed, epoch, round, half), applied again until it
+    lands below n (cycle walking: still a bijection of 0..n-1; at most four tries expected)."""
+    h: uint256 = HALF
+    low: uint256 = (1 << h) - 1
+    x: uint256 = pos
+    for _: uint256 in range(4 * MAX_MEMBERS):
+        left: uint256 = x >> h
+        right: uint256 = x & low
+        for i: uint256 in range(4):
+            f: uint256 = convert(keccak256(concat(ds, convert(epoch, bytes32), convert(i, bytes32),
+                                                  convert(right, bytes32))), uint256) & low
+            t: uint256 = left ^ f
+            left = right
+            right = t
+        x = (left << h) | right
+        if x < N:
+            break
+    return x
 
 
 @internal
@@ -439,14 +448,20 @@ def _permutation(epoch: uint256) -> DynArray[uint256, MAX_MEMBERS]:
 def _popcount(x: uint256) -> uint256:
     """Set bits of x, in constant work (SWAR: bit counts summed in ever wider fields). A loop over
     the set bits cost ~47 opcodes a bit, and every vote check and finalize counts 64-bit bitmaps."""
-    y: uint256 = x - ((x >> 1) & _M1)
-    y = (y & _M2) + ((y >> 2) & _M2)
-    y = (y + (y >> 4)) & _M4
-    y = (y & _M8) + ((y >> 8) & _M8)
-    y = (y & _M16) + ((y >> 16) & _M16)
-    y = (y & _M32) + ((y >> 32) & _M32)
-    y = (y & _M64) + ((y >> 64) & _M64)
-    return (y & _M128) + (y >> 128)
+    # The masks alternate 1, 2, 4, ... 64-bit fields of ones (all // (2**w + 1)), computed here: as
+    # 32-byte constants they would take 200 bytes of code (the contracts sit near EIP-170).
+    all: uint256 = ~(x & 0) if x != 0 else 0
+    m: uint256 = all // 3
+    y: uint256 = x - ((x >> 1) & m)
+    m = all // 5
+    y = (y & m) + ((y >> 2) & m)
+    y = (y + (y >> 4)) & (all // 17)
+    w: uint256 = 8
+    for _: uint256 in range(4):
+        m = all // ((1 << w) + 1)
+        y = (y & m) + ((y >> w) & m)
+        w *= 2
+    return (y & (all >> 128)) + (y >> 128)
 
 
 @internal
@@ -458,23 +473,22 @@ def _slot_count(active: uint256) -> uint256:
 
 @internal
 @view
-def _draw(r: uint256, active: uint256) -> DynArray[uint256, MAX_MEMBERS]:
-    """Indices of round r's proposers in slot order (see the header: positions r * k + j)."""
+def _draw(r: uint256, active: uint256) -> DynArray[uint256, MAX_SLOTS]:
+    """Indices of round r's proposers in slot order (see the header: positions r * k + j); O(k)
+    while the members are active, a bounded scan past suspended ones."""
     n: uint256 = N
-    slots: uint256 = self._slot_count(active)
-    out: DynArray[uint256, MAX_MEMBERS] = []
+    ds: bytes32 = self.draw_seed
+    out: DynArray[uint256, MAX_SLOTS] = []
     taken: uint256 = 0
-    epoch: uint256 = max_value(uint256)
-    perm: DynArray[uint256, MAX_MEMBERS] = []
-    for j: uint256 in range(slots, bound=MAX_MEMBERS):
+    for j: uint256 in range(self._slot_count(active), bound=MAX_SLOTS):
         q: uint256 = r * proposers + j
-        if q // n != epoch:
-            epoch = q // n
-            perm = self._permutation(epoch)
+        epoch: uint256 = q // n
         pos: uint256 = q % n
-        pick: uint256 = perm[pos]  # nobody active: the slot's owner holds the round, which can only void
+        pick: uint256 = self._perm_at(ds, epoch, pos)  # nobody active: the slot's owner holds the round, which voids
         for s: uint256 in range(n, bound=MAX_MEMBERS):
-            idx: uint256 = perm[(pos + s) % n]
+            idx: uint256 = pick
+            if s != 0:
+                idx = self._perm_at(ds, epoch, (pos + s) % n)
             if active & (1 << idx) != 0 and taken & (1 << idx) == 0:
                 pick = idx
                 break
@@ -511,7 +525,8 @@ def _required_of(active: uint256) -> uint256:
 @view
 def _required(eligible: uint256) -> uint256:
     """max(1, ceil(threshold_num * eligible / threshold_den)): exact, and never zero."""
-    need: uint256 = (threshold_num * eligible + threshold_den - 1) // threshold_den
+    den: uint256 = self.threshold_den
+    need: uint256 = (self.threshold_num * eligible + den - 1) // den
     return max(need, 1)
 
 
@@ -522,7 +537,7 @@ def _combination(r: uint256, mask: uint256, slots: uint256) -> bytes32:
     h = d_first, then h = sha256(h || d) for each next one (what the client recomputes)."""
     h: bytes32 = empty(bytes32)
     first: bool = True
-    for j: uint256 in range(slots, bound=MAX_MEMBERS):
+    for j: uint256 in range(slots, bound=MAX_SLOTS):
         if mask & (1 << j) == 0:
             continue
         d: bytes32 = self._slots[r][j].digest
@@ -538,8 +553,8 @@ def _combination(r: uint256, mask: uint256, slots: uint256) -> bytes32:
 def _start_round(r: uint256):
     """Fix round r's proposers and voters now, from the draw seed, the members, r and who is active."""
     active: uint256 = self._active
-    picks: DynArray[uint256, MAX_MEMBERS] = self._draw(r, active)
-    who: DynArray[address, MAX_MEMBERS] = []
+    picks: DynArray[uint256, MAX_SLOTS] = self._draw(r, active)
+    who: DynArray[address, MAX_SLOTS] = []
     j: uint256 = 0
     for idx: uint256 in picks:
         p: address = self._members[idx]
@@ -556,29 +571,71 @@ def _start_round(r: uint256):
 
 
 @internal
-def _miss(m: address, r: uint256, bit: uint256, active: uint256, kind: uint256) -> uint256:
-    """Count a missed duty of its kind; suspend at max_missed in a row, saying which duty was
-    missed last. Returns the updated bitmap."""
-    misses: uint256 = self._counters[m].misses + (1 << (64 * kind)) + 1
-    self._counters[m].misses = misses
-    if misses & IN_A_ROW >= max_missed:
-        reason: String[32] = "missed proposal"
-        if kind == MISSED_VOTE:
-            reason = "missed vote"
-        elif kind == MISSED_REVEAL:
-            reason = "committed but did not reveal"
-        log Suspended(member=m, round=r, reason=reason)
-        return active & ~bit
-    return active
+def _add(c: uint256, x: uint256):
+    """Add 1 to counter c of every member in bitmap x: a ripple carry through c's planes."""
+    carry: uint256 = x
+    top: uint256 = 0
+    for b: uint256 in range(PLANES):
+        if carry == 0:
+            break
+        p: uint256 = self._planes[c][b]
+        self._planes[c][b] = p ^ carry
+        carry &= p
+        top = b + 1
+    heights: uint256 = self._heights
+    if top > (heights >> (8 * c)) & 255:
+        self._heights = heights & ~(255 << (8 * c)) | (top << (8 * c))
 
 
 @internal
-def _reset_in_a_row(m: address):
-    """A duty done (or a rejoin) starts the count of consecutive misses over (no write if it
-    already is zero: a member who does its duties pays one read a vote, not a write)."""
-    misses: uint256 = self._counters[m].misses
-    if misses & IN_A_ROW != 0:
-        self._counters[m].misses = misses & ~IN_A_ROW
+@view
+def _count(c: uint256, i: uint256) -> uint256:
+    """members[i]'s counter c, read from c's planes."""
+    n: uint256 = 0
+    for b: uint256 in range((self._heights >> (8 * c)) & 255, bound=PLANES):
+        n |= ((self._planes[c][b] >> i) & 1) << b
+    return n
+
+
+@internal
+def _duties(r: uint256, missed: uint256, done: uint256, active: uint256, silent: uint256,
+            unrevealed: uint256) -> uint256:
+    """Round r's missed and done duties, a bitmap each (a member in both did one and missed another:
+    one miss in a row): advance the missed-in-a-row counts (bit planes: log2(max_missed) words, written
+    only where they change), count the misses by kind, and suspend who reaches max_missed, saying which duty it
+    missed last. Returns the live bitmap less the suspended."""
+    if missed != 0:
+        self._add(C_MISSED, silent)
+        self._add(C_MISSED + 1, missed & ~silent & ~unrevealed)
+        self._add(C_MISSED + 2, unrevealed & ~silent)
+    limit: uint256 = self.max_missed
+    carry: uint256 = missed  # + 1 for who missed, after a reset to 0 for who did a duty
+    out: uint256 = missed  # who reaches max_missed now: equal to it on every plane
+    for b: uint256 in range(PLANES):
+        if limit >> b == 0:
+            break
+        old: uint256 = self._streak[b]
+        p: uint256 = old & ~done
+        new: uint256 = p ^ carry
+        carry &= p
+        if new != old:
+            self._streak[b] = new
+        if (limit >> b) & 1 != 0:
+            out &= new
+        else:
+            out &= ~new
+    for i: uint256 in range(N, bound=MAX_MEMBERS):
+        if out >> i == 0:
+            break
+        bit: uint256 = 1 << i
+        if out & bit != 0:
+            reason: String[32] = "missed vote"
+            if silent & bit != 0:
+                reason = "missed proposal"
+            elif unrevealed & bit != 0:
+                reason = "committed but did not reveal"
+            log Suspended(member=self._members[i], round=r, reason=reason)
+    return active & ~out
 
 
 @internal
@@ -589,7 +646,7 @@ def _vote_opened(r: uint256) -> uint256:
     mask: uint256 = self._rounds[r].proposed_mask  # only the fields it needs: a struct read loads all ten
     if mask == 0:
         return 0
-    if mask == (1 << self._rounds[r].slots) - 1:
+    if mask == max_value(uint256) >> (256 - self._rounds[r].slots):
         return self._rounds[r].proposed_block
     start: uint256 = self._rounds[r].start_block
     if block.number > start + proposal_window:
@@ -616,7 +673,7 @@ def _reveal_opened(r: uint256) -> uint256:
 @internal
 @view
 def _vote_problem(voter: address, r: uint256, approvals: uint256,
-                  scores_ppm: DynArray[int256, MAX_MEMBERS]) -> String[32]:
+                  scores_ppm: DynArray[int256, MAX_SLOTS]) -> String[32]:
     """Why voter's ballot on round r cannot be counted now ("" if it can): vote() reverts with
     the reason. The round's checks, then the ballot's own (_ballot_problem); submit_ballots makes
     the round's checks once for the batch and skips a ballot with _ballot_problem's reason."""
@@ -639,7 +696,7 @@ def _vote_problem(voter: address, r: uint256, approvals: uint256,
 @internal
 @view
 def _ballot_problem(voter: address, bit: uint256, r: uint256, approvals: uint256,
-                    scores_ppm: DynArray[int256, MAX_MEMBERS], active: uint256, voters: uint256,
+                    scores_ppm: DynArray[int256, MAX_SLOTS], active: uint256, voters: uint256,
                     voted: uint256, window_closed: bool) -> String[32]:
     """The checks of one member's ballot on round r once voting is open (bit: the member's;
     active, voters: the round's bitmaps; voted: who has voted so far, a batch's own included)."""
@@ -665,7 +722,7 @@ def _ballot_problem(voter: address, bit: uint256, r: uint256, approvals: uint256
         return "one score per slot"
     if approvals & ~self._rounds[r].proposed_mask != 0:
         return "approvals outside the slots"
-    for j: uint256 in range(slots, bound=MAX_MEMBERS):
+    for j: uint256 in range(slots, bound=MAX_SLOTS):
         if approvals & (1 << j) != 0 and self._slots[r][j].proposer == voter:
             return "cannot approve own proposal"
     return ""
@@ -673,28 +730,26 @@ def _ballot_problem(voter: address, bit: uint256, r: uint256, approvals: uint256
 
 @internal
 def _count_vote(voter: address, bit: uint256, r: uint256, approvals: uint256,
-                scores_ppm: DynArray[int256, MAX_MEMBERS]) -> uint256:
+                scores_ppm: DynArray[int256, MAX_SLOTS]) -> uint256:
     """Count a ballot the checks found nothing wrong with: the approvals, the voter's ballot and
-    counters, the Voted event. Returns the voter's marks for the round's voted_mask (its bit, and
-    bit << 128 if it approved slot 0 or the average); the caller adds them and the vote count."""
+    Voted event, its approval of slot 0 (or the average) in approved_mask. Returns its bit for the
+    round's voted_mask; the caller adds it and the vote count (finalize counts the voters' counters)."""
     if vote_on_average and self._rounds[r].slots > 1:
         if approvals == 1:
             self._rounds[r].approvals += 1
     else:
-        for j: uint256 in range(self._rounds[r].slots, bound=MAX_MEMBERS):
+        for j: uint256 in range(self._rounds[r].slots, bound=MAX_SLOTS):
             if approvals & (1 << j) != 0:
                 self._slots[r][j].approvals += 1
     self.ballot[r][voter] = VOTED | approvals
-    self._counters[voter].votes_cast += 1
-    self._reset_in_a_row(voter)
-    log Voted(round=r, voter=voter, approvals=approvals, scores_ppm=scores_ppm)
     if approvals & 1 != 0:
-        return bit | (bit << 128)
+        self._rounds[r].approved_mask |= bit
+    log Voted(round=r, voter=voter, approvals=approvals, scores_ppm=scores_ppm)
     return bit
 
 
 @internal
-def _record_vote(voter: address, r: uint256, approvals: uint256, scores_ppm: DynArray[int256, MAX_MEMBERS]):
+def _record_vote(voter: address, r: uint256, approvals: uint256, scores_ppm: DynArray[int256, MAX_SLOTS]):
     """Check and count one voter's ballot on round r (vote() ends here; submit_ballots runs the
     same checks and the same counting, skipping instead of reverting)."""
     problem: String[32] = self._vote_problem(voter, r, approvals, scores_ppm)
@@ -723,17 +778,17 @@ def _ballot_hash(b: SignedBallot) -> bytes32:
 
 @internal
 @pure
-def _scores_hash(scores_ppm: DynArray[int256, MAX_MEMBERS]) -> bytes32:
+def _scores_hash(scores_ppm: DynArray[int256, MAX_SLOTS]) -> bytes32:
     """keccak256 of the scores' 32-byte words concatenated (as EIP-712 hashes an int256[])."""
     if len(scores_ppm) == 1:
         return keccak256(abi_encode(scores_ppm[0]))
-    words: Bytes[2112] = abi_encode(scores_ppm)
+    words: Bytes[64 + 32 * MAX_SLOTS] = abi_encode(scores_ppm)
     return keccak256(slice(words, 64, 32 * len(scores_ppm)))
 
 
 @internal
 @view
-def _commitment_of(r: uint256, voter: address, approvals: uint256, scores_ppm: DynArray[int256, MAX_MEMBERS],
+def _commitment_of(r: uint256, voter: address, approvals: uint256, scores_ppm: DynArray[int256, MAX_SLOTS],
                    salt: bytes32) -> bytes32:
     """What a sealed vote commits to: this contract on this chain (the domain separator), the round,
     the voter, its approvals and scores, and a secret salt, so a commitment can be neither guessed nor
@@ -840,11 +895,12 @@ def start():
          gone and the previous block's is used instead.
     """
     assert self.draw_seed == empty(bytes32), "already started"
-    assert block.number > deployed_block, "start from the block after deployment"
-    seed_block: uint256 = deployed_block
-    if block.number - deployed_block > 256:
+    deployed: uint256 = self.deployed_block
+    assert block.number > deployed, "start from the block after deployment"
+    seed_block: uint256 = deployed
+    if block.number - deployed > 256:
         seed_block = block.number - 1
-    ds: bytes32 = keccak256(concat(seed, blockhash(seed_block)))
+    ds: bytes32 = keccak256(concat(self.seed, blockhash(seed_block)))
     if ds == empty(bytes32):  # never in practice; empty means "not started"
         ds = keccak256(ds)
     self.draw_seed = ds
@@ -873,13 +929,11 @@ def propose(r: uint256, slot: uint256, digest: bytes32, uri: String[URI_MAX]):
     self._rounds[r].proposed_mask = mask | (1 << slot)
     self._slots[r][slot].digest = digest
     self._slots[r][slot].uri = uri
-    self._counters[msg.sender].proposed += 1
-    self._reset_in_a_row(msg.sender)
     log Proposed(round=r, proposer=msg.sender, digest=digest, uri=uri, slot=slot)
 
 
 @external
-def vote(r: uint256, approvals: uint256, scores_ppm: DynArray[int256, MAX_MEMBERS]):
+def vote(r: uint256, approvals: uint256, scores_ppm: DynArray[int256, MAX_SLOTS]):
     """
     @notice A voter of round r judges its proposals in one transaction: bit j of approvals
             approves slot j (combine "average": bit 0 approves the average); scores_ppm are
@@ -1077,20 +1131,24 @@ def _finalize(r: uint256):
     active: uint256 = self._active
     before: uint256 = active
 
-    # Slot holders who did not propose missed a duty (none if nobody was active).
+    # Slot holders who did not propose missed a duty (none if nobody was active); holders: every
+    # slot's (bit per member), proposers: those who proposed.
     silent: uint256 = 0
-    if round_active != 0:
-        for j: uint256 in range(slots, bound=MAX_MEMBERS):
-            if proposed & (1 << j) == 0:
-                silent |= 1 << (self._slot[self._slots[r][j].proposer] - 1)
+    holders: uint256 = 0
+    for j: uint256 in range(slots, bound=MAX_SLOTS):
+        bit: uint256 = 1 << (self._slot[self._slots[r][j].proposer] - 1)
+        holders |= bit
+        if proposed & (1 << j) == 0 and round_active != 0:
+            silent |= bit
+    did_propose: uint256 = holders & ~silent
+    if round_active == 0:
+        did_propose = 0
 
     if proposed == 0:
         assert block.number > self._rounds[r].start_block + proposal_window, "too early to finalize"
         self._rounds[r].state = VOID
         log RoundVoided(round=r, proposer=first)
-        for i: uint256 in range(N, bound=MAX_MEMBERS):
-            if silent & (1 << i) != 0:
-                active = self._miss(self._members[i], r, 1 << i, active, MISSED_PROPOSAL)
+        active = self._duties(r, silent, 0, active, silent, 0)
         if active != before:
             self._active = active
         self._start_round(r + 1)
@@ -1110,23 +1168,18 @@ def _finalize(r: uint256):
 
     required: uint256 = self._required_of(round_active)
     average: bool = vote_on_average and slots > 1
-    approvals: DynArray[uint256, MAX_MEMBERS] = []
+    approvals: DynArray[uint256, MAX_SLOTS] = []
     accepted: uint256 = 0
     if average:
         approvals.append(self._rounds[r].approvals)
         if self._rounds[r].approvals >= required:
             accepted = proposed
     else:
-        for j: uint256 in range(slots, bound=MAX_MEMBERS):
+        for j: uint256 in range(slots, bound=MAX_SLOTS):
             a: uint256 = self._slots[r][j].approvals
             approvals.append(a)
             if proposed & (1 << j) != 0 and a >= required:
                 accepted |= 1 << j
-                self._counters[self._slots[r][j].proposer].accepted += 1
-    if average and accepted != 0:
-        for j: uint256 in range(slots, bound=MAX_MEMBERS):
-            if accepted & (1 << j) != 0:
-                self._counters[self._slots[r][j].proposer].accepted += 1
 
     digest: bytes32 = empty(bytes32)
     if accepted != 0:
@@ -1150,45 +1203,44 @@ def _finalize(r: uint256):
         accepted_slots=accepted,
     )
 
-    # Credit voters whose ballot matches the outcome on every proposal they judged; charge
-    # silent proposers and voters who did not vote (once each).
-    # A one-verdict round (one slot, or the average) reads each voter's approval from voted_mask's
-    # upper half; with several slots judged each, from its ballot, less its own slot.
+    # Count the round's duties as bitmaps (constant work in the members): who proposed and whose
+    # proposal was accepted, who voted and with the outcome on every proposal it judged, who missed a
+    # duty (silent proposers, voters who did not vote: one miss per member per round).
+    # A one-verdict round (one slot, or the average) reads each voter's approval from approved_mask;
+    # with several slots judged each, from its ballot, less its own slot.
     voted: uint256 = self._rounds[r].voted_mask
-    approved: uint256 = voted >> 128
-    voted &= _M128  # the low half: who voted
     missed: uint256 = silent | (voters & ~voted)
     unrevealed: uint256 = self._rounds[r].committed_mask & ~voted  # sealed: committed, never revealed
-    one_verdict: bool = average or slots == 1
-    holders: uint256 = 0
-    if not one_verdict:
-        for j: uint256 in range(slots, bound=MAX_MEMBERS):
-            holders |= 1 << (self._slot[self._slots[r][j].proposer] - 1)
-    for i: uint256 in range(N, bound=MAX_MEMBERS):
-        bit: uint256 = 1 << i
-        if round_active & bit == 0:
-            continue
-        if missed & bit != 0:
-            kind: uint256 = MISSED_VOTE
-            if silent & bit != 0:
-                kind = MISSED_PROPOSAL
-            elif unrevealed & bit != 0:
-                kind = MISSED_REVEAL
-            active = self._miss(self._members[i], r, bit, active, kind)
-        elif voted & bit != 0:
+    majority: uint256 = 0
+    if average or slots == 1:
+        majority = voted & ~self._rounds[r].approved_mask
+        if accepted != 0:
+            majority = voted & self._rounds[r].approved_mask
+    else:
+        for i: uint256 in range(N, bound=MAX_MEMBERS):
+            bit: uint256 = 1 << i
+            if voted >> i == 0:
+                break
+            if voted & bit == 0:
+                continue
             m: address = self._members[i]
-            if one_verdict:
-                if (approved & bit != 0) == (accepted != 0):
-                    self._counters[m].votes_with_majority += 1
-            else:
-                b: uint256 = self.ballot[r][m] & ~VOTED
-                judged: uint256 = proposed
-                if holders & bit != 0:
-                    for j: uint256 in range(slots, bound=MAX_MEMBERS):
-                        if self._slots[r][j].proposer == m:
-                            judged &= ~(1 << j)
-                if b & judged == accepted & judged:
-                    self._counters[m].votes_with_majority += 1
+            b: uint256 = self.ballot[r][m] & ~VOTED
+            judged: uint256 = proposed
+            if holders & bit != 0:
+                for j: uint256 in range(slots, bound=MAX_SLOTS):
+                    if self._slots[r][j].proposer == m:
+                        judged &= ~(1 << j)
+            if b & judged == accepted & judged:
+                majority |= bit
+    won: uint256 = 0
+    for j: uint256 in range(slots, bound=MAX_SLOTS):
+        if accepted & (1 << j) != 0:
+            won |= 1 << (self._slot[self._slots[r][j].proposer] - 1)
+    self._add(C_PROPOSED, did_propose)
+    self._add(C_ACCEPTED, won)
+    self._add(C_VOTES, voted)
+    self._add(C_MAJORITY, majority)
+    active = self._duties(r, missed, voted | did_propose, active, silent, unrevealed)
     if active != before:
         self._active = active
     self._start_round(r + 1)
@@ -1205,7 +1257,13 @@ def rejoin():
     bit: uint256 = 1 << (s - 1)
     assert self._active & bit == 0, "not suspended"
     self._active |= bit
-    self._reset_in_a_row(msg.sender)
+    limit: uint256 = self.max_missed
+    for b: uint256 in range(PLANES):  # its missed-in-a-row count starts over
+        if limit >> b == 0:
+            break
+        streak: uint256 = self._streak[b]
+        if streak & bit != 0:
+            self._streak[b] = streak & ~bit
     log Rejoined(member=msg.sender, round=self.round + 1)
 
 
@@ -1239,18 +1297,18 @@ def is_member(a: address) -> bool:
 
 @view
 @external
-def proposers_of(r: uint256) -> DynArray[address, MAX_MEMBERS]:
+def proposers_of(r: uint256) -> DynArray[address, MAX_SLOTS]:
     """Every slot's proposer of a started round, in slot order."""
     assert r <= self.round, "round not started"
-    out: DynArray[address, MAX_MEMBERS] = []
-    for j: uint256 in range(self._rounds[r].slots, bound=MAX_MEMBERS):
+    out: DynArray[address, MAX_SLOTS] = []
+    for j: uint256 in range(self._rounds[r].slots, bound=MAX_SLOTS):
         out.append(self._slots[r][j].proposer)
     return out
 
 
 @view
 @external
-def draw_slots(r: uint256) -> DynArray[uint256, MAX_MEMBERS]:
+def draw_slots(r: uint256) -> DynArray[uint256, MAX_SLOTS]:
     """Member indices the draw names for round r's slots given who is active now."""
     return self._draw(r, self._active)
 
@@ -1259,7 +1317,11 @@ def draw_slots(r: uint256) -> DynArray[uint256, MAX_MEMBERS]:
 @external
 def permutation(epoch: uint256) -> DynArray[uint256, MAX_MEMBERS]:
     """Member indices in proposing order for rounds epoch * n .. epoch * n + n - 1."""
-    return self._permutation(epoch)
+    out: DynArray[uint256, MAX_MEMBERS] = []
+    ds: bytes32 = self.draw_seed
+    for pos: uint256 in range(N, bound=MAX_MEMBERS):
+        out.append(self._perm_at(ds, epoch, pos))
+    return out
 
 
 @view
@@ -1323,18 +1385,23 @@ def slot_info(r: uint256, j: uint256) -> SlotInfo:
 def member_stats(m: address) -> MemberStats:
     s: uint256 = self._slot[m]
     assert s != 0, "not a member"
-    c: Counters = self._counters[m]
-    proposals: uint256 = (c.misses >> 64) & FIELD
-    votes: uint256 = (c.misses >> 128) & FIELD
-    reveals: uint256 = c.misses >> 192
+    i: uint256 = s - 1
+    proposals: uint256 = self._count(C_MISSED, i)
+    votes: uint256 = self._count(C_MISSED + 1, i)
+    reveals: uint256 = self._count(C_MISSED + 2, i)
+    in_a_row: uint256 = 0
+    for b: uint256 in range(PLANES):
+        if self.max_missed >> b == 0:
+            break
+        in_a_row |= ((self._streak[b] >> i) & 1) << b
     return MemberStats(
-        proposed=c.proposed,
-        accepted=c.accepted,
-        votes_cast=c.votes_cast,
-        votes_with_majority=c.votes_with_majority,
+        proposed=self._count(C_PROPOSED, i),
+        accepted=self._count(C_ACCEPTED, i),
+        votes_cast=self._count(C_VOTES, i),
+        votes_with_majority=self._count(C_MAJORITY, i),
         missed=proposals + votes + reveals,
-        missed_in_a_row=c.misses & IN_A_ROW,
-        suspended=self._active & (1 << (s - 1)) == 0,
+        missed_in_a_row=in_a_row,
+        suspended=self._active & (1 << i) == 0,
         missed_proposals=proposals,
         missed_votes=votes,
         missed_reveals=reveals,

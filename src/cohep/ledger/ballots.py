@@ -60,7 +60,7 @@ DOMAIN_TYPE = [
 TYPE_STRING = "Ballot(uint256 round,uint256 approvals,int256[] scores_ppm)"
 COMMIT_TYPE_STRING = "Commit(uint256 round,bytes32 commitment)"
 COMMIT_TYPE = [{"name": "round", "type": "uint256"}, {"name": "commitment", "type": "bytes32"}]
-#: the contract's MAX_MEMBERS: at most one score per slot
+#: the contract's MAX_SLOTS: at most one score per slot
 MAX_SCORES = 64
 #: a ballot file is a few hundred bytes (64 scores: about 1.5 KB); anything much larger is not one
 MAX_JSON_BYTES = 8192

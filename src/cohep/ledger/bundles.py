@@ -55,16 +55,15 @@ def voters_mask(members: Sequence[str], voters: Sequence[str]) -> int:
     return mask
 
 
-def claim(members: Sequence[str], reveals: Sequence[Reveal]) -> int:
-    """The tally a reveals post claims: bit i members[i] revealed, bit 128 + i it approved (one verdict)."""
+def claim(members: Sequence[str], reveals: Sequence[Reveal]) -> tuple[int, int]:
+    """The tally a reveals post claims, two bitmaps: bit i members[i] revealed; bit i it approved (one verdict)."""
     index = {Web3.to_checksum_address(m): i for i, m in enumerate(members)}
-    voted = 0
+    voted = approved = 0
     for rv in reveals:
         i = index[Web3.to_checksum_address(rv.voter)]
         voted |= 1 << i
-        if rv.approvals & 1:
-            voted |= 1 << (128 + i)
-    return voted
+        approved |= (rv.approvals & 1) << i
+    return voted, approved
 
 
 @dataclass(frozen=True)
@@ -94,20 +93,21 @@ def check_commits(domain: Domain, r: int, members: Sequence[str], mask: int, com
     return Check("")
 
 
-def check_reveals(domain: Domain, r: int, members: Sequence[str], voted: int, reveals: Sequence[Reveal],
+def check_reveals(domain: Domain, r: int, members: Sequence[str], voted: tuple[int, int], reveals: Sequence[Reveal],
                   commitments: dict[str, bytes]) -> Check:
     """The faults challenge_reveals proves: a reveal that does not match its voter's commitment
     (``commitments``: voter -> commitment), a voter twice, an approval other than bit 0, or a claim
     other than the entries'."""
     index: dict[str, int] = {Web3.to_checksum_address(m): i for i, m in enumerate(members)}
-    marks = 0
+    marks = yes = 0
     for k, rv in enumerate(reveals):
         voter: str = Web3.to_checksum_address(rv.voter)
         i = index.get(Web3.to_checksum_address(voter))
         if (i is None or (marks >> i) & 1 or rv.approvals > 1 or rv.round != r
                 or commitments.get(voter) != rv.commitment(domain)):
             return Check("a reveal that does not match its commitment", k)
-        marks |= (1 << i) | ((rv.approvals & 1) << (128 + i))
-    if marks != voted:
+        marks |= 1 << i
+        yes |= (rv.approvals & 1) << i
+    if (marks, yes) != tuple(voted):
         return Check("a tally other than the reveals'")
     return Check("")

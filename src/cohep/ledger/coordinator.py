@@ -44,11 +44,13 @@ from cohep.ledger.state import (
 )
 
 #: what this module offers, the values it reads back included (they live in state.py and events.py)
-__all__ = ["EMBEDDED_BATCH_GAS", "EMBEDDED_TX_GAS", "EVENT_NAMES", "MAX_MEMBERS", "URI_MAX_BYTES", "BallotBatch",
+__all__ = ["EMBEDDED_BATCH_GAS", "EMBEDDED_TX_GAS", "EVENT_NAMES", "MAX_MEMBERS", "MAX_SLOTS", "URI_MAX_BYTES", "BallotBatch",
            "ChainEvent", "Coordinator", "MemberStats", "Outcome", "Receipt", "RoundState", "Settings", "SlotState",
            "constructor_args"]
 
-MAX_MEMBERS = 64
+MAX_MEMBERS = 256
+#: Coordinator.vy MAX_SLOTS: proposers a round, scores a ballot
+MAX_SLOTS = 64
 _NO_ACCEPTANCE = 2**256 - 1  # contract's accepted_round while the initial digest stands
 _VOTED = 1 << 255  # the contract's ballot flag: ballot = _VOTED | approval bitmap
 # submit_ballots with 63 ballots needs about 4.0M (every voter's first vote; 2.9M later; checked in tests); the block
@@ -285,7 +287,7 @@ class Coordinator(ContractClient):
         if self._agg_cache is not None and self._agg_cache[0] == key and self.chain.kind == "embedded":
             return dict(self._agg_cache[1])  # on the embedded chain only this process sends transactions
         names = ("commit_root", "commit_mask", "commit_block", "commit_relayer", "settled", "unpacked",
-                 "reveal_root", "voted", "reveal_block", "reveal_relayer")
+                 "reveal_root", "voted", "approved", "reveal_block", "reveal_relayer")
         values = self._call("aggregate", int(r))
         info = {k: (bytes(v) if isinstance(v, (bytes, bytearray)) else v) for k, v in zip(names, values)}
         self._agg_cache = (key, info)
@@ -338,8 +340,8 @@ class Coordinator(ContractClient):
     def vote_slots(self, sender: str, r: int, approvals: int, scores_ppm: list[int]) -> Receipt:
         """One ballot over every slot: bit j of approvals approves slot j; one score per slot
         (combine "average": bit 0 and one score, the average's)."""
-        if len(scores_ppm) > MAX_MEMBERS:
-            raise ChainError(f"at most {MAX_MEMBERS} scores, got {len(scores_ppm)}")
+        if len(scores_ppm) > MAX_SLOTS:
+            raise ChainError(f"at most {MAX_SLOTS} scores, got {len(scores_ppm)}")
         return self._transact("vote", sender, int(r), int(approvals), [int(x) for x in scores_ppm])
 
     def start(self, sender: str) -> Receipt:
@@ -415,8 +417,8 @@ class Coordinator(ContractClient):
         """``voter``'s ballot for round r, signed with the key the chain holds for it: what vote_slots
         sends (approvals: bit j approves slot j, a bool slot 0 / the average; scores_ppm: one score
         or one per slot)."""
-        if not isinstance(scores_ppm, int) and len(scores_ppm) > MAX_MEMBERS:
-            raise ChainError(f"at most {MAX_MEMBERS} scores, got {len(scores_ppm)}")
+        if not isinstance(scores_ppm, int) and len(scores_ppm) > MAX_SLOTS:
+            raise ChainError(f"at most {MAX_SLOTS} scores, got {len(scores_ppm)}")
         t0 = time.perf_counter()
         try:
             return self.chain.sign_ballot(voter, self.address, int(r), int(approvals), scores_ppm)
@@ -444,7 +446,7 @@ class Coordinator(ContractClient):
         """Post round r's reveals (ledger.ballots.Reveal) as one bundle and the tally they give."""
         from cohep.ledger import bundles
 
-        return self._transact("post_reveals", sender, int(r), bundles.claim(self.members(), reveals),
+        return self._transact("post_reveals", sender, int(r), *bundles.claim(self.members(), reveals),
                               bundles.reveals_bundle(reveals))
 
     def pass_challenge_window(self) -> None:

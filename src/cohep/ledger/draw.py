@@ -1,8 +1,11 @@
 """The Coordinator's proposer draw, recomputed off chain (tests and audits compare the two).
 
 Rounds are grouped in epochs of n rounds (n = number of members). Each epoch has its own
-permutation of the member indices, a forward Fisher-Yates shuffle driven by
-keccak256(seed || epoch || i) (32-byte big-endian words, as the contract hashes them). Round r goes
+permutation of the member indices: a four-round Feistel bijection of 2h-bit numbers (h the least
+with 4**h >= n) whose round function is keccak256(seed || epoch || round || half) (32-byte
+big-endian words, as the contract hashes them) masked to h bits, applied again while the result is
+n or more (cycle walking keeps it a bijection of 0..n-1). The contract evaluates one position in
+O(1), so a round's draw costs the same at 3 or 256 members (a shuffle of n indices did not). Round r goes
 to ``perm[r % n]`` of epoch ``r // n``; if that member is suspended, to the next active member after
 it in the permutation, cyclically.
 
@@ -26,11 +29,34 @@ from collections.abc import Sequence
 
 from eth_utils import keccak
 
-MAX_MEMBERS = 64
+MAX_MEMBERS = 256
 
 
 def _word(x: int) -> bytes:
     return x.to_bytes(32, "big")
+
+
+def _half(n: int) -> int:
+    h = 1
+    while 4**h < n:
+        h += 1
+    return h
+
+
+def position(seed: bytes, n: int, epoch: int, pos: int) -> int:
+    """Position ``pos`` of epoch ``epoch``'s permutation (Coordinator._perm_at)."""
+    h = _half(n)
+    low = (1 << h) - 1
+    x = pos
+    prefix = seed + _word(epoch)
+    while True:
+        left, right = x >> h, x & low
+        for i in range(4):
+            f = int.from_bytes(keccak(prefix + _word(i) + _word(right)), "big") & low
+            left, right = right, left ^ f
+        x = (left << h) | right
+        if x < n:
+            return x
 
 
 def permutation(seed: bytes, n: int, epoch: int) -> list[int]:
@@ -42,12 +68,7 @@ def permutation(seed: bytes, n: int, epoch: int) -> list[int]:
         raise ValueError(f"need 1..{MAX_MEMBERS} members, got {n}")
     if epoch < 0:
         raise ValueError(f"epoch must be >= 0, got {epoch}")
-    perm = list(range(n))
-    prefix = seed + _word(epoch)
-    for i in range(n - 1):
-        j = i + int.from_bytes(keccak(prefix + _word(i)), "big") % (n - i)
-        perm[i], perm[j] = perm[j], perm[i]
-    return perm
+    return [position(seed, n, epoch, pos) for pos in range(n)]
 
 
 def proposer_index(seed: bytes, n_members: int, round: int, active: Sequence[bool]) -> int:

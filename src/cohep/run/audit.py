@@ -221,7 +221,7 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
         elif name == "RevealsPosted":  # aggregated: the tally claimed, counted at finalize unless disproven
             st = rounds.get(int(a["round"]))
             if st is not None:
-                st["claim"] = int(a["voted"])
+                st["claim"], st["approved"] = int(a["voted"]), int(a["approved"])
         elif name == "RelayFault":  # a challenge proved the post wrong: discarded
             st = rounds.get(int(a["round"]))
             if st is not None and a["phase"] == "reveals":
@@ -247,7 +247,7 @@ def replay(events: Iterable, rules: ContractRules, report: AuditReport | None = 
                     if i not in st["voters"]:
                         find(f"round {r + 1}: the reveals post counts member {i}, who could not vote")
                         continue
-                    st["ballots"][i] = claim >> (128 + i) & 1
+                    st["ballots"][i] = st.get("approved", 0) >> i & 1
                     st["voted_at"][i] = _position(e)
                     in_a_row[i] = 0
             proposed = sorted(st["slots"])
