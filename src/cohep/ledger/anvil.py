@@ -62,16 +62,20 @@ def dev_private_keys(n: int) -> list[str]:
 
 class Anvil:
     """One Anvil process on 127.0.0.1. ``block_time`` (s) mines on a clock, so block-counted windows
-    pass even when nobody sends transactions; ``state`` keeps the chain in a file across restarts."""
+    pass even when nobody sends transactions; ``state`` keeps the chain in a file across restarts;
+    ``fork`` (url, block): a fork of that chain at that block, any sender impersonated (what a resumed
+    chain.rpc run replays its kept rounds on, :mod:`cohep.run.resume`)."""
 
     def __init__(self, *, port: int | None = None, accounts: int = 10, block_time: float | None = None,
-                 state: str | Path | None = None, chain_id: int = 31337, log: str | Path | None = None):
+                 state: str | Path | None = None, chain_id: int = 31337, log: str | Path | None = None,
+                 fork: tuple[str, int] | None = None):
         self.port = port or free_port()
         self.accounts = accounts
         self.block_time = block_time
         self.state = Path(state) if state else None
         self.chain_id = chain_id
         self.log = Path(log) if log else None
+        self.fork = fork
         self.process: subprocess.Popen | None = None
 
     @property
@@ -85,6 +89,8 @@ class Anvil:
             args += ["--block-time", str(self.block_time)]
         if self.state is not None:
             args += ["--state", str(self.state)]
+        if self.fork is not None:
+            args += ["--fork-url", self.fork[0], "--fork-block-number", str(self.fork[1]), "--auto-impersonate"]
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL
         self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout_s

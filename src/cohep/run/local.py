@@ -83,29 +83,45 @@ def _initial_rows(learners, rule) -> tuple[list[Scores], list[RoundRecord]]:
     return current, rows
 
 
-def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None, journal=None, on_round=None):
+def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None, journal=None, on_round=None,
+                link=None):
     """The protocol proper: every member is a Participant (built by ``MemberWiring``), the same code an
     autonomous node runs.
 
     The loop only sequences the members of one process (the proposer, then the voters, then anyone
     closes the round); each participant reads its duty from the chain and votes on the digest and URI
-    the chain recorded, fetched and checked like any other member's blob.
+    the chain recorded, fetched and checked like any other member's blob. ``link``: the resume of a
+    chain.rpc run (:class:`cohep.run.resume.ChainLink`): the contract is the run's, not a new one, and
+    the rounds replay on a fork of its chain until it has caught up with the chain itself.
     """
     from cohep.run.audit import ContractRules
     from cohep.ledger import Chain, Coordinator
     from cohep.protocol.vote import threshold_fraction
 
     n, rule = len(learners), cfg.vote
-    chain = Chain.embedded(n) if cfg.chain.rpc is None else Chain.connect(cfg.chain.rpc, n)
+    if link is not None:
+        chain = link.chain
+    else:
+        chain = Chain.embedded(n) if cfg.chain.rpc is None else Chain.connect(cfg.chain.rpc, n)
     members = list(chain.accounts[:n])
     init_digest, init_uri = store.put(initial)
-    coord = Coordinator.deploy(
+    after = link.check if link is not None else _nothing
+    coord = _attach(chain, journal, after) if link is not None else Coordinator.deploy(
         chain, members, threshold=threshold_fraction(rule.threshold),
         proposal_window=cfg.chain.proposal_window, vote_window=cfg.chain.resolved_vote_window(n),
         seed=seed_bytes(cfg.experiment.seed), initial_digest=init_digest, model_digest=spec.digest(),
         max_missed=cfg.chain.max_missed, proposers=cfg.round.proposers, combine=cfg.round.combine,
         challenge_window=cfg.chain.challenge_window if cfg.chain.ballots == "aggregate" else None,
     )
+    if journal is not None and cfg.chain.rpc is not None:  # what a resume checks the chain against
+        from cohep.run import resume
+
+        journal.chain = dict(journal.kept.state["chain"], marks=[]) if link is not None else \
+            {"contract": coord.address, "chain_id": chain.chain_id, "setup_block": chain.block_number()}
+        journal.chain.pop("marks", None)
+        journal.position = lambda: resume.chain_position(coord, chain)
+    if link is not None:
+        link.follow(coord)
     fetch = Fetcher(allowed=[store.base_uri], max_bytes=default_max_bytes(initial), reference=initial)
     behaviours = attacks.behaviours(cfg.attack, members, cfg.experiment.seed)  # research only: [attack]
     ballots: list = []  # signed mode: this round's ballots (sealed: commitments, then reveals), one transaction each
@@ -136,6 +152,7 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None, jour
         state = coord.round_state(r)  # one read of the proposals for all voters
         if not state.proposed:  # a proposer stayed silent: voting opens (or the round voids) after the window
             _pass_block(chain, state.proposal_deadline)
+            after()
             state = coord.round_state(r)
         if state.proposed:
             _vote_pass(chain, coord, members_, state, ballots, members[holders[0]])
@@ -143,6 +160,7 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None, jour
                 state = coord.round_state(r)
                 if state.reveal_block is None:
                     _pass_block(chain, state.vote_deadline)
+                    after()
                     state = coord.round_state(r)
                 _vote_pass(chain, coord, members_, state, ballots, members[holders[0]])
         outcome = members_[holders[0]].finalize(r)  # its Finalized event names the digest the contract accepted
@@ -173,6 +191,28 @@ def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None, jour
                               "traffic": {"transactions": coord.transactions, "gas_used": coord.gas_used,
                                           "calldata_bytes": coord.calldata_bytes,
                                           "bytes_fetched": fetch.bytes}}
+
+
+def _nothing() -> None:
+    return None
+
+
+def _attach(chain, journal, after: Callable[[], None]):
+    """The resumed chain.rpc run's own contract, ``after()`` called after each transaction it sends and
+    each challenge window it mines (:meth:`cohep.run.resume.ChainLink.check`)."""
+    from cohep.ledger import Coordinator
+
+    class Followed(Coordinator):
+        def _transact(self, *args, **kwargs):
+            receipt = super()._transact(*args, **kwargs)
+            after()
+            return receipt
+
+        def pass_challenge_window(self) -> None:
+            super().pass_challenge_window()
+            after()
+
+    return Followed.at(chain, journal.kept.state["chain"]["contract"])
 
 
 def _seeded_salt(seed: bytes, address: str) -> Callable[[int], bytes]:
@@ -324,8 +364,8 @@ def resume_experiment(out_dir: str | Path, cfg: ExperimentConfig | None = None, 
         run_cfg = from_dict(recorded)
     except CohepError as exc:
         raise DataError(f"{out / rundir.MANIFEST}: {exc}: not resumable") from None
-    if run_cfg.chain.rpc is not None:
-        raise resume.not_resumable_chain()
+    if not _reconnectable(run_cfg):
+        raise resume.not_resumable_chain(str(run_cfg.chain.rpc))
     if cfg is not None:
         given = _recorded_config(prepare(cfg)[0])
         if given != recorded:
@@ -343,6 +383,11 @@ def resume_experiment(out_dir: str | Path, cfg: ExperimentConfig | None = None, 
         return _run(run_cfg, data, parts, spec, run_dir, figure, model_auto, on_round=on_round, kept=kept,
                     resumed={"from_round": kept.rounds_done + 1,
                              "interrupted_manifest_created": manifest.get("created")})
+
+
+def _reconnectable(cfg: ExperimentConfig) -> bool:
+    """The run's chain can be found again from its manifest: embedded, or an RPC URL written down whole."""
+    return cfg.chain.rpc is None or redact_url(cfg.chain.rpc) == cfg.chain.rpc
 
 
 def _recorded_config(cfg: ExperimentConfig) -> dict:
@@ -378,14 +423,21 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool, model_auto: bool = Fal
     journal = resume.Journal(out / rundir.RESUME, kept, own if own.is_absolute() and own.is_dir() else None)
     players = journal.wrap(learners)
     config = _recorded_config(cfg)
+    link = resume.ChainLink.open(cfg.chain.rpc, len(learners), kept) \
+        if kept is not None and cfg.chain.rpc is not None and mode == "colearn" else None
     try:
         with progress() as bars:
             label = f"{mode}: {len(learners)} learner(s)"
             bar = _Advance(bars, bars.add_task(label, total=cfg.experiment.rounds), label)
             if mode == "colearn":
-                records, timings, chain_info = run_colearn(cfg, players, spec, initial, store, bar, journal, on_round)
+                records, timings, chain_info = run_colearn(cfg, players, spec, initial, store, bar, journal, on_round,
+                                                           link)
             else:
                 records, timings, chain_info = run_alone(cfg, players, bar, journal, on_round)
+        if link is not None and not link.switched:
+            from cohep.core.errors import DataError
+
+            raise DataError(f"{cfg.chain.rpc}: the chain holds more of this run than its replay sends: not resumable")
     except KeyboardInterrupt:
         if not journal.marks:  # before the setup ended: nothing worth keeping
             raise
@@ -398,8 +450,11 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool, model_auto: bool = Fal
                 "model_digest": spec.digest().hex(), "model_auto": model_auto,
                 "store": rundir.store_ref(out, store.base_uri)}, config)
         raise resume.RunInterrupted(resume.interrupted_line(out, done + 1, cfg.experiment.rounds,
-                                                            resumable=cfg.chain.rpc is None),
+                                                            resumable=_reconnectable(cfg)),
                                     out, done) from None
+    finally:
+        if link is not None:
+            link.close()
     if kept is not None and journal.replayed < kept.rounds_done:
         from cohep.core.errors import DataError
 

@@ -30,7 +30,24 @@ move only these URIs and the transaction hashes they feed differ), every blob in
 manifest except its wall-clock fields (``created``, ``time_shares``) and ``resumed``, which records
 that it was resumed and from which round. ``timings.csv`` keeps the interrupted run's timings for the
 replayed rounds. A run with ``experiment.max_seconds`` may end at another round (its budget is wall
-time). A run on an external chain (``chain.rpc``) cannot be replayed and is not resumable.
+time).
+
+A run on an external chain (``chain.rpc``) is resumed on that chain without sending it any round
+again. The chain already holds the kept rounds (and whatever part of the interrupted round reached
+it), so the replay runs against a throwaway Anvil *fork* of it, taken at the block where the run's
+setup ended (``ChainLink``): the same code sends the same transactions to the fork, and after each
+one (and each block mined) the fork's events and block number are compared with the real chain's.
+A prefix that differs, or a fork that runs past the real chain, refuses the resume in one line;
+once the fork holds exactly the real chain's events at its block, the run's connection is pointed
+at the real chain and the rest of the run goes there, as the uninterrupted run would have sent it.
+Before any of that, the real chain must still hold the contract, its chain id and, event for event,
+what the journal recorded after each kept round (``chain_position``): a chain that is gone, reset or
+another one is refused in one line. What this needs: Anvil (``cohep.ledger.anvil``) to fork with,
+a node that serves the state at the setup block (an Anvil dev chain does; a pruned node does not),
+blocks that come only from the run's transactions (a chain that mines on a clock gives the replay
+other block numbers, and is refused at the first event that differs), and the run's accounts
+usable on the fork (Anvil's dev accounts; others are impersonated, which signed ballots cannot be).
+An RPC URL recorded redacted (it held a key) cannot be reconnected to.
 """
 from __future__ import annotations
 
@@ -82,7 +99,7 @@ def interrupted_line(out_dir: Path, stopped_in: int, rounds: int, resumable: boo
     kept = f"no round finished, the setup kept in {out_dir}" if done < 1 else \
         f"{'round 1' if done == 1 else f'rounds 1-{done}'} kept in {out_dir}"
     tail = f"resume with: cohep run --resume {out_dir}" if resumable else \
-        "a run on an external chain (chain.rpc) cannot be resumed"
+        "its chain.rpc URL was recorded redacted (it held a key), so it cannot be resumed"
     return f"interrupted in round {stopped_in} of {rounds}; {kept}; {tail}"
 
 
@@ -164,6 +181,11 @@ class Journal:
         self.held: Weights | None = None  #: learner 0's weights after the last finished round
         self.records: list[RoundRecord] = []  #: the run's records (those after the last mark are discarded)
         self.replayed = 0  #: rounds answered from ``kept``
+        #: an external chain's run: contract, chain id, setup block (``ChainLink``) and, after each
+        #: mark, ``position()`` (``chain_position``): what the journal says the chain held then
+        self.chain: dict | None = None
+        self.position: Any = None
+        self.chain_marks: list[list] = []
 
     def wrap(self, learners: list[TrainableLearner]) -> list[TrainableLearner]:
         self.learners = learners
@@ -191,6 +213,12 @@ class Journal:
         self.records = records
         self.held = held
         kept = self.kept
+        if self.position is not None:
+            self.chain_marks.append(self.position())
+            theirs = (kept.state.get("chain") or {}).get("marks", []) if kept is not None else []
+            if r < len(theirs) and self.chain_marks[-1] != theirs[r]:
+                raise DataError(f"{kept.out_dir if kept else self.folder}: round {r} replays to other chain "  # type: ignore[union-attr]
+                                "events than the journal recorded: not resumable")
         if kept is not None and r <= kept.rounds_done:
             start = self.rows[-2] if len(self.rows) > 1 else 0
             mine = csv_text(records[start:]).splitlines()[1:]
@@ -239,9 +267,12 @@ class Journal:
         learners = [{"proposals": e["proposals"][:p], "evaluations": e["evaluations"][:v]}
                     for e, (p, v) in zip(self.entries, last)]
         kept = {h for x in learners for h in x["proposals"]}
-        return {"format": FORMAT, "config": config_digest(config), "rounds_done": max(done, 0),
-                "learners": learners, "aliases": {h: a for h, a in sorted(self.aliases.items()) if h in kept},
-                "timings": [asdict(t) for t in self.timings]}
+        state = {"format": FORMAT, "config": config_digest(config), "rounds_done": max(done, 0),
+                 "learners": learners, "aliases": {h: a for h, a in sorted(self.aliases.items()) if h in kept},
+                 "timings": [asdict(t) for t in self.timings]}
+        if self.chain is not None:
+            state["chain"] = {**self.chain, "marks": self.chain_marks[:len(self.marks)]}
+        return state
 
     def save_interrupted(self, out: Path, manifest: dict, config: dict) -> int:
         """Write what an interrupted run keeps (module docstring); returns the rounds kept."""
@@ -361,8 +392,120 @@ def _float(x: float | str) -> float:
     return float(x)
 
 
-def not_resumable_chain() -> DataError:
-    return DataError("this run used an external chain (chain.rpc): it cannot be replayed, so not resumed")
+def not_resumable_chain(url: str) -> DataError:
+    return DataError(f"this run's chain.rpc URL was recorded redacted ({url}: it held a key), so its chain "
+                     "cannot be reconnected to: not resumed")
 
 
-__all__ += ["RunInterrupted", "fingerprint", "not_resumable_chain"]
+def _event_key(e) -> list:
+    return [e.name, int(e.block), int(e.log_index), e.args]
+
+
+def _events_digest(events) -> str:
+    text = json.dumps([_event_key(e) for e in events], sort_keys=True,
+                      default=lambda x: "0x" + x.hex() if isinstance(x, (bytes, bytearray)) else str(x))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def chain_position(coord, chain) -> list:
+    """What the chain holds of a run now: its contract's event count, their sha256 (name, block,
+    log index, arguments: not transaction hashes, which a fork's impersonated senders change) and
+    the block number."""
+    events = coord.events()
+    return [len(events), _events_digest(events), int(chain.block_number())]
+
+
+class ChainLink:
+    """A resume of a run on an external chain (module docstring): the real chain checked against the
+    journal, a fork of it to replay on, and the switch to the real chain once the fork has caught up."""
+
+    def __init__(self, chain, real_provider, real_events: list, real_block: int, fork, where: str):
+        self.chain, self.real_provider, self.fork, self.where = chain, real_provider, fork, where
+        self.real_events, self.real_block = real_events, real_block
+        self.coord: Any = None
+        self.switched = False
+
+    @classmethod
+    def open(cls, url: str, n: int, kept: Kept) -> ChainLink:
+        """Check the real chain at ``url`` against ``kept`` (one line if it is gone, reset or another
+        chain) and start the fork the replay runs on; the returned link's ``chain`` points at the fork."""
+        from cohep.core.errors import ChainError
+        from cohep.ledger import Chain, Coordinator
+        from cohep.ledger.anvil import Anvil
+
+        info = kept.state.get("chain")
+        where = f"{kept.out_dir / rundir.RESUME / STATE}"
+        if not isinstance(info, dict) or not info.get("marks"):
+            raise DataError(f"{where}: no chain position kept for this chain.rpc run: not resumable")
+        try:
+            chain = Chain.connect(url, n)
+        except ChainError as exc:
+            raise DataError(f"{exc}: the run's chain is gone, not resumed") from None
+        if chain.chain_id != int(info["chain_id"]):
+            raise DataError(f"{url} is chain {chain.chain_id}, the run was on chain {info['chain_id']}: not resumed")
+        try:
+            coord = Coordinator.at(chain, info["contract"])
+            events = coord.events()
+        except ChainError:
+            raise DataError(f"{url} holds no cohep contract at {info['contract']} any more (the chain was reset?): "
+                            "not resumed") from None
+        count, digest, block = info["marks"][kept.rounds_done] if kept.rounds_done < len(info["marks"]) \
+            else info["marks"][-1]
+        real_block = int(chain.block_number())
+        if len(events) < count or _events_digest(events[:count]) != digest or real_block < block:
+            raise DataError(f"{url}: the contract at {info['contract']} does not hold the {kept.rounds_done} "
+                            f"round(s) the journal kept ({len(events)} events, the journal {count}): "
+                            "reset or changed since, not resumed")
+        if sum(e.name == "Finalized" for e in events[count:]) > 1:  # more than the round it stopped in
+            raise DataError(f"{url}: the contract at {info['contract']} went on past round {kept.rounds_done + 1} "
+                            "after this directory was kept (resumed from another copy?): not resumed")
+        fork = Anvil(chain_id=chain.chain_id, fork=(url, int(info["setup_block"]))).start()
+        real = chain.w3.provider
+        try:
+            from web3 import Web3
+
+            chain.w3.provider = Web3.HTTPProvider(fork.url, request_kwargs={"timeout": 60})
+        except BaseException:
+            fork.stop()
+            raise
+        return cls(chain, real, events, real_block, fork, url)
+
+    def follow(self, coord) -> None:
+        """The run's coordinator on the fork: check now (a resume at the setup switches at once)."""
+        self.coord = coord
+        self.check()
+
+    def check(self) -> None:
+        """After a transaction or blocks mined on the fork: refuse a fork that left the real chain's
+        history, switch to the real chain once the fork holds all of it."""
+        if self.switched or self.coord is None:
+            return
+        mine = self.coord.events()
+        theirs = self.real_events[:len(mine)]
+        if [_event_key(e) for e in mine] != [_event_key(e) for e in theirs] or len(mine) > len(self.real_events):
+            at = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if _event_key(a) != _event_key(b)),
+                      min(len(mine), len(theirs)))
+            raise DataError(f"{self.where}: the replay's chain event {at + 1} differs from the chain's "
+                            f"({mine[at].name if at < len(mine) else 'none'} where the chain has "
+                            f"{theirs[at].name if at < len(theirs) else 'none'}): not resumable")
+        if len(mine) < len(self.real_events):
+            return
+        block = int(self.chain.block_number())
+        if block < self.real_block:
+            return  # the interrupted run mined blocks after its last transaction: the fork is mining them
+        self.chain.w3.provider = self.real_provider
+        if block > self.real_block:  # it was interrupted while mining them: mine the rest
+            self.chain.mine(block - self.real_block)
+        self.switched = True
+        self.close()
+
+    def close(self) -> None:
+        """Stop the fork; before the switch, point the connection back at the real chain (nothing sent)."""
+        if not self.switched:
+            self.chain.w3.provider = self.real_provider
+        if self.fork is not None:
+            self.fork.stop()
+            self.fork = None
+
+
+__all__ += ["ChainLink", "RunInterrupted", "chain_position", "fingerprint", "not_resumable_chain"]
