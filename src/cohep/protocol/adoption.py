@@ -102,6 +102,11 @@ class Adoption:
         self._held[digest] = Held(proposal)
         return proposal
 
+    def give_up(self, uri: str, digest: bytes, proposer: str | None, reason: str) -> None:
+        """No time is left to judge this proposal: it is rejected with ``reason`` (as a failed fetch
+        is) until the round is adopted, even if its blob is held; an accepted one is still adopted."""
+        self._failed[(digest, uri, proposer)] = IntegrityError(reason)
+
     def accepted(self, uri: str, digest: bytes) -> Proposal:
         """An accepted (or the initial) blob: held, else from any store holding a copy that verifies."""
         held = self._held.get(digest)

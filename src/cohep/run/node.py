@@ -28,6 +28,7 @@ from collections.abc import Callable
 from cohep import models
 from cohep.core.errors import ConfigError, ChainError, CohepError, DataError, IntegrityError
 from cohep.run.experiment_file import Experiment, redact_url
+from cohep.run.pace import judge_margin
 from cohep.core.files import atomic_write_bytes, read_json, write_json
 from cohep.outputs.manifest import write_manifest
 from cohep.protocol.member import MemberWiring
@@ -425,45 +426,66 @@ def _funds_fault(chain, address: str, exc: BaseException, r: int, rounds: int) -
     return NodeFault(f"round {r + 1} of {rounds}: {raw}{_REFUND}")
 
 
-def _prefetch(p: Participant, state, stop: float) -> None:
-    """The round's proposals this member judges, fetched side by side (each ends by ``stop``), so a
-    slow slot cannot use up the time another slot's proposal needs. Failures stay with the round's
-    blobs (``Adoption``) and become reject votes with their reasons when the member judges."""
+def _prefetch(p: Participant, todo: list, stop: float) -> list:
+    """The round's proposals this member judges (``todo``: their slots), fetched before it judges any,
+    side by side when there are several (each ends by ``stop``), so a slow slot cannot use up the time
+    another slot's proposal needs. Failures stay with the round's blobs (``Adoption``) and become
+    reject votes with their reasons when the member judges. Returns the slots whose blob it holds."""
     import threading
 
-    todo = [s for s in state.slots if s.proposed and s.proposer != p.address]
-    if len(todo) < 2:
-        return
+    held: list = []
 
     def one(s) -> None:
         try:
             p.adoption.proposal(s.uri, s.digest, s.proposer)
+            held.append(s)
         except IntegrityError:
             pass  # remembered for the round: the verdict rejects it with this reason
 
+    if len(todo) < 2:
+        for s in todo:
+            one(s)
+        return held
     threads = [threading.Thread(target=one, args=(s,), daemon=True) for s in todo]
     for t in threads:
         t.start()
     for t in threads:
         t.join(max(0.0, stop - time.monotonic()) + 1.0)
+    return list(held)
 
 
-def act_in_time(p: Participant, fetcher: Fetcher, view: RoundView, pace, scoring_s: float = 0.0):
+def act_in_time(p: Participant, fetcher: Fetcher, view: RoundView, pace, scoring_s: float = 0.0, *,
+                work: list[float] | None = None, read_at: float | None = None, voted: bool = False):
     """``p.act(view)`` with every fetch of a proposal ending in time for the vote to be mined by the
     round's vote deadline (sealed votes: the commitment's, the same block): the blocks left at the
-    chain's pace, less the margins and ``scoring_s`` per proposal judged (``cohep.run.pace``).
-    Returns (duty or None, the seconds it took)."""
+    chain's pace since ``read_at`` (when the view was read; default: now), less ``pace.vote_margin``
+    of this voter's recent ``work`` (seconds from its fetches' end to its vote sent, one a round: the
+    measure of this round is appended) and ``scoring_s`` per proposal judged (``cohep.run.pace``).
+    If less than ``pace.judge_margin`` is left when the fetches end, the proposals that did arrive are
+    rejected at once (``timeout``), not scored: a vote started then would miss the window. ``voted``:
+    this node has voted in the round already (nothing to fetch). Returns (duty or None, seconds taken)."""
     state, start = view.state, time.monotonic()
     pace.observe(view.block)
-    stop = None
-    if view.voting_open() and p.address in state.voters:
-        judged = max(1, sum(1 for s in state.slots if s.proposed and s.proposer != p.address))
-        stop = pace.stop(state.vote_deadline, view.block, scoring_s * (judged + 1))
+    stop, fetched = None, start
+    if view.voting_open() and p.address in state.voters and not voted:
+        todo = [s for s in state.slots if s.proposed and s.proposer != p.address]
+        read_at = start if read_at is None else read_at
+        stop = pace.stop(state.vote_deadline, view.block, work or (), scoring_s, len(todo), read_at=read_at)
         with fetcher.until(stop):
-            _prefetch(p, state, stop)
+            held = _prefetch(p, todo, stop)
+        fetched = time.monotonic()
+        left = pace.deadline_at(state.vote_deadline, view.block, read_at) - fetched
+        need = judge_margin(work or (), pace.block_seconds(), scoring_s, len(todo))
+        if left < need:  # what did arrive came too late to be scored (the rest keeps its own reason)
+            why = f"timeout: no time left to judge it ({max(0.0, left):.1f} s to the deadline, {need:.1f} s needed)"
+            for s in held:
+                p.adoption.give_up(s.uri, s.digest, s.proposer, why)
     with fetcher.until(stop):
         duty = p.act(view)
-    return duty, time.monotonic() - start
+    end = time.monotonic()
+    if work is not None and stop is not None and duty is not None and duty.voted:
+        work.append(end - fetched)
+    return duty, end - start
 
 
 def _vote_text(duty) -> str:
@@ -510,6 +532,7 @@ def _follow(experiment: Experiment, node: NodeMember, chain, out: Path, opts: No
     pace = Pace(chain)
     retry = _Retry(opts)
     scoring_s = 0.0  # one evaluation on the vote set: what judging a proposal costs beside its fetch
+    work: list[float] = []  # per vote: seconds from its fetches' end to the vote sent (pace.vote_margin)
     checked = -1  # the round whose start this node last checked its suspension at
     told: set[int] = set()  # the rounds whose vote the log has shown
     r = next_row
@@ -540,12 +563,15 @@ def _follow(experiment: Experiment, node: NodeMember, chain, out: Path, opts: No
                 _check_round_funds(chain, p.address, r, rounds)
                 _rejoin(p, coord, opts, r, rounds)
                 checked = r
+            read_at = time.monotonic()
             view = RoundView.read(coord, r)
-            duty, took = act_in_time(p, node.fetcher, view, pace, scoring_s)
+            duty, took = act_in_time(p, node.fetcher, view, pace, scoring_s, work=work, read_at=read_at,
+                                     voted=r in told)
             if duty is not None and duty.voted and r not in told:  # once a round (sealed: at the commitment)
                 told.add(r)
                 left = view.state.vote_deadline - chain.block_number()
-                _log(opts, f"round {r + 1} of {rounds}: voted {_vote_text(duty)} after {took:.1f} s, "
+                after = f" ({work[-1]:.1f} s of it after the fetch)" if work else ""
+                _log(opts, f"round {r + 1} of {rounds}: voted {_vote_text(duty)} after {took:.1f} s{after}, "
                            f"{left} blocks before the deadline")
             save_strikes()
             state = coord.round_state(r)

@@ -3,8 +3,14 @@
 A proposal's fetch, checks and scoring must end in time for the vote to be mined by the vote
 window's last block (sealed votes: the commitment, whose window is the same), whatever the proposer
 does. The node turns that block into a wall-clock time: the blocks left, times the seconds a block
-takes, less a margin for sending the vote (``MARGIN_BLOCKS`` blocks and ``MARGIN_S`` seconds) and the
-time the member's own scoring takes. A node that follows its chain never waits on one member past that.
+takes, counted from when it read the block number. The fetch must stop a margin before that
+(``vote_margin``): ``MARGIN_BLOCKS`` blocks for the vote to be mined in, plus the voter's own work
+after a fetch (scoring, signing and sending the vote), taken from what that work cost in its last
+``WORK_ROUNDS`` rounds on this machine (the slowest, ``WORK_FACTOR`` times over), at least one
+scoring per judged proposal and never under ``WORK_FLOOR_S``. A loaded machine thus stops fetching
+earlier, by what it has measured itself needing. A voter whose fetches end with less than
+``judge_margin`` left (the same work, unpadded) rejects for ``timeout`` at once instead of scoring.
+A node that follows its chain never waits on one member past that.
 
 The block time is measured from the timestamps of the chain's recent blocks (``SPAN_BLOCKS`` of them,
 at least ``MIN_BLOCKS``: timestamps are whole seconds, so 64 blocks of 0.25 s measure within 6 %) and
@@ -15,6 +21,7 @@ for all) it is the stated ``DEFAULT_BLOCK_S``.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 #: seconds per block when the chain's timestamps do not say (fewer than 2 blocks, or all in one second)
 DEFAULT_BLOCK_S = 1.0
@@ -24,8 +31,13 @@ SPAN_BLOCKS = 64
 MIN_BLOCKS = 16
 #: the vote is sent this many blocks before the deadline block (one to be mined in, one to spare)...
 MARGIN_BLOCKS = 2
-#: ...and this many seconds earlier still (signing, sending, a slow RPC node)
-MARGIN_S = 1.0
+#: ...and earlier still by the voter's own work after its fetch (scoring, signing, sending, a slow RPC
+#: node): never less than this many seconds...
+WORK_FLOOR_S = 1.5
+#: ...nor than the slowest of its last this many rounds' work...
+WORK_ROUNDS = 5
+#: ...taken this many times over (a machine that just got busier is slower still next round)
+WORK_FACTOR = 1.5
 #: seconds between measurements of the block time
 REMEASURE_S = 30.0
 
@@ -84,13 +96,45 @@ class Pace:
             return None
         return (t1 - t0) / (head - first)
 
-    def seconds_left(self, deadline_block: int, block: int, scoring_s: float = 0.0) -> float:
-        """Seconds from now a voter at ``block`` may spend fetching and checking, to have its vote
-        mined by ``deadline_block`` (0 if none)."""
+    def seconds_left(self, deadline_block: int, block: int, work_s: Sequence[float] = (),
+                     scoring_s: float = 0.0, judged: int = 1) -> float:
+        """Seconds from when ``block`` was read that a voter may spend fetching and checking, to have
+        its vote mined by ``deadline_block`` (0 if none): ``vote_margin`` of its recent ``work_s``."""
         block_s = self.block_seconds()
-        left = (deadline_block - block - MARGIN_BLOCKS) * block_s - MARGIN_S - scoring_s
+        left = (deadline_block - block) * block_s - vote_margin(work_s, block_s, scoring_s, judged)
         return max(0.0, left)
 
-    def stop(self, deadline_block: int, block: int, scoring_s: float = 0.0) -> float:
-        """``seconds_left`` as a ``time.monotonic()`` value (what ``Fetcher.until`` takes)."""
-        return time.monotonic() + self.seconds_left(deadline_block, block, scoring_s)
+    def stop(self, deadline_block: int, block: int, work_s: Sequence[float] = (), scoring_s: float = 0.0,
+             judged: int = 1, read_at: float | None = None) -> float:
+        """``seconds_left`` as a ``time.monotonic()`` value (what ``Fetcher.until`` takes), counted from
+        ``read_at``, when ``block`` was read (default: now). A node that took a while since then (a busy
+        machine, a slow RPC node) has that much less left, not the whole window again."""
+        start = time.monotonic() if read_at is None else read_at
+        return start + self.seconds_left(deadline_block, block, work_s, scoring_s, judged)
+
+    def deadline_at(self, deadline_block: int, block: int, read_at: float | None = None) -> float:
+        """When ``deadline_block`` comes, as a ``time.monotonic()`` value, for a ``block`` read at
+        ``read_at`` (default: now)."""
+        start = time.monotonic() if read_at is None else read_at
+        return start + (deadline_block - block) * self.block_seconds()
+
+
+def vote_margin(work_s: Sequence[float], block_s: float, scoring_s: float = 0.0, judged: int = 1) -> float:
+    """Seconds before the vote deadline block's time at which a voter stops fetching: ``MARGIN_BLOCKS``
+    blocks at ``block_s``, plus its work after a fetch: ``WORK_FACTOR`` times the slowest of its last
+    ``WORK_ROUNDS`` ``work_s`` (seconds from a round's fetches ending to its vote sent), at least
+    ``scoring_s`` per proposal it judges and one more (its current weights', should it have to score
+    them again), and at least ``WORK_FLOOR_S``."""
+    recent = max((max(0.0, w) for w in list(work_s)[-WORK_ROUNDS:]), default=0.0)
+    work = max(WORK_FLOOR_S, scoring_s * (max(1, judged) + 1), WORK_FACTOR * recent)
+    return MARGIN_BLOCKS * block_s + work
+
+
+def judge_margin(work_s: Sequence[float], block_s: float, scoring_s: float = 0.0, judged: int = 1) -> float:
+    """Seconds before the vote deadline block's time after which a voter whose fetches have ended
+    rejects for ``timeout`` rather than start to score: ``MARGIN_BLOCKS`` blocks at ``block_s``, plus
+    the slowest of its last ``WORK_ROUNDS`` ``work_s`` once, at least ``scoring_s`` per proposal it
+    judges. This is ``vote_margin`` without its padding (``WORK_FACTOR``, ``WORK_FLOOR_S``), which
+    is there for a fetch that ends a little past its stop, as a cut-off read does."""
+    recent = max((max(0.0, w) for w in list(work_s)[-WORK_ROUNDS:]), default=0.0)
+    return MARGIN_BLOCKS * block_s + max(scoring_s * max(1, judged), recent)
