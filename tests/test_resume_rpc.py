@@ -146,3 +146,27 @@ def test_sigint_in_an_rpc_run_resumes_on_the_same_chain(tmp_path, mnist_dir, cap
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "holds no cohep contract" in err, err
     assert json.loads((kept / rundir.MANIFEST).read_text())["interrupted"]["rounds_done"] == done  # left as it was
+
+
+def test_an_rpc_url_recorded_redacted_is_not_resumable_and_says_so(tmp_path, mnist_dir, capsys):
+    """A URL holding a key (here user info) is written down redacted: the Ctrl-C line says the run
+    cannot be resumed, and ``--resume`` refuses in one line instead of dialling a redacted URL."""
+    from cohep.core.errors import RunInterrupted
+    from cohep.run.local import run_experiment
+
+    with Anvil(accounts=3) as node:
+        url = node.url.replace("http://", "http://user:key@")
+        cfg = config.load(None, settings(mnist_dir, url))
+        run = tmp_path / "run"
+
+        def stop(r):
+            if r == 1:
+                raise KeyboardInterrupt
+
+        with pytest.raises(RunInterrupted) as stopped:
+            run_experiment(cfg, run, figure=False, on_round=stop)
+        assert str(stopped.value).endswith("its chain.rpc URL was recorded redacted (it held a key), "
+                                           "so it cannot be resumed"), str(stopped.value)
+        assert main(["run", "--resume", str(run), "--no-figure"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "recorded redacted" in err, err

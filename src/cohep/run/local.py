@@ -387,7 +387,8 @@ def resume_experiment(out_dir: str | Path, cfg: ExperimentConfig | None = None, 
 
 def _reconnectable(cfg: ExperimentConfig) -> bool:
     """The run's chain can be found again from its manifest: embedded, or an RPC URL written down whole."""
-    return cfg.chain.rpc is None or redact_url(cfg.chain.rpc) == cfg.chain.rpc
+    url = cfg.chain.rpc
+    return url is None or (redact_url(url) == url and "<redacted>" not in url)
 
 
 def _recorded_config(cfg: ExperimentConfig) -> dict:
