@@ -138,9 +138,10 @@ def test_status_zero_receipt_becomes_chain_error():
 
 
 def test_64_members_worst_case_fits_the_gas_cap():
-    """Largest allowed group: finalize loops over every member (crediting all 63 voters for the
-    first time), then the next round's draw shuffles 64 indices; and the worst case for the
-    suspension bookkeeping, a round where nobody votes and all 63 voters are suspended at once."""
+    """64 members voting one transaction each: finalize credits all 63 voters for the first time (their
+    counters' bit planes written for the first time); and the worst case for the suspension
+    bookkeeping, a round where nobody votes and all 63 voters are suspended at once (63 events). The
+    contract takes 256 members, not 257."""
     chain = Chain.embedded(64)
     c = deploy(chain, chain.accounts, vote_window=100, max_missed=1)
     assert c.round_state(0).required == 32
@@ -157,8 +158,8 @@ def test_64_members_worst_case_fits_the_gas_cap():
     assert suspend_gas < EMBEDDED_TX_GAS // 2, suspend_gas
     assert sum(c.member_stats(m).suspended for m in chain.accounts) == 63
     assert c.round_state(2).proposer == p
-    with pytest.raises(ChainError, match="at most 64 members"):
-        Coordinator.deploy(chain, chain.accounts + [Account.create().address], seed=SEED,
+    with pytest.raises(ChainError, match="at most 256 members"):
+        Coordinator.deploy(chain, chain.accounts + [Account.create().address for _ in range(193)], seed=SEED,
                            initial_digest=INITIAL, model_digest=MODEL)
 
 

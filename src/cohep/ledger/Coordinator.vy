@@ -59,6 +59,10 @@
 MAX_MEMBERS: constant(uint256) = 256
 # Slots a round has (proposers) and scores a ballot carries: at most 64.
 MAX_SLOTS: constant(uint256) = 64
+# Entries of a submit_ballots, submit_commits or submit_reveals batch: the EVM copies a batch's bound
+# into memory (a reveal or ballot carries MAX_SLOTS scores), and 256 entries cost ~0.6 M gas of memory
+# in every batch, a one-reveal batch too; more members send several batches.
+MAX_BATCH: constant(uint256) = 64
 URI_MAX: constant(uint256) = 256
 # Threshold denominators up to 10**6 express any practical fraction exactly (2/3, 0.25...).
 MAX_DENOMINATOR: constant(uint256) = 10**6
@@ -967,7 +971,7 @@ def commit_vote(r: uint256, commitment: bytes32):
 
 
 @external
-def submit_commits(r: uint256, commits: DynArray[SignedCommit, MAX_MEMBERS]) -> uint256:
+def submit_commits(r: uint256, commits: DynArray[SignedCommit, MAX_BATCH]) -> uint256:
     """
     @notice sealed, signed ballots: any member submits other members' EIP-712 signed commitments
             for round r in one transaction; each counts as its signer's commit_vote. Returns how
@@ -1023,7 +1027,7 @@ def _take_commits(r: uint256, commits: DynArray[SignedCommit, MAX_MEMBERS], comm
 
 
 @external
-def submit_reveals(r: uint256, reveals: DynArray[Reveal, MAX_MEMBERS]) -> uint256:
+def submit_reveals(r: uint256, reveals: DynArray[Reveal, MAX_BATCH]) -> uint256:
     """
     @notice sealed: a voter reveals its vote, or any member submits other members' reveals, for
             round r in one transaction, within reveal_window blocks of the reveal phase opening. No
@@ -1055,7 +1059,7 @@ def submit_reveals(r: uint256, reveals: DynArray[Reveal, MAX_MEMBERS]) -> uint25
 
 
 @external
-def submit_ballots(r: uint256, ballots: DynArray[SignedBallot, MAX_MEMBERS]) -> uint256:
+def submit_ballots(r: uint256, ballots: DynArray[SignedBallot, MAX_BATCH]) -> uint256:
     """
     @notice Any member submits other members' EIP-712 signed ballots for round r in one
             transaction; each counts exactly as if its signer had called vote() with the same

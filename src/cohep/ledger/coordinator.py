@@ -44,13 +44,14 @@ from cohep.ledger.state import (
 )
 
 #: what this module offers, the values it reads back included (they live in state.py and events.py)
-__all__ = ["EMBEDDED_BATCH_GAS", "EMBEDDED_TX_GAS", "EVENT_NAMES", "MAX_MEMBERS", "MAX_SLOTS", "URI_MAX_BYTES", "BallotBatch",
-           "ChainEvent", "Coordinator", "MemberStats", "Outcome", "Receipt", "RoundState", "Settings", "SlotState",
-           "constructor_args"]
+__all__ = ["EMBEDDED_BATCH_GAS", "EMBEDDED_TX_GAS", "EVENT_NAMES", "MAX_BATCH", "MAX_MEMBERS", "MAX_SLOTS",
+           "URI_MAX_BYTES", "BallotBatch", "ChainEvent", "Coordinator", "MemberStats", "Outcome", "Receipt", "RoundState",
+           "Settings", "SlotState", "constructor_args"]
 
 MAX_MEMBERS = 256
-#: Coordinator.vy MAX_SLOTS: proposers a round, scores a ballot
+#: Coordinator.vy MAX_SLOTS: proposers a round, scores a ballot; MAX_BATCH: entries of a signed batch
 MAX_SLOTS = 64
+MAX_BATCH = 64
 _NO_ACCEPTANCE = 2**256 - 1  # contract's accepted_round while the initial digest stands
 _VOTED = 1 << 255  # the contract's ballot flag: ballot = _VOTED | approval bitmap
 # submit_ballots with 63 ballots needs about 4.0M (every voter's first vote; 2.9M later; checked in tests); the block
@@ -394,8 +395,8 @@ class Coordinator(ContractClient):
     def _batch(self, name: str, sender: str, r: int, items: list) -> BallotBatch:
         if not items:
             return BallotBatch(int(r), (), ())
-        if len(items) > MAX_MEMBERS:
-            raise ChainError(f"at most {MAX_MEMBERS} entries in a batch, got {len(items)}")
+        if len(items) > MAX_BATCH:
+            raise ChainError(f"at most {MAX_BATCH} entries in a batch, got {len(items)}")
         gas = EMBEDDED_BATCH_GAS if self._fixed_gas is not None else None
         receipt = self._transact(name, sender, int(r), [b.as_tuple() for b in items], gas=gas)
         return ballot_batch_of(r, self._decode(receipt["logs"]))
