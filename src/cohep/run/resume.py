@@ -47,7 +47,11 @@ a node that serves the state at the setup block (an Anvil dev chain does; a prun
 blocks that come only from the run's transactions (a chain that mines on a clock gives the replay
 other block numbers, and is refused at the first event that differs), and the run's accounts
 usable on the fork (Anvil's dev accounts; others are impersonated, which signed ballots cannot be).
-An RPC URL recorded redacted (it held a key) cannot be reconnected to.
+An RPC URL recorded redacted (it held a key) cannot be reconnected to. Two fresh chains differ in
+their block hashes, so the draw (which mixes in the deployment block's) and everything after it are
+the chain's own: what a resumed --rpc run is held to is the same contract, each round on it once,
+the kept rows unchanged and a clean ``cohep audit``. The manifest's ``traffic`` counts the fork's
+replayed transactions too.
 """
 from __future__ import annotations
 
