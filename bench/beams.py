@@ -10,12 +10,16 @@ per cell (60 % train, 15 % vote, 25 % test), the vertex anywhere in +-15 pixels.
 with its defaults (collection plane, per-event normalisation, augmentation) is trained on each cell
 (``--epochs`` proposals of one epoch, each kept if it scores better on the cell's vote set) and
 scored on every cell's test set: accuracy, and NC and numu CC efficiency separately (the issue-28
-failure: NC events read as numu CC). Targets (issue 28): worst off-diagonal drop within 5 points,
-NC efficiency within 5 points of numu CC efficiency on every cell. Last line:
+failure: NC events read as numu CC). ``--set train.augment.cosmics=1`` (repeatable; a JSON value, else a
+string) overrides one setting of the config every cell trains with, to try options on the matrix.
+Targets (issue 28): worst off-diagonal drop within 5 points, NC efficiency within 5 points of numu CC
+efficiency on every cell. Last line:
 ``worst off-diagonal drop: X pts; NC efficiency on the DUNE flux: Y``.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import sys
 import time
@@ -96,6 +100,29 @@ def energy_table(scorer, dataset, energies_mev: np.ndarray, title: str) -> list[
     return [f"### Efficiency against true neutrino energy: {title}", "", *bench.table(head, rows)]
 
 
+def setting(text: str) -> tuple[list[str], object]:
+    """``--set section.key=value``: the dotted path and the value (JSON when it parses, else the string)."""
+    path, eq, raw = text.partition("=")
+    keys = path.split(".")
+    if not eq or len(keys) < 2 or not all(keys):
+        raise argparse.ArgumentTypeError(f"--set wants section.key=value, got {text!r}")
+    try:
+        return keys, json.loads(raw)
+    except json.JSONDecodeError:
+        return keys, raw
+
+
+def overrides(base: dict, sets) -> dict:
+    """``base`` (nested tables) with every ``--set`` applied on top."""
+    out = json.loads(json.dumps(base))
+    for keys, value in sets:
+        table = out
+        for k in keys[:-1]:
+            table = table.setdefault(k, {})
+        table[keys[-1]] = value
+    return out
+
+
 def parser():
     ap = bench.parser(__doc__, whole_doc=True)
     ap.add_argument("--events", type=int, default=1200, help="events per cell (60 %% train, 15 %% vote, 25 %% test)")
@@ -105,6 +132,8 @@ def parser():
     bench.add_seed(ap, 1)
     ap.add_argument("--workers", type=int, default=2)
     bench.add_threads(ap, None, help="torch threads (default: all cores; 1 on a machine shared with other jobs)")
+    ap.add_argument("--set", type=setting, action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override one training setting (repeatable), e.g. train.augment.cosmics=1")
     bench.add_data_folder(ap)
     bench.add_doc(ap, HOME.doc())
     return ap
@@ -122,12 +151,12 @@ def main(argv=None) -> int:
     data = {k: load_data("events", str(p)) for k, p in files.items()}
     sets = {k: tuple(d.subset(ix) for ix in split(len(d))) for k, d in data.items()}
     first = next(iter(data.values()))
-    cfg = config.load(None, {
+    cfg = config.load(None, overrides({
         "experiment": {"protocol": "paper", "learners": 1, "rounds": args.epochs, "seed": args.seed,
                        "mode": "individual"},
         "model": {"name": "compact"},
         "train": {"epochs": 1.0, "batch_size": 32, "lr": args.lr},
-    })
+    }, args.set))
     spec = ModelSpec("compact", tuple(int(s) for s in first.input_shape), len(first.class_names),
                      dict(cfg.model.params))
     initial = models.initial_weights(spec, args.seed)

@@ -295,3 +295,41 @@ def test_views_read_names_the_collection_plane_last():
 def test_bad_planes_are_one_line_naming_the_field(planes):
     with pytest.raises(ConfigError, match="model.params.planes"):
         build_learner(ModelSpec("compact", (3, 32, 32), 3, {"planes": planes}), None, None, None, TrainConfig(), seed=0)
+
+
+def test_floor_drops_faint_hits_under_its_fraction_of_the_event_scale():
+    """model.params.floor: pixels under floor * s are dropped before the log, the track is kept as it was."""
+    x = torch.tensor([[[[0.0, 1.0, 100.0, 100.0, 100.0, 5.0, 9.0, 10.0]]]])
+    # s: the charge-weighted mean is 93.0, so the pixels above 9.3 (100, 100, 100, 10) average 77.5
+    assert float(event_scale(x)[0]) == pytest.approx(77.5)
+    for mode in ("event", "log1p"):
+        cut, plain = normalise(x, mode, floor=0.1), normalise(x, mode)  # 0.1 * 77.5 = 7.75
+        assert (cut[0, 0, 0] == 0).tolist() == [True, True, False, False, False, True, False, False]
+        keep = cut[0, 0, 0] > 0
+        torch.testing.assert_close(cut[0, 0, 0][keep], plain[0, 0, 0][keep])
+    assert torch.equal(normalise(x, "event", floor=0.0), normalise(x, "event"))
+    # the 1.5 noise hits of _events go, each 20-40 track pixel stays; an empty event stays empty
+    ev = _events(3)
+    cut = normalise(ev, "event", floor=0.1)
+    assert torch.equal(cut > 0, ev >= 20)
+    assert torch.equal(normalise(torch.zeros(2, 3, 4, 4), "event", floor=0.5), torch.zeros(2, 3, 4, 4))
+
+
+@pytest.mark.parametrize("floor", [-0.1, 1.0, "0.1", True, None])
+def test_floor_is_a_checked_model_param(floor):
+    with pytest.raises(ConfigError, match=r"model.params.floor must be a number in \[0, 1\)"):
+        build_learner(ModelSpec("compact", (3, 32, 32), 3, {"floor": floor}), None, None, None, TrainConfig(), seed=0)
+
+
+def test_compact_model_applies_its_floor_to_the_input():
+    """The same weights: with floor = 0.1 the noise hits no longer change the output, without it they do."""
+    ev = _events(4)
+    clean = torch.where(ev >= 20, ev, torch.zeros_like(ev))
+    start = initial_weights(ModelSpec("compact", (3, H, W), 3), 0)
+    out = {}
+    for floor in (0.0, 0.1):
+        lr = build_learner(ModelSpec("compact", (3, H, W), 3, {"floor": floor}), None, None, None, TrainConfig(),
+                           seed=0, initial=start)
+        out[floor] = [lr.predict(TensorDataset(v, torch.zeros(4, dtype=torch.long)))[0] for v in (ev, clean)]
+    np.testing.assert_allclose(out[0.1][0], out[0.1][1], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out[0.0][0], out[0.0][1])

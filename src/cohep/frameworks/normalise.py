@@ -24,6 +24,12 @@ only the first lobe, ``"fold"`` takes ``|x|``, so both lobes count as charge. A 
 induction plane then reads as a track two lobes wide instead of a half-erased one, which is closer
 to the unipolar (deconvolved) induction planes of a detector such as MicroBooNE; for unipolar data the
 two are identical.
+
+``floor`` (``model.params.floor``, default 0: off) drops every pixel under ``floor * s`` before the log,
+in both modes. Detectors differ most in their faint hits: 100 MicroBooNE-surface events (noisy channels,
+300 e noise) hold a median 250 isolated one- or two-pixel clusters on the collection plane, 100 DUNE FD
+events 74 (docs/benchmarks/beams.md); under a tenth of a track pixel's charge they are noise, not
+physics, and a floor makes both detectors' images look alike in them.
 """
 from __future__ import annotations
 
@@ -67,11 +73,22 @@ def event_scale(z: torch.Tensor) -> torch.Tensor:
     return (flat * keep).sum(1) / keep.sum(1).clamp_min(1)
 
 
-def normalise(x: torch.Tensor, mode: str = "log1p", input_scale: float = 1.0, bipolar: str = "drop") -> torch.Tensor:
+def check_floor(value) -> float:
+    """``value`` if it is a fraction in [0, 1), else one line naming ``model.params.floor``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ConfigError(f"model.params.floor must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def normalise(x: torch.Tensor, mode: str = "log1p", input_scale: float = 1.0, bipolar: str = "drop",
+              floor: float = 0.0) -> torch.Tensor:
     """The network input for charge images ``x`` ``[N, ...]``, as a new float tensor."""
     z = x.float().abs() if bipolar == "fold" else torch.relu(x.float())
+    s = event_scale(z) if mode == "event" or floor else None
+    if floor:
+        z.mul_(z >= (floor * s).view(-1, *([1] * (z.dim() - 1))))
     if mode == "event":
-        s = event_scale(z)
+        assert s is not None
         factor = torch.where(s > 0, EVENT_REFERENCE / s.clamp_min(torch.finfo(z.dtype).tiny), torch.zeros_like(s))
         z.mul_(factor.view(-1, *([1] * (z.dim() - 1))))
     elif input_scale != 1.0:

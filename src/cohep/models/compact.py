@@ -46,7 +46,8 @@ chosen for sparse images and CPU training:
    others never enter it, not even the per-event scale, and cost nothing.
 
 Another option for other detectors: ``bipolar`` (how a raw bipolar induction signal's negative lobe
-enters, :mod:`cohep.frameworks.normalise`), which matters only when the induction planes are read.
+enters, :mod:`cohep.frameworks.normalise`), which matters only when the induction planes are read, and
+``floor`` (faint hits under a fraction of the event's track-pixel charge dropped, the same module).
 
 Every convolution is followed by batch norm (its running statistics are part of the weights) and
 ReLU. The model runs channels-last, which oneDNN executes 1.5-2x faster on CPU.
@@ -65,7 +66,7 @@ from torch import nn
 
 from cohep.core.errors import ConfigError
 from cohep.models.fit import DataFit
-from cohep.frameworks.normalise import check_bipolar, check_mode
+from cohep.frameworks.normalise import check_bipolar, check_floor, check_mode
 from cohep.frameworks.normalise import normalise as normalise_input
 from cohep.models.registry import register_model
 
@@ -120,6 +121,7 @@ class CompactMultiViewCNN(nn.Module):
         normalise: str = DEFAULT_NORMALISE,
         bipolar: str = "drop",
         planes: str | Sequence[int] = DEFAULT_PLANES,
+        floor: float = 0.0,
     ):
         super().__init__()
         if len(widths) != 3 or any(int(w) <= 0 for w in widths):
@@ -132,6 +134,7 @@ class CompactMultiViewCNN(nn.Module):
         v = int(n_views)
         self.mode = check_mode(normalise)
         self.bipolar = check_bipolar(bipolar)
+        self.floor = check_floor(floor)
         read = views_read(planes, v)
         #: the views the model reads, in order; ``None`` when it reads all (a collection-plane model: [2]).
         #: The network is built for these alone: a view it does not read costs nothing.
@@ -158,7 +161,7 @@ class CompactMultiViewCNN(nn.Module):
         """The ``normalise`` mode's input (:mod:`cohep.frameworks.normalise`) in one new tensor."""
         if self.read is not None:  # before normalising, so that the per-event scale comes from the planes read
             x = x[:, self.read]
-        return normalise_input(x, self.mode, self.input_scale, self.bipolar)
+        return normalise_input(x, self.mode, self.input_scale, self.bipolar, self.floor)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """Training only: mirror each event along drift time (the last axis) with probability 1/2.
@@ -184,7 +187,7 @@ class CompactMultiViewCNN(nn.Module):
 
 
 _KNOWN_PARAMS = ("widths", "joint", "hidden", "dropout", "patch", "input_scale", "flip_time", "normalise", "bipolar",
-                 "planes")
+                 "planes", "floor")
 
 
 def _min_side(params) -> int:
