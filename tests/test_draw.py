@@ -121,6 +121,19 @@ def test_contract_draw_equals_python(chain, n):
     assert c.proposer(0) == c.draw(0)
 
 
+def test_contract_draw_equals_python_at_256_members():
+    """The largest group (the Feistel domain is exactly 256: no cycle walking) and one just above a power
+    of four (130 members: domain 256, walks)."""
+    chain = Chain.embedded(256)
+    for n in (130, 256):
+        c = deploy(chain, n)
+        members, seed = c.members(), c.settings().draw_seed
+        for r in range(0, 3 * n, 7):
+            assert c.draw(r) == members[proposer_index(seed, n, r, [True] * n)], (n, r)
+        for epoch in (0, 1, 10**30):
+            assert c.permutation(epoch) == permutation(seed, n, epoch), (n, epoch)
+
+
 def test_real_rounds_follow_the_python_draw_through_suspensions(chain):
     """Rounds played on chain (some void, some accepted, members suspended and rejoining):
     proposer(r) always equals proposer_index(seed, n, r, who was active when r started)."""
