@@ -2,11 +2,15 @@
 
     .venv/bin/python bench/simulate.py                 # 12,000 events, 3 x 200 x 200, all cores
     .venv/bin/python bench/simulate.py --events 2000 --workers 1
+    .venv/bin/python bench/simulate.py --detector dune_fd           # the DUNE preset with its flux
     .venv/bin/python bench/simulate.py --scheduler local:4   # events/s on Dask with 1, 2, 4 workers
     .venv/bin/python bench/simulate.py --scheduler tcp://host:8786   # on a running cluster's workers
 
-Prints wall time, events/s, peak memory of the process tree (parent + workers, sampled from /proc
-every 0.1 s: PSS, and RSS summed over the processes) and the share of time per stage (CPU time summed over the workers).
+Prints wall time, events/s, the CPU seconds of the timed run (user + system of this process and its
+reaped workers, ``getrusage``: on a shared machine wall time measures the other jobs' load as much as
+the code; 60 s on 2 idle cores is about 120 CPU seconds; the memory sampler's own CPU time is left
+out), peak memory of the process tree (parent + workers, sampled from /proc every 0.1 s: PSS, and
+RSS summed over the processes) and the CPU time per stage (summed over the workers).
 A warm-up of 16 events first loads (or compiles, on a fresh checkout) the Numba kernels; its time
 is reported separately.  Targets: 12,000 events in under 60 s, peak memory under 2 GB.
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import tempfile
 import threading
@@ -65,6 +70,7 @@ class PeakMemory:
         self.interval = interval
         self.peak = 0
         self.peak_pss = 0
+        self.cpu_s = 0.0  # the sampler thread's own CPU seconds (taken out of the run's figure)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -73,6 +79,7 @@ class PeakMemory:
         while not self._stop.is_set():
             self._sample(pid)
             self._stop.wait(self.interval)
+        self.cpu_s = time.thread_time()
 
     def _sample(self, pid: int) -> None:
         rss, pss = _memory_tree(pid)
@@ -95,6 +102,15 @@ def _load() -> str:
             return " ".join(fh.read().split()[:3])
     except OSError:
         return "n/a"
+
+
+def _cpu_seconds() -> float:
+    """User + system seconds of this process and of its children that have been waited for."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        total += r.ru_utime + r.ru_stime
+    return total
 
 
 def parser():
@@ -190,9 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         load_before = _load()
         timings: dict = {}
         with PeakMemory() as mem:
+            c1 = _cpu_seconds()
             t1 = time.perf_counter()
             simulate(args.events, out, seed=args.seed, workers=workers, config=cfg, progress=False, timings=timings)
             wall = time.perf_counter() - t1
+        cpu = _cpu_seconds() - c1 - mem.cpu_s  # the pool's workers are joined when simulate returns
         size = out.stat().st_size
     rate = args.events / wall
     cpu_total = sum(timings[s] for s in STAGES) + timings["write"]
@@ -205,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "wall_s": round(wall, 2),
         "events_per_s": round(rate, 1),
+        "cpu_s": round(cpu, 2),
+        "cpu_ms_per_event": round(1e3 * cpu / args.events, 2),
+        "sampler_cpu_s": round(mem.cpu_s, 2),
         "peak_rss_tree_mb": round(mem.peak / 2**20, 1),
         "peak_pss_tree_mb": round(mem.peak_pss / 2**20, 1),
         "file_mb": round(size / 2**20, 1),
@@ -220,12 +241,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{cfg.image_shape[2]}, detector {args.detector}, {result['workers']} worker(s) on {result['cpus']} CPU(s)")
     print(f"  wall time            {wall:8.2f} s      (target < 60 s for 12,000 events)")
     print(f"  throughput           {rate:8.1f} events/s (target >= 200)")
+    print(f"  CPU time             {cpu:8.2f} s      ({1e3 * cpu / args.events:.2f} ms/event, user + sys of the process "
+          f"tree but the memory sampler's {mem.cpu_s:.2f} s; 12,000 events in 60 s on 2 idle cores: < 120 s)")
     print(f"  peak memory, tree    {result['peak_pss_tree_mb']:8.1f} MB PSS (target < 2048 MB); "
           f"{result['peak_rss_tree_mb']:.1f} MB RSS summed (shared pages counted per process)")
     print(f"  file size            {result['file_mb']:8.1f} MB     ({result['kb_per_event']} kB/event)")
     print(f"  warm-up (JIT load)   {t_warm:8.2f} s")
     print(f"  load average         {load_before} before, {result['load_after']} after")
-    print("  share of time per stage (CPU time summed over workers; 'write' is the parent's HDF5 writes):")
+    print("  CPU time per stage (summed over workers; 'write' is the parent's HDF5 writes; the rest is "
+          "start-up, task traffic and truth):")
     for k in list(STAGES) + ["write"]:
         print(f"    {k:<10} {timings[k]:8.2f} s  {100 * timings[k] / cpu_total:5.1f} %")
     if args.json:

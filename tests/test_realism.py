@@ -240,3 +240,53 @@ def test_bad_window_settings_name_the_field():
         SimulationConfig.from_dict({"window_centre": "middle"})
     with pytest.raises(ConfigError, match="vertex_row_shift"):
         SimulationConfig.from_dict({"vertex_row_shift": -1})
+
+
+#: sha256 of the dune_fd images of events 0-5 (labels i % 3, seed 11; the window on the true vertex,
+#: then centred on the charge), taken with the array code before the compiled bipolar, channel-map
+#: table and signed float16 kernels (issue 28 item 5): those kernels must not move a bit.
+DUNE_FD_IMAGES = {
+    "true": "60071a2dfdc8fc47d69a2ca3aacfe22d97ac3804f935bafbc28e07b139dd6b5b",
+    "charge": "d40b07b8440375d5b4c9a68a561b6fb33799120b086b916a1612495afe597089",
+}
+
+
+@pytest.mark.parametrize("centre", ["true", "charge"])
+def test_dune_fd_images_keep_their_bytes(centre):
+    assert _images_digest(replace(default_config("dune_fd"), window_centre=centre)) == DUNE_FD_IMAGES[centre]
+
+
+def test_compiled_bipolar_equals_the_array_form():
+    rng = np.random.default_rng(5)
+    q = (rng.random((3, 17, 23)) * 4e4).astype(np.float32)
+    q[q < 2e4] = 0.0
+    fast = realism.bipolar(q)
+    slow = realism.bipolar(q.astype(np.float64)).astype(np.float32)  # float64 takes the array form
+    assert fast.dtype == np.float32
+    np.testing.assert_array_equal(fast.view(np.uint32), slow.view(np.uint32))
+    np.testing.assert_array_equal(realism.bipolar(q[:, :, :1]), np.concatenate([np.zeros((2, 17, 1), np.float32),
+                                                                                 q[2:, :, :1]]))
+
+
+def test_signed_float16_store_equals_clip_astype():
+    """Bipolar images are stored as clip(+-65504).astype(float16) bit for bit: -0.0 (a dead row times a
+    negative lobe), subnormals, ties and values past the float16 range included."""
+    from cohep.lartpc.imaging import store
+
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal(60_000) * 10.0 ** rng.uniform(-9, 6, 60_000)).astype(np.float32)
+    x[rng.random(60_000) < 0.5] = 0.0
+    x[:8] = [-0.0, 1e9, -1e9, 65519.0, -65520.0, 2.0**-25, -(2.0**-25), 3 * 2.0**-25]
+    x = x.reshape(3, 100, 200)
+    want = np.clip(x, -65504.0, 65504.0).astype(np.float16)
+    np.testing.assert_array_equal(store(x, "float16").view(np.uint16), want.view(np.uint16))
+
+
+def test_channel_map_table_equals_the_hash_of_each_wire():
+    """The per-process table of the channel map gives each wire the number its hash gives, wherever
+    the windows asked for first (it grows both ways, negative wire numbers included)."""
+    realism._WIRE_MAPS.clear()
+    for first in (5000, 100, 9000, -300):
+        wires = first + np.arange(40)[:, None] * 2 + np.arange(2)[None, :]
+        np.testing.assert_array_equal(realism._wire_uniform(3, 1, wires, 1), realism._uniform(3, 1, wires, 1))
+    assert len(realism._WIRE_MAPS) == 1

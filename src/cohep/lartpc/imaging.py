@@ -156,6 +156,23 @@ def _to_half(img, out):
             res[i] = _half_bits(v)
 
 
+@cached_njit
+def _to_half_signed(img, bits, out):
+    """Any-sign float32 to binary16 bits as ``clip(+-65504).astype(float16)``; ``bits`` is ``img``
+    viewed as uint32 (its sign bit: -0.0 stays -0.0)."""
+    flat = img.ravel()
+    sign = bits.ravel()
+    res = out.ravel()
+    for i in range(flat.shape[0]):
+        b = sign[i]
+        if b == 0:  # +0.0, most pixels (``out`` starts at zero)
+            continue
+        neg = (b >> 31) != 0
+        v = flat[i]
+        h = _half_bits(-v if neg else v)
+        res[i] = (h | 0x8000) if neg else h
+
+
 def to_float16(img: np.ndarray) -> np.ndarray:
     """Non-negative float32 image to float16, equal to ``astype(float16)`` below 65504 (larger
     values are clipped to 65504 instead of becoming infinite); fast for sparse images."""
@@ -190,7 +207,10 @@ def digitise(charge: np.ndarray, noise: np.ndarray, threshold_sigma: float, rng:
 def store(img: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
     """A float32 image in the stored dtype (float16 clipped to +-65504 rather than infinite)."""
     if np.dtype(dtype) == np.float16:
-        if img.size and img.min() < 0:
-            return np.clip(img, -65504.0, 65504.0).astype(np.float16)
+        if img.size and img.min() < 0:  # bipolar planes: clip(+-65504).astype(float16), in one pass
+            src = np.ascontiguousarray(img, dtype=np.float32)
+            bits = np.zeros(src.shape, dtype=np.uint16)
+            _to_half_signed(src, src.view(np.uint32), bits)
+            return bits.view(np.float16)
         return to_float16(img)
     return img.astype(dtype, copy=False)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from cohep.lartpc.detector import DetectorConfig, ImageWindow
+from cohep.lartpc.jit import cached_njit
 
 
 def _uniform(seed: int, plane: int, wires: np.ndarray, salt: int) -> np.ndarray:
@@ -41,14 +42,34 @@ def _uniform(seed: int, plane: int, wires: np.ndarray, salt: int) -> np.ndarray:
     return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
+#: (channel_map_seed, plane, salt) -> (first wire, _uniform of the wires from there): a channel map
+#: is a fixed function of the wire number, so each wire's number is computed once per process.
+_WIRE_MAPS: dict[tuple[int, int, int], tuple[int, np.ndarray]] = {}
+
+
+def _wire_uniform(seed: int, plane: int, wires: np.ndarray, salt: int) -> np.ndarray:
+    """:func:`_uniform` of these wires, read from a table that grows to the wires asked for."""
+    wires = np.asarray(wires, np.int64)
+    lo, hi = int(wires.min()), int(wires.max()) + 1
+    key = (int(seed), int(plane), int(salt))
+    got = _WIRE_MAPS.get(key)
+    if got is None or lo < got[0] or hi > got[0] + len(got[1]):
+        if got is not None:
+            lo, hi = min(lo, got[0]), max(hi, got[0] + len(got[1]))
+        lo, hi = lo - 512, hi + 512
+        got = (lo, _uniform(seed, plane, np.arange(lo, hi, dtype=np.int64), salt))
+        _WIRE_MAPS[key] = got
+    return got[1][wires - got[0]]
+
+
 def dead_wires(det: DetectorConfig, plane: int, wires: np.ndarray) -> np.ndarray:
     """Boolean mask: which of these wire numbers of ``plane`` are dead."""
-    return _uniform(det.channel_map_seed, plane, wires, 1) < det.dead_channel_fraction[plane]
+    return _wire_uniform(det.channel_map_seed, plane, wires, 1) < det.dead_channel_fraction[plane]
 
 
 def noisy_wires(det: DetectorConfig, plane: int, wires: np.ndarray) -> np.ndarray:
     """Boolean mask: which of these wire numbers of ``plane`` are noisy (and not dead)."""
-    noisy = _uniform(det.channel_map_seed, plane, wires, 2) < det.noisy_channel_fraction[plane]
+    noisy = _wire_uniform(det.channel_map_seed, plane, wires, 2) < det.noisy_channel_fraction[plane]
     return noisy & ~dead_wires(det, plane, wires)
 
 
@@ -67,8 +88,9 @@ def apply_channels(img: np.ndarray, det: DetectorConfig, win: ImageWindow, pixel
         wires = row_wires(win, p)
         if det.dead_channel_fraction[p] > 0:
             live = 1.0 - dead_wires(det, p, wires).mean(axis=1)
-            if np.any(live < 1.0):
-                img[p] *= live.astype(np.float32)[:, None]
+            rows = np.flatnonzero(live < 1.0)  # the other rows would be multiplied by 1
+            if len(rows):
+                img[p, rows] *= live[rows].astype(np.float32)[:, None]
         if det.noisy_channel_fraction[p] > 0:
             rows = np.flatnonzero(noisy_wires(det, p, wires).any(axis=1))
             if len(rows):
@@ -83,15 +105,36 @@ def apply_channels(img: np.ndarray, det: DetectorConfig, win: ImageWindow, pixel
     return img
 
 
+@cached_njit
+def _bipolar(charge, out):
+    """out[p, :, c] = q[p, :, c + 1] - q[p, :, c - 1] for the induction planes (0 beyond the edges),
+    in float32 as the array arithmetic it replaces; the last plane copied."""
+    n, h, w = charge.shape
+    for p in range(n - 1):
+        for i in range(h):
+            for j in range(w):
+                s = np.float32(0.0)
+                if j + 1 < w:
+                    s = s + charge[p, i, j + 1]
+                if j > 0:
+                    s = s - charge[p, i, j - 1]
+                out[p, i, j] = s
+    out[n - 1] = charge[n - 1]
+
+
 def bipolar(charge: np.ndarray) -> np.ndarray:
     """Induction planes (all but the last) of a charge image [3, H, W] as bipolar signals."""
-    out = charge.copy()
-    for p in range(charge.shape[0] - 1):
-        q = charge[p]
-        s = np.zeros_like(q)
-        s[:, :-1] += q[:, 1:]
-        s[:, 1:] -= q[:, :-1]
-        out[p] = s
+    if charge.dtype != np.float32 or charge.ndim != 3:  # the array form, for any other input
+        out = charge.copy()
+        for p in range(charge.shape[0] - 1):
+            q = charge[p]
+            s = np.zeros_like(q)
+            s[:, :-1] += q[:, 1:]
+            s[:, 1:] -= q[:, :-1]
+            out[p] = s
+        return out
+    out = np.empty_like(charge)
+    _bipolar(np.ascontiguousarray(charge), out)
     return out
 
 
