@@ -211,8 +211,9 @@ def test_ballot_files_from_other_members_are_checked():
 
 
 def test_member_count_defaults_hold_for_64_members():
-    """The default config runs 64 learners (the contract's limit): the vote window follows the
-    member count (it used to fail from 52 members on), and 65 fails at config time with one line."""
+    """The default config runs 64 learners: the vote window follows the member count (it used to fail
+    from 52 members on), and 65 fails at config time with one line for signed ballots (one batch a
+    round, at most 64 entries; tests/test_member_cap.py has every mode's bound)."""
     for n in (2, 3, 20, 51, 52, 64):
         cfg = config.from_dict({"experiment": {"learners": n}})
         assert cfg.chain.resolved_vote_window(n) >= max(50, n - 1)
@@ -220,7 +221,7 @@ def test_member_count_defaults_hold_for_64_members():
         assert signed.chain.ballots == "signed"
     assert config.from_dict({"chain": {"vote_window": 7}}).chain.resolved_vote_window(64) == 7
     with pytest.raises(ConfigError, match="experiment.learners must be at most 64"):
-        config.from_dict({"experiment": {"learners": 65}})
+        config.from_dict({"experiment": {"learners": 65}, "chain": {"ballots": "signed"}})
     with pytest.raises(ConfigError, match="chain.vote_window"):
         config.from_dict({"experiment": {"learners": 12}, "chain": {"vote_window": 5}})
     with pytest.raises(ConfigError, match="chain.ballots"):

@@ -64,8 +64,8 @@ def test_the_protocol_shapes_colearn_only_and_fits_explicit_floors_and_sizes():
     assert alone.round.proposers == 1
     flat = config.from_dict({"experiment": {"protocol": "guarded", "learners": 5}, "vote": {"direction_floor": 0.0}})
     assert (flat.vote.direction_floor, flat.vote.strikes) == (0.0, None)
-    with pytest.raises(ConfigError, match="experiment.learners must be at most 64"):
-        config.from_dict({"experiment": {"protocol": "guarded", "learners": 65}})
+    with pytest.raises(ConfigError, match="experiment.learners must be at most 256"):
+        config.from_dict({"experiment": {"protocol": "guarded", "learners": 257}})
 
 
 def test_replace_with_another_member_count_reshapes_the_round_but_keeps_explicit_values():

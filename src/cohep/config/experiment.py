@@ -111,8 +111,11 @@ class ModelSection(Section):
 
 #: the vote window's floor in blocks when it follows the member count
 DEFAULT_VOTE_WINDOW = 50
-#: the contract's member limit (Coordinator.vy MAX_MEMBERS)
-MAX_MEMBERS = 64
+#: members a colearn run takes per ``[chain] ballots`` mode: the contracts' MAX_MEMBERS (256, a bit a
+#: member in a word) for per-vote transactions and aggregated bundles; signed ballots go in one batch a
+#: round, which Coordinator.vy caps at MAX_BATCH (64) entries
+MAX_MEMBERS_BY_BALLOTS = {"transactions": 256, "signed": 64, "aggregate": 256}
+MAX_MEMBERS = max(MAX_MEMBERS_BY_BALLOTS.values())
 
 
 @dataclass(frozen=True)
@@ -213,9 +216,10 @@ class ExperimentConfig(Section):
             if self.experiment.mode != "colearn":
                 raise ConfigError(f"attack.kind needs experiment.mode colearn, got {self.experiment.mode}")
             self.attack.malicious(n)
-        if self.experiment.mode == "colearn" and n > MAX_MEMBERS:
-            raise ConfigError(f"experiment.learners must be at most {MAX_MEMBERS} for colearn mode "
-                              f"(the contract's member limit), got {n}")
+        bound = MAX_MEMBERS_BY_BALLOTS[self.chain.ballots]
+        if self.experiment.mode == "colearn" and n > bound:
+            raise ConfigError(f"experiment.learners must be at most {bound} for colearn mode with chain.ballots = "
+                              f"\"{self.chain.ballots}\", got {n}")
         if self.experiment.mode == "colearn" and self.round.proposers > n:
             raise ConfigError(f"round.proposers ({self.round.proposers}) must be at most experiment.learners ({n})")
         if self.vote.norm_bound is not None and self.round.proposers < 3:
