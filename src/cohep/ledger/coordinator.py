@@ -123,6 +123,9 @@ class Coordinator(ContractClient):
         # aggregate_info of the last round read, until this client sends or mines: every voter of a
         # round in this process asks it, and it changes only with a transaction (one read a round)
         self._agg_cache: tuple[tuple, dict] | None = None
+        # round_info of one round as read, or advanced by this client's own propose / post_commits, with
+        # the block it was read at and the block the chain must be at for it to stand (_known_round_info)
+        self._round_info: tuple[int, tuple, int, int] | None = None
         self._mined = 0
         self._settings: Settings | None = None
         self._fixed_gas = EMBEDDED_TX_GAS if chain.kind == "embedded" else None
@@ -250,7 +253,12 @@ class Coordinator(ContractClient):
                          int(approvals), bool(accepted))
 
     def round_state(self, r: int) -> RoundState:
-        info = self._call("round_info", r)
+        info = self._known_round_info(int(r))
+        if info is None:
+            block = self.chain.block_number() if self.chain.kind == "embedded" else -1
+            info = tuple(self._call("round_info", r))
+            if block >= 0:
+                self._round_info = (int(r), info, block, block)
         state = round_state_from(r, info, self.settings(), lambda j: self.slot_state(r, j))
         if self.aggregated and state.reveal_block is None and state.proposed and not state.finalized:
             # members' view of the reveal phase: a commitments post naming every voter, unsettled, past
@@ -265,6 +273,48 @@ class Coordinator(ContractClient):
                     state = dataclasses.replace(state, reveal_block=at, commits=state.eligible,
                                                 reveal_deadline=at + self.settings().reveal_window)
         return state
+
+    def _known_round_info(self, r: int) -> tuple | None:
+        """Round r's ``round_info`` without a call, where the chain cannot have changed it since it was
+        read (issue 29: the runner reads a round three times, and the client knows what it sent).
+
+        Only on the embedded chain, where every transaction mines its own block: the chain is still at
+        the block this client expects (its own transactions and empty blocks since the read, nobody
+        else's), and the view's block-dependent parts have not flipped (:meth:`_stable`)."""
+        if self._round_info is None or self._round_info[0] != r or self.chain.kind != "embedded":
+            return None
+        _, info, read_at, expected = self._round_info
+        now = self.chain.block_number()
+        if now != expected or (now != read_at and not self._stable(info, now)):
+            return None
+        return info
+
+    def _stable(self, info: tuple, now: int) -> bool:
+        """Whether round_info read before block ``now`` still holds at it, storage unchanged: in a one-slot
+        round voting opens at the proposal (no block in it), and a sealed round's reveal phase opens by
+        block only once the vote window has passed (kept two blocks clear: a call runs in the next)."""
+        eligible, proposed, proposed_block, n_slots, commits, reveal_block = (info[3], info[5], info[6], info[14],
+                                                                              info[17], info[18])
+        if n_slots != 1:
+            return False  # a partly proposed round opens voting when its proposal window ends
+        if not proposed or not self.settings().sealed or reveal_block or commits == eligible:
+            return True
+        return now + 2 <= proposed_block + self.settings().vote_window
+
+    def _advance_round_info(self, name: str, r: int, receipt: Receipt, args: tuple) -> None:
+        """After this client's transaction: what it did to the known round_info, or forget it."""
+        known, self._round_info = self._round_info, None
+        if known is None or known[0] != r or int(receipt["blockNumber"]) != known[3] + 1:
+            return  # another block came between: someone else may have sent a transaction
+        _, info, read_at, _ = known
+        block = int(receipt["blockNumber"])
+        if name == "post_commits":  # it writes only the post (aggregate[r]), none of round_info's fields
+            self._round_info = (r, info, read_at, block)
+        elif name == "propose" and info[14] == 1 and not info[5] and info[3] > 0 and info[17] == 0:
+            # a one-slot round's proposal opens voting at its block (Coordinator.vy propose, _vote_opened)
+            _slot, digest, uri = args
+            info = info[:5] + (True, block, digest, uri) + info[9:15] + (int(info[15]) | 1,) + info[16:]
+            self._round_info = (r, info, block, block)
 
     def ballot(self, r: int, member: str) -> bool | None:
         """A member's vote in round r on slot 0 (or the average): True approve, False reject,
@@ -328,6 +378,8 @@ class Coordinator(ContractClient):
         self.gas_used += int(receipt["gasUsed"])
         self.transactions += 1
         self.calldata_bytes += len(fn.data)
+        if self._round_info is not None:
+            self._advance_round_info(name, int(args[0]) if args else -1, receipt, args[1:])
         return receipt
 
     def propose(self, sender: str, r: int, digest: bytes, uri: str, slot: int = 0) -> Receipt:
@@ -455,8 +507,12 @@ class Coordinator(ContractClient):
         t0 = time.perf_counter()
         try:
             # a node estimates a transaction's gas at its latest block's number: one block more there
-            self.chain.mine(self.settings().challenge_window + (self.chain.kind != "embedded"))
+            blocks = self.settings().challenge_window + (self.chain.kind != "embedded")
+            self.chain.mine(blocks)
             self._mined += 1
+            if self._round_info is not None:  # empty blocks: round_info's storage stands
+                r, info, read_at, expected = self._round_info
+                self._round_info = (r, info, read_at, expected + blocks)
         finally:
             self.seconds += time.perf_counter() - t0
 

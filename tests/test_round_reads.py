@@ -1,0 +1,125 @@
+"""Issue 29: the client reads a round's ``round_info`` once where the chain cannot have changed it
+(it knows what it sent). Every state it derives or keeps must equal a fresh client's read of the chain."""
+from __future__ import annotations
+
+import hashlib
+from fractions import Fraction
+
+import pytest
+
+from cohep.ledger import Chain, Coordinator
+from cohep.ledger import ballots as B
+
+
+def h(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
+class Counting(Coordinator):
+    """A real client that counts its round_info calls."""
+
+    calls = 0
+
+    def _call(self, name, *args):
+        if name == "round_info":
+            self.calls += 1
+        return super()._call(name, *args)
+
+
+
+def agrees(c: Coordinator, r: int):
+    """c's round state equals what a fresh client reads from the chain."""
+    fresh = Coordinator.at(c.chain, c.address).round_state(r)
+    assert c.round_state(r) == fresh
+    return fresh
+
+
+def commits_and_reveals(c: Coordinator, r: int, voters):
+    dom = c.ballot_domain()
+    commits, reveals = [], []
+    for i, v in enumerate(voters):
+        salt = h(f"s{r}.{i}")
+        commits.append(c.sign_commit(v, r, B.commitment(dom, r, v, 1, [900_000], salt)))
+        reveals.append(B.Reveal(v, r, 1, (900_000,), salt))
+    return commits, reveals
+
+
+def test_an_aggregated_round_reads_round_info_once_and_every_state_matches_the_chain():
+    chain = Chain.embedded(12)
+    c = Coordinator.at(chain, Coordinator.deploy(chain, chain.accounts[:12], threshold=Fraction(1, 2), seed=h("a"),
+                                                 initial_digest=h("i"), model_digest=h("m"), vote_window=50,
+                                                 challenge_window=2).address)
+    c.__class__ = Counting
+    for _ in range(2):
+        r = c.round()
+        before = c.calls
+        s = agrees(c, r)  # read
+        c.propose(s.proposer, r, h(f"w{r}"), f"file:///{r}")
+        s = agrees(c, r)  # derived from the proposal this client sent
+        assert s.proposed and s.vote_deadline == s.proposed_block + 50
+        commits, reveals = commits_and_reveals(c, r, s.voters)
+        c.post_commits(s.proposer, r, commits)
+        agrees(c, r)  # the post leaves round_info alone
+        c.pass_challenge_window()
+        s = agrees(c, r)  # and its empty blocks too: the reveal phase opens from the post
+        assert s.reveal_block is not None
+        assert c.calls - before == 1
+        c.post_reveals(s.proposer, r, reveals)
+        c.pass_challenge_window()
+        agrees(c, r)  # a settling post changes the round: read again
+        assert c.calls - before == 2
+        assert c.finalize(s.proposer, r).votes == len(s.voters)
+        agrees(c, r)
+
+
+def test_someone_elses_transaction_or_blocks_make_the_client_read_again():
+    chain = Chain.embedded(5)
+    c = Coordinator.at(chain, Coordinator.deploy(chain, chain.accounts[:5], threshold=Fraction(1, 2), seed=h("t"),
+                                                 initial_digest=h("i"), model_digest=h("m"), vote_window=50).address)
+    c.__class__ = Counting
+    other = Coordinator.at(chain, c.address)
+    r = c.round()
+    s = c.round_state(r)
+    other.propose(s.proposer, r, h("w"), "file:///w")  # another client's transaction
+    assert agrees(c, r).proposed and c.calls == 2
+    voter = s.voters[0]
+    other.commit_vote(voter, r, h("c"))
+    assert agrees(c, r).commits == 1 and c.calls == 3
+    chain.mine(60)  # blocks this client did not mine: the vote window may have passed
+    late = agrees(c, r)
+    assert late.reveal_block == late.proposed_block + 50 and c.calls == 4
+
+
+def test_a_sealed_round_past_its_vote_window_is_read_again():
+    """The known state is kept over this client's own empty blocks only while the vote window has not
+    passed (the reveal phase then opens by block, which no transaction shows)."""
+    chain = Chain.embedded(5)
+    c = Coordinator.at(chain, Coordinator.deploy(chain, chain.accounts[:5], threshold=Fraction(1, 2), seed=h("v"),
+                                                 initial_digest=h("i"), model_digest=h("m"), vote_window=50,
+                                                 challenge_window=20).address)
+    c.__class__ = Counting
+    r = c.round()
+    s = c.round_state(r)
+    c.propose(s.proposer, r, h("w"), "file:///w")
+    s = agrees(c, r)
+    commits, _ = commits_and_reveals(c, r, s.voters[:-1])  # one voter left out: the post does not open reveals
+    c.post_commits(s.proposer, r, commits)
+    calls = c.calls
+    for _ in range(3):  # 60 empty blocks of this client's: past the 50-block vote window
+        c.pass_challenge_window()
+        agrees(c, r)
+    assert c.calls > calls
+    assert agrees(c, r).reveal_block == s.proposed_block + 50
+
+
+@pytest.mark.parametrize("sealed", [True, False])
+def test_a_one_slot_proposal_is_derived_exactly_in_both_vote_modes(sealed):
+    chain = Chain.embedded(4)
+    c = Coordinator.at(chain, Coordinator.deploy(chain, chain.accounts[:4], threshold=Fraction(1, 2), seed=h("p"),
+                                                 initial_digest=h("i"), model_digest=h("m"), vote_window=50,
+                                                 sealed=sealed).address)
+    c.__class__ = Counting
+    r = c.round()
+    s = c.round_state(r)
+    c.propose(s.proposer, r, h("w"), "file:///w")
+    assert agrees(c, r).proposed and c.calls == 1
