@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from cohep.testing.localnet import Adversary, DishonestNode, LocalNet, honest_duties, split_npz
+from cohep.testing.localnet import Adversary, DishonestNode, LocalNet, honest_duties, split_npz, store_holding
 
 pytestmark = [pytest.mark.anvil, pytest.mark.nodes, pytest.mark.slow]
 
@@ -64,8 +64,8 @@ def _honest_members_unharmed(net: LocalNet) -> None:
 
 
 def _audit(net: LocalNet, store: int = 0) -> list[str]:
-    """``cohep audit`` from one honest member's store (no mirror of the others'): exit 0 (the honest
-    run's arithmetic holds), and its lines about the dishonest member."""
+    """``cohep audit`` from honest member ``store``'s store (no mirror of the others'): exit 0 (the
+    honest run's arithmetic holds), and its lines about the dishonest member."""
     proc = subprocess.run([sys.executable, "-m", "cohep", "audit", "--experiment", str(net.root / "experiment.json"),
                            "--rpc", net.anvil.url, "--mirror", str(net.root / f"store{store}")],
                           capture_output=True, text=True, timeout=180)
@@ -112,9 +112,25 @@ def test_a_proposal_served_to_some_voters_only_is_adopted_by_all(tmp_path, digit
     attacker = DishonestNode("serves some voters only", serve_first=2)
     with _network(tmp_path, digits, 4, dishonest=attacker) as net:
         _honest_members_unharmed(net)
-        assert _proposed_by(net, net.n - 1), "the dishonest member never proposed"
+        rounds = _proposed_by(net, net.n - 1)
+        assert rounds, "the dishonest member never proposed"
         assert any(status == 404 for _, _, status in attacker.store.requests), "no voter was refused its blob"
-        lines = _audit(net)
+        # what the audit is asked about, on the chain and in the records: each partly served round is
+        # closed, and in it an honest voter scored the blob while another was refused it (the 404)
+        served, refused = set(), set()
+        for q in rounds:
+            assert net.coordinator().round_state(q).finalized, f"round {q + 1} was not closed"
+            for i in range(net.honest):
+                row = {r.round: r for r in net.node_records(i)}[q + 1]
+                if row.vote == "reject" and "404" in row.reason:
+                    refused.add(i)
+                elif row.vote_score == row.vote_score:  # scored (not NaN): it was served the blob
+                    served.add(i)
+        assert served and refused, (served, refused)
+        # the audit reads one honest member's store: a served voter's (a refused one never had the blob)
+        store = store_holding(net, net.n - 1)
+        assert store in served, (store, served)
+        lines = _audit(net, store)
     assert any("could not obtain" in line for line in lines), lines
 
 

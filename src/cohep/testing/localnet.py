@@ -575,6 +575,20 @@ def _audit_cli(net: LocalNet, store: int = 0, timeout_s: float = 180.0) -> tuple
     return proc.returncode, lines, proc.stdout + proc.stderr
 
 
+def store_holding(net: LocalNet, member: int) -> int:
+    """The first honest member whose store holds every blob ``member`` proposed (each voter keeps what
+    it verified), else 0. The audit of a proposal served to some voters only is run from such a store:
+    from a refused voter's, nothing the audit can reach still gives the blob (the proposer refuses it,
+    the served voters' servers went home with the run), so it could not say the blob verifies."""
+    address = net.experiment.members[member].address.lower()
+    digests = [bytes(e.args["digest"]).hex() for e in net.coordinator().events()
+               if e.name == "Proposed" and e.args["proposer"].lower() == address]
+    for i in range(net.honest):
+        if all((net.root / f"store{i}" / f"{d}.safetensors").exists() for d in digests):
+            return i
+    return 0
+
+
 def _rows(net: LocalNet, q: int) -> list:
     return [{r.round: r for r in net.node_records(i)}.get(q + 1) for i in range(net.honest)]
 
@@ -635,7 +649,8 @@ def member_attack(case: str, root: Path, data: list[Path], *, rounds: int, setti
             if dishonest is not None and case == "slow drip":
                 dishonest.store.stop()  # the member goes home with the run (the audit would sit in its drip)
             try:
-                res.audit_exit, res.audit_lines, text = _audit_cli(net)
+                res.audit_exit, res.audit_lines, text = _audit_cli(
+                    net, store_holding(net, net.n - 1) if case == "serves some voters only" else 0)
             except subprocess.TimeoutExpired:
                 res.audit_exit, text = None, "timed out"
             named = AUDIT_NAMES[case]
