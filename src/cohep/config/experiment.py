@@ -212,6 +212,9 @@ class ExperimentConfig(Section):
             raise ConfigError(f"privacy: only colearn proposals are trained privately, experiment.mode is "
                               f"{self.experiment.mode}")
         self.privacy.check_learners(n)
+        if self.privacy.active and self.train.class_weight != "none":
+            raise ConfigError("train.class_weight = \"balanced\" weights the loss by the private train set's class "
+                              "counts, which the privacy accountant does not cover: use \"none\" with [privacy]")
         if self.attack.active:
             if self.experiment.mode != "colearn":
                 raise ConfigError(f"attack.kind needs experiment.mode colearn, got {self.experiment.mode}")

@@ -7,7 +7,9 @@ An adapter sets up its live model, then calls ``FrameworkLearner.__init__``, and
 * ``_seed_rng(seed)``: seed the framework's global random state (dropout, augmentation);
 * ``_prepare(x)``: a ``[N, C, H, W]`` batch from the data set -> the model's input on ``self.device``;
 * ``_forward(x, training=...)``: the model's output (run under ``_autocast()`` by the loop);
-* ``_loss(out, y)`` and ``_probabilities(out)``: the training loss and the class probabilities;
+* ``_losses(out, y, reduction)`` and ``_probabilities(out)``: the training loss (the batch's mean, or
+  each event's, which ``_loss`` weights per class where ``config.class_weight`` asks) and the class
+  probabilities; optionally ``_extra_loss()``: terms added to every step's loss;
 * optionally ``_scope(training=...)``: a context around a whole loop (a device scope, the module mode).
 
 The loop itself (:meth:`FrameworkLearner.train_steps`, :meth:`FrameworkLearner.predict`) lives here
@@ -31,8 +33,8 @@ import torch
 
 from cohep.frameworks.learner import BatchCallback, Score, Scores, TrainableLearner, Weights, copy_weights
 from cohep.frameworks.augment import augment
-from cohep.frameworks.batches import iterate_batches
-from cohep.frameworks.training import TrainConfig, make_optimizer, set_lr
+from cohep.frameworks.batches import iterate_batches, labels_of
+from cohep.frameworks.training import TrainConfig, class_weights, make_optimizer, set_lr
 
 if TYPE_CHECKING:
     from cohep.frameworks.privacy import PrivateTraining
@@ -104,6 +106,7 @@ class FrameworkLearner(TrainableLearner):
         self.config = config
         self.seed = seed
         self._proposals = 0
+        self._weight_of_class: torch.Tensor | None = None  # [train] class_weight = "balanced", made once
         if initial is not None:
             self.load_live(initial)
         self._current = self.live_weights()
@@ -126,8 +129,31 @@ class FrameworkLearner(TrainableLearner):
         """The model's raw output (logits or probabilities) for a prepared batch."""
 
     @abc.abstractmethod
+    def _losses(self, out: torch.Tensor, y: torch.Tensor, reduction: str) -> torch.Tensor:
+        """The training loss of one step's output against int64 labels: their mean (``reduction =
+        "mean"``, a scalar) or each event's (``"none"``, ``[B]``, float32)."""
+
+    def _extra_loss(self) -> torch.Tensor | None:
+        """Terms the model adds to every step's loss (Keras' ``model.losses``); None: none."""
+        return None
+
     def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The scalar training loss of one step's output against int64 labels."""
+        """One step's scalar loss. With ``config.class_weight = "balanced"`` the mean over the batch of
+        each event's loss times its class's weight (:func:`class_weights` of the learner's own train
+        set); otherwise the adapter's own mean, so the unweighted loss is the same bits as ever."""
+        if self.config.class_weight == "balanced":
+            loss = (self._losses(out, y, "none") * self._class_weights(int(out.shape[1]))[y]).mean()
+        else:
+            loss = self._losses(out, y, "mean")
+        extra = self._extra_loss()
+        return loss if extra is None else loss + extra
+
+    def _class_weights(self, n_classes: int) -> torch.Tensor:
+        """The per-class weights of the train set's labels, on ``self.device`` (computed on first use)."""
+        if self._weight_of_class is None or len(self._weight_of_class) < n_classes:
+            weights = class_weights(labels_of(self.train_set), n_classes)
+            self._weight_of_class = torch.as_tensor(weights, dtype=torch.float32, device=self.device)
+        return self._weight_of_class
 
     @abc.abstractmethod
     def _probabilities(self, out: torch.Tensor) -> torch.Tensor:

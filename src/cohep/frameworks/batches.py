@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 
 def iterate_batches(
@@ -40,3 +40,16 @@ def as_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
         return dataset.tensors[0], dataset.tensors[1]
     xs, ys = zip(*(dataset[j] for j in range(len(dataset))))  # type: ignore[arg-type]
     return torch.stack([torch.as_tensor(v) for v in xs]), torch.as_tensor(np.asarray(ys))
+
+
+def labels_of(dataset: Dataset) -> np.ndarray:
+    """A data set's int labels in order, without reading its images where it keeps them apart
+    (a ``TensorDataset``, an event file's ``labels``, a ``Subset`` of either)."""
+    if isinstance(dataset, TensorDataset):
+        return dataset.tensors[1].numpy().astype(np.int64)
+    if isinstance(dataset, Subset):
+        return labels_of(dataset.dataset)[np.asarray(dataset.indices, dtype=np.int64)]
+    labels = getattr(dataset, "labels", None)
+    if labels is not None:
+        return np.asarray(labels, dtype=np.int64)
+    return np.asarray([int(dataset[j][1]) for j in range(len(dataset))], dtype=np.int64)  # type: ignore[arg-type]

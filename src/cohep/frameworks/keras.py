@@ -154,16 +154,18 @@ class KerasLearner(FrameworkLearner):
     def _forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         return self.model(x, training=training)
 
-    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Keras' categorical cross-entropy (on logits, or on clipped probabilities) plus ``model.losses``."""
+    def _losses(self, out: torch.Tensor, y: torch.Tensor, reduction: str) -> torch.Tensor:
+        """Keras' categorical cross-entropy (on logits, or on clipped probabilities)."""
         out = out.float()
         if self.from_logits:
-            loss = F.cross_entropy(out, y)
-        else:
-            probs = out / out.sum(dim=1, keepdim=True)
-            loss = F.nll_loss(torch.log(probs.clamp(_EPS, 1.0 - _EPS)), y)
+            return F.cross_entropy(out, y, reduction=reduction)
+        probs = out / out.sum(dim=1, keepdim=True)
+        return F.nll_loss(torch.log(probs.clamp(_EPS, 1.0 - _EPS)), y, reduction=reduction)
+
+    def _extra_loss(self) -> torch.Tensor | None:
+        """``model.losses`` (the layers' regularisation), added to every step's loss."""
         regularisation = self.model.losses
-        return loss + sum(regularisation) if regularisation else loss
+        return sum(regularisation) if regularisation else None
 
     def _probabilities(self, out: torch.Tensor) -> torch.Tensor:
         out = out.float()

@@ -72,6 +72,7 @@ class TorchLearner(FrameworkLearner):
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         self.loss_fn = nn.CrossEntropyLoss()
+        self.losses_fn = nn.CrossEntropyLoss(reduction="none")  # each event's, for [train] class_weight
         self._grad_sample = None
         if privacy is not None:  # the model must come from dp_builder (every member trains the same one)
             from opacus import GradSampleModule
@@ -121,10 +122,10 @@ class TorchLearner(FrameworkLearner):
     def _forward(self, x: torch.Tensor, *, training: bool) -> torch.Tensor:
         return self.model(x)
 
-    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _losses(self, out: torch.Tensor, y: torch.Tensor, reduction: str) -> torch.Tensor:
         # under autocast too, as torch's recipe has it: bf16 logits, float32 cross-entropy
         with self._autocast():
-            return self.loss_fn(out, y)
+            return (self.loss_fn if reduction == "mean" else self.losses_fn)(out, y)
 
     def _probabilities(self, out: torch.Tensor) -> torch.Tensor:
         return torch.softmax(out.float(), dim=1)

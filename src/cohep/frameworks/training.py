@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+import numpy as np
 import torch
 
 from cohep.core.errors import ConfigError
@@ -44,6 +45,11 @@ class TrainConfig(Section):
     #: being the adopted weights it trains from; keeps a member's update near the shared model on
     #: class-skewed data (0: plain training)
     proximal_mu: float = setting(0.0, ge=0, help="Proximal term mu (FedProx) within a proposal; 0: none.")
+    #: "balanced": each training event's cross-entropy weighted by the inverse frequency of its class in
+    #: the learner's own train set (:func:`class_weights`), so a class the set holds less of counts as
+    #: much as the others; the reported vote and test losses stay unweighted
+    class_weight: Literal["none", "balanced"] = setting(
+        "none", help="Training loss per class: none, or balanced (inverse class frequency of the train set).")
     #: inference batch; None: the adapter's default (512 for torch models, twice the training batch up
     #: to 128 for Keras ones, whose 200 x 200 giants hold ~10 MB of activations per event in flight)
     eval_batch_size: int | None = setting(None, ge=1, help="Inference batch size (default: the framework's).")
@@ -73,6 +79,22 @@ class TrainConfig(Section):
             return self.lr
         floor = self.lr * self.lr_floor
         return floor + 0.5 * (self.lr - floor) * (1.0 + math.cos(math.pi * step / (total - 1)))
+
+
+def class_weights(labels, n_classes: int = 0) -> np.ndarray:
+    """Per-class loss weights of ``class_weight = "balanced"`` for a train set's int labels.
+
+    ``n / (k n_c)`` for each of the ``k`` classes present (scikit-learn's "balanced"): the weights of
+    the set's events average 1, so the loss over the set is the mean over classes of each class's mean
+    cross-entropy and the step size is that of the unweighted loss. A class absent from the set (no
+    event of it is trained on) gets 1. The vector has ``max(n_classes, max(labels) + 1)`` entries.
+    """
+    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    counts = np.bincount(y, minlength=n_classes)
+    present = counts > 0
+    weights = np.ones(len(counts))
+    weights[present] = len(y) / (int(present.sum()) * counts[present])
+    return weights
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
