@@ -295,5 +295,22 @@ def test_direction_cosines_are_what_the_floor_compares():
     cos = direction_cosines(ups)
     assert cos[0] == pytest.approx(1 / np.sqrt(5)) and cos[2] == pytest.approx(1 / np.sqrt(5))
     assert cos[1] == pytest.approx(1.0)
-    # the floor rejects exactly the slots whose cosine is under it
-    assert set(direction_outliers(ups, floor=0.5)) == {j for j, c in cos.items() if c < 0.5} == {0, 2}
+    # both outer slots are under the floor; the farther (a tie: the first) is named, and two slots left
+    # are each other's whole reference, so nothing more is compared
+    assert {j for j, c in cos.items() if c < 0.5} == {0, 2}
+    assert set(direction_outliers(ups, floor=0.5)) == {0}
+
+
+def test_the_direction_floor_names_the_farthest_slot_first_and_compares_the_rest_without_it():
+    """A reversed update sits in every other slot's reference: with three slots it cancels an honest
+    slot's partner, and every slot's cosine is below 0. Named one at a time, only the reversed one is."""
+    from cohep.protocol.screens import direction_cosines, direction_outliers
+
+    ups = {0: np.array([1.0, 1.0, 0.0]), 1: np.array([1.0, 0.0, 1.0]), 2: -np.array([1.0, 0.5, 0.5])}
+    cos = direction_cosines(ups)
+    assert cos[0] == pytest.approx(-0.5) and cos[1] == pytest.approx(-0.5) and cos[2] == pytest.approx(-1.0)
+    flagged = direction_outliers(ups, floor=0.0)
+    assert list(flagged) == [2] and "cosine -1 " in flagged[2]
+    # four slots: after the reversed one leaves, the honest three are compared among themselves
+    ups[3] = np.array([1.0, 0.5, 0.5])
+    assert set(direction_outliers(ups, floor=0.0)) == {2}

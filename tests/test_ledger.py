@@ -336,3 +336,20 @@ def test_client_codec_reads_what_web3_reads(shape):
         assert ours == web3s and type(ours) is type(web3s), name
     with pytest.raises(ChainError, match="do not fit the contract's ABI"):
         c.propose(m[0], -1, INITIAL, "file:///x")
+
+
+def test_the_ledger_hashes_with_the_c_keccak_unless_the_user_chose_a_backend():
+    """Importing the product (as the CLI does) makes eth-hash take safe-pysha3's keccak, 7x faster a hash
+    than pycryptodome's, which py-evm spends on every trie node; a backend the user names is kept."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import cohep.cli\nfrom cohep.ledger import Chain\nChain.embedded(2)\nfrom eth_hash.auto import keccak\n"
+            "assert keccak(b'') .hex().startswith('c5d246')\nprint(type(keccak.hasher.__self__).__name__)")
+    env = {k: v for k, v in os.environ.items() if k != "ETH_HASH_BACKEND"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PySha3Backend", out.stderr
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "ETH_HASH_BACKEND": "pycryptodome"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "CryptodomeBackend", out.stderr

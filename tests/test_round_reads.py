@@ -16,21 +16,27 @@ def h(text: str) -> bytes:
 
 
 class Counting(Coordinator):
-    """A real client that counts its round_info calls."""
+    """A real client that counts its round_info and aggregate calls."""
 
     calls = 0
+    aggregate_calls = 0
 
     def _call(self, name, *args):
         if name == "round_info":
             self.calls += 1
+        if name == "aggregate":
+            self.aggregate_calls += 1
         return super()._call(name, *args)
 
 
 
 def agrees(c: Coordinator, r: int):
     """c's round state equals what a fresh client reads from the chain."""
-    fresh = Coordinator.at(c.chain, c.address).round_state(r)
+    other = Coordinator.at(c.chain, c.address)
+    fresh = other.round_state(r)
     assert c.round_state(r) == fresh
+    if c.aggregated:  # and the posts it derived from its own (aggregate_info)
+        assert c.aggregate_info(r) == other.aggregate_info(r)
     return fresh
 
 
@@ -50,10 +56,12 @@ def test_an_aggregated_round_reads_round_info_once_and_every_state_matches_the_c
                                                  initial_digest=h("i"), model_digest=h("m"), vote_window=50,
                                                  challenge_window=2).address)
     c.__class__ = Counting
-    for _ in range(2):
+    aggregate_before = 0
+    for k in range(3):
         r = c.round()
         before = c.calls
-        s = agrees(c, r)  # read
+        s = agrees(c, r)  # read in round 0; later derived from the finalize that started the round
+        assert c.calls - before == (1 if k == 0 else 0)
         c.propose(s.proposer, r, h(f"w{r}"), f"file:///{r}")
         s = agrees(c, r)  # derived from the proposal this client sent
         assert s.proposed and s.vote_deadline == s.proposed_block + 50
@@ -63,13 +71,16 @@ def test_an_aggregated_round_reads_round_info_once_and_every_state_matches_the_c
         c.pass_challenge_window()
         s = agrees(c, r)  # and its empty blocks too: the reveal phase opens from the post
         assert s.reveal_block is not None
-        assert c.calls - before == 1
+        assert c.calls - before == (1 if k == 0 else 0)
+        if k > 0:  # the round's posts until its reveals post: derived from this client's own transactions
+            assert c.aggregate_calls == aggregate_before
         c.post_reveals(s.proposer, r, reveals)
         c.pass_challenge_window()
         agrees(c, r)  # a settling post changes the round: read again
-        assert c.calls - before == 2
+        assert c.calls - before == (2 if k == 0 else 1)
         assert c.finalize(s.proposer, r).votes == len(s.voters)
-        agrees(c, r)
+        agrees(c, r)  # the finalized round: read, and the next round's derived state kept
+        aggregate_before = c.aggregate_calls
 
 
 def test_someone_elses_transaction_or_blocks_make_the_client_read_again():
@@ -123,3 +134,49 @@ def test_a_one_slot_proposal_is_derived_exactly_in_both_vote_modes(sealed):
     s = c.round_state(r)
     c.propose(s.proposer, r, h("w"), "file:///w")
     assert agrees(c, r).proposed and c.calls == 1
+
+
+
+def test_the_round_finalize_starts_is_derived_less_the_suspended_and_a_rejoin_is_read():
+    """finalize's receipt says who proposes next and whom it suspended: the next round's state is the
+    chain's, with no read. A rejoin (another client's transaction) makes the client read again, and
+    since who is active may have changed after the round began, that round's finalize is not derived."""
+    chain = Chain.embedded(6)
+    c = Coordinator.at(chain, Coordinator.deploy(chain, chain.accounts[:6], threshold=Fraction(1, 2), seed=h("s"),
+                                                 initial_digest=h("i"), model_digest=h("m"), vote_window=50,
+                                                 challenge_window=10, max_missed=1).address)
+    c.__class__ = Counting
+    r = c.round()
+    s = agrees(c, r)
+    c.propose(s.proposer, r, h("w"), "file:///w")
+    s = agrees(c, r)
+    lazy = s.voters[0]
+    commits, reveals = commits_and_reveals(c, r, s.voters[1:])  # the lazy voter never votes
+    c.post_commits(s.proposer, r, commits)
+    for _ in range(6):  # this client's empty blocks, past the vote window: the reveal phase opens by block
+        c.pass_challenge_window()
+    assert agrees(c, r).reveal_block == s.proposed_block + 50
+    c.post_reveals(s.proposer, r, reveals)
+    c.pass_challenge_window()
+    out = c.finalize(s.proposer, r)
+    assert out.votes == len(s.voters) - 1
+    calls = c.calls
+    nxt = agrees(c, r + 1)
+    assert c.calls == calls, "the next round was read, not derived"
+    assert lazy not in nxt.voters and nxt.proposer != lazy and nxt.eligible == len(nxt.voters)
+    assert c.member_stats(lazy).suspended  # missed its vote with max_missed 1: suspended in that finalize
+    Coordinator.at(chain, c.address).rejoin(lazy)  # another client's transaction
+    assert agrees(c, r + 1) == nxt and c.calls == calls + 1  # read again; the round's own voters stand
+    c.propose(nxt.proposer, r + 1, h("w2"), "file:///w2")
+    s2 = agrees(c, r + 1)
+    commits, reveals = commits_and_reveals(c, r + 1, s2.voters)
+    c.post_commits(s2.proposer, r + 1, commits)
+    c.pass_challenge_window()
+    agrees(c, r + 1)
+    c.post_reveals(s2.proposer, r + 1, reveals)
+    c.pass_challenge_window()
+    c.finalize(s2.proposer, r + 1)
+    calls = c.calls
+    after = agrees(c, r + 2)  # the rejoin came after round r + 1 began: its finalize is not derived
+    assert c.calls == calls + 1
+    assert after.eligible == len(after.voters) and (lazy in after.voters or after.proposer == lazy)

@@ -164,12 +164,12 @@ def _fault(r: uint256, relayer: address, phase: String[8]):
 def _settle(r: uint256):
     """Count a commitments post past its challenge window (once): its voters that did not commit
     directly before it are committed."""
-    a: Aggregate = self.aggregate[r]
-    if a.commit_root == empty(bytes32) or a.settled:
+    # field by field: a struct read loads all eleven words, and this runs in every reveal and finalize
+    if self.aggregate[r].settled or self.aggregate[r].commit_root == empty(bytes32):
         return
-    assert block.number > a.commit_block + challenge_window, "challenge window open"
+    assert block.number > self.aggregate[r].commit_block + challenge_window, "challenge window open"
     committed: uint256 = core._rounds[r].committed_mask
-    add: uint256 = a.commit_mask & ~committed
+    add: uint256 = self.aggregate[r].commit_mask & ~committed
     self.aggregate[r].commit_mask = add
     self.aggregate[r].settled = True
     core._add_commits(r, committed | add, core._popcount(add))
@@ -361,12 +361,12 @@ def finalize(r: uint256):
     """
     assert r == core.round, "wrong round"
     self._settle(r)
-    a: Aggregate = self.aggregate[r]
-    if a.voted != 0:
-        assert block.number > a.reveal_block + challenge_window, "too early to finalize"
+    voted: uint256 = self.aggregate[r].voted
+    if voted != 0:
+        assert block.number > self.aggregate[r].reveal_block + challenge_window, "too early to finalize"
         direct: uint256 = core._rounds[r].voted_mask
-        claim: uint256 = a.voted & ~direct
-        yes: uint256 = a.approved & claim
+        claim: uint256 = voted & ~direct
+        yes: uint256 = self.aggregate[r].approved & claim
         core._rounds[r].voted_mask = direct | claim
         if yes != 0:
             core._rounds[r].approved_mask |= yes

@@ -114,6 +114,9 @@ struct RoundData:
     active: uint256
     state: uint8
     slots: uint256  # slots this round has: min(proposers, active members), at least 1
+    # Its voters (active, less a one-slot round's proposer): counted once at the start, since the
+    # reveal phase, every commitment and round_info compare against it (each count was two popcounts).
+    eligible: uint256
     # Block at which the last slot was proposed (all proposed: voting may close early).
     proposed_block: uint256
     proposed_mask: uint256  # bit j: slot j proposed
@@ -452,20 +455,18 @@ def _perm_at(ds: bytes32, epoch: uint256, pos: uint256) -> uint256:
 def _popcount(x: uint256) -> uint256:
     """Set bits of x, in constant work (SWAR: bit counts summed in ever wider fields). A loop over
     the set bits cost ~47 opcodes a bit, and every vote check and finalize counts 64-bit bitmaps."""
-    # The masks alternate 1, 2, 4, ... 64-bit fields of ones (all // (2**w + 1)), computed here: as
-    # 32-byte constants they would take 200 bytes of code (the contracts sit near EIP-170).
+    # The masks alternate 1, 2, 4, 8-bit fields of ones (all // (2**w + 1)), computed here: as
+    # 32-byte constants they would take 200 bytes of code (the contracts sit near EIP-170). The 16
+    # 16-bit counts (each <= 16) are then summed by one multiplication into the top field (<= 256).
     all: uint256 = ~(x & 0) if x != 0 else 0
     m: uint256 = all // 3
     y: uint256 = x - ((x >> 1) & m)
     m = all // 5
     y = (y & m) + ((y >> 2) & m)
     y = (y + (y >> 4)) & (all // 17)
-    w: uint256 = 8
-    for _: uint256 in range(4):
-        m = all // ((1 << w) + 1)
-        y = (y & m) + ((y >> w) & m)
-        w *= 2
-    return (y & (all >> 128)) + (y >> 128)
+    m = all // 257
+    y = (y & m) + ((y >> 8) & m)
+    return unsafe_mul(y, all // 65535) >> 240
 
 
 @internal
@@ -566,11 +567,12 @@ def _start_round(r: uint256):
         who.append(p)
         j += 1
     self.round = r
+    eligible: uint256 = self._popcount(self._voters(active, who[0]))
     self._rounds[r].start_block = block.number
     self._rounds[r].active = active
     self._rounds[r].slots = j
-    log RoundStarted(round=r, proposer=who[0], start_block=block.number,
-                     eligible=self._popcount(self._voters(active, who[0])),
+    self._rounds[r].eligible = eligible
+    log RoundStarted(round=r, proposer=who[0], start_block=block.number, eligible=eligible,
                      required=self._required_of(active), proposers=who)
 
 
@@ -667,7 +669,7 @@ def _reveal_opened(r: uint256) -> uint256:
     opened: uint256 = self._vote_opened(r)
     if opened == 0:
         return 0
-    if self._rounds[r].commits == self._popcount(self._voters(self._rounds[r].active, self._slots[r][0].proposer)):
+    if self._rounds[r].commits == self._rounds[r].eligible:
         return max(opened, self._rounds[r].commit_block)
     if block.number > opened + vote_window:
         return opened + vote_window
@@ -865,7 +867,7 @@ def _add_commits(r: uint256, committed: uint256, counted: uint256):
     self._rounds[r].committed_mask = committed
     commits: uint256 = self._rounds[r].commits + counted
     self._rounds[r].commits = commits
-    if commits == self._popcount(self._voters(self._rounds[r].active, self._slots[r][0].proposer)):
+    if commits == self._rounds[r].eligible:
         self._rounds[r].commit_block = block.number
 
 
@@ -1349,7 +1351,7 @@ def round_info(r: uint256) -> RoundInfo:
         proposer=s0.proposer,
         start_block=d.start_block,
         active=d.active,
-        eligible=self._popcount(self._voters(d.active, s0.proposer)),
+        eligible=d.eligible,
         required=self._required_of(d.active),
         proposed=self._vote_opened(r) != 0,
         proposed_block=self._vote_opened(r),

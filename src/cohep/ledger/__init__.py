@@ -7,7 +7,23 @@ cohep.ledger.artifact` must not find its module pre-imported by this package.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 from typing import TYPE_CHECKING
+
+
+def _prefer_c_keccak() -> None:
+    """Have eth-hash use safe-pysha3's C keccak (a dependency) unless the user chose a backend.
+
+    eth-hash takes the first of its backends that imports, pycryptodome, whose cffi wrapper costs
+    ~4 us a hash against ~0.6 us: py-evm hashes every trie node, so on the embedded chain it was 15 % of
+    a 64-member round (issue 29, docs/benchmarks/ledger.md). The variable is read at the first hash,
+    so it must be set before anything hashes: here, on the first import of the ledger."""
+    if "ETH_HASH_BACKEND" not in os.environ and importlib.util.find_spec("sha3") is not None:
+        os.environ["ETH_HASH_BACKEND"] = "pysha3"
+
+
+_prefer_c_keccak()
 
 _EXPORTS = {
     "Chain": "cohep.ledger.chain",

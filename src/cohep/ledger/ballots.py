@@ -110,7 +110,7 @@ def commitment(domain: Domain, r: int, voter: str, approvals: int, scores_ppm: i
     separator, round, voter, approvals, keccak256(scores' words), salt."""
     if len(salt) != 32:
         raise ValueError(f"a salt is 32 bytes, got {len(salt)}")
-    addr = Web3.to_bytes(hexstr=Web3.to_checksum_address(voter)).rjust(32, b"\0")
+    addr = _address_word(voter)
     return keccak(domain_separator(domain) + int(r).to_bytes(32, "big") + addr + int(approvals).to_bytes(32, "big")
                   + _scores_hash(scores_ppm) + bytes(salt))
 
@@ -141,7 +141,28 @@ def recover(message_hash: bytes, v: int, r: bytes, s: bytes) -> str | None:
 
 
 def _address(public: coincurve.PublicKey) -> str:
-    return Web3.to_checksum_address(keccak(public.format(compressed=False)[1:])[-20:])
+    return _checksum_of(keccak(public.format(compressed=False)[1:])[-20:])
+
+
+@lru_cache(maxsize=4096)
+def _checksum_of(address: bytes) -> str:
+    """EIP-55 spelling of a 20-byte address, kept: it is a keccak and a string walk (~12 us), and a
+    round recovers the same voters' addresses from every bundle (issue 29: the client's work a round)."""
+    return Web3.to_checksum_address(address)
+
+
+@lru_cache(maxsize=4096)
+def _address_word(voter: str) -> bytes:
+    """A voter's address as the 32-byte word a commitment hashes (checked as an address once)."""
+    return Web3.to_bytes(hexstr=Web3.to_checksum_address(voter)).rjust(32, b"\0")
+
+
+@lru_cache(maxsize=4096)
+def _signing_key(key: bytes) -> tuple[coincurve.PrivateKey, str]:
+    """A local key and its address, made once: building the key and deriving its public point and
+    address took ~45 of a signature's ~70 us, and each voter signs every round."""
+    secret = coincurve.PrivateKey(key)
+    return secret, _address(secret.public_key)
 
 
 def scores(scores_ppm: int | Sequence[int]) -> tuple[int, ...]:
@@ -251,9 +272,9 @@ class Reveal:
 
 def sign_commit(private_key: Any, domain: Domain, r: int, commitment_: bytes) -> SignedCommit:
     """Sign a commitment with a local key (as :func:`sign` signs a ballot)."""
-    secret = coincurve.PrivateKey(_key_bytes(private_key))
+    secret, address = _signing_key(_key_bytes(private_key))
     sig = secret.sign_recoverable(commit_digest(domain, r, commitment_), hasher=None)
-    return SignedCommit(_address(secret.public_key), int(r), bytes(commitment_), sig[64] + 27, sig[:32], sig[32:64])
+    return SignedCommit(address, int(r), bytes(commitment_), sig[64] + 27, sig[:32], sig[32:64])
 
 
 def commit_typed_data(domain: Domain, r: int, commitment_: bytes) -> dict[str, Any]:
@@ -283,11 +304,11 @@ def sign(private_key: Any, domain: Domain, r: int, approvals: int,
          scores_ppm: int | Sequence[int]) -> SignedBallot:
     """Sign a ballot with a local key (hex string, bytes or eth_keys PrivateKey). approvals: the
     bitmap (a bool approves slot 0 / the average); scores_ppm: one score or one per slot."""
-    secret = coincurve.PrivateKey(_key_bytes(private_key))
+    secret, address = _signing_key(_key_bytes(private_key))
     sc = scores(scores_ppm)
     # RFC 6979 nonce and low s, as eth_account's signatures (the tests compare them byte for byte)
     sig = secret.sign_recoverable(digest(domain, r, int(approvals), sc), hasher=None)
-    return SignedBallot(_address(secret.public_key), int(r), int(approvals), sc, sig[64] + 27, sig[:32], sig[32:64])
+    return SignedBallot(address, int(r), int(approvals), sc, sig[64] + 27, sig[:32], sig[32:64])
 
 
 def from_signature(voter: str, r: int, approvals: int, scores_ppm: int | Sequence[int],

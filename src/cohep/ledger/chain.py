@@ -86,6 +86,10 @@ class Chain:
     _tester: EthereumTester | None = field(default=None, repr=False)
     #: address -> private key, for signing ballots locally (the embedded chain's, or those given)
     _keys: dict = field(default_factory=dict, repr=False)
+    #: whether the node mines several blocks in one request (``anvil_mine``); None until asked
+    _many_blocks: bool | None = field(default=None, repr=False)
+    #: whether the node answers JSON-RPC batches (contract_client.send_signed); None until asked
+    _batches: bool | None = field(default=None, repr=False)
 
     @classmethod
     def embedded(cls, n_accounts: int = 10) -> Chain:
@@ -215,6 +219,11 @@ class Chain:
         if self._tester is not None:
             self._tester.mine_blocks(n)
             return
+        if n > 1 and self._many_blocks is not False:  # Anvil: n blocks in one request (a challenge window's)
+            resp = self.w3.provider.make_request(RPCEndpoint("anvil_mine"), [hex(n)])
+            self._many_blocks = "error" not in resp
+            if self._many_blocks:
+                return
         for _ in range(n):
             resp = self.w3.provider.make_request(RPCEndpoint("evm_mine"), [])
             if "error" in resp:

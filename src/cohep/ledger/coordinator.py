@@ -56,6 +56,10 @@ _NO_ACCEPTANCE = 2**256 - 1  # contract's accepted_round while the initial diges
 _VOTED = 1 << 255  # the contract's ballot flag: ballot = _VOTED | approval bitmap
 # submit_ballots with 63 ballots needs about 4.0M (every voter's first vote; 2.9M later; checked in tests); the block
 # limit is 30M.
+#: this client's transactions that never change the contract's live member set (``_active``): rejoin,
+#: finalize (suspensions) and the challenges (a proven fault suspends the relayer) do
+_KEEP_ACTIVE = frozenset({"propose", "vote", "commit_vote", "reveal_vote", "submit_commits", "submit_reveals",
+                          "submit_ballots", "post_commits", "post_reveals"})
 EMBEDDED_BATCH_GAS = 12_000_000
 # start(): round 0's draw and slots, with 64 members and 64 slots about 1.83M (checked in tests)
 START_GAS = 3_000_000
@@ -126,6 +130,10 @@ class Coordinator(ContractClient):
         # round_info of one round as read, or advanced by this client's own propose / post_commits, with
         # the block it was read at and the block the chain must be at for it to stand (_known_round_info)
         self._round_info: tuple[int, tuple, int, int] | None = None
+        # (round, block, active): the contract's live member set at that block is still ``active``, the
+        # round's round_info ``active`` (read in the round's first block, or derived by finalize, and since
+        # then only this client's own transactions that leave it alone, and empty blocks): _started_info
+        self._active_known: tuple[int, int, int] | None = None
         self._mined = 0
         self._settings: Settings | None = None
         self._fixed_gas = EMBEDDED_TX_GAS if chain.kind == "embedded" else None
@@ -257,8 +265,12 @@ class Coordinator(ContractClient):
         if info is None:
             block = self.chain.block_number() if self.chain.kind == "embedded" else -1
             info = tuple(self._call("round_info", r))
-            if block >= 0:
+            if block >= 0 and (self._round_info is None or self._round_info[0] <= r):  # keep a later round's
                 self._round_info = (int(r), info, block, block)
+                if block == int(info[1]):
+                    self._active_known = (int(r), block, int(info[2]))
+                elif self._active_known is None or self._active_known[:2] != (int(r), block):
+                    self._active_known = None
         state = round_state_from(r, info, self.settings(), lambda j: self.slot_state(r, j))
         if self.aggregated and state.reveal_block is None and state.proposed and not state.finalized:
             # members' view of the reveal phase: a commitments post naming every voter, unsettled, past
@@ -304,10 +316,19 @@ class Coordinator(ContractClient):
     def _advance_round_info(self, name: str, r: int, receipt: Receipt, args: tuple) -> None:
         """After this client's transaction: what it did to the known round_info, or forget it."""
         known, self._round_info = self._round_info, None
-        if known is None or known[0] != r or int(receipt["blockNumber"]) != known[3] + 1:
+        block = int(receipt["blockNumber"])
+        live, self._active_known = self._active_known, None
+        if live is not None and live[:2] == (r, block - 1):
+            if name in _KEEP_ACTIVE:
+                self._active_known = (r, block, live[2])
+            elif name == "finalize":
+                self._round_info = self._started_info(live[2], receipt, block)
+                if self._round_info is not None:
+                    self._active_known = (self._round_info[0], block, self._round_info[1][2])
+                return
+        if known is None or known[0] != r or block != known[3] + 1:
             return  # another block came between: someone else may have sent a transaction
         _, info, read_at, _ = known
-        block = int(receipt["blockNumber"])
         if name == "post_commits":  # it writes only the post (aggregate[r]), none of round_info's fields
             self._round_info = (r, info, read_at, block)
         elif name == "propose" and info[14] == 1 and not info[5] and info[3] > 0 and info[17] == 0:
@@ -315,6 +336,29 @@ class Coordinator(ContractClient):
             _slot, digest, uri = args
             info = info[:5] + (True, block, digest, uri) + info[9:15] + (int(info[15]) | 1,) + info[16:]
             self._round_info = (r, info, block, block)
+
+    def _started_info(self, active: int, receipt: Receipt, block: int) -> tuple | None:
+        """The round finalize just started, as ``round_info`` would give it (one read a round saved):
+        its ``RoundStarted`` event (proposers, eligible, required) and a fresh round's zeros. Who is
+        active is ``active``, the live set before the finalize (``_active_known``: no ``rejoin`` or relay
+        fault came between), less whom the receipt's ``Suspended`` events name. None where the receipt
+        does not say enough."""
+        events = self._decode(receipt["logs"])
+        started = [e.args for e in events if e.name == "RoundStarted"]
+        if len(started) != 1 or not started[0]["proposers"]:
+            return None
+        a = started[0]
+        members = self.members()
+        for e in events:
+            if e.name == "Suspended":
+                active &= ~(1 << members.index(Web3.to_checksum_address(e.args["member"])))
+        proposer = Web3.to_checksum_address(a["proposer"])
+        voters = active & ~(1 << members.index(proposer)) if len(a["proposers"]) == 1 and active else active
+        if bin(voters).count("1") != int(a["eligible"]):
+            return None  # not the chain's active set after all: read it
+        fresh = (proposer, block, active, int(a["eligible"]), int(a["required"]), False, 0, bytes(32), "",
+                 0, 0, False, False, False, len(a["proposers"]), 0, 0, 0, 0)
+        return (int(a["round"]), fresh, block, block)
 
     def ballot(self, r: int, member: str) -> bool | None:
         """A member's vote in round r on slot 0 (or the average): True approve, False reject,
@@ -341,8 +385,36 @@ class Coordinator(ContractClient):
                  "reveal_root", "voted", "approved", "reveal_block", "reveal_relayer")
         values = self._call("aggregate", int(r))
         info = {k: (bytes(v) if isinstance(v, (bytes, bytearray)) else v) for k, v in zip(names, values)}
-        self._agg_cache = (key, info)
+        if self._agg_cache is None or self._agg_cache[0][0] <= r:  # keep a later round's (derived at its start)
+            self._agg_cache = (key, info)
         return dict(info)
+
+    _AGGREGATE_ZERO = {"commit_root": bytes(32), "commit_mask": 0, "commit_block": 0,
+                       "commit_relayer": "0x0000000000000000000000000000000000000000", "settled": False,
+                       "unpacked": False, "reveal_root": bytes(32), "voted": 0, "approved": 0, "reveal_block": 0,
+                       "reveal_relayer": "0x0000000000000000000000000000000000000000"}
+
+    def _advance_aggregate(self, name: str, r: int, receipt: Receipt) -> None:
+        """After this client's transaction: the round's posts as ``aggregate_info`` would read them, where
+        the transaction says (the cache then stands for one more transaction), or forget them. A proposal
+        leaves them alone; this client's commitments post is its ``CommitsPosted`` event; the round a
+        finalize starts has none yet (a post needs the round's proposal)."""
+        cached, self._agg_cache = self._agg_cache, None
+        key = (r, self.transactions, self._mined)
+        if name == "finalize" and self._round_info is not None and self._round_info[0] == r + 1:
+            self._agg_cache = ((r + 1, self.transactions, self._mined), dict(self._AGGREGATE_ZERO))
+            return
+        if cached is None or cached[0] != (r, self.transactions - 1, self._mined):
+            return
+        if name == "propose":
+            self._agg_cache = (key, cached[1])
+        elif name == "post_commits" and cached[1]["commit_relayer"] == self._AGGREGATE_ZERO["commit_relayer"]:
+            posted = [e.args for e in self._decode(receipt["logs"]) if e.name == "CommitsPosted"]
+            if len(posted) == 1:
+                self._agg_cache = (key, {**cached[1], "commit_root": bytes(posted[0]["root"]),
+                                         "commit_mask": int(posted[0]["voters"]),
+                                         "commit_block": int(receipt["blockNumber"]),
+                                         "commit_relayer": Web3.to_checksum_address(posted[0]["relayer"])})
 
     def relay_faults(self, member: str) -> int:
         """Aggregated ballots: the member's posts a challenge proved wrong."""
@@ -371,15 +443,18 @@ class Coordinator(ContractClient):
         t0 = time.perf_counter()
         try:
             fn = self._encoded(name, args)
-            receipt = send(self.w3, what, fn,
-                           Web3.to_checksum_address(sender), gas or self._fixed_gas)
+            sender = Web3.to_checksum_address(sender)
+            receipt = send(self.w3, what, fn, sender, gas or self._fixed_gas,
+                           None if self.chain.kind == "embedded" else self.chain)
         finally:
             self.seconds += time.perf_counter() - t0
         self.gas_used += int(receipt["gasUsed"])
         self.transactions += 1
         self.calldata_bytes += len(fn.data)
-        if self._round_info is not None:
+        if self._round_info is not None or self._active_known is not None:
             self._advance_round_info(name, int(args[0]) if args else -1, receipt, args[1:])
+        if self.aggregated:
+            self._advance_aggregate(name, int(args[0]) if args else -1, receipt)
         return receipt
 
     def propose(self, sender: str, r: int, digest: bytes, uri: str, slot: int = 0) -> Receipt:
@@ -510,9 +585,15 @@ class Coordinator(ContractClient):
             blocks = self.settings().challenge_window + (self.chain.kind != "embedded")
             self.chain.mine(blocks)
             self._mined += 1
+            if self._agg_cache is not None and self._agg_cache[0] == (self._agg_cache[0][0], self.transactions,
+                                                                      self._mined - 1):
+                self._agg_cache = ((self._agg_cache[0][0], self.transactions, self._mined), self._agg_cache[1])
             if self._round_info is not None:  # empty blocks: round_info's storage stands
                 r, info, read_at, expected = self._round_info
                 self._round_info = (r, info, read_at, expected + blocks)
+            if self._active_known is not None:
+                r, at, active = self._active_known
+                self._active_known = (r, at + blocks, active)
         finally:
             self.seconds += time.perf_counter() - t0
 

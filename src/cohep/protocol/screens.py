@@ -144,7 +144,13 @@ def direction_outliers(updates: dict[int, np.ndarray], floor: float, share: floa
     class-skewed groups, share most of their direction (what every class needs); a negated one points
     against their sum. With fewer than :data:`NORM_MIN_SLOTS` slots nothing is flagged (two slots: each
     is the other's whole reference). The slots in ``strict`` (members struck out, ``vote.strikes``) are
-    held to a floor of at least 0."""
+    held to a floor of at least 0.
+
+    One at a time, the farthest below its floor first: a named slot leaves the others' reference
+    before they are compared again. A reversed update is in every other slot's reference sum, so with
+    three slots it cancels most of an honest slot's partner (``u1 - u2`` with ``u1 ~ u2``): the honest
+    slot's cosine fell to about 0 and it was named with the attacker. The floor's rise (``share``) is
+    set once, from every slot's cosine, so taking an outlier out never raises the bar for the rest."""
     if len(updates) < NORM_MIN_SLOTS:
         return {}
     cosines = direction_cosines(updates)
@@ -152,17 +158,23 @@ def direction_outliers(updates: dict[int, np.ndarray], floor: float, share: floa
     # included; it stays honest while honest slots are a majority of them)
     median = float(np.median(list(cosines.values())))
     raise_by = share * max(median, 0.0)
-    out = {}
-    for j, c in cosines.items():
+    out: dict[int, str] = {}
+    left = dict(updates)
+    while len(left) >= NORM_MIN_SLOTS:
+        if out:
+            cosines = direction_cosines(left)
+        shortfall = {j: (max(floor, 0.0) if j in strict else floor) + raise_by - c for j, c in cosines.items()}
+        j = max(shortfall, key=lambda k: (shortfall[k], -k))
+        if shortfall[j] <= 0:
+            break
         base = max(floor, 0.0) if j in strict else floor
-        if c >= base + raise_by:
-            continue
         why = f"vote.direction_floor {floor:g}" if base != floor or raise_by else f"vote.direction_floor = {floor:g}"
         if base != floor:
             why += " held at 0 for a struck member (vote.strikes)"
         if raise_by:
             why += f" + vote.direction_share {share:g} x the round's median cosine {median:.3g}"
-        out[j] = f"update direction: cosine {c:.3g} with the other slots' summed update is below {why}"
+        out[j] = f"update direction: cosine {cosines[j]:.3g} with the other slots' summed update is below {why}"
+        del left[j]
     return out
 
 
