@@ -25,6 +25,8 @@ def parser():
     ap.add_argument("--learners", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--ballots", choices=("transactions", "signed", "aggregate"), default=None,
+                    help="how votes reach the chain ([chain] ballots; default: the product's)")
     bench.add_seed(ap, 0)
     return ap
 
@@ -37,6 +39,7 @@ def main(argv=None) -> int:
         "data": {"kind": "mnist", "path": args.data, "holdout": 2000, "split": "iid", "vote_fraction": 0.2},
         "model": {"name": "mnist_cnn"},
         "train": {"epochs": args.epochs, "batch_size": 32, "lr": 1e-3},
+        **({"chain": {"ballots": args.ballots}} if args.ballots else {}),
     })
     start = time.perf_counter()
     res = run_experiment(cfg, args.out)

@@ -80,6 +80,8 @@ def test_an_aggregated_round_reads_round_info_once_and_every_state_matches_the_c
         assert c.calls - before == (2 if k == 0 else 1)
         assert c.finalize(s.proposer, r).votes == len(s.voters)
         agrees(c, r)  # the finalized round: read, and the next round's derived state kept
+        calls = c.calls
+        assert c.round_state(r) == agrees(c, r) and c.calls == calls  # a finalized round is read once
         aggregate_before = c.aggregate_calls
 
 

@@ -134,6 +134,11 @@ class Coordinator(ContractClient):
         # round's round_info ``active`` (read in the round's first block, or derived by finalize, and since
         # then only this client's own transactions that leave it alone, and empty blocks): _started_info
         self._active_known: tuple[int, int, int] | None = None
+        # round_info of finalized rounds: never written again (every member of an in-process run reads the
+        # accepted round's to adopt it: 64 reads a round at 64 members); and accepted_round as read at a block
+        self._final_info: dict[int, tuple] = {}
+        self._final_slots: dict[tuple[int, int], SlotState] = {}
+        self._accepted_at: tuple[int, int] | None = None
         self._mined = 0
         self._settings: Settings | None = None
         self._fixed_gas = EMBEDDED_TX_GAS if chain.kind == "embedded" else None
@@ -251,8 +256,18 @@ class Coordinator(ContractClient):
         return bytes(self._call("accepted_digest"))
 
     def accepted_round(self) -> int | None:
-        """Round whose proposal is the current model; None while the initial weights stand."""
-        r = int(self._call("accepted_round"))
+        """Round whose proposal is the current model; None while the initial weights stand.
+
+        On the embedded chain the value read is kept while the chain stays at the block it was read at
+        (only a finalize changes it, and every transaction mines a block): each member adopting a round
+        asks it, 64 calls a round at 64 members in one process, where a node asks once."""
+        block = self.chain.block_number() if self.chain.kind == "embedded" else -1
+        if self._accepted_at is not None and block >= 0 and self._accepted_at[0] == block:
+            r = self._accepted_at[1]
+        else:
+            r = int(self._call("accepted_round"))
+            if block >= 0:
+                self._accepted_at = (block, r)
         return None if r == _NO_ACCEPTANCE else r
 
     def slot_state(self, r: int, j: int) -> SlotState:
@@ -261,17 +276,20 @@ class Coordinator(ContractClient):
                          int(approvals), bool(accepted))
 
     def round_state(self, r: int) -> RoundState:
-        info = self._known_round_info(int(r))
+        info = self._final_info.get(int(r)) or self._known_round_info(int(r))
         if info is None:
             block = self.chain.block_number() if self.chain.kind == "embedded" else -1
             info = tuple(self._call("round_info", r))
+            if info[11] and (info[5] or info[13]):  # finalized, proposed or void: its storage is never written again
+                self._final_info[int(r)] = info
             if block >= 0 and (self._round_info is None or self._round_info[0] <= r):  # keep a later round's
                 self._round_info = (int(r), info, block, block)
                 if block == int(info[1]):
                     self._active_known = (int(r), block, int(info[2]))
                 elif self._active_known is None or self._active_known[:2] != (int(r), block):
                     self._active_known = None
-        state = round_state_from(r, info, self.settings(), lambda j: self.slot_state(r, j))
+        slot = self.slot_state if int(r) not in self._final_info else self._final_slot
+        state = round_state_from(r, info, self.settings(), lambda j: slot(r, j))
         if self.aggregated and state.reveal_block is None and state.proposed and not state.finalized:
             # members' view of the reveal phase: a commitments post naming every voter, unsettled, past
             # its challenge window (the reveals post settles it on chain)
@@ -285,6 +303,14 @@ class Coordinator(ContractClient):
                     state = dataclasses.replace(state, reveal_block=at, commits=state.eligible,
                                                 reveal_deadline=at + self.settings().reveal_window)
         return state
+
+    def _final_slot(self, r: int, j: int) -> SlotState:
+        """Slot j of a finalized round, read once (a several-slot round's members each read every slot
+        to adopt the round)."""
+        key = (int(r), int(j))
+        if key not in self._final_slots:
+            self._final_slots[key] = self.slot_state(r, j)
+        return self._final_slots[key]
 
     def _known_round_info(self, r: int) -> tuple | None:
         """Round r's ``round_info`` without a call, where the chain cannot have changed it since it was
