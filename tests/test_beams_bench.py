@@ -1,6 +1,7 @@
 """bench/beams.py's figures and its --set overrides (issue 28's transfer matrix)."""
 import argparse
 
+import numpy as np
 import pytest
 
 from cohep.config import experiment as config
@@ -42,3 +43,18 @@ def test_set_overrides_reach_the_config_and_bad_ones_are_refused(beams):
             beams.setting(bad)
     with pytest.raises(ConfigError, match="cosmics"):
         config.load(None, beams.overrides({}, [beams.setting("train.augment.cosmics=-1")]))
+
+
+def test_working_point_defaults_to_the_argmax_and_the_offset_moves_only_nc_vs_numu(beams):
+    assert beams.parser().parse_args([]).working_point == "argmax"
+    assert beams.parser().parse_args(["--working-point", "equal_nc_numu"]).working_point == "equal_nc_numu"
+    with pytest.raises(SystemExit):
+        beams.parser().parse_args(["--working-point", "cut"])
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=400).astype(np.float32)
+    probs[:5] = [[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.25, 0.25, 0.5]]
+    assert np.isfinite(beams.logits_of(probs)).all()
+    assert np.array_equal(beams.predicted(probs, None), probs.argmax(1))
+    assert np.array_equal(beams.predicted(probs, 0.0), probs.argmax(1))  # zeros and ties read as the arg-max
+    moved = beams.predicted(probs, 0.7) != probs.argmax(1)
+    assert moved.any() and set(probs.argmax(1)[moved]) == {beams.NUMU}
