@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from eth_abi import encode
 from eth_utils import keccak
 from web3 import Web3
 
@@ -42,9 +41,32 @@ COMMITS_TYPE = "(uint256,bytes32,uint8,bytes32,bytes32)[]"
 REVEALS_TYPE = "(address,uint256,bytes32,bytes32)[]"
 
 
+def _word(x: int) -> bytes:
+    return int(x).to_bytes(32, "big")  # OverflowError for what a uint256 / uint8 cannot hold
+
+
+def _b32(x: bytes) -> bytes:
+    if len(x) != 32:
+        raise ValueError(f"a bytes32 is 32 bytes, got {len(x)}")
+    return bytes(x)
+
+
+def _static_array(entries: list[bytes]) -> bytes:
+    """abi_encode of one dynamic array of static tuples: the head's offset (32), the length, the entries."""
+    return _word(32) + _word(len(entries)) + b"".join(entries)
+
+
 def commits_bundle(commits: Sequence[SignedCommit]) -> bytes:
-    """The commitments post's bundle: abi_encode(SignedCommit[]), as the contract re-encodes it."""
-    return encode([COMMITS_TYPE], [[c.as_tuple() for c in commits]])
+    """The commitments post's bundle: abi_encode(SignedCommit[]), as the contract re-encodes it.
+
+    Written word by word (its tuples are static: five words each), not by eth_abi, whose checks cost
+    0.8 ms at 63 voters, a tenth of the post's own time; tests/test_aggregate.py holds it equal to eth_abi's."""
+    entries = []
+    for c in commits:
+        if not 0 <= int(c.v) < 256:
+            raise OverflowError(f"v {c.v} is not a uint8")
+        entries.append(_word(c.round) + _b32(c.commitment) + _word(c.v) + _b32(c.r) + _b32(c.s))
+    return _static_array(entries)
 
 
 def hashed(reveal: Reveal) -> tuple:
@@ -54,8 +76,13 @@ def hashed(reveal: Reveal) -> tuple:
 
 
 def reveals_bundle(reveals: Sequence[Reveal]) -> bytes:
-    """The reveals post's bundle: abi_encode(HashedReveal[])."""
-    return encode([REVEALS_TYPE], [[hashed(rv) for rv in reveals]])
+    """The reveals post's bundle: abi_encode(HashedReveal[]), word by word as commits_bundle is (1.3 ms by
+    eth_abi at 63 voters)."""
+    entries = []
+    for rv in reveals:
+        voter, approvals, scores_hash, salt = hashed(rv)
+        entries.append(bytes.fromhex(voter[2:]).rjust(32, b"\0") + _word(approvals) + scores_hash + _b32(salt))
+    return _static_array(entries)
 
 
 def root(bundle: bytes) -> bytes:

@@ -134,10 +134,12 @@ class Coordinator(ContractClient):
         # round's round_info ``active`` (read in the round's first block, or derived by finalize, and since
         # then only this client's own transactions that leave it alone, and empty blocks): _started_info
         self._active_known: tuple[int, int, int] | None = None
-        # round_info of finalized rounds: never written again (every member of an in-process run reads the
-        # accepted round's to adopt it: 64 reads a round at 64 members); and accepted_round as read at a block
+        # on the embedded chain, round_info of finalized rounds: never written again (every member of an
+        # in-process run reads the accepted round's to adopt it: 64 reads a round at 64 members); the last
+        # RoundState built, for the same info at the same block; and accepted_round as read at a block
         self._final_info: dict[int, tuple] = {}
         self._final_slots: dict[tuple[int, int], SlotState] = {}
+        self._state_memo: tuple[tuple, tuple, RoundState] | None = None
         self._accepted_at: tuple[int, int] | None = None
         self._mined = 0
         self._settings: Settings | None = None
@@ -280,14 +282,20 @@ class Coordinator(ContractClient):
         if info is None:
             block = self.chain.block_number() if self.chain.kind == "embedded" else -1
             info = tuple(self._call("round_info", r))
-            if info[11] and (info[5] or info[13]):  # finalized, proposed or void: its storage is never written again
-                self._final_info[int(r)] = info
+            if block >= 0 and info[11] and (info[5] or info[13]):  # finalized (proposed or void) on the embedded
+                self._final_info[int(r)] = info  # chain: its storage is never written again, and no reorg comes
             if block >= 0 and (self._round_info is None or self._round_info[0] <= r):  # keep a later round's
                 self._round_info = (int(r), info, block, block)
                 if block == int(info[1]):
                     self._active_known = (int(r), block, int(info[2]))
                 elif self._active_known is None or self._active_known[:2] != (int(r), block):
                     self._active_known = None
+        # the same info at the same block (and no transaction or empty block of this client's since: the
+        # posts' view) is the same state: an in-process round's 63 voters each ask it (RoundState is frozen)
+        key = (int(r), id(info), self.chain.block_number() if self.chain.kind == "embedded" else None,
+               self.transactions, self._mined)
+        if self._state_memo is not None and self._state_memo[0] == key and self._state_memo[1] is info:
+            return self._state_memo[2]
         slot = self.slot_state if int(r) not in self._final_info else self._final_slot
         state = round_state_from(r, info, self.settings(), lambda j: slot(r, j))
         if self.aggregated and state.reveal_block is None and state.proposed and not state.finalized:
@@ -302,6 +310,8 @@ class Coordinator(ContractClient):
                     at = a["commit_block"] + cw  # its last challengeable block (the chain's phase: at the settling one)
                     state = dataclasses.replace(state, reveal_block=at, commits=state.eligible,
                                                 reveal_deadline=at + self.settings().reveal_window)
+        if key[2] is not None:
+            self._state_memo = (key, info, state)
         return state
 
     def _final_slot(self, r: int, j: int) -> SlotState:
@@ -344,6 +354,11 @@ class Coordinator(ContractClient):
         known, self._round_info = self._round_info, None
         block = int(receipt["blockNumber"])
         live, self._active_known = self._active_known, None
+        continuous = known is not None and known[0] == r and block == known[3] + 1
+        if name == "finalize" and continuous and self.chain.kind == "embedded":
+            final = self._finalized_info(known[1], receipt)
+            if final is not None:
+                self._final_info[r] = final
         if live is not None and live[:2] == (r, block - 1):
             if name in _KEEP_ACTIVE:
                 self._active_known = (r, block, live[2])
@@ -352,16 +367,47 @@ class Coordinator(ContractClient):
                 if self._round_info is not None:
                     self._active_known = (self._round_info[0], block, self._round_info[1][2])
                 return
-        if known is None or known[0] != r or block != known[3] + 1:
+        if known is None or not continuous:
             return  # another block came between: someone else may have sent a transaction
         _, info, read_at, _ = known
         if name == "post_commits":  # it writes only the post (aggregate[r]), none of round_info's fields
             self._round_info = (r, info, read_at, block)
+        elif name == "post_reveals" and info[14] == 1 and self._settles_every_voter(r, info):
+            # it settles the commitments post first: every voter committed, in this block (_add_commits), so
+            # the reveal phase opened here (_reveal_opened: max(proposal, last commitment)); the claim itself
+            # is counted only by finalize
+            info = info[:17] + (int(info[3]), max(int(info[6]), block))
+            self._round_info = (r, info, block, block)
         elif name == "propose" and info[14] == 1 and not info[5] and info[3] > 0 and info[17] == 0:
             # a one-slot round's proposal opens voting at its block (Coordinator.vy propose, _vote_opened)
             _slot, digest, uri = args
             info = info[:5] + (True, block, digest, uri) + info[9:15] + (int(info[15]) | 1,) + info[16:]
             self._round_info = (r, info, block, block)
+
+    def _settles_every_voter(self, r: int, info: tuple) -> bool:
+        """Whether round r's standing commitments post, as this client last knew it (the cache before its
+        own reveals post), is unsettled and names every voter that has not committed directly."""
+        cached = self._agg_cache
+        if cached is None or cached[0] != (r, self.transactions - 1, self._mined):
+            return False
+        a = cached[1]
+        return (a["commit_root"] != bytes(32) and not a["settled"] and bool(info[5])
+                and int(info[17]) + bin(a["commit_mask"]).count("1") == int(info[3]))
+
+    def _finalized_info(self, info: tuple, receipt: Receipt) -> tuple | None:
+        """A one-slot round's ``round_info`` once this client's ``finalize`` closed it: what it knew just
+        before, with the counts, the outcome and the slot masks of the receipt's ``Finalized`` event (what
+        finalize writes of round_info). None for a round of several slots, an unproposed (void) round, or
+        a receipt without the event."""
+        if info[14] != 1 or not info[5]:
+            return None
+        done = [e.args for e in self._decode(receipt["logs"]) if e.name == "Finalized"]
+        if len(done) != 1 or len(done[0]["approvals"]) != 1:
+            return None
+        f = done[0]
+        return (info[:4] + (int(f["required"]),) + info[5:9]
+                + (int(f["approvals"][0]), int(f["votes"]), True, bool(f["accepted"]), False)
+                + (info[14], int(f["proposed_slots"]), int(f["accepted_slots"])) + info[17:])
 
     def _started_info(self, active: int, receipt: Receipt, block: int) -> tuple | None:
         """The round finalize just started, as ``round_info`` would give it (one read a round saved):
@@ -559,6 +605,8 @@ class Coordinator(ContractClient):
         outcome = outcome_of(self._decode(receipt["logs"]))
         if outcome is None:
             raise ChainError(f"finalize(round {r}) mined without a Finalized/RoundVoided event")
+        if outcome.accepted and self.chain.kind == "embedded":  # it set accepted_round to r, in this block
+            self._accepted_at = (int(receipt["blockNumber"]), int(r))
         return outcome
 
     def ballot_domain(self):
