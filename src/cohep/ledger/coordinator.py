@@ -355,7 +355,7 @@ class Coordinator(ContractClient):
         block = int(receipt["blockNumber"])
         live, self._active_known = self._active_known, None
         continuous = known is not None and known[0] == r and block == known[3] + 1
-        if name == "finalize" and continuous and self.chain.kind == "embedded":
+        if name == "finalize" and known is not None and continuous and self.chain.kind == "embedded":
             final = self._finalized_info(known[1], receipt)
             if final is not None:
                 self._final_info[r] = final
