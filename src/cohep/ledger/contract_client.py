@@ -231,7 +231,8 @@ def send_signed(w3: Web3, fn: Encoded, sender: str, chain: Chain) -> Any:
         raise_contract_logic_error_on_revert(estimate)  # a revert: ContractLogicError with its reason
         raise Web3RPCError(str(estimate["error"]))
     if any("error" in x or x.get("result") is None for x in (nonce, block, tip)) or "baseFeePerGas" not in block["result"]:
-        return None  # a node without EIP-1559 fees or the tip method: web3 knows the other ways
+        chain._batches = False  # a node without EIP-1559 fees or the tip method: web3 knows the other ways
+        return None
     head, priority = block["result"], int(tip["result"], 16)
     signed = Account.sign_transaction({
         "type": 2, "chainId": chain.chain_id, "nonce": int(nonce["result"], 16), "to": fn.to, "data": fn.data, "value": 0,
