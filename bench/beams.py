@@ -67,6 +67,41 @@ def simulate_cells(folder: Path, n: int, shift: int, workers: int) -> dict[str, 
     return out
 
 
+def mix_row(args, spec, sets, cfg, initial) -> dict[str, dict[str, float]]:
+    """One model trained on every cell's train split at once (the training mix a collaboration across
+    beams gives its shared model), its vote split every cell's, scored on each cell's test set (at the
+    working point when one is asked for, fitted on that mixed vote split)."""
+    from torch.utils.data import ConcatDataset
+
+    train = ConcatDataset([sets[c][0] for c in CELLS])
+    vote = ConcatDataset([sets[c][1] for c in CELLS])
+    lr = models.build_learner(spec, train, vote, None, cfg.train, seed=learner_seed(args.seed, 0), initial=initial)
+    run_alone(cfg, [lr])
+    lr.load_live(lr.current())
+    offset = None
+    if args.working_point == "equal_nc_numu":
+        probs, labels = lr.predict(vote)
+        offset = working_point.fit(logits_of(probs), labels, NC, NUMU).offset
+    row = {b: efficiencies(lr, sets[b][2], offset) for b in CELLS}
+    print("trained on the mix: " + ", ".join(f"{b} {v['acc']:.3f}" for b, v in row.items()), flush=True)
+    return row
+
+
+def mix_lines(mixed: dict[str, dict[str, float]], matrix) -> list[str]:
+    """The mix's row against each cell's own model (the diagonal): accuracy, loss, NC - numu CC."""
+    cells = list(CELLS)
+    loss = {b: 100 * (matrix[b][b]["acc"] - mixed[b]["acc"]) for b in cells}
+    gap = {b: 100 * (mixed[b]["nc"] - mixed[b]["numu"]) for b in cells}
+    return ["### One model trained on the mix of all four cells", "",
+            "| | " + " | ".join(cells) + " |", "|---|" + "---|" * len(cells),
+            "| accuracy | " + " | ".join(f"{mixed[b]['acc']:.3f}" for b in cells) + " |",
+            "| the cell's own model | " + " | ".join(f"{matrix[b][b]['acc']:.3f}" for b in cells) + " |",
+            "| NC / numu CC / nue CC | " + " | ".join(f"{mixed[b]['nc']:.2f} / {mixed[b]['numu']:.2f} / {mixed[b]['nue']:.2f}"
+                                                      for b in cells) + " |", "",
+            f"mix: worst loss against a cell's own model {max(loss.values()):.1f} pts; NC - numu CC "
+            + "; ".join(f"{b} {gap[b]:+.0f}" for b in cells) + " pts"]
+
+
 def split(n: int):
     a, b = int(0.6 * n), int(0.75 * n)
     idx = np.arange(n)
@@ -153,6 +188,9 @@ def parser():
     bench.add_threads(ap, None, help="torch threads (default: all cores; 1 on a machine shared with other jobs)")
     ap.add_argument("--set", type=setting, action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override one training setting (repeatable), e.g. train.augment.cosmics=1")
+    ap.add_argument("--mix", action="store_true",
+                    help="also train one model on every cell's train split together (its vote split: every cell's) "
+                         "and score it on each cell's test set against that cell's own model")
     ap.add_argument("--working-point", choices=("argmax", "equal_nc_numu"), default="argmax",
                     help="argmax (default), or an NC logit offset per model fitted on its own vote split "
                          "to equalise NC and numu CC efficiency there")
@@ -206,8 +244,11 @@ def main(argv=None) -> int:
             with EventFile(files[a]) as f:
                 energies = np.asarray(f.truth["nu_energy"])[split(len(data[a]))[2]]
             by_energy = energy_table(lr, sets[a][2], energies, "trained and tested on FD/dune", offset)
+    mixed = mix_row(args, spec, sets, cfg, initial) if args.mix else None
     t_train = time.perf_counter() - t0
     lines = report(matrix) + [""] + by_energy
+    if mixed is not None:
+        lines += ["", *mix_lines(mixed, matrix)]
     if points:
         lines += ["", *point_lines(points), "", "### The same models at the arg-max", "", *report(plain),
                   f"worst off-diagonal drop at the arg-max: {worst_drop(plain):.1f} pts"]

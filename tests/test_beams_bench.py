@@ -58,3 +58,13 @@ def test_working_point_defaults_to_the_argmax_and_the_offset_moves_only_nc_vs_nu
     assert np.array_equal(beams.predicted(probs, 0.0), probs.argmax(1))  # zeros and ties read as the arg-max
     moved = beams.predicted(probs, 0.7) != probs.argmax(1)
     assert moved.any() and set(probs.argmax(1)[moved]) == {beams.NUMU}
+
+
+def test_the_mix_row_is_judged_against_each_cells_own_model(beams):
+    """The mixed model's line: its worst loss is against the diagonal (each cell's own model), and its
+    NC - numu CC per cell in points."""
+    m = _matrix()
+    mixed = {b: {"acc": m[b][b]["acc"] - (0.03 if b == "uB/bnb" else 0.0), "nc": 0.70, "numu": 0.62, "nue": 0.8}
+             for b in CELLS}
+    last = beams.mix_lines(mixed, m)[-1]
+    assert last.startswith("mix: worst loss against a cell's own model 3.0 pts; NC - numu CC FD/dune +8;"), last
