@@ -11,8 +11,6 @@ baselines.
 """
 from __future__ import annotations
 
-import contextlib
-import gc
 import math
 import time
 from collections.abc import Callable
@@ -83,23 +81,6 @@ def _initial_rows(learners, rule) -> tuple[list[Scores], list[RoundRecord]]:
     current = [lr.evaluate(lr.current()) for lr in learners]
     rows = [initial_record(i, rule, s) for i, s in enumerate(current)]
     return current, rows
-
-
-@contextlib.contextmanager
-def long_lived_frozen():
-    """What exists before the rounds (the learners' models and data) left out of the cyclic garbage
-    collector's passes until the run ends (``gc.freeze``).
-
-    It lives the whole run, and a full pass walks all of it (at 64 learners ~450 k objects, tens of ms a
-    pass), landing in whatever stage was allocating: py-evm allocates the most, so mostly in the chain's
-    time (issue 29: a 64-learner MNIST round's chain time beside its training). Frozen objects are still
-    freed by reference counting; only cycles among them wait for ``gc.unfreeze``, at the end."""
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def run_colearn(cfg, learners, spec, initial, store: WeightStore, bar=None, journal=None, on_round=None,
@@ -449,12 +430,11 @@ def _run(cfg, data, parts, spec, out: Path, figure: bool, model_auto: bool = Fal
         with progress() as bars:
             label = f"{mode}: {len(learners)} learner(s)"
             bar = _Advance(bars, bars.add_task(label, total=cfg.experiment.rounds), label)
-            with long_lived_frozen():
-                if mode == "colearn":
-                    records, timings, chain_info = run_colearn(cfg, players, spec, initial, store, bar, journal,
-                                                               on_round, link)
-                else:
-                    records, timings, chain_info = run_alone(cfg, players, bar, journal, on_round)
+            if mode == "colearn":
+                records, timings, chain_info = run_colearn(cfg, players, spec, initial, store, bar, journal, on_round,
+                                                           link)
+            else:
+                records, timings, chain_info = run_alone(cfg, players, bar, journal, on_round)
         if link is not None and not link.switched:
             from cohep.core.errors import DataError
 
