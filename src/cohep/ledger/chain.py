@@ -180,7 +180,7 @@ class Chain:
         from cohep.ledger import ballots
 
         domain = ballots.Domain(self.chain_id, contract)
-        key = self._keys.get(address) or self._keys.get(Web3.to_checksum_address(address))  # checksummed: as given
+        key = self._key_for(address)
         if key is not None:
             return ballots.sign(key, domain, r, approvals, scores_ppm)
         signature = self._sign_typed(address, ballots.typed_data(domain, r, int(approvals), scores_ppm), "a ballot")
@@ -191,11 +191,16 @@ class Chain:
         from cohep.ledger import ballots
 
         domain = ballots.Domain(self.chain_id, contract)
-        key = self._keys.get(address) or self._keys.get(Web3.to_checksum_address(address))  # checksummed: as given
+        key = self._key_for(address)
         if key is not None:
             return ballots.sign_commit(key, domain, r, commitment)
         signature = self._sign_typed(address, ballots.commit_typed_data(domain, r, commitment), "a commitment")
         return ballots.commit_from_signature(address, r, commitment, signature)
+
+    def _key_for(self, address: str):
+        """The local key of ``address`` (None: the node signs): looked up as given first, since callers pass
+        the checksummed address and checksumming again is a keccak a signature."""
+        return self._keys.get(address) or self._keys.get(Web3.to_checksum_address(address))
 
     def _sign_typed(self, address: str, data: dict, what: str) -> bytes:
         """The node's ``eth_signTypedData_v4`` signature of ``data`` by ``address`` (an account it

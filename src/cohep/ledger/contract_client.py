@@ -230,14 +230,16 @@ def send_signed(w3: Web3, fn: Encoded, sender: str, chain: Chain) -> Any:
     if "error" in estimate:
         raise_contract_logic_error_on_revert(estimate)  # a revert: ContractLogicError with its reason
         raise Web3RPCError(str(estimate["error"]))
-    if any("error" in x or x.get("result") is None for x in (nonce, block, tip)) or "baseFeePerGas" not in block["result"]:
-        chain._batches = False  # a node without EIP-1559 fees or the tip method: web3 knows the other ways
+    try:
+        head, priority = block["result"], int(tip["result"], 16)
+        fields = {"nonce": int(nonce["result"], 16), "gas": min(int(estimate["result"], 16) + GAS_BUFFER,
+                                                                int(head["gasLimit"], 16)),
+                  "maxPriorityFeePerGas": priority, "maxFeePerGas": priority + 2 * int(head["baseFeePerGas"], 16)}
+    except (KeyError, TypeError, ValueError):  # no EIP-1559 fees or no tip method, or replies not as specified
+        chain._batches = False  # web3 knows the other ways
         return None
-    head, priority = block["result"], int(tip["result"], 16)
-    signed = Account.sign_transaction({
-        "type": 2, "chainId": chain.chain_id, "nonce": int(nonce["result"], 16), "to": fn.to, "data": fn.data, "value": 0,
-        "gas": min(int(estimate["result"], 16) + GAS_BUFFER, int(head["gasLimit"], 16)),
-        "maxPriorityFeePerGas": priority, "maxFeePerGas": priority + 2 * int(head["baseFeePerGas"], 16)}, key)
+    signed = Account.sign_transaction({"type": 2, "chainId": chain.chain_id, "to": fn.to, "data": fn.data,
+                                       "value": 0, **fields}, key)
     sent = w3.provider.make_request(RPCEndpoint("eth_sendRawTransaction"), ["0x" + bytes(signed.raw_transaction).hex()])
     if "error" in sent:
         raise Web3RPCError(str(sent["error"].get("message", sent["error"])))
@@ -262,14 +264,12 @@ def send(w3: Web3, what: str, fn: Any, sender: str, fixed_gas: int | None = None
         if tester is not None and fixed_gas is not None and isinstance(fn, Encoded) and fn.tester is tester:
             receipt = fn.send_embedded(sender, fixed_gas)
         else:
-            tx_hash = None
-            if fixed_gas is None and chain is not None and isinstance(fn, Encoded):  # a local key: two requests
+            tx_hash = None  # a local key: two requests
+            if fixed_gas is None and chain is not None and isinstance(fn, Encoded):
                 tx_hash = send_signed(w3, fn, sender, chain)
-            if tx_hash is not None:
-                pass
-            elif fixed_gas is None:
+            if tx_hash is None and fixed_gas is None:
                 tx_hash = fn.transact({"from": sender})  # gas estimation surfaces reverts here
-            else:
+            elif tx_hash is None:
                 # a node fills in its own fees; the embedded chain's are fixed
                 fees = EMBEDDED_FEES if tester is not None else {}
                 tx_hash = fn.transact({"from": sender, "gas": fixed_gas, **fees})

@@ -141,6 +141,7 @@ class Coordinator(ContractClient):
         self._final_slots: dict[tuple[int, int], SlotState] = {}
         self._state_memo: tuple[tuple, tuple, RoundState] | None = None
         self._accepted_at: tuple[int, int] | None = None
+        self._decoded: tuple[list, list[ChainEvent]] | None = None  # the last receipt's logs, decoded
         self._mined = 0
         self._settings: Settings | None = None
         self._fixed_gas = EMBEDDED_TX_GAS if chain.kind == "embedded" else None
@@ -401,7 +402,7 @@ class Coordinator(ContractClient):
         a receipt without the event."""
         if info[14] != 1 or not info[5]:
             return None
-        done = [e.args for e in self._decode(receipt["logs"]) if e.name == "Finalized"]
+        done = [e.args for e in self._events_of(receipt) if e.name == "Finalized"]
         if len(done) != 1 or len(done[0]["approvals"]) != 1:
             return None
         f = done[0]
@@ -415,7 +416,7 @@ class Coordinator(ContractClient):
         active is ``active``, the live set before the finalize (``_active_known``: no ``rejoin`` or relay
         fault came between), less whom the receipt's ``Suspended`` events name. None where the receipt
         does not say enough."""
-        events = self._decode(receipt["logs"])
+        events = self._events_of(receipt)
         started = [e.args for e in events if e.name == "RoundStarted"]
         if len(started) != 1 or not started[0]["proposers"]:
             return None
@@ -481,7 +482,7 @@ class Coordinator(ContractClient):
         if name == "propose":
             self._agg_cache = (key, cached[1])
         elif name == "post_commits" and cached[1]["commit_relayer"] == self._AGGREGATE_ZERO["commit_relayer"]:
-            posted = [e.args for e in self._decode(receipt["logs"]) if e.name == "CommitsPosted"]
+            posted = [e.args for e in self._events_of(receipt) if e.name == "CommitsPosted"]
             if len(posted) == 1:
                 self._agg_cache = (key, {**cached[1], "commit_root": bytes(posted[0]["root"]),
                                          "commit_mask": int(posted[0]["voters"]),
@@ -602,7 +603,7 @@ class Coordinator(ContractClient):
 
     def finalize(self, sender: str, r: int) -> Outcome:
         receipt = self._transact("finalize", sender, int(r))
-        outcome = outcome_of(self._decode(receipt["logs"]))
+        outcome = outcome_of(self._events_of(receipt))
         if outcome is None:
             raise ChainError(f"finalize(round {r}) mined without a Finalized/RoundVoided event")
         if outcome.accepted and self.chain.kind == "embedded":  # it set accepted_round to r, in this block
@@ -659,9 +660,9 @@ class Coordinator(ContractClient):
             blocks = self.settings().challenge_window + (self.chain.kind != "embedded")
             self.chain.mine(blocks)
             self._mined += 1
-            if self._agg_cache is not None and self._agg_cache[0] == (self._agg_cache[0][0], self.transactions,
-                                                                      self._mined - 1):
-                self._agg_cache = ((self._agg_cache[0][0], self.transactions, self._mined), self._agg_cache[1])
+            if self._agg_cache is not None and self._agg_cache[0][1:] == (self.transactions, self._mined - 1):
+                (r_agg, *_), posts = self._agg_cache  # empty blocks: the posts stand
+                self._agg_cache = ((r_agg, self.transactions, self._mined), posts)
             if self._round_info is not None:  # empty blocks: round_info's storage stands
                 r, info, read_at, expected = self._round_info
                 self._round_info = (r, info, read_at, expected + blocks)
@@ -691,6 +692,14 @@ class Coordinator(ContractClient):
 
     def _decode(self, logs: list) -> list[ChainEvent]:
         return decode_logs(self._codec, self.address, logs)
+
+    def _events_of(self, receipt: Receipt) -> list[ChainEvent]:
+        """This contract's events in a receipt, decoded once: a finalize's are read for its outcome, the
+        round it closed and the round it started."""
+        logs = receipt["logs"]
+        if self._decoded is None or self._decoded[0] is not logs:
+            self._decoded = (logs, self._decode(logs))
+        return self._decoded[1]
 
     def events(
         self, from_block: int | None = None, to_block: BlockIdentifier = "latest"

@@ -158,16 +158,17 @@ def direction_outliers(updates: dict[int, np.ndarray], floor: float, share: floa
     # included; it stays honest while honest slots are a majority of them)
     median = float(np.median(list(cosines.values())))
     raise_by = share * max(median, 0.0)
+    bases = {j: max(floor, 0.0) if j in strict else floor for j in updates}
     out: dict[int, str] = {}
     left = dict(updates)
     while len(left) >= NORM_MIN_SLOTS:
         if out:
             cosines = direction_cosines(left)
-        shortfall = {j: (max(floor, 0.0) if j in strict else floor) + raise_by - c for j, c in cosines.items()}
+        shortfall = {j: bases[j] + raise_by - c for j, c in cosines.items()}
         j = max(shortfall, key=lambda k: (shortfall[k], -k))
         if shortfall[j] <= 0:
             break
-        base = max(floor, 0.0) if j in strict else floor
+        base = bases[j]
         why = f"vote.direction_floor {floor:g}" if base != floor or raise_by else f"vote.direction_floor = {floor:g}"
         if base != floor:
             why += " held at 0 for a struck member (vote.strikes)"
