@@ -435,7 +435,8 @@ That left a 64-member aggregated round at 0.103 s on the idle machine (7.9 % of 
 between 0.08 and 0.18 s. Profiled (cProfile, then each EVM opcode's time mapped to its Vyper line
 through `vyper -f source_map_runtime`), the cuts, in the order made, each measured on top of those above with
 `python bench/ledger.py --chains embedded --modes aggregate --members 3 64 --rounds 6 --no-doc` (the load
-average where another job ran beside it):
+average where another job ran beside it; the C keccak and Cancun rows: the same `one_round` loop,
+median of 6 rounds, driven by a short script of the lead's that set the backend or the fork, not kept):
 
 {CUTS_TABLE}
 
