@@ -68,3 +68,53 @@ def test_a_local_key_sends_in_two_requests_as_web3_fills_and_a_revert_is_refused
         asked.clear()
         chain.mine(3)
         assert chain.block_number() == before + 5 and asked == {"anvil_mine": 1}
+
+
+def test_a_finalize_lost_to_one_waiting_in_the_next_block_is_not_a_fault(tmp_path):
+    """Every node finalizes a finalizable round; on a chain that mines on a clock the first one's
+    transaction waits for the next block, and the others' estimates, made against that block, are
+    refused ("wrong round") while the latest block still shows the round open (stop 34's CI: a node
+    logged it as a chain fault and retried). The member that lost the race returns None, sends nothing."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from cohep import models
+    from cohep.frameworks.training import TrainConfig
+    from cohep.ledger.anvil import Anvil, dev_private_keys
+    from cohep.models import ModelSpec
+    from cohep.protocol.combine import RoundSection
+    from cohep.protocol.member import MemberWiring
+    from cohep.protocol.vote import VoteRule
+    from cohep.wire.fetch import Fetcher
+    from cohep.wire.store import WeightStore
+
+    with Anvil(accounts=4) as anvil:
+        chain = Chain.connect(anvil.url, 3, private_keys=dev_private_keys(4)[1:])
+        a, b, c3 = chain.accounts
+        c = Coordinator.deploy(chain, [a, b, c3], threshold=Fraction(1, 2), seed=h("race"), initial_digest=h("i"),
+                               model_digest=h("m"), proposal_window=2, vote_window=2, sender=chain.accounts[0])
+        r = c.round()
+        chain.mine(3)  # nothing proposed in the window: the round may be finalized (void)
+        assert not c.round_state(r).finalized
+        assert "error" not in chain.w3.provider.make_request("evm_setAutomine", [False])
+        first = c._encoded("finalize", (r,)).transact({"from": a})  # waits in the pool for the next block
+        assert c.round() == r  # the latest block: still open
+        with pytest.raises(ChainError, match=r"finalize\(round 0\) rejected by the contract: wrong round"):
+            c.finalize(b, r)  # the raw race: the estimate, against the pending block, refuses it
+        assert c.closed(r) and not c.closed(r + 1)
+        spec = ModelSpec("mnist_cnn", (1, 28, 28), 10, {"width": 4})
+        initial = models.initial_weights(spec, 0)
+        store = WeightStore(str(tmp_path / "weights"))
+        _, initial_uri = store.put(initial)
+        g = torch.Generator().manual_seed(0)
+        digits = TensorDataset(torch.rand(32, 1, 28, 28, generator=g), torch.randint(0, 10, (32,), generator=g))
+        learner = models.build_learner(spec, digits, digits, None,
+                                       TrainConfig(batch_size=16, epochs=1.0, max_steps=1), seed=1, initial=initial)
+        fetcher = Fetcher(allowed=[store.base_uri], max_bytes=1 << 20)
+        p = MemberWiring(c, store, fetcher, VoteRule(), RoundSection().policy(), initial_uri).member(2, c3, learner)
+        sent = chain.w3.eth.get_transaction_count(c3, "pending")
+        assert p.finalize(r) is None
+        assert chain.w3.eth.get_transaction_count(c3, "pending") == sent  # nothing sent
+        chain.w3.provider.make_request("evm_mine", [])
+        assert chain.w3.eth.get_transaction_receipt(first)["status"] == 1 and c.round() == r + 1
+        assert not c.closed(r + 1)

@@ -151,12 +151,14 @@ class ContractClient:
             raise ChainError(f"{name}{tuple(args)!r}: arguments do not fit the contract's ABI: {exc}") from None
         return Encoded(self.chain.w3, self._c.address, data)
 
-    def _call(self, name: str, *args: Any) -> Any:
+    def _call(self, name: str, *args: Any, block: str = "latest") -> Any:
+        """The view ``name(*args)`` at ``block`` ("latest"; a node's "pending": the block being built, with
+        the transactions waiting for it)."""
         t0 = time.perf_counter()
         # A call without "from" makes eth-tester's provider list the accounts three times to guess one.
         opts = {"from": self.chain.accounts[0]} if self.chain.kind == "embedded" else None
         try:
-            return self._codec.decode(name, bytes(self._encoded(name, args).call(opts)))
+            return self._codec.decode(name, bytes(self._encoded(name, args).call(opts, block_identifier=block)))
         except _REVERTS as exc:
             raise _chain_error(f"{name}{tuple(args)!r}", _reason(exc)) from None
         except (Web3Exception, OSError, _TesterInvalid) as exc:

@@ -229,6 +229,15 @@ class Coordinator(ContractClient):
     def round(self) -> int:
         return int(self._call("round"))
 
+    def closed(self, r: int) -> bool:
+        """Whether round ``r`` is decided, or about to be: past it in the latest block, or (a node) in the
+        block being built, where another member's finalize already waits. A node's own finalize is
+        estimated against that block, so the contract refuses it ("wrong round") while the latest block
+        still shows the round open: a race lost to an honest member, not a fault to retry."""
+        if self.round() > r:
+            return True
+        return self.chain.kind != "embedded" and int(self._call("round", block="pending")) > r
+
     def proposer(self, r: int) -> str:
         """Slot 0's proposer of a started round (the contract reverts for later rounds)."""
         return self.proposers_of(r)[0]

@@ -238,7 +238,7 @@ class Participant:
         try:
             return self.coordinator.finalize(self.address, r)
         except ChainError as exc:
-            if self.coordinator.round() > r:  # another member closed it first
+            if self.coordinator.closed(r):  # another member closed it first (or its finalize waits to be mined)
                 return None
             raise exc
 
