@@ -273,3 +273,85 @@ def test_data_kind_follows_the_file_and_the_default_model_fits_it(tmp_path, caps
     ckpt = json.loads((tmp_path / "t" / "checkpoint.json").read_text())
     assert ckpt["model"]["name"] == "compact" and ckpt["model"]["input_shape"] == list(SHAPE)
 
+
+
+def _run_dir(tmp_path, seed=0):
+    """A run directory holding a compact model's weights (the layout `cohep evaluate` reads)."""
+    from cohep.models import initial_weights
+    from cohep.wire.weights import digest
+
+    spec = ModelSpec("compact", SHAPE, 3)
+    weights = initial_weights(spec, seed)
+    run = tmp_path / f"run{seed}"
+    run.mkdir()
+    (run / "final_weights.safetensors").write_bytes(encode(weights))
+    (run / "manifest.json").write_text(json.dumps({
+        "model": spec.to_dict(), "files": {"weights": "final_weights.safetensors"},
+        "digests": {"final": digest(weights).hex()},
+    }))
+    return run
+
+
+def test_evaluate_at_a_working_point_fitted_on_another_file(tmp_path, capsys):
+    """`cohep evaluate --balance NC,numu_CC --balance-on VAL`: the NC / numu CC decision at the offset
+    that balances their efficiencies on VAL (at least as well as the arg-max does there), every nue CC
+    decision the arg-max's, and the report, its JSON and the scores file all at that working point."""
+    from cohep.central import working_point as wp
+    from cohep.central.evaluation import evaluate
+    from cohep.central.scores import read as read_scores
+
+    run = _run_dir(tmp_path)
+    val = write_event_file(tmp_path / "val.h5", n=90, seed=1)
+    test = write_event_file(tmp_path / "test.h5", n=60, seed=2)
+    plain = evaluate(run, test, scores=tmp_path / "plain.h5")
+    code = main(["evaluate", str(run), str(test), "--balance", "NC,numu_CC", "--balance-on", str(val),
+                 "--json", str(tmp_path / "wp.json"), "--scores", str(tmp_path / "wp.parquet")])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    report = json.loads((tmp_path / "wp.json").read_text())
+    point = report["working_point"]
+    assert point["class_a"] == "NC" and point["class_b"] == "numu_CC" and point["fitted_on"] == str(val)
+    assert f"working point: NC against numu_CC balanced on {val}" in text and f"{point['offset']:+.3f}" in text
+    # the decisions: the scores' log-probabilities with the offset on NC; nue CC's exactly the arg-max's
+    scored = read_scores(tmp_path / "wp.parquet")
+    decided = wp.decide(wp.logits_of(scored.scores), point["offset"], 0, 1)
+    assert scored.info["working_point"] == point and scored.predicted.tolist() == decided.tolist()
+    cm = np.zeros((3, 3), dtype=int)
+    np.add.at(cm, (scored.labels, decided), 1)
+    assert report["confusion"] == cm.tolist()
+    argmax = read_scores(tmp_path / "plain.h5").predicted
+    assert point["offset"] != 0 and (decided != argmax).any()  # this model's arg-max is not balanced there
+    assert ((decided == 2) == (argmax == 2)).all() and np.allclose(scored.scores, read_scores(tmp_path / "plain.h5").scores)
+    assert report["loss"] == pytest.approx(plain.metrics.loss)  # the probabilities are the same
+    # on the fitting file the working point balances NC and numu CC at least as well as the arg-max
+    evaluate(run, val, scores=tmp_path / "val_scores.h5")
+    v = read_scores(tmp_path / "val_scores.h5")
+    at = wp.decide(wp.logits_of(v.scores), point["offset"], 0, 1)
+    gap = abs(wp.efficiency(at, v.labels, 0) - wp.efficiency(at, v.labels, 1))
+    assert gap == pytest.approx(abs(point["efficiency_a"] - point["efficiency_b"]))
+    first = v.scores.argmax(1)
+    assert gap <= abs(wp.efficiency(first, v.labels, 0) - wp.efficiency(first, v.labels, 1)) + 1e-12
+    assert point["events_a"] == int((v.labels == 0).sum()) and point["events_b"] == int((v.labels == 1).sum())
+
+
+def test_a_working_point_asked_for_wrongly_is_one_line(tmp_path, capsys):
+    run = _run_dir(tmp_path)
+    val = write_event_file(tmp_path / "val.h5", n=30, seed=1)
+    test = write_event_file(tmp_path / "test.h5", n=30, seed=2)
+    base = ["evaluate", str(run), str(test)]
+    _exit2([*base, "--balance", "NC,numu CC", "--balance-on", str(val)], capsys, "no class 'numu CC'", "numu_CC")
+    _exit2([*base, "--balance", "NC,NC", "--balance-on", str(val)], capsys, "two different class names")
+    _exit2([*base, "--balance", "NC,numu_CC"], capsys, "--balance-on FILE")
+    _exit2([*base, "--balance", "NC,numu_CC", "--balance-on", str(test)], capsys, "the events scored")
+    _exit2([*base, "--balance-on", str(val)], capsys, "--balance A,B")
+    _exit2([*base, "--balance", "NC,numu_CC", "--balance-on", str(tmp_path / "nowhere.h5")], capsys, "nowhere.h5")
+    # a fitting file without one of the two classes cannot place the working point
+    import h5py
+
+    only_nue = write_event_file(tmp_path / "nue.h5", n=30, seed=3)
+    with h5py.File(only_nue, "a") as f:
+        f["labels"][...] = 2
+    _exit2([*base, "--balance", "NC,numu_CC", "--balance-on", str(only_nue)], capsys, str(only_nue), "needs both")
+    # and one with other classes is refused before anything is scored
+    other = write_event_file(tmp_path / "other.h5", n=30, seed=4, class_names=("a", "b", "c"))
+    _exit2([*base, "--balance", "NC,numu_CC", "--balance-on", str(other)], capsys, str(other), "classes a, b, c")

@@ -26,6 +26,7 @@ from cohep import models
 from cohep.core.errors import DataError
 from cohep.core.files import json_safe, write_json
 from cohep.frameworks.training import TrainConfig
+from cohep.central import working_point
 from cohep.central.metrics import ClassificationMetrics
 from cohep.central.scores import HDF5, PARQUET, EventScores
 from cohep.central.selection import binned, select_all
@@ -50,6 +51,8 @@ class EvalReport:
     selections: list = field(default_factory=list)  #: one ClassSelection per class (ROC, AUC, best cut)
     binned: list = field(default_factory=list)  #: one Binned per truth variable asked for and present
     files: dict = field(default_factory=dict)  #: what was written: scores, figures
+    #: ``--balance``: the working point the decisions were taken at (None: the arg-max)
+    working_point: dict | None = None
 
     @property
     def accuracy(self) -> float:
@@ -68,6 +71,7 @@ class EvalReport:
             "selections": [s.to_dict() for s in self.selections],
             "binned": [b.to_dict() for b in self.binned],
             "files": {k: str(v) for k, v in self.files.items()},
+            "working_point": self.working_point,
         })
 
     def text(self) -> str:
@@ -75,6 +79,12 @@ class EvalReport:
         head = (f"model {self.model['name']} ({self.source_kind} {self.source}) on {self.data}: "
                 f"{m.n_events} events\naccuracy {m.accuracy:.4f}   loss {m.loss:.4f}   "
                 f"({self.images_per_s:.0f} events/s)\n")
+        if self.working_point is not None:
+            w = self.working_point
+            head += (f"working point: {w['class_a']} against {w['class_b']} balanced on {w['fitted_on']} "
+                     f"({w['offset']:+.3f} on the {w['class_a']} log-probability; there {w['class_a']} "
+                     f"{w['efficiency_a']:.3f} / {w['class_b']} {w['efficiency_b']:.3f} on {w['events_a']} / "
+                     f"{w['events_b']} events); every other decision is the arg-max's\n")
         text = head + "\n" + m.table()
         if self.selections:
             w = max(8, *(len(s.name) for s in self.selections))
@@ -115,8 +125,16 @@ def evaluate(
     plots: str | Path | None = None,
     vs: tuple[str, ...] | list[str] = ("nu_energy",),
     log: bool = False,
+    balance: tuple[str, ...] | list[str] | None = None,
+    balance_on: str | Path | None = None,
 ) -> EvalReport:
-    """Score a checkpoint or a run's final weights on a data file; optional JSON, scores and figures."""
+    """Score a checkpoint or a run's final weights on a data file; optional JSON, scores and figures.
+
+    ``balance`` (two class names) with ``balance_on`` (another data file: the user's own validation or
+    vote set, never the one scored): decide between those two classes at the working point that gives
+    them equal efficiency on ``balance_on`` (:mod:`cohep.central.working_point`), every other decision
+    the arg-max's; the efficiencies, purities, confusion and binned efficiencies are then the working
+    point's (ROC and one-vs-rest cuts are on the scores, which it does not change)."""
     from cohep.config.experiment import DataSection
     from cohep.datasets.source import load_data
 
@@ -130,6 +148,14 @@ def evaluate(
         raise DataError(f"{data_path}: no truth variable {', '.join(unknown)} (it has: {', '.join(truth) or 'none'})")
     if scores is not None and Path(scores).suffix.lower() not in SCORE_SUFFIXES:
         raise DataError(f"--scores {scores}: a scores file ends in {', '.join(SCORE_SUFFIXES)}")
+    pair = balance_classes(balance, balance_on, data.class_names, data_path)
+    fitting = None
+    if pair is not None:
+        fitting = load_data(DataSection(kind=data_kind, path=str(balance_on)).resolved_kind(), str(balance_on))
+        check_compatible(src.spec, fitting.class_names, fitting.input_shape, balance_on)
+        if list(fitting.class_names) != list(data.class_names):
+            raise DataError(f"--balance-on {balance_on}: classes {', '.join(fitting.class_names)}, but {data_path} "
+                            f"has {', '.join(data.class_names)}")
     weights = src.load_weights()
     reason = mismatch(weights, models.initial_weights(src.spec, 0))
     if reason is not None:
@@ -140,7 +166,11 @@ def evaluate(
     start = time.perf_counter()
     probs, labels = learner.predict(dataset)
     seconds = time.perf_counter() - start
-    metrics = ClassificationMetrics.from_predictions(labels, probs, data.class_names)
+    point, decided = None, None
+    if pair is not None and fitting is not None:
+        point = fit_working_point(learner, fitting, pair, balance_on)
+        decided = working_point.decide(working_point.logits_of(probs), point["offset"], *pair)
+    metrics = ClassificationMetrics.from_predictions(labels, probs, data.class_names, decided)
     report = EvalReport(
         source=str(model_source),
         source_kind=src.kind,
@@ -150,8 +180,11 @@ def evaluate(
         metrics=metrics,
         seconds=seconds,
         images_per_s=len(labels) / seconds if seconds > 0 else math.nan,
+        working_point=point,
     )
     info = {"model": src.spec.to_dict(), "weights_sha256": src.digest, "source": str(src.path), "data": str(data_path)}
+    if point is not None:
+        info["working_point"] = point
     per_event = EventScores(list(data.class_names), probs, labels, truth, units, info)
     report.selections = select_all(per_event.scores, per_event.labels, data.class_names)
     for name in vs:
@@ -173,6 +206,43 @@ def evaluate(
             title=f"{src.spec.name} on {Path(str(data_path)).name}: accuracy {metrics.accuracy:.1%}",
         )
     return report
+
+
+def balance_classes(balance, balance_on, class_names, data_path) -> tuple[int, int] | None:
+    """``--balance A,B`` as two class indices of the data (None without it); one line for a name the data
+    lacks, one class twice, or no file to fit on."""
+    if balance is None:
+        if balance_on is not None:
+            raise DataError("--balance-on needs --balance A,B: the two classes whose efficiencies to equalise")
+        return None
+    names = list(class_names)
+    if len(balance) != 2 or balance[0] == balance[1]:
+        raise DataError(f"--balance {','.join(balance)}: two different class names, e.g. "
+                        f"--balance {','.join(names[:2])}")
+    missing = [b for b in balance if b not in names]
+    if missing:
+        raise DataError(f"--balance: {data_path} has no class {', '.join(map(repr, missing))} "
+                        f"(its classes: {', '.join(names)})")
+    if balance_on is None:
+        raise DataError("--balance needs --balance-on FILE: the working point is fitted on a set of your own "
+                        "(a validation or vote set), not on the events it is scored on")
+    if Path(str(balance_on)).resolve() == Path(str(data_path)).resolve():
+        raise DataError(f"--balance-on {balance_on}: the events scored; fit the working point on another set")
+    return names.index(balance[0]), names.index(balance[1])
+
+
+def fit_working_point(learner, fitting, pair: tuple[int, int], path) -> dict:
+    """The working point between ``pair`` fitted on the ``fitting`` data's events, as the report records it."""
+    probs, labels = learner.predict(fitting.subset(np.arange(len(fitting))))
+    a, b = pair
+    try:
+        point = working_point.fit(working_point.logits_of(probs), labels, a, b)
+    except DataError as exc:
+        raise DataError(f"--balance-on {path}: {exc}") from None
+    names = list(fitting.class_names)
+    return {"a": a, "b": b, "class_a": names[a], "class_b": names[b], "offset": point.offset,
+            "fitted_on": str(path), "efficiency_a": point.eff_a, "efficiency_b": point.eff_b,
+            "events_a": point.n_a, "events_b": point.n_b}
 
 
 def read_truth(data, data_path) -> tuple[dict[str, np.ndarray], dict[str, str]]:

@@ -64,8 +64,11 @@ class ClassificationMetrics:
 
     @classmethod
     def from_predictions(
-        cls, labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str]
+        cls, labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str],
+        predicted: np.ndarray | None = None,
     ) -> "ClassificationMetrics":
+        """From class probabilities; ``predicted``: the decided classes where they are not the arg-max
+        (a working point, :mod:`cohep.central.working_point`); the loss is the probabilities' either way."""
         labels = np.asarray(labels, dtype=np.int64)
         n = len(class_names)
         if len(labels) == 0:
@@ -75,7 +78,7 @@ class ClassificationMetrics:
         probs = np.asarray(probs, dtype=np.float64)
         if probs.ndim != 2 or probs.shape[1] != n:
             raise DataError(f"model gives {probs.shape[-1]} class scores but the data has {n} classes")
-        predicted = probs.argmax(1)
+        predicted = probs.argmax(1) if predicted is None else np.asarray(predicted, dtype=np.int64)
         cm = confusion_matrix(labels, predicted, n)
         p_true = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
         diag = np.diag(cm)

@@ -1,7 +1,8 @@
 """Per-event scores: what an analysis cuts on elsewhere, one row per scored event.
 
 ``cohep evaluate --scores FILE`` writes, for every event of the data file in order: its index
-(``event``), the true label (``label``) and the predicted class (``predicted``, the arg-max), one
+(``event``), the true label (``label``) and the predicted class (``predicted``, the arg-max, or the
+working point of ``--balance``, recorded in the metadata as ``working_point``), one
 column of class probabilities per class (``score_<class>``, softmax outputs summing to 1) and every
 truth field the event file carries (``nu_energy``, ``mode``, ``lepton_energy``..., names as in the
 file; a truth field whose name is one of the columns above is written as ``truth_<name>``).
@@ -64,7 +65,16 @@ class EventScores:
 
     @property
     def predicted(self) -> np.ndarray:
-        return self.scores.argmax(1).astype(np.int64) if len(self) else np.zeros(0, dtype=np.int64)
+        """The arg-max, or the working point recorded in ``info`` (``cohep evaluate --balance``), so that a
+        file read back decides its events as the evaluation did."""
+        if not len(self):
+            return np.zeros(0, dtype=np.int64)
+        point = self.info.get("working_point")
+        if isinstance(point, dict):
+            from cohep.central.working_point import decide, logits_of
+
+            return decide(logits_of(self.scores), float(point["offset"]), int(point["a"]), int(point["b"]))
+        return self.scores.argmax(1).astype(np.int64)
 
     def score_columns(self) -> list[str]:
         return [f"score_{c}" for c in self.class_names]

@@ -58,6 +58,13 @@ def _check(logits, a: int, b: int) -> np.ndarray:
     return x
 
 
+def logits_of(probs) -> np.ndarray:
+    """Log-probabilities (the logits up to a per-event constant, which no decision sees), finite: a
+    probability of 0 is read as float64's smallest normal number, below any float32 probability, so
+    the arg-max and its ties are those of the probabilities."""
+    return np.log(np.clip(np.asarray(probs, dtype=np.float64), np.finfo(np.float64).tiny, None))
+
+
 def decide(logits, offset: float, a: int = 0, b: int = 1) -> np.ndarray:
     """Predicted classes ``[N]``: the arg-max, except that ``a`` vs ``b`` is decided with ``offset`` on ``a``."""
     x = _check(logits, a, b)
