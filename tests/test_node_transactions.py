@@ -85,6 +85,7 @@ def test_a_finalize_lost_to_one_waiting_in_the_next_block_is_not_a_fault(tmp_pat
     from cohep.protocol.combine import RoundSection
     from cohep.protocol.member import MemberWiring
     from cohep.protocol.vote import VoteRule
+    from cohep.run.node import round_moved_on
     from cohep.wire.fetch import Fetcher
     from cohep.wire.store import WeightStore
 
@@ -114,6 +115,7 @@ def test_a_finalize_lost_to_one_waiting_in_the_next_block_is_not_a_fault(tmp_pat
         p = MemberWiring(c, store, fetcher, VoteRule(), RoundSection().policy(), initial_uri).member(2, c3, learner)
         sent = chain.w3.eth.get_transaction_count(c3, "pending")
         assert p.finalize(r) is None
+        assert round_moved_on(c, r) and not round_moved_on(c, r + 1)  # a node's loop goes on without a retry
         assert chain.w3.eth.get_transaction_count(c3, "pending") == sent  # nothing sent
         chain.w3.provider.make_request("evm_mine", [])
         assert chain.w3.eth.get_transaction_receipt(first)["status"] == 1 and c.round() == r + 1

@@ -214,6 +214,16 @@ def _relay_sealed(p: Participant, box: BallotBox, state, block: int):
     return None
 
 
+def round_moved_on(coord, r: int) -> bool:
+    """Whether round ``r`` is decided, or its finalize waits in the next block: a transaction of this
+    node's for it (a ballot batch, a finalize) was then refused for the round, not for a fault of the
+    chain's, and the node goes on to the next round without retrying. False when the chain cannot say."""
+    try:
+        return coord.closed(r)
+    except ChainError:
+        return False
+
+
 def finalizable(state, block: int) -> bool:
     """Whether the contract would accept ``finalize`` for this round now."""
     if state.finalized:
@@ -592,6 +602,9 @@ def _follow(experiment: Experiment, node: NodeMember, chain, out: Path, opts: No
         except ChainError as exc:  # the chain's node is gone or a transaction failed: look again later
             if (fault := _funds_fault(chain, p.address, exc, min(r, rounds - 1), rounds)) is not None:
                 raise fault from None
+            if round_moved_on(coord, r):  # refused because another member closed the round under it: no fault
+                time.sleep(opts.poll_s)
+                continue
             retry.failed("chain", exc)
             time.sleep(1.0)
             continue
@@ -614,5 +627,5 @@ def _follow(experiment: Experiment, node: NodeMember, chain, out: Path, opts: No
 
 
 __all__ = ["NodeFault", "NodeMember", "NodeOptions", "NodeResult", "act_in_time", "PRIVACY_STATE", "STRIKES_STATE",
-           "build_node_member", "finalizable",
+           "build_node_member", "finalizable", "round_moved_on",
            "keep_pending_votes", "keep_privacy_state", "keep_strikes", "local_split", "relay_ballots", "run_node"]
