@@ -332,6 +332,12 @@ def test_evaluate_at_a_working_point_fitted_on_another_file(tmp_path, capsys):
     first = v.scores.argmax(1)
     assert gap <= abs(wp.efficiency(first, v.labels, 0) - wp.efficiency(first, v.labels, 1)) + 1e-12
     assert point["events_a"] == int((v.labels == 0).sum()) and point["events_b"] == int((v.labels == 1).sum())
+    # the Python API takes the same ask, as a pair or as the flag's text
+    from cohep import api
+
+    for ask in (("NC", "numu_CC"), "NC, numu_CC"):
+        same = api.evaluate(run, test, balance=ask, balance_on=val).report
+        assert same.working_point == point and same.metrics.confusion == report["confusion"]
 
 
 def test_a_working_point_asked_for_wrongly_is_one_line(tmp_path, capsys):

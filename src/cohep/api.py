@@ -265,10 +265,13 @@ def train(config: PathLike | Mapping[str, Any] | ExperimentConfig | None = None,
 def evaluate(source: PathLike | Experiment | Training, data: PathLike, *, batch_size: int = 64,
              device: str = "auto", json: PathLike | None = None, plot: PathLike | None = None,
              scores: PathLike | None = None, plots: PathLike | None = None, vs: tuple[str, ...] | list[str] = ("nu_energy",),
-             log: bool = False) -> Evaluation:
+             log: bool = False, balance: str | tuple[str, str] | None = None,
+             balance_on: PathLike | None = None) -> Evaluation:
     """``cohep evaluate``: a checkpoint, a run directory (or the result naming one) scored on ``data``;
     ``scores=`` writes the per-event scores (``.parquet`` or ``.h5``; read back with :func:`scores`),
-    ``plots=`` a folder of classifier figures."""
+    ``plots=`` a folder of classifier figures; ``balance=("NC", "numu_CC")`` with ``balance_on=`` a
+    validation file of one's own decides between those two classes at the working point that equalises
+    their efficiencies there (``--balance``)."""
     from cohep.central.evaluation import evaluate as run_evaluation
 
     if isinstance(source, Experiment):
@@ -282,7 +285,10 @@ def evaluate(source: PathLike | Experiment | Training, data: PathLike, *, batch_
         out_json=_path(json, "json") if json is not None else None,
         plot=_path(plot, "plot") if plot is not None else None,
         scores=_path(scores, "scores") if scores is not None else None,
-        plots=_path(plots, "plots") if plots is not None else None, vs=tuple(vs), log=bool(log)))
+        plots=_path(plots, "plots") if plots is not None else None, vs=tuple(vs), log=bool(log),
+        balance=(tuple(x.strip() for x in balance.split(",")) if isinstance(balance, str) else tuple(balance))
+        if balance is not None else None,
+        balance_on=_path(balance_on, "balance_on") if balance_on is not None else None))
 
 
 def scores(path: PathLike) -> EventScores:

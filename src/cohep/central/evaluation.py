@@ -10,7 +10,9 @@ Beyond the summary: ``scores`` writes every event's class scores, prediction and
 (:mod:`cohep.central.scores`), ``plots`` a folder of the figures a classifier paper shows
 (:mod:`cohep.central.selection`, :mod:`cohep.outputs.plots.classifier`): ``roc.png``, ``scores.png``
 (``scores_log.png`` with ``log``), ``efficiency_purity.png`` and ``efficiency_vs_<variable>.png`` for
-each truth variable in ``vs`` the file carries (``nu_energy`` by default).
+each truth variable in ``vs`` the file carries (``nu_energy`` by default). ``balance`` decides between
+two confusable classes at a working point fitted on another file of the user's (:func:`balance_classes`,
+:mod:`cohep.central.working_point`) instead of the arg-max.
 """
 from __future__ import annotations
 
