@@ -16,6 +16,11 @@ string) overrides one setting of the config every cell trains with, to try optio
 model, one offset on the NC logit (NC vs numu CC only; nue CC predictions stay the arg-max's) fitted
 on that model's own vote split so that NC and numu CC efficiency are equal there
 (:mod:`cohep.central.working_point`), then held fixed on every cell's test set.
+``--mix`` also trains one model on every cell's train split together; ``--colearn ROUNDS`` plays the
+protocol with four members, one cell each (``run_colearn``: the in-process runner's round, sealed votes
+on the embedded chain), and scores the shared model on each cell's test set by that cell's member (at
+the working point, each member fits its own offset on its own vote split): what a collaboration across
+beams gives each of its experiments, against that experiment's own model.
 Targets (issue 28): worst off-diagonal drop within 5 points, NC efficiency within 5 points of numu CC
 efficiency on every cell. Last line:
 ``worst off-diagonal drop: X pts; NC efficiency on the DUNE flux: Y``.
@@ -67,10 +72,26 @@ def simulate_cells(folder: Path, n: int, shift: int, workers: int) -> dict[str, 
     return out
 
 
-def mix_row(args, spec, sets, cfg, initial) -> dict[str, dict[str, float]]:
+def per_beam(lrs, sets, offset_each: bool) -> dict[str, dict[str, float]]:
+    """The shared model scored on each cell's test set, held by that cell's member (``lrs``: one learner
+    a cell, in CELLS order, or one for all); at the working point each member fits its own NC offset on
+    its own vote split (the balance is per beam, and a member's vote set never leaves it)."""
+    row = {}
+    for i, b in enumerate(CELLS):
+        lr = lrs[i] if len(lrs) > 1 else lrs[0]
+        offset = None
+        if offset_each:
+            probs, labels = lr.predict(sets[b][1])
+            offset = working_point.fit(working_point.logits_of(probs), labels, NC, NUMU).offset
+        row[b] = efficiencies(lr, sets[b][2], offset)
+    return row
+
+
+def mix_row(args, spec, sets, cfg, initial) -> tuple[dict, dict | None]:
     """One model trained on every cell's train split at once (the training mix a collaboration across
-    beams gives its shared model), its vote split every cell's, scored on each cell's test set (at the
-    working point when one is asked for, fitted on that mixed vote split)."""
+    beams gives its shared model), its vote split every cell's, scored on each cell's test set: at the
+    arg-max, or at the working point both ways, one offset fitted on that mixed vote split and one per
+    beam on the beam's own vote split (the second row, None at the arg-max)."""
     from torch.utils.data import ConcatDataset
 
     train = ConcatDataset([sets[c][0] for c in CELLS])
@@ -81,24 +102,54 @@ def mix_row(args, spec, sets, cfg, initial) -> dict[str, dict[str, float]]:
     offset = None
     if args.working_point == "equal_nc_numu":
         probs, labels = lr.predict(vote)
-        offset = working_point.fit(logits_of(probs), labels, NC, NUMU).offset
+        offset = working_point.fit(working_point.logits_of(probs), labels, NC, NUMU).offset
     row = {b: efficiencies(lr, sets[b][2], offset) for b in CELLS}
     print("trained on the mix: " + ", ".join(f"{b} {v['acc']:.3f}" for b, v in row.items()), flush=True)
-    return row
+    return row, (per_beam([lr], sets, True) if offset is not None else None)
 
 
-def mix_lines(mixed: dict[str, dict[str, float]], matrix) -> list[str]:
-    """The mix's row against each cell's own model (the diagonal): accuracy, loss, NC - numu CC."""
+def colearn_row(args, spec, sets, cfg, initial) -> tuple[dict, str]:
+    """Four members, one cell each (its train and vote split), playing the protocol for ``--colearn``
+    rounds with the product's own round (``run_colearn``: sealed votes on the embedded chain, each
+    proposal judged on the other three cells' vote sets), the shared model then scored on each cell's
+    test set by that cell's member (its own working point at ``equal_nc_numu``). Returns the row and
+    how many rounds were accepted."""
+    import tempfile
+
+    from cohep.run.local import run_colearn
+    from cohep.wire.store import WeightStore
+
+    ccfg = cfg.replace(experiment={"mode": "colearn", "learners": len(CELLS), "rounds": args.colearn})
+    lrs = [models.build_learner(spec, sets[c][0], sets[c][1], None, ccfg.train, seed=learner_seed(args.seed, i),
+                                initial=initial) for i, c in enumerate(CELLS)]
+    with tempfile.TemporaryDirectory() as store:
+        records, _timings, info = run_colearn(ccfg, lrs, spec, initial, WeightStore(store))
+    from cohep.wire.weights import digest
+
+    held = {digest(lr.current()).hex() for lr in lrs}
+    assert held == {info["adopted_digest"]}, f"the members hold {held}, the chain {info['adopted_digest']}"
+    accepted = sum(1 for rec in records if rec.learner == 0 and rec.round > 0 and rec.accepted)
+    for lr in lrs:
+        lr.load_live(lr.current())
+    row = per_beam(lrs, sets, args.working_point == "equal_nc_numu")
+    note = f"{accepted} of {args.colearn} rounds accepted, accepted digest {info['accepted_digest'][:12]}"
+    print(f"colearn across the four cells ({note}): " + ", ".join(f"{b} {v['acc']:.3f}" for b, v in row.items()),
+          flush=True)
+    return row, note
+
+
+def shared_lines(title: str, name: str, shared: dict[str, dict[str, float]], matrix) -> list[str]:
+    """A shared model's row against each cell's own model (the diagonal): accuracy, loss, NC - numu CC."""
     cells = list(CELLS)
-    loss = {b: 100 * (matrix[b][b]["acc"] - mixed[b]["acc"]) for b in cells}
-    gap = {b: 100 * (mixed[b]["nc"] - mixed[b]["numu"]) for b in cells}
-    return ["### One model trained on the mix of all four cells", "",
+    loss = {b: 100 * (matrix[b][b]["acc"] - shared[b]["acc"]) for b in cells}
+    gap = {b: 100 * (shared[b]["nc"] - shared[b]["numu"]) for b in cells}
+    return [f"### {title}", "",
             "| | " + " | ".join(cells) + " |", "|---|" + "---|" * len(cells),
-            "| accuracy | " + " | ".join(f"{mixed[b]['acc']:.3f}" for b in cells) + " |",
+            "| accuracy | " + " | ".join(f"{shared[b]['acc']:.3f}" for b in cells) + " |",
             "| the cell's own model | " + " | ".join(f"{matrix[b][b]['acc']:.3f}" for b in cells) + " |",
-            "| NC / numu CC / nue CC | " + " | ".join(f"{mixed[b]['nc']:.2f} / {mixed[b]['numu']:.2f} / {mixed[b]['nue']:.2f}"
+            "| NC / numu CC / nue CC | " + " | ".join(f"{shared[b]['nc']:.2f} / {shared[b]['numu']:.2f} / {shared[b]['nue']:.2f}"
                                                       for b in cells) + " |", "",
-            f"mix: worst loss against a cell's own model {max(loss.values()):.1f} pts; NC - numu CC "
+            f"{name}: worst loss against a cell's own model {max(loss.values()):.1f} pts; NC - numu CC "
             + "; ".join(f"{b} {gap[b]:+.0f}" for b in cells) + " pts"]
 
 
@@ -108,18 +159,11 @@ def split(n: int):
     return idx[:a], idx[a:b], idx[b:]
 
 
-def logits_of(probs: np.ndarray) -> np.ndarray:
-    """Log-probabilities (the logits up to a per-event constant, which no decision sees), finite: a
-    probability of 0 is read as float64's smallest normal number, below any float32 probability, so
-    the arg-max and its ties are those of the probabilities."""
-    return np.log(np.clip(np.asarray(probs, dtype=np.float64), np.finfo(np.float64).tiny, None))
-
-
 def predicted(probs: np.ndarray, offset: float | None) -> np.ndarray:
     """The arg-max (``offset`` None, the default scoring), else the working point with that NC offset."""
     if offset is None:
         return probs.argmax(1)
-    return working_point.decide(logits_of(probs), offset, NC, NUMU)
+    return working_point.decide(working_point.logits_of(probs), offset, NC, NUMU)
 
 
 def efficiencies(scorer, dataset, offset: float | None = None) -> dict[str, float]:
@@ -191,6 +235,9 @@ def parser():
     ap.add_argument("--mix", action="store_true",
                     help="also train one model on every cell's train split together (its vote split: every cell's) "
                          "and score it on each cell's test set against that cell's own model")
+    ap.add_argument("--colearn", type=int, default=0, metavar="ROUNDS",
+                    help="also play the protocol with four members, one cell each, for ROUNDS rounds and score "
+                         "the shared model on each cell's test set against that cell's own model")
     ap.add_argument("--working-point", choices=("argmax", "equal_nc_numu"), default="argmax",
                     help="argmax (default), or an NC logit offset per model fitted on its own vote split "
                          "to equalise NC and numu CC efficiency there")
@@ -232,7 +279,7 @@ def main(argv=None) -> int:
         offset = None
         if args.working_point == "equal_nc_numu":  # fitted on this model's own vote split only
             probs, labels = lr.predict(vote)
-            points[a] = working_point.fit(logits_of(probs), labels, NC, NUMU)
+            points[a] = working_point.fit(working_point.logits_of(probs), labels, NC, NUMU)
             offset = points[a].offset
         matrix[a] = {b: efficiencies(lr, sets[b][2], offset) for b in CELLS}
         if offset is not None:  # the same model at the arg-max, for the comparison in one run
@@ -244,11 +291,19 @@ def main(argv=None) -> int:
             with EventFile(files[a]) as f:
                 energies = np.asarray(f.truth["nu_energy"])[split(len(data[a]))[2]]
             by_energy = energy_table(lr, sets[a][2], energies, "trained and tested on FD/dune", offset)
-    mixed = mix_row(args, spec, sets, cfg, initial) if args.mix else None
+    mixed, mixed_each = mix_row(args, spec, sets, cfg, initial) if args.mix else (None, None)
+    shared, shared_note = colearn_row(args, spec, sets, cfg, initial) if args.colearn else (None, "")
     t_train = time.perf_counter() - t0
     lines = report(matrix) + [""] + by_energy
     if mixed is not None:
-        lines += ["", *mix_lines(mixed, matrix)]
+        lines += ["", *shared_lines("One model trained on the mix of all four cells", "mix", mixed, matrix)]
+    if mixed_each is not None:
+        lines += ["", *shared_lines("The mix's model, each beam at its own working point (fitted on its own vote "
+                                    "split)", "mix, per-beam working point", mixed_each, matrix)]
+    if shared is not None:
+        lines += ["", *shared_lines(f"Colearn: four members, one cell each, {args.colearn} rounds ({shared_note})"
+                                    + (", each at its own working point" if points else ""),
+                                    "colearn", shared, matrix)]
     if points:
         lines += ["", *point_lines(points), "", "### The same models at the arg-max", "", *report(plain),
                   f"worst off-diagonal drop at the arg-max: {worst_drop(plain):.1f} pts"]
