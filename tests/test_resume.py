@@ -30,6 +30,13 @@ SAME_BYTES = (rundir.RECORDS, rundir.WEIGHTS, rundir.CHAIN_LOG)
 WALL_CLOCK = {"created", "time_shares", "resumed"}
 
 
+
+def ctrl_c_reaches_it() -> None:
+    """The child's SIGINT back to its default, so that Python installs its Ctrl-C handler: a suite started
+    in the background by a non-interactive shell (``cmd &``) inherits SIGINT ignored, and the run would
+    then never see the signal these tests send."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def settings(mnist_dir, **over):
     base = {
         "experiment": {"learners": 3, "rounds": ROUNDS, "seed": 0, "protocol": "paper"},
@@ -167,7 +174,8 @@ def test_sigint_in_a_cli_run_keeps_rounds_and_resumes(runs, tmp_path, mnist_dir)
     run = tmp_path / "run"
     env = {**os.environ, "COHEP_PROGRESS": "lines", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "cohep", "run", "--config", str(cfg_file), "--out", str(run),
-                             "--no-figure"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+                             "--no-figure"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=ctrl_c_reaches_it)
     lines = []
     deadline = time.monotonic() + 300
     assert proc.stderr is not None

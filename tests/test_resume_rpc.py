@@ -25,6 +25,13 @@ pytestmark = [pytest.mark.anvil, pytest.mark.usefixtures("one_torch_thread")]
 ROUNDS = 3
 
 
+
+def ctrl_c_reaches_it() -> None:
+    """The child's SIGINT back to its default, so that Python installs its Ctrl-C handler: a suite started
+    in the background by a non-interactive shell (``cmd &``) inherits SIGINT ignored, and the run would
+    then never see the signal these tests send."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def settings(mnist_dir, url):
     """The guarded protocol (every member proposes): a Ctrl-C often lands after some of the next
     round's proposals reached the chain, which the resume must take up, not send again."""
@@ -53,7 +60,8 @@ def interrupt(cfg_file, run, url=None):
     round's first proposal is on that chain): (exit code, its last line, all it wrote)."""
     env = {**os.environ, "COHEP_PROGRESS": "lines", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "cohep", "run", "--config", str(cfg_file), "--out", str(run),
-                             "--no-figure"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+                             "--no-figure"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=ctrl_c_reaches_it)
     lines, deadline = [], time.monotonic() + 300
     assert proc.stderr is not None
     for text in proc.stderr:
