@@ -286,8 +286,7 @@ def evaluate(source: PathLike | Experiment | Training, data: PathLike, *, batch_
         plot=_path(plot, "plot") if plot is not None else None,
         scores=_path(scores, "scores") if scores is not None else None,
         plots=_path(plots, "plots") if plots is not None else None, vs=tuple(vs), log=bool(log),
-        balance=(tuple(x.strip() for x in balance.split(",")) if isinstance(balance, str) else tuple(balance))
-        if balance is not None else None,
+        balance=balance if balance is None or isinstance(balance, str) else tuple(balance),
         balance_on=_path(balance_on, "balance_on") if balance_on is not None else None))
 
 

@@ -503,7 +503,7 @@ def evaluate(
                                  "(repeatable; default nu_energy)."),
     log: bool = typer.Option(False, "--log", help="Also draw the score distributions on a log scale."),
     balance: str | None = typer.Option(None, "--balance", metavar="A,B",
-                                       help="Decide between classes A and B (e.g. 'NC,numu CC') at the working "
+                                       help="Decide between classes A and B (e.g. 'NC,numu_CC') at the working "
                                             "point that gives them equal efficiency on --balance-on."),
     balance_on: Path | None = typer.Option(None, "--balance-on", metavar="FILE",
                                            help="Your own validation or vote set to fit --balance on (not the "
@@ -512,10 +512,9 @@ def evaluate(
     """Score trained weights on an event file: accuracy, efficiency and purity with intervals, ROC, per-event scores."""
     from cohep.central.evaluation import evaluate as run_evaluation
 
-    pair = tuple(x.strip() for x in balance.split(",")) if balance is not None else None
     report = run_evaluation(source, _data_path(data, data_file), out_json=json_out, plot=plot, batch_size=batch_size,
                             device=device, scores=scores, plots=plots, vs=tuple(vs), log=log,
-                            balance=pair, balance_on=balance_on)
+                            balance=balance, balance_on=balance_on)
     typer.echo(report.text())
     if json_out is not None:
         typer.echo(f"report written to {json_out}")

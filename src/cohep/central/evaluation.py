@@ -127,13 +127,13 @@ def evaluate(
     plots: str | Path | None = None,
     vs: tuple[str, ...] | list[str] = ("nu_energy",),
     log: bool = False,
-    balance: tuple[str, ...] | list[str] | None = None,
+    balance: str | tuple[str, ...] | list[str] | None = None,
     balance_on: str | Path | None = None,
 ) -> EvalReport:
     """Score a checkpoint or a run's final weights on a data file; optional JSON, scores and figures.
 
-    ``balance`` (two class names) with ``balance_on`` (another data file: the user's own validation or
-    vote set, never the one scored): decide between those two classes at the working point that gives
+    ``balance`` (two class names, or the flag's text ``"A,B"``) with ``balance_on`` (another data file:
+    the user's own validation or vote set, never the one scored): decide between those two classes at the working point that gives
     them equal efficiency on ``balance_on`` (:mod:`cohep.central.working_point`), every other decision
     the arg-max's; the efficiencies, purities, confusion and binned efficiencies are then the working
     point's (ROC and one-vs-rest cuts are on the scores, which it does not change)."""
@@ -168,11 +168,13 @@ def evaluate(
     start = time.perf_counter()
     probs, labels = learner.predict(dataset)
     seconds = time.perf_counter() - start
-    point, decided = None, None
+    info = {"model": src.spec.to_dict(), "weights_sha256": src.digest, "source": str(src.path), "data": str(data_path)}
+    point = None
     if pair is not None and fitting is not None:
-        point = fit_working_point(learner, fitting, pair, balance_on)
-        decided = working_point.decide(working_point.logits_of(probs), point["offset"], *pair)
-    metrics = ClassificationMetrics.from_predictions(labels, probs, data.class_names, decided)
+        point = info["working_point"] = fit_working_point(learner, fitting, pair, balance_on)
+    per_event = EventScores(list(data.class_names), probs, labels, truth, units, info)  # decides at the point
+    metrics = ClassificationMetrics.from_predictions(labels, probs, data.class_names,
+                                                     per_event.predicted if point is not None else None)
     report = EvalReport(
         source=str(model_source),
         source_kind=src.kind,
@@ -184,10 +186,6 @@ def evaluate(
         images_per_s=len(labels) / seconds if seconds > 0 else math.nan,
         working_point=point,
     )
-    info = {"model": src.spec.to_dict(), "weights_sha256": src.digest, "source": str(src.path), "data": str(data_path)}
-    if point is not None:
-        info["working_point"] = point
-    per_event = EventScores(list(data.class_names), probs, labels, truth, units, info)
     report.selections = select_all(per_event.scores, per_event.labels, data.class_names)
     for name in vs:
         if name in per_event.truth:
@@ -211,12 +209,14 @@ def evaluate(
 
 
 def balance_classes(balance, balance_on, class_names, data_path) -> tuple[int, int] | None:
-    """``--balance A,B`` as two class indices of the data (None without it); one line for a name the data
-    lacks, one class twice, or no file to fit on."""
+    """``--balance A,B`` (the flag's text, or the two names) as two class indices of the data (None without
+    it); one line for a name the data lacks, one class twice, or no file to fit on."""
     if balance is None:
         if balance_on is not None:
             raise DataError("--balance-on needs --balance A,B: the two classes whose efficiencies to equalise")
         return None
+    if isinstance(balance, str):
+        balance = [x.strip() for x in balance.split(",")]
     names = list(class_names)
     if len(balance) != 2 or balance[0] == balance[1]:
         raise DataError(f"--balance {','.join(balance)}: two different class names, e.g. "
