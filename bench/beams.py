@@ -72,6 +72,12 @@ def simulate_cells(folder: Path, n: int, shift: int, workers: int) -> dict[str, 
     return out
 
 
+def fit_point(scorer, dataset) -> working_point.WorkingPoint:
+    """The NC / numu CC working point of ``scorer`` fitted on ``dataset`` (a vote split)."""
+    probs, labels = scorer.predict(dataset)
+    return working_point.fit(working_point.logits_of(probs), labels, NC, NUMU)
+
+
 def per_beam(lrs, sets, offset_each: bool) -> dict[str, dict[str, float]]:
     """The shared model scored on each cell's test set, held by that cell's member (``lrs``: one learner
     a cell, in CELLS order, or one for all); at the working point each member fits its own NC offset on
@@ -79,11 +85,7 @@ def per_beam(lrs, sets, offset_each: bool) -> dict[str, dict[str, float]]:
     row = {}
     for i, b in enumerate(CELLS):
         lr = lrs[i] if len(lrs) > 1 else lrs[0]
-        offset = None
-        if offset_each:
-            probs, labels = lr.predict(sets[b][1])
-            offset = working_point.fit(working_point.logits_of(probs), labels, NC, NUMU).offset
-        row[b] = efficiencies(lr, sets[b][2], offset)
+        row[b] = efficiencies(lr, sets[b][2], fit_point(lr, sets[b][1]).offset if offset_each else None)
     return row
 
 
@@ -99,10 +101,7 @@ def mix_row(args, spec, sets, cfg, initial) -> tuple[dict, dict | None]:
     lr = models.build_learner(spec, train, vote, None, cfg.train, seed=learner_seed(args.seed, 0), initial=initial)
     run_alone(cfg, [lr])
     lr.load_live(lr.current())
-    offset = None
-    if args.working_point == "equal_nc_numu":
-        probs, labels = lr.predict(vote)
-        offset = working_point.fit(working_point.logits_of(probs), labels, NC, NUMU).offset
+    offset = fit_point(lr, vote).offset if args.working_point == "equal_nc_numu" else None
     row = {b: efficiencies(lr, sets[b][2], offset) for b in CELLS}
     print("trained on the mix: " + ", ".join(f"{b} {v['acc']:.3f}" for b, v in row.items()), flush=True)
     return row, (per_beam([lr], sets, True) if offset is not None else None)
@@ -118,14 +117,13 @@ def colearn_row(args, spec, sets, cfg, initial) -> tuple[dict, str]:
 
     from cohep.run.local import run_colearn
     from cohep.wire.store import WeightStore
+    from cohep.wire.weights import digest
 
     ccfg = cfg.replace(experiment={"mode": "colearn", "learners": len(CELLS), "rounds": args.colearn})
     lrs = [models.build_learner(spec, sets[c][0], sets[c][1], None, ccfg.train, seed=learner_seed(args.seed, i),
                                 initial=initial) for i, c in enumerate(CELLS)]
     with tempfile.TemporaryDirectory() as store:
         records, _timings, info = run_colearn(ccfg, lrs, spec, initial, WeightStore(store))
-    from cohep.wire.weights import digest
-
     held = {digest(lr.current()).hex() for lr in lrs}
     assert held == {info["adopted_digest"]}, f"the members hold {held}, the chain {info['adopted_digest']}"
     accepted = sum(1 for rec in records if rec.learner == 0 and rec.round > 0 and rec.accepted)
@@ -278,8 +276,7 @@ def main(argv=None) -> int:
         lr.load_live(lr.current())
         offset = None
         if args.working_point == "equal_nc_numu":  # fitted on this model's own vote split only
-            probs, labels = lr.predict(vote)
-            points[a] = working_point.fit(working_point.logits_of(probs), labels, NC, NUMU)
+            points[a] = fit_point(lr, vote)
             offset = points[a].offset
         matrix[a] = {b: efficiencies(lr, sets[b][2], offset) for b in CELLS}
         if offset is not None:  # the same model at the arg-max, for the comparison in one run
