@@ -18,9 +18,10 @@ on that model's own vote split so that NC and numu CC efficiency are equal there
 (:mod:`cohep.central.working_point`), then held fixed on every cell's test set.
 ``--mix`` also trains one model on every cell's train split together; ``--colearn ROUNDS`` plays the
 protocol with four members, one cell each (``run_colearn``: the in-process runner's round, sealed votes
-on the embedded chain), and scores the shared model on each cell's test set by that cell's member (at
-the working point, each member fits its own offset on its own vote split): what a collaboration across
-beams gives each of its experiments, against that experiment's own model.
+on the embedded chain; ``--colearn-protocol``, by default the product's default protocol), and scores
+the shared model on each cell's test set by that cell's member (at the working point, each member fits
+its own offset on its own vote split): what a collaboration across beams gives each of its
+experiments, against that experiment's own model.
 Targets (issue 28): worst off-diagonal drop within 5 points, NC efficiency within 5 points of numu CC
 efficiency on every cell. Last line:
 ``worst off-diagonal drop: X pts; NC efficiency on the DUNE flux: Y``.
@@ -43,6 +44,7 @@ import torch
 from cohep import models
 from cohep.central import working_point
 from cohep.config import experiment as config
+from cohep.config.protocols import PROTOCOLS
 from cohep.datasets.source import load_data
 from cohep.lartpc import simulate
 from cohep.lartpc.generator import FluxConfig
@@ -110,7 +112,7 @@ def mix_row(args, spec, sets, cfg, initial) -> tuple[dict, dict | None]:
 def colearn_row(args, spec, sets, cfg, initial) -> tuple[dict, str]:
     """Four members, one cell each (its train and vote split), playing the protocol for ``--colearn``
     rounds with the product's own round (``run_colearn``: sealed votes on the embedded chain, each
-    proposal judged on the other three cells' vote sets), the shared model then scored on each cell's
+    proposal judged on the other three cells' vote sets; ``--colearn-protocol``), the shared model then scored on each cell's
     test set by that cell's member (its own working point at ``equal_nc_numu``). Returns the row and
     how many rounds were accepted."""
     import tempfile
@@ -119,18 +121,20 @@ def colearn_row(args, spec, sets, cfg, initial) -> tuple[dict, str]:
     from cohep.wire.store import WeightStore
     from cohep.wire.weights import digest
 
-    ccfg = cfg.replace(experiment={"mode": "colearn", "learners": len(CELLS), "rounds": args.colearn})
+    ccfg = cfg.replace(experiment={"mode": "colearn", "learners": len(CELLS), "rounds": args.colearn,
+                                   "protocol": args.colearn_protocol})
     lrs = [models.build_learner(spec, sets[c][0], sets[c][1], None, ccfg.train, seed=learner_seed(args.seed, i),
                                 initial=initial) for i, c in enumerate(CELLS)]
     with tempfile.TemporaryDirectory() as store:
         records, _timings, info = run_colearn(ccfg, lrs, spec, initial, WeightStore(store))
     held = {digest(lr.current()).hex() for lr in lrs}
     assert held == {info["adopted_digest"]}, f"the members hold {held}, the chain {info['adopted_digest']}"
-    accepted = sum(1 for rec in records if rec.learner == 0 and rec.round > 0 and rec.accepted)
+    accepted = len({rec.round for rec in records if rec.round > 0 and rec.accepted})  # a round's slots: one record each
     for lr in lrs:
         lr.load_live(lr.current())
     row = per_beam(lrs, sets, args.working_point == "equal_nc_numu")
-    note = f"{accepted} of {args.colearn} rounds accepted, accepted digest {info['accepted_digest'][:12]}"
+    note = (f"protocol {args.colearn_protocol}, {accepted} of {args.colearn} rounds accepted, accepted digest "
+            f"{info['accepted_digest'][:12]}")
     print(f"colearn across the four cells ({note}): " + ", ".join(f"{b} {v['acc']:.3f}" for b, v in row.items()),
           flush=True)
     return row, note
@@ -236,6 +240,8 @@ def parser():
     ap.add_argument("--colearn", type=int, default=0, metavar="ROUNDS",
                     help="also play the protocol with four members, one cell each, for ROUNDS rounds and score "
                          "the shared model on each cell's test set against that cell's own model")
+    ap.add_argument("--colearn-protocol", choices=tuple(PROTOCOLS), default=config.ExperimentSection.protocol,
+                    help="the named protocol --colearn plays (default: the product's, %(default)s)")
     ap.add_argument("--working-point", choices=("argmax", "equal_nc_numu"), default="argmax",
                     help="argmax (default), or an NC logit offset per model fitted on its own vote split "
                          "to equalise NC and numu CC efficiency there")

@@ -75,6 +75,9 @@ def test_colearn_takes_its_rounds_and_each_member_fits_its_own_working_point(bea
     """--colearn ROUNDS (0: not run); per_beam scores each cell with that cell's member, its offset fitted
     on that cell's vote split only (a member's vote set never leaves it)."""
     assert beams.parser().parse_args([]).colearn == 0 and beams.parser().parse_args(["--colearn", "32"]).colearn == 32
+    from cohep.config.experiment import ExperimentSection
+    assert beams.parser().parse_args([]).colearn_protocol == ExperimentSection.protocol  # what a user gets
+    assert beams.parser().parse_args(["--colearn-protocol", "paper"]).colearn_protocol == "paper"
 
     import torch
     from torch.utils.data import TensorDataset

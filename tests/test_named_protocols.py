@@ -75,3 +75,19 @@ def test_replace_with_another_member_count_reshapes_the_round_but_keeps_explicit
     assert cfg.replace(experiment={"learners": 4}, round={"proposers": 5 - 1}).round.proposers == 4
     paper = cfg.replace(experiment={"protocol": "paper"})
     assert (paper.round.proposers, paper.vote.judge, paper.vote.metric) == (1, "alone", "accuracy")
+
+
+def test_replace_from_a_baseline_to_a_protocol_gives_the_whole_shape():
+    """A one-member baseline copied into a four-member colearn run gets the protocol's whole round
+    (screens, judge, metric, weighting), the same as a config built for it, explicit values kept."""
+    base = {"model": {"name": "compact"}, "train": {"batch_size": 32, "lr": 2e-3}}
+    alone = config.from_dict({"experiment": {"protocol": "paper", "learners": 1, "mode": "individual"}, **base})
+    for name in ("paper", "guarded", "averaged"):
+        shape = {"mode": "colearn", "learners": 4, "protocol": name}
+        copied = alone.replace(experiment=shape)
+        built = config.from_dict({"experiment": shape, **base})
+        assert (copied.round, copied.vote, copied.train) == (built.round, built.vote, built.train), name
+    guarded = alone.replace(experiment={"mode": "colearn", "learners": 4, "protocol": "guarded"})
+    assert (guarded.vote.judge, guarded.vote.strikes, guarded.round.weighting) == ("screened_average", 3, "examples")
+    kept = alone.replace(experiment={"mode": "colearn", "learners": 4, "protocol": "guarded"}, vote={"metric": "accuracy"})
+    assert (kept.vote.metric, kept.vote.judge) == ("accuracy", "screened_average")

@@ -264,19 +264,30 @@ class ExperimentConfig(Section):
 
     def replace(self, **sections: dict) -> "ExperimentConfig":
         """A copy with some fields overridden: ``replace(train={"epochs": 2})``. A new protocol or member
-        count re-shapes the round: a value still equal to what the old protocol implied is the new
-        one's to set, unless ``sections`` names it."""
+        count re-shapes the round: a value still equal to what the old protocol implied, or to the
+        setting's default where the new protocol sets it, is the new one's to set, unless ``sections``
+        names it. (The copy holds every setting, so without the second rule a switch from a baseline
+        or the paper round to "guarded" kept the paper's defaults beneath its proposers: no screens.)"""
         old = self.to_dict()
         new = merge(old, sections)
         before, after = old["experiment"], new["experiment"]
-        if (before["protocol"], before["learners"]) != (after["protocol"], after["learners"]):
+        if (before["protocol"], before["learners"], before["mode"]) != (after["protocol"], after["learners"],
+                                                                         after["mode"]):
             implied = protocol_tables(before["protocol"], before["learners"])
-            for name, table in implied.items():
-                for key, value in table.items():
-                    if new[name].get(key) == value and key not in sections.get(name, {}):
+            coming = protocol_tables(after["protocol"], after["learners"])
+            defaults = ExperimentConfig().to_dict()
+            for name in set(implied) | set(coming):
+                for key in set(implied.get(name, {})) | set(coming.get(name, {})):
+                    value = new[name].get(key)
+                    if key in sections.get(name, {}) or key not in new[name]:
+                        continue
+                    if value == implied.get(name, {}).get(key, _UNSET) or (
+                            key in coming.get(name, {}) and value == defaults[name].get(key, _UNSET)):
                         del new[name][key]
         return from_dict(new)
 
+
+_UNSET = object()  # no value: equal to nothing
 
 #: table name -> section class, for every table an experiment file may hold
 SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(ExperimentConfig)[f.name] for f in fields(ExperimentConfig)}

@@ -473,6 +473,8 @@ def _popcount(x: uint256) -> uint256:
 @view
 def _slot_count(active: uint256) -> uint256:
     """Slots of a round started with this bitmap: k, or fewer if fewer are active (at least 1)."""
+    if proposers == 1:  # one slot whoever is active: no count (five per finalize, issue 29)
+        return 1
     return max(1, min(proposers, self._popcount(active)))
 
 
@@ -528,6 +530,16 @@ def _required_of(active: uint256) -> uint256:
 
 @internal
 @view
+def _required_for(eligible: uint256, slots: uint256) -> uint256:
+    """_required_of(active) from the round's voter count instead of a count of active: a one-slot
+    round's voters are active less its proposer, a several-slot round's all active."""
+    if slots == 1 or vote_on_average:
+        return self._required(eligible)
+    return self._required(eligible - 1)
+
+
+@internal
+@view
 def _required(eligible: uint256) -> uint256:
     """max(1, ceil(threshold_num * eligible / threshold_den)): exact, and never zero."""
     den: uint256 = self.threshold_den
@@ -573,7 +585,7 @@ def _start_round(r: uint256):
     self._rounds[r].slots = j
     self._rounds[r].eligible = eligible
     log RoundStarted(round=r, proposer=who[0], start_block=block.number, eligible=eligible,
-                     required=self._required_of(active), proposers=who)
+                     required=self._required_for(eligible, j), proposers=who)
 
 
 @internal
