@@ -273,8 +273,9 @@ class ExperimentConfig(Section):
         before, after = old["experiment"], new["experiment"]
         if (before["protocol"], before["learners"], before["mode"]) != (after["protocol"], after["learners"],
                                                                          after["mode"]):
-            implied = protocol_tables(before["protocol"], before["learners"])
-            coming = protocol_tables(after["protocol"], after["learners"])
+            # what each side's protocol shaped (only a colearn run's round is shaped: with_protocol)
+            implied = protocol_tables(before["protocol"], before["learners"]) if before["mode"] == "colearn" else {}
+            coming = protocol_tables(after["protocol"], after["learners"]) if after["mode"] == "colearn" else {}
             defaults = ExperimentConfig().to_dict()
             for name in set(implied) | set(coming):
                 for key in set(implied.get(name, {})) | set(coming.get(name, {})):
