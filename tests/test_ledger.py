@@ -94,6 +94,18 @@ def test_embedded_chain_has_requested_funded_accounts():
     assert chain.block_number() == b + 3
 
 
+def test_embedded_blocks_are_the_same_with_or_without_a_filter_listening():
+    """The embedded chain skips eth-tester's read-back of each mined block while no filter listens;
+    a block filter installed through web3 still sees every block, and the blocks are the same."""
+    quiet, heard = Chain.embedded(2), Chain.embedded(2)
+    block_filter = heard.w3.eth.filter("latest")
+    for chain in (quiet, heard):
+        chain.w3.eth.send_transaction({"from": chain.accounts[1], "to": chain.accounts[0], "value": 1})
+        chain.mine(2)
+    assert [quiet.w3.eth.get_block(n)["hash"] for n in range(4)] == [heard.w3.eth.get_block(n)["hash"] for n in range(4)]
+    assert len(block_filter.get_new_entries()) == 3
+
+
 def test_client_accounting_and_uri_limit():
     chain = Chain.embedded(3)
     c = deploy(chain, chain.accounts[:3])
