@@ -206,9 +206,13 @@ def test_degrade_own_file_replaces_the_learners_share(mnist_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def flipped_run(tmp_path_factory, mnist_dir, one_torch_thread_module):
-    """3 learners, 6 one-proposer rounds, learner 1 with every train and vote label flipped to another class."""
+    """3 learners, 9 one-proposer rounds, learner 1 with every train and vote label flipped to another class.
+
+    Nine rounds give each learner three proposals, the fewest the ranking calls supported: with two
+    (six rounds) whether an honest learner's pair of proposals happened to score worse depended on the
+    draw (it changes with the contract's bytecode, which the draw seed's block hash covers)."""
     out = tmp_path_factory.mktemp("q") / "run"
-    run_experiment(_cfg(mnist_dir, rounds=6, seed=0, learner=1, label_flip=1.0), out, figure=False)
+    run_experiment(_cfg(mnist_dir, rounds=9, seed=0, learner=1, label_flip=1.0), out, figure=False)
     return out
 
 
@@ -366,11 +370,16 @@ def test_ranking_doubt_edge_cases():
         == "no learner has a combined score"
 
 
-def test_cli_quality_states_the_sample_size_of_a_short_run(flipped_run, tmp_path, capsys):
-    """6 rounds of 3 learners: 2 proposals each, too few to name a worst learner, and the output says so."""
-    assert main(["quality", str(flipped_run), "--json", str(tmp_path / "q.json")]) == 0
+def test_cli_quality_states_the_sample_size_of_a_short_run(guarded_run, flipped_run, tmp_path, capsys):
+    """2 rounds of 3 proposers: 2 proposals each, too few to name a worst learner, and the output says
+    so; 9 one-proposer rounds of 3 learners: 3 each, no longer too few (the intervals still decide)."""
+    assert main(["quality", str(guarded_run), "--json", str(tmp_path / "q.json")]) == 0
     out = capsys.readouterr().out
     assert "sample size: 2 proposal(s) and 4 vote(s) per learner" in out
     assert "ranking not supported by the data: a learner has only 2 proposal(s)" in out
     doc = json.loads((tmp_path / "q.json").read_text())
     assert doc["ranking_supported"] is False and doc["sample"] == {"proposals": [2, 2, 2], "votes": [4, 4, 4]}
+    assert main(["quality", str(flipped_run), "--json", str(tmp_path / "f.json")]) == 0
+    assert "a learner has only" not in capsys.readouterr().out
+    doc = json.loads((tmp_path / "f.json").read_text())
+    assert doc["sample"] == {"proposals": [3, 3, 3], "votes": [6, 6, 6]}
