@@ -127,7 +127,8 @@ def test_a_proposal_served_to_some_voters_only_is_adopted_by_all(tmp_path, digit
                 elif row.vote_score == row.vote_score:  # scored (not NaN): it was served the blob
                     served.add(i)
         assert served and refused, (served, refused)
-        # the audit reads one honest member's store: a served voter's (a refused one never had the blob)
+        # the audit reads one honest member's store: a served voter's (a refused one never had the blob;
+        # with several partly served rounds, the one served in the most of them)
         store = store_holding(net, net.n - 1)
         assert store in served, (store, served)
         lines = _audit(net, store)

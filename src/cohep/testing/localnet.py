@@ -576,17 +576,27 @@ def _audit_cli(net: LocalNet, store: int = 0, timeout_s: float = 180.0) -> tuple
 
 
 def store_holding(net: LocalNet, member: int) -> int:
-    """The first honest member whose store holds every blob ``member`` proposed (each voter keeps what
-    it verified), else 0. The audit of a proposal served to some voters only is run from such a store:
-    from a refused voter's, nothing the audit can reach still gives the blob (the proposer refuses it,
-    the served voters' servers went home with the run), so it could not say the blob verifies."""
+    """The honest member whose store holds the most of the blobs ``member`` proposed in rounds that were
+    not accepted, then the most of all its blobs (the first of the best; 0 if none holds any). Each voter
+    keeps what it verified, and nobody adopts a refused proposal, so a store with a refused round's blob
+    is a voter's that was served it. The audit of a proposal served to some voters only is run from
+    such a store: from a refused voter's, nothing the audit can reach still gives the blob (the proposer
+    refuses it, the served voters' servers went home with the run), so it could not say the blob
+    verifies. A member that proposes in several rounds may serve different voters in each, so that no
+    one store holds every blob."""
     address = net.experiment.members[member].address.lower()
-    digests = [bytes(e.args["digest"]).hex() for e in net.coordinator().events()
-               if e.name == "Proposed" and e.args["proposer"].lower() == address]
-    for i in range(net.honest):
-        if all((net.root / f"store{i}" / f"{d}.safetensors").exists() for d in digests):
-            return i
-    return 0
+    chain = net.coordinator()
+    proposed = [(bytes(e.args["digest"]).hex(), int(e.args["round"])) for e in chain.events()
+                if e.name == "Proposed" and e.args["proposer"].lower() == address]
+    refused = {q for q in {q for _, q in proposed} if not chain.round_state(q).accepted}
+
+    def held(i: int) -> tuple[int, int]:
+        has = [(net.root / f"store{i}" / f"{d}.safetensors").exists() for d, _ in proposed]
+        return sum(h for h, (_, q) in zip(has, proposed) if q in refused), sum(has)
+
+    score = {i: held(i) for i in range(net.honest)}
+    best = max(range(net.honest), key=lambda i: (score[i], -i)) if net.honest else 0
+    return best if net.honest and sum(score[best]) else 0
 
 
 def _rows(net: LocalNet, q: int) -> list:
