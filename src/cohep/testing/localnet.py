@@ -588,15 +588,18 @@ def store_holding(net: LocalNet, member: int) -> int:
     chain = net.coordinator()
     proposed = [(bytes(e.args["digest"]).hex(), int(e.args["round"])) for e in chain.events()
                 if e.name == "Proposed" and e.args["proposer"].lower() == address]
-    refused = {q for q in {q for _, q in proposed} if not chain.round_state(q).accepted}
+    rounds = {q for _, q in proposed}
+    refused = {q for q in rounds if not chain.round_state(q).accepted}
 
     def held(i: int) -> tuple[int, int]:
         has = [(net.root / f"store{i}" / f"{d}.safetensors").exists() for d, _ in proposed]
         return sum(h for h, (_, q) in zip(has, proposed) if q in refused), sum(has)
 
     score = {i: held(i) for i in range(net.honest)}
-    best = max(range(net.honest), key=lambda i: (score[i], -i)) if net.honest else 0
-    return best if net.honest and sum(score[best]) else 0
+    if not score:
+        return 0
+    best = max(score, key=lambda i: (score[i], -i))
+    return best if any(score[best]) else 0
 
 
 def _rows(net: LocalNet, q: int) -> list:
