@@ -31,9 +31,9 @@ def drills(tmp_path_factory, digits):
     root = tmp_path_factory.mktemp("localnet")
     data = split_npz(*digits, root / "data", 3)
     # four members: the adversary proposes once per 4 rounds (an epoch), wherever the drawn order puts it in
-    # each; one spare epoch, since a turn it loses (the chain restarted) or a late place in the last epoch
-    # would leave a case untried
-    rounds = 4 * (len(Adversary.CASES) + 1) + 2
+    # each; two spare epochs, since a turn it loses (the chain restarted; a turn before every honest node has
+    # acted on chain, which it leaves silent) or a late place in the last epoch would leave a case untried
+    rounds = 4 * (len(Adversary.CASES) + 2) + 2
     with LocalNet(root, data, adversary=True,
                   settings={"experiment": {"rounds": rounds}, "model": {"name": "mnist_cnn"}}) as net:
         result = run_drills(net, log=lambda text: None)

@@ -256,6 +256,7 @@ class Adversary(threading.Thread):
         self.coord = Coordinator.at(self.chain, net.experiment.contract)
         self.address = self.chain.accounts[0]
         self._halt = threading.Event()
+        self._up = False  #: every honest member has acted on chain (see _voters_up)
         self.errors: list[str] = []
 
     def stop(self) -> None:
@@ -274,7 +275,7 @@ class Adversary(threading.Thread):
                     return
                 state = self.coord.round_state(r)
                 block = self.chain.block_number()
-                if state.proposer == self.address and not state.proposed and self.script:
+                if state.proposer == self.address and not state.proposed and self.script and self._voters_up():
                     case = self.script[0]
                     crafted = self.craft(case)
                     if crafted is None:  # nothing to propose this turn (another member's file: none yet)
@@ -305,6 +306,18 @@ class Adversary(threading.Thread):
                 self.errors.append(f"{type(exc).__name__}: {exc}")
                 time.sleep(0.5)
             time.sleep(0.2)
+
+    def _voters_up(self) -> bool:
+        """Whether every honest member has acted on chain (proposed, committed or voted) in some round: a
+        case proposed before that may meet voters still starting (four nodes on two busy cores can miss
+        the first vote window), and it must meet every honest voter. Until then a turn is left silent
+        (the round voids; the case waits for the next turn)."""
+        if not self._up:
+            honest = {m.address.lower() for m in self.net.experiment.members[:self.net.honest]}
+            acted = {str(e.args.get("voter", e.args.get("proposer", ""))).lower() for e in self.coord.events()
+                     if e.name in ("Proposed", "Committed", "Voted")}
+            self._up = honest <= acted
+        return self._up
 
     def _committed(self, state) -> bool:
         return getattr(state, "sealed", False) and self.coord.commitment(state.round, self.address) is not None
