@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from cohep.core.errors import ChainError
 from cohep.testing.localnet import Adversary, DishonestNode, LocalNet, honest_duties, split_npz, store_holding
 
 pytestmark = [pytest.mark.anvil, pytest.mark.nodes, pytest.mark.slow]
@@ -88,8 +89,6 @@ def _accepted(net: LocalNet, attacker: DishonestNode) -> bool:
 
 def _open_proposers(net: LocalNet) -> set[str]:
     """The open round's proposers (lower-case addresses); none once the run has ended."""
-    from cohep.core.errors import ChainError
-
     coordinator = net.coordinator()
     try:
         return {a.lower() for a in coordinator.proposers_of(coordinator.round())}
@@ -163,8 +162,8 @@ def test_a_node_restarted_while_the_proposer_is_offline_catches_up_from_the_othe
         # Not the open round's proposer: its blob, once proposed, would vanish from its store before
         # every voter fetched it (a real partial serve, which the audit rightly names); not member 0,
         # whose store the audit reads
-        victim = next(i for i in range(1, net.honest)
-                      if net.experiment.members[i].address.lower() not in _open_proposers(net))
+        proposing = _open_proposers(net)
+        victim = next(i for i in range(1, net.honest) if net.experiment.members[i].address.lower() not in proposing)
         net.kill_node(victim)
         for blob in (net.root / f"store{victim}").glob("*.safetensors"):
             blob.unlink()
