@@ -590,23 +590,26 @@ def _audit_cli(net: LocalNet, store: int = 0, timeout_s: float = 180.0) -> tuple
 
 def store_holding(net: LocalNet, member: int) -> int:
     """The honest member whose store holds the most of the blobs ``member`` proposed in rounds that were
-    not accepted, then the most of all its blobs (the first of the best; 0 if none holds any). Each voter
-    keeps what it verified, and nobody adopts a refused proposal, so a store with a refused round's blob
-    is a voter's that was served it. The audit of a proposal served to some voters only is run from
-    such a store: from a refused voter's, nothing the audit can reach still gives the blob (the proposer
-    refuses it, the served voters' servers went home with the run), so it could not say the blob
-    verifies. A member that proposes in several rounds may serve different voters in each, so that no
-    one store holds every blob."""
+    not accepted, then the voter that scored (was served) the most of its proposals, then the most of all
+    its blobs (the first of the best; 0 if none holds any). Each voter keeps what it verified, and nobody
+    adopts a refused proposal, so a store with a refused round's blob is a voter's that was served it; an
+    accepted one every member adopts, so there only the records say who was served. The audit of a
+    proposal served to some voters only is run from such a store: from a refused voter's, nothing the
+    audit can reach still gives the blob (the proposer refuses it, the served voters' servers went home
+    with the run), so it could not say the blob verifies. A member that proposes in several rounds may
+    serve different voters in each, so that no one store holds every blob."""
     address = net.experiment.members[member].address.lower()
     chain = net.coordinator()
     proposed = [(bytes(e.args["digest"]).hex(), int(e.args["round"])) for e in chain.events()
                 if e.name == "Proposed" and e.args["proposer"].lower() == address]
     rounds = {q for _, q in proposed}
     refused = {q for q in rounds if not chain.round_state(q).accepted}
+    rows = {q: _rows(net, q) for q in rounds}
 
-    def held(i: int) -> tuple[int, int]:
+    def held(i: int) -> tuple[int, int, int]:
         has = [(net.root / f"store{i}" / f"{d}.safetensors").exists() for d, _ in proposed]
-        return sum(h for h, (_, q) in zip(has, proposed) if q in refused), sum(has)
+        scored = sum(1 for q in rounds if rows[q][i] is not None and rows[q][i].vote_score == rows[q][i].vote_score)
+        return sum(h for h, (_, q) in zip(has, proposed) if q in refused), scored, sum(has)
 
     score = {i: held(i) for i in range(net.honest)}
     if not score:
