@@ -6,6 +6,7 @@
     python bench/ledger.py --chains embedded --modes transactions --no-doc   # one cell (also runs on old code)
     python bench/ledger.py --before /tmp/before/src          # each cell also on older code, just before
     python bench/ledger.py --beside 0                        # without the real 64-learner MNIST run
+    python bench/ledger.py --profile --rounds 20             # one 64-member aggregated round, step by step
 
 Every round is the contract traffic of one in-process round (``cohep.run.local.run_colearn`` with
 ``Participant``), driven through the client directly so that no learning is timed: the runner reads
@@ -55,6 +56,24 @@ MNIST_ROUND_S = 1.3  #: the fast MNIST round the ledger target is set against (c
 TARGET = 0.05
 PHASES = ("propose", "votes", "finalize", "reads")
 MODES = ("transactions", "signed", "aggregate")
+#: the step of one_round running now, by its name in STEP_ROWS (what --profile's opcode counter files each opcode under)
+STEP = ["other"]
+#: one_round's calls that share a step (the rest are their own step, by function name)
+STEP_NAMES = {"round_state": "reads", "block_number": "reads", "commitment": "sign", "sign_commit": "sign"}
+#: --profile's table: one aggregated round's steps in their order ({v}: the voters)
+STEP_ROWS = (
+    ("propose", "`propose` (transaction)"),
+    ("sign", "{v} commitments hashed and signed"),
+    ("post_commits", "`post_commits` (transaction)"),
+    ("check_commits_post", "the commitments post checked ({v} signatures recovered)"),
+    ("commits_window", "its challenge window (empty blocks)"),
+    ("post_reveals", "`post_reveals` (transaction; settles the commitments post)"),
+    ("check_reveals_post", "the reveals post checked against the commitments"),
+    ("reveals_window", "its challenge window (empty blocks)"),
+    ("finalize", "`finalize` (transaction; counts the claim, the duties, draws the next proposer)"),
+    ("reads", "reads (`round_info` once, kept)"),
+)
+TRANSACTION_STEPS = ("propose", "post_commits", "post_reveals", "finalize")
 CONTRACT_MAX_MEMBERS = 256  #: Coordinator.vy's MAX_MEMBERS (its bitmaps: one bit a member in a word)
 OTHER_MAX_MEMBERS = 64  #: the per-voter modes (transactions, signed) stop here by default
 
@@ -85,21 +104,28 @@ def open_chain(kind: str, n: int):
         raise
 
 
-def one_round(c: Coordinator, chain: Chain, members: list[str], k: int, mode: str, old_reads: bool = False) -> dict:
+def one_round(c: Coordinator, chain: Chain, members: list[str], k: int, mode: str, old_reads: bool = False,
+              steps: dict | None = None) -> dict:
     """One round's traffic with sealed votes; returns seconds per phase, gas and transactions.
 
-    ``old_reads``: the runner's reads before the ledger profile (unsealed code; kept for --before)."""
+    ``old_reads``: the runner's reads before the ledger profile (unsealed code; kept for --before).
+    ``steps``: also adds each step's seconds to it, by the step's name (--profile); STEP names it while it runs."""
     from cohep.ledger import ballots as B
 
     t = dict.fromkeys(PHASES, 0.0)
     gas0, tx0 = c.gas_used, c.transactions
 
     def timed(phase, fn, *args):
+        STEP[0] = STEP_NAMES.get(fn.__name__, fn.__name__)
         start = time.perf_counter()
         try:
             return fn(*args)
         finally:
-            t[phase] += time.perf_counter() - start
+            took = time.perf_counter() - start
+            t[phase] += took
+            if steps is not None:
+                steps[STEP[0]] = steps.get(STEP[0], 0.0) + took
+            STEP[0] = "other"
 
     cpu0 = time.process_time()
     r = c.round()  # the runner knows it: finalize started it
@@ -123,8 +149,8 @@ def one_round(c: Coordinator, chain: Chain, members: list[str], k: int, mode: st
         timed("votes", c.submit_commits, p, r, commits)
     elif mode == "aggregate":
         timed("votes", c.post_commits, p, r, commits)
-        timed("votes", check_bundles, c, r, state, commits, None)
-        timed("votes", c.pass_challenge_window)
+        timed("votes", check_commits_post, c, r, state, commits)
+        timed("votes", commits_window, c)
     state = timed("reads", c.round_state, r)
     assert state.reveal_block is not None, "the reveal phase did not open"
     if mode == "transactions":
@@ -134,12 +160,28 @@ def one_round(c: Coordinator, chain: Chain, members: list[str], k: int, mode: st
         timed("votes", c.submit_reveals, p, r, reveals)
     else:
         timed("votes", c.post_reveals, p, r, reveals)
-        timed("votes", check_bundles, c, r, state, commits, reveals)
-        timed("votes", c.pass_challenge_window)
+        timed("votes", check_reveals_post, c, r, state, commits, reveals)
+        timed("votes", reveals_window, c)
     out = timed("finalize", c.finalize, p, r)  # its event names the accepted digest: no read after it
     assert out.votes == len(state.voters)
     return {**t, "total": sum(t.values()), "cpu": time.process_time() - cpu0,
             "gas": c.gas_used - gas0, "txs": c.transactions - tx0}
+
+
+def check_commits_post(c: Coordinator, r: int, state, commits: list) -> None:
+    check_bundles(c, r, state, commits, None)
+
+
+def check_reveals_post(c: Coordinator, r: int, state, commits: list, reveals: list) -> None:
+    check_bundles(c, r, state, commits, reveals)
+
+
+def commits_window(c: Coordinator) -> None:
+    c.pass_challenge_window()
+
+
+def reveals_window(c: Coordinator) -> None:
+    c.pass_challenge_window()
 
 
 def check_bundles(c: Coordinator, r: int, state, commits: list, reveals: list | None) -> None:
@@ -157,14 +199,20 @@ def check_bundles(c: Coordinator, r: int, state, commits: list, reveals: list | 
     assert not found.fault, found
 
 
+def deploy(chain: Chain, n: int, mode: str) -> tuple[list[str], Coordinator]:
+    """The bench's n members and their coordinator (an AggregateCoordinator for the aggregate mode)."""
+    members = chain.accounts[:n]
+    c = Coordinator.deploy(chain, members, threshold=Fraction(1, 2), seed=h("bench"), initial_digest=h("init"),
+                           model_digest=h("model"), vote_window=max(50, 2 * n), sender=members[0],
+                           challenge_window=2 if mode == "aggregate" else None)
+    return members, c
+
+
 def measure(kind: str, mode: str, n: int, rounds: int, old_reads: bool = False) -> dict:
     load = os.getloadavg()[0]
     chain, stop = open_chain(kind, n)
     try:
-        members = chain.accounts[:n]
-        c = Coordinator.deploy(chain, members, threshold=Fraction(1, 2), seed=h("bench"), initial_digest=h("init"),
-                               model_digest=h("model"), vote_window=max(50, 2 * n), sender=members[0],
-                               challenge_window=2 if mode == "aggregate" else None)
+        members, c = deploy(chain, n, mode)
         runs = [one_round(c, chain, members, k, mode, old_reads) for k in range(rounds + 1)][1:]  # first: warm-up
     finally:
         stop()
@@ -186,6 +234,109 @@ def measure_before(src: str, kind: str, mode: str, n: int, rounds: int) -> dict:
 #: Before this change (commit 0a9d0fc: dry-run call before every transaction, all web3 middlewares,
 #: eth-keys' pure-Python secp256k1, the runner's per-voter reads), embedded chain, transactions:
 #: members -> (tx, chain s / round, CPU s / round), measured on the same shared machine with BEFORE_COMMAND.
+def profile(n: int, rounds: int, warmup: int = 5) -> dict:
+    """--profile: an aggregated round of n members on the embedded chain, step by step.
+
+    Two passes over one chain after ``warmup`` rounds: ``rounds`` rounds with each step of one_round timed
+    (the medians), then ``rounds`` more with a counter around every EVM opcode (py-evm's opcode table of
+    the chain's computation class, swapped for the pass and put back), which files each opcode under the
+    step running: opcodes, SLOADs and SSTOREs per transaction, and the share of the opcodes' time spent in
+    the storage opcodes (whose reads walk the contract's storage trie: py-evm builds the state anew for
+    every block). The counters slow the second pass, so its times are shares, not figures."""
+    chain, stop = open_chain("embedded", n)
+    try:
+        members, c = deploy(chain, n, "aggregate")
+        for k in range(warmup):
+            one_round(c, chain, members, k, "aggregate")
+        timed_rounds = []
+        for k in range(warmup, warmup + rounds):
+            steps: dict = {}
+            one_round(c, chain, members, k, "aggregate", steps=steps)
+            timed_rounds.append(steps)
+        counted = count_opcodes(chain, lambda i: one_round(c, chain, members, warmup + rounds + i, "aggregate"), rounds)
+    finally:
+        stop()
+    names = [name for name, _ in STEP_ROWS]
+    med = {name: statistics.median(s.get(name, 0.0) for s in timed_rounds) for name in names}
+    return {"n": n, "rounds": rounds, "warmup": warmup, "steps": med,
+            "round": statistics.median(sum(s.values()) for s in timed_rounds),
+            "other": statistics.median(sum(v for k, v in s.items() if k not in names) for s in timed_rounds),
+            **{key: {step: v / rounds for step, v in per.items()} if isinstance(per, dict) else per / rounds
+               for key, per in counted.items()}}
+
+
+def count_opcodes(chain: Chain, play_round, rounds: int) -> dict:
+    """Runs play_round(i) for i < rounds with every opcode of the embedded chain counted and timed, filed
+    under STEP[0]; the storage slots each SLOAD and SSTORE names are collected per step and round (a step
+    of TRANSACTION_STEPS is one transaction a round), as the distinct slots each transaction reads and writes."""
+    computation = chain._tester.backend.chain.get_vm().state.computation_class
+    table = computation.opcodes
+    ops: dict = {}
+    loads: dict = {}
+    stores: dict = {}
+    slots: dict = {}  # (opcode, step, round) -> the slots it named
+    seconds = {"all": 0.0, "storage": 0.0}
+    at = [0]
+
+    def counted(opcode):
+        name = getattr(opcode, "mnemonic", "")
+        tally = loads if name == "SLOAD" else stores if name == "SSTORE" else None
+
+        def run(computation):
+            if tally is not None:  # the slot is the top of the stack before the opcode runs
+                slot = computation._stack.values[-1]
+                slots.setdefault((name, STEP[0], at[0]), set()).add(slot[1] if isinstance(slot, tuple) else slot)
+            start = time.perf_counter()
+            try:
+                return opcode(computation=computation)
+            finally:
+                took = time.perf_counter() - start
+                step = STEP[0]
+                ops[step] = ops.get(step, 0) + 1
+                seconds["all"] += took
+                if tally is not None:
+                    tally[step] = tally.get(step, 0) + 1
+                    seconds["storage"] += took
+        return run
+
+    computation.opcodes = {code: counted(op) for code, op in table.items()}
+    try:
+        for i in range(rounds):
+            at[0] = i
+            play_round(i)
+    finally:
+        computation.opcodes = table
+    distinct: dict = {"SLOAD": {}, "SSTORE": {}}
+    for (name, step, _i), named in slots.items():
+        distinct[name][step] = distinct[name].get(step, 0) + len(named)
+    return {"opcodes": ops, "sloads": loads, "sstores": stores, "slots_read": distinct["SLOAD"],
+            "slots_written": distinct["SSTORE"], "opcode_s": seconds["all"], "storage_s": seconds["storage"]}
+
+
+def profile_text(p: dict) -> str:
+    """--profile's printout: the step table (markdown, as docs/benchmarks/ledger.md has it) and the counts."""
+    v = p["n"] - 1
+    lines = [f"profile: {p['n']} members, aggregated ballots, embedded chain; median of {p['rounds']} rounds "
+             f"after {p['warmup']} warm-up rounds, each step timed on its own", "", "| step | ms |", "|---|---:|"]
+    lines += [f"| {label.format(v=v)} | {1000 * p['steps'][name]:.1f} |" for name, label in STEP_ROWS]
+    if p["other"] > 0.0005:
+        lines.append(f"| other | {1000 * p['other']:.1f} |")
+    lines += [f"| **round** | **{1000 * p['round']:.1f}** |", ""]
+    tx = sum(p["steps"][name] for name in TRANSACTION_STEPS)
+    lines.append(f"the {len(TRANSACTION_STEPS)} transactions: {1000 * tx:.1f} of {1000 * p['round']:.1f} ms")
+    per = ", ".join(f"{name} {p['opcodes'].get(name, 0):,.0f} ({p['sloads'].get(name, 0):.0f} SLOAD of "
+                    f"{p['slots_read'].get(name, 0):.0f} slots, {p['sstores'].get(name, 0):.0f} SSTORE of "
+                    f"{p['slots_written'].get(name, 0):.0f})" for name in TRANSACTION_STEPS)
+    lines.append(f"EVM opcodes per transaction (a second pass of {p['rounds']} rounds, each opcode counted): {per}")
+    read = sum(p["slots_read"].get(name, 0) for name in TRANSACTION_STEPS)
+    written = sum(p["slots_written"].get(name, 0) for name in TRANSACTION_STEPS)
+    lines.append(f"storage slots a round, counted once per transaction: {read:.0f} read, {written:.0f} written "
+                 "(py-evm builds the state anew for every block: each is a walk of the contract's storage trie)")
+    lines.append(f"SLOAD and SSTORE: {100 * p['storage_s'] / max(p['opcode_s'], 1e-12):.0f} % of the opcodes' time "
+                 f"in that pass ({1000 * p['opcode_s']:.1f} ms of opcodes a round with the counters on)")
+    return "\n".join(lines)
+
+
 BEFORE_COMMAND = ("git worktree add /tmp/before 0a9d0fc && ECC_BACKEND_CLASS=eth_keys.backends.NativeECCBackend "
                   "PYTHONPATH=/tmp/before/src python bench/ledger.py --chains embedded --modes transactions "
                   "--old-reads --no-doc")
@@ -634,6 +785,10 @@ def parser():
                     help="also run a real 64-learner MNIST run (aggregated ballots, protocol paper) of ROUNDS rounds "
                          "and take its chain time beside the training (0: not run)")
     ap.add_argument("--data", default=None, help="MNIST t10k folder for --beside (default: ../shared/data/mnist)")
+    ap.add_argument("--profile", type=int, nargs="?", const=64, default=None, metavar="MEMBERS",
+                    help="only profile an aggregated round of MEMBERS (64) on the embedded chain, step by step: "
+                         "each step's time (median of --rounds rounds) and the opcodes, SLOADs and SSTOREs of each "
+                         "transaction; prints, writes nothing")
     return ap
 
 
@@ -641,6 +796,12 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.quick:
         args.members, args.rounds = [3, 10, 64], 2
+    if args.profile is not None:
+        if not 2 <= args.profile <= CONTRACT_MAX_MEMBERS:
+            print(f"--profile: members must be 2-{CONTRACT_MAX_MEMBERS}, got {args.profile}", file=sys.stderr)
+            return 2
+        print(profile_text(profile(args.profile, max(args.rounds, 3))))
+        return 0
     skipped = [n for n in args.members if n > CONTRACT_MAX_MEMBERS]
     args.members = [n for n in args.members if n <= CONTRACT_MAX_MEMBERS]
     for n in skipped:

@@ -124,6 +124,9 @@ VARIANTS = {
     # the augmented set-up reading the collection plane alone (model.params.planes): it is vertical and
     # unipolar in every preset, where the induction planes' angles and signal shape differ
     "collection": ({"normalise": "event", "planes": [2]}, AUGMENT, {}),
+    # the same with the pitch range alone widened to +-40 % (dead wires as `collection`): the row of
+    # docs/benchmarks/beams.md that transferred across beams as well as augmentation spanning the detectors
+    "collection_pitch": ({"normalise": "event", "planes": [2]}, {**AUGMENT, "pitch_scale": 0.4}, {}),
     # the same with the learning rate annealed (cosine) within each proposal: in Figure 5 this brought
     # colearn within a point of central training (docs/results.md)
     "collection_cosine": ({"normalise": "event", "planes": [2]}, AUGMENT, {"lr_schedule": "cosine"}),

@@ -314,3 +314,23 @@ def test_the_direction_floor_names_the_farthest_slot_first_and_compares_the_rest
     # four slots: after the reversed one leaves, the honest three are compared among themselves
     ups[3] = np.array([1.0, 0.5, 0.5])
     assert set(direction_outliers(ups, floor=0.0)) == {2}
+
+
+def test_the_ledger_profile_times_every_step_and_files_each_opcode_under_its_transaction():
+    ledger = _load("ledger")
+    p = ledger.profile(4, rounds=3, warmup=1)
+    assert set(p["steps"]) == {name for name, _ in ledger.STEP_ROWS} and all(v > 0 for v in p["steps"].values())
+    # the round is its steps (a median of sums against a sum of medians: close, not equal)
+    assert p["round"] == pytest.approx(sum(p["steps"].values()) + p["other"], rel=0.3) and p["other"] < 0.2 * p["round"]
+    for tx in ledger.TRANSACTION_STEPS:  # every transaction runs code, reads and writes storage
+        assert p["opcodes"][tx] > 100 and p["sloads"][tx] >= p["slots_read"][tx] >= 1
+        assert p["sstores"][tx] >= p["slots_written"][tx] >= 1
+    assert p["opcodes"]["finalize"] > p["opcodes"]["propose"]  # the draw and the duties run in finalize
+    assert "sign" not in p["opcodes"] and 0 < p["storage_s"] < p["opcode_s"]  # signing runs no EVM code
+    from cohep.ledger import Chain
+
+    chain = Chain.embedded(1)  # the opcode table was put back: a fresh chain runs plain py-evm opcodes
+    table = chain._tester.backend.chain.get_vm().state.computation_class.opcodes
+    assert all(getattr(op, "__name__", "") != "run" for op in table.values())
+    text = ledger.profile_text(p)
+    assert "| **round** |" in text and "finalize" in text.splitlines()[-3]
