@@ -128,3 +128,21 @@ def test_the_figure_of_a_baseline_draws_curves_not_a_vote_grid(tmp_path):
 
 def height(png) -> int:
     return struct.unpack(">I", png.read_bytes()[20:24])[0]
+
+
+def test_the_start_line_says_what_augmentation_the_prepared_run_trains_with():
+    from types import SimpleNamespace
+
+    from cohep.run.tasks import augment_for
+
+    events = start_line(augment_for(cfg(), SimpleNamespace(wire_planes=True)), model_auto=False)
+    assert events.endswith("; [train.augment] vertex_shift 8, charge_scale 0.3, pitch_scale 0.4, dead_wires 0.02, "
+                           "noise 0.1")  # the defaults' switches that are on, cosmics and view dropout off
+    digits = start_line(augment_for(cfg(), SimpleNamespace(wire_planes=False)), model_auto=False)
+    assert "augment" not in digits  # images without wire planes are not augmented, and the line does not claim it
+    off = cfg().replace(train={"augment": {"enabled": False}})
+    assert "augment" not in start_line(augment_for(off, SimpleNamespace(wire_planes=True)), model_auto=False)
+    alone = cfg(mode="individual").replace(train={"augment": {"pitch_scale": 0.0, "cosmics": 0.5}})
+    assert start_line(alone, model_auto=False).endswith(
+        "no protocol (each learner alone); [train.augment] vertex_shift 8, charge_scale 0.3, dead_wires 0.02, "
+        "noise 0.1, cosmics 0.5")

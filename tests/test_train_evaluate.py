@@ -129,6 +129,9 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     text = capsys.readouterr().out
     assert code == 0, text
     assert "epoch   1/2" in text and "val acc" in text and "best epoch" in text
+    # it says first what it trains with: the model the data picked, and the augmentation of wire-plane events
+    assert text.splitlines()[0].startswith("central training: model compact, 2 epoch(s); [train.augment] vertex_shift 8")
+    assert "pitch_scale 0.4" in text.splitlines()[0]
     assert (out / "best.safetensors").exists() and (out / "figure4.png").stat().st_size > 0
     ckpt = json.loads((out / "checkpoint.json").read_text())
     assert ckpt["data"]["train"] == 36 and ckpt["data"]["validation"] == 12

@@ -478,7 +478,7 @@ def train(
             f"  |  {row['train_images_per_s'] or 0:.1f} events/s{'  *best' if row.get('best') else ''}"
         )
 
-    result = train_from_config(cfg, on_epoch=show, overwrite=overwrite)
+    result = train_from_config(cfg, on_epoch=show, overwrite=overwrite, announce=typer.echo)
     typer.echo(
         f"best epoch {result.best_epoch}: val accuracy {result.best['val_accuracy']:.4f}; "
         f"{result.train_images_per_s:.1f} training events/s; {result.n_parameters:,} parameters"

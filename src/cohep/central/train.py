@@ -264,6 +264,7 @@ def train_from_config(
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
     overwrite: bool | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """``cohep train``: read ``data.path``, split off (or read ``central.val``) the validation set, train.
 
@@ -271,8 +272,10 @@ def train_from_config(
     rate, device...), ``experiment.seed`` and ``[central]`` (epochs, validation, output folder).
     ``overwrite`` is ``cohep train --overwrite``: False refuses an existing output folder, True replaces
     an earlier training's folder; None (library callers) writes into the folder as it is.
+    ``announce`` gets one line before training: the model, the epochs and the augmentation (the CLI prints it).
     """
     from cohep.datasets.source import load_data
+    from cohep.outputs.report import augmentation_text
 
     d, c = cfg.data, cfg.central
     if d.path is None:
@@ -280,6 +283,8 @@ def train_from_config(
     from cohep.run.tasks import load_task
 
     cfg, data, spec = load_task(cfg)
+    if announce is not None:
+        announce(f"central training: model {cfg.model.name}, {c.epochs:g} epoch(s){augmentation_text(cfg)}")
     out = Path(out_dir) if out_dir is not None else default_out(cfg)  # the model's name is known now
     if overwrite is not None:
         claim_output(out, overwrite=overwrite, flag="central.out", marker=checkpoint.METADATA)

@@ -76,10 +76,18 @@ class AugmentConfig(Section):
     #: not wire-plane events, and a vertex or a wire means nothing there
     min_views: int = setting(2, ge=1, help="Augment only batches with at least this many views.")
 
+    #: the switches, each off at 0
+    SWITCHES: ClassVar[tuple[str, ...]] = ("vertex_shift", "charge_scale", "pitch_scale", "dead_wires", "noise",
+                                           "cosmics", "view_dropout")
+
     @property
     def active(self) -> bool:
-        return self.enabled and bool(self.vertex_shift or self.charge_scale or self.pitch_scale or self.dead_wires
-                                     or self.noise or self.cosmics or self.view_dropout)
+        return self.enabled and any(getattr(self, name) for name in self.SWITCHES)
+
+    def describe(self) -> str:
+        """The switches that are on, with their values ("off" if none is): what a command says it trains with."""
+        on = [f"{name} {getattr(self, name):g}" for name in self.SWITCHES if getattr(self, name)]
+        return ", ".join(on) if self.active else "off"
 
     def applies_to(self, x: torch.Tensor) -> bool:
         """Whether a training batch ``[N, V, H, W]`` gets augmented: active, and enough views."""

@@ -17,15 +17,25 @@ CHANCE_MARGIN = 0.05
 
 
 def start_line(cfg, *, model_auto: bool) -> str:
-    """One line before training: the mode, the model (and whether the data picked it), the protocol."""
+    """One line before training: the mode, the model (and whether the data picked it), the protocol, and the
+    training augmentation where the prepared config applies it (wire-plane events)."""
     e = cfg.experiment
     model = f"model {cfg.model.name}" + (" (auto-picked for the data; --model to choose)" if model_auto else "")
     head = f"{e.mode}: {e.learners} learner(s), {e.rounds} round(s), {model}"
     if e.mode != "colearn":
-        return head + "; no protocol (" + ("each learner alone)" if e.mode == "individual" else "pooled data)")
+        return (head + "; no protocol (" + ("each learner alone)" if e.mode == "individual" else "pooled data)")
+                + augmentation_text(cfg))
     v, r = cfg.vote, cfg.round
     return (head + f"; protocol {e.protocol} (--protocol to choose): [round] proposers {r.proposers}, combine {r.combine}; "
-            f"[vote] judge {v.judge}, metric {v.metric}, margin {v.margin:g}, threshold {v.threshold:g}")
+            f"[vote] judge {v.judge}, metric {v.metric}, margin {v.margin:g}, threshold {v.threshold:g}"
+            + augmentation_text(cfg))
+
+
+def augmentation_text(cfg) -> str:
+    """"; [train.augment] ..." with the switches on, where the (prepared) config augments; "" where it does not
+    (data without wire planes, ``enabled = false``, every switch 0)."""
+    a = cfg.train.augment
+    return f"; [train.augment] {a.describe()}" if a.active else ""
 
 
 def warnings_for(result) -> list[str]:
