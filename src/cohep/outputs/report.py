@@ -32,8 +32,8 @@ def start_line(cfg, *, model_auto: bool) -> str:
 
 
 def augmentation_text(cfg) -> str:
-    """"; [train.augment] ..." with the switches on, where the (prepared) config augments; "" where it does not
-    (data without wire planes, ``enabled = false``, every switch 0)."""
+    """The part ``; [train.augment] <the switches on>`` where the (prepared) config augments, and "" where it
+    does not (data without wire planes, ``enabled = false``, every switch 0)."""
     a = cfg.train.augment
     return f"; [train.augment] {a.describe()}" if a.active else ""
 
