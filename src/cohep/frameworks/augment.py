@@ -63,7 +63,7 @@ class AugmentConfig(Section):
 
     #: the defaults transfer best (bench/augment_transfer.py, docs/benchmarks/augment_transfer.md); the pitch
     #: range +-40 % (it was +-20 %) spans uB's 3 mm against DUNE's 4.7 mm and held best across beams and
-    #: detectors (docs/benchmarks/beams.md: two training seeds; docs/physics.md: the detector matrix, three)
+    #: detectors (docs/benchmarks/beams.md and docs/physics.md: three training seeds each)
     vertex_shift: int = setting(8, ge=0, le=100, help="Largest vertex shift in pixels (0: off).")
     charge_scale: float = setting(0.3, ge=0, le=2, help="Log-normal sigma of a per-event gain (0: off).")
     pitch_scale: float = setting(0.4, ge=0, le=0.5, help="Pitch and time-per-pixel rescale range, +- fraction (0: off).")
