@@ -109,14 +109,15 @@ def one_round(c: Coordinator, chain: Chain, members: list[str], k: int, mode: st
     """One round's traffic with sealed votes; returns seconds per phase, gas and transactions.
 
     ``old_reads``: the runner's reads before the ledger profile (unsealed code; kept for --before).
-    ``steps``: also adds each step's seconds to it, by the step's name (--profile); STEP names it while it runs."""
+    ``steps``: also adds each step's seconds to it, by the step's name (``step``, else the call's: STEP_NAMES;
+    --profile); STEP names it while it runs."""
     from cohep.ledger import ballots as B
 
     t = dict.fromkeys(PHASES, 0.0)
     gas0, tx0 = c.gas_used, c.transactions
 
-    def timed(phase, fn, *args):
-        STEP[0] = STEP_NAMES.get(fn.__name__, fn.__name__)
+    def timed(phase, fn, *args, step=None):
+        STEP[0] = step or STEP_NAMES.get(fn.__name__, fn.__name__)
         start = time.perf_counter()
         try:
             return fn(*args)
@@ -149,8 +150,8 @@ def one_round(c: Coordinator, chain: Chain, members: list[str], k: int, mode: st
         timed("votes", c.submit_commits, p, r, commits)
     elif mode == "aggregate":
         timed("votes", c.post_commits, p, r, commits)
-        timed("votes", check_commits_post, c, r, state, commits)
-        timed("votes", commits_window, c)
+        timed("votes", check_bundles, c, r, state, commits, None, step="check_commits_post")
+        timed("votes", c.pass_challenge_window, step="commits_window")
     state = timed("reads", c.round_state, r)
     assert state.reveal_block is not None, "the reveal phase did not open"
     if mode == "transactions":
@@ -160,28 +161,12 @@ def one_round(c: Coordinator, chain: Chain, members: list[str], k: int, mode: st
         timed("votes", c.submit_reveals, p, r, reveals)
     else:
         timed("votes", c.post_reveals, p, r, reveals)
-        timed("votes", check_reveals_post, c, r, state, commits, reveals)
-        timed("votes", reveals_window, c)
+        timed("votes", check_bundles, c, r, state, commits, reveals, step="check_reveals_post")
+        timed("votes", c.pass_challenge_window, step="reveals_window")
     out = timed("finalize", c.finalize, p, r)  # its event names the accepted digest: no read after it
     assert out.votes == len(state.voters)
     return {**t, "total": sum(t.values()), "cpu": time.process_time() - cpu0,
             "gas": c.gas_used - gas0, "txs": c.transactions - tx0}
-
-
-def check_commits_post(c: Coordinator, r: int, state, commits: list) -> None:
-    check_bundles(c, r, state, commits, None)
-
-
-def check_reveals_post(c: Coordinator, r: int, state, commits: list, reveals: list) -> None:
-    check_bundles(c, r, state, commits, reveals)
-
-
-def commits_window(c: Coordinator) -> None:
-    c.pass_challenge_window()
-
-
-def reveals_window(c: Coordinator) -> None:
-    c.pass_challenge_window()
 
 
 def check_bundles(c: Coordinator, r: int, state, commits: list, reveals: list | None) -> None:
@@ -231,9 +216,6 @@ def measure_before(src: str, kind: str, mode: str, n: int, rounds: int) -> dict:
     return json.loads(next(line for line in out.splitlines() if line.startswith("{")))
 
 
-#: Before this change (commit 0a9d0fc: dry-run call before every transaction, all web3 middlewares,
-#: eth-keys' pure-Python secp256k1, the runner's per-voter reads), embedded chain, transactions:
-#: members -> (tx, chain s / round, CPU s / round), measured on the same shared machine with BEFORE_COMMAND.
 def profile(n: int, rounds: int, warmup: int = 5) -> dict:
     """--profile: an aggregated round of n members on the embedded chain, step by step.
 
@@ -337,6 +319,9 @@ def profile_text(p: dict) -> str:
     return "\n".join(lines)
 
 
+#: Before this change (commit 0a9d0fc: dry-run call before every transaction, all web3 middlewares,
+#: eth-keys' pure-Python secp256k1, the runner's per-voter reads), embedded chain, transactions:
+#: members -> (tx, chain s / round, CPU s / round), measured on the same shared machine with BEFORE_COMMAND.
 BEFORE_COMMAND = ("git worktree add /tmp/before 0a9d0fc && ECC_BACKEND_CLASS=eth_keys.backends.NativeECCBackend "
                   "PYTHONPATH=/tmp/before/src python bench/ledger.py --chains embedded --modes transactions "
                   "--old-reads --no-doc")
