@@ -608,7 +608,7 @@ def store_holding(net: LocalNet, member: int) -> int:
 
     def held(i: int) -> tuple[int, int, int]:
         has = [(net.root / f"store{i}" / f"{d}.safetensors").exists() for d, _ in proposed]
-        scored = sum(1 for q in rounds if rows[q][i] is not None and rows[q][i].vote_score == rows[q][i].vote_score)
+        scored = sum(1 for q in rounds if rows[q][i] is not None and not np.isnan(rows[q][i].vote_score))  # NaN: not served
         return sum(h for h, (_, q) in zip(has, proposed) if q in refused), scored, sum(has)
 
     score = {i: held(i) for i in range(net.honest)}
