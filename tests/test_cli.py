@@ -195,6 +195,8 @@ def test_demo_success(tmp_path, capsys, one_torch_thread):
         assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
         assert f"event_{i}: {png}" in captured.out
     assert f"data: {out / 'events.h5'}" in captured.out
+    # it says what it chose before training: the protocol, and the augmentation of its wire-plane events
+    assert "protocol guarded (--protocol to choose)" in captured.out and "pitch_scale 0.4" in captured.out
     recs = read_csv(out / "run" / "records.csv")
     assert len(recs) == 2 * (1 + 1)
     m = json.loads((out / "run" / "manifest.json").read_text())

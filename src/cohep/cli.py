@@ -307,7 +307,7 @@ def demo(
     claim_output(out, overwrite=overwrite, marker=DATA)
     if overwrite:  # the demo's settings are checked: nothing later depends on the user's input
         replace_output(out, marker=DATA)
-    result, files = run_demo(out, settings)
+    result, files = run_demo(out, settings, announce=typer.echo)
     _print_run_summary(result)
     for name, path in files.items():
         typer.echo(f"{name}: {path}")

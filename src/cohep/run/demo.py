@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import ClassVar
 
 from cohep.config import experiment as cfgmod
@@ -52,7 +53,10 @@ def demo_config(data_path: Path, s: DemoSettings) -> cfgmod.ExperimentConfig:
     })
 
 
-def run_demo(out_dir: str | Path, settings: DemoSettings = DemoSettings()) -> tuple[RunResult, dict[str, Path]]:
+def run_demo(out_dir: str | Path, settings: DemoSettings = DemoSettings(),
+             announce: Callable[[str], None] | None = None) -> tuple[RunResult, dict[str, Path]]:
+    """Simulate the demo's events, draw three, and run the experiment on them; ``announce`` gets the run's
+    start line (what it chose: model, protocol, augmentation) before any training."""
     from cohep.lartpc.simulate import simulate
     from cohep.outputs.plots.events import event_display
 
@@ -60,5 +64,5 @@ def run_demo(out_dir: str | Path, settings: DemoSettings = DemoSettings()) -> tu
         data = out / DATA
         simulate(settings.events, data, seed=settings.seed, workers=settings.workers)
         shown = {f"event_{i}": event_display(data, i, out / f"event_{i}.png") for i in range(3)}
-        result = run_experiment(demo_config(data, settings), out / "run")
+        result = run_experiment(demo_config(data, settings), out / "run", announce=announce)
     return result, {"data": data, **shown}
